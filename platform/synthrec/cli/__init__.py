@@ -1,0 +1,51 @@
+"""The `synthrec` command. The only place that prints, reads argv or exits.
+
+Each command group lives in its own module and registers itself on `app` when imported.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from synthrec.cli.app import app, console
+from synthrec.errors import SynthrecError
+
+# Importing registers the commands (order = order in --help).
+from synthrec.cli import data as _data  # noqa: E402,F401
+from synthrec.cli import gan as _gan  # noqa: E402,F401
+from synthrec.cli import evaluate as _evaluate  # noqa: E402,F401
+from synthrec.cli import recommender as _recommender  # noqa: E402,F401
+from synthrec.cli import serving as _serving  # noqa: E402,F401
+from synthrec.cli import cluster as _cluster  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one red line and exit code 2; `--debug` shows tracebacks."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="synthrec", standalone_mode=False)
+    except SynthrecError as err:
+        if debug:
+            raise
+        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        return _exit(2)
+    except click.exceptions.Exit as err:
+        return _exit(err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        return _exit(err.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/yellow]")
+        return _exit(130)
+    return _exit(0)
+
+
+def _exit(code: int) -> int:
+    if code:
+        sys.exit(code)
+    return 0

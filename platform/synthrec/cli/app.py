@@ -1,0 +1,58 @@
+"""The Typer app, shared console and progress helpers for the command modules."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+out = Console()  # results (tables, summaries) go to stdout
+
+app = typer.Typer(
+    name="synthrec",
+    help="Synthetic interaction logs with a conditional GAN, and recommenders trained on them, on Ray.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Simulate, validate and describe datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+    """Global options (--debug is handled in main before parsing)."""
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None, unit: str = "rows") -> Iterator[Any]:
+    """A rich progress bar; yields `update(completed, **fields)` for library callbacks."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    start = time.monotonic()
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total, rate="")
+
+        def update(completed: float, **fields: Any) -> None:
+            elapsed = max(time.monotonic() - start, 1e-9)
+            rate = fields.pop("rate", None) or f"{completed / elapsed:,.0f} {unit}/s"
+            extra = " ".join(f"{k}={v}" for k, v in fields.items())
+            progress.update(task, completed=completed, rate=f"{rate} {extra}".strip())
+
+        yield update
+
+
+def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    """Parse repeated `col=value` flags into a dict; bad shapes are a BadParameter."""
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected col=value, got {item!r}", param_hint=flag)
+        pairs[key.strip()] = value.strip()
+    return pairs

@@ -1,0 +1,3 @@
+"""`synthrec` commands: cluster."""
+
+from synthrec.cli.app import app  # noqa: F401

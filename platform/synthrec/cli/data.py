@@ -1,0 +1,3 @@
+"""`synthrec` commands: data."""
+
+from synthrec.cli.app import app  # noqa: F401

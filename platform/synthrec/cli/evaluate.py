@@ -1,0 +1,3 @@
+"""`synthrec` commands: evaluate."""
+
+from synthrec.cli.app import app  # noqa: F401

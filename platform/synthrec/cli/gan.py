@@ -1,0 +1,3 @@
+"""`synthrec` commands: gan."""
+
+from synthrec.cli.app import app  # noqa: F401

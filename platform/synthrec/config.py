@@ -1,0 +1,168 @@
+"""Typed configuration: one pydantic object per job, from YAML plus CLI overrides.
+
+No torch, no ray here. Every section forbids unknown keys; `load_config` turns pydantic's
+errors into one `ConfigError` that names each bad key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from synthrec.errors import ConfigError
+
+T = TypeVar("T", bound="Section")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StorageConfig(Section):
+    """Where s3:// URIs go. Unset fields fall back to the standard AWS variables.
+
+    Credentials are never serialized (SecretStr dumps as stars) and never logged; on a
+    cluster they come from the environment or the instance profile.
+    """
+
+    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:8333; env AWS_ENDPOINT_URL")
+    region: str | None = Field(None, description="env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    max_attempts: int = Field(5, ge=1, le=20, description="attempts for transient S3 errors")
+    retry_base_delay_s: float = Field(0.2, gt=0, le=10)
+
+    def resolved(self) -> dict[str, str | None]:
+        """Endpoint, region and credentials with environment fallbacks applied."""
+        env = os.environ
+        key = self.access_key_id.get_secret_value() if self.access_key_id else env.get("AWS_ACCESS_KEY_ID")
+        secret = (
+            self.secret_access_key.get_secret_value()
+            if self.secret_access_key
+            else env.get("AWS_SECRET_ACCESS_KEY")
+        )
+        return {
+            "endpoint_url": self.endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+            "region": self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            "access_key_id": key,
+            "secret_access_key": secret,
+            "session_token": env.get("AWS_SESSION_TOKEN"),
+        }
+
+
+class ScalingSection(Section):
+    """How many Ray workers or actors, and what each one gets."""
+
+    num_workers: int = Field(1, ge=1, le=1024)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(0.5, gt=0, le=256, description="fractional on small machines")
+    gpus_per_worker: float = Field(1.0, gt=0, le=8)
+
+
+class SimulateConfig(Section):
+    """The built-in e-commerce search-log simulator (documented as simulated data)."""
+
+    rows: int = Field(100_000, ge=1, le=100_000_000)
+    num_users: int = Field(5_000, ge=1)
+    num_items: int = Field(20_000, ge=1)
+    num_categories: int = Field(40, ge=1, le=10_000)
+    num_brands: int = Field(300, ge=1)
+    num_queries: int = Field(2_000, ge=1)
+    seed: int = 0
+    out: str = "out/simulated"
+    rows_per_file: int = Field(1_000_000, ge=1_000)
+
+
+class GanConfig(Section):
+    """Conditional WGAN-GP hyperparameters (CTGAN-class defaults)."""
+
+    embedding_dim: int = Field(128, ge=1, description="noise dimension")
+    generator_dims: list[int] = Field(default_factory=lambda: [256, 256])
+    critic_dims: list[int] = Field(default_factory=lambda: [256, 256])
+    generator_lr: float = Field(2e-4, gt=0)
+    critic_lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    batch_size: int = Field(500, ge=10, description="global batch; split across workers")
+    pac: int = Field(10, ge=1, description="PacGAN: rows per critic sample")
+    critic_steps: int = Field(1, ge=1)
+    gp_weight: float = Field(10.0, ge=0)
+    gumbel_tau: float = Field(0.2, gt=0)
+    max_onehot_cardinality: int = Field(64, ge=2, description="above this, ids use embeddings")
+    id_embedding_dim: int = Field(16, ge=2)
+    num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
+    mode_fit_rows: int = Field(20_000, ge=100, description="bounded sample for mode fitting")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _pac_divides_batch(self) -> "GanConfig":
+        if self.batch_size % self.pac:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of pac {self.pac}")
+        return self
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+    """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
+
+    Overrides with value None are ignored, so CLI flags left unset keep YAML values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    return validate_config(cls, data, source=str(path) if path else "flags")
+
+
+def validate_config(cls: type[T], data: Any, source: str = "config") -> T:
+    """Validate a plain dict (e.g. JSON shipped with a Ray job) into `cls`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(cls, e) for e in err.errors())) from None
+
+
+def _describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "(root)"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(sorted(_fields_at(cls, error["loc"][:-1])))
+        return f"unknown key '{key}' (allowed here: {allowed})"
+    return f"key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
