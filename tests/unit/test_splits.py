@@ -1,0 +1,88 @@
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from synthrec.data.splits import ML100K_NUM_TRAIN, leave_last_out, temporal_split
+from synthrec.errors import DataError
+
+
+def _table(users, times, items=None):
+    items = items or [f"i{k}" for k in range(len(users))]
+    return pa.table({"user_id": users, "item_id": items, "timestamp": times})
+
+
+def test_splits_temporal_takes_first_rows():
+    t = _table(["a"] * 5, [1, 2, 3, 4, 5])
+    train, test = temporal_split(t, 3)
+    assert train["timestamp"].to_pylist() == [1, 2, 3]
+    assert test["timestamp"].to_pylist() == [4, 5]
+
+
+@pytest.mark.parametrize("num_train", [0, 5, -1])
+def test_splits_temporal_rejects_out_of_range(num_train):
+    with pytest.raises(DataError, match="num_train"):
+        temporal_split(_table(["a"] * 5, [1, 2, 3, 4, 5]), num_train)
+
+
+def test_splits_leave_last_out_per_user_latest_is_test():
+    t = _table(["a", "b", "a", "a", "b", "c"], [30, 5, 10, 20, 1, 7],
+               ["a30", "b5", "a10", "a20", "b1", "c7"])
+    train, valid, test = leave_last_out(t)
+    assert train["item_id"].to_pylist() == ["a10"]
+    assert valid["item_id"].to_pylist() == ["a20", "b1"]  # input order kept
+    assert test["item_id"].to_pylist() == ["a30", "b5", "c7"]
+
+
+def test_splits_leave_last_out_ties_broken_by_row_order():
+    t = _table(["u", "u", "u", "u"], [5, 9, 9, 9], ["x", "first", "second", "third"])
+    train, valid, test = leave_last_out(t)
+    assert test["item_id"].to_pylist() == ["third"]
+    assert valid["item_id"].to_pylist() == ["second"]
+    assert train["item_id"].to_pylist() == ["x", "first"]
+
+
+def test_splits_leave_last_out_accepts_timestamps_and_int_users():
+    ts = [dt.datetime(2020, 1, d) for d in (3, 1, 2)]
+    t = pa.table({"uid": [7, 7, 7], "iid": [1, 2, 3], "when": pa.array(ts, pa.timestamp("s"))})
+    train, valid, test = leave_last_out(t, "uid", "iid", "when")
+    assert (train["iid"].to_pylist(), valid["iid"].to_pylist(), test["iid"].to_pylist()) == ([2], [3], [1])
+
+
+def test_splits_leave_last_out_names_missing_column():
+    with pytest.raises(DataError, match="when"):
+        leave_last_out(_table(["a"], [1]), time_col="when")
+
+
+def test_splits_leave_last_out_rejects_null_users():
+    with pytest.raises(DataError, match="user_id"):
+        leave_last_out(_table(["a", None], [1, 2]))
+
+
+def test_splits_leave_last_out_matches_reference_on_random_data():
+    rng = np.random.default_rng(0)
+    n = 2_000
+    users = rng.integers(0, 50, n)
+    times = rng.integers(0, 30, n)  # many ties
+    t = pa.table({"user_id": users, "item_id": np.arange(n), "timestamp": times})
+    _, valid, test = leave_last_out(t)
+    # Reference: per user, max (time, row) pair is test, second largest is valid.
+    ref_test, ref_valid = set(), set()
+    for u in np.unique(users):
+        rows = sorted(np.flatnonzero(users == u), key=lambda r: (times[r], r))
+        ref_test.add(rows[-1])
+        if len(rows) > 1:
+            ref_valid.add(rows[-2])
+    assert set(test["item_id"].to_pylist()) == ref_test
+    assert set(valid["item_id"].to_pylist()) == ref_valid
+
+
+def test_splits_on_ml100k(ml100k_dir):
+    events = pq.read_table(ml100k_dir / "events.parquet")
+    train, test = temporal_split(events, ML100K_NUM_TRAIN)
+    assert (train.num_rows, test.num_rows) == (80_000, 20_000)
+    tr, va, te = leave_last_out(events)
+    assert va.num_rows == te.num_rows == 943
+    assert tr.num_rows == 100_000 - 2 * 943
