@@ -1,0 +1,90 @@
+"""Ray glue shared by training, generation and serving: no model math here.
+
+`ensure_ray` starts (or joins) Ray once; `build_scaling_config` and `build_run_config` are
+the one place where ScalingConfig and RunConfig are made, so every trainer treats storage,
+checkpoints and failures alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from typing import Any
+
+from synthrec.config import ScalingSection, StorageConfig
+from synthrec.errors import ClusterError, ConfigError
+from synthrec.storage import filesystem, is_s3
+
+# Local Ray binds loopback only and sends no usage stats, unless the user says otherwise.
+_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# AWS settings that workers need to reach the same S3 as the driver. Passed through the
+# runtime env (never printed): secrets stay out of logs.
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def forwarded_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """Connect to `address` (or RAY_ADDRESS), or start a local Ray sized to this machine."""
+    for key, value in _LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": forwarded_env()}, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": forwarded_env()})
+    except ConnectionError as err:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {err}; is `ray start --head` running?") from None
+    return ray
+
+
+def build_scaling_config(scaling: ScalingSection):
+    """ScalingConfig from the typed section: fractional CPUs keep small machines from starving."""
+    from ray.train import ScalingConfig
+
+    resources: dict[str, float] = {"CPU": scaling.cpus_per_worker}
+    if scaling.use_gpu:
+        resources["GPU"] = scaling.gpus_per_worker
+    return ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu, resources_per_worker=resources)
+
+
+def run_storage(uri: str, storage: StorageConfig | None = None) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for RunConfig: S3 wants `bucket/prefix` plus a filesystem."""
+    fs, path = filesystem(uri, storage)
+    return (path, fs) if is_s3(uri) else (path, None)
+
+
+def build_run_config(name: str, storage_uri: str, storage: StorageConfig | None = None,
+                     num_to_keep: int = 2, max_failures: int = 0):
+    """RunConfig for a Train run. Reusing `name` with the same storage resumes that run."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    path, fs = run_storage(storage_uri, storage)
+    return RunConfig(
+        name=name, storage_path=path, storage_filesystem=fs,
+        checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
+        failure_config=FailureConfig(max_failures=max_failures),
+        worker_runtime_env={"env_vars": forwarded_env()},
+    )
+
+
+def new_run_name(prefix: str) -> str:
+    """A fresh run name, so a new job never auto-resumes an old one by accident."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def validate_run_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name):
+        raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (max 128)")
+    return name
