@@ -106,6 +106,56 @@ class GanConfig(Section):
         return self
 
 
+class TrainGanConfig(Section):
+    """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
+
+    data: str = Field(..., description="table URI: .parquet/.csv file or dataset folder, local or s3://")
+    out: str = Field(..., description="model directory URI to publish")
+    schema_path: str | None = Field(None, alias="schema", description="schema YAML overriding inferred roles")
+    gan: GanConfig = Field(default_factory=GanConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    epochs: int | None = Field(None, ge=1, le=100_000)
+    time_budget_min: float | None = Field(None, gt=0, description="stop after this many minutes")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(2, ge=0, description="automatic restarts from the last checkpoint")
+    checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
+    run_name: str | None = Field(None, description="reuse a name with --resume to continue a run")
+    resume: bool = False
+    bf16: bool = Field(False, description="bf16 autocast on GPU (ignored on CPU)")
+    early_stop_patience: int | None = Field(None, ge=1, description="epochs without fidelity gain")
+    ray_address: str | None = None
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_stop_rule(self) -> "TrainGanConfig":
+        if self.epochs is None and self.time_budget_min is None:
+            self.__dict__["epochs"] = 30
+        if self.resume and not self.run_name:
+            raise ValueError("resume needs run_name (the name printed by the run to continue)")
+        return self
+
+
+class GenerateConfig(Section):
+    """`synthrec generate` / jobs/generate.py: Ray Data generation to Parquet."""
+
+    model: str = Field(..., description="model directory URI")
+    rows: int = Field(..., ge=1, le=10_000_000_000)
+    out: str = Field(..., description="dataset URI to publish")
+    conditions: dict[str, str] = Field(default_factory=dict, description="exact column=value conditions")
+    rebalance: dict[str, str | dict[str, float]] = Field(
+        default_factory=dict, description="column -> 'uniform' or {value: probability}")
+    seed: int = 0
+    rows_per_file: int = Field(250_000, ge=1_000, le=50_000_000, description="block size; one file per block")
+    concurrency: int = Field(2, ge=1, le=4096, description="generator actors")
+    cpus_per_actor: float = Field(0.5, gt=0, le=256)
+    gpu: bool = False
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
 
