@@ -74,7 +74,7 @@ class SimulateConfig(Section):
     num_categories: int = Field(40, ge=1, le=10_000)
     num_brands: int = Field(300, ge=1)
     num_queries: int = Field(2_000, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="block b draws from the stream (seed, b)")
     out: str = "out/simulated"
     rows_per_file: int = Field(1_000_000, ge=1_000)
 
