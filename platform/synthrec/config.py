@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -98,6 +98,16 @@ class GanConfig(Section):
     num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
     mode_fit_rows: int = Field(20_000, ge=100, description="bounded sample for mode fitting")
     seed: int = 0
+    max_discrete_int_levels: int = Field(
+        32, ge=0, description="integer numeric columns with at most this many values are one-hot (exact marginals)")
+    id_profile_rows: int = Field(200_000, ge=100, description="bounded sample for id profile vectors")
+    generator_norm: Literal["batch", "layer"] = Field("batch", description="normalization in residual blocks")
+    critic_dropout: float = Field(0.5, ge=0, lt=1)
+    adam_betas: tuple[float, float] = (0.5, 0.9)
+    cond_extra_prob: float = Field(
+        0.1, ge=0, le=1, description="chance each other discrete column is also revealed in the conditional vector")
+    epochs: int = Field(100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget")
+    sample_batch_rows: int = Field(16_384, ge=1, le=1_000_000, description="rows per generator call when sampling")
 
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> "GanConfig":
@@ -154,6 +164,67 @@ class GenerateConfig(Section):
     gpu: bool = False
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
+
+
+class RecommenderConfig(Section):
+    """Model F (causal-transformer user tower, attribute item tower) and how it is trained."""
+
+    dim: int = Field(64, ge=8, le=1024, description="embedding and transformer width")
+    num_layers: int = Field(2, ge=1, le=12)
+    num_heads: int = Field(1, ge=1, le=16)
+    max_len: int = Field(50, ge=2, le=1024, description="sequence window, including the user token")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    loss: Literal["softmax", "bce"] = Field("softmax", description="softmax: cross-entropy over items; bce: sampled negatives")
+    num_negatives: int = Field(0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)")
+    synthetic_weight: float = Field(1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)")
+    batch_size: int = Field(128, ge=1, description="windows per step, global (split across workers)")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int | None = Field(None, ge=1, le=100_000, description="upper bound; early stopping may end sooner")
+    time_budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
+    patience: int = Field(10, ge=1, description="validations without NDCG@10 gain before stopping")
+    eval_every: int = Field(1, ge=1, description="epochs between validations")
+    holdout: Literal["leave_last_out", "none"] = Field(
+        "leave_last_out", description="leave_last_out: train without each user's last two rows (validation, test)")
+    time_column: str | None = Field(None, description="default: the datetime column, or one named timestamp/time/ts")
+    user_features: list[str] | None = Field(None, description="default: columns constant per user")
+    item_features: list[str] | None = Field(None, description="default: columns constant per item")
+    query_column: str | None = Field(None, description="default: a text column named query/search/search_query")
+    query_buckets: int = Field(1 << 14, ge=16, le=1 << 24, description="hash buckets for query tokens")
+    query_max_tokens: int = Field(8, ge=1, le=64)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _default_stop_rule(self) -> "RecommenderConfig":
+        if self.epochs is None and self.time_budget_s is None:
+            self.__dict__["epochs"] = 200
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} must be a multiple of num_heads {self.num_heads}")
+        return self
+
+
+class TrainRecommenderConfig(Section):
+    """`synthrec train-recommender` / jobs/train_recommender.py: Ray Train data-parallel model F."""
+
+    real: str = Field(..., description="real interactions: .parquet/.csv file or dataset folder, local or s3://")
+    synthetic: str | None = Field(None, description="synthetic interactions with the real table's columns")
+    out: str = Field(..., description="model directory URI to publish")
+    model: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(2, ge=0, description="automatic restarts from the last checkpoint")
+    checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
+    run_name: str | None = Field(None, description="reuse a name with resume to continue a run")
+    resume: bool = False
+    ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _resume_needs_name(self) -> "TrainRecommenderConfig":
+        if self.resume and not self.run_name:
+            raise ValueError("resume needs run_name (the name printed by the run to continue)")
+        return self
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
