@@ -1,0 +1,124 @@
+"""A generic event log: a CSV or Parquet file (or a published dataset), local or s3://, plus
+an optional schema YAML that gives each column its role:
+
+    columns:
+      customer:  {role: user_id}
+      sku:       {role: item_id}
+      price:     {role: numeric, kind: float}   # kind and nullable are optional checks
+      bought:    {role: label}
+
+With a schema file, the table must have exactly its columns. Without one, a published
+dataset's own schema (from its manifest) is used, else roles are inferred. Either way the
+table is validated, so bad input fails here with a message that names the column and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from synthrec import storage as st
+from synthrec.config import StorageConfig
+from synthrec.errors import SchemaError
+from synthrec.schema import ColumnSpec, Kind, Role, Schema, infer_schema, kind_of, validate_table
+
+SPEC_KEYS = ("role", "kind", "nullable")
+
+
+def load_event_log(data_uri: str, schema_uri: str | None = None,
+                   storage: StorageConfig | None = None) -> tuple[pa.Table, Schema]:
+    """Read and validate an event log; returns the table and its schema."""
+    table = st.read_table(data_uri, storage)
+    if table.num_rows == 0:
+        raise SchemaError(f"{data_uri} is empty (0 rows); provide at least one row")
+    _reject_all_null(table, data_uri)  # first: a CSV column of only nulls has no type to check
+    if schema_uri is not None:
+        schema = schema_from_spec(table, read_schema_spec(schema_uri, storage), where=data_uri)
+    else:
+        schema = manifest_schema(data_uri, storage) or infer_schema(table)
+    check_table(table, schema, data_uri)
+    return table, schema
+
+
+def check_table(table: pa.Table, schema: Schema, where: str) -> None:
+    """`validate_table`, then the kinds and nullability the schema declares."""
+    validate_table(table, schema, where)
+    for spec in schema.columns:
+        col = table.column(spec.name)
+        if kind_of(col.type) != spec.kind:
+            raise SchemaError(f"{where} column '{spec.name}': the schema says kind {spec.kind.value} "
+                              f"but the data holds {col.type}; fix the data or the schema's kind")
+        if not spec.nullable and col.null_count:
+            raise SchemaError(f"{where} column '{spec.name}': {col.null_count} nulls but the schema says "
+                              "nullable: false; fill them or set nullable: true")
+
+
+def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
+    """The `columns` mapping of a schema YAML, checked for shape: {name: {role, kind?, nullable?}}."""
+    if not st.exists(uri, storage):
+        raise SchemaError(f"schema file {uri} does not exist; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise SchemaError(f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}") from None
+    columns = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(columns, dict) or not columns:
+        raise SchemaError(f"schema file {uri}: expected a top-level 'columns' mapping of name -> {{role: ...}}")
+    specs = {}
+    for name, spec in columns.items():
+        spec = {"role": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or "role" not in spec:
+            raise SchemaError(f"schema file {uri}: column '{name}' needs a mapping with a 'role'")
+        unknown = sorted(set(spec) - set(SPEC_KEYS))
+        if unknown:
+            raise SchemaError(f"schema file {uri}: column '{name}' has unknown key(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(SPEC_KEYS)}")
+        specs[str(name)] = {"role": _enum(Role, spec["role"], name, "role", uri)}
+        if "kind" in spec:
+            specs[str(name)]["kind"] = _enum(Kind, spec["kind"], name, "kind", uri)
+        if "nullable" in spec:
+            if not isinstance(spec["nullable"], bool):
+                raise SchemaError(f"schema file {uri}: column '{name}': nullable must be true or false")
+            specs[str(name)]["nullable"] = spec["nullable"]
+    return specs
+
+
+def _enum(cls, value: Any, name: str, key: str, uri: str):
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(v.value for v in cls)
+        raise SchemaError(f"schema file {uri}: column '{name}': {key} {value!r} is unknown; allowed: {allowed}") from None
+
+
+def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: str) -> Schema:
+    """A schema with exactly the spec's columns; kinds the spec leaves out come from the data."""
+    columns = []
+    for name, spec in specs.items():
+        present = name in table.column_names
+        kind = spec.get("kind") or (kind_of(table.column(name).type) if present else Kind.STRING)
+        if kind is None:
+            raise SchemaError(f"{where} column '{name}': type {table.column(name).type} is not supported; "
+                              "use string, integer, float, bool or timestamp")
+        nullable = spec.get("nullable", bool(present and table.column(name).null_count))
+        columns.append(ColumnSpec(name, spec["role"], kind, nullable))
+    return Schema(columns)
+
+
+def manifest_schema(uri: str, storage: StorageConfig | None = None) -> Schema | None:
+    """The schema a published dataset carries in its manifest, if any."""
+    if not st.exists(st.join(uri, st.MANIFEST), storage):  # e.g. a single file
+        return None
+    manifest = st.read_manifest(uri, storage)
+    if manifest is None or "schema" not in manifest.metadata:
+        return None
+    return Schema.from_dict(manifest.metadata["schema"])
+
+
+def _reject_all_null(table: pa.Table, where: str) -> None:
+    for name in table.column_names:
+        col = table.column(name)
+        if col.null_count == len(col):
+            raise SchemaError(f"{where} column '{name}': all {len(col)} values are null; drop the column or fill it")
