@@ -227,6 +227,44 @@ class TrainRecommenderConfig(Section):
         return self
 
 
+class VerdictConfig(Section):
+    """Pass/fail thresholds of `synthrec evaluate`; null skips a check."""
+
+    max_exact_copy_rate: float | None = Field(
+        0.01, ge=0, le=1, description="synthetic rows identical to a train row; the holdout's own rate, if higher, is used")
+    max_dcr_share: float | None = Field(
+        0.10, ge=0, le=1, description="synthetic rows closer to train than the holdout's 5th percentile (0.05 expected)")
+    max_mia_auc: float | None = Field(0.60, ge=0.5, le=1, description="distance-based membership attack AUC")
+    min_fidelity: float | None = Field(0.70, ge=0, le=1, description="fidelity.overall (sdmetrics definition)")
+    min_utility_ratio: float | None = Field(0.80, ge=0, description="TSTR AUC / TRTR AUC")
+
+
+class EvaluateConfig(Section):
+    """`synthrec evaluate` / run_evaluate: fidelity, utility and privacy of a synthetic table."""
+
+    real: str | None = Field(None, description="real rows the generator was trained on: file or dataset URI")
+    synthetic: str | None = Field(None, description="synthetic rows with the real table's columns")
+    holdout: str | None = Field(None, description="real rows the generator never saw (privacy baseline, utility test)")
+    out: str = Field("out/evaluate", description="folder URI for report.html and metrics.json")
+    label: str | None = Field(None, description="binary label for TSTR/TRTR; default: the schema's first label")
+    utility_exclude: list[str] = Field(default_factory=list, description="columns that leak the label")
+    roles: dict[str, str] = Field(default_factory=dict, description="column -> role, overriding inference")
+    segments: dict[str, Any] | None = Field(
+        None, description="column -> [values] or null (top values); default: the synthetic manifest's conditions/rebalance")
+    seed: int = Field(0, ge=0)
+    num_bins: int = Field(10, ge=2, le=1000, description="contingency bins for numerics (sdmetrics: 10)")
+    correlation_threshold: float = Field(0.5, ge=0, le=1, description="sdmetrics' default real |r| for a pair to count")
+    association_threshold: float = Field(0.3, ge=0, le=1, description="sdmetrics' default real Cramér's V")
+    utility_max_train_rows: int = Field(200_000, ge=100, description="seeded sample bound per training side")
+    utility_test_fraction: float = Field(0.2, gt=0, lt=1, description="real rows held out for testing without a holdout")
+    privacy_query_rows: int = Field(10_000, ge=10, description="synthetic/holdout/train rows whose nearest record is found")
+    privacy_reference_rows: int = Field(100_000, ge=10, description="train (DCR) or synthetic (MIA) rows searched")
+    max_segments: int = Field(12, ge=1, le=200, description="segments per column when values are not listed")
+    report_max_categories: int = Field(20, ge=2, le=200, description="bars per categorical in the report")
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
 
