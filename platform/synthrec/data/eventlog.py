@@ -14,15 +14,18 @@ table is validated, so bad input fails here with a message that names the column
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
 
 from synthrec import storage as st
 from synthrec.config import StorageConfig
-from synthrec.errors import SchemaError
-from synthrec.schema import ColumnSpec, Kind, Role, Schema, infer_schema, kind_of, validate_table
+from synthrec.errors import DataError, SchemaError
+from synthrec.schema import ID_ROLES, ColumnSpec, Kind, Role, Schema, infer_schema, kind_of, validate_table
 
 SPEC_KEYS = ("role", "kind", "nullable")
 
@@ -30,7 +33,7 @@ SPEC_KEYS = ("role", "kind", "nullable")
 def load_event_log(data_uri: str, schema_uri: str | None = None,
                    storage: StorageConfig | None = None) -> tuple[pa.Table, Schema]:
     """Read and validate an event log; returns the table and its schema."""
-    table = st.read_table(data_uri, storage)
+    table = read_events(data_uri, storage)
     if table.num_rows == 0:
         raise SchemaError(f"{data_uri} is empty (0 rows); provide at least one row")
     _reject_all_null(table, data_uri)  # first: a CSV column of only nulls has no type to check
@@ -42,6 +45,17 @@ def load_event_log(data_uri: str, schema_uri: str | None = None,
     return table, schema
 
 
+def read_events(uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
+    """`storage.read_table`, refusing a folder that holds an unfinished publish (run folders, no
+    manifest): readers trust only manifests."""
+    fs, path = st.filesystem(uri, storage)
+    if fs.get_file_info(path).type == st.pafs.FileType.Directory and st.read_manifest(uri, storage) is None:
+        if any(p.startswith(("run-", "_staging")) for p in st.list_files(uri, storage)):
+            raise DataError(f"{uri} holds an unfinished or crashed write (no {st.MANIFEST}); "
+                            "re-run the job that writes it")
+    return st.read_table(uri, storage, columns)
+
+
 def check_table(table: pa.Table, schema: Schema, where: str) -> None:
     """`validate_table`, then the kinds and nullability the schema declares."""
     validate_table(table, schema, where)
@@ -50,6 +64,10 @@ def check_table(table: pa.Table, schema: Schema, where: str) -> None:
         if kind_of(col.type) != spec.kind:
             raise SchemaError(f"{where} column '{spec.name}': the schema says kind {spec.kind.value} "
                               f"but the data holds {col.type}; fix the data or the schema's kind")
+        if spec.role in ID_ROLES and spec.kind == Kind.STRING:
+            empty = pc.sum(pc.equal(pc.utf8_trim_whitespace(col), "")).as_py() or 0
+            if empty:  # CSV readers keep a missing id as ""
+                raise SchemaError(f"{where} column '{spec.name}': {empty} empty ids; every row needs a {spec.role.value}")
         if not spec.nullable and col.null_count:
             raise SchemaError(f"{where} column '{spec.name}': {col.null_count} nulls but the schema says "
                               "nullable: false; fill them or set nullable: true")
@@ -122,3 +140,62 @@ def _reject_all_null(table: pa.Table, where: str) -> None:
         col = table.column(name)
         if col.null_count == len(col):
             raise SchemaError(f"{where} column '{name}': all {len(col)} values are null; drop the column or fill it")
+
+
+@dataclass
+class ColumnSummary:
+    name: str
+    type: str
+    role: str
+    nulls: int
+    distinct: int
+    low: str   # min and max (lexicographic for strings); "" when all null
+    high: str
+
+
+@dataclass
+class Description:
+    uri: str
+    num_rows: int
+    columns: list[ColumnSummary]
+    manifest: st.Manifest | None  # set for a published dataset: the only source of truth
+
+
+def describe(uri: str, storage: StorageConfig | None = None) -> Description:
+    """Rows, and per column: type, role, nulls, distinct values, range. A published dataset is
+    read through its manifest one column at a time (bounded memory); its schema, if it has
+    one, gives the roles."""
+    manifest = st.read_manifest(uri, storage) if _is_dir(uri, storage) else None
+    if manifest is None:
+        table = read_events(uri, storage)
+        schema = infer_schema(table) if table.num_rows and not _has_all_null(table) else None
+        cols = [_summarize(table.column(n), n, schema[n].role.value if schema else "?") for n in table.column_names]
+        return Description(uri, table.num_rows, cols, None)
+    schema = manifest_schema(uri, storage)
+    fs, base = st.filesystem(uri, storage)
+    first = base + "/" + manifest.files[0].path
+    names = pq.read_schema(first, filesystem=fs).names
+    cols = []
+    for name in names:
+        col = st.read_dataset(uri, storage, columns=[name]).column(name)
+        role = schema[name].role.value if schema and name in schema.names else infer_schema(pa.table({name: col})).columns[0].role.value
+        cols.append(_summarize(col, name, role))
+    return Description(uri, manifest.num_rows or 0, cols, manifest)
+
+
+def _is_dir(uri: str, storage: StorageConfig | None) -> bool:
+    fs, path = st.filesystem(uri, storage)
+    return fs.get_file_info(path).type == st.pafs.FileType.Directory
+
+
+def _has_all_null(table: pa.Table) -> bool:
+    return any(c.null_count == len(c) for c in table.columns)
+
+
+def _summarize(col: pa.ChunkedArray, name: str, role: str) -> ColumnSummary:
+    distinct = pc.count_distinct(col, mode="only_valid").as_py() if col.null_count < len(col) else 0
+    low = high = ""
+    if distinct and kind_of(col.type) is not None:
+        bounds = pc.min_max(col)
+        low, high = str(bounds["min"].as_py()), str(bounds["max"].as_py())
+    return ColumnSummary(name, str(col.type), role, col.null_count, distinct, low, high)

@@ -30,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synthrec.config import SimulateConfig
+from synthrec import storage as st
+from synthrec.config import SimulateConfig, StorageConfig
 from synthrec.errors import ConfigError
 from synthrec.schema import ColumnSpec, Kind, Role, Schema
 
@@ -414,3 +415,22 @@ def simulate_batches(cfg: SimulateConfig, batch_rows: int | None = None,
 def simulate(cfg: SimulateConfig) -> pa.Table:
     """The whole log as one table (for tests and small sizes; use simulate_batches for large)."""
     return pa.Table.from_batches(list(simulate_batches(cfg)), schema=SCHEMA)
+
+
+def run_simulate(cfg: SimulateConfig, storage: StorageConfig | None = None,
+                 progress: Callable[..., None] | None = None) -> st.Manifest:
+    """Simulate `cfg.rows` rows and publish them atomically at `cfg.out` (local or s3://).
+
+    Streams block by block (bounded memory); `progress(rows_done)` after each block. The
+    manifest carries the exact row count, the config and the column roles.
+    """
+    check_config(cfg)
+    st.check_writable(cfg.out, storage)  # fail in seconds, before generating anything
+    metadata = {
+        "source": "simulator",
+        "description": "SIMULATED e-commerce search log (synthrec.data.simulator); not real data",
+        "config": cfg.model_dump(mode="json"),
+        "schema": simulated_schema().to_dict(),
+    }
+    return st.write_dataset(simulate_batches(cfg, progress=progress), cfg.out, storage,
+                            rows_per_file=cfg.rows_per_file, metadata=metadata)
