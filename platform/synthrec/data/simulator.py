@@ -275,9 +275,9 @@ def _sessions(world: World, rng: np.random.Generator, num: int) -> dict[str, np.
     query = world.queries_in_category.draw(query_cat, rng, num)
     page = np.minimum(3 + rng.poisson(np.array(SEGMENT_PAGE)[seg] - 3), 50)  # (S,) impressions asked
     session = np.repeat(np.arange(num), page)  # (R,)
-    in_category = rng.random(len(session)) < 0.9  # search also shows some items from elsewhere
-    item = np.where(in_category, world.items_in_category.draw(query_cat[session], rng, len(session)),
-                    world.items_overall.draw(0, rng, len(session)))
+    item = world.items_in_category.draw(query_cat[session], rng, len(session))
+    elsewhere = np.flatnonzero(rng.random(len(session)) >= 0.9)  # search also shows some other items
+    item[elsewhere] = world.items_overall.draw(0, rng, len(elsewhere))
     # A page shows distinct items, ranked by popularity, quality, match and noise.
     _, keep = np.unique(session * len(world.item_category) + item, return_index=True)
     session, item = session[keep], item[keep]
