@@ -46,3 +46,16 @@ def test_data_cli_simulate_million_rows_to_local_folder(tmp_path):
     assert manifest.num_rows == ROWS and sum(f.rows for f in manifest.files) == ROWS
     assert _parquet_rows(uri, manifest) == ROWS
     assert manifest.metadata["description"].startswith("SIMULATED")
+
+
+def test_data_cli_validate_csv_and_schema_on_s3(s3_bucket):
+    base = f"s3://{s3_bucket}/raw"
+    storage.write_bytes(f"{base}/log.csv", b"customer,sku,bought\nc1,s1,1\nc2,s2,0\n")
+    storage.write_bytes(f"{base}/schema.yaml", b"columns: {customer: user_id, sku: item_id, bought: label}\n")
+    proc = subprocess.run([SYNTHREC, "data", "validate", "--data", f"{base}/log.csv", "--schema", f"{base}/schema.yaml"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "valid: 2 rows, 3 columns" in proc.stdout and "user_id" in proc.stdout
+    proc = subprocess.run([SYNTHREC, "data", "validate", "--data", f"{base}/nothing.csv"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no file or dataset" in proc.stderr and "Traceback" not in proc.stderr

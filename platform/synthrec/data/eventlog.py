@@ -48,8 +48,7 @@ def load_event_log(data_uri: str, schema_uri: str | None = None,
 def read_events(uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
     """`storage.read_table`, refusing a folder that holds an unfinished publish (run folders, no
     manifest): readers trust only manifests."""
-    fs, path = st.filesystem(uri, storage)
-    if fs.get_file_info(path).type == st.pafs.FileType.Directory and st.read_manifest(uri, storage) is None:
+    if _is_dir(uri, storage) and st.read_manifest(uri, storage) is None:
         if any(p.startswith(("run-", "_staging")) for p in st.list_files(uri, storage)):
             raise DataError(f"{uri} holds an unfinished or crashed write (no {st.MANIFEST}); "
                             "re-run the job that writes it")
@@ -185,7 +184,8 @@ def describe(uri: str, storage: StorageConfig | None = None) -> Description:
 
 def _is_dir(uri: str, storage: StorageConfig | None) -> bool:
     fs, path = st.filesystem(uri, storage)
-    return fs.get_file_info(path).type == st.pafs.FileType.Directory
+    info = st.with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
+    return info.type == st.pafs.FileType.Directory
 
 
 def _has_all_null(table: pa.Table) -> bool:
