@@ -265,6 +265,65 @@ class EvaluateConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
+class AutoscalingSection(Section):
+    """Serve `autoscaling_config` for one deployment (replicas follow ongoing requests)."""
+
+    min_replicas: int = Field(1, ge=0, le=1024)
+    max_replicas: int = Field(4, ge=1, le=1024)
+    target_ongoing_requests: float = Field(8, gt=0, description="per replica; above it Serve adds replicas")
+    upscale_delay_s: float = Field(10, ge=0)
+    downscale_delay_s: float = Field(300, ge=0)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "AutoscalingSection":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        return self
+
+
+class ReplicaSection(Section):
+    """One Serve deployment: how many replicas, what each gets, how requests are batched."""
+
+    num_replicas: int = Field(1, ge=1, le=1024, description="fixed count; ignored when autoscaling is set")
+    autoscaling: AutoscalingSection | None = Field(None, description="set to let Serve scale between min and max")
+    num_cpus: float = Field(0.5, gt=0, le=256, description="fractional on small machines")
+    num_gpus: float = Field(0.0, ge=0, le=8, description="> 0: GPU replicas (the model is loaded on cuda)")
+    max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="per replica, before the proxy queues")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="@serve.batch: requests scored together")
+    batch_wait_timeout_s: float = Field(0.0, ge=0, le=1, description="0: batch only what is already queued")
+
+
+class ServeLimits(Section):
+    """Per-request bounds; requests above them get a 422 naming the field."""
+
+    max_rows: int = Field(100_000, ge=1, le=10_000_000, description="rows per /v1/synthetic request")
+    max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
+    max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
+    max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
+    max_body_bytes: int = Field(1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)")
+
+
+class ServeConfig(Section):
+    """`synthrec serve` and the args of each Serve application in serve/config.yaml."""
+
+    generator_uri: str | None = Field(None, description="generator model directory URI; None: no /v1/synthetic")
+    recommender_uri: str | None = Field(None, description="recommender model directory URI; None: no /v1/recommendations")
+    host: str = Field("127.0.0.1", description="HTTP bind address; 0.0.0.0 exposes it to the network")
+    port: int = Field(8000, ge=1, le=65_535)
+    generator: ReplicaSection = Field(default_factory=ReplicaSection)
+    recommender: ReplicaSection = Field(default_factory=ReplicaSection)
+    gateway: ReplicaSection = Field(
+        default_factory=lambda: ReplicaSection(num_cpus=0.1, max_ongoing_requests=256),
+        description="the app serving /v1/models, /healthz and /docs")
+    limits: ServeLimits = Field(default_factory=ServeLimits)
+    api_key_env: str | None = Field("SYNTHREC_API_KEY", description="env var holding the bearer API key; unset or empty: no auth")
+    api_key_file: str | None = Field(None, description="file holding the API key (wins over the env var)")
+    access_log: bool = Field(True, description="Serve's structured (JSON) per-request logs")
+    request_timeout_s: float = Field(60, gt=0, le=3_600, description="end-to-end HTTP timeout at the proxy")
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
 
