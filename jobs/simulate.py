@@ -1,5 +1,4 @@
-"""Ray job: simulate a search log and publish it atomically (`ray job submit -- python jobs/simulate.py
---config sim.yaml` or `--config '{"rows": 1000000, "out": "s3://bucket/sim"}'`)."""
+"""Ray job: simulate a search log and publish it atomically. --config: a YAML file or a JSON object."""
 import argparse
 import json
 import sys
@@ -9,11 +8,13 @@ from synthrec.data.simulator import run_simulate
 from synthrec.errors import SynthrecError
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--config", default="", help="a YAML file or a JSON object with SimulateConfig keys")
+parser.add_argument("--config", default="", help='e.g. sim.yaml or \'{"rows": 1000000, "out": "s3://b/sim"}\'')
 text = parser.parse_args().config
 try:
-    is_json = text.lstrip().startswith("{")
-    cfg = validate_config(SimulateConfig, json.loads(text), "--config") if is_json else load_config(SimulateConfig, text or None)
+    if text.lstrip().startswith("{"):
+        cfg = validate_config(SimulateConfig, json.loads(text), "--config")
+    else:
+        cfg = load_config(SimulateConfig, text or None)
     print(f"published {run_simulate(cfg).num_rows} rows to {cfg.out}")
 except (SynthrecError, json.JSONDecodeError) as err:
     sys.exit(f"error: {err}")

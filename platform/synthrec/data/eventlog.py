@@ -66,7 +66,8 @@ def check_table(table: pa.Table, schema: Schema, where: str) -> None:
         if spec.role in ID_ROLES and spec.kind == Kind.STRING:
             empty = pc.sum(pc.equal(pc.utf8_trim_whitespace(col), "")).as_py() or 0
             if empty:  # CSV readers keep a missing id as ""
-                raise SchemaError(f"{where} column '{spec.name}': {empty} empty ids; every row needs a {spec.role.value}")
+                raise SchemaError(f"{where} column '{spec.name}': {empty} empty ids; "
+                                  f"every row needs a {spec.role.value}")
         if not spec.nullable and col.null_count:
             raise SchemaError(f"{where} column '{spec.name}': {col.null_count} nulls but the schema says "
                               "nullable: false; fill them or set nullable: true")
@@ -107,7 +108,8 @@ def _enum(cls, value: Any, name: str, key: str, uri: str):
         return cls(value)
     except ValueError:
         allowed = ", ".join(v.value for v in cls)
-        raise SchemaError(f"schema file {uri}: column '{name}': {key} {value!r} is unknown; allowed: {allowed}") from None
+        raise SchemaError(f"schema file {uri}: column '{name}': {key} {value!r} is unknown; "
+                          f"allowed: {allowed}") from None
 
 
 def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: str) -> Schema:
@@ -177,8 +179,8 @@ def describe(uri: str, storage: StorageConfig | None = None) -> Description:
     cols = []
     for name in names:
         col = st.read_dataset(uri, storage, columns=[name]).column(name)
-        role = schema[name].role.value if schema and name in schema.names else infer_schema(pa.table({name: col})).columns[0].role.value
-        cols.append(_summarize(col, name, role))
+        spec = schema[name] if schema and name in schema.names else infer_schema(pa.table({name: col})).columns[0]
+        cols.append(_summarize(col, name, spec.role.value))
     return Description(uri, manifest.num_rows or 0, cols, manifest)
 
 

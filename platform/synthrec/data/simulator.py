@@ -297,7 +297,8 @@ def _session_starts(rng: np.random.Generator, num: int, lo: float, hi: float) ->
     """Sorted start times (s) of `num` sessions filling quantiles [lo, hi) of the traffic curve."""
     hours = np.arange(NUM_DAYS * 24)
     hour_of_day, weekday = hours % 24, (hours // 24) % 7
-    diurnal = 0.25 + np.exp(-0.5 * ((hour_of_day - 20.0) / 3.5) ** 2) + 0.5 * np.exp(-0.5 * ((hour_of_day - 12.5) / 2.0) ** 2)
+    evening, lunch = np.exp(-0.5 * ((hour_of_day - 20.0) / 3.5) ** 2), np.exp(-0.5 * ((hour_of_day - 12.5) / 2.0) ** 2)
+    diurnal = 0.25 + evening + 0.5 * lunch
     rate = diurnal * np.where(weekday >= 5, 1.15, 1.0)
     cum = np.r_[0.0, np.cumsum(rate)] / rate.sum()
     u = lo + (hi - lo) * np.sort(rng.random(num))
@@ -328,7 +329,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _to_batch(world: World, rows: dict[str, np.ndarray]) -> pa.RecordBatch:
-    """Columns in log order: rows sorted by time (stable, so a session keeps its page order)."""
+    """Columns in log order: rows sorted by time (stable, so a session keeps its page order).
+
+    Blocks follow each other in time; only a session that starts at a block's very end can
+    overlap the next block's first seconds.
+    """
     order = np.argsort(rows["timestamp"], kind="stable")
     user, item = rows["user"][order], rows["item"][order]
 
