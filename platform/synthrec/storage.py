@@ -208,14 +208,22 @@ def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:
     """Create the bucket of an s3:// URI if it is missing (no-op for local paths)."""
     if not is_s3(uri):
         return
+    from botocore.exceptions import BotoCoreError, ClientError
+
     bucket = uri[len("s3://"):].split("/", 1)[0]
     client = boto3_client(storage)
     try:
         client.head_bucket(Bucket=bucket)
-    except Exception as err:  # botocore raises ClientError for 404, EndpointConnectionError if down
-        if "Could not connect" in str(err) or "Connect timeout" in str(err):
-            raise StorageError(f"S3 endpoint for {uri} is unreachable: {_short(err)}") from None
+        return
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise StorageError(f"cannot access the bucket of {uri}: {_short(err)}") from None
+    except BotoCoreError as err:  # unreachable endpoint, missing credentials, ...
+        raise StorageError(f"cannot reach S3 for {uri}: {_short(err)}") from None
+    try:
         client.create_bucket(Bucket=bucket)
+    except (ClientError, BotoCoreError) as err:
+        raise StorageError(f"bucket of {uri} does not exist and cannot be created: {_short(err)}") from None
 
 
 def check_writable(uri: str, storage: StorageConfig | None = None) -> None:

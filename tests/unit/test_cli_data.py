@@ -62,7 +62,6 @@ def test_cli_simulate_bad_flag_value_exit_2(tmp_path, capsys):
     assert code == 2 and "key 'rows'" in one_error_line(err)
 
 
-@pytest.mark.xfail(strict=True, reason="cli/__init__.py catches click.* but typer 0.29 raises typer._click.* (lead's file)")
 def test_cli_unknown_option_exit_2_without_traceback(capsys):
     code, _, err = run(["data", "simulate", "--bogus"], capsys)
     assert code == 2 and "Traceback" not in err

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
+
+try:  # typer >= 0.29 vendors its own click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_errors
 
 from synthrec.cli.app import app, console
 from synthrec.errors import SynthrecError
@@ -34,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         return _exit(2)
-    except click.exceptions.Exit as err:
+    except typer.Exit as err:
         return _exit(err.exit_code)
-    except click.ClickException as err:
+    except click_errors.ClickException as err:
         err.show()
         return _exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         console.print("[yellow]interrupted[/yellow]")
         return _exit(130)
     return _exit(0)
