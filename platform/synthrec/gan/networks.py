@@ -1,0 +1,142 @@
+"""Networks and output heads: residual generator, PacGAN critic, span-wise activations.
+
+`GanLayout` turns the encoder's spans into index tensors once, so every activation, loss and
+decode below is a handful of whole-batch tensor ops, never a Python loop over spans or rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from synthrec.transform import Encoder
+
+
+@dataclass
+class GanLayout:
+    """Index tensors describing the encoded matrix (D columns) and the conditional vector."""
+
+    data_dim: int
+    seg: torch.Tensor          # (D,) segment of each column; every scalar column is its own segment
+    num_segments: int
+    is_scalar: torch.Tensor    # (D,) bool
+    onehot_cols: torch.Tensor  # (Do,) columns of one-hot spans
+    onehot_seg: torch.Tensor   # (Do,) one-hot span number 0..S-1 of each such column
+    onehot_pos: torch.Tensor   # (Do,) position inside its span
+    onehot_spans: list[int]    # encoder span index of each one-hot span
+    cond_src: torch.Tensor     # (Dc,) data column of each conditional-vector entry
+    cond_seg: torch.Tensor     # (Dc,) conditional span number 0..J-1 of each entry
+    cond_spans: list[int]      # encoder span index of each conditional span
+
+    @property
+    def cond_dim(self) -> int:
+        return len(self.cond_src)
+
+    @classmethod
+    def from_encoder(cls, encoder: Encoder, device: torch.device | str = "cpu") -> "GanLayout":
+        is_scalar, oh_cols, oh_seg, oh_pos, oh_spans, c_src, c_seg = [], [], [], [], [], [], []
+        seg_ids, next_seg, next_cond = [], 0, 0
+        for i, span in enumerate(encoder.spans):
+            cols = list(range(span.start, span.stop))
+            is_scalar += [span.kind == "scalar"] * span.size
+            if span.kind == "scalar":  # every scalar column is its own (size-1) segment
+                seg_ids += list(range(next_seg, next_seg + span.size))
+                next_seg += span.size
+            else:
+                seg_ids += [next_seg] * span.size
+                next_seg += 1
+                oh_cols += cols
+                oh_seg += [len(oh_spans)] * span.size
+                oh_pos += list(range(span.size))
+                oh_spans.append(i)
+            if span.cond:
+                c_src += cols
+                c_seg += [next_cond] * span.size
+                next_cond += 1
+        t = lambda x, dt=torch.long: torch.tensor(x, dtype=dt, device=device)  # noqa: E731
+        return cls(encoder.output_dim, t(seg_ids), next_seg, t(is_scalar, torch.bool), t(oh_cols), t(oh_seg), t(oh_pos),
+                   oh_spans, t(c_src), t(c_seg), encoder.cond_spans)
+
+    def to(self, device: torch.device | str) -> "GanLayout":
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return GanLayout(**fields)
+
+
+def _segment_max(x: torch.Tensor, seg: torch.Tensor, num: int) -> torch.Tensor:
+    """(B, num) per-segment max of x (B, D); no gradient (used as a softmax shift)."""
+    idx = seg.expand(x.shape[0], -1)
+    return torch.full((x.shape[0], num), float("-inf"), device=x.device, dtype=x.dtype).scatter_reduce(
+        1, idx, x.detach(), "amax", include_self=True)
+
+
+def segment_log_softmax(x: torch.Tensor, seg: torch.Tensor, num: int) -> torch.Tensor:
+    """log-softmax of x (B, D) inside each segment, same shape."""
+    idx = seg.expand(x.shape[0], -1)
+    shifted = x - _segment_max(x, seg, num).gather(1, idx)
+    sums = torch.zeros(x.shape[0], num, device=x.device, dtype=x.dtype).scatter_add(1, idx, shifted.exp())
+    return shifted - sums.log().gather(1, idx)
+
+
+def activate(raw: torch.Tensor, layout: GanLayout, tau: float, rng: torch.Generator | None) -> torch.Tensor:
+    """Generator logits (B, D) -> rows: tanh on scalar columns, Gumbel-softmax on one-hot spans."""
+    u = torch.rand(raw.shape, generator=rng, device=raw.device, dtype=raw.dtype)
+    gumbel = -torch.log(-torch.log(u + 1e-20) + 1e-20)
+    soft = segment_log_softmax((raw + gumbel) / tau, layout.seg, layout.num_segments).exp()
+    return torch.where(layout.is_scalar, torch.tanh(raw), soft)
+
+
+def cond_cross_entropy(raw: torch.Tensor, cond: torch.Tensor, layout: GanLayout) -> torch.Tensor:
+    """Mean over rows of the cross-entropy between the generator's spans and the revealed values."""
+    logp = segment_log_softmax(raw, layout.seg, layout.num_segments)
+    return -(cond * logp[:, layout.cond_src]).sum(1).mean()
+
+
+class Residual(nn.Module):
+    """Linear -> norm -> ReLU, concatenated with its input (the output widens by `o`)."""
+
+    def __init__(self, i: int, o: int, norm: str):
+        super().__init__()
+        self.fc = nn.Linear(i, o)
+        self.norm = nn.BatchNorm1d(o) if norm == "batch" else nn.LayerNorm(o)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(self.norm(self.fc(x))), x], dim=1)
+
+
+class Generator(nn.Module):
+    """(noise (B, E), cond (B, Dc)) -> logits (B, D); activations applied outside."""
+
+    def __init__(self, noise_dim: int, cond_dim: int, dims: list[int], data_dim: int, norm: str = "batch"):
+        super().__init__()
+        blocks, width = [], noise_dim + cond_dim
+        for d in dims:
+            blocks.append(Residual(width, d, norm))
+            width += d
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, data_dim)
+
+    def forward(self, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.cat([noise, cond], dim=1)))
+
+
+class Critic(nn.Module):
+    """PacGAN critic: `pac` rows (each data + cond) are scored together, (B, in) -> (B/pac, 1)."""
+
+    def __init__(self, in_dim: int, dims: list[int], pac: int, dropout: float):
+        super().__init__()
+        self.pac, self.in_dim = pac, in_dim
+        layers, width = [], in_dim * pac
+        for d in dims:
+            layers += [nn.Linear(width, d), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = d
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(-1, self.pac * self.in_dim))
+
+
+def generator_flops_per_row(gen: Generator) -> int:
+    """Multiply-adds x 2 of the generator's linear layers for one row (the FLOP bound's cost)."""
+    return sum(2 * m.in_features * m.out_features for m in gen.modules() if isinstance(m, nn.Linear))

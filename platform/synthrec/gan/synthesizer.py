@@ -1,0 +1,303 @@
+"""`Synthesizer`: fit a conditional GAN on an Arrow table, sample Arrow tables from it.
+
+Composes the encoder (transform.py), the training functions (train.py) and the networks;
+knows nothing of files (artifacts.py saves and loads it) or Ray (distributed/ wraps it).
+
+Sampling is block-deterministic: `sample_block(i, n, seed)` draws all randomness from a
+generator seeded by (seed, i), so a Ray Data pipeline gives identical rows whatever its
+parallelism, and `sample(n, seed)` is the concatenation of its blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+import synthrec
+from synthrec.config import GanConfig
+from synthrec.errors import ConditionError, ConfigError, ModelError
+from synthrec.gan.networks import GanLayout, Generator
+from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
+from synthrec.schema import Schema, infer_schema, validate_table
+from synthrec.transform import DiscreteCodec, Encoder
+
+Conditions = dict[str, Any]
+Rebalance = dict[str, "str | dict[Any, float]"]
+
+
+class Synthesizer:
+    """A fitted encoder + generator. Build with `Synthesizer().fit(...)` or `from_parts`."""
+
+    def __init__(self) -> None:
+        self.encoder: Encoder | None = None
+        self.generator: Generator | None = None
+        self.cfg: GanConfig | None = None
+        self.metadata: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, encoder: Encoder, cfg: GanConfig, generator_state: dict[str, torch.Tensor],
+                   metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> "Synthesizer":
+        """A sampler from an encoder and generator weights (e.g. GanState.generator.state_dict()
+        after distributed training). Metadata gains a `version` derived from the weights."""
+        return cls()._attach(encoder, cfg, generator_state, metadata, device)
+
+    def _attach(self, encoder: Encoder, cfg: GanConfig, generator_state: dict[str, torch.Tensor],
+                metadata: dict[str, Any] | None, device: str | torch.device) -> "Synthesizer":
+        self.encoder, self.cfg, self.device = encoder, cfg, torch.device(device)
+        layout = GanLayout.from_encoder(encoder)
+        gen = Generator(cfg.embedding_dim, layout.cond_dim, cfg.generator_dims, layout.data_dim, cfg.generator_norm)
+        try:
+            gen.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in generator_state.items()})
+        except RuntimeError as err:
+            raise ModelError(f"generator weights do not match the config and encoder: {err}") from None
+        self.generator = gen.to(self.device).eval()
+        self._layout = layout.to(self.device)
+        self._prepare_sampling()
+        self.metadata = dict(metadata or {})
+        self.metadata.setdefault("version", _model_version(gen.state_dict(), encoder))
+        return self
+
+    def fit(self, table: pa.Table, schema: Schema | None = None, cfg: GanConfig | None = None,
+            epochs: int | None = None, time_budget_s: float | None = None,
+            progress: Callable[..., None] | None = None, device: str | torch.device = "cpu") -> "Synthesizer":
+        """Train on `table`. Stops after `epochs` (default cfg.epochs) or `time_budget_s`,
+        whichever comes first. `progress(epoch=..., **metrics)` is called after each epoch."""
+        cfg = cfg or GanConfig()
+        if epochs is not None and epochs < 1:
+            raise ConfigError(f"epochs must be >= 1 (got {epochs})")
+        if time_budget_s is not None and time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
+        start = time.monotonic()
+        schema = schema or infer_schema(table)
+        validate_table(table, schema)
+        encoder = Encoder.fit(table, schema, cfg)
+        data = torch.from_numpy(encoder.transform(table, seed=cfg.seed))
+        encode_s = time.monotonic() - start
+        state = build_gan(encoder, cfg, device)
+        sampler = build_sampler(state, encoder, data)
+        del data
+        max_epochs = epochs if epochs is not None else (cfg.epochs if time_budget_s is None else 10**9)
+        deadline = start + time_budget_s if time_budget_s is not None else None
+        batch = min(cfg.batch_size, max(cfg.pac, table.num_rows // cfg.pac * cfg.pac))
+        while state.epoch < max_epochs and (deadline is None or time.monotonic() < deadline):
+            metrics = train_epoch(state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline)
+            if progress:
+                progress(**metrics)
+        self._attach(encoder, cfg, state.generator.state_dict(), None, device)
+        self.metadata.update(
+            fingerprint=table_fingerprint(table), synthrec_version=synthrec.__version__,
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            metrics={"epochs": state.epoch, "train_rows": table.num_rows, "encode_seconds": round(encode_s, 3),
+                     "fit_seconds": round(time.monotonic() - start, 3), **(_last(state))})
+        return self
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample(self, n: int, conditions: Conditions | None = None, rebalance: Rebalance | None = None,
+               seed: int = 0) -> pa.Table:
+        """`n` rows; blocks of cfg.sample_batch_rows, block i identical to sample_block(i, ...)."""
+        self._check_fitted()
+        if n < 0:
+            raise ConfigError(f"number of rows must be >= 0 (got {n})")
+        size = self.cfg.sample_batch_rows
+        tables = [self.sample_block(i, min(size, n - i * size), seed, conditions, rebalance)
+                  for i in range(max(1, math.ceil(n / size)))]
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def sample_block(self, block_index: int, num_rows: int, seed: int, conditions: Conditions | None = None,
+                     rebalance: Rebalance | None = None) -> pa.Table:
+        """`num_rows` rows determined only by (seed, block_index, conditions, rebalance)."""
+        self._check_fitted()
+        fixed, balanced = self._resolve(conditions, rebalance)
+        rng = torch.Generator(device=self.device).manual_seed(_block_seed(seed, block_index))
+        parts: list[list[np.ndarray]] = []
+        step = self.cfg.sample_batch_rows
+        for lo in range(0, num_rows, step):
+            parts.append(self._generate(min(step, num_rows - lo), fixed, balanced, rng))
+        if not parts:
+            parts.append(self._generate(0, fixed, balanced, rng))
+        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)])
+
+    @torch.no_grad()
+    def _generate(self, n: int, fixed: dict[int, int], balanced: dict[int, np.ndarray],
+                  rng: torch.Generator) -> list[np.ndarray]:
+        """Per-span parts for `n` rows (the encoder's decode input)."""
+        lay, dev = self._layout, self.device
+        cond = torch.zeros(n, lay.cond_dim, device=dev)
+        codes: dict[int, torch.Tensor] = {}
+        for k, code in fixed.items():
+            codes[k] = torch.full((n,), code, dtype=torch.long, device=dev)
+        for k, probs in balanced.items():
+            codes[k] = _allocate(n, probs, rng, dev)
+        rows = torch.arange(n, device=dev)
+        for k, c in codes.items():
+            cond[rows, self._cond_offset[k] + c] = 1.0
+        if not codes and lay.cond_dim:  # as in training: one discrete column, value by frequency
+            span = torch.randint(len(lay.cond_spans), (n,), generator=rng, device=dev)
+            u = torch.rand(n, generator=rng, device=dev, dtype=torch.float64)
+            flat = torch.searchsorted(self._freq_cum, span + u, right=True)
+            flat = torch.minimum(flat, self._cond_last[span])
+            cond[rows, flat] = 1.0
+        noise = torch.randn(n, self.cfg.embedding_dim, generator=rng, device=dev)
+        raw = self.generator(noise, cond)
+        choice = self._segment_argmax(raw, rng)                      # (n, one-hot spans)
+        for k, c in codes.items():                                    # exact: conditioned spans
+            choice[:, self._onehot_of_cond[k]] = c
+        scal = torch.tanh(raw)
+        choice_np, scal_np = choice.cpu().numpy(), scal.cpu().numpy()
+        out = []
+        onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
+        for si, span in enumerate(self.encoder.spans):
+            out.append(choice_np[:, onehot_num[si]] if span.kind == "onehot" else scal_np[:, span.start: span.stop])
+        return out
+
+    def _segment_argmax(self, raw: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        """Draw from each one-hot span's softmax (Gumbel-max), all spans at once: (n, S) long."""
+        lay, n = self._layout, raw.shape[0]
+        logits = raw[:, lay.onehot_cols]
+        u = torch.rand(logits.shape, generator=rng, device=raw.device)
+        y = logits - torch.log(-torch.log(u + 1e-20) + 1e-20)
+        idx = lay.onehot_seg.expand(n, -1)
+        num = len(lay.onehot_spans)
+        best = torch.full((n, num), float("-inf"), device=raw.device).scatter_reduce(1, idx, y, "amax")
+        pos = torch.where(y >= best.gather(1, idx), lay.onehot_pos, torch.iinfo(torch.long).max)
+        return torch.full((n, num), torch.iinfo(torch.long).max, device=raw.device).scatter_reduce(1, idx, pos, "amin")
+
+    # -- conditions ------------------------------------------------------------------------
+    def conditionable_columns(self) -> list[str]:
+        return [c.name for c in self.encoder.codecs if isinstance(c, DiscreteCodec)]
+
+    def _resolve(self, conditions: Conditions | None, rebalance: Rebalance | None
+                 ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+        """Validate conditions -> {cond span number: code}, rebalance -> {cond span number: probs}."""
+        fixed, balanced = {}, {}
+        for col, value in (conditions or {}).items():
+            codec, k = self._cond_codec(col, "condition")
+            fixed[k] = self._code_of(codec, value, "condition")
+        for col, dist in (rebalance or {}).items():
+            codec, k = self._cond_codec(col, "rebalance")
+            if k in fixed:
+                raise ConditionError(f"column '{col}' is both conditioned and rebalanced; use one of them")
+            balanced[k] = self._probs(codec, dist)
+        return fixed, balanced
+
+    def _cond_codec(self, col: str, what: str):
+        allowed = ", ".join(self.conditionable_columns()) or "(none)"
+        if col not in self.encoder.schema.names:
+            raise ConditionError(f"{what} column '{col}' is not in the model's data; conditionable columns: {allowed}")
+        codec = self.encoder.codec(col)
+        if not isinstance(codec, DiscreteCodec):
+            raise ConditionError(f"{what} column '{col}' is not a categorical column of the model "
+                                 f"(it is encoded as {codec.meta['codec']}); conditionable columns: {allowed}")
+        span_index = self.encoder.col_spans[self.encoder.codecs.index(codec)][0]
+        return codec, self._layout.cond_spans.index(span_index)
+
+    @staticmethod
+    def _labels(codec: DiscreteCodec) -> list[str]:
+        return [_label(v) for v in codec.values.to_pylist()]
+
+    def _code_of(self, codec: DiscreteCodec, value: Any, what: str) -> int:
+        labels = self._labels(codec)
+        try:
+            return labels.index(_label(value))
+        except ValueError:
+            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
+            raise ConditionError(f"{what} {codec.name}={value!r}: value never seen in training; "
+                                 f"seen values: {shown}") from None
+
+    def _probs(self, codec: DiscreteCodec, dist: Any) -> np.ndarray:
+        k = len(codec.values)
+        probs = np.zeros(codec.size)
+        if dist == "uniform":
+            probs[:k] = 1.0 / k
+            return probs
+        if not isinstance(dist, dict) or not dist:
+            raise ConditionError(f"rebalance {codec.name}: expected 'uniform' or a {{value: probability}} mapping, "
+                                 f"got {dist!r}")
+        for value, p in dist.items():
+            if not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
+                raise ConditionError(f"rebalance {codec.name}={value!r}: probability must be a number >= 0, got {p!r}")
+            probs[self._code_of(codec, value, "rebalance")] += p
+        if abs(probs.sum() - 1.0) > 1e-3:
+            raise ConditionError(f"rebalance {codec.name}: probabilities sum to {probs.sum():.4f}; they must sum to 1")
+        return probs / probs.sum()
+
+    # -- internals -------------------------------------------------------------------------
+    def _prepare_sampling(self) -> None:
+        lay, enc, dev = self._layout, self.encoder, self.device
+        offsets, probs, last, start = [], [], [], 0
+        for j, si in enumerate(lay.cond_spans):
+            span = enc.spans[si]
+            counts = np.asarray(enc.span_counts[si], np.float64)
+            probs.append(j + np.cumsum(counts / counts.sum()))
+            offsets.append(start)
+            start += span.size
+            last.append(start - 1)
+        self._cond_offset = offsets
+        self._freq_cum = torch.tensor(np.concatenate(probs) if probs else np.zeros(0), device=dev)
+        self._cond_last = torch.tensor(last, dtype=torch.long, device=dev)
+        self._onehot_of_cond = [lay.onehot_spans.index(si) for si in lay.cond_spans]
+
+    def _check_fitted(self) -> None:
+        if self.generator is None:
+            raise ModelError("the synthesizer is not fitted; call fit(table) or load a model first")
+
+
+def _allocate(n: int, probs: np.ndarray, rng: torch.Generator, dev: torch.device) -> torch.Tensor:
+    """Codes for n rows with counts exactly round(n * probs) (largest remainder), shuffled."""
+    raw = n * probs
+    counts = np.floor(raw).astype(np.int64)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    codes = torch.repeat_interleave(torch.arange(len(probs), device=dev), torch.as_tensor(counts, device=dev))
+    return codes[torch.randperm(n, generator=rng, device=dev)]
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _block_seed(seed: int, block_index: int) -> int:
+    """A 63-bit seed from (seed, block): independent streams per block."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(block_index)]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+def _last(state: GanState) -> dict[str, float]:
+    last = state.history[-1] if state.history else {}
+    keys = ("critic_loss", "wasserstein", "generator_loss", "cond_loss", "rows_per_s")
+    return {k: round(float(last[k]), 5) for k in keys if k in last}
+
+
+def _model_version(gen_state: dict[str, torch.Tensor], encoder: Encoder) -> str:
+    h = hashlib.sha256()
+    for name in sorted(gen_state):
+        h.update(name.encode())
+        h.update(gen_state[name].detach().cpu().contiguous().numpy().tobytes())
+    h.update(str(encoder.output_dim).encode())
+    return h.hexdigest()[:16]
+
+
+def table_fingerprint(table: pa.Table, max_rows: int = 100_000) -> str:
+    """sha256 of the schema, row count and up to `max_rows` evenly spaced rows (bounded cost)."""
+    h = hashlib.sha256(str(table.schema.remove_metadata()).encode())
+    h.update(str(table.num_rows).encode())
+    idx = np.linspace(0, table.num_rows - 1, num=min(max_rows, table.num_rows)).astype(np.int64)
+    sample = table.take(pa.array(idx)).combine_chunks().replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, sample.schema) as writer:
+        writer.write_table(sample)
+    h.update(sink.getvalue().to_pybytes())
+    return h.hexdigest()

@@ -1,0 +1,570 @@
+"""Vectorized reversible encoder: an Arrow table <-> a float32 matrix the GAN learns from.
+
+Every column becomes one or more *spans* of the matrix:
+- numeric / datetime: mode-specific normalization. A variational Gaussian mixture, fitted on a
+  bounded sample, gives each value a mode (one-hot span, plus a slot for null) and a scalar
+  `(x - mean_mode) / (4 * std_mode)` in (-1, 1) (scalar span, tanh in the generator).
+  Integer columns with few distinct values are one-hot instead, so their marginals are exact.
+- categorical / label (cardinality <= max_onehot_cardinality): one one-hot span, nulls a slot.
+- catalog-scale ids (user/item/text roles and categoricals above the threshold): a two-level
+  code. Each id gets a fixed profile vector (its log-frequency and the mean encoding of the
+  rows it appears in, shrunk to the global mean, plus jitter that separates identical
+  profiles); ids are split into ~sqrt(C) balanced clusters by those vectors. A row is the
+  cluster one-hot plus the id's vector; decoding takes the nearest vector inside the chosen
+  cluster, so memory is C x id_embedding_dim and decoding costs sqrt(C) x dim per row.
+
+No nn.Module and no Ray here. State is JSON metadata plus named numpy arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from synthrec.config import GanConfig
+from synthrec.errors import DataError, ModelError
+from synthrec.schema import ID_ROLES, Kind, Role, Schema, kind_of, null_mask
+
+SpanKind = Literal["scalar", "onehot"]
+WEIGHT_THRESHOLD = 0.005  # mixture components lighter than this are dropped
+STD_FLOOR = 1e-3          # in standardized units; keeps constant columns finite
+PROFILE_PRIOR_ROWS = 5.0  # shrinkage of rare ids' profiles toward the global mean
+ENCODER_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Span:
+    """A slice [start, start+size) of the encoded matrix."""
+
+    column: str
+    kind: SpanKind
+    start: int
+    size: int
+    cond: bool = False  # part of the conditional vector (training-by-sampling)
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size
+
+
+# ---------------------------------------------------------------------------------- values
+
+
+def pack_values(values: pa.Array, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Category values as numeric arrays (strings as Arrow's utf-8 bytes + offsets)."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        arr = values.cast(pa.large_string())
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] else np.zeros(0, np.uint8)
+        data = data[offsets[0]: offsets[-1]].copy()
+        return {"kind": "string"}, {f"{prefix}.offsets": offsets - offsets[0], f"{prefix}.data": data}
+    if pa.types.is_boolean(values.type):
+        return {"kind": "bool"}, {f"{prefix}.values": np.asarray(values.to_numpy(zero_copy_only=False), np.uint8)}
+    if pa.types.is_integer(values.type):
+        return {"kind": "int"}, {f"{prefix}.values": np.asarray(values.cast(pa.int64()).to_numpy(), np.int64)}
+    raise ModelError(f"cannot store category values of type {values.type}")
+
+
+def unpack_values(meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> pa.Array:
+    if meta["kind"] == "string":
+        offsets, data = arrays[f"{prefix}.offsets"], arrays[f"{prefix}.data"]
+        return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.astype(np.int64)),
+                                                pa.py_buffer(data.astype(np.uint8)))
+    if meta["kind"] == "bool":
+        return pa.array(arrays[f"{prefix}.values"].astype(bool))
+    return pa.array(arrays[f"{prefix}.values"].astype(np.int64))
+
+
+def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dictionary columns decoded, so lookups compare values."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _categories(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Distinct non-null values (sorted) and their row counts."""
+    counts = pc.value_counts(_plain(col).drop_null())
+    values, freq = counts.field("values"), counts.field("counts")
+    order = pc.sort_indices(values)
+    return values.take(order), np.asarray(freq.take(order).to_numpy(), np.int64)
+
+
+def _lookup(col: pa.ChunkedArray, values: pa.Array, name: str) -> np.ndarray:
+    """Index of each row's value in `values`; -1 for null. Unseen values are a DataError."""
+    plain = _plain(col)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        plain = plain.cast(pa.large_string())
+        values = values.cast(pa.large_string())
+    elif pa.types.is_integer(values.type):
+        plain = plain.cast(pa.int64())
+    idx = pc.index_in(plain, value_set=values)
+    nulls = null_mask(col)
+    out = np.asarray(idx.to_numpy(zero_copy_only=False) if idx.null_count == 0 else idx.fill_null(-1).to_numpy(),
+                     dtype=np.int64)
+    unseen = (out < 0) & ~nulls
+    if unseen.any():
+        example = plain.filter(pa.array(unseen))[0].as_py()
+        raise DataError(f"column '{name}': {int(unseen.sum())} rows have values the encoder never saw "
+                        f"(e.g. {example!r}); fit the encoder on a table that contains them")
+    out[nulls] = -1
+    return out
+
+
+def _to_float(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 (datetimes as their integer ticks) and the null mask."""
+    nulls = null_mask(col)
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        col = col.cast(pa.int64() if pa.types.is_timestamp(col.type) or pa.types.is_date64(col.type) else pa.int32())
+    col = col.cast(pa.float64()) if not pa.types.is_boolean(col.type) else col.cast(pa.int8()).cast(pa.float64())
+    values = np.asarray(col.fill_null(0).to_numpy(), dtype=np.float64) if col.null_count else np.asarray(
+        col.to_numpy(), dtype=np.float64)
+    values = np.where(nulls, 0.0, values)
+    return values, nulls
+
+
+def _gumbel_argmax(logp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row from softmax(logp) (Gumbel-max trick), vectorized."""
+    return np.argmax(logp - np.log(-np.log(rng.random(logp.shape) + 1e-20) + 1e-20), axis=1)
+
+
+# ---------------------------------------------------------------------------------- codecs
+
+
+class NumericCodec:
+    """Mode-specific normalization: spans [scalar(1), onehot(modes (+ null))]."""
+
+    role_kinds = ("numeric",)
+
+    def __init__(self, name: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.name, self.meta = name, meta
+        self.means = arrays[f"{name}.means"]   # (K,) standardized
+        self.stds = arrays[f"{name}.stds"]     # (K,)
+        self.weights = arrays[f"{name}.weights"]
+
+    @classmethod
+    def fit(cls, name: str, col: pa.ChunkedArray, sample: pa.ChunkedArray, cfg: GanConfig, nullable: bool) -> "NumericCodec":
+        values, nulls = _to_float(sample)
+        full_values, full_nulls = _to_float(col)
+        x = values[~nulls] if (~nulls).any() else full_values[~full_nulls]
+        center, scale = float(x.mean()), float(x.std()) or 1.0
+        z = (x - center) / scale
+        means, stds, weights = _fit_modes(z, cfg.num_modes, cfg.seed)
+        finite = full_values[~full_nulls]
+        meta = {"codec": "numeric", "center": center, "scale": scale, "nullable": bool(nullable or full_nulls.any()),
+                "integral": bool(kind_of(col.type) in (Kind.INT, Kind.DATETIME)),
+                "min": float(finite.min()), "max": float(finite.max())}
+        return cls(name, meta, {f"{name}.means": means, f"{name}.stds": stds, f"{name}.weights": weights})
+
+    @property
+    def num_modes(self) -> int:
+        return len(self.means)
+
+    def span_specs(self) -> list[tuple[SpanKind, int, bool]]:
+        return [("scalar", 1, False), ("onehot", self.num_modes + int(self.meta["nullable"]), False)]
+
+    def counts(self) -> list[np.ndarray | None]:
+        return [None, None]
+
+    def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
+        values, nulls = _to_float(col)
+        z = (values - self.meta["center"]) / self.meta["scale"]
+        # log posterior of each mode, (n, K); a mode is drawn from it as CTGAN does
+        logp = np.log(self.weights + 1e-12) - np.log(self.stds) - 0.5 * ((z[:, None] - self.means) / self.stds) ** 2
+        mode = _gumbel_argmax(logp, rng)
+        alpha = np.clip((z - self.means[mode]) / (4 * self.stds[mode]), -0.99, 0.99)
+        block = np.zeros((len(z), 1 + self.span_specs()[1][1]), np.float32)
+        block[:, 0] = np.where(nulls, 0.0, alpha)
+        mode = np.where(nulls, self.num_modes, mode)
+        block[np.arange(len(z)), 1 + mode] = 1.0
+        return block
+
+    def decode(self, parts: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+        alpha, mode = parts[0][:, 0], parts[1]
+        nulls = mode >= self.num_modes
+        mode = np.minimum(mode, self.num_modes - 1)
+        z = np.clip(alpha, -1, 1) * 4 * self.stds[mode] + self.means[mode]
+        x = np.clip(z * self.meta["scale"] + self.meta["center"], self.meta["min"], self.meta["max"])
+        if self.meta["integral"]:
+            x = np.rint(x).astype(np.int64)
+        return _cast_out(x, nulls, dtype)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{self.name}.means": self.means, f"{self.name}.stds": self.stds, f"{self.name}.weights": self.weights}
+
+
+def _fit_modes(z: np.ndarray, num_modes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Variational (Dirichlet-process) Gaussian mixture on standardized values; light modes dropped."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+
+    k = int(min(num_modes, len(np.unique(z[: 10_000]))))
+    if k <= 1 or len(z) < 2 * num_modes:
+        return np.array([z.mean()]), np.array([max(z.std(), STD_FLOOR)]), np.array([1.0])
+    bgm = BayesianGaussianMixture(n_components=k, weight_concentration_prior_type="dirichlet_process",
+                                  weight_concentration_prior=1e-3, max_iter=100, n_init=1, random_state=seed,
+                                  covariance_type="spherical")  # 1-D: same model, far cheaper than "full"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        bgm.fit(z.reshape(-1, 1))
+    keep = bgm.weights_ > WEIGHT_THRESHOLD
+    means = bgm.means_[keep, 0]
+    stds = np.maximum(np.sqrt(bgm.covariances_[keep]), STD_FLOOR)
+    weights = bgm.weights_[keep] / bgm.weights_[keep].sum()
+    return means.astype(np.float64), stds.astype(np.float64), weights.astype(np.float64)
+
+
+class DiscreteCodec:
+    """One-hot over the distinct values (+ a null slot): spans [onehot(K (+1))]."""
+
+    def __init__(self, name: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.name, self.meta = name, meta
+        self.values = unpack_values(meta["values"], arrays, f"{name}.values")
+        self.freq = arrays[f"{name}.counts"]
+
+    @classmethod
+    def fit(cls, name: str, col: pa.ChunkedArray, nullable: bool, conditionable: bool) -> "DiscreteCodec":
+        values, freq = _categories(col)
+        nulls = int(col.null_count)
+        vmeta, arrays = pack_values(values, f"{name}.values")
+        nullable = bool(nullable or nulls)
+        counts = np.concatenate([freq, [nulls]]) if nullable else freq
+        meta = {"codec": "discrete", "values": vmeta, "nullable": nullable, "conditionable": conditionable}
+        return cls(name, meta, {**arrays, f"{name}.counts": counts.astype(np.int64)})
+
+    @property
+    def size(self) -> int:
+        return len(self.values) + int(self.meta["nullable"])
+
+    def span_specs(self) -> list[tuple[SpanKind, int, bool]]:
+        return [("onehot", self.size, True)]
+
+    def counts(self) -> list[np.ndarray | None]:
+        return [self.freq]
+
+    def codes(self, col: pa.ChunkedArray) -> np.ndarray:
+        idx = _lookup(col, self.values, self.name)
+        if (idx < 0).any() and not self.meta["nullable"]:
+            raise DataError(f"column '{self.name}': {int((idx < 0).sum())} nulls, but the encoder saw none; "
+                            f"fit the encoder on a table that contains them")
+        return np.where(idx < 0, len(self.values), idx)
+
+    def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
+        block = np.zeros((len(col), self.size), np.float32)
+        block[np.arange(len(col)), self.codes(col)] = 1.0
+        return block
+
+    def decode(self, parts: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+        code = parts[0]
+        nulls = code >= len(self.values)
+        out = self.values.take(pa.array(np.minimum(code, len(self.values) - 1)))
+        if nulls.any():
+            out = pc.if_else(pa.array(nulls), pa.nulls(len(out), out.type), out)
+        return out.cast(dtype)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        _, arrays = pack_values(self.values, f"{self.name}.values")
+        return {**arrays, f"{self.name}.counts": self.freq}
+
+
+class IdCodec:
+    """Catalog-scale ids: spans [onehot(clusters), scalar(id_embedding_dim)]."""
+
+    def __init__(self, name: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.name, self.meta = name, meta
+        self.values = unpack_values(meta["values"], arrays, f"{name}.values")
+        self.vectors = arrays[f"{name}.vectors"].astype(np.float32)  # (C, d) in (-1, 1)
+        self.cluster = arrays[f"{name}.cluster"].astype(np.int64)     # (C,)
+        self.freq = arrays[f"{name}.counts"]                           # (C,) rows per id
+        self.members, self.member_vectors, self.member_half_norm = _cluster_tables(
+            self.cluster, self.vectors, meta["num_clusters"])
+
+    @classmethod
+    def fit(cls, name: str, col: pa.ChunkedArray, sample: pa.ChunkedArray, profile_rows: np.ndarray,
+            cfg: GanConfig) -> "IdCodec":
+        """`sample`: this column on a bounded sample; `profile_rows`: (m, F) other columns encoded."""
+        values, freq = _categories(col)
+        c = len(values)
+        codes = _lookup(sample, values, name)
+        vectors = _profile_vectors(freq, profile_rows, codes, c, cfg.id_embedding_dim, cfg.seed)
+        num_clusters, cluster = _balanced_clusters(vectors, freq)
+        vmeta, arrays = pack_values(values, f"{name}.values")
+        meta = {"codec": "id", "values": vmeta, "num_clusters": int(num_clusters), "dim": cfg.id_embedding_dim}
+        arrays.update({f"{name}.vectors": vectors, f"{name}.cluster": cluster.astype(np.int32),
+                       f"{name}.counts": freq.astype(np.int64)})
+        return cls(name, meta, arrays)
+
+    def span_specs(self) -> list[tuple[SpanKind, int, bool]]:
+        return [("onehot", self.meta["num_clusters"], True), ("scalar", self.meta["dim"], False)]
+
+    def counts(self) -> list[np.ndarray | None]:
+        return [np.bincount(self.cluster, weights=self.freq, minlength=self.meta["num_clusters"]).astype(np.int64),
+                None]
+
+    def codes(self, col: pa.ChunkedArray) -> np.ndarray:
+        idx = _lookup(col, self.values, self.name)
+        if (idx < 0).any():
+            raise DataError(f"column '{self.name}': {int((idx < 0).sum())} null ids; every row needs an id")
+        return idx
+
+    def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
+        idx = self.codes(col)
+        block = np.zeros((len(idx), self.meta["num_clusters"] + self.meta["dim"]), np.float32)
+        block[np.arange(len(idx)), self.cluster[idx]] = 1.0
+        block[:, self.meta["num_clusters"]:] = self.vectors[idx]
+        return block
+
+    def decode(self, parts: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+        return self.values.take(pa.array(self.nearest(parts[0], parts[1]))).cast(dtype)
+
+    def nearest(self, cluster: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Id index nearest to each query vector among the members of its cluster, (n,)."""
+        out = np.empty(len(cluster), np.int64)
+        order = np.argsort(cluster, kind="stable")
+        bounds = np.searchsorted(cluster[order], np.arange(self.meta["num_clusters"] + 1))
+        query = query.astype(np.float32, copy=False)
+        for k in np.flatnonzero(np.diff(bounds)):  # loop over clusters present, never rows
+            rows = order[bounds[k]: bounds[k + 1]]
+            # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members have -inf
+            score = query[rows] @ self.member_vectors[k].T - self.member_half_norm[k]
+            out[rows] = self.members[k, np.argmax(score, axis=1)]
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        _, arrays = pack_values(self.values, f"{self.name}.values")
+        return {**arrays, f"{self.name}.vectors": self.vectors, f"{self.name}.cluster": self.cluster.astype(np.int32),
+                f"{self.name}.counts": self.freq}
+
+
+def _profile_vectors(freq: np.ndarray, rows: np.ndarray, codes: np.ndarray, c: int, dim: int,
+                     seed: int) -> np.ndarray:
+    """(C, dim) float32 in (-1, 1): [log-frequency, profile principal components..., jitter]."""
+    rng = np.random.default_rng(seed)
+    num_jitter = 1 if dim < 8 else 2
+    num_pc = dim - 1 - num_jitter
+    w = freq / freq.sum()
+    parts = [np.log1p(freq)[:, None]]
+    if num_pc > 0 and rows.shape[1] > 0:
+        # per-id mean of the encoded rows, shrunk toward the global mean: (C, F)
+        gmean = rows.mean(axis=0)
+        reduce = _pca_basis(rows - gmean, min(rows.shape[1], 4 * num_pc))     # (F, p), p small
+        proj = (rows - gmean) @ reduce                                         # (m, p)
+        cnt = np.bincount(codes, minlength=c).astype(np.float64)
+        sums = np.stack([np.bincount(codes, weights=proj[:, j], minlength=c) for j in range(proj.shape[1])], 1)
+        means = sums / (cnt[:, None] + PROFILE_PRIOR_ROWS)                      # (C, p)
+        basis = _pca_basis(means * np.sqrt(w)[:, None], num_pc)                # frequency-weighted
+        parts.append(means @ basis)
+    else:
+        num_jitter = dim - 1
+    parts.append(rng.uniform(-1, 1, size=(c, num_jitter)) * 1.7)  # ~unit variance
+    feats = np.concatenate(parts, axis=1)
+    feats = np.pad(feats, ((0, 0), (0, dim - feats.shape[1])))
+    mean = (feats * w[:, None]).sum(0)
+    std = np.sqrt(((feats - mean) ** 2 * w[:, None]).sum(0)) + 1e-9
+    return np.clip((feats - mean) / (3 * std), -0.99, 0.99).astype(np.float32)
+
+
+def _pca_basis(x: np.ndarray, k: int) -> np.ndarray:
+    """Top-k right singular vectors of x, (F, k); padded with zeros when F < k."""
+    _, _, vt = np.linalg.svd(x.T @ x, hermitian=True)
+    basis = vt[:k].T
+    return np.pad(basis, ((0, 0), (0, k - basis.shape[1])))
+
+
+def _balanced_clusters(vectors: np.ndarray, freq: np.ndarray) -> tuple[int, np.ndarray]:
+    """~sqrt(C) clusters of equal id count: slabs along vector dim 0, then dim 1 inside each slab."""
+    c = len(vectors)
+    slabs = max(1, math.ceil(math.sqrt(math.sqrt(c))))
+    per_slab = max(1, math.ceil(math.sqrt(c) / slabs))
+    rank0 = np.empty(c, np.int64)
+    rank0[np.lexsort((np.arange(c), vectors[:, 0]))] = np.arange(c)
+    slab = rank0 * slabs // c
+    key1 = vectors[:, 1] if vectors.shape[1] > 1 else np.zeros(c)
+    order = np.lexsort((np.arange(c), key1, slab))
+    slab_sorted = slab[order]
+    slab_start = np.searchsorted(slab_sorted, np.arange(slabs))
+    slab_size = np.bincount(slab, minlength=slabs)
+    pos = np.arange(c) - slab_start[slab_sorted]
+    sub = pos * per_slab // np.maximum(slab_size[slab_sorted], 1)
+    cluster = np.empty(c, np.int64)
+    cluster[order] = slab_sorted * per_slab + sub
+    # renumber so cluster ids are dense
+    used, cluster = np.unique(cluster, return_inverse=True)
+    return len(used), cluster
+
+
+def _cluster_tables(cluster: np.ndarray, vectors: np.ndarray, k: int):
+    """Padded (K, S) member ids, (K, S, d) vectors and (K, S) half squared norms (pads: +inf)."""
+    order = np.argsort(cluster, kind="stable")
+    sizes = np.bincount(cluster, minlength=k)
+    s = int(sizes.max())
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    pos = np.arange(len(cluster)) - start[cluster[order]]
+    members = np.zeros((k, s), np.int64)
+    members[cluster[order], pos] = order
+    valid = np.zeros((k, s), bool)
+    valid[cluster[order], pos] = True
+    member_vectors = vectors[members]  # (K, S, d)
+    half = 0.5 * (member_vectors ** 2).sum(-1)
+    half[~valid] = np.inf
+    return members, np.ascontiguousarray(member_vectors), half.astype(np.float32)
+
+
+def _cast_out(x: np.ndarray, nulls: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    mask = nulls if nulls.any() else None
+    if pa.types.is_timestamp(dtype) or pa.types.is_date64(dtype):
+        return pa.array(x.astype(np.int64), pa.int64(), mask=mask).cast(dtype)
+    if pa.types.is_date32(dtype):
+        return pa.array(x.astype(np.int32), pa.int32(), mask=mask).cast(dtype)
+    if pa.types.is_integer(dtype):
+        return pa.array(x.astype(np.int64), pa.int64(), mask=mask).cast(dtype)
+    return pa.array(x.astype(np.float64), pa.float64(), mask=mask).cast(dtype)
+
+
+CODECS = {"numeric": NumericCodec, "discrete": DiscreteCodec, "id": IdCodec}
+
+
+# ---------------------------------------------------------------------------------- encoder
+
+
+class Encoder:
+    """A fitted, reversible table <-> matrix transform. Build with `Encoder.fit`."""
+
+    def __init__(self, schema: Schema, codecs: list, out_schema: pa.Schema, num_rows: int):
+        self.schema, self.codecs, self.out_schema, self.num_rows = schema, codecs, out_schema, num_rows
+        self.spans: list[Span] = []
+        self.col_spans: list[list[int]] = []  # per codec, indices into self.spans
+        start = 0
+        for codec in codecs:
+            idx = []
+            for kind, size, cond in codec.span_specs():
+                idx.append(len(self.spans))
+                self.spans.append(Span(codec.name, kind, start, size, cond))
+                start += size
+            self.col_spans.append(idx)
+        self.output_dim = start
+        self.span_counts = [c for codec in codecs for c in codec.counts()]
+
+    # -- fit -----------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, table: pa.Table, schema: Schema, cfg: GanConfig) -> "Encoder":
+        """Fit on `table` (category sets and counts from all rows; modes and id profiles on
+        bounded samples of cfg.mode_fit_rows / cfg.id_profile_rows rows)."""
+        if table.num_rows == 0:
+            raise DataError("cannot fit the encoder on an empty table (0 rows)")
+        rng = np.random.default_rng(cfg.seed)
+        mode_sample = table.take(_sample_rows(table.num_rows, cfg.mode_fit_rows, rng))
+        codecs: dict[str, Any] = {}
+        for spec in schema.columns:
+            if not _is_id(spec, table.column(spec.name), cfg):
+                codecs[spec.name] = _fit_small(spec, table.column(spec.name), mode_sample.column(spec.name), cfg)
+        small = [codecs[n] for n in schema.names if n in codecs]
+        id_specs = [s for s in schema.columns if s.name not in codecs]
+        if id_specs:
+            prof = table.take(_sample_rows(table.num_rows, cfg.id_profile_rows, rng))
+            prng = np.random.default_rng(cfg.seed + 1)
+            rows = np.concatenate([c.transform(prof.column(c.name), prng) for c in small], axis=1) if small else (
+                np.zeros((prof.num_rows, 0), np.float32))
+            for spec in id_specs:
+                codecs[spec.name] = IdCodec.fit(spec.name, table.column(spec.name), prof.column(spec.name),
+                                                rows.astype(np.float64), cfg)
+        out_schema = pa.schema([pa.field(n, table.schema.field(n).type) for n in schema.names])
+        return cls(schema, [codecs[n] for n in schema.names], out_schema, table.num_rows)
+
+    # -- transform -----------------------------------------------------------------------
+    def transform(self, table: pa.Table, seed: int = 0) -> np.ndarray:
+        """(n, output_dim) float32 matrix. `seed` drives the per-row mode draws."""
+        missing = [n for n in self.schema.names if n not in table.column_names]
+        if missing:
+            raise DataError(f"table lacks column(s) {', '.join(missing)} that the encoder was fitted on")
+        rng = np.random.default_rng(seed)
+        out = np.empty((table.num_rows, self.output_dim), np.float32)
+        for codec, idx in zip(self.codecs, self.col_spans):
+            first, last = self.spans[idx[0]], self.spans[idx[-1]]
+            out[:, first.start: last.stop] = codec.transform(table.column(codec.name), rng)
+        return out
+
+    def decode(self, parts: list[np.ndarray]) -> pa.Table:
+        """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot."""
+        arrays = []
+        for codec, idx, field in zip(self.codecs, self.col_spans, self.out_schema):
+            arrays.append(codec.decode([parts[i] for i in idx], field.type))
+        return pa.Table.from_arrays(arrays, schema=self.out_schema)
+
+    def inverse_transform(self, matrix: np.ndarray) -> pa.Table:
+        """Table from an encoded matrix (argmax for one-hot spans)."""
+        parts = [matrix[:, s.start: s.stop] if s.kind == "scalar" else np.argmax(matrix[:, s.start: s.stop], axis=1)
+                 for s in self.spans]
+        return self.decode(parts)
+
+    # -- conditional vector --------------------------------------------------------------
+    @property
+    def cond_spans(self) -> list[int]:
+        """Indices (into self.spans) of the one-hot spans that make up the conditional vector."""
+        return [i for i, s in enumerate(self.spans) if s.cond]
+
+    @property
+    def cond_dim(self) -> int:
+        return sum(self.spans[i].size for i in self.cond_spans)
+
+    def codec(self, name: str):
+        for codec in self.codecs:
+            if codec.name == name:
+                return codec
+        raise KeyError(name)
+
+    # -- state ---------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able metadata and named arrays; `Encoder.from_state` rebuilds it."""
+        arrays: dict[str, np.ndarray] = {}
+        for codec in self.codecs:
+            arrays.update(codec.arrays())
+        meta = {"format": ENCODER_FORMAT, "num_rows": self.num_rows, "schema": self.schema.to_dict(),
+                "arrow_schema": base64.b64encode(self.out_schema.serialize().to_pybytes()).decode(),
+                "columns": [{"name": c.name, **c.meta} for c in self.codecs]}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Encoder":
+        if meta.get("format") != ENCODER_FORMAT:
+            raise ModelError(f"encoder format {meta.get('format')!r} is not supported (expected {ENCODER_FORMAT}); "
+                             f"retrain the model with this synthrec version")
+        try:
+            out_schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(meta["arrow_schema"])))
+            codecs = []
+            for col in meta["columns"]:
+                cmeta = {k: v for k, v in col.items() if k != "name"}
+                codecs.append(CODECS[cmeta["codec"]](col["name"], cmeta, arrays))
+        except (KeyError, ValueError) as err:
+            raise ModelError(f"encoder state is incomplete or corrupt ({err!r}); re-save the model") from None
+        return cls(Schema.from_dict(meta["schema"]), codecs, out_schema, int(meta["num_rows"]))
+
+
+def _sample_rows(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= k else np.sort(rng.choice(n, size=k, replace=False))
+
+
+def _is_id(spec, col: pa.ChunkedArray, cfg: GanConfig) -> bool:
+    if spec.role in ID_ROLES or spec.role == Role.TEXT:
+        return True
+    if spec.role in (Role.CATEGORICAL, Role.LABEL):
+        return pc.count_distinct(_plain(col)).as_py() > cfg.max_onehot_cardinality
+    return False
+
+
+def _fit_small(spec, col: pa.ChunkedArray, sample: pa.ChunkedArray, cfg: GanConfig):
+    if spec.role in (Role.CATEGORICAL, Role.LABEL):
+        return DiscreteCodec.fit(spec.name, col, spec.nullable, conditionable=True)
+    if spec.role == Role.NUMERIC and spec.kind in (Kind.INT, Kind.BOOL):
+        if pc.count_distinct(col.drop_null()).as_py() <= cfg.max_discrete_int_levels:
+            return DiscreteCodec.fit(spec.name, col, spec.nullable, conditionable=True)
+    if spec.role in (Role.NUMERIC, Role.DATETIME):
+        return NumericCodec.fit(spec.name, col, sample, cfg, spec.nullable)
+    raise DataError(f"column '{spec.name}': role {spec.role.value} cannot be encoded")
