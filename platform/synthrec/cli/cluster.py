@@ -1,3 +1,79 @@
-"""`synthrec` commands: cluster."""
+"""`synthrec submit`: run a `jobs/` entrypoint on a Ray cluster and exit with its status."""
 
-from synthrec.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from synthrec.cli.app import app, console, out
+
+SUBMIT_HELP = """Submit jobs/JOB.py to a Ray cluster, stream its logs, exit with its status.
+
+Exit status: 0 succeeded, 1 failed, 3 stopped, 2 not submitted (bad input, cluster unreachable,
+connection lost). The cluster's job API stays private: reach it with `ray dashboard cluster.yaml`
+(then --address http://127.0.0.1:8265). With token auth set RAY_AUTH_MODE=token and keep the
+cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN).
+"""
+
+
+@app.command("submit", help=SUBMIT_HELP)
+def submit(
+    job: str = typer.Argument(..., help="Job name: a file in jobs/ without .py, e.g. simulate."),
+    address: str = typer.Option(
+        ..., "--address", envvar="RAY_API_SERVER_ADDRESS",
+        help="The head node's job API, e.g. http://127.0.0.1:8265.",
+    ),
+    config: Path = typer.Option(None, "--config", help="YAML config for the job; sent to it as JSON."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Submit, print the job id and return."),
+    env: list[str] = typer.Option(
+        None, "--env", help="Also forward this environment variable (name only; repeatable; never printed).",
+    ),
+    project_dir: Path = typer.Option(None, "--project-dir", help="The synthrec checkout to upload (default: found from cwd)."),
+) -> None:
+    from synthrec.distributed import jobs
+
+    _quiet_ray_client_logs()
+    root = Path(project_dir).resolve() if project_dir else jobs.find_project_dir()
+    data = jobs.read_config_file(config) if config else {}
+    spec = jobs.build_job_spec(job, root, data, env or (), config_source=str(config or "config"))
+    console.print("[dim]same as:[/dim] " + escape(spec.ray_job_submit_command(jobs.normalize_address(address))),
+                  highlight=False, soft_wrap=True)
+
+    client = jobs.connect(address)
+    job_id = jobs.submit_job(client, spec)
+    follow = f"ray job logs -f {job_id} --address {client.get_address()}"
+    if no_wait:
+        out.print(job_id, highlight=False)
+        console.print(f"submitted; follow with: {follow}", highlight=False, soft_wrap=True)
+        return
+    console.print(f"[bold]job {job_id}[/bold] submitted; streaming its logs", highlight=False)
+
+    def write(chunk: str) -> None:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+    try:
+        outcome = jobs.follow_job(client, job_id, write)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]stopped following; job {job_id} keeps running.[/yellow] "
+                      f"Stop it with: ray job stop {job_id} --address {client.get_address()}", highlight=False)
+        raise
+    if outcome.exit_code == 0:
+        console.print(f"[green]job {job_id} succeeded[/green]", highlight=False)
+        return
+    detail = outcome.message.strip().splitlines()[0].split(", last available logs")[0] if outcome.message.strip() else ""
+    console.print(f"[bold red]job {job_id} {outcome.status}[/bold red]: {escape(detail)}", highlight=False, soft_wrap=True)
+    if outcome.log_tail:
+        console.print("last log lines:\n  " + "\n  ".join(outcome.log_tail), highlight=False, markup=False, soft_wrap=True)
+    # sys.exit, not typer.Exit: main() runs the app with standalone_mode=False and drops its return code.
+    sys.exit(outcome.exit_code)
+
+
+def _quiet_ray_client_logs() -> None:
+    """Ray's client logs each packaging step at INFO; our own lines say what happens."""
+    for name in ("ray._private.runtime_env", "ray.dashboard.modules"):
+        logging.getLogger(name).setLevel(logging.ERROR)

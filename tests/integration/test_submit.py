@@ -1,0 +1,179 @@
+"""`synthrec submit` against a real two-node Ray cluster started with `ray start`.
+
+How the cluster is set up, and why:
+- Its own `--temp-dir`, ports and process groups, so it never touches the session's in-process
+  `ray_local` cluster (or anyone else's): teardown kills exactly the process groups that its
+  two `ray start` calls created, never `ray stop` (which stops every Ray on the machine).
+- A second node can join only in Ray's cluster mode: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+  `ray start --address` refuses ("multi-node not supported"), and without it Ray maps
+  127.0.0.1 to the machine's IP, which a loopback-bound head does not listen on. So both nodes
+  run without that variable (with --node-ip-address=127.0.0.1); GCS and raylets then listen on
+  all interfaces, which is why this cluster runs with token auth (RAY_AUTH_MODE=token and a
+  random RAY_AUTH_TOKEN) and its dashboard binds 127.0.0.1. That also tests that
+  `synthrec submit` passes the token through.
+- The nodes start with the venv first on PATH: a job's `python` is whatever PATH gives there.
+- No AWS variables in the nodes' environment: the job reaches S3 only if `synthrec submit`
+  forwards the endpoint and keys in its runtime env.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from synthrec.local_s3 import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _agent_ports() -> list[str]:
+    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
+
+
+class TwoNodeCluster:
+    """`ray start --head` plus `ray start --address`, each in its own process group."""
+
+    def __init__(self) -> None:
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="srsub-", dir="/tmp"))  # short: socket paths
+        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.token = secrets.token_hex(32)
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.groups: list[int] = []
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))}
+        self.env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "token",
+                    "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def start(self) -> "TwoNodeCluster":
+        common = ["--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+        self._ray_start("head", ["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
+                                 "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+                                 f"--ray-client-server-port={free_port()}", *_agent_ports(), *common])
+        self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1", *_agent_ports(), *common])
+        return self
+
+    def _ray_start(self, name: str, args: list[str]) -> None:
+        log = self.temp_dir / f"{name}.log"
+        with open(log, "wb") as sink:
+            proc = subprocess.Popen([str(BIN / "ray"), "start", *args], env=self.env, stdout=sink,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.groups.append(proc.pid)  # the daemons it forks stay in this process group
+        if proc.wait(timeout=90) != 0:
+            raise RuntimeError(f"ray start ({name}) failed:\n{log.read_text()[-3000:]}")
+
+    def alive_nodes(self) -> int:
+        r = requests.get(f"{self.address}/api/v0/nodes", headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r.raise_for_status()
+        return sum(n["state"] == "ALIVE" for n in r.json()["data"]["result"]["result"])
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for group in self.groups:
+                try:
+                    os.killpg(group, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and any(_group_alive(g) for g in self.groups):
+                time.sleep(0.1)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    nodes = TwoNodeCluster()
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()
+
+
+def synthrec(*args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh process (Ray reads RAY_AUTH_MODE once per process)."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token" if token else "disabled"}
+    if token:
+        env["RAY_AUTH_TOKEN"] = token
+    return subprocess.run([str(BIN / "synthrec"), *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_config(path: Path, **values) -> Path:
+    base = {"rows": 2_000, "num_users": 100, "num_items": 300, "num_categories": 5, "num_brands": 10,
+            "num_queries": 50, "rows_per_file": 1_000}
+    path.write_text(yaml.safe_dump({**base, **values}))
+    return path
+
+
+def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_bucket, tmp_path):
+    from synthrec.storage import read_manifest
+
+    assert cluster.alive_nodes() == 2
+    out = f"s3://{s3_bucket}/simulated"
+    config = write_config(tmp_path / "sim.yaml", out=out)
+
+    run = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(config), token=cluster.token)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "published 2000 rows" in run.stdout  # the job's own log line, streamed
+    assert "succeeded" in run.stderr
+    assert "ray job submit --address" in run.stderr and "jobs/simulate.py --config" in run.stderr
+    assert s3_server.env["AWS_SECRET_ACCESS_KEY"] not in run.stdout + run.stderr  # forwarded, never shown
+    manifest = read_manifest(out)
+    assert manifest is not None and manifest.num_rows == 2_000
+
+
+def test_submit_failing_job_exits_nonzero_with_its_message(cluster, tmp_path):
+    # Valid for the schema (so it is submitted), rejected by the simulator on the cluster.
+    config = write_config(tmp_path / "bad.yaml", num_categories=50, num_items=10, out=str(tmp_path / "never"))
+
+    run = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(config), token=cluster.token)
+
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED" in run.stderr
+    assert "fewer than num_categories=50" in run.stderr  # the job's message, in the last log lines
+    assert not (tmp_path / "never").exists()
+
+
+def test_submit_errors_are_one_line_and_fast(cluster, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    refused = synthrec("submit", "simulate", "--address", dead)
+    assert time.monotonic() - started < 15
+    assert refused.returncode == 2 and "cannot reach the Ray job API" in refused.stderr
+    assert "Connection refused" in refused.stderr and "Traceback" not in refused.stderr
+
+    no_token = synthrec("submit", "simulate", "--address", cluster.address)
+    assert no_token.returncode == 2 and "RAY_AUTH_MODE=token" in no_token.stderr
+
+    wrong_token = synthrec("submit", "simulate", "--address", cluster.address, token="0" * 64)
+    assert wrong_token.returncode == 2 and "rejected the Ray token" in wrong_token.stderr
+
+    unknown = synthrec("submit", "nosuchjob", "--address", cluster.address, token=cluster.token)
+    assert unknown.returncode == 2 and "available jobs" in unknown.stderr and "simulate" in unknown.stderr
+
+    bad = write_config(tmp_path / "bad.yaml", rows=0)
+    invalid = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(bad), token=cluster.token)
+    assert invalid.returncode == 2 and "key 'rows'" in invalid.stderr
