@@ -77,3 +77,26 @@ def _quiet_ray_client_logs() -> None:
     """Ray's client logs each packaging step at INFO; our own lines say what happens."""
     for name in ("ray._private.runtime_env", "ray.dashboard.modules"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.command("cluster-security-group")
+def cluster_security_group(
+    cluster_yaml: Path = typer.Argument(Path("cluster.yaml"), help="The Ray cluster launcher config."),
+) -> None:
+    """Create cluster.yaml's security group with exactly its rules, before the first `ray up`.
+
+    Ray's launcher adds SSH from 0.0.0.0/0 to a group it creates itself; it leaves an existing
+    group alone. Uses your AWS credentials (the ones `ray up` uses).
+    """
+    from synthrec.distributed import aws
+
+    cluster = aws.load_cluster_config(cluster_yaml)
+    group_id, created = aws.ensure_security_group(cluster)
+    name = cluster["provider"]["security_group"]["GroupName"]
+    if created:
+        console.print(f"[green]created security group {name} ({group_id})[/green] with the rules of {cluster_yaml}",
+                      highlight=False)
+    else:
+        console.print(f"security group {name} ({group_id}) exists and allows no ingress from anywhere; left unchanged",
+                      highlight=False)
+    out.print(group_id, highlight=False)
