@@ -1,0 +1,274 @@
+"""The HTTP API as one FastAPI factory, used by the Serve deployments and by plain uvicorn.
+
+Routes only validate and delegate: a `GeneratorPort` / `RecommenderPort` does the work (a
+Serve replica's own methods, or the model backends called in-process). Every bad input
+ends as a 4xx `ErrorResponse` naming the field; nothing a client sends can raise past the
+route, so a replica never dies of a request.
+
+`mount` says which routes an app serves:
+  - "generator" / "recommender": the one POST route at "" - the Serve application's
+    route_prefix (/v1/synthetic, /v1/recommendations) is the path, so the proxy hands the
+    request to the model replica directly, with no extra hop through a gateway;
+  - "full": every route at its full path (the gateway app, and plain uvicorn). Routes whose
+    port is None answer 503 saying which model is not deployed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Awaitable, Callable, Literal, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
+
+from synthrec.config import ServeConfig
+from synthrec.errors import ConditionError, SynthrecError
+from synthrec.serving.auth import ApiKey
+from synthrec.serving.encode import ARROW_STREAM, MEDIA_TYPES
+from synthrec.serving.metrics import ServeMetrics
+from synthrec.serving.schemas import (
+    ErrorResponse, HealthResponse, ModelsResponse, OutputFormat, RecommendationRequest, RecommendationResponse,
+    SyntheticRequest, SyntheticResponse,
+)
+
+logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
+
+SYNTHETIC = "/v1/synthetic"
+RECOMMENDATIONS = "/v1/recommendations"
+MODELS = "/v1/models"
+HEALTH = "/healthz"
+_ENDPOINTS = {SYNTHETIC, RECOMMENDATIONS, MODELS, HEALTH}
+Mount = Literal["full", "generator", "recommender"]
+
+
+class GeneratorPort(Protocol):
+    async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
+        """(body in request.format, rows, model version)."""
+
+    async def model_info(self) -> dict[str, Any]: ...
+
+
+class RecommenderPort(Protocol):
+    async def recommend(self, request: RecommendationRequest) -> bytes:
+        """JSON body of a RecommendationResponse."""
+
+    async def model_info(self) -> dict[str, Any]: ...
+
+
+class RequestRejected(Exception):
+    """Raised by a port for input the model refuses; becomes a 422 naming `field`."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None = None,
+              recommender: RecommenderPort | None = None,
+              models: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+              mount: Mount = "full", metrics: ServeMetrics | None = None) -> FastAPI:
+    """The ASGI app for one Serve application (or a whole plain server when mount="full")."""
+    full = mount == "full"
+    app = FastAPI(
+        title="synthrec", version="1", description=_DESCRIPTION,
+        openapi_url="/openapi.json" if full else None, docs_url="/docs" if full else None, redoc_url=None,
+    )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    limits = cfg.limits
+
+    async def synthetic(body: SyntheticRequest) -> Response:
+        """Exactly `rows` synthetic rows; same request and seed, same rows."""
+        if generator is None:
+            return _error(503, "no generator model is deployed on this server; start it with --generator URI "
+                               "(or set generator_uri)")
+        if body.rows > limits.max_rows:
+            return _error(422, f"rows: {body.rows} is above this server's limit of {limits.max_rows}; "
+                               "ask for fewer rows per request", "rows")
+        if len(body.conditions) + len(body.rebalance) > limits.max_conditions:
+            return _error(422, f"conditions: {len(body.conditions) + len(body.rebalance)} conditions and rebalance "
+                               f"entries, the limit is {limits.max_conditions}", "conditions")
+        try:
+            data, rows, version = await generator.generate(body)
+        except ConditionError as err:
+            return _error(422, str(err), "conditions")
+        except (RequestRejected, SynthrecError) as err:
+            return _error(422, str(err), getattr(err, "field", None))
+        if metrics:
+            metrics.rows(rows, body.format.value)
+        return Response(data, media_type=MEDIA_TYPES[body.format], headers={"x-model-version": version})
+
+    async def recommendations(body: RecommendationRequest) -> Response:
+        """Top-k items with scores; unknown users get a cold-start answer, flagged as such."""
+        if recommender is None:
+            return _error(503, "no recommender model is deployed on this server; start it with --recommender URI "
+                               "(or set recommender_uri)")
+        if body.k > limits.max_k:
+            return _error(422, f"k: {body.k} is above this server's limit of {limits.max_k}", "k")
+        if len(body.history) > limits.max_history:
+            return _error(422, f"history: {len(body.history)} items, the limit is {limits.max_history}; "
+                               "send the most recent ones", "history")
+        try:
+            data = await recommender.recommend(body)
+        except (RequestRejected, SynthrecError) as err:
+            return _error(422, str(err), getattr(err, "field", None))
+        return Response(data, media_type="application/json")
+
+    async def list_models() -> Response:
+        """Versions and metadata of the loaded models."""
+        info = await (models or _local_models(generator, recommender))()
+        return Response(to_json(info), media_type="application/json")
+
+    async def health() -> HealthResponse:
+        """Liveness: this replica answers."""
+        return HealthResponse()
+
+    errors = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503)}
+    prefix = lambda path: path if full else ""  # noqa: E731 - Serve's route_prefix supplies the path
+    if mount in ("full", "generator"):
+        app.add_api_route(prefix(SYNTHETIC), synthetic, methods=["POST"], response_model=None, tags=["generator"],
+                          responses={200: {"model": SyntheticResponse, "description": "rows in the asked format",
+                                           "content": {ARROW_STREAM: {}, "text/csv": {}}}, **errors})
+    if mount in ("full", "recommender"):
+        app.add_api_route(prefix(RECOMMENDATIONS), recommendations, methods=["POST"], response_model=None,
+                          tags=["recommender"], responses={200: {"model": RecommendationResponse}, **errors})
+    if full:
+        app.add_api_route(MODELS, list_models, methods=["GET"], response_model=None, tags=["models"],
+                          responses={200: {"model": ModelsResponse}, 401: errors[401]})
+        app.add_api_route(HEALTH, health, methods=["GET"], tags=["health"])
+        _document_auth(app)
+    app.add_middleware(_Edge, key=key, metrics=metrics, max_body=limits.max_body_bytes)
+    return app
+
+
+def _local_models(generator: GeneratorPort | None, recommender: RecommenderPort | None):
+    async def collect() -> dict[str, Any]:
+        return {"generator": await generator.model_info() if generator else {"loaded": False},
+                "recommender": await recommender.model_info() if recommender else {"loaded": False}}
+    return collect
+
+
+def _error(status: int, detail: str, field: str | None = None) -> Response:
+    return Response(to_json({"detail": detail, "field": field}), status_code=status, media_type="application/json")
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    """pydantic's errors -> one message naming each field; malformed JSON -> 400."""
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = next(e for e in errors if e.get("type") == "json_invalid").get("ctx") or {}
+        return _error(400, f"body: malformed JSON ({ctx.get('error', 'cannot be parsed')})", "body")
+    if errors and tuple(errors[0].get("loc", ())) == ("body",):  # no JSON object at all
+        kind = request.headers.get("content-type", "none")
+        hint = "" if "json" in kind else f" with Content-Type: application/json (got {kind})"
+        return _error(422, f"body: expected a JSON object{hint}", "body")
+    parts, fields = [], []
+    for e in errors[:10]:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or "body"
+        fields.append(field)
+        got = f" (got {_short(e['input'])})" if "input" in e and e.get("type") != "missing" else ""
+        parts.append(f"{field}: {e.get('msg', 'invalid')}{got}")
+    return _error(422, "; ".join(parts), fields[0] if fields else None)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _document_auth(app: FastAPI) -> None:
+    """Declare the optional bearer key in OpenAPI without a per-request dependency."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "required on /v1/* when the server has an API key"}}
+            for path, ops in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}, {}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Edge:
+    """Pure-ASGI middleware (no per-request task or body copy): API key, body size, metrics.
+
+    Runs before routing so a rejected request costs no parsing; records one count and one
+    latency sample per request, tagged with a bounded endpoint name.
+    """
+
+    def __init__(self, app: Callable, key: ApiKey, metrics: ServeMetrics | None, max_body: int):
+        self.app, self.key, self.metrics, self.max_body = app, key, metrics, max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in _ENDPOINTS else "other"
+        status = [500]
+
+        async def send_and_record(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                if self.metrics:
+                    self.metrics.request(endpoint, status[0], (time.perf_counter() - start) * 1e3)
+            await send(message)
+
+        authorization, length = None, None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+        if path.startswith("/v1/") and not self.key.check(authorization):
+            return await _send(send_and_record, 401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
+                               "authorization", {b"www-authenticate": b"Bearer"})
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return await _send(send_and_record, 413, f"body: over this server's limit of {self.max_body} bytes",
+                               "body")
+        try:
+            await self.app(scope, self._bounded(receive) if length is None else receive, send_and_record)
+        except _BodyTooLarge:
+            await _send(send_and_record, 413, f"body: over this server's limit of {self.max_body} bytes", "body")
+
+    def _bounded(self, receive: Callable) -> Callable:
+        """Chunked bodies have no Content-Length: count as they arrive."""
+        seen = [0]
+
+        async def receive_bounded() -> dict:
+            message = await receive()
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > self.max_body:
+                raise _BodyTooLarge()
+            return message
+        return receive_bounded
+
+
+async def _send(send: Callable, status: int, detail: str, field: str | None, headers: dict | None = None) -> None:
+    body = to_json({"detail": detail, "field": field})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += list((headers or {}).items())
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+_DESCRIPTION = """\
+Synthetic interaction rows from a conditional GAN, and top-k recommendations.
+
+Bad input answers 4xx with `{"detail": ..., "field": ...}`. When the server has an API key,
+every `/v1/*` route needs `Authorization: Bearer <key>` (401 without it).
+"""

@@ -1,0 +1,205 @@
+"""Ray Serve applications: Generator and Recommender (each its own FastAPI ingress) and a Gateway.
+
+Three Serve applications share one HTTP proxy, routed by prefix:
+
+    /v1/synthetic        -> app synthrec-generator,   deployment Generator
+    /v1/recommendations  -> app synthrec-recommender, deployment Recommender
+    /  (/v1/models, /healthz, /docs, /openapi.json) -> app synthrec-gateway, deployment Gateway
+
+A model deployment is itself the ingress of its route, so a request crosses one hop (proxy ->
+model replica) instead of two (proxy -> gateway -> model): on 2 cores the extra hop doubled
+the latency. Each model app scales, rolls and is redeployed on its own: changing
+recommender_uri redeploys only synthrec-recommender. Models load once, in `__init__`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from synthrec.config import ReplicaSection, ServeConfig, validate_config
+from synthrec.errors import ConfigError, ModelError
+from synthrec.serving.api import RequestRejected, build_api
+from synthrec.serving.auth import load_api_key
+from synthrec.serving.metrics import ServeMetrics
+from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
+from synthrec.storage import read_manifest
+
+GATEWAY_APP, GENERATOR_APP, RECOMMENDER_APP = "synthrec-gateway", "synthrec-generator", "synthrec-recommender"
+ROUTE_PREFIXES = {GATEWAY_APP: "/", GENERATOR_APP: "/v1/synthetic", RECOMMENDER_APP: "/v1/recommendations"}
+
+
+@serve.deployment(name="Generator")
+@serve.ingress()
+class GeneratorDeployment:
+    """Loads a generator model directory once; serves POST /v1/synthetic.
+
+    Not batched: each request carries its own seed and must give the same rows whatever
+    else is in flight, and one 1,000-row request already fills the generator's matmuls.
+    """
+
+    def __init__(self, cfg: ServeConfig):
+        from synthrec.serving.backends import GeneratorBackend
+
+        self.cfg = cfg
+        self.backend = GeneratorBackend(cfg.generator_uri, cfg.storage, device=_device(cfg.generator))
+        self.metrics = ServeMetrics(GENERATOR_APP)
+
+    def __serve_build_asgi_app__(self):
+        return build_api(self.cfg, load_api_key(self.cfg), generator=self, mount="generator", metrics=self.metrics)
+
+    async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
+        return self.backend.generate(request)
+
+    async def model_info(self) -> dict[str, Any]:
+        return self.backend.model_info()
+
+
+@serve.deployment(name="Recommender")
+@serve.ingress()
+class RecommenderDeployment:
+    """Loads a recommender model directory once; serves POST /v1/recommendations.
+
+    Concurrent requests are scored together (@serve.batch): one pass over the item matrix for
+    the whole batch instead of one per request. With batch_wait_timeout_s=0 a lone request
+    never waits; under load, whatever queued during the previous batch forms the next one.
+    """
+
+    def __init__(self, cfg: ServeConfig):
+        from synthrec.serving.backends import RecommenderBackend
+
+        self.cfg = cfg
+        self.backend = RecommenderBackend(cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender))
+        self._score.set_max_batch_size(cfg.recommender.max_batch_size)
+        self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
+        self.metrics = ServeMetrics(RECOMMENDER_APP)
+
+    def __serve_build_asgi_app__(self):
+        return build_api(self.cfg, load_api_key(self.cfg), recommender=self, mount="recommender", metrics=self.metrics)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def _score(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:
+        # Per-request errors come back as values: one bad request must not fail its batch.
+        return self.backend.recommend_many(requests)
+
+    async def recommend(self, request: RecommendationRequest) -> bytes:
+        result = await self._score(request)
+        if isinstance(result, RequestRejected):
+            raise result
+        return result
+
+    async def model_info(self) -> dict[str, Any]:
+        return self.backend.model_info()
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress()
+class GatewayDeployment:
+    """GET /v1/models, /healthz, /docs and the OpenAPI schema; 503 for a model that is not deployed."""
+
+    def __init__(self, cfg: ServeConfig):
+        self.cfg = cfg
+        self.metrics = ServeMetrics(GATEWAY_APP)
+
+    def __serve_build_asgi_app__(self):
+        return build_api(self.cfg, load_api_key(self.cfg), models=self.models, mount="full", metrics=self.metrics)
+
+    async def models(self) -> dict[str, Any]:
+        """Ask each deployed model app (at most one replica each) for its version and metadata."""
+        running = set(await asyncio.to_thread(lambda: serve.status().applications))
+        out: dict[str, Any] = {}
+        for key, app, deployment in (("generator", GENERATOR_APP, "Generator"),
+                                     ("recommender", RECOMMENDER_APP, "Recommender")):
+            out[key] = {"loaded": False}
+            if app in running:
+                handle = serve.get_deployment_handle(deployment, app_name=app)
+                try:
+                    out[key] = await asyncio.wait_for(_await(handle.model_info.remote()), timeout=10)
+                except Exception as err:  # a replica that is starting or gone: say so, do not fail
+                    out[key] = {"loaded": False, "metadata": {"error": f"{type(err).__name__}: {err}"[:300]}}
+        return out
+
+
+async def _await(response: Any) -> Any:
+    return await response
+
+
+# ------------------------------------------------------------------------------ builders
+
+def build_generator(args: dict[str, Any] | ServeConfig) -> Application:
+    """Serve app builder (serve/config.yaml import_path): the Generator on /v1/synthetic."""
+    cfg = _as_config(args)
+    if not cfg.generator_uri:
+        raise ConfigError("generator_uri is not set; the generator app needs a model directory URI")
+    return GeneratorDeployment.options(**deployment_options(cfg.generator, cfg)).bind(cfg)
+
+
+def build_recommender(args: dict[str, Any] | ServeConfig) -> Application:
+    """Serve app builder: the Recommender on /v1/recommendations."""
+    cfg = _as_config(args)
+    if not cfg.recommender_uri:
+        raise ConfigError("recommender_uri is not set; the recommender app needs a model directory URI")
+    return RecommenderDeployment.options(**deployment_options(cfg.recommender, cfg)).bind(cfg)
+
+
+def build_gateway(args: dict[str, Any] | ServeConfig) -> Application:
+    """Serve app builder: the Gateway on / (models, health, docs)."""
+    cfg = _as_config(args)
+    return GatewayDeployment.options(**deployment_options(cfg.gateway, cfg)).bind(cfg)
+
+
+def build_apps(cfg: ServeConfig) -> dict[str, Application]:
+    """App name -> Application for the models `cfg` names (the gateway always)."""
+    apps = {GATEWAY_APP: build_gateway(cfg)}
+    if cfg.generator_uri:
+        apps[GENERATOR_APP] = build_generator(cfg)
+    if cfg.recommender_uri:
+        apps[RECOMMENDER_APP] = build_recommender(cfg)
+    return apps
+
+
+def deploy(cfg: ServeConfig) -> str:
+    """Start Serve on local Ray (or join cfg.ray_address) and deploy every app; returns the base URL.
+
+    Model directories are checked on the driver first, so a wrong URI fails in seconds with
+    its name instead of replicas failing to start. Returns once every app is running.
+    """
+    from synthrec.distributed.common import ensure_ray
+
+    for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
+        if uri and read_manifest(uri, cfg.storage) is None:
+            raise ModelError(f"{flag} {uri}: no published model directory there (no _manifest.json); "
+                             "check the URI or re-run the job that publishes the model")
+    load_api_key(cfg)  # a missing key file fails here, not in every replica
+    ensure_ray(cfg.ray_address)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.request_timeout_s},
+                logging_config={"encoding": "JSON", "enable_access_log": cfg.access_log})
+    serve.run_many([serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
+                    for name, app in build_apps(cfg).items()])
+    return f"http://{cfg.host}:{cfg.port}"
+
+
+def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, Any]:
+    """`.options(...)` for one deployment from its typed section."""
+    opts: dict[str, Any] = {
+        "max_ongoing_requests": section.max_ongoing_requests,
+        "ray_actor_options": {"num_cpus": section.num_cpus, "num_gpus": section.num_gpus},
+        "logging_config": {"encoding": "JSON", "enable_access_log": cfg.access_log},
+    }
+    if section.autoscaling is not None:
+        opts["num_replicas"] = "auto"
+        opts["autoscaling_config"] = section.autoscaling.model_dump()
+    else:
+        opts["num_replicas"] = section.num_replicas
+    return opts
+
+
+def _as_config(args: dict[str, Any] | ServeConfig) -> ServeConfig:
+    return args if isinstance(args, ServeConfig) else validate_config(ServeConfig, args, source="serve app args")
+
+
+def _device(section: ReplicaSection) -> str:
+    return "cuda" if section.num_gpus > 0 else "cpu"

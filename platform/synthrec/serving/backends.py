@@ -1,0 +1,41 @@
+"""The only model-specific code of the serving layer: load a model directory once, answer requests.
+
+No Ray and no HTTP here: the Serve deployments and the plain-uvicorn baseline call the same
+methods. Input the model refuses becomes `RequestRejected` (a 422 naming the field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synthrec.config import StorageConfig
+from synthrec.errors import ConditionError
+from synthrec.serving.api import RequestRejected
+from synthrec.serving.encode import encode_table
+from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
+
+
+class GeneratorBackend:
+    """A loaded synthesizer; `generate` returns the encoded body, the row count and the version."""
+
+    def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
+        from synthrec.artifacts import load_synthesizer
+
+        self.uri = uri
+        self.synth = load_synthesizer(uri, storage, device=device)
+        self.version = str(self.synth.metadata.get("version", "unknown"))
+
+    def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
+        try:
+            table = self.synth.sample(request.rows, conditions=request.conditions or None,
+                                      rebalance=request.rebalance or None, seed=request.seed)
+        except ConditionError as err:
+            field = "rebalance" if str(err).startswith("rebalance") else "conditions"
+            raise RequestRejected(str(err), field) from None
+        return encode_table(table, request.format, self.version), table.num_rows, self.version
+
+    def model_info(self) -> dict[str, Any]:
+        meta = {k: v for k, v in self.synth.metadata.items() if k != "version"}
+        meta["conditionable_columns"] = self.synth.conditionable_columns()
+        meta["columns"] = list(self.synth.encoder.schema.names)
+        return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": meta}

@@ -1,0 +1,100 @@
+"""Request and response bodies of the HTTP API, as they appear in the OpenAPI schema.
+
+Requests forbid unknown keys, so a typo (`"row": 10`) is a 422 naming the field instead of a
+silently ignored option. Per-server limits (rows, k, history) are checked in the routes,
+because they come from the deployment's config rather than from the schema.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ConditionValue = str | int | float | bool
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutputFormat(str, Enum):
+    """How /v1/synthetic returns rows."""
+
+    json = "json"  # {"rows": [{...}], "model_version": "..."}
+    arrow = "arrow"  # Arrow IPC stream (application/vnd.apache.arrow.stream)
+    csv = "csv"  # text/csv with a header row
+
+
+class SyntheticRequest(Body):
+    """POST /v1/synthetic: a batch of synthetic rows from the loaded generator."""
+
+    rows: int = Field(..., ge=1, description="exact number of rows to return (at most the server's limits.max_rows)",
+                      examples=[1000])
+    conditions: dict[str, ConditionValue] = Field(
+        default_factory=dict, description="column -> value every returned row must have (exact)",
+        examples=[{"genre": "Documentary"}])
+    rebalance: dict[str, Literal["uniform"] | dict[str, float]] = Field(
+        default_factory=dict, description="column -> 'uniform' or {value: probability} for the returned mix")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="same seed, same request -> same rows")
+    format: OutputFormat = Field(OutputFormat.json, description="json | arrow (IPC stream) | csv")
+
+
+class SyntheticResponse(BaseModel):
+    """JSON answer of /v1/synthetic (format=json). Arrow and CSV carry the version in X-Model-Version."""
+
+    rows: list[dict[str, Any]]
+    model_version: str
+
+
+class RecommendationRequest(Body):
+    """POST /v1/recommendations: top-k items for a user, a history of recent items, or both."""
+
+    user_id: str | None = Field(None, description="known user id; an unknown one gets a cold-start answer",
+                                examples=["42"])
+    history: list[str] = Field(default_factory=list, description="recent item ids, oldest first",
+                               examples=[["12", "7"]])
+    query: str | None = Field(None, max_length=1_000, description="optional search query text")
+    k: int = Field(10, ge=1, description="number of items (at most the server's limits.max_k)")
+    exclude_seen: bool = Field(True, description="leave out items in the user's known history and in `history`")
+
+    @model_validator(mode="after")
+    def _someone_to_recommend_for(self) -> "RecommendationRequest":
+        if self.user_id is None and not self.history and not self.query:
+            raise ValueError("give user_id, history or query (none was given)")
+        return self
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class RecommendationResponse(BaseModel):
+    items: list[ScoredItem] = Field(description="best first")
+    cold_start: bool = Field(description="true when the user was unknown and the answer came from history or popularity")
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    loaded: bool
+    uri: str | None = None
+    version: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsResponse(BaseModel):
+    generator: ModelInfo
+    recommender: ModelInfo
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body: what is wrong and, where it applies, which request field."""
+
+    detail: str
+    field: str | None = None
