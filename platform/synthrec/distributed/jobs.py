@@ -32,10 +32,11 @@ from synthrec.config import validate_config
 from synthrec.errors import ClusterError, ConfigError
 
 JOBS_DIR = "jobs"
-# gitwildmatch patterns relative to the project root (Ray's `excludes`).
+# gitwildmatch patterns relative to the project root (Ray's `excludes`). No trailing slashes:
+# Ray tests a folder's own path without one, and a match there skips the whole folder.
 WORKING_DIR_EXCLUDES = [
-    ".git", ".venv", "venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ray/",
-    "/out/", "/demo-output/", "/bench/results/", "/build/", "/dist/",
+    ".git", ".venv", "venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ray",
+    "/out", "/demo-output", "/bench/results", "/build", "/dist",
 ]
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

@@ -1,0 +1,124 @@
+"""What `synthrec submit` sends (distributed/jobs.py), checked without a cluster."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from synthrec.distributed import jobs
+from synthrec.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "simulate.py").write_text("")
+    (tmp_path / "jobs" / "tiny.py").write_text("")
+    (tmp_path / "jobs" / "_helpers.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "platform" / "synthrec").mkdir(parents=True)
+    return tmp_path
+
+
+def test_jobs_unknown_job_lists_the_available_ones(project):
+    with pytest.raises(ConfigError, match=r"unknown job 'simulat'.*: simulate, tiny$"):
+        jobs.build_job_spec("simulat", project)
+
+
+def test_jobs_config_is_validated_before_submission_where_its_class_is_known(project):
+    with pytest.raises(ConfigError, match="key 'rows'"):
+        jobs.build_job_spec("simulate", project, {"rows": 0})
+    with pytest.raises(ConfigError, match="unknown key 'rowz'"):
+        jobs.build_job_spec("simulate", project, {"rowz": 5})
+    jobs.build_job_spec("tiny", project, {"anything": 1})  # no known class: the job validates
+
+
+def test_jobs_spec_uploads_the_project_without_venv_git_or_outputs(project):
+    spec = jobs.build_job_spec("simulate.py", project, {"rows": 10, "out": "s3://b/x"})
+    env = spec.runtime_env
+    assert env["working_dir"] == str(project)
+    assert env["py_modules"] == [str(project / "platform" / "synthrec")]
+    assert env["excludes"] == jobs.WORKING_DIR_EXCLUDES
+    argv = shlex.split(spec.entrypoint)
+    assert argv[:3] == ["python", "jobs/simulate.py", "--config"]
+    assert json.loads(argv[3]) == {"rows": 10, "out": "s3://b/x"}
+    assert spec.submission_id.startswith("synthrec-simulate-")
+
+
+def _ray_pathspec():
+    """The gitwildmatch matcher Ray applies to `excludes`, loaded without importing ray."""
+    root = Path(importlib.util.find_spec("ray").origin).parent / "_private" / "thirdparty" / "pathspec"
+    spec = importlib.util.spec_from_file_location("_ray_pathspec", root / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.PathSpec
+
+
+def test_jobs_excludes_skip_what_must_not_travel():
+    spec = _ray_pathspec().from_lines("gitwildmatch", jobs.WORKING_DIR_EXCLUDES)
+    # Ray tests each folder's own relative path (no trailing slash) and prunes it on a match.
+    for path in [".venv", ".git", "out", "demo-output", "bench/results", "platform/synthrec/__pycache__",
+                 "platform/synthrec.egg-info", ".pytest_cache"]:
+        assert spec.match_file(path), path
+    for path in ["jobs", "jobs/simulate.py", "platform/synthrec", "platform/synthrec/storage.py", "bench",
+                 "bench/run.py", "tests/out", "serve/config.yaml"]:
+        assert not spec.match_file(path), path
+
+
+def test_jobs_forward_s3_settings_but_keys_only_for_a_custom_endpoint():
+    on_aws = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    assert jobs.forwarded_env(environ=on_aws) == {"AWS_REGION": "eu-west-1"}  # instance profile gives keys
+    self_hosted = {**on_aws, "AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}
+    assert jobs.forwarded_env(environ=self_hosted) == self_hosted
+    assert jobs.forwarded_env(["MY_FLAG"], environ={"MY_FLAG": "1"}) == {"MY_FLAG": "1"}
+    with pytest.raises(ConfigError, match="not set here"):
+        jobs.forwarded_env(["MISSING"], environ={})
+    with pytest.raises(ConfigError, match="give a variable name"):
+        jobs.forwarded_env(["A=b"], environ={})
+
+
+def test_jobs_printed_command_hides_secrets_and_runs_from_the_project(project, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-value")
+    config = {"rows": 10, "storage": {"secret_access_key": "yaml-secret", "endpoint_url": "http://e"}}
+    spec = jobs.build_job_spec("tiny", project, config)
+    assert spec.runtime_env["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"  # sent as is
+
+    command = spec.ray_job_submit_command("http://127.0.0.1:8265", cwd=project)
+    assert "s3cr3t-value" not in command and "key-id-value" not in command and "yaml-secret" not in command
+    assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . ")
+    argv = shlex.split(command)
+    runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
+    assert runtime_env["py_modules"] == ["platform/synthrec"]
+    assert runtime_env["env_vars"] == {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+                                       "AWS_ACCESS_KEY_ID": "***", "AWS_SECRET_ACCESS_KEY": "***"}
+    shown = json.loads(argv[argv.index("--config") + 1])
+    assert shown["storage"] == {"secret_access_key": "***", "endpoint_url": "http://e"}
+    assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(f"cd {project} && ray job submit")
+
+
+def test_jobs_address_is_normalized_or_rejected():
+    assert jobs.normalize_address("127.0.0.1:8265/") == "http://127.0.0.1:8265"
+    assert jobs.normalize_address(" https://head:443 ") == "https://head:443"
+    with pytest.raises(ConfigError, match="not a ray:// or GCS address"):
+        jobs.normalize_address("ray://head:10001")
+
+
+def test_jobs_find_project_dir_walks_up_from_a_subfolder(project):
+    (project / "platform" / "synthrec" / "deep").mkdir()
+    assert jobs.find_project_dir(project / "platform" / "synthrec" / "deep") == project.resolve()
+    assert jobs.find_project_dir(Path("/")) == REPO  # falls back to the checkout of the package
+
+
+def test_jobs_exit_codes_follow_the_job_status():
+    assert [jobs.JobOutcome("j", s, "", ()).exit_code for s in ("SUCCEEDED", "FAILED", "STOPPED")] == [0, 1, 3]
