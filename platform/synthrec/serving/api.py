@@ -16,6 +16,7 @@ route, so a replica never dies of a request.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable, Literal, Protocol
 
@@ -164,14 +165,29 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
         kind = request.headers.get("content-type", "none")
         hint = "" if "json" in kind else f" with Content-Type: application/json (got {kind})"
         return _error(422, f"body: expected a JSON object{hint}", "body")
-    parts, fields = [], []
-    for e in errors[:10]:
-        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-        field = ".".join(loc) or "body"
-        fields.append(field)
+    by_field: dict[str, list[dict]] = {}
+    for e in errors:
+        by_field.setdefault(_field_of(e.get("loc", ())), []).append(e)
+    parts = []
+    for field, errs in list(by_field.items())[:10]:
+        e = errs[0]
         got = f" (got {_short(e['input'])})" if "input" in e and e.get("type") != "missing" else ""
-        parts.append(f"{field}: {e.get('msg', 'invalid')}{got}")
-    return _error(422, "; ".join(parts), fields[0] if fields else None)
+        if len(errs) == 1:
+            msg = e.get("msg", "invalid")
+        else:  # a union: one line listing its members
+            tags = [str(p) for x in errs for p in x.get("loc", ()) if isinstance(p, str) and _UNION_TAG.match(p)]
+            msg = "expected one of " + ", ".join(dict.fromkeys(tags)) if tags else errs[0].get("msg", "invalid")
+        parts.append(f"{field}: {msg}{got}")
+    return _error(422, "; ".join(parts), next(iter(by_field), None))
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|literal\[.*\]|dict\[.*\]|list\[.*\])$")
+
+
+def _field_of(loc: tuple) -> str:
+    """('body', 'conditions', 'genre', 'str') -> 'conditions.genre' (pydantic names union members)."""
+    parts = [str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_TAG.match(p))]
+    return ".".join(parts) or "body"
 
 
 def _short(value: Any) -> str:

@@ -1,0 +1,159 @@
+"""The HTTP layer without Ray: validation, limits, auth, errors and encodings.
+
+The ports here are test doubles of the model side (the routes only delegate); real models
+are served in tests/integration/test_serve.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from fastapi.testclient import TestClient
+
+from synthrec.config import ServeConfig
+from synthrec.errors import ConfigError
+from synthrec.serving.api import RequestRejected, build_api
+from synthrec.serving.auth import ApiKey, load_api_key
+from synthrec.serving.encode import encode_table
+from synthrec.serving.schemas import OutputFormat, RecommendationRequest, SyntheticRequest
+
+TABLE = pa.table({"genre": ["Drama", "Comedy"], "rating": [4, 2], "when": pa.array([1, 2], pa.timestamp("s"))})
+
+
+class Gen:
+    async def generate(self, request: SyntheticRequest):
+        if request.conditions.get("genre") == "Nope":
+            raise RequestRejected("condition genre='Nope': value never seen in training", "conditions")
+        return encode_table(TABLE, request.format, "g1"), TABLE.num_rows, "g1"
+
+    async def model_info(self):
+        return {"loaded": True, "version": "g1"}
+
+
+class Rec:
+    async def recommend(self, request: RecommendationRequest):
+        return json.dumps({"items": [{"item_id": "7", "score": 0.5}], "cold_start": request.user_id is None,
+                           "model_version": "r1"}).encode()
+
+    async def model_info(self):
+        return {"loaded": True, "version": "r1"}
+
+
+def client(key: str | None = None, **cfg) -> TestClient:
+    config = ServeConfig(**cfg)
+    return TestClient(build_api(config, ApiKey(key), generator=Gen(), recommender=Rec()))
+
+
+@pytest.mark.parametrize("body, status, field", [
+    (b'{"rows": 3,', 400, "body"),                                  # malformed JSON
+    (b'[1, 2]', 422, "body"),                                       # not an object
+    (b'{"rows": "many"}', 422, "rows"),                             # wrong type
+    (b'{"rows": 0}', 422, "rows"),                                  # below 1
+    (b'{"rows": 101}', 422, "rows"),                                # over the configured limit
+    (b'{"rows": 3, "colour": "red"}', 422, "colour"),               # unknown key
+    (b'{"rows": 3, "format": "xml"}', 422, "format"),
+    (b'{"rows": 3, "conditions": {"genre": ["a"]}}', 422, "conditions.genre"),
+    (b'{"rows": 3, "conditions": {"genre": "Nope"}}', 422, "conditions"),  # the model refuses it
+])
+def test_serving_api_synthetic_rejects_bad_input(body, status, field):
+    res = client(limits={"max_rows": 100}).post("/v1/synthetic", content=body,
+                                                 headers={"content-type": "application/json"})
+    assert res.status_code == status, res.text
+    assert res.json()["field"] == field
+    assert field.split(".")[0].rstrip("s") in res.json()["detail"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"user_id": 42}, "user_id"),
+    ({"user_id": "1", "k": 11}, "k"),
+    ({"user_id": "1", "k": 0}, "k"),
+    ({"history": ["1", "2", "3", "4"]}, "history"),
+    ({"history": "12"}, "history"),
+    ({}, "body"),                                                     # nobody to recommend for
+    ({"user_id": "1", "exclude_seen": "perhaps"}, "exclude_seen"),
+])
+def test_serving_api_recommendations_reject_bad_input(body, field):
+    res = client(limits={"max_k": 10, "max_history": 3}).post("/v1/recommendations", json=body)
+    assert res.status_code == 422, res.text
+    assert res.json()["field"] == field
+
+
+def test_serving_api_answers_in_each_format():
+    c = client()
+    body = c.post("/v1/synthetic", json={"rows": 2, "seed": 1}).json()
+    assert body["model_version"] == "g1" and body["rows"][0]["genre"] == "Drama"
+    arrow = c.post("/v1/synthetic", json={"rows": 2, "format": "arrow"})
+    assert arrow.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    assert table.column("rating").to_pylist() == [4, 2] and table.schema.metadata[b"model_version"] == b"g1"
+    csv = c.post("/v1/synthetic", json={"rows": 2, "format": "csv"})
+    assert csv.headers["x-model-version"] == "g1"
+    assert pacsv.read_csv(io.BytesIO(csv.content)).column("genre").to_pylist() == ["Drama", "Comedy"]
+    rec = c.post("/v1/recommendations", json={"history": ["1"], "k": 1}).json()
+    assert rec == {"items": [{"item_id": "7", "score": 0.5}], "cold_start": True, "model_version": "r1"}
+
+
+def test_serving_api_refuses_large_and_non_json_bodies():
+    c = client(limits={"max_body_bytes": 1024})
+    big = c.post("/v1/synthetic", content=b'{"rows": 1, "seed": 1' + b" " * 2000 + b"}",
+                 headers={"content-type": "application/json"})
+    assert big.status_code == 413 and big.json()["field"] == "body"
+    form = c.post("/v1/synthetic", content=b'{"rows": 1}', headers={"content-type": "text/plain"})
+    assert form.status_code == 422 and "Content-Type: application/json" in form.json()["detail"]
+
+
+def test_serving_api_missing_model_is_503_naming_the_flag():
+    c = TestClient(build_api(ServeConfig(), ApiKey(None)))
+    res = c.post("/v1/recommendations", json={"user_id": "1"})
+    assert res.status_code == 503 and "--recommender" in res.json()["detail"]
+    assert c.get("/v1/models").json() == {"generator": {"loaded": False}, "recommender": {"loaded": False}}
+
+
+def test_serving_api_key_guards_v1_routes_only():
+    c = client(key="s3cret")
+    assert c.post("/v1/recommendations", json={"user_id": "1"}).status_code == 401
+    wrong = c.get("/v1/models", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert "nope" not in wrong.text and "s3cret" not in wrong.text
+    ok = c.get("/v1/models", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["recommender"]["version"] == "r1"
+    assert c.get("/healthz").status_code == 200
+    assert client().get("/v1/models").status_code == 200  # no key configured: open
+
+
+def test_serving_auth_reads_file_before_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHREC_TEST_KEY", "from-env")
+    assert load_api_key(ServeConfig(api_key_env="SYNTHREC_TEST_KEY")).check(b"Bearer from-env")
+    secret = tmp_path / "key"
+    secret.write_text("from-file\n")
+    key = load_api_key(ServeConfig(api_key_env="SYNTHREC_TEST_KEY", api_key_file=str(secret)))
+    assert key.check(b"Bearer from-file") and not key.check(b"Bearer from-env")
+    assert "from-file" not in repr(key) and str(secret) in key.source
+    monkeypatch.delenv("SYNTHREC_TEST_KEY")
+    assert not load_api_key(ServeConfig(api_key_env="SYNTHREC_TEST_KEY")).enabled
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_api_key(ServeConfig(api_key_file=str(secret)))
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_api_key(ServeConfig(api_key_file=str(tmp_path / "missing")))
+
+
+def test_serving_openapi_documents_every_endpoint():
+    schema = client().get("/openapi.json").json()
+    assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(schema["paths"])
+    synthetic = schema["paths"]["/v1/synthetic"]["post"]
+    assert synthetic["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SyntheticRequest")
+    assert "application/vnd.apache.arrow.stream" in synthetic["responses"]["200"]["content"]
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert {"SyntheticRequest", "RecommendationRequest", "RecommendationResponse", "ErrorResponse"} <= set(
+        schema["components"]["schemas"])
+
+
+def test_serving_schemas_forbid_unknown_keys():
+    with pytest.raises(ValueError):
+        SyntheticRequest.model_validate({"rows": 1, "row": 2})
+    assert SyntheticRequest.model_validate({"rows": 1}).format is OutputFormat.json
