@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load as np_load
 from safetensors.numpy import save as np_save
 from safetensors.torch import load as torch_load
@@ -75,7 +76,7 @@ def load_synthesizer(uri: str, storage: StorageConfig | None = None, device: str
     try:
         encoder = Encoder.from_state(config["encoder"], np_load(files["encoder.safetensors"]))
         weights = torch_load(files["generator.safetensors"])
-    except (KeyError, ValueError, RuntimeError) as err:
+    except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
         raise ModelError(f"{uri}: encoder or weights are unreadable ({err!r}); re-save the model") from None
     return Synthesizer.from_parts(encoder, cfg, weights, metadata=metadata, device=device)
 

@@ -1,0 +1,125 @@
+"""Encoder: round trip, types, ids at catalog scale, state without pickle, every error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from synthrec.config import GanConfig
+from synthrec.errors import DataError, ModelError
+from synthrec.schema import infer_schema
+from synthrec.transform import DiscreteCodec, Encoder, IdCodec, NumericCodec
+
+CFG = GanConfig(mode_fit_rows=1_000, id_profile_rows=2_000, max_onehot_cardinality=16)
+
+
+def make_table(n: int = 3_000, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    price = np.round(rng.lognormal(3, 1, n), 2)
+    price_mask = rng.random(n) < 0.05
+    genre = rng.choice(["a", "b", "c", "d"], n, p=[0.6, 0.25, 0.1, 0.05])
+    return pa.table({
+        "user_id": pa.array([f"u{i}" for i in rng.integers(0, 300, n)]),
+        "item_id": pa.array(rng.zipf(1.5, n) % 500, pa.int64()),
+        "genre": pa.array(genre).dictionary_encode(),
+        "brand": pa.array([f"b{i}" for i in rng.integers(0, 40, n)]),       # above the one-hot threshold
+        "price": pa.array(price, mask=price_mask),
+        "qty": pa.array(rng.integers(1, 4, n), pa.int32()),                  # few levels -> one-hot
+        "age": pa.array(rng.integers(18, 80, n), pa.int64()),                # many levels -> modes
+        "when": pa.array(1_700_000_000_000_000 + rng.integers(0, 10**12, n), pa.int64()).cast(pa.timestamp("us")),
+        "click": pa.array(rng.integers(0, 2, n), pa.int64()),
+    })
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    table = make_table()
+    return table, Encoder.fit(table, infer_schema(table, {"genre": "categorical"}), CFG)
+
+
+def test_transform_round_trip_keeps_values_types_and_nulls(fitted):
+    table, enc = fitted
+    matrix = enc.transform(table, seed=1)
+    assert matrix.dtype == np.float32 and matrix.shape == (table.num_rows, enc.output_dim)
+    back = enc.inverse_transform(matrix)
+    assert back.schema == table.schema
+    for name in ("user_id", "item_id", "genre", "brand", "qty", "click"):
+        assert back.column(name).equals(table.column(name)), name
+    assert back.column("price").null_count == table.column("price").null_count
+    assert back.column("price").is_null().equals(table.column("price").is_null())
+    for name in ("price", "age", "when"):
+        x = table.column(name).cast(pa.int64() if name == "when" else pa.float64()).to_numpy(zero_copy_only=False)
+        y = back.column(name).cast(pa.int64() if name == "when" else pa.float64()).to_numpy(zero_copy_only=False)
+        ok = np.isnan(x) | (np.abs(x - y) <= 1e-6 * np.maximum(1.0, np.abs(x)))
+        assert ok.mean() > 0.995, name  # only values > 4 sd from their mode are clipped
+
+
+def test_transform_integers_stay_integral_and_in_range(fitted):
+    table, enc = fitted
+    rng = np.random.default_rng(0)
+    parts = [rng.uniform(-1, 1, (500, s.size)) if s.kind == "scalar" else rng.integers(0, s.size, 500)
+             for s in enc.spans]
+    out = enc.decode(parts)
+    assert out.schema == table.schema
+    age = out.column("age").to_numpy()
+    assert age.dtype == np.int64 and age.min() >= 18 and age.max() <= 79
+
+
+def test_transform_codecs_follow_roles_and_thresholds(fitted):
+    _, enc = fitted
+    kinds = {c.name: type(c) for c in enc.codecs}
+    assert kinds["user_id"] is IdCodec and kinds["item_id"] is IdCodec and kinds["brand"] is IdCodec
+    assert kinds["genre"] is DiscreteCodec and kinds["qty"] is DiscreteCodec and kinds["click"] is DiscreteCodec
+    assert kinds["age"] is NumericCodec and kinds["price"] is NumericCodec and kinds["when"] is NumericCodec
+
+
+def test_transform_ids_use_clusters_not_catalog_one_hot(fitted):
+    _, enc = fitted
+    ids = enc.codec("user_id")
+    c = len(ids.values)
+    onehot = [s for s in enc.spans if s.column == "user_id" and s.kind == "onehot"][0]
+    assert onehot.size <= 2 * int(np.ceil(np.sqrt(c)))               # ~sqrt(C) clusters, not C
+    assert ids.vectors.shape == (c, CFG.id_embedding_dim)             # memory ~ C x dim
+    assert np.abs(ids.vectors).max() < 1
+
+
+def test_transform_state_is_json_and_arrays(fitted):
+    import json
+
+    table, enc = fitted
+    meta, arrays = enc.state()
+    json.dumps(meta)
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays.values())
+    again = Encoder.from_state(json.loads(json.dumps(meta)), arrays)
+    np.testing.assert_array_equal(again.transform(table, seed=3), enc.transform(table, seed=3))
+    assert again.inverse_transform(enc.transform(table)).equals(enc.inverse_transform(enc.transform(table)))
+
+
+def test_transform_unseen_value_is_data_error(fitted):
+    table, enc = fitted
+    bad = table.set_column(2, "genre", pa.array(["zzz"] * table.num_rows))
+    with pytest.raises(DataError, match="'genre'.*never saw"):
+        enc.transform(bad)
+
+
+def test_transform_missing_column_is_data_error(fitted):
+    table, enc = fitted
+    with pytest.raises(DataError, match="lacks column.*price"):
+        enc.transform(table.drop_columns(["price"]))
+
+
+def test_transform_empty_table_is_data_error():
+    table = make_table(10).slice(0, 0)
+    with pytest.raises(DataError, match="empty"):
+        Encoder.fit(table, infer_schema(make_table(10), {"genre": "categorical"}), CFG)
+
+
+def test_transform_bad_state_is_model_error(fitted):
+    _, enc = fitted
+    meta, arrays = enc.state()
+    with pytest.raises(ModelError, match="format"):
+        Encoder.from_state({**meta, "format": 99}, arrays)
+    arrays.pop("age.means")
+    with pytest.raises(ModelError, match="incomplete or corrupt"):
+        Encoder.from_state(meta, arrays)
