@@ -73,3 +73,40 @@ def test_gan_train_bad_input_fails_on_driver_in_seconds(events_uri, tmp_path, ch
     with pytest.raises(error, match=match):
         run_train_gan(cfg)
     assert time.monotonic() - start < 20
+
+
+MULTI_NODE_SCRIPT = r"""
+import json, sys
+from ray.cluster_utils import Cluster
+import ray
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+ray.init(address=cluster.address)
+from synthrec.config import GanConfig, ScalingSection, TrainGanConfig
+from synthrec.distributed.gan_train import run_train_gan
+gan = GanConfig(batch_size=200, generator_dims=[32], critic_dims=[32], embedding_dim=16)
+cfg = TrainGanConfig(data=sys.argv[1], out=sys.argv[2], gan=gan, epochs=2,
+                     scaling=ScalingSection(num_workers=2, cpus_per_worker=1))
+summary = run_train_gan(cfg)
+print("RESULT " + json.dumps({"nodes": [s["node_id"] for s in summary["worker_starts"]], "epochs": summary["epochs"]}))
+ray.shutdown()
+cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_gan_train_places_workers_on_two_nodes(events_uri, tmp_path):
+    """Two 1-CPU nodes (ray.cluster_utils.Cluster) and two 1-CPU workers: one worker per node."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-c", MULTI_NODE_SCRIPT, events_uri, str(tmp_path / "model")],
+                          capture_output=True, text=True, timeout=420, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["epochs"] == 2
+    assert len(set(result["nodes"])) == 2, result

@@ -1,0 +1,5 @@
+"""`python -m synthrec.cli` = the `synthrec` command."""
+
+from synthrec.cli import main
+
+main()
