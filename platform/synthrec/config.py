@@ -291,6 +291,9 @@ class ReplicaSection(Section):
     max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="per replica, before the proxy queues")
     max_batch_size: int = Field(32, ge=1, le=4096, description="@serve.batch: requests scored together")
     batch_wait_timeout_s: float = Field(0.0, ge=0, le=1, description="0: batch only what is already queued")
+    max_surge_percent: int = Field(
+        100, ge=0, le=100, description="extra replicas while rolling: old ones serve until new ones are ready "
+                                       "(needs spare CPUs/GPUs; 0 stops old replicas first)")
 
 
 class ServeLimits(Section):
@@ -322,6 +325,41 @@ class ServeConfig(Section):
     request_timeout_s: float = Field(60, gt=0, le=3_600, description="end-to-end HTTP timeout at the proxy")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
+
+
+PipelineStage = Literal["data", "train_gan", "generate", "evaluate", "train_recommender", "evaluate_recommender"]
+PIPELINE_STAGES: tuple[str, ...] = PipelineStage.__args__  # type: ignore[attr-defined]
+
+
+class PipelineConfig(Section):
+    """`synthrec pipeline` / jobs/pipeline.py: GAN -> synthetic data -> report -> recommender.
+
+    Every output lives under `out` (local folder or s3:// prefix): data/, models/gan,
+    synthetic/, reports/synthetic, models/recommender, reports/recommender. A stage whose
+    published output matches its inputs and settings is reused, not recomputed.
+    """
+
+    out: str = Field("pipeline-output", description="root URI of every output")
+    data: str | None = Field(None, description="real event log URI; default: the built-in simulator")
+    schema_path: str | None = Field(None, alias="schema", description="schema YAML for `data`")
+    simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(
+        rows=60_000, num_users=1_500, num_items=2_000, num_categories=20, num_brands=100, num_queries=300))
+    gan: GanConfig = Field(default_factory=GanConfig)
+    gan_epochs: int | None = Field(None, ge=1)
+    gan_time_budget_min: float | None = Field(3.0, gt=0)
+    synthetic_rows: int = Field(100_000, ge=1)
+    conditions: dict[str, str] = Field(default_factory=dict)
+    rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)
+    synthetic_weight: float = Field(0.5, ge=0, description="λ for synthetic rows in the recommender loss")
+    recommender: RecommenderConfig = Field(default_factory=lambda: RecommenderConfig(time_budget_s=150))
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    generate_concurrency: int = Field(2, ge=1)
+    stages: list[PipelineStage] | None = Field(None, description="run only these stages (their inputs must exist)")
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:

@@ -188,6 +188,7 @@ def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, A
         "max_ongoing_requests": section.max_ongoing_requests,
         "ray_actor_options": {"num_cpus": section.num_cpus, "num_gpus": section.num_gpus},
         "logging_config": {"encoding": "JSON", "enable_access_log": cfg.access_log},
+        "max_surge_percent": section.max_surge_percent,
     }
     if section.autoscaling is not None:
         opts["num_replicas"] = "auto"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthrec.config import StorageConfig
+from synthrec.config import ServeConfig, StorageConfig
 from synthrec.errors import ConditionError
 from synthrec.serving.api import RequestRejected
 from synthrec.serving.encode import encode_table
@@ -39,3 +39,35 @@ class GeneratorBackend:
         meta["conditionable_columns"] = self.synth.conditionable_columns()
         meta["columns"] = list(self.synth.encoder.schema.names)
         return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": meta}
+
+
+class _InProcess:
+    """Async port over a backend in this process (plain uvicorn: no Ray, no batching)."""
+
+    def __init__(self, backend: GeneratorBackend | RecommenderBackend):
+        self.backend = backend
+
+    async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
+        return self.backend.generate(request)
+
+    async def recommend(self, request: RecommendationRequest) -> bytes:
+        result = self.backend.recommend_many([request])[0]
+        if isinstance(result, RequestRejected):
+            raise result
+        return result
+
+    async def model_info(self) -> dict[str, Any]:
+        return self.backend.model_info()
+
+
+def build_local_api(cfg: ServeConfig):
+    """The whole API in one process with the same routes and model code as the Serve apps.
+
+    For the overhead baseline (bench/serve_load.py) and debugging; production goes through Serve.
+    """
+    from synthrec.serving.api import build_api
+    from synthrec.serving.auth import load_api_key
+
+    gen = _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
+    rec = _InProcess(RecommenderBackend(cfg.recommender_uri, cfg.storage)) if cfg.recommender_uri else None
+    return build_api(cfg, load_api_key(cfg), generator=gen, recommender=rec, mount="full")

@@ -1,0 +1,276 @@
+"""Load test of the Serve application against the same handlers on plain uvicorn + FastAPI.
+
+    .venv/bin/python bench/serve_load.py [--generator URI] [--recommender URI] [--seconds 8]
+
+Loopback only (127.0.0.1), bounded in time and requests per run. For each server (plain
+uvicorn without Ray, then Ray Serve) it measures POST /v1/recommendations (k=10) and POST
+/v1/synthetic (1,000 rows) at 1 and 16 concurrent keep-alive clients: p50/p99 latency,
+requests/s and errors (non-200 answers or broken connections), then prints a table with
+Serve's throughput as a share of plain uvicorn's.
+
+Without --recommender it builds a recommender directory over a 100,000-item catalog (see
+`build_recommender_model`); without --generator it fits a tiny generator on 3,000 rows of
+ML-100K (one epoch). Both servers load the same directories. The load client is a minimal
+asyncio HTTP/1.1 client, so it takes little of the CPU the servers need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+ML100K = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
+
+
+# ---------------------------------------------------------------------------- load client
+
+@dataclass
+class Result:
+    server: str
+    endpoint: str
+    clients: int
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    rps: float
+
+
+async def _client(port: int, payloads: list[bytes], offset: int, stop_at: float, budget: list[int],
+                  latencies: list[float], errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    i = offset
+    try:
+        while budget[0] > 0 and time.perf_counter() < stop_at:
+            budget[0] -= 1
+            request = payloads[i % len(payloads)]
+            i += 1
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            if head[9:12] != b"200":
+                errors.append(int(head[9:12]))
+    except (ConnectionError, asyncio.IncompleteReadError) as err:
+        errors.append(-1)
+        print(f"  connection error: {err!r}", file=sys.stderr)
+    finally:
+        writer.close()
+
+
+def http_post(path: str, body: dict, port: int) -> bytes:
+    data = json.dumps(body).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+def run_load(port: int, payloads: list[bytes], clients: int, seconds: float, max_requests: int) -> tuple:
+    """(latencies s, errors, elapsed s) of `clients` keep-alive connections sending in a loop."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    budget = [max_requests]
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*[_client(port, payloads, c * 7, start + seconds, budget, latencies, errors)
+                               for c in range(clients)])
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    return latencies, errors, elapsed
+
+
+def measure(server: str, endpoint: str, port: int, payloads: list[bytes], clients: int, seconds: float,
+            max_requests: int) -> Result:
+    run_load(port, payloads, clients, min(1.0, seconds), max(clients * 3, 20))  # warm connections and caches
+    lat, errors, elapsed = run_load(port, payloads, clients, seconds, max_requests)
+    ms = np.asarray(lat) * 1e3 if lat else np.asarray([np.nan])
+    return Result(server, endpoint, clients, len(lat), len(errors), float(np.percentile(ms, 50)),
+                  float(np.percentile(ms, 99)), len(lat) / elapsed)
+
+
+# ---------------------------------------------------------------------------- models
+
+def build_generator_model(out: Path) -> str:
+    """A tiny generator (1 epoch on 3,000 ML-100K rows): serving cost, not quality, is measured."""
+    import pyarrow.parquet as pq
+
+    from synthrec.artifacts import save_synthesizer
+    from synthrec.config import GanConfig
+    from synthrec.gan.synthesizer import Synthesizer
+
+    table = pq.read_table(ML100K).slice(0, 3000)
+    cfg = GanConfig(embedding_dim=32, generator_dims=[64, 64], critic_dims=[64], batch_size=200, pac=10, seed=0)
+    synth = Synthesizer().fit(table, cfg=cfg, epochs=1)
+    save_synthesizer(synth, str(out))
+    return str(out)
+
+
+def build_recommender_model(out: Path, num_items: int) -> str:
+    """A recommender directory over `num_items` items, from the recommender's own save path."""
+    from synthrec.recommender.artifacts import build_benchmark_model  # issue 6's API (see report)
+
+    return build_benchmark_model(str(out), num_items=num_items)
+
+
+# ---------------------------------------------------------------------------- servers
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, timeout_s: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as res:
+                if res.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"no server on {HOST}:{port} after {timeout_s} s")
+
+
+def serve_plain(cfg_json: str, port: int) -> None:
+    """Child process: the same FastAPI app, models in-process, one uvicorn worker."""
+    import uvicorn
+
+    from synthrec.config import ServeConfig, validate_config
+    from synthrec.serving.backends import build_local_api
+
+    app = build_local_api(validate_config(ServeConfig, json.loads(cfg_json)))
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+
+
+def workloads(port: int, users: list[str], endpoints: list[str]) -> dict[str, list[bytes]]:
+    """Requests per endpoint: k=10 for 64 known users in turn; 1,000 rows with 16 seeds in turn."""
+    loads = {}
+    if "recommendations" in endpoints:
+        loads["/v1/recommendations"] = [http_post("/v1/recommendations", {"user_id": u, "k": 10}, port) for u in users]
+    if "synthetic" in endpoints:
+        loads["/v1/synthetic"] = [http_post("/v1/synthetic", {"rows": 1000, "seed": s}, port) for s in range(16)]
+    return loads
+
+
+def bench_server(name: str, port: int, loads: dict[str, list[bytes]], args) -> list[Result]:
+    results = []
+    for endpoint, payloads in loads.items():
+        for clients in args.clients:
+            r = measure(name, endpoint, port, payloads, clients, args.seconds, args.max_requests)
+            print(f"  {name:6} {endpoint:20} clients={clients:2} n={r.requests:5} errors={r.errors} "
+                  f"p50={r.p50_ms:7.2f} ms p99={r.p99_ms:7.2f} ms {r.rps:7.1f} req/s", flush=True)
+            results.append(r)
+    return results
+
+
+def run_plain(cfg, loads_for, args) -> list[Result]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)])
+    try:
+        wait_ready(port)
+        return bench_server("plain", port, loads_for(port), args)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_serve(cfg, loads_for, args) -> list[Result]:
+    from ray import serve
+
+    from synthrec.serving.app import deploy
+
+    port = free_port()
+    deploy(cfg.model_copy(update={"port": port}))
+    try:
+        wait_ready(port)
+        return bench_server("serve", port, loads_for(port), args)
+    finally:
+        serve.shutdown()
+
+
+def print_table(results: list[Result]) -> None:
+    plain = {(r.endpoint, r.clients): r for r in results if r.server == "plain"}
+    print("\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | req/s vs plain |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        base = plain.get((r.endpoint, r.clients))
+        ratio = f"{r.rps / base.rps:.0%}" if base and r.server != "plain" and base.rps else ""
+        print(f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
+              f"| {r.errors} | {ratio} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generator", help="generator model directory (default: fit a tiny one)")
+    parser.add_argument("--recommender", help="recommender model directory (default: build a 100k-item one)")
+    parser.add_argument("--num-items", type=int, default=100_000, help="catalog size of the built recommender")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement (bounded)")
+    parser.add_argument("--max-requests", type=int, default=4000, help="per measurement (bounded)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--servers", nargs="+", default=["plain", "serve"], choices=["plain", "serve"])
+    parser.add_argument("--endpoints", nargs="+", default=["recommendations", "synthetic"],
+                        choices=["recommendations", "synthetic"])
+    parser.add_argument("--access-log", action="store_true", help="Serve access logs on (off in both by default)")
+    parser.add_argument("--json", help="write the results here as JSON")
+    parser.add_argument("--plain-server", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_server:
+        return serve_plain(args.plain_server, args.port)
+
+    from synthrec.config import ServeConfig
+
+    tmp = Path(tempfile.mkdtemp(prefix="synthrec-bench-"))
+    print("preparing models ...", flush=True)
+    gen = rec = None
+    if "synthetic" in args.endpoints:
+        gen = args.generator or build_generator_model(tmp / "generator")
+    if "recommendations" in args.endpoints:
+        rec = args.recommender or build_recommender_model(tmp / "recommender", args.num_items)
+    users = _known_users(rec) if rec else []
+    cfg = ServeConfig(generator_uri=gen, recommender_uri=rec, access_log=args.access_log, api_key_env=None)
+    print(f"machine: {os.cpu_count()} CPUs; generator {gen}; recommender {rec}", flush=True)
+
+    def loads_for(port: int) -> dict[str, list[bytes]]:
+        return workloads(port, users, args.endpoints)
+
+    results: list[Result] = []
+    if "plain" in args.servers:
+        results += run_plain(cfg, loads_for, args)
+    if "serve" in args.servers:
+        results += run_serve(cfg, loads_for, args)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))
+
+
+def _known_users(uri: str, count: int = 64) -> list[str]:
+    from synthrec.serving.backends import RecommenderBackend
+
+    return RecommenderBackend.sample_users(uri, count)
+
+
+if __name__ == "__main__":
+    main()
