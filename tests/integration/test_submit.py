@@ -6,11 +6,12 @@ How the cluster is set up, and why:
   two `ray start` calls created, never `ray stop` (which stops every Ray on the machine).
 - A second node can join only in Ray's cluster mode: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
   `ray start --address` refuses ("multi-node not supported"), and without it Ray maps
-  127.0.0.1 to the machine's IP, which a loopback-bound head does not listen on. So both nodes
-  run without that variable (with --node-ip-address=127.0.0.1); GCS and raylets then listen on
-  all interfaces, which is why this cluster runs with token auth (RAY_AUTH_MODE=token and a
-  random RAY_AUTH_TOKEN) and its dashboard binds 127.0.0.1. That also tests that
-  `synthrec submit` passes the token through.
+  127.0.0.1 in --address to the machine's IP, which a loopback-bound head does not listen on
+  (--node-ip-address=127.0.0.1 does not change that: both nodes still register with the
+  machine's IP). So both nodes run without that variable; GCS and raylets then listen on all
+  interfaces, which is why this cluster runs with token auth (RAY_AUTH_MODE=token and a random
+  RAY_AUTH_TOKEN) and binds its dashboard to 127.0.0.1. That also tests that `synthrec
+  submit` passes the token through.
 - The nodes start with the venv first on PATH: a job's `python` is whatever PATH gives there.
 - No AWS variables in the nodes' environment: the job reaches S3 only if `synthrec submit`
   forwards the endpoint and keys in its runtime env.
@@ -60,21 +61,26 @@ class TwoNodeCluster:
                     "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0"}
 
     def start(self) -> "TwoNodeCluster":
-        common = ["--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
-        self._ray_start("head", ["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
-                                 "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-                                 f"--ray-client-server-port={free_port()}", *_agent_ports(), *common])
-        self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1", *_agent_ports(), *common])
+        common = [f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+        # Both at once: the worker's `ray start` retries until the head's GCS answers (saves ~5 s).
+        starts = [
+            self._ray_start("head", ["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
+                                     "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+                                     f"--ray-client-server-port={free_port()}", *_agent_ports(), *common]),
+            self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1", *_agent_ports(), *common]),
+        ]
+        for name, proc in starts:
+            if proc.wait(timeout=90) != 0:
+                log = (self.temp_dir / f"{name}.log").read_text()[-3000:]
+                raise RuntimeError(f"ray start ({name}) failed:\n{log}")
         return self
 
-    def _ray_start(self, name: str, args: list[str]) -> None:
-        log = self.temp_dir / f"{name}.log"
-        with open(log, "wb") as sink:
+    def _ray_start(self, name: str, args: list[str]) -> tuple[str, subprocess.Popen]:
+        with open(self.temp_dir / f"{name}.log", "wb") as sink:
             proc = subprocess.Popen([str(BIN / "ray"), "start", *args], env=self.env, stdout=sink,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.groups.append(proc.pid)  # the daemons it forks stay in this process group
-        if proc.wait(timeout=90) != 0:
-            raise RuntimeError(f"ray start ({name}) failed:\n{log.read_text()[-3000:]}")
+        return name, proc
 
     def alive_nodes(self) -> int:
         r = requests.get(f"{self.address}/api/v0/nodes", headers={"Authorization": f"Bearer {self.token}"}, timeout=10)

@@ -36,13 +36,13 @@ def submit(
 ) -> None:
     from synthrec.distributed import jobs
 
-    _quiet_ray_client_logs()
     root = Path(project_dir).resolve() if project_dir else jobs.find_project_dir()
     data = jobs.read_config_file(config) if config else {}
     spec = jobs.build_job_spec(job, root, data, env or (), config_source=str(config or "config"))
     console.print("[dim]same as:[/dim] " + escape(spec.ray_job_submit_command(jobs.normalize_address(address))),
                   highlight=False, soft_wrap=True)
 
+    _quiet_ray_client_logs()
     client = jobs.connect(address)
     job_id = jobs.submit_job(client, spec)
     follow = f"ray job logs -f {job_id} --address {client.get_address()}"
@@ -74,8 +74,13 @@ def submit(
 
 
 def _quiet_ray_client_logs() -> None:
-    """Ray's client logs each packaging step at INFO; our own lines say what happens."""
-    for name in ("ray._private.runtime_env", "ray.dashboard.modules"):
+    """Ray's job client logs each packaging step at INFO; our own lines say what happens.
+
+    Its modules set their loggers' level when imported, so import them first.
+    """
+    import ray.job_submission  # noqa: F401
+
+    for name in ("ray._private.runtime_env", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
