@@ -326,15 +326,15 @@ class IdCodec:
 
     def nearest(self, cluster: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Id index nearest to each query vector among the members of its cluster, (n,)."""
+        s, d = self.member_half_norm.shape[1], self.vectors.shape[1]
+        chunk = max(1, (1 << 21) // (s * d))  # bounds the (rows, S, d) gather to ~8 MB
         out = np.empty(len(cluster), np.int64)
-        order = np.argsort(cluster, kind="stable")
-        bounds = np.searchsorted(cluster[order], np.arange(self.meta["num_clusters"] + 1))
         query = query.astype(np.float32, copy=False)
-        for k in np.flatnonzero(np.diff(bounds)):  # loop over clusters present, never rows
-            rows = order[bounds[k]: bounds[k + 1]]
-            # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members have -inf
-            score = query[rows] @ self.member_vectors[k].T - self.member_half_norm[k]
-            out[rows] = self.members[k, np.argmax(score, axis=1)]
+        for lo in range(0, len(cluster), chunk):  # loop over row chunks, never single rows
+            c, q = cluster[lo: lo + chunk], query[lo: lo + chunk]
+            # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
+            score = np.einsum("nsd,nd->ns", self.member_vectors[c], q) - self.member_half_norm[c]
+            out[lo: lo + chunk] = self.members[c, np.argmax(score, axis=1)]
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:

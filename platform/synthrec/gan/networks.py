@@ -118,7 +118,23 @@ class Generator(nn.Module):
         self.head = nn.Linear(width, data_dim)
 
     def forward(self, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(torch.cat([noise, cond], dim=1)))
+        if torch.is_grad_enabled():
+            return self.head(self.body(torch.cat([noise, cond], dim=1)))
+        return self._forward_inference(noise, cond)
+
+    def _forward_inference(self, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Same result without the growing concatenations: one buffer laid out as
+        [h_L, ..., h_1, noise, cond]; each layer reads a contiguous column suffix of it."""
+        widths = [blk.fc.out_features for blk in self.body]
+        total = sum(widths) + noise.shape[1] + cond.shape[1]
+        buf = torch.empty(noise.shape[0], total, device=noise.device, dtype=noise.dtype)
+        lo = sum(widths)
+        buf[:, lo: lo + noise.shape[1]] = noise
+        buf[:, lo + noise.shape[1]:] = cond
+        for blk, w in zip(self.body, widths):
+            buf[:, lo - w: lo] = torch.relu(blk.norm(blk.fc(buf[:, lo:])))
+            lo -= w
+        return self.head(buf)
 
 
 class Critic(nn.Module):

@@ -88,7 +88,8 @@ class Synthesizer:
         max_epochs = epochs if epochs is not None else (cfg.epochs if time_budget_s is None else 10**9)
         deadline = start + time_budget_s if time_budget_s is not None else None
         batch = min(cfg.batch_size, max(cfg.pac, table.num_rows // cfg.pac * cfg.pac))
-        while state.epoch < max_epochs and (deadline is None or time.monotonic() < deadline):
+        # at least one (possibly partial) epoch, even when encoding used up the budget
+        while state.epoch < max_epochs and (state.epoch == 0 or deadline is None or time.monotonic() < deadline):
             metrics = train_epoch(state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline)
             if progress:
                 progress(**metrics)
@@ -151,13 +152,9 @@ class Synthesizer:
         choice = self._segment_argmax(raw, rng)                      # (n, one-hot spans)
         for k, c in codes.items():                                    # exact: conditioned spans
             choice[:, self._onehot_of_cond[k]] = c
-        scal = torch.tanh(raw)
-        choice_np, scal_np = choice.cpu().numpy(), scal.cpu().numpy()
-        out = []
-        onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
-        for si, span in enumerate(self.encoder.spans):
-            out.append(choice_np[:, onehot_num[si]] if span.kind == "onehot" else scal_np[:, span.start: span.stop])
-        return out
+        scal_np = torch.tanh(raw[:, self._scalar_cols]).cpu().numpy()  # (n, scalar columns)
+        choice_np = choice.cpu().numpy()
+        return [choice_np[:, k] if kind == "onehot" else scal_np[:, k] for kind, k in self._part_index]
 
     def _segment_argmax(self, raw: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         """Draw from each one-hot span's softmax (Gumbel-max), all spans at once: (n, S) long."""
@@ -166,10 +163,11 @@ class Synthesizer:
         u = torch.rand(logits.shape, generator=rng, device=raw.device)
         y = logits - torch.log(-torch.log(u + 1e-20) + 1e-20)
         idx = lay.onehot_seg.expand(n, -1)
-        num = len(lay.onehot_spans)
-        best = torch.full((n, num), float("-inf"), device=raw.device).scatter_reduce(1, idx, y, "amax")
-        pos = torch.where(y >= best.gather(1, idx), lay.onehot_pos, torch.iinfo(torch.long).max)
-        return torch.full((n, num), torch.iinfo(torch.long).max, device=raw.device).scatter_reduce(1, idx, pos, "amin")
+        best = torch.full((n, len(lay.onehot_spans)), float("-inf"), device=raw.device).scatter_reduce(
+            1, idx, y, "amax")
+        hit = (y >= best.gather(1, idx)).to(y.dtype)                 # exactly one per span (continuous noise)
+        pos = (hit @ self._pos_matrix).round_().long()               # (n, S): position of the hit in its span
+        return torch.minimum(pos, self._span_last)
 
     # -- conditions ------------------------------------------------------------------------
     def conditionable_columns(self) -> list[str]:
@@ -245,6 +243,20 @@ class Synthesizer:
         self._freq_cum = torch.tensor(np.concatenate(probs) if probs else np.zeros(0), device=dev)
         self._cond_last = torch.tensor(last, dtype=torch.long, device=dev)
         self._onehot_of_cond = [lay.onehot_spans.index(si) for si in lay.cond_spans]
+        # (Do, S): position inside its span for each one-hot column, in its span's column
+        pos = torch.zeros(len(lay.onehot_cols), len(lay.onehot_spans), device=dev)
+        pos[torch.arange(len(lay.onehot_cols), device=dev), lay.onehot_seg] = lay.onehot_pos.float()
+        self._pos_matrix = pos
+        self._span_last = torch.tensor([enc.spans[i].size - 1 for i in lay.onehot_spans], device=dev)
+        # where each encoder span's part comes from: a one-hot choice, or scalar columns
+        scalar_spans = [s for s in enc.spans if s.kind == "scalar"]
+        self._scalar_cols = torch.tensor([c for s in scalar_spans for c in range(s.start, s.stop)],
+                                         dtype=torch.long, device=dev)
+        bounds = np.cumsum([0] + [s.size for s in scalar_spans])
+        scalar_slice = {id(s): slice(int(a), int(b)) for s, a, b in zip(scalar_spans, bounds[:-1], bounds[1:])}
+        onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
+        self._part_index = [("onehot", onehot_num[i]) if s.kind == "onehot" else ("scalar", scalar_slice[id(s)])
+                            for i, s in enumerate(enc.spans)]
 
     def _check_fitted(self) -> None:
         if self.generator is None:
