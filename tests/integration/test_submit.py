@@ -180,6 +180,27 @@ def test_submit_errors_are_one_line_and_fast(cluster, tmp_path):
     unknown = synthrec("submit", "nosuchjob", "--address", cluster.address, token=cluster.token)
     assert unknown.returncode == 2 and "available jobs" in unknown.stderr and "simulate" in unknown.stderr
 
-    bad = write_config(tmp_path / "bad.yaml", rows=0)
-    invalid = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(bad), token=cluster.token)
-    assert invalid.returncode == 2 and "key 'rows'" in invalid.stderr
+
+def test_submit_reports_a_head_that_stops_mid_job(cluster, tmp_path):
+    """Last in this module: it kills the shared head (teardown copes with a dead group)."""
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "jobs" / "ticker.py").write_text(
+        "import time\nfor i in range(120):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": cluster.token}
+    proc = subprocess.Popen([str(BIN / "synthrec"), "submit", "ticker", "--address", cluster.address,
+                             "--project-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("tick 2"):
+                break
+        os.killpg(cluster.groups[0], signal.SIGKILL)  # the head's process group
+        killed = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - killed < 40  # three missed probes at most, not a hang
+    assert proc.returncode == 2
+    assert "lost the connection" in stderr or "stopped answering" in stderr
+    assert "ray job status" in stderr and "Traceback" not in stderr
