@@ -90,21 +90,27 @@ def test_jobs_printed_command_hides_secrets_and_runs_from_the_project(project, m
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-value")
-    config = {"rows": 10, "storage": {"secret_access_key": "yaml-secret", "endpoint_url": "http://e"}}
-    spec = jobs.build_job_spec("tiny", project, config)
+    spec = jobs.build_job_spec("tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}})
     assert spec.runtime_env["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"  # sent as is
 
     command = spec.ray_job_submit_command("http://127.0.0.1:8265", cwd=project)
-    assert "s3cr3t-value" not in command and "key-id-value" not in command and "yaml-secret" not in command
+    assert "s3cr3t-value" not in command and "key-id-value" not in command
     assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . ")
     argv = shlex.split(command)
     runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
     assert runtime_env["py_modules"] == ["platform/synthrec"]
     assert runtime_env["env_vars"] == {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
                                        "AWS_ACCESS_KEY_ID": "***", "AWS_SECRET_ACCESS_KEY": "***"}
-    shown = json.loads(argv[argv.index("--config") + 1])
-    assert shown["storage"] == {"secret_access_key": "***", "endpoint_url": "http://e"}
+    assert json.loads(argv[argv.index("--config") + 1]) == {"rows": 10, "storage": {"endpoint_url": "http://e"}}
     assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(f"cd {project} && ray job submit")
+
+
+def test_jobs_refuse_secrets_in_the_config_that_would_show_in_job_logs(project):
+    config = {"rows": 10, "storage": {"secret_access_key": "yaml-secret", "access_key_id": None}}
+    with pytest.raises(ConfigError, match=r"sim.yaml: storage.secret_access_key would travel") as err:
+        jobs.build_job_spec("tiny", project, config, config_source="sim.yaml")
+    assert "yaml-secret" not in str(err.value)
+    jobs.build_job_spec("tiny", project, {"storage": {"secret_access_key": None}})  # unset is fine
 
 
 def test_jobs_address_is_normalized_or_rejected():

@@ -8,7 +8,9 @@ Ray glue only. What travels with a job:
   accepts besides a YAML path), re-validated by the job;
 - S3 endpoint and region variables; AWS keys only with a custom endpoint (a self-hosted S3 has
   no instance profile). On AWS the nodes' instance profile gives credentials.
-Values of secret-looking variables and config keys are never put into a printed command.
+Secrets never go into the entrypoint (Ray prints it in the job's log and dashboard): a config
+with a secret-looking key is refused, and forwarded secret variables show as *** in the
+printed `ray job submit` equivalent.
 No printing here: log chunks go to a callback; errors are `ClusterError`/`ConfigError`.
 """
 
@@ -42,9 +44,13 @@ FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_D
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Jobs whose config class is known are validated before submission (fails in seconds, not on
 # the cluster). Names, not classes: a class that does not exist yet just skips the check.
-JOB_CONFIGS = {"simulate": "SimulateConfig", "pipeline": "PipelineConfig"}
+JOB_CONFIGS = {
+    "simulate": "SimulateConfig", "train_gan": "TrainGanConfig", "generate": "GenerateConfig",
+    "train_recommender": "TrainRecommenderConfig", "evaluate": "EvaluateConfig", "pipeline": "PipelineConfig",
+}
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
-SECRET_NAME = re.compile(r"secret|token|password|passwd|credential|access_?key|private_?key|api_?key", re.I)
+# Whole name parts, so `secret_access_key`, `AWS_SESSION_TOKEN` match and `max_tokens` does not.
+SECRET_NAME = re.compile(r"(^|_)(secret|token|password|passwd|credentials?)(_|$)|(access|private|api)_?key", re.I)
 REDACTED = "***"
 
 
@@ -67,19 +73,12 @@ class JobSpec:
             env["env_vars"] = redact(env["env_vars"])
         command = (
             f"ray job submit --address {shlex.quote(address)} --working-dir . "
-            f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} -- {self._shown_entrypoint()}"
+            f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} -- {self.entrypoint}"
         )
         here = Path(cwd or Path.cwd()).resolve()
         if here != self.project_dir.resolve():
             command = f"cd {shlex.quote(str(self.project_dir))} && {command}"
         return command
-
-    def _shown_entrypoint(self) -> str:
-        parts = shlex.split(self.entrypoint)
-        if "--config" in parts:
-            i = parts.index("--config") + 1
-            parts[i] = json.dumps(redact(json.loads(parts[i])), separators=(",", ":"))
-        return shlex.join(parts)
 
 
 @dataclass(frozen=True)
@@ -97,13 +96,22 @@ class JobOutcome:
         return EXIT_CODES.get(self.status, 1)
 
 
-def redact(values: Any) -> Any:
-    """A copy of nested dicts/lists with the values of secret-looking keys replaced by ***."""
+def secret_keys(values: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of secret-looking entries that hold a value."""
+    found: list[str] = []
     if isinstance(values, dict):
-        return {k: (REDACTED if SECRET_NAME.search(str(k)) and v is not None else redact(v)) for k, v in values.items()}
-    if isinstance(values, list):
-        return [redact(v) for v in values]
-    return values
+        for key, value in values.items():
+            path = f"{prefix}{key}"
+            if SECRET_NAME.search(str(key)) and value not in (None, ""):
+                found.append(path)
+            else:
+                found += secret_keys(value, f"{path}.")
+    return found
+
+
+def redact(env: dict[str, str]) -> dict[str, str]:
+    """A copy of environment variables with secret-looking values replaced by ***."""
+    return {k: (REDACTED if SECRET_NAME.search(k) else v) for k, v in env.items()}
 
 
 # ---------------------------------------------------------------- what gets submitted
@@ -143,6 +151,12 @@ def build_job_spec(
         listed = ", ".join(jobs) or f"none: {project_dir / JOBS_DIR} has no .py files"
         raise ConfigError(f"unknown job '{job}': available jobs in {project_dir / JOBS_DIR}: {listed}")
     data = dict(config or {})
+    if secrets_in := secret_keys(data):
+        raise ConfigError(
+            f"{config_source}: {', '.join(secrets_in)} would travel in the job's command line, which Ray "
+            "shows in job logs and the dashboard; remove it: on AWS the instance profile gives S3 access, "
+            "and with a custom endpoint the AWS_* variables are forwarded (not shown)"
+        )
     config_cls = getattr(config_module, JOB_CONFIGS.get(name, ""), None)
     if config_cls is not None:
         validate_config(config_cls, data, source=config_source)
