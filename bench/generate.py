@@ -1,0 +1,138 @@
+"""Generation throughput: plain in-process vs the Ray Data path (local disk and S3), one run.
+
+    .venv/bin/python bench/generate.py [--rows 5000000] [--model URI] [--workers 2]
+
+(a) one process, one torch thread, blocks written to one local Parquet file (zstd);
+(b) `run_generate` (Ray Data actor pool, `--workers` actors of one thread each) to local disk;
+(c) the same to a SeaweedFS S3 server on loopback.
+Per-core rates divide by the threads used; b/a and c/a compare per-core rates. The FLOP
+bound is this machine's measured float32 matmul rate on one thread divided by the
+generator's FLOPs per row. Without --model, a model is fitted for one epoch on the ML-100K
+train split (throughput depends on the architecture, not on training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+import pyarrow.parquet as pq
+import torch
+
+from synthrec.artifacts import load_synthesizer, save_synthesizer
+from synthrec.config import GanConfig, GenerateConfig
+from synthrec.distributed.generate import block_sizes, run_generate
+
+ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k" / "events.parquet"
+
+
+def matmul_gflops(threads: int = 1, n: int = 1024, repeats: int = 20) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def generator_flops_per_row(synth) -> float:
+    """2 * (in * out) per Linear layer: the multiply-adds one row costs in the generator."""
+    return float(sum(2 * m.weight.numel() for m in synth.generator.modules() if isinstance(m, torch.nn.Linear)))
+
+
+def plain_in_process(model_uri: str, rows: int, block: int, path: Path) -> float:
+    torch.set_num_threads(1)
+    synth = load_synthesizer(model_uri)
+    start = time.perf_counter()
+    writer = None
+    for index, size in enumerate(block_sizes(rows, block)):
+        table = synth.sample_block(index, int(size), seed=0)
+        writer = writer or pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table)
+    writer.close()
+    return rows / (time.perf_counter() - start)
+
+
+def ray_path(model_uri: str, rows: int, block: int, out: str, workers: int) -> float:
+    cfg = GenerateConfig(model=model_uri, rows=rows, out=out, rows_per_file=block, concurrency=workers,
+                         cpus_per_actor=min(1.0, (os.cpu_count() or 2) / (workers + 0.5)))
+    start = time.perf_counter()
+    summary = run_generate(cfg)
+    assert summary.rows == rows
+    return rows / (time.perf_counter() - start)
+
+
+def fit_model(uri: str) -> None:
+    from synthrec.gan.synthesizer import Synthesizer
+
+    table = pq.read_table(ML100K).slice(0, 80_000)
+    save_synthesizer(Synthesizer().fit(table, cfg=GanConfig(), epochs=1), uri)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--block", type=int, default=250_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", help="model directory URI (default: fit one on ML-100K)")
+    parser.add_argument("--skip-s3", action="store_true")
+    args = parser.parse_args()
+
+    import ray
+
+    from synthrec.local_s3 import LocalS3
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
+    model = args.model or str(tmp / "model")
+    if not args.model:
+        print("fitting a model on the ML-100K train split (1 epoch)...", file=sys.stderr)
+        fit_model(model)
+    synth = load_synthesizer(model)
+    flops_row = generator_flops_per_row(synth)
+    gflops = matmul_gflops(1)
+    bound = gflops * 1e9 / flops_row
+
+    a = plain_in_process(model, args.rows, args.block, tmp / "plain.parquet")
+    s3 = None if args.skip_s3 else LocalS3().start()
+    if s3:
+        os.environ.update(s3.env)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": s3.env if s3 else {}})
+    try:
+        b = ray_path(model, args.rows, args.block, str(tmp / "ray-local"), args.workers)
+        c = None
+        if s3:
+            s3.create_bucket("bench")
+            c = ray_path(model, args.rows, args.block, "s3://bench/synthetic", args.workers)
+    finally:
+        ray.shutdown()
+        if s3:
+            s3.stop()
+
+    cores_b = min(args.workers, os.cpu_count() or 1)
+    rows = [
+        ("(a) in-process, 1 thread -> local Parquet", a, a),
+        (f"(b) Ray Data, {args.workers} actors -> local", b, b / cores_b),
+    ]
+    if c is not None:
+        rows.append((f"(c) Ray Data, {args.workers} actors -> SeaweedFS S3", c, c / cores_b))
+    print(f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}")
+    print(f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "
+          f"bound {bound:,.0f} rows/s per core\n")
+    print(f"| path | rows/s | rows/s per core | per-core ratio to (a) |\n|---|---:|---:|---:|")
+    for name, rate, per_core in rows:
+        print(f"| {name} | {rate:,.0f} | {per_core:,.0f} | {per_core / a:.2f} |")
+    print(f"\nin-process share of the FLOP bound: {a / bound:.1%}")
+
+
+if __name__ == "__main__":
+    main()

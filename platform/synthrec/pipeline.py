@@ -1,0 +1,259 @@
+"""The end-to-end pipeline: real data -> GAN -> synthetic data -> report -> recommender -> report.
+
+Each stage writes published outputs under `cfg.out` and then a stage record
+`_stages/<stage>.json` holding a key (a hash of the stage's settings and of the run ids of
+its inputs). A re-run reuses a stage whose record matches and whose outputs are still
+published, so a finished pipeline costs seconds to re-run, and a failed stage can be re-run
+alone (`stages: [...]`) once its inputs exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from synthrec import storage
+from synthrec.config import (PIPELINE_STAGES, GenerateConfig, PipelineConfig, TrainGanConfig,
+                             TrainRecommenderConfig)
+from synthrec.errors import DataError
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class Paths:
+    root: str
+
+    def __getattr__(self, name: str) -> str:
+        rel = {"real": "data/real", "gan_train": "data/gan_train", "holdout": "data/holdout", "gan": "models/gan",
+               "synthetic": "synthetic", "synthetic_report": "reports/synthetic",
+               "recommender": "models/recommender", "recommender_report": "reports/recommender"}[name]
+        return storage.join(self.root, rel)
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    reused: bool
+    seconds: float
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Run (or reuse) every stage in order; returns URIs and headline metrics."""
+    from synthrec.distributed.common import ensure_ray
+
+    emit = progress or (lambda *a, **k: None)
+    paths = Paths(cfg.out)
+    storage.check_writable(cfg.out, cfg.storage)
+    ensure_ray(cfg.ray_address)
+    wanted = cfg.stages or list(PIPELINE_STAGES)
+    outcomes: dict[str, StageOutcome] = {}
+    for name in PIPELINE_STAGES:
+        if name not in wanted:
+            continue
+        key = _stage_key(name, cfg, paths)
+        record = _read_record(cfg, name)
+        start = time.monotonic()
+        if record and record["key"] == key and _outputs_exist(record["outputs"], cfg):
+            outcomes[name] = StageOutcome(name, True, 0.0, record["outputs"])
+            emit("stage", name=name, reused=True)
+            continue
+        emit("stage", name=name, reused=False)
+        outputs = STAGE_FUNCS[name](cfg, paths, emit)
+        _write_record(cfg, name, key, outputs)
+        outcomes[name] = StageOutcome(name, False, time.monotonic() - start, outputs)
+        emit("stage_done", name=name, seconds=outcomes[name].seconds)
+    return {"out": cfg.out, "stages": {n: o.__dict__ for n, o in outcomes.items()}, "headline": _headline(outcomes)}
+
+
+# ------------------------------------------------------------------------------ stages
+
+def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.data.eventlog import load_event_log
+    from synthrec.data.simulator import run_simulate
+    from synthrec.data.splits import leave_last_out
+
+    real_uri = cfg.data
+    if real_uri is None:
+        real_uri = paths.real
+        run_simulate(cfg.simulate.model_copy(update={"out": real_uri}), cfg.storage,
+                     progress=lambda rows: emit("rows", stage="data", done=rows, total=cfg.simulate.rows))
+    table, schema = load_event_log(real_uri, cfg.schema_path, cfg.storage)
+    user, item = _id_columns(schema)
+    time_col = _time_column(schema, table)
+    # The GAN learns only what the recommender trains on: each user's last two interactions
+    # (its validation and test items) are held out, and serve as the privacy holdout.
+    train, valid, test = leave_last_out(table, user, item, time_col)
+    storage.write_dataset(train, paths.gan_train, cfg.storage, metadata={"split": "leave_last_out train"})
+    import pyarrow as pa
+
+    storage.write_dataset(pa.concat_tables([valid, test]), paths.holdout, cfg.storage,
+                          metadata={"split": "leave_last_out valid+test"})
+    return {"real": real_uri, "gan_train": paths.gan_train, "holdout": paths.holdout, "rows": table.num_rows,
+            "sample_user": str(test[user][0].as_py()), "sample_condition": _common_value(schema, train)}
+
+
+def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.distributed.gan_train import run_train_gan
+
+    train_cfg = TrainGanConfig(
+        data=paths.gan_train, out=paths.gan, gan=cfg.gan, scaling=cfg.scaling, storage=cfg.storage,
+        epochs=cfg.gan_epochs, time_budget_min=cfg.gan_time_budget_min, ray_address=cfg.ray_address,
+        checkpoint_uri=storage.join(cfg.out, "runs/gan"),
+    )
+    summary = run_train_gan(train_cfg, progress=lambda m: emit("epoch", stage="train_gan", **m))
+    return {"model": paths.gan, "epochs": summary["epochs"], "fidelity_proxy": summary["last"].get("fidelity")}
+
+
+def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.distributed.generate import run_generate
+
+    gen_cfg = GenerateConfig(model=paths.gan, rows=cfg.synthetic_rows, out=paths.synthetic, conditions=cfg.conditions,
+                             rebalance=cfg.rebalance, seed=cfg.gan.seed, concurrency=cfg.generate_concurrency,
+                             rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)), storage=cfg.storage,
+                             ray_address=cfg.ray_address)
+    summary = run_generate(gen_cfg, progress=lambda rows: emit("rows", stage="generate", done=rows, total=cfg.synthetic_rows))
+    return {"synthetic": paths.synthetic, "rows": summary.rows, "rows_per_s": round(summary.rows_per_s)}
+
+
+def _stage_evaluate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.evaluate import run_evaluate
+
+    eval_cfg = cfg.evaluate.model_copy(update={"real": paths.gan_train, "synthetic": paths.synthetic,
+                                               "holdout": paths.holdout, "out": paths.synthetic_report,
+                                               "storage": cfg.storage})
+    metrics = run_evaluate(eval_cfg, progress=lambda step, stage=None, **_: emit("evaluate", step=step, part=stage))
+    return {"report": storage.join(paths.synthetic_report, "report.html"),
+            "metrics": storage.join(paths.synthetic_report, "metrics.json"),
+            "fidelity": metrics["fidelity"]["overall"], "tstr_auc": metrics["utility"].get("tstr_auc"),
+            "trtr_auc": metrics["utility"].get("trtr_auc"), "verdict": metrics.get("verdict", {}).get("passed")}
+
+
+def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.distributed.recommender_train import run_train_recommender
+
+    rec_cfg = TrainRecommenderConfig(
+        real=_real_uri(cfg, paths), synthetic=paths.synthetic, out=paths.recommender,
+        model=cfg.recommender.model_copy(update={"synthetic_weight": cfg.synthetic_weight}),
+        scaling=cfg.scaling, storage=cfg.storage, ray_address=cfg.ray_address,
+        checkpoint_uri=storage.join(cfg.out, "runs/recommender"),
+    )
+    summary = run_train_recommender(rec_cfg, progress=lambda m: emit("epoch", stage="train_recommender", **m))
+    return {"model": paths.recommender, **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
+
+
+def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.recommender.evaluation import run_evaluate_recommender
+
+    metrics = run_evaluate_recommender(paths.recommender, _real_uri(cfg, paths), paths.recommender_report, cfg.storage)
+    overall = metrics.get("overall", metrics)
+    return {"report": paths.recommender_report, "ndcg@10": overall.get("ndcg@10"),
+            "recall@10": overall.get("recall@10"), "mrr": overall.get("mrr")}
+
+
+STAGE_FUNCS: dict[str, Callable[[PipelineConfig, Paths, Progress], dict]] = {
+    "data": _stage_data, "train_gan": _stage_train_gan, "generate": _stage_generate, "evaluate": _stage_evaluate,
+    "train_recommender": _stage_train_recommender, "evaluate_recommender": _stage_evaluate_recommender,
+}
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _real_uri(cfg: PipelineConfig, paths: Paths) -> str:
+    return cfg.data or paths.real
+
+
+def _id_columns(schema) -> tuple[str, str]:
+    from synthrec.schema import Role
+
+    user, item = schema.column_of(Role.USER_ID), schema.column_of(Role.ITEM_ID)
+    if not user or not item:
+        raise DataError("the pipeline needs a user_id and an item_id column (roles user_id, item_id); "
+                        f"columns: {', '.join(schema.names)}")
+    return user, item
+
+
+def _common_value(schema, table) -> dict[str, str]:
+    """The most frequent value of the first string categorical column (for example requests)."""
+    import pyarrow.compute as pc
+
+    from synthrec.schema import Kind, Role
+
+    for spec in schema.by_role(Role.CATEGORICAL):
+        if spec.kind == Kind.STRING:
+            top = pc.value_counts(table[spec.name]).to_pylist()
+            return {spec.name: max(top, key=lambda c: c["counts"])["values"]}
+    return {}
+
+
+def _time_column(schema, table) -> str:
+    from synthrec.schema import Role
+
+    cols = [c.name for c in schema.by_role(Role.DATETIME)] + [n for n in ("timestamp", "time", "ts") if n in table.column_names]
+    if not cols:
+        raise DataError("the pipeline needs a time column (role datetime, or one named timestamp) to split by time")
+    return cols[0]
+
+
+_INPUTS = {
+    "data": [], "train_gan": ["gan_train"], "generate": ["gan"], "evaluate": ["synthetic", "holdout"],
+    "train_recommender": ["synthetic"], "evaluate_recommender": ["recommender"],
+}
+_SETTINGS = {
+    "data": lambda c: [c.data, c.schema_path, c.simulate.model_dump() if c.data is None else None],
+    "train_gan": lambda c: [c.gan.model_dump(), c.gan_epochs, c.gan_time_budget_min, c.scaling.num_workers],
+    "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
+    "evaluate": lambda c: [c.evaluate.model_dump(exclude={"real", "synthetic", "holdout", "out", "storage"})],
+    "train_recommender": lambda c: [c.recommender.model_dump(), c.synthetic_weight, c.scaling.num_workers],
+    "evaluate_recommender": lambda c: [],
+}
+
+
+def _stage_key(name: str, cfg: PipelineConfig, paths: Paths) -> str:
+    """Hash of the stage's settings and of the run ids of the published inputs it reads."""
+    inputs = []
+    for attr in _INPUTS[name]:
+        manifest = storage.read_manifest(getattr(paths, attr), cfg.storage)
+        inputs.append(manifest.run_id if manifest else None)
+    blob = json.dumps({"settings": _SETTINGS[name](cfg), "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _record_uri(cfg: PipelineConfig, name: str) -> str:
+    return storage.join(cfg.out, "_stages", f"{name}.json")
+
+
+def _read_record(cfg: PipelineConfig, name: str) -> dict | None:
+    uri = _record_uri(cfg, name)
+    if not storage.exists(uri, cfg.storage):
+        return None
+    try:
+        return json.loads(storage.read_bytes(uri, cfg.storage))
+    except ValueError:
+        return None  # a damaged record only costs a re-run of its stage
+
+
+def _write_record(cfg: PipelineConfig, name: str, key: str, outputs: dict) -> None:
+    record = {"stage": name, "key": key, "outputs": outputs, "finished_at": time.time()}
+    storage.write_bytes(_record_uri(cfg, name), json.dumps(record, indent=2, default=str).encode(), cfg.storage)
+
+
+def _outputs_exist(outputs: dict, cfg: PipelineConfig) -> bool:
+    """Published outputs (dataset/model folders) or report files named in a stage record still exist."""
+    uris = [v for k, v in outputs.items() if k in _URI_KEYS and v]
+    return all(storage.exists(uri, cfg.storage) for uri in uris)
+
+
+_URI_KEYS = ("real", "gan_train", "holdout", "model", "synthetic", "report", "metrics")
+
+
+def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
+    pick = {"evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
+            "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "report"),
+            "train_gan": ("model", "epochs"), "generate": ("synthetic", "rows", "rows_per_s"),
+            "train_recommender": ("model",)}
+    return {f"{stage}.{k}": outcomes[stage].outputs.get(k) for stage, keys in pick.items() if stage in outcomes for k in keys}
