@@ -124,11 +124,35 @@ def build_generator_model(out: Path) -> str:
     return str(out)
 
 
-def build_recommender_model(out: Path, num_items: int) -> str:
-    """A recommender directory over `num_items` items, from the recommender's own save path."""
-    from synthrec.recommender.artifacts import build_benchmark_model  # issue 6's API (see report)
+def build_recommender_model(out: Path, num_items: int, num_users: int = 10_000, rows: int = 300_000) -> str:
+    """A recommender directory over exactly `num_items` items, saved by the recommender package.
 
-    return build_benchmark_model(str(out), num_items=num_items)
+    The interactions are random (seeded), every item appears at least once, and the weights
+    stay at their initialization: serving cost depends on the catalog and model sizes
+    (default RecommenderConfig: dim 64, 2 layers, 50 positions), not on training.
+    """
+    import pyarrow as pa
+
+    from synthrec.config import RecommenderConfig
+    from synthrec.recommender.artifacts import build_recommender, save_recommender
+    from synthrec.recommender.data import Encoder
+    from synthrec.recommender.train import build_model
+
+    rng = np.random.default_rng(0)
+    items = np.concatenate([rng.permutation(num_items), rng.integers(0, num_items, rows - num_items)])
+    table = pa.table({
+        "user_id": pa.array(rng.integers(0, num_users, rows).astype(str)),
+        "item_id": pa.array(items.astype(str)),
+        "category": pa.array((items % 40).astype(str)),  # an item attribute, constant per item
+        "timestamp": pa.array(np.sort(rng.integers(1_700_000_000, 1_702_000_000, rows))),
+    })
+    cfg = RecommenderConfig(item_features=["category"], user_features=[])
+    encoder = Encoder.fit(table, cfg)
+    known = encoder.encode(table)
+    popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
+    rec = build_recommender(build_model(encoder, cfg), encoder, cfg, known, popularity, {"note": "benchmark model"})
+    save_recommender(rec, str(out))
+    return str(out)
 
 
 # ---------------------------------------------------------------------------- servers

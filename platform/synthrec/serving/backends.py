@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from synthrec.config import ServeConfig, StorageConfig
-from synthrec.errors import ConditionError
+from synthrec.errors import ConditionError, DataError
 from synthrec.serving.api import RequestRejected
-from synthrec.serving.encode import encode_table
+from synthrec.serving.encode import encode_recommendations, encode_table
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
+from synthrec.storage import read_manifest
 
 
 class GeneratorBackend:
@@ -40,6 +41,57 @@ class GeneratorBackend:
         meta["columns"] = list(self.synth.encoder.schema.names)
         return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": meta}
 
+
+
+class RecommenderBackend:
+    """A loaded recommender; `recommend_many` answers each request with a JSON body or a rejection."""
+
+    def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
+        from synthrec.recommender.artifacts import load_recommender
+        from synthrec.serving.scoring import BatchRecommender
+
+        self.uri = uri
+        self.model = load_recommender(uri, storage)
+        self.scorer = BatchRecommender(self.model)
+        self.version = _content_version(uri, storage, "model.safetensors")
+
+    def recommend_many(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:
+        answers = self.scorer.recommend_many([(r.user_id, r.history, r.query, r.k, r.exclude_seen) for r in requests])
+        return [RequestRejected(str(a), _field_named_in(str(a))) if isinstance(a, DataError)
+                else encode_recommendations(a.item_ids, a.scores, a.cold_start, self.version) for a in answers]
+
+    def model_info(self) -> dict[str, Any]:
+        return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": self.model.metadata}
+
+    @staticmethod
+    def sample_users(uri: str, count: int, storage: StorageConfig | None = None) -> list[str]:
+        """Up to `count` known user ids of a model directory, evenly spaced (benchmarks, smoke tests)."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        from synthrec.storage import read_files
+
+        ids = pq.read_table(io.BytesIO(read_files(uri, ["users.parquet"], storage)["users.parquet"])).column(0)
+        step = max(1, len(ids) // count)
+        return [str(u) for u in ids.to_pylist()[::step][:count]]
+
+
+def _content_version(uri: str, storage: StorageConfig | None, weights: str) -> str:
+    """A model version from the published weights' sha256 (the manifest has it): same weights, same id."""
+    manifest = read_manifest(uri, storage)
+    for entry in manifest.files if manifest else []:
+        if entry.path.rsplit("/", 1)[-1] == weights:
+            return entry.sha256[:16]
+    return manifest.run_id if manifest else "unknown"
+
+
+def _field_named_in(message: str) -> str | None:
+    """The request field a model error is about, from the start of its message ("history: ...")."""
+    for field in ("history", "query", "user_id", "k"):
+        if message.startswith(field) or f" {field} " in message[:40]:
+            return field
+    return None
 
 class _InProcess:
     """Async port over a backend in this process (plain uvicorn: no Ray, no batching)."""
