@@ -1,0 +1,194 @@
+"""Model F directories and the `Recommender` inference object. Loading never unpickles.
+
+A model directory is published atomically with `synthrec.storage.publish_files`:
+
+    config.json          format, ModelSpec, Encoder (columns, codecs), RecommenderConfig, training facts
+    model.safetensors    weights (item attribute tables are buffers inside)
+    items.parquet        item ids (original type) in index order (index = row + 1)
+    item_index.safetensors   "vectors" (I+1, d): the item-embedding index for serving; "popularity" (I+1,)
+    users.parquet        known user ids in index order
+    users.safetensors    "history" (U, L) last L item indices (left-padded with 0), "user_cat", "user_num"
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from synthrec.config import RecommenderConfig, StorageConfig
+from synthrec.errors import DataError, ModelError
+from synthrec.recommender.data import PAD, Encoder, Log, windows
+from synthrec.recommender.model import ModelSpec, RecommenderModel
+from synthrec.recommender.train import ModelScorer
+from synthrec.storage import parquet_bytes, publish_files, read_files
+
+FORMAT = "synthrec-recommender"
+VERSION = 1
+FILES = ("config.json", "model.safetensors", "items.parquet", "item_index.safetensors", "users.parquet",
+         "users.safetensors")
+
+
+@dataclass
+class Recommender:
+    """Model F ready to serve: `recommend(...)` for one request, `score(...)` for evaluation."""
+
+    model: RecommenderModel
+    encoder: Encoder
+    config: RecommenderConfig
+    item_vectors: torch.Tensor  # (I+1, d)
+    popularity: np.ndarray  # (I+1,) training interactions per item
+    user_ids: pa.Array  # (U,)
+    histories: np.ndarray  # (U, L) left-padded item indices
+    user_cat: np.ndarray  # (U, Cu)
+    user_num: np.ndarray  # (U, 2·Mu)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self._user_index = {str(u): i for i, u in enumerate(self.user_ids.to_pylist())}
+        self._scorer = ModelScorer(self.model, self.encoder.user_token)
+
+    # ------------------------------------------------------------------ serving
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        c = self.encoder.columns
+        return {
+            "format": FORMAT, "version": VERSION, "num_items": self.encoder.num_items,
+            "num_users": len(self.user_ids), "dim": self.model.spec.dim, "max_len": self.model.spec.max_len,
+            "columns": {"user": c.user, "item": c.item, "time": c.time, "user_features": list(c.user_features),
+                        "item_features": list(c.item_features), "query": c.query},
+            "accepts_query": self.encoder.query_buckets > 0, "training": self.training,
+        }
+
+    def recommend(self, user_id: Any = None, history: list | None = None, query: str | None = None,
+                  k: int = 10, exclude_seen: bool = True) -> tuple[list, list[float], bool]:
+        """Top-k (item ids, scores, cold_start). A known user's stored history is extended by
+        `history`; an unknown user is a cold start, served from `history`/`query` by the model
+        or, with neither, by popularity."""
+        if k < 1:
+            raise DataError(f"k must be >= 1, got {k}")
+        if query is not None and self.encoder.query_buckets == 0:
+            raise DataError("this model was trained without a query column; send no query")
+        extra = self.encoder.item_index(list(history), "history") if history else np.zeros(0, np.int64)
+        index = self._user_index.get(str(user_id)) if user_id is not None else None
+        cold = index is None
+        if cold:
+            seen = extra
+            user_cat = np.zeros((1, self.user_cat.shape[1]), np.int64)
+            user_num = np.zeros((1, self.user_num.shape[1]), np.float32)
+            user_num[:, 1::2] = 1.0  # numeric features unknown: null flags on
+        else:
+            stored = self.histories[index]
+            seen = np.concatenate([stored[stored != PAD], extra])
+            user_cat, user_num = self.user_cat[index:index + 1], self.user_num[index:index + 1]
+        if cold and not len(seen) and query is None:
+            scores = self.popularity.astype(np.float64).copy()
+        else:
+            scores = self._score_one(seen, user_cat, user_num, query)
+        return self._top_k(scores, seen if exclude_seen else np.zeros(0, np.int64), k) + (cold,)
+
+    def _score_one(self, seen: np.ndarray, user_cat: np.ndarray, user_num: np.ndarray, query: str | None) -> np.ndarray:
+        log = Log(seen.astype(np.int64), np.array([0, len(seen)]), pa.array(["request"]), user_cat, user_num,
+                  np.arange(len(seen)))
+        w = windows(log, np.array([0]), np.array([len(seen)]), self.model.spec.max_len, self.encoder.user_token)
+        if query is not None:
+            w.query = np.zeros(w.tokens.shape + (self.encoder.query_max_tokens,), np.int64)
+            w.query[0, -1] = self.encoder.hash_queries(pa.array([query]))[0]
+        with torch.no_grad():
+            return (self._scorer.user_vectors(w) @ self.item_vectors.T)[0].double().numpy()
+
+    def _top_k(self, scores: np.ndarray, seen: np.ndarray, k: int) -> tuple[list, list[float]]:
+        scores = scores.copy()
+        scores[PAD] = -np.inf
+        scores[seen] = -np.inf
+        k = min(k, int(np.isfinite(scores).sum()))
+        top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, np.int64)
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by index (as the metrics rank)
+        return self.encoder.item_ids.take(pa.array(top - 1)).to_pylist(), scores[top].tolist()
+
+    # ------------------------------------------------------------------ evaluation
+
+    def score(self, log: Log, group: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """The metrics `Scorer` protocol (log encoded with `self.encoder`)."""
+        return self._scorer.score(log, group, stop)
+
+
+# ---------------------------------------------------------------------------- build / save / load
+
+def build_recommender(model: RecommenderModel, encoder: Encoder, cfg: RecommenderConfig, known: Log,
+                      popularity: np.ndarray, training: dict[str, Any]) -> Recommender:
+    """Bundle a trained model with the known users' latest histories and item popularity."""
+    model.eval()
+    L = model.spec.max_len - 1
+    n = known.lengths
+    take = np.minimum(n, L)
+    cols = np.arange(L)[None, :]
+    src = (known.offsets[1:] - take)[:, None] + cols - (L - take)[:, None]  # right-aligned
+    histories = np.where(cols >= (L - take)[:, None], known.items[np.clip(src, 0, max(len(known.items) - 1, 0))], PAD)
+    with torch.no_grad():
+        vectors = model.item_vectors().detach().clone()
+    return Recommender(model, encoder, cfg, vectors, popularity.astype(np.float64), known.user_ids,
+                       histories.astype(np.int64), known.user_cat, known.user_num, dict(training))
+
+
+def recommender_files(rec: Recommender) -> dict[str, bytes]:
+    config = {
+        "format": FORMAT, "version": VERSION, "model_spec": rec.model.spec.to_dict(),
+        "encoder": rec.encoder.to_dict(), "config": rec.config.model_dump(mode="json"), "training": rec.training,
+    }
+    state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
+    return {
+        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+        "model.safetensors": save_tensors(state),
+        "items.parquet": parquet_bytes(pa.table({"item_id": rec.encoder.item_ids})),
+        "item_index.safetensors": save_tensors({"vectors": rec.item_vectors.contiguous(),
+                                                "popularity": torch.from_numpy(rec.popularity)}),
+        "users.parquet": parquet_bytes(pa.table({"user_id": rec.user_ids})),
+        "users.safetensors": save_tensors({"history": torch.from_numpy(rec.histories),
+                                           "user_cat": torch.from_numpy(rec.user_cat),
+                                           "user_num": torch.from_numpy(rec.user_num)}),
+    }
+
+
+def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None = None) -> None:
+    publish_files(uri, recommender_files(rec), storage,
+                  metadata={"format": FORMAT, "version": VERSION, "created_at": time.time()})
+
+
+def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommender:
+    files = read_files(uri, FILES, storage)
+    try:
+        config = json.loads(files["config.json"])
+    except ValueError as err:
+        raise ModelError(f"{uri}/config.json is not valid JSON ({err}); re-publish the model") from None
+    if config.get("format") != FORMAT:
+        raise ModelError(f"{uri} is not a recommender model directory (format {config.get('format')!r})")
+    if config.get("version") != VERSION:
+        raise ModelError(f"{uri}: model format version {config.get('version')}, this synthrec reads {VERSION}; retrain")
+    item_ids = pq.read_table(io.BytesIO(files["items.parquet"])).column("item_id").combine_chunks()
+    state = load_tensors(files["model.safetensors"])
+    spec = ModelSpec.from_dict(config["model_spec"])
+    encoder = Encoder.from_dict(config["encoder"], item_ids, state["items.item_cat"].numpy(),
+                                state["items.item_num"].numpy())
+    model = RecommenderModel(spec)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ModelError(f"{uri}: weights do not fit the model spec ({str(err).splitlines()[0]}); re-publish it") from None
+    index = load_tensors(files["item_index.safetensors"])
+    users = load_tensors(files["users.safetensors"])
+    user_ids = pq.read_table(io.BytesIO(files["users.parquet"])).column("user_id").combine_chunks()
+    return Recommender(model, encoder, RecommenderConfig.model_validate(config["config"]), index["vectors"],
+                       index["popularity"].numpy(), user_ids, users["history"].numpy(),
+                       users["user_cat"].numpy(), users["user_num"].numpy(), config.get("training", {}))

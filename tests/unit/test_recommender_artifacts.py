@@ -1,0 +1,78 @@
+"""Model directories round trip without pickle; `Recommender.recommend` and cold starts."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthrec.config import RecommenderConfig
+from synthrec.errors import DataError, ModelError
+from synthrec.recommender.artifacts import build_recommender, load_recommender, save_recommender
+from synthrec.recommender.baselines import Popularity
+from synthrec.recommender.data import Encoder
+from synthrec.recommender.train import fit
+from synthrec.storage import publish_files, read_files
+
+from test_recommender_data import toy_table
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def recommender():
+    table = toy_table(num_users=20)
+    cfg = RecommenderConfig(dim=16, num_layers=1, num_heads=1, max_len=6, epochs=3, batch_size=16)
+    enc = Encoder.fit(table, cfg)
+    log = enc.encode(table)
+    model = fit(enc, cfg, log).model
+    return build_recommender(model, enc, cfg, log, Popularity(log, enc.num_items).counts, {"epochs": 3})
+
+
+def test_artifacts_round_trip_gives_identical_recommendations(recommender, tmp_path):
+    uri = str(tmp_path / "model")
+    save_recommender(recommender, uri)
+    loaded = load_recommender(uri)
+    for user in ("u0", "u7"):
+        assert loaded.recommend(user, k=5) == recommender.recommend(user, k=5)
+    assert loaded.recommend(history=["i1", "i2"], k=3) == recommender.recommend(history=["i1", "i2"], k=3)
+    assert loaded.metadata["num_items"] == 10 and loaded.metadata["training"] == {"epochs": 3}
+
+
+def test_artifacts_refuse_other_formats_and_never_unpickle(tmp_path):
+    uri = str(tmp_path / "bad")
+    publish_files(uri, {"config.json": json.dumps({"format": "something-else"}).encode()})
+    with pytest.raises(ModelError):
+        load_recommender(uri)
+    names = set(read_files(str(tmp_path / "bad")))
+    assert not any(n.endswith((".pt", ".pkl", ".bin")) for n in names)
+
+
+def test_recommend_known_user_excludes_history(recommender):
+    items, scores, cold = recommender.recommend("u3", k=4)
+    seen = set(recommender.encoder.item_ids.take(
+        [i - 1 for i in recommender.histories[recommender._user_index["u3"]] if i]).to_pylist())
+    assert not cold and len(items) == 4 and not seen & set(items)
+    assert scores == sorted(scores, reverse=True)
+    all_items, _, _ = recommender.recommend("u3", k=10, exclude_seen=False)
+    assert len(all_items) == 10
+
+
+def test_recommend_cold_start_from_history_or_popularity(recommender):
+    items, _, cold = recommender.recommend("nobody", history=["i4"], k=3)
+    assert cold and "i4" not in items
+    items, scores, cold = recommender.recommend(k=3)
+    expected = np.argsort(-recommender.popularity[1:], kind="stable")[:3]
+    assert cold and items == recommender.encoder.item_ids.take(expected).to_pylist()
+
+
+def test_recommend_rejects_unknown_items_query_and_bad_k(recommender):
+    with pytest.raises(DataError, match="no-such-item"):
+        recommender.recommend("u1", history=["no-such-item"])
+    with pytest.raises(DataError, match="query"):
+        recommender.recommend("u1", query="red shoes")
+    with pytest.raises(DataError, match="k must"):
+        recommender.recommend("u1", k=0)
