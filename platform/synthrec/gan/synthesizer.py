@@ -288,9 +288,15 @@ def _block_seed(seed: int, block_index: int) -> int:
 
 
 def _last(state: GanState) -> dict[str, float]:
+    """Last epoch's losses and the training throughput over all epochs."""
     last = state.history[-1] if state.history else {}
-    keys = ("critic_loss", "wasserstein", "generator_loss", "cond_loss", "rows_per_s")
-    return {k: round(float(last[k]), 5) for k in keys if k in last}
+    keys = ("critic_loss", "wasserstein", "generator_loss", "cond_loss")
+    out = {k: round(float(last[k]), 5) for k in keys if k in last}
+    seconds = sum(h["seconds"] for h in state.history)
+    rows = sum(h["rows_per_s"] * h["seconds"] for h in state.history)
+    out["train_rows_per_s"] = round(rows / max(seconds, 1e-9), 1)
+    out["train_seconds"] = round(seconds, 3)
+    return out
 
 
 def _model_version(gen_state: dict[str, torch.Tensor], encoder: Encoder) -> str:

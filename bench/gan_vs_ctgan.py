@@ -1,0 +1,325 @@
+"""synthrec vs SDV's ctgan 0.12.1 on MovieLens-100K, same machine, same wall-clock budget.
+
+    .venv/bin/python bench/gan_vs_ctgan.py [--budget-min 10] [--systems ctgan,synthrec]
+
+Train = first 80,000 rows of events.parquet, test = last 20,000. Each system is fitted in
+its own child process (so its peak RSS is its own) for the same wall-clock budget, counted
+from the start of fit() (encoding included); ctgan has no time budget, so SIGALRM stops its
+training loop and the model trained so far is used. Then, per system: training rows/s,
+encoder fit + transform seconds, sampling rows/s (unconditional; conditioned on
+genre=Documentary, with the share of rows meeting it), SDMetrics 0.32 QualityReport of
+20,000 synthetic rows vs the train split (default pair thresholds, and all pairs counted),
+TSTR ROC AUC for `click` (HistGradientBoosting on 80,000 synthetic rows, tested on the real
+test split, ratio to the same model trained on real rows), exact-copy rate, median distance
+to the closest training record (synthetic vs real test rows), peak memory, and synthrec's
+sampling rows/s as a share of the bound set by the generator's FLOPs per row and this
+machine's float32 matmul rate (same thread count). Results go to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
+TRAIN_ROWS = 80_000
+SAMPLE_ROWS = 100_000
+DISCRETE = ["user_id", "item_id", "gender", "occupation", "zip_region", "genre"]
+NUMERIC = ["age", "release_year", "hour", "weekday", "timestamp", "rating"]
+FEATURES = ["user_id", "item_id", "age", "gender", "occupation", "zip_region", "genre", "release_year", "hour",
+            "weekday", "timestamp"]  # TSTR features: all but the target and rating (click = rating >= 4)
+CONDITION = ("genre", "Documentary")
+
+
+def splits() -> tuple[pa.Table, pa.Table]:
+    table = pq.read_table(EVENTS).replace_schema_metadata(None)
+    return table.slice(0, TRAIN_ROWS), table.slice(TRAIN_ROWS)
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------- children
+
+
+def child_synthrec(budget_s: float, out: Path, overrides: dict) -> dict:
+    import torch
+
+    from synthrec.config import GanConfig
+    from synthrec.gan import Synthesizer, generator_flops_per_row
+
+    train, _ = splits()
+    cfg = GanConfig(**overrides)
+    synth, fit_s = timed(lambda: Synthesizer().fit(train, cfg=cfg, time_budget_s=budget_s))
+    m = synth.metadata["metrics"]
+    res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": m["encode_seconds"], "epochs": m["epochs"],
+           "train_rows_per_s": m["train_rows_per_s"], "config": cfg.model_dump(mode="json")}
+    synth.sample(2_000, seed=99)  # warm-up
+    _, s = timed(lambda: synth.sample(SAMPLE_ROWS, seed=1))
+    res["sample_rows_per_s"] = SAMPLE_ROWS / s
+    cond, s = timed(lambda: synth.sample(SAMPLE_ROWS, conditions={CONDITION[0]: CONDITION[1]}, seed=2))
+    res["cond_rows_per_s"] = SAMPLE_ROWS / s
+    res["cond_share"] = float(np.mean(cond.column(CONDITION[0]).to_numpy(zero_copy_only=False) == CONDITION[1]))
+    gflops, flops = matmul_gflops(), generator_flops_per_row(synth.generator)
+    res.update(matmul_gflops=gflops, generator_flops_per_row=flops, flop_bound_rows_per_s=gflops * 1e9 / flops,
+               threads=torch.get_num_threads())
+    res["flop_bound_share"] = res["sample_rows_per_s"] / res["flop_bound_rows_per_s"]
+    pq.write_table(synth.sample(TRAIN_ROWS, seed=3), out / "synthrec.parquet")
+    return res
+
+
+class BudgetReached(Exception):
+    pass
+
+
+def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
+    import torch
+    from ctgan import CTGAN
+    from ctgan import data_transformer as dt
+    from ctgan.synthesizers import ctgan as ct
+
+    train, _ = splits()
+    df = train.to_pandas()
+    timers = {"transformer_fit": 0.0, "transformer_transform": 0.0, "rows": 0}
+
+    def timing(name, fn):
+        def wrapped(*a, **k):
+            start = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                timers[name] += time.perf_counter() - start
+        return wrapped
+
+    dt.DataTransformer.fit = timing("transformer_fit", dt.DataTransformer.fit)
+    dt.DataTransformer.transform = timing("transformer_transform", dt.DataTransformer.transform)
+    sample_data = ct.DataSampler.sample_data
+
+    def counting(self, data, n, col, opt):
+        timers["rows"] += n
+        return sample_data(self, data, n, col, opt)
+
+    ct.DataSampler.sample_data = counting
+    model = CTGAN(enable_gpu=False, epochs=100_000, **overrides)
+
+    def stop(*_):
+        raise BudgetReached()
+
+    signal.signal(signal.SIGALRM, stop)
+    start = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, budget_s)
+    try:
+        model.fit(df, discrete_columns=DISCRETE)
+    except BudgetReached:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    fit_s = time.perf_counter() - start
+    encode_s = timers["transformer_fit"] + timers["transformer_transform"]
+    res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": encode_s,
+           "encoder_fit_s": timers["transformer_fit"], "encoder_transform_s": timers["transformer_transform"],
+           "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9), "threads": torch.get_num_threads()}
+    model.sample(2_000)
+    _, s = timed(lambda: model.sample(SAMPLE_ROWS))
+    res["sample_rows_per_s"] = SAMPLE_ROWS / s
+    cond, s = timed(lambda: model.sample(SAMPLE_ROWS, condition_column=CONDITION[0], condition_value=CONDITION[1]))
+    res["cond_rows_per_s"] = SAMPLE_ROWS / s
+    res["cond_share"] = float(np.mean(cond[CONDITION[0]].to_numpy() == CONDITION[1]))
+    synth = model.sample(TRAIN_ROWS)
+    pa_synth = pa.Table.from_pandas(synth, preserve_index=False).cast(train.schema)
+    pq.write_table(pa_synth, out / "ctgan.parquet")
+    return res
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+
+def sdv_metadata() -> dict:
+    cols = {c: {"sdtype": "categorical"} for c in DISCRETE + ["click"]}
+    cols.update({c: {"sdtype": "numerical"} for c in NUMERIC})
+    return {"columns": cols}
+
+
+def quality(real: pd.DataFrame, synth: pd.DataFrame) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from sdmetrics.reports.single_table import QualityReport
+
+    out = {}
+    for name, threshold in (("default", None), ("all_pairs", 0.0)):
+        report = QualityReport()
+        if threshold is not None:
+            report.real_correlation_threshold = threshold
+            report.real_association_threshold = threshold
+        report.generate(real, synth, sdv_metadata(), verbose=False)
+        props = report.get_properties().set_index("Property")["Score"]
+        out[name] = {"overall": float(report.get_score()), "column_shapes": float(props["Column Shapes"]),
+                     "pair_trends": float(props["Column Pair Trends"])}
+    return out
+
+
+def features(df: pd.DataFrame, categories: dict) -> pd.DataFrame:
+    x = df[FEATURES].copy()
+    for c in ("user_id", "item_id"):
+        x[c] = pd.to_numeric(x[c]).astype("int64")  # integer codes: HGB's categorical support stops at 255
+    for c in ("gender", "occupation", "zip_region", "genre"):
+        x[c] = pd.Categorical(x[c], categories=categories[c]).codes
+    return x
+
+
+def tstr_auc(train: pd.DataFrame, test: pd.DataFrame, categories: dict, seed: int = 0) -> float:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+
+    cat_mask = [c in ("gender", "occupation", "zip_region", "genre") for c in FEATURES]
+    model = HistGradientBoostingClassifier(categorical_features=cat_mask, random_state=seed)
+    model.fit(features(train, categories), train["click"].astype(int))
+    return float(roc_auc_score(test["click"].astype(int), model.predict_proba(features(test, categories))[:, 1]))
+
+
+def copy_rate(train: pd.DataFrame, synth: pd.DataFrame) -> float:
+    cols = list(train.columns)
+    real = set(pd.util.hash_pandas_object(train[cols], index=False).to_numpy())
+    hashes = pd.util.hash_pandas_object(synth[cols], index=False).to_numpy()
+    return float(np.mean([h in real for h in hashes]))
+
+
+def dcr_median(train: pd.DataFrame, query: pd.DataFrame, n: int = 2_000, seed: int = 0) -> float:
+    """Median Euclidean distance to the closest train row: z-scored numerics + 1 per differing category."""
+    rng = np.random.default_rng(seed)
+    q = query.iloc[rng.choice(len(query), size=min(n, len(query)), replace=False)]
+    mu, sd = train[NUMERIC].mean(), train[NUMERIC].std()
+    tn = ((train[NUMERIC] - mu) / sd).fillna(0).to_numpy(np.float32)
+    qn = ((q[NUMERIC] - mu) / sd).fillna(0).to_numpy(np.float32)
+    cats = DISCRETE + ["click"]
+    codes = {c: pd.factorize(pd.concat([train[c].astype(str), q[c].astype(str)]))[0] for c in cats}
+    tc = np.stack([codes[c][: len(train)] for c in cats], 1)
+    qc = np.stack([codes[c][len(train):] for c in cats], 1)
+    best = np.empty(len(q))
+    for lo in range(0, len(q), 100):
+        d2 = ((qn[lo: lo + 100, None, :] - tn[None]) ** 2).sum(-1)
+        d2 += (qc[lo: lo + 100, None, :] != tc[None]).sum(-1)
+        best[lo: lo + 100] = np.sqrt(d2.min(1))
+    return float(np.median(best))
+
+
+def evaluate(system: str, out: Path) -> dict:
+    train_t, test_t = splits()
+    train, test = train_t.to_pandas(), test_t.to_pandas()
+    synth = pq.read_table(out / f"{system}.parquet").to_pandas()
+    categories = {c: sorted(train[c].unique()) for c in ("gender", "occupation", "zip_region", "genre")}
+    res = {"quality": quality(train, synth.iloc[:20_000])}
+    res["tstr_auc"] = tstr_auc(synth, test, categories)
+    res["trtr_auc"] = tstr_auc(train, test, categories)
+    res["tstr_ratio"] = res["tstr_auc"] / res["trtr_auc"]
+    res["copy_rate"] = copy_rate(train, synth.iloc[:20_000])
+    res["dcr_synthetic"] = dcr_median(train, synth)
+    res["dcr_real_test"] = dcr_median(train, test)
+    return res
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def table(results: dict) -> str:
+    rows = [
+        ("training rows/s", "train_rows_per_s", "{:,.0f}"),
+        ("epochs in budget", "epochs", "{}"),
+        ("encoder fit + transform s", "encoder_s", "{:.1f}"),
+        ("peak memory of the fit GiB", "peak_rss_gib", "{:.2f}"),
+        ("sampling rows/s (unconditional)", "sample_rows_per_s", "{:,.0f}"),
+        ("sampling rows/s (genre=Documentary)", "cond_rows_per_s", "{:,.0f}"),
+        ("share meeting genre=Documentary", "cond_share", "{:.1%}"),
+        ("SDMetrics overall (default thresholds)", ("quality", "default", "overall"), "{:.3f}"),
+        ("  Column Shapes", ("quality", "default", "column_shapes"), "{:.3f}"),
+        ("  Column Pair Trends", ("quality", "default", "pair_trends"), "{:.3f}"),
+        ("SDMetrics overall (all pairs)", ("quality", "all_pairs", "overall"), "{:.3f}"),
+        ("  Column Pair Trends (all pairs)", ("quality", "all_pairs", "pair_trends"), "{:.3f}"),
+        ("TSTR click AUC", "tstr_auc", "{:.3f}"),
+        ("TRTR click AUC (real rows)", "trtr_auc", "{:.3f}"),
+        ("TSTR / TRTR", "tstr_ratio", "{:.3f}"),
+        ("exact copies of train rows", "copy_rate", "{:.2%}"),
+        ("median DCR synthetic", "dcr_synthetic", "{:.3f}"),
+        ("median DCR real test", "dcr_real_test", "{:.3f}"),
+        ("share of FLOP bound (sampling)", "flop_bound_share", "{:.1%}"),
+    ]
+    systems = list(results)
+    lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
+    for label, key, fmt in rows:
+        cells = []
+        for s in systems:
+            v = results[s]
+            for k in (key if isinstance(key, tuple) else (key,)):
+                v = v.get(k) if isinstance(v, dict) else None
+            cells.append(fmt.format(v) if v is not None else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget-min", type=float, default=10.0, help="wall-clock fit budget per system (minutes)")
+    ap.add_argument("--systems", default="ctgan,synthrec")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "gan_vs_ctgan"))
+    ap.add_argument("--synthrec-config", default="{}", help="JSON GanConfig overrides for synthrec")
+    ap.add_argument("--child", choices=["ctgan", "synthrec"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        fn = child_ctgan if args.child == "ctgan" else child_synthrec
+        overrides = json.loads(args.synthrec_config) if args.child == "synthrec" else {}
+        res = fn(args.budget_min * 60, out, overrides)
+        (out / f"{args.child}.json").write_text(json.dumps(res, indent=1))
+        return
+    results = {}
+    for system in args.systems.split(","):
+        print(f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...", file=sys.stderr)
+        subprocess.run([sys.executable, __file__, "--child", system, "--budget-min", str(args.budget_min),
+                        "--out", str(out), "--synthrec-config", args.synthrec_config], check=True)
+        res = json.loads((out / f"{system}.json").read_text())
+        print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
+        res.update(evaluate(system, out))
+        results[system] = res
+    cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
+    text = (f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
+            f"`{cmd}` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n")
+    print(text)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
