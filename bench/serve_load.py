@@ -211,7 +211,11 @@ def bench_server(name: str, port: int, loads: dict[str, list[bytes]], args) -> l
 
 def run_plain(cfg, loads_for, args) -> list[Result]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)])
+    # As many math threads as Ray gives a replica (OMP_NUM_THREADS = its whole CPUs, at least 1),
+    # so the ratio measures Serve's overhead rather than a threading difference.
+    threads = str(max(1, int(max(cfg.generator.num_cpus, cfg.recommender.num_cpus))))
+    proc = subprocess.Popen([sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)],
+                            env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     try:
         wait_ready(port)
         return bench_server("plain", port, loads_for(port), args)

@@ -41,12 +41,30 @@ def models(tmp_path_factory, ml100k_dir) -> dict[str, str]:
     for version in ("gen-v1", "gen-v2"):
         save_synthesizer(synth, str(root / version), metadata={"version": version})
         out[version] = str(root / version)
+    out["rec"] = _fit_recommender(pq.read_table(ml100k_dir / "events.parquet").slice(0, 5000), root / "rec")
     return out
+
+
+def _fit_recommender(table: pa.Table, out: Path) -> str:
+    import numpy as np
+
+    from synthrec.config import RecommenderConfig
+    from synthrec.recommender.artifacts import build_recommender, save_recommender
+    from synthrec.recommender.data import Encoder
+    from synthrec.recommender.train import fit
+
+    cfg = RecommenderConfig(dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0)
+    encoder = Encoder.fit(table, cfg)
+    known = encoder.encode(table)
+    model = fit(encoder, cfg, known).model
+    popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
+    save_recommender(build_recommender(model, encoder, cfg, known, popularity, {}), str(out))
+    return str(out)
 
 
 @pytest.fixture(scope="module")
 def server(ray_local, models):
-    """Gateway + Generator (v1) on a free loopback port, auth off."""
+    """Gateway, Generator (v1) and Recommender on a free loopback port, auth off."""
     from ray import serve
 
     from synthrec.config import ServeConfig
@@ -54,9 +72,9 @@ def server(ray_local, models):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    cfg = ServeConfig(generator_uri=models["gen-v1"], access_log=False, api_key_env=None,
-                      limits={"max_rows": 5_000, "max_k": 50},
-                      generator={"num_cpus": 0.2}, gateway={"num_cpus": 0.1})
+    cfg = ServeConfig(generator_uri=models["gen-v1"], recommender_uri=models["rec"], access_log=False,
+                      api_key_env=None, limits={"max_rows": 5_000, "max_k": 50},
+                      generator={"num_cpus": 0.2}, recommender={"num_cpus": 0.2}, gateway={"num_cpus": 0.1})
     serve.run_many([serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
                     for name, app in build_apps(cfg).items()])
     yield {"url": f"http://127.0.0.1:{port}", "cfg": cfg}
@@ -74,7 +92,8 @@ def test_serve_health_models_and_docs(server):
     models = requests.get(server["url"] + "/v1/models", timeout=30).json()
     assert models["generator"]["loaded"] and models["generator"]["version"] == "gen-v1"
     assert "genre" in models["generator"]["metadata"]["conditionable_columns"]
-    assert models["recommender"] == {"loaded": False}
+    assert models["recommender"]["loaded"] and models["recommender"]["metadata"]["num_items"] > 100
+    assert len(models["recommender"]["version"]) == 16
     paths = requests.get(server["url"] + "/openapi.json", timeout=10).json()["paths"]
     assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(paths)
 
@@ -99,7 +118,31 @@ def test_serve_synthetic_arrow_and_csv(server):
     assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == 37
 
 
+def test_serve_recommendations_known_cold_and_seen(server, models):
+    from synthrec.serving.backends import RecommenderBackend
+
+    user = RecommenderBackend.sample_users(models["rec"], 1)[0]
+    known = post(server, "/v1/recommendations", {"user_id": user, "k": 10})
+    assert known.status_code == 200, known.text
+    body = known.json()
+    scores = [i["score"] for i in body["items"]]
+    assert len(scores) == 10 and scores == sorted(scores, reverse=True) and body["cold_start"] is False
+    history = [i["item_id"] for i in body["items"][:3]]
+    again = post(server, "/v1/recommendations", {"user_id": user, "history": history, "k": 10}).json()
+    assert not set(history) & {i["item_id"] for i in again["items"]}  # exclude_seen
+    cold = post(server, "/v1/recommendations", {"user_id": "no-such-user", "history": history, "k": 5}).json()
+    assert cold["cold_start"] is True and len(cold["items"]) == 5
+    popular = post(server, "/v1/recommendations", {"user_id": "no-such-user", "k": 5}).json()
+    assert popular["cold_start"] is True and popular["model_version"] == body["model_version"]
+
+
 @pytest.mark.parametrize("path, body, raw, status, field", [
+    ("/v1/recommendations", None, b'{"user_id": "1", "k": }', 400, "body"),        # malformed JSON
+    ("/v1/recommendations", {"user_id": "1", "k": 51}, None, 422, "k"),            # over the configured limit
+    ("/v1/recommendations", {"user_id": 1}, None, 422, "user_id"),                 # wrong type
+    ("/v1/recommendations", {"history": ["no-such-item"]}, None, 422, "history"),  # unknown item
+    ("/v1/recommendations", {"user_id": "1", "query": "x"}, None, 422, "query"),   # model has no query column
+    ("/v1/recommendations", {}, None, 422, "body"),                                # nobody to recommend for
     ("/v1/synthetic", None, b'{"rows": 10,', 400, "body"),                       # malformed JSON
     ("/v1/synthetic", {"rows": 10, "conditions": {"colour": "red"}}, None, 422, "conditions"),  # unknown column
     ("/v1/synthetic", {"rows": 10, "conditions": {"genre": "Opera"}}, None, 422, "conditions"),  # unknown value
@@ -121,15 +164,20 @@ def test_serve_replicas_survive_bad_input(server):
     for _ in range(3):
         post(server, "/v1/synthetic", raw=b"\xff\xfe not json")
         post(server, "/v1/synthetic", {"rows": -1, "conditions": {"genre": 3.5}})
+        post(server, "/v1/recommendations", {"history": ["no-such-item"] * 3, "k": 10**9})
+        post(server, "/v1/recommendations", raw=b'{"user_id": ["a"]}')
     assert post(server, "/v1/synthetic", {"rows": 5}).status_code == 200
-    assert _replica_ids() == before
-    assert serve.status().applications["synthrec-generator"].status == "RUNNING"
+    assert post(server, "/v1/recommendations", {"user_id": "1"}).status_code == 200
+    assert _replica_ids() == before and len(before) == 2
+    for app in ("synthrec-generator", "synthrec-recommender"):
+        assert serve.status().applications[app].status == "RUNNING"
 
 
 def _replica_ids() -> set[str]:
     import ray
 
-    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "#Generator#" in a["name"]}
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if "#Generator#" in a["name"] or "#Recommender#" in a["name"]}
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +243,18 @@ def test_serve_logs_never_hold_the_key(rolled, ray_local):
     for path in logs.rglob("*"):
         if path.is_file() and path.stat().st_size < 50 << 20:
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_serve_exports_ray_metrics(server, ray_local):
+    """Counts, latency histograms and generated rows reach Ray's Prometheus endpoint."""
+    node = ray_local._private.worker._global_node
+    url = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
+    post(server, "/v1/synthetic", {"rows": 3})
+    wanted = ("ray_synthrec_requests_total{", "ray_synthrec_request_latency_ms_bucket{",
+              "ray_synthrec_rows_generated_total{")
+    text, deadline = "", time.monotonic() + 45
+    while time.monotonic() < deadline and not all(w in text for w in wanted):
+        time.sleep(2)
+        text = requests.get(url, timeout=10).text
+    assert all(w in text for w in wanted), [w for w in wanted if w not in text]
+    assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
