@@ -52,7 +52,7 @@ class RecommenderBackend:
 
         self.uri = uri
         self.model = load_recommender(uri, storage)
-        self.scorer = BatchRecommender(self.model)
+        self.scorer = BatchRecommender(self.model, device)
         self.version = _content_version(uri, storage, "model.safetensors")
 
     def recommend_many(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:

@@ -39,10 +39,11 @@ class _Resolved:
 
 
 class BatchRecommender:
-    """Wraps a loaded `synthrec.recommender.artifacts.Recommender` (read-only)."""
+    """Wraps a loaded `synthrec.recommender.artifacts.Recommender`; scores on `device` (cpu or cuda)."""
 
-    def __init__(self, rec) -> None:
-        self.rec = rec
+    def __init__(self, rec, device: str = "cpu") -> None:
+        self.rec, self.device = rec, torch.device(device)
+        rec.model.to(self.device).eval()
         with torch.no_grad():
             self.vectors = rec.model.item_vectors().detach().contiguous()  # (I+1, d) float32
         self.item_ids = np.asarray([str(v) for v in rec.encoder.item_ids.to_pylist()], dtype=object)  # index - 1
@@ -108,10 +109,10 @@ class BatchRecommender:
         if with_query:
             query = np.zeros(w.tokens.shape + (rec.encoder.query_max_tokens,), np.int64)
             query[with_query, -1] = rec.encoder.hash_queries(pa.array([batch[j].query for j in with_query]))
-            query = torch.from_numpy(query)
-        rec.model.eval()
-        users = rec.model.encode(torch.from_numpy(w.tokens), torch.from_numpy(w.user_cat),
-                                 torch.from_numpy(w.user_num), query, self.vectors)[:, -1]  # (B, d)
+            query = torch.from_numpy(query).to(self.device)
+        dev = self.device
+        users = rec.model.encode(torch.from_numpy(w.tokens).to(dev), torch.from_numpy(w.user_cat).to(dev),
+                                 torch.from_numpy(w.user_num).to(dev), query, self.vectors)[:, -1]  # (B, d)
         return users @ self.vectors.T  # (B, I+1)
 
     def _top_k(self, batch: list[_Resolved], ks: list[int], exclude: list[bool]) -> list[tuple[np.ndarray, list[float]]]:
@@ -121,11 +122,12 @@ class BatchRecommender:
         hide = [(j, r.seen) for j, (r, ex) in enumerate(zip(batch, exclude)) if ex and len(r.seen)]
         if hide:
             rows = np.concatenate([np.full(len(seen), j) for j, seen in hide])
-            scores[torch.from_numpy(rows), torch.from_numpy(np.concatenate([seen for _, seen in hide]))] = -np.inf
+            cols = np.concatenate([seen for _, seen in hide])
+            scores[torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device)] = -np.inf
         num_items = scores.shape[1] - 1
         ks = [min(k, num_items - (len(np.unique(r.seen)) if ex else 0)) for k, r, ex in zip(ks, batch, exclude)]
         values, index = torch.topk(scores, max(max(ks), 1), dim=1)  # sorted, best first
-        values, index = values.double().numpy(), index.numpy()
+        values, index = values.double().cpu().numpy(), index.cpu().numpy()
         out = []
         for j, k in enumerate(ks):
             top, vals = index[j, :max(k, 0)], values[j, :max(k, 0)]
