@@ -13,8 +13,9 @@ How the cluster is set up, and why:
   RAY_AUTH_TOKEN) and binds its dashboard to 127.0.0.1. That also tests that `synthrec
   submit` passes the token through.
 - The nodes start with the venv first on PATH: a job's `python` is whatever PATH gives there.
-- No AWS variables in the nodes' environment: the job reaches S3 only if `synthrec submit`
-  forwards the endpoint and keys in its runtime env.
+- The nodes hold the S3 keys (as a real cluster's instance profile would) but not the
+  endpoint: the job reaches SeaweedFS only if `synthrec submit` forwards AWS_ENDPOINT_URL, and
+  the keys must never appear in Ray's logs (Ray logs a job's runtime env on every node).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pytest
 import requests
 import yaml
 
-from synthrec.local_s3 import free_port
+from synthrec.local_s3 import ACCESS_KEY, SECRET_KEY, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,8 @@ class TwoNodeCluster:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))}
         self.env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0"}
+                    "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0",
+                    "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 
     def start(self) -> "TwoNodeCluster":
         common = [f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
@@ -81,6 +83,11 @@ class TwoNodeCluster:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.groups.append(proc.pid)  # the daemons it forks stay in this process group
         return name, proc
+
+    def logs_containing(self, text: str) -> list[str]:
+        """Ray's own log files (every node, this session) that contain `text`."""
+        return [str(p) for p in self.temp_dir.glob("session_*/logs/**/*")
+                if p.is_file() and text.encode() in p.read_bytes()]
 
     def alive_nodes(self) -> int:
         r = requests.get(f"{self.address}/api/v0/nodes", headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
@@ -146,9 +153,11 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
     assert "published 2000 rows" in run.stdout  # the job's own log line, streamed
     assert "succeeded" in run.stderr
     assert "ray job submit --address" in run.stderr and "jobs/simulate.py --config" in run.stderr
-    assert s3_server.env["AWS_SECRET_ACCESS_KEY"] not in run.stdout + run.stderr  # forwarded, never shown
     manifest = read_manifest(out)
     assert manifest is not None and manifest.num_rows == 2_000
+    assert SECRET_KEY not in run.stdout + run.stderr
+    assert cluster.logs_containing(s3_server.env["AWS_ENDPOINT_URL"]), "the endpoint travelled with the job"
+    assert cluster.logs_containing(SECRET_KEY) == []
 
 
 def test_submit_failing_job_exits_nonzero_with_its_message(cluster, tmp_path):

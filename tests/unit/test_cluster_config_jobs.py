@@ -74,33 +74,32 @@ def test_jobs_excludes_skip_what_must_not_travel():
         assert not spec.match_file(path), path
 
 
-def test_jobs_forward_s3_settings_but_keys_only_for_a_custom_endpoint():
-    on_aws = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
-    assert jobs.forwarded_env(environ=on_aws) == {"AWS_REGION": "eu-west-1"}  # instance profile gives keys
-    self_hosted = {**on_aws, "AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}
-    assert jobs.forwarded_env(environ=self_hosted) == self_hosted
+def test_jobs_forward_s3_endpoint_and_region_but_never_credentials():
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_REGION": "eu-west-1",
+           "AWS_ACCESS_KEY_ID": "key-id-value", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "t"}
+    assert jobs.forwarded_env(environ=env) == {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_REGION": "eu-west-1"}
     assert jobs.forwarded_env(["MY_FLAG"], environ={"MY_FLAG": "1"}) == {"MY_FLAG": "1"}
+    for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "HF_TOKEN", "DB_PASSWORD"):
+        with pytest.raises(ConfigError, match="looks like a secret"):
+            jobs.forwarded_env([secret], environ={secret: "x"})
     with pytest.raises(ConfigError, match="not set here"):
         jobs.forwarded_env(["MISSING"], environ={})
     with pytest.raises(ConfigError, match="give a variable name"):
         jobs.forwarded_env(["A=b"], environ={})
 
 
-def test_jobs_printed_command_hides_secrets_and_runs_from_the_project(project, monkeypatch):
+def test_jobs_printed_command_is_the_plain_ray_equivalent_from_the_project(project, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-value")
     spec = jobs.build_job_spec("tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}})
-    assert spec.runtime_env["env_vars"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"  # sent as is
-
     command = spec.ray_job_submit_command("http://127.0.0.1:8265", cwd=project)
-    assert "s3cr3t-value" not in command and "key-id-value" not in command
+    assert "s3cr3t-value" not in command and "s3cr3t-value" not in json.dumps(spec.runtime_env)
     assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . ")
     argv = shlex.split(command)
     runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
-    assert runtime_env["py_modules"] == ["platform/synthrec"]
-    assert runtime_env["env_vars"] == {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
-                                       "AWS_ACCESS_KEY_ID": "***", "AWS_SECRET_ACCESS_KEY": "***"}
+    assert runtime_env == {"excludes": jobs.WORKING_DIR_EXCLUDES, "py_modules": ["platform/synthrec"],
+                           "env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}}
+    assert argv[argv.index("--") + 1:] == shlex.split(spec.entrypoint)
     assert json.loads(argv[argv.index("--config") + 1]) == {"rows": 10, "storage": {"endpoint_url": "http://e"}}
     assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(f"cd {project} && ray job submit")
 

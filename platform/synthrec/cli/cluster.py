@@ -16,7 +16,8 @@ SUBMIT_HELP = """Submit jobs/JOB.py to a Ray cluster, stream its logs, exit with
 Exit status: 0 succeeded, 1 failed, 3 stopped, 2 not submitted (bad input, cluster unreachable,
 connection lost). The cluster's job API stays private: reach it with `ray dashboard cluster.yaml`
 (then --address http://127.0.0.1:8265). With token auth set RAY_AUTH_MODE=token and keep the
-cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN).
+cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN). AWS_ENDPOINT_URL and AWS_REGION travel
+with the job; credentials never do (Ray logs a job's environment): the cluster has its own.
 """
 
 
@@ -30,7 +31,7 @@ def submit(
     config: Path = typer.Option(None, "--config", help="YAML config for the job; sent to it as JSON."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Submit, print the job id and return."),
     env: list[str] = typer.Option(
-        None, "--env", help="Also forward this environment variable (name only; repeatable; never printed).",
+        None, "--env", help="Also forward this environment variable (name only; repeatable; not for secrets).",
     ),
     project_dir: Path = typer.Option(None, "--project-dir", help="The synthrec checkout to upload (default: found from cwd)."),
 ) -> None:

@@ -6,11 +6,11 @@ Ray glue only. What travels with a job:
   the code it was submitted with even where the nodes have an older synthrec installed;
 - the job's config as one inline JSON argument (`--config '{...}'`, which every job in jobs/
   accepts besides a YAML path), re-validated by the job;
-- S3 endpoint and region variables; AWS keys only with a custom endpoint (a self-hosted S3 has
-  no instance profile). On AWS the nodes' instance profile gives credentials.
-Secrets never go into the entrypoint (Ray prints it in the job's log and dashboard): a config
-with a secret-looking key is refused, and forwarded secret variables show as *** in the
-printed `ray job submit` equivalent.
+- S3 endpoint and region variables, and variables named with `--env`. Never secrets: Ray
+  writes a job's runtime env, values included, to runtime_env_agent.log on every node, and
+  prints the entrypoint in the job's log and the dashboard. So secret-looking variables and
+  config keys are refused; credentials belong to the cluster (the instance profile on AWS, a
+  Kubernetes Secret, or the nodes' environment at `ray start` for a self-hosted S3).
 No printing here: log chunks go to a callback; errors are `ClusterError`/`ConfigError`.
 """
 
@@ -41,7 +41,6 @@ WORKING_DIR_EXCLUDES = [
     "/out", "/demo-output", "/bench/results", "/build", "/dist",
 ]
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
-CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 # Jobs whose config class is known are validated before submission (fails in seconds, not on
 # the cluster). Names, not classes: a class that does not exist yet just skips the check.
 JOB_CONFIGS = {
@@ -51,7 +50,6 @@ JOB_CONFIGS = {
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 # Whole name parts, so `secret_access_key`, `AWS_SESSION_TOKEN` match and `max_tokens` does not.
 SECRET_NAME = re.compile(r"(^|_)(secret|token|password|passwd|credentials?)(_|$)|(access|private|api)_?key", re.I)
-REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -65,12 +63,10 @@ class JobSpec:
     submission_id: str
 
     def ray_job_submit_command(self, address: str, cwd: Path | None = None) -> str:
-        """The plain `ray job submit` equivalent, secrets shown as ***; runs from the project root."""
+        """The plain `ray job submit` equivalent; runs from the project root."""
         env = {k: v for k, v in self.runtime_env.items() if k != "working_dir"}
         if "py_modules" in env:
             env["py_modules"] = [os.path.relpath(p, self.project_dir) for p in env["py_modules"]]
-        if env.get("env_vars"):
-            env["env_vars"] = redact(env["env_vars"])
         command = (
             f"ray job submit --address {shlex.quote(address)} --working-dir . "
             f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} -- {self.entrypoint}"
@@ -107,11 +103,6 @@ def secret_keys(values: Any, prefix: str = "") -> list[str]:
             else:
                 found += secret_keys(value, f"{path}.")
     return found
-
-
-def redact(env: dict[str, str]) -> dict[str, str]:
-    """A copy of environment variables with secret-looking values replaced by ***."""
-    return {k: (REDACTED if SECRET_NAME.search(k) else v) for k, v in env.items()}
 
 
 # ---------------------------------------------------------------- what gets submitted
@@ -154,8 +145,8 @@ def build_job_spec(
     if secrets_in := secret_keys(data):
         raise ConfigError(
             f"{config_source}: {', '.join(secrets_in)} would travel in the job's command line, which Ray "
-            "shows in job logs and the dashboard; remove it: on AWS the instance profile gives S3 access, "
-            "and with a custom endpoint the AWS_* variables are forwarded (not shown)"
+            "shows in job logs and the dashboard; remove it and give the cluster its credentials "
+            "(instance profile on AWS, or AWS_* variables in the nodes' environment at `ray start`)"
         )
     config_cls = getattr(config_module, JOB_CONFIGS.get(name, ""), None)
     if config_cls is not None:
@@ -174,14 +165,18 @@ def build_job_spec(
 
 
 def forwarded_env(extra_names: Sequence[str] = (), environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment variables the job needs from this machine (see the module docstring)."""
+    """Environment variables the job gets from this machine: S3 endpoint/region, plus `extra_names`."""
     env = os.environ if environ is None else environ
     names = [n for n in FORWARDED_ENV if env.get(n)]
-    if env.get("AWS_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3"):
-        names += [n for n in CREDENTIAL_ENV if env.get(n)]
     for name in extra_names:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ConfigError(f"--env {name!r}: give a variable name such as MY_VAR (its value is read from your environment)")
+        if SECRET_NAME.search(name):
+            raise ConfigError(
+                f"--env {name}: looks like a secret, and Ray logs a job's environment on every node "
+                "(runtime_env_agent.log); give the cluster its credentials instead (instance profile, "
+                "Kubernetes Secret, or the nodes' environment at `ray start`)"
+            )
         if name not in env:
             raise ConfigError(f"--env {name}: the variable is not set here; export it first")
         names.append(name)
