@@ -75,6 +75,7 @@ class LocalS3:
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
             f"-master.port.grpc={free_port()}", f"-volume.port.grpc={free_port()}",
             f"-filer.port.grpc={free_port()}", f"-s3.port.grpc={free_port()}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports clash between servers
             "-master.volumeSizeLimitMB=256", "-volume.max=50",
         ]
         log = open(self.data_dir / "weed.log", "wb")
