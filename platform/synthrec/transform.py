@@ -37,6 +37,7 @@ WEIGHT_THRESHOLD = 0.005  # mixture components lighter than this are dropped
 STD_FLOOR = 1e-3          # in standardized units; keeps constant columns finite
 PROFILE_PRIOR_ROWS = 5.0  # shrinkage of rare ids' profiles toward the global mean
 ENCODER_FORMAT = 1
+MAX_GROUP_IDS = 4096      # largest id group searched per row when decoding consistently
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,16 @@ class NumericCodec:
         block[np.arange(len(z)), 1 + mode] = 1.0
         return block
 
-    def decode(self, parts: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+    def decode(self, parts: list[np.ndarray], dtype: pa.DataType, override=None) -> pa.Array:
+        """`override`: (rows mask, values, nulls) that replace the generated values there."""
         alpha, mode = parts[0][:, 0], parts[1]
         nulls = mode >= self.num_modes
         mode = np.minimum(mode, self.num_modes - 1)
         z = np.clip(alpha, -1, 1) * 4 * self.stds[mode] + self.means[mode]
         x = np.clip(z * self.meta["scale"] + self.meta["center"], self.meta["min"], self.meta["max"])
+        if override is not None:
+            rows, values, value_nulls = override
+            x, nulls = np.where(rows, values, x), np.where(rows, value_nulls, nulls)
         if self.meta["integral"]:
             x = np.rint(x).astype(np.int64)
         return _cast_out(x, nulls, dtype)
@@ -285,6 +290,14 @@ class IdCodec:
         self.freq = arrays[f"{name}.counts"]                           # (C,) rows per id
         self.members, self.member_vectors, self.member_half_norm = _cluster_tables(
             self.cluster, self.vectors, meta["num_clusters"])
+        # columns functionally determined by the id (e.g. item -> genre): value per id
+        deps = meta.get("dependents", {"discrete": {}, "numeric": []})
+        self.dep_discrete: dict[str, np.ndarray] = {c: arrays[f"{name}.dep.{c}"].astype(np.int64)
+                                                    for c in deps["discrete"]}
+        self.dep_sizes: dict[str, int] = dict(deps["discrete"])
+        self.dep_numeric = {c: (arrays[f"{name}.dep.{c}"].astype(np.float64),
+                                arrays[f"{name}.depnull.{c}"].astype(bool)) for c in deps["numeric"]}
+        self._build_groups()
 
     @classmethod
     def fit(cls, name: str, col: pa.ChunkedArray, sample: pa.ChunkedArray, profile_rows: np.ndarray,
@@ -326,21 +339,91 @@ class IdCodec:
 
     def nearest(self, cluster: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Id index nearest to each query vector among the members of its cluster, (n,)."""
-        s, d = self.member_half_norm.shape[1], self.vectors.shape[1]
-        chunk = max(1, (1 << 21) // (s * d))  # bounds the (rows, S, d) gather to ~8 MB
-        out = np.empty(len(cluster), np.int64)
-        query = query.astype(np.float32, copy=False)
-        for lo in range(0, len(cluster), chunk):  # loop over row chunks, never single rows
-            c, q = cluster[lo: lo + chunk], query[lo: lo + chunk]
-            # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
-            score = np.einsum("nsd,nd->ns", self.member_vectors[c], q) - self.member_half_norm[c]
-            out[lo: lo + chunk] = self.members[c, np.argmax(score, axis=1)]
-        return out
+        return _nearest(cluster, query, self.members, self.member_vectors, self.member_half_norm)
+
+    # -- functional dependents -------------------------------------------------------------
+    def set_dependents(self, discrete: dict[str, tuple[np.ndarray, int]],
+                       numeric: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """discrete: column -> (code per id, -1 unknown; number of codes); numeric: column ->
+        (value per id, NaN unknown; null flag per id)."""
+        self.dep_discrete = {c: v for c, (v, _) in discrete.items()}
+        self.dep_sizes = {c: int(k) for c, (_, k) in discrete.items()}
+        self.dep_numeric = dict(numeric)
+        self.meta["dependents"] = {"discrete": self.dep_sizes, "numeric": list(numeric)}
+        self._build_groups()
+
+    def _group_keys(self, codes: list[np.ndarray]) -> np.ndarray:
+        key = np.zeros(len(codes[0]), np.int64)
+        for c, size in zip(codes, self.dep_sizes.values()):
+            key = key * (size + 1) + c
+        return key
+
+    def _build_groups(self) -> None:
+        """Ids grouped by the values of their discrete dependents (for consistent decoding)."""
+        self.group_keys = None
+        if not self.dep_discrete or math.prod(k + 1 for k in self.dep_sizes.values()) >= 2**62:
+            return
+        codes = list(self.dep_discrete.values())
+        known = np.all(np.stack(codes) >= 0, axis=0)
+        keys, group = np.unique(self._group_keys(codes)[known], return_inverse=True)
+        sizes = np.bincount(group)
+        if sizes.max() > MAX_GROUP_IDS:
+            return  # too large to search per row: decode by cluster, then overwrite dependents
+        ids = np.flatnonzero(known)
+        members, vectors, half = _cluster_tables(group, self.vectors[ids], len(keys))
+        self.group_keys, self.group_members = keys, ids[members]
+        self.group_vectors, self.group_half = vectors, half
+
+    def decode_index(self, parts: list[np.ndarray], codes: dict[str, np.ndarray], keep: set[str]):
+        """Id index per row, consistent with the row's dependent columns where possible.
+
+        Rows whose dependent values were seen together choose the nearest id among the ids
+        with those values; other rows take the nearest id in their cluster, and their
+        dependents (except the columns in `keep`, e.g. conditions) are overwritten with the
+        id's values. Returns (index, {discrete column: codes}, {numeric column: override})."""
+        idx = self.nearest(parts[0], parts[1])
+        matched = np.zeros(len(idx), bool)
+        if self.group_keys is not None:
+            key = self._group_keys([codes[c] for c in self.dep_sizes])
+            pos = np.minimum(np.searchsorted(self.group_keys, key), len(self.group_keys) - 1)
+            matched = self.group_keys[pos] == key
+            idx[matched] = _nearest(pos[matched], parts[1][matched], self.group_members, self.group_vectors,
+                                    self.group_half)
+        new_codes = {}
+        for col, per_id in self.dep_discrete.items():
+            value = per_id[idx]
+            rows = ~matched & (value >= 0)
+            if col not in keep and rows.any():
+                new_codes[col] = np.where(rows, value, codes[col])
+        overrides = {}
+        for col, (per_id, nulls) in self.dep_numeric.items():
+            value = per_id[idx]
+            overrides[col] = (~np.isnan(value) | nulls[idx], np.nan_to_num(value), nulls[idx])
+        return idx, new_codes, overrides
 
     def arrays(self) -> dict[str, np.ndarray]:
         _, arrays = pack_values(self.values, f"{self.name}.values")
-        return {**arrays, f"{self.name}.vectors": self.vectors, f"{self.name}.cluster": self.cluster.astype(np.int32),
-                f"{self.name}.counts": self.freq}
+        deps = {f"{self.name}.dep.{c}": v.astype(np.int32) for c, v in self.dep_discrete.items()}
+        for c, (v, nulls) in self.dep_numeric.items():
+            deps[f"{self.name}.dep.{c}"], deps[f"{self.name}.depnull.{c}"] = v, nulls.astype(np.uint8)
+        return {**arrays, **deps, f"{self.name}.vectors": self.vectors,
+                f"{self.name}.cluster": self.cluster.astype(np.int32), f"{self.name}.counts": self.freq}
+
+
+def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_vectors: np.ndarray,
+             half: np.ndarray) -> np.ndarray:
+    """For each row, the member of its group (padded tables (G, S), (G, S, d), (G, S)) whose
+    vector is nearest to the row's query vector, (n,)."""
+    s, d = half.shape[1], member_vectors.shape[2]
+    chunk = max(1, (1 << 21) // (s * d))  # bounds the (rows, S, d) gather to ~8 MB
+    out = np.empty(len(group), np.int64)
+    query = query.astype(np.float32, copy=False)
+    for lo in range(0, len(group), chunk):  # loop over row chunks, never single rows
+        g, q = group[lo: lo + chunk], query[lo: lo + chunk]
+        # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
+        score = np.einsum("nsd,nd->ns", member_vectors[g], q) - half[g]
+        out[lo: lo + chunk] = members[g, np.argmax(score, axis=1)]
+    return out
 
 
 def _profile_vectors(freq: np.ndarray, rows: np.ndarray, codes: np.ndarray, c: int, dim: int,
@@ -472,9 +555,12 @@ class Encoder:
             prng = np.random.default_rng(cfg.seed + 1)
             rows = np.concatenate([c.transform(prof.column(c.name), prng) for c in small], axis=1) if small else (
                 np.zeros((prof.num_rows, 0), np.float32))
+            claimed: set[str] = set()
             for spec in id_specs:
-                codecs[spec.name] = IdCodec.fit(spec.name, table.column(spec.name), prof.column(spec.name),
-                                                rows.astype(np.float64), cfg)
+                codec = IdCodec.fit(spec.name, table.column(spec.name), prof.column(spec.name),
+                                    rows.astype(np.float64), cfg)
+                claimed |= _attach_dependents(codec, prof, small, claimed)
+                codecs[spec.name] = codec
         out_schema = pa.schema([pa.field(n, table.schema.field(n).type) for n in schema.names])
         return cls(schema, [codecs[n] for n in schema.names], out_schema, table.num_rows)
 
@@ -491,11 +577,27 @@ class Encoder:
             out[:, first.start: last.stop] = codec.transform(table.column(codec.name), rng)
         return out
 
-    def decode(self, parts: list[np.ndarray]) -> pa.Table:
-        """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot."""
+    def decode(self, parts: list[np.ndarray], keep: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+        """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot.
+
+        Ids are decoded consistently with the columns they determine; columns in `keep`
+        (conditions) are never changed."""
+        own = {c.name: [parts[i] for i in idx] for c, idx in zip(self.codecs, self.col_spans)}
+        codes = {c.name: own[c.name][0] for c in self.codecs if isinstance(c, DiscreteCodec)}
+        ids, numeric_over = {}, {}
+        for codec in self.codecs:
+            if isinstance(codec, IdCodec):
+                ids[codec.name], new_codes, over = codec.decode_index(own[codec.name], codes, set(keep))
+                codes.update(new_codes)
+                numeric_over.update(over)
         arrays = []
-        for codec, idx, field in zip(self.codecs, self.col_spans, self.out_schema):
-            arrays.append(codec.decode([parts[i] for i in idx], field.type))
+        for codec, field in zip(self.codecs, self.out_schema):
+            if isinstance(codec, DiscreteCodec):
+                arrays.append(codec.decode([codes[codec.name]], field.type))
+            elif isinstance(codec, IdCodec):
+                arrays.append(codec.values.take(pa.array(ids[codec.name])).cast(field.type))
+            else:
+                arrays.append(codec.decode(own[codec.name], field.type, numeric_over.get(codec.name)))
         return pa.Table.from_arrays(arrays, schema=self.out_schema)
 
     def inverse_transform(self, matrix: np.ndarray) -> pa.Table:
@@ -568,3 +670,42 @@ def _fit_small(spec, col: pa.ChunkedArray, sample: pa.ChunkedArray, cfg: GanConf
     if spec.role in (Role.NUMERIC, Role.DATETIME):
         return NumericCodec.fit(spec.name, col, sample, cfg, spec.nullable)
     raise DataError(f"column '{spec.name}': role {spec.role.value} cannot be encoded")
+
+
+def _attach_dependents(ids: IdCodec, sample: pa.Table, small: list, claimed: set[str]) -> set[str]:
+    """Find the columns whose value is the same on every sample row of each id (item ->
+    genre, user -> age) and store that value per id. Returns the names attached."""
+    code = _lookup(sample.column(ids.name), ids.values, ids.name)
+    c = len(ids.values)
+    seen = np.bincount(code, minlength=c) > 0
+    if (np.bincount(code, minlength=c) > 1).sum() < 2:
+        return set()  # no id repeats in the sample: nothing can be established
+    discrete, numeric = {}, {}
+    for codec in small:
+        if codec.name in claimed:
+            continue
+        if isinstance(codec, DiscreteCodec):
+            v = codec.codes(sample.column(codec.name))
+            if _constant_per_id(code, v.astype(np.float64)):
+                per_id = np.full(c, -1, np.int64)
+                per_id[code] = v
+                discrete[codec.name] = (per_id, codec.size)
+        elif isinstance(codec, NumericCodec):
+            v, nulls = _to_float(sample.column(codec.name))
+            v = np.where(nulls, np.nan, v)
+            if _constant_per_id(code, v):
+                per_id, per_null = np.full(c, np.nan), np.zeros(c, bool)
+                per_id[code], per_null[code] = np.where(nulls, 0.0, v), nulls
+                per_id[~seen] = np.nan
+                numeric[codec.name] = (per_id, per_null)
+    ids.set_dependents(discrete, numeric)
+    return set(discrete) | set(numeric)
+
+
+def _constant_per_id(code: np.ndarray, value: np.ndarray) -> bool:
+    """True when every id has a single value (NaN counts as a value) in these rows."""
+    order = np.lexsort((value, code))
+    c, v = code[order], value[order]
+    same_id = c[1:] == c[:-1]
+    same_value = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    return bool(np.all(same_value[same_id]))

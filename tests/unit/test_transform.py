@@ -123,3 +123,24 @@ def test_transform_bad_state_is_model_error(fitted):
     arrays.pop("age.means")
     with pytest.raises(ModelError, match="incomplete or corrupt"):
         Encoder.from_state(meta, arrays)
+
+
+def test_transform_ids_decode_consistently_with_the_columns_they_determine():
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, 200, 4_000)
+    genre_of, year_of = rng.choice(["a", "b", "c"], 200), rng.integers(1950, 2000, 200)
+    table = pa.table({"item_id": pa.array(items), "genre": pa.array(genre_of[items]),
+                      "year": pa.array(year_of[items].astype(float)), "noise": pa.array(rng.choice(["x", "y"], 4_000))})
+    enc = Encoder.fit(table, infer_schema(table, {"item_id": "item_id"}), CFG)
+    ids = enc.codec("item_id")
+    assert set(ids.dep_sizes) == {"genre"} and set(ids.dep_numeric) == {"year"}       # 'noise' is not determined
+    parts = [rng.uniform(-1, 1, (3_000, s.size)) if s.kind == "scalar" else rng.integers(0, s.size, 3_000)
+             for s in enc.spans]
+    out = enc.decode(parts).to_pandas()
+    truth = table.to_pandas().drop_duplicates("item_id").set_index("item_id")
+    assert (out["genre"].to_numpy() == truth.loc[out["item_id"], "genre"].to_numpy()).all()
+    assert (out["year"].to_numpy() == truth.loc[out["item_id"], "year"].to_numpy()).all()
+    genre_span = [i for i, s in enumerate(enc.spans) if s.column == "genre"][0]
+    parts[genre_span] = np.zeros(3_000, np.int64)                                      # a condition: genre = 'a'
+    out = enc.decode(parts, keep={"genre"}).to_pandas()
+    assert (out["genre"] == "a").all() and (truth.loc[out["item_id"], "genre"] == "a").all()

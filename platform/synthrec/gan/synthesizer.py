@@ -125,7 +125,8 @@ class Synthesizer:
             parts.append(self._generate(min(step, num_rows - lo), fixed, balanced, rng))
         if not parts:
             parts.append(self._generate(0, fixed, balanced, rng))
-        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)])
+        keep = set(conditions or {}) | set(rebalance or {})  # ids adapt to these, never the reverse
+        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)], keep=keep)
 
     @torch.no_grad()
     def _generate(self, n: int, fixed: dict[int, int], balanced: dict[int, np.ndarray],
