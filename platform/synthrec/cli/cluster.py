@@ -1,4 +1,5 @@
-"""`synthrec submit`: run a `jobs/` entrypoint on a Ray cluster and exit with its status."""
+"""Cluster commands: `synthrec submit` runs a `jobs/` entrypoint on a Ray cluster and exits with
+its status; `synthrec cluster-security-group` prepares cluster.yaml's security group."""
 
 from __future__ import annotations
 
