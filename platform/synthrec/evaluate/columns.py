@@ -140,7 +140,8 @@ def to_float(col: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(col.type):
         col = col.cast(pa.timestamp("ns")).cast(pa.int64())
     try:
-        return np.asarray(col.cast(pa.float64()).to_numpy(), dtype=np.float64)
+        # unsafe: nanosecond timestamps and huge ints round to the nearest float64, by design
+        return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(), dtype=np.float64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise DataError(f"column of type {col.type} cannot be read as numbers ({err})") from None
 

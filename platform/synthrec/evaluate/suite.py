@@ -208,8 +208,7 @@ def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = Non
     from synthrec import storage
     from synthrec.evaluate.report import write_report
 
-    if not cfg.real or not cfg.synthetic:
-        raise ConfigError("evaluate needs both a real and a synthetic table URI (--real, --synthetic)")
+    check_config(cfg)
     storage.check_writable(cfg.out, cfg.storage)
     real = storage.read_table(cfg.real, cfg.storage)
     synthetic = storage.read_table(cfg.synthetic, cfg.storage)
@@ -222,6 +221,12 @@ def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = Non
     if progress:
         progress(len(STAGES) + 1, stage="report")
     return metrics
+
+
+def check_config(cfg: EvaluateConfig) -> None:
+    """Fail in milliseconds on a config that names no tables."""
+    if not cfg.real or not cfg.synthetic:
+        raise ConfigError("evaluate needs both a real and a synthetic table URI (--real, --synthetic)")
 
 
 def _manifest_segments(uri: str, cfg: EvaluateConfig) -> dict | None:
