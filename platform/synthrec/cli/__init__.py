@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     try:
-        app(args=args, prog_name="synthrec", standalone_mode=False)
+        code = app(args=args, prog_name="synthrec", standalone_mode=False)  # typer.Exit(n) returns n here
     except SynthrecError as err:
         if debug:
             raise
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         console.print("[yellow]interrupted[/yellow]")
         return _exit(130)
-    return _exit(0)
+    return _exit(code if isinstance(code, int) else 0)
 
 
 def _exit(code: int) -> int:
