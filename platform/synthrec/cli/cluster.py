@@ -71,8 +71,7 @@ def submit(
     console.print(f"[bold red]job {job_id} {outcome.status}[/bold red]: {escape(detail)}", highlight=False, soft_wrap=True)
     if outcome.log_tail:
         console.print("last log lines:\n  " + "\n  ".join(outcome.log_tail), highlight=False, markup=False, soft_wrap=True)
-    # sys.exit, not typer.Exit: main() runs the app with standalone_mode=False and drops its return code.
-    sys.exit(outcome.exit_code)
+    raise typer.Exit(outcome.exit_code)
 
 
 def _quiet_ray_client_logs() -> None:
