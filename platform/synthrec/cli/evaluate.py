@@ -25,15 +25,15 @@ def evaluate(
 ) -> None:
     """Score synthetic data against real data and write report.html + metrics.json."""
     from synthrec.evaluate import run_evaluate
-    from synthrec.evaluate.suite import STAGES, check_config
+    from synthrec.evaluate.suite import STAGES, load_inputs
 
     cfg = load_config(EvaluateConfig, config, {
         "real": real, "synthetic": synthetic, "holdout": holdout, "label": label, "out": out_uri,
         "utility_exclude": exclude or None,
     })
-    check_config(cfg)
+    inputs = load_inputs(cfg)  # bad input fails here, before the progress bar
     with progress_bar("evaluating", len(STAGES) + 1, unit="stages") as update:
-        metrics = run_evaluate(cfg, progress=lambda done, stage="": update(done, rate=stage))
+        metrics = run_evaluate(cfg, progress=lambda done, stage="": update(done, rate=stage), inputs=inputs)
     out.print(headline_table(metrics))
     out.print(f"report: [bold]{cfg.out.rstrip('/')}/report.html[/bold]  metrics: {cfg.out.rstrip('/')}/metrics.json")
     if strict and not metrics["verdict"]["passed"]:

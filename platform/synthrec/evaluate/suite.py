@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -41,10 +41,7 @@ def evaluate_synthetic(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | 
     if schema is None and cfg.roles:
         schema = infer_schema(real, cfg.roles)
     schema = check_inputs(real, synthetic, holdout, schema)
-    label = default_label(schema, cfg.label)
-    unknown = [c for c in cfg.utility_exclude if c not in schema.names]
-    if unknown:
-        raise ConfigError(f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
+    label = check_settings(cfg, schema)
     report = _Progress(progress)
     tables = [real, synthetic] + ([holdout] if holdout is not None else [])
     columns = encode([t.select(schema.names) for t in tables], schema)
@@ -202,25 +199,55 @@ def clean(obj: Any) -> Any:
 
 # ---------------------------------------------------------------------------- job entry
 
-def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = None) -> dict:
-    """Read real/synthetic/holdout from `cfg` URIs (local or s3://), evaluate, and write
-    report.html and metrics.json under `cfg.out`. Returns the metrics."""
+class Inputs(NamedTuple):
+    """The tables of one evaluation, read and checked against each other."""
+
+    real: pa.Table
+    synthetic: pa.Table
+    holdout: pa.Table | None
+    schema: Schema
+    segments: dict | None
+
+
+def load_inputs(cfg: EvaluateConfig) -> Inputs:
+    """Read real/synthetic/holdout from `cfg` URIs (local or s3://) and check them, so bad
+    input fails before any work starts. Segments default to the synthetic dataset manifest's
+    conditions/rebalance."""
     from synthrec import storage
-    from synthrec.evaluate.report import write_report
 
     check_config(cfg)
     storage.check_writable(cfg.out, cfg.storage)
     real = storage.read_table(cfg.real, cfg.storage)
     synthetic = storage.read_table(cfg.synthetic, cfg.storage)
     holdout = storage.read_table(cfg.holdout, cfg.storage) if cfg.holdout else None
+    schema = check_inputs(real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None)
+    check_settings(cfg, schema)
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(cfg.synthetic, cfg)
-    metrics = evaluate_synthetic(real, synthetic, holdout, None, cfg, segments, progress)
+    return Inputs(real, synthetic, holdout, schema, segments)
+
+
+def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = None,
+                 inputs: Inputs | None = None) -> dict:
+    """Evaluate the tables `cfg` names (or already loaded `inputs`) and write report.html and
+    metrics.json under `cfg.out`. Returns the metrics."""
+    from synthrec.evaluate.report import write_report
+
+    real, synthetic, holdout, schema, segments = inputs or load_inputs(cfg)
+    metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments, progress)
     metrics["meta"]["inputs"] = {"real": cfg.real, "synthetic": cfg.synthetic, "holdout": cfg.holdout}
     write_report(metrics, real, synthetic, holdout, cfg.out, storage_cfg=cfg.storage,
                  max_categories=cfg.report_max_categories)
     if progress:
         progress(len(STAGES) + 1, stage="report")
     return metrics
+
+
+def check_settings(cfg: EvaluateConfig, schema: Schema) -> str | None:
+    """Check the column names `cfg` uses against the schema; returns the label to predict."""
+    unknown = [c for c in cfg.utility_exclude if c not in schema.names]
+    if unknown:
+        raise ConfigError(f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
+    return default_label(schema, cfg.label)
 
 
 def check_config(cfg: EvaluateConfig) -> None:
