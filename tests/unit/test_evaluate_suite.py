@@ -151,3 +151,12 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     assert metrics["utility"]["test"] == "20% of real rows"
     with pytest.raises(ConfigError, match="needs both a real and a synthetic"):
         run_evaluate(EvaluateConfig(real=str(tmp_path / "real.parquet")))
+
+
+def test_bad_segment_column_fails_before_any_work(tables):
+    real, syn, _ = tables
+    stages = []
+    with pytest.raises(ConfigError, match="segment column 'nope' is not a categorical column; use one of: user_id"):
+        evaluate_synthetic(real, syn, cfg=FAST, segments={"conditions": {"nope": "x"}},
+                           progress=lambda done, stage: stages.append(stage))
+    assert stages == []

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from synthrec.config import EvaluateConfig, VerdictConfig
 from synthrec.errors import ConfigError, StorageError
-from synthrec.evaluate.columns import Column, Shape, check_inputs, encode
+from synthrec.evaluate.columns import SHAPE_OF_ROLE, Column, Shape, check_inputs, encode
 from synthrec.evaluate.fidelity import fidelity, pick
 from synthrec.evaluate.privacy import evaluate_privacy
 from synthrec.evaluate.utility import default_label, tstr_trtr
@@ -41,7 +41,7 @@ def evaluate_synthetic(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | 
     if schema is None and cfg.roles:
         schema = infer_schema(real, cfg.roles)
     schema = check_inputs(real, synthetic, holdout, schema)
-    label = check_settings(cfg, schema)
+    label = check_settings(cfg, schema, segments)
     report = _Progress(progress)
     tables = [real, synthetic] + ([holdout] if holdout is not None else [])
     columns = encode([t.select(schema.names) for t in tables], schema)
@@ -221,8 +221,8 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     synthetic = storage.read_table(cfg.synthetic, cfg.storage)
     holdout = storage.read_table(cfg.holdout, cfg.storage) if cfg.holdout else None
     schema = check_inputs(real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None)
-    check_settings(cfg, schema)
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(cfg.synthetic, cfg)
+    check_settings(cfg, schema, segments)
     return Inputs(real, synthetic, holdout, schema, segments)
 
 
@@ -242,11 +242,17 @@ def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = Non
     return metrics
 
 
-def check_settings(cfg: EvaluateConfig, schema: Schema) -> str | None:
-    """Check the column names `cfg` uses against the schema; returns the label to predict."""
+def check_settings(cfg: EvaluateConfig, schema: Schema, segments: dict | None = None) -> str | None:
+    """Check the column names `cfg` and `segments` use against the schema, before any work;
+    returns the label to predict."""
     unknown = [c for c in cfg.utility_exclude if c not in schema.names]
     if unknown:
         raise ConfigError(f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
+    coded = [c.name for c in schema.columns if SHAPE_OF_ROLE[c.role] in (Shape.DISCRETE, Shape.ID)]
+    for key, spec in (segments or {}).items():
+        for col in (spec or {}) if key in ("conditions", "rebalance") else [key]:
+            if col not in coded:
+                raise ConfigError(f"segment column '{col}' is not a categorical column; use one of: {', '.join(coded)}")
     return default_label(schema, cfg.label)
 
 
