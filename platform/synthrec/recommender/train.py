@@ -9,18 +9,20 @@ where a row is one (history, next item) target.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError
 from synthrec.recommender.data import Encoder, Log, Windows, concat_windows, training_windows, windows
-from synthrec.recommender.metrics import Queries, query_ranks, ranking_metrics
+from synthrec.recommender.metrics import Queries, query_ranks, ranking_metrics, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 
 Batch = dict[str, torch.Tensor]
@@ -39,6 +41,42 @@ def build_model(encoder: Encoder, cfg: RecommenderConfig) -> RecommenderModel:
 
 
 # ---------------------------------------------------------------------------- data
+
+@dataclass
+class TrainingData:
+    """What one training run needs, validated and encoded on the driver before any worker starts."""
+
+    encoder: Encoder
+    train: Log  # real rows the model learns from
+    synthetic: Log | None  # synthetic rows, users renamed apart from real ones
+    valid: Queries | None  # validation item per user (leave_last_out holdout)
+    known: Log  # every real row: the histories a served model starts from
+    popularity: np.ndarray  # (I+1,) real training interactions per item: the cold-start fallback
+
+    @property
+    def facts(self) -> dict:
+        return {"real_train_rows": int(len(self.train.items)), "real_users": int(self.train.num_groups),
+                "synthetic_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
+                "num_items": self.encoder.num_items, "columns": json.loads(self.encoder.describe())}
+
+
+def prepare_training(real: pa.Table | None, synthetic: pa.Table | None, cfg: RecommenderConfig) -> TrainingData:
+    """Fit the encoder on the real table, check the synthetic one against it, split, encode."""
+    if real is None or real.num_rows == 0:
+        raise DataError("the real table is empty (0 rows); model F is fitted and judged on real interactions")
+    encoder = Encoder.fit(real, cfg)
+    if synthetic is not None:
+        encoder.check_compatible(synthetic, "synthetic table")
+    if cfg.holdout == "leave_last_out":
+        split = split_leave_last_out(real, encoder)
+        train, valid, known = encoder.encode(split.train, "real train rows"), split.valid, split.log
+    else:
+        known = encoder.encode(real, "real table")
+        train, valid = known, None
+    synth = encoder.encode(synthetic, "synthetic table", user_prefix="synthetic:") if synthetic is not None else None
+    popularity = np.bincount(train.items, minlength=encoder.num_items + 1).astype(np.float64)
+    popularity[0] = 0.0
+    return TrainingData(encoder, train, synth, valid, known, popularity)
 
 def training_arrays(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: Log | None = None
                     ) -> dict[str, np.ndarray]:
@@ -140,19 +178,24 @@ class ModelScorer:
     def user_vectors(self, w: Windows) -> torch.Tensor:
         self.model.eval()
         vectors = self.model.item_vectors()
+        device = vectors.device
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a).to(device)
+
         out = []
         for s in range(0, len(w), self.batch_size):
             part = slice(s, s + self.batch_size)
-            query = torch.from_numpy(w.query[part]) if w.query is not None else None
-            h = self.model.encode(torch.from_numpy(w.tokens[part]), torch.from_numpy(w.user_cat[part]),
-                                  torch.from_numpy(w.user_num[part]), query, vectors)
+            query = tensor(w.query[part]) if w.query is not None else None
+            h = self.model.encode(tensor(w.tokens[part]), tensor(w.user_cat[part]), tensor(w.user_num[part]),
+                                  query, vectors)
             out.append(h[:, -1])
         return torch.cat(out) if out else vectors.new_zeros(0, vectors.shape[1])
 
     @torch.no_grad()
     def score(self, log: Log, group: np.ndarray, stop: np.ndarray) -> np.ndarray:
         w = windows(log, group, stop, self.model.spec.max_len, self.user_token)
-        return (self.user_vectors(w) @ self.model.item_vectors().T).numpy()
+        return (self.user_vectors(w) @ self.model.item_vectors().T).float().cpu().numpy()
 
 
 def validation_ndcg(model: RecommenderModel, user_token: int, queries: Queries, k: int = 10) -> float:
