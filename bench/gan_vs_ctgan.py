@@ -192,9 +192,9 @@ def quality(real: pd.DataFrame, synth: pd.DataFrame) -> dict:
 
 def features(df: pd.DataFrame, categories: dict) -> pd.DataFrame:
     x = df[FEATURES].copy()
-    for c in ("user_id", "item_id"):
+    for c in {"user_id", "item_id"} & set(FEATURES):
         x[c] = pd.to_numeric(x[c]).astype("int64")  # integer codes: HGB's categorical support stops at 255
-    for c in ("gender", "occupation", "zip_region", "genre"):
+    for c in {"gender", "occupation", "zip_region", "genre"} & set(FEATURES):
         x[c] = pd.Categorical(x[c], categories=categories[c]).codes
     return x
 

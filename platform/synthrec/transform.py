@@ -8,10 +8,12 @@ Every column becomes one or more *spans* of the matrix:
 - categorical / label (cardinality <= max_onehot_cardinality): one one-hot span, nulls a slot.
 - catalog-scale ids (user/item/text roles and categoricals above the threshold): a two-level
   code. Each id gets a fixed profile vector (its log-frequency and the mean encoding of the
-  rows it appears in, shrunk to the global mean, plus jitter that separates identical
-  profiles); ids are split into ~sqrt(C) balanced clusters by those vectors. A row is the
-  cluster one-hot plus the id's vector; decoding takes the nearest vector inside the chosen
-  cluster, so memory is C x id_embedding_dim and decoding costs sqrt(C) x dim per row.
+  rows it appears in, shrunk to the global mean); ids are split into ~sqrt(C) balanced
+  clusters by those vectors. A row is the cluster one-hot plus the id's vector. Decoding
+  draws an id inside the chosen cluster with probability ~ frequency x a Gaussian kernel
+  around the generated vector (bandwidth = the typical spacing of ids), so near-identical
+  profiles share rows by frequency instead of one "hub" id taking them all. Memory is
+  C x id_embedding_dim; decoding costs sqrt(C) x dim per row.
 
 No nn.Module and no Ray here. State is JSON metadata plus named numpy arrays (no pickle).
 """
@@ -290,6 +292,8 @@ class IdCodec:
         self.freq = arrays[f"{name}.counts"]                           # (C,) rows per id
         self.members, self.member_vectors, self.member_half_norm = _cluster_tables(
             self.cluster, self.vectors, meta["num_clusters"])
+        self.log_freq = np.log(np.maximum(self.freq, 1)).astype(np.float32)
+        self.inv_h2 = np.float32(1.0 / meta["bandwidth"] ** 2)
         # columns functionally determined by the id (e.g. item -> genre): value per id
         deps = meta.get("dependents", {"discrete": {}, "numeric": []})
         self.dep_discrete: dict[str, np.ndarray] = {c: arrays[f"{name}.dep.{c}"].astype(np.int64)
@@ -309,7 +313,8 @@ class IdCodec:
         vectors = _profile_vectors(freq, profile_rows, codes, c, cfg.id_embedding_dim, cfg.seed)
         num_clusters, cluster = _balanced_clusters(vectors, freq)
         vmeta, arrays = pack_values(values, f"{name}.values")
-        meta = {"codec": "id", "values": vmeta, "num_clusters": int(num_clusters), "dim": cfg.id_embedding_dim}
+        meta = {"codec": "id", "values": vmeta, "num_clusters": int(num_clusters), "dim": cfg.id_embedding_dim,
+                "bandwidth": _typical_spacing(vectors, cluster, cfg.seed)}
         arrays.update({f"{name}.vectors": vectors, f"{name}.cluster": cluster.astype(np.int32),
                        f"{name}.counts": freq.astype(np.int64)})
         return cls(name, meta, arrays)
@@ -337,9 +342,14 @@ class IdCodec:
     def decode(self, parts: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
         return self.values.take(pa.array(self.nearest(parts[0], parts[1]))).cast(dtype)
 
-    def nearest(self, cluster: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """Id index nearest to each query vector among the members of its cluster, (n,)."""
-        return _nearest(cluster, query, self.members, self.member_vectors, self.member_half_norm)
+    def nearest(self, cluster: np.ndarray, query: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Id index per row among the members of its cluster: the nearest to the query vector,
+        or with `rng` a draw ~ frequency x kernel(query), (n,)."""
+        return self._pick(cluster, query, self.members, self.member_vectors, self.member_half_norm, rng)
+
+    def _pick(self, group, query, members, vectors, half, rng):
+        kernel = None if rng is None else (self.inv_h2, self.log_freq, rng)
+        return _nearest(group, query, members, vectors, half, kernel)
 
     # -- functional dependents -------------------------------------------------------------
     def set_dependents(self, discrete: dict[str, tuple[np.ndarray, int]],
@@ -374,21 +384,22 @@ class IdCodec:
         self.group_keys, self.group_members = keys, ids[members]
         self.group_vectors, self.group_half = vectors, half
 
-    def decode_index(self, parts: list[np.ndarray], codes: dict[str, np.ndarray], keep: set[str]):
+    def decode_index(self, parts: list[np.ndarray], codes: dict[str, np.ndarray], keep: set[str],
+                     rng: np.random.Generator | None = None):
         """Id index per row, consistent with the row's dependent columns where possible.
 
         Rows whose dependent values were seen together choose the nearest id among the ids
         with those values; other rows take the nearest id in their cluster, and their
         dependents (except the columns in `keep`, e.g. conditions) are overwritten with the
         id's values. Returns (index, {discrete column: codes}, {numeric column: override})."""
-        idx = self.nearest(parts[0], parts[1])
+        idx = self.nearest(parts[0], parts[1], rng)
         matched = np.zeros(len(idx), bool)
         if self.group_keys is not None:
             key = self._group_keys([codes[c] for c in self.dep_sizes])
             pos = np.minimum(np.searchsorted(self.group_keys, key), len(self.group_keys) - 1)
             matched = self.group_keys[pos] == key
-            idx[matched] = _nearest(pos[matched], parts[1][matched], self.group_members, self.group_vectors,
-                                    self.group_half)
+            idx[matched] = self._pick(pos[matched], parts[1][matched], self.group_members, self.group_vectors,
+                                      self.group_half, rng)
         new_codes = {}
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
@@ -411,9 +422,10 @@ class IdCodec:
 
 
 def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_vectors: np.ndarray,
-             half: np.ndarray) -> np.ndarray:
+             half: np.ndarray, kernel=None) -> np.ndarray:
     """For each row, the member of its group (padded tables (G, S), (G, S, d), (G, S)) whose
-    vector is nearest to the row's query vector, (n,)."""
+    vector is nearest to the row's query vector, (n,). With kernel = (1/h^2, log-frequency per
+    id, rng): a draw with probability ~ frequency x exp(-|q - v|^2 / 2h^2) (Gumbel-max)."""
     s, d = half.shape[1], member_vectors.shape[2]
     chunk = max(1, (1 << 21) // (s * d))  # bounds the (rows, S, d) gather to ~8 MB
     out = np.empty(len(group), np.int64)
@@ -422,16 +434,18 @@ def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_v
         g, q = group[lo: lo + chunk], query[lo: lo + chunk]
         # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
         score = np.einsum("nsd,nd->ns", member_vectors[g], q) - half[g]
+        if kernel is not None:
+            inv_h2, log_freq, rng = kernel
+            score = score * inv_h2 + log_freq[members[g]] - np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)
         out[lo: lo + chunk] = members[g, np.argmax(score, axis=1)]
     return out
 
 
 def _profile_vectors(freq: np.ndarray, rows: np.ndarray, codes: np.ndarray, c: int, dim: int,
                      seed: int) -> np.ndarray:
-    """(C, dim) float32 in (-1, 1): [log-frequency, profile principal components..., jitter]."""
+    """(C, dim) float32 in (-1, 1): [log-frequency, profile principal components...]."""
     rng = np.random.default_rng(seed)
-    num_jitter = 1 if dim < 8 else 2
-    num_pc = dim - 1 - num_jitter
+    num_pc = dim - 1
     w = freq / freq.sum()
     parts = [np.log1p(freq)[:, None]]
     if num_pc > 0 and rows.shape[1] > 0:
@@ -444,14 +458,29 @@ def _profile_vectors(freq: np.ndarray, rows: np.ndarray, codes: np.ndarray, c: i
         means = sums / (cnt[:, None] + PROFILE_PRIOR_ROWS)                      # (C, p)
         basis = _pca_basis(means * np.sqrt(w)[:, None], num_pc)                # frequency-weighted
         parts.append(means @ basis)
-    else:
-        num_jitter = dim - 1
-    parts.append(rng.uniform(-1, 1, size=(c, num_jitter)) * 1.7)  # ~unit variance
     feats = np.concatenate(parts, axis=1)
     feats = np.pad(feats, ((0, 0), (0, dim - feats.shape[1])))
     mean = (feats * w[:, None]).sum(0)
     std = np.sqrt(((feats - mean) ** 2 * w[:, None]).sum(0)) + 1e-9
-    return np.clip((feats - mean) / (3 * std), -0.99, 0.99).astype(np.float32)
+    vectors = np.clip((feats - mean) / (3 * std), -0.94, 0.94)
+    vectors[:, -1] += rng.uniform(-0.05, 0.05, c)  # breaks exact ties (e.g. ids absent from the sample)
+    return vectors.astype(np.float32)
+
+
+def _typical_spacing(vectors: np.ndarray, cluster: np.ndarray, seed: int, sample: int = 2_000) -> float:
+    """Median distance from an id to the nearest other id of its cluster (on a sample of ids)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
+    order = np.argsort(cluster, kind="stable")
+    start = np.searchsorted(cluster[order], np.arange(cluster.max() + 2))
+    best = np.full(len(ids), np.inf)
+    for j, i in enumerate(ids):  # bounded: `sample` ids x one cluster each, at fit time only
+        others = order[start[cluster[i]]: start[cluster[i] + 1]]
+        d2 = ((vectors[others] - vectors[i]) ** 2).sum(1)
+        d2[others == i] = np.inf
+        best[j] = d2.min()
+    finite = best[np.isfinite(best)]
+    return float(max(np.sqrt(np.median(finite)) if len(finite) else 0.1, 1e-3))
 
 
 def _pca_basis(x: np.ndarray, k: int) -> np.ndarray:
@@ -577,17 +606,19 @@ class Encoder:
             out[:, first.start: last.stop] = codec.transform(table.column(codec.name), rng)
         return out
 
-    def decode(self, parts: list[np.ndarray], keep: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+    def decode(self, parts: list[np.ndarray], keep: set[str] | frozenset[str] = frozenset(),
+               rng: np.random.Generator | None = None) -> pa.Table:
         """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot.
 
         Ids are decoded consistently with the columns they determine; columns in `keep`
-        (conditions) are never changed."""
+        (conditions) are never changed. Without `rng` each id is the nearest to its vector;
+        with it, a draw around it (see IdCodec.nearest)."""
         own = {c.name: [parts[i] for i in idx] for c, idx in zip(self.codecs, self.col_spans)}
         codes = {c.name: own[c.name][0] for c in self.codecs if isinstance(c, DiscreteCodec)}
         ids, numeric_over = {}, {}
         for codec in self.codecs:
             if isinstance(codec, IdCodec):
-                ids[codec.name], new_codes, over = codec.decode_index(own[codec.name], codes, set(keep))
+                ids[codec.name], new_codes, over = codec.decode_index(own[codec.name], codes, set(keep), rng)
                 codes.update(new_codes)
                 numeric_over.update(over)
         arrays = []

@@ -126,7 +126,8 @@ class Synthesizer:
         if not parts:
             parts.append(self._generate(0, fixed, balanced, rng))
         keep = set(conditions or {}) | set(rebalance or {})  # ids adapt to these, never the reverse
-        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)], keep=keep)
+        id_rng = np.random.default_rng(_block_seed(seed, block_index))
+        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)], keep=keep, rng=id_rng)
 
     @torch.no_grad()
     def _generate(self, n: int, fixed: dict[int, int], balanced: dict[int, np.ndarray],
