@@ -11,7 +11,7 @@ import pytest
 
 from synthrec.config import RecommenderConfig, ScalingSection, TrainRecommenderConfig
 from synthrec.data.splits import leave_last_out
-from synthrec.errors import DataError, SchemaError
+from synthrec.errors import ConfigError, DataError, SchemaError
 from synthrec.storage import write_dataset
 
 pytestmark = pytest.mark.integration
@@ -89,3 +89,23 @@ def test_train_rejects_bad_inputs_before_any_worker(ray_local, s3_bucket, real_s
     pq.write_table(real_slice.slice(0, 0), empty)
     with pytest.raises(DataError, match="empty"):
         run_train_recommender(_cfg(s3_bucket, str(empty), None))
+
+
+@pytest.mark.slow
+def test_train_resumes_a_named_run_from_its_last_checkpoint(ray_local, real_slice, tmp_path):
+    from synthrec.distributed.recommender_train import run_train_recommender
+
+    real = tmp_path / "real.parquet"
+    pq.write_table(real_slice, real)
+    cfg = TrainRecommenderConfig(real=str(real), out=str(tmp_path / "model"), run_name="resume-me",
+                                 model=SMALL.model_copy(update={"epochs": 2}), checkpoint_every=1,
+                                 scaling=ScalingSection(num_workers=1, cpus_per_worker=1.0))
+    first = run_train_recommender(cfg)
+    assert first["epochs"] == 2
+    with pytest.raises(ConfigError, match="already exists"):
+        run_train_recommender(cfg)  # same name without resume: refused, never silently resumed
+    epochs = []
+    resumed = run_train_recommender(cfg.model_copy(update={"resume": True, "model": SMALL.model_copy(update={"epochs": 3})}),
+                                    progress=epochs.append)
+    assert resumed["epochs"] == 3 and [e["epoch"] for e in epochs] == [3]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
@@ -76,3 +77,22 @@ def test_recommend_rejects_unknown_items_query_and_bad_k(recommender):
         recommender.recommend("u1", query="red shoes")
     with pytest.raises(DataError, match="k must"):
         recommender.recommend("u1", k=0)
+
+
+def test_recommend_with_query_uses_the_hashed_tokens(tmp_path):
+    table = toy_table(num_users=20)
+    queries = [f"genre {g}" for g in table.column("genre").to_pylist()]
+    table = table.append_column("query", pa.array(queries))
+    cfg = RecommenderConfig(dim=16, num_layers=1, max_len=6, epochs=5, batch_size=16, lr=1e-2, query_buckets=64)
+    enc = Encoder.fit(table, cfg)
+    assert enc.columns.query == "query"
+    log = enc.encode(table)
+    rec = build_recommender(fit(enc, cfg, log).model, enc, cfg, log, Popularity(log, enc.num_items).counts, {})
+    save_recommender(rec, str(tmp_path / "q"))
+    loaded = load_recommender(str(tmp_path / "q"))
+    assert loaded.metadata["accepts_query"]
+    _, plain, _ = loaded.recommend("u1", k=10)
+    _, with_query, cold = loaded.recommend("u1", query="genre a", k=10)
+    assert not cold and plain != with_query
+    _, new_user, cold = loaded.recommend("someone-new", query="genre b", k=3)  # cold start served by the query
+    assert cold and len(new_user) == 3

@@ -271,9 +271,9 @@ def _report_with_checkpoint(metrics, model, optimizer, stopper, epoch, history, 
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(Path(tmp, WEIGHTS)))
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(Path(tmp, WEIGHTS)))
         if stopper.state is not None:
-            save_file({k: v.contiguous() for k, v in stopper.state.items()}, str(Path(tmp, BEST)))
+            save_file({k: v.cpu().contiguous() for k, v in stopper.state.items()}, str(Path(tmp, BEST)))
         torch.save(optimizer.state_dict(), Path(tmp, "optimizer.pt"))  # read back with weights_only=True
         state = {"epoch": epoch, "best": stopper.best if stopper.state is not None else None,
                  "best_epoch": stopper.best_epoch, "bad": stopper.bad, "history": history}

@@ -147,12 +147,12 @@ def recommender_files(rec: Recommender) -> dict[str, bytes]:
         "format": FORMAT, "version": VERSION, "model_spec": rec.model.spec.to_dict(),
         "encoder": rec.encoder.to_dict(), "config": rec.config.model_dump(mode="json"), "training": rec.training,
     }
-    state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in rec.model.state_dict().items()}
     return {
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
         "model.safetensors": save_tensors(state),
         "items.parquet": parquet_bytes(pa.table({"item_id": rec.encoder.item_ids})),
-        "item_index.safetensors": save_tensors({"vectors": rec.item_vectors.contiguous(),
+        "item_index.safetensors": save_tensors({"vectors": rec.item_vectors.cpu().contiguous(),
                                                 "popularity": torch.from_numpy(rec.popularity)}),
         "users.parquet": parquet_bytes(pa.table({"user_id": rec.user_ids})),
         "users.safetensors": save_tensors({"history": torch.from_numpy(rec.histories),

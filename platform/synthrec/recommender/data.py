@@ -69,8 +69,9 @@ def discover_columns(table: pa.Table, cfg: RecommenderConfig, schema: Schema | N
         raise SchemaError(
             f"no time column ({'configured ' + repr(time) if time else 'none found'}); set time_column "
             f"to a datetime or numeric column (tried {', '.join(TIME_NAMES)})")
-    query = cfg.query_column or next(
-        (c.name for c in schema.by_role(Role.TEXT) if c.name.lower() in QUERY_NAMES), None)
+    # short queries look categorical to schema inference, so the name decides
+    query = cfg.query_column or next((c.name for c in schema.columns if c.name.lower() in QUERY_NAMES
+                                      and c.role in (Role.TEXT, Role.CATEGORICAL) and c.kind == Kind.STRING), None)
     label = schema.column_of(Role.LABEL)
     taken = {user, item, time, query, label}
     candidates = [c.name for c in schema.columns
