@@ -295,6 +295,7 @@ class IdCodec:
         self.log_freq = np.log(np.maximum(self.freq, 1)).astype(np.float32)
         self.inv_h2 = np.float32(1.0 / meta["bandwidth"] ** 2)
         # columns functionally determined by the id (e.g. item -> genre): value per id
+        self.label_logp = {c: arrays[f"{name}.label.{c}"] for c in meta.get("labels", [])}
         deps = meta.get("dependents", {"discrete": {}, "numeric": []})
         self.dep_discrete: dict[str, np.ndarray] = {c: arrays[f"{name}.dep.{c}"].astype(np.int64)
                                                     for c in deps["discrete"]}
@@ -347,9 +348,13 @@ class IdCodec:
         or with `rng` a draw ~ frequency x kernel(query), (n,)."""
         return self._pick(cluster, query, self.members, self.member_vectors, self.member_half_norm, rng)
 
-    def _pick(self, group, query, members, vectors, half, rng):
-        kernel = None if rng is None else (self.inv_h2, self.log_freq, rng)
+    def _pick(self, group, query, members, vectors, half, rng, evidence=()):
+        kernel = None if rng is None else (self.inv_h2, self.log_freq, rng, evidence)
         return _nearest(group, query, members, vectors, half, kernel)
+
+    def _evidence(self, codes: dict[str, np.ndarray], rows: np.ndarray | slice) -> list:
+        """(log P(value | id) table (C, K), the rows' codes) for each label column."""
+        return [(table, codes[col][rows]) for col, table in self.label_logp.items()]
 
     # -- functional dependents -------------------------------------------------------------
     def set_dependents(self, discrete: dict[str, tuple[np.ndarray, int]],
@@ -392,14 +397,15 @@ class IdCodec:
         with those values; other rows take the nearest id in their cluster, and their
         dependents (except the columns in `keep`, e.g. conditions) are overwritten with the
         id's values. Returns (index, {discrete column: codes}, {numeric column: override})."""
-        idx = self.nearest(parts[0], parts[1], rng)
+        idx = self._pick(parts[0], parts[1], self.members, self.member_vectors, self.member_half_norm, rng,
+                         self._evidence(codes, slice(None)))
         matched = np.zeros(len(idx), bool)
         if self.group_keys is not None:
             key = self._group_keys([codes[c] for c in self.dep_sizes])
             pos = np.minimum(np.searchsorted(self.group_keys, key), len(self.group_keys) - 1)
             matched = self.group_keys[pos] == key
             idx[matched] = self._pick(pos[matched], parts[1][matched], self.group_members, self.group_vectors,
-                                      self.group_half, rng)
+                                      self.group_half, rng, self._evidence(codes, matched))
         new_codes = {}
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
@@ -415,6 +421,7 @@ class IdCodec:
     def arrays(self) -> dict[str, np.ndarray]:
         _, arrays = pack_values(self.values, f"{self.name}.values")
         deps = {f"{self.name}.dep.{c}": v.astype(np.int32) for c, v in self.dep_discrete.items()}
+        deps.update({f"{self.name}.label.{c}": t for c, t in self.label_logp.items()})
         for c, (v, nulls) in self.dep_numeric.items():
             deps[f"{self.name}.dep.{c}"], deps[f"{self.name}.depnull.{c}"] = v, nulls.astype(np.uint8)
         return {**arrays, **deps, f"{self.name}.vectors": self.vectors,
@@ -435,8 +442,11 @@ def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_v
         # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
         score = np.einsum("nsd,nd->ns", member_vectors[g], q) - half[g]
         if kernel is not None:
-            inv_h2, log_freq, rng = kernel
-            score = score * inv_h2 + log_freq[members[g]] - np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)
+            inv_h2, log_freq, rng, evidence = kernel
+            ids = members[g]
+            score = score * inv_h2 + log_freq[ids] - np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)
+            for table, row_codes in evidence:  # label values the row already has: log P(value | id)
+                score += table[ids, row_codes[lo: lo + chunk, None]]
         out[lo: lo + chunk] = members[g, np.argmax(score, axis=1)]
     return out
 
@@ -589,6 +599,7 @@ class Encoder:
                 codec = IdCodec.fit(spec.name, table.column(spec.name), prof.column(spec.name),
                                     rows.astype(np.float64), cfg)
                 claimed |= _attach_dependents(codec, prof, small, claimed)
+                _attach_labels(codec, prof, [c for c in small if schema[c.name].role == Role.LABEL])
                 codecs[spec.name] = codec
         out_schema = pa.schema([pa.field(n, table.schema.field(n).type) for n in schema.names])
         return cls(schema, [codecs[n] for n in schema.names], out_schema, table.num_rows)
@@ -740,3 +751,22 @@ def _constant_per_id(code: np.ndarray, value: np.ndarray) -> bool:
     same_id = c[1:] == c[:-1]
     same_value = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
     return bool(np.all(same_value[same_id]))
+
+
+def _attach_labels(ids: IdCodec, sample: pa.Table, labels: list) -> None:
+    """log P(label value | id) per label column, shrunk toward the label's overall rates, so ids
+    can be drawn consistently with the labels a row already has (the targets downstream
+    models learn from ids)."""
+    code = _lookup(sample.column(ids.name), ids.values, ids.name)
+    c = len(ids.values)
+    tables = {}
+    for codec in labels:
+        if codec.name in ids.dep_sizes:
+            continue  # already exact through the dependent-column decoding
+        v = codec.codes(sample.column(codec.name))
+        counts = np.bincount(code * codec.size + v, minlength=c * codec.size).reshape(c, codec.size)
+        prior = (np.bincount(v, minlength=codec.size) + 1) / (len(v) + codec.size)
+        probs = (counts + PROFILE_PRIOR_ROWS * prior) / (counts.sum(1, keepdims=True) + PROFILE_PRIOR_ROWS)
+        tables[codec.name] = np.log(probs).astype(np.float32)
+    ids.label_logp = tables
+    ids.meta["labels"] = list(tables)
