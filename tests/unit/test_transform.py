@@ -144,3 +144,21 @@ def test_transform_ids_decode_consistently_with_the_columns_they_determine():
     parts[genre_span] = np.zeros(3_000, np.int64)                                      # a condition: genre = 'a'
     out = enc.decode(parts, keep={"genre"}).to_pandas()
     assert (out["genre"] == "a").all() and (truth.loc[out["item_id"], "genre"] == "a").all()
+
+
+def test_transform_ids_follow_the_row_labels_when_drawn():
+    rng = np.random.default_rng(1)
+    items = rng.integers(0, 200, 6_000)
+    click = (rng.random(6_000) < np.where(items % 2 == 0, 0.9, 0.1)).astype(np.int64)  # item decides the label
+    table = pa.table({"item_id": pa.array(items), "genre": pa.array(np.where(items < 100, "a", "b")),
+                      "click": pa.array(click)})
+    enc = Encoder.fit(table, infer_schema(table, {"item_id": "item_id", "click": "label"}), CFG)
+    ids = enc.codec("item_id")
+    assert ids.meta["labels"] == ["click"]
+    even = np.asarray(ids.values.to_numpy()) % 2 == 0
+    assert (ids.label_logp["click"][even, 1] > ids.label_logp["click"][~even, 1].max()).all()
+    parts = [rng.uniform(-1, 1, (4_000, s.size)) if s.kind == "scalar" else rng.integers(0, s.size, 4_000)
+             for s in enc.spans]
+    parts[1] = np.zeros_like(parts[1])                     # an uninformative id vector: labels must decide
+    out = enc.decode(parts, rng=np.random.default_rng(0)).to_pandas()
+    assert ((out["item_id"] % 2 == 0) == (out["click"] == 1)).mean() > 0.58          # chance would be 0.5
