@@ -177,14 +177,14 @@ def wait_ready(port: int, timeout_s: float = 120) -> None:
     raise TimeoutError(f"no server on {HOST}:{port} after {timeout_s} s")
 
 
-def serve_plain(cfg_json: str, port: int) -> None:
+def serve_plain(cfg_json: str, port: int, batch: bool) -> None:
     """Child process: the same FastAPI app, models in-process, one uvicorn worker."""
     import uvicorn
 
     from synthrec.config import ServeConfig, validate_config
     from synthrec.serving.backends import build_local_api
 
-    app = build_local_api(validate_config(ServeConfig, json.loads(cfg_json)))
+    app = build_local_api(validate_config(ServeConfig, json.loads(cfg_json)), batch=batch)
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
@@ -203,22 +203,23 @@ def bench_server(name: str, port: int, loads: dict[str, list[bytes]], args) -> l
     for endpoint, payloads in loads.items():
         for clients in args.clients:
             r = measure(name, endpoint, port, payloads, clients, args.seconds, args.max_requests)
-            print(f"  {name:6} {endpoint:20} clients={clients:2} n={r.requests:5} errors={r.errors} "
+            print(f"  {name:11} {endpoint:20} clients={clients:2} n={r.requests:5} errors={r.errors} "
                   f"p50={r.p50_ms:7.2f} ms p99={r.p99_ms:7.2f} ms {r.rps:7.1f} req/s", flush=True)
             results.append(r)
     return results
 
 
-def run_plain(cfg, loads_for, args) -> list[Result]:
+def run_plain(cfg, loads_for, args, batch: bool) -> list[Result]:
     port = free_port()
     # As many math threads as Ray gives a replica (OMP_NUM_THREADS = its whole CPUs, at least 1),
     # so the ratio measures Serve's overhead rather than a threading difference.
     threads = str(max(1, int(max(cfg.generator.num_cpus, cfg.recommender.num_cpus))))
-    proc = subprocess.Popen([sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)],
+    command = [sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)]
+    proc = subprocess.Popen(command + (["--plain-batch"] if batch else []),
                             env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     try:
         wait_ready(port)
-        return bench_server("plain", port, loads_for(port), args)
+        return bench_server("plain+batch" if batch else "plain", port, loads_for(port), args)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -239,14 +240,17 @@ def run_serve(cfg, loads_for, args) -> list[Result]:
 
 
 def print_table(results: list[Result]) -> None:
-    plain = {(r.endpoint, r.clients): r for r in results if r.server == "plain"}
-    print("\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | req/s vs plain |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    """Markdown table; Serve's requests/s as a share of each plain server's at the same load."""
+    base = {(r.server, r.endpoint, r.clients): r for r in results if r.server != "serve"}
+    print("\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | serve req/s vs plain | vs plain+batch |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        base = plain.get((r.endpoint, r.clients))
-        ratio = f"{r.rps / base.rps:.0%}" if base and r.server != "plain" and base.rps else ""
+        ratios = []
+        for name in ("plain", "plain+batch"):
+            b = base.get((name, r.endpoint, r.clients))
+            ratios.append(f"{r.rps / b.rps:.0%}" if r.server == "serve" and b and b.rps else "")
         print(f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
-              f"| {r.errors} | {ratio} |")
+              f"| {r.errors} | {ratios[0]} | {ratios[1]} |")
 
 
 def main() -> None:
@@ -257,16 +261,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement (bounded)")
     parser.add_argument("--max-requests", type=int, default=4000, help="per measurement (bounded)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--servers", nargs="+", default=["plain", "serve"], choices=["plain", "serve"])
+    parser.add_argument("--servers", nargs="+", default=["plain", "plain+batch", "serve"],
+                        choices=["plain", "plain+batch", "serve"],
+                        help="plain+batch: uvicorn with the Serve deployment's batching policy")
     parser.add_argument("--endpoints", nargs="+", default=["recommendations", "synthetic"],
                         choices=["recommendations", "synthetic"])
     parser.add_argument("--access-log", action="store_true", help="Serve access logs on (off in both by default)")
     parser.add_argument("--json", help="write the results here as JSON")
     parser.add_argument("--plain-server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-batch", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_server:
-        return serve_plain(args.plain_server, args.port)
+        return serve_plain(args.plain_server, args.port, args.plain_batch)
 
     from synthrec.config import ServeConfig
 
@@ -286,7 +293,9 @@ def main() -> None:
 
     results: list[Result] = []
     if "plain" in args.servers:
-        results += run_plain(cfg, loads_for, args)
+        results += run_plain(cfg, loads_for, args, batch=False)
+    if "plain+batch" in args.servers:
+        results += run_plain(cfg, loads_for, args, batch=True)
     if "serve" in args.servers:
         results += run_serve(cfg, loads_for, args)
     print_table(results)

@@ -157,3 +157,29 @@ def test_serving_schemas_forbid_unknown_keys():
     with pytest.raises(ValueError):
         SyntheticRequest.model_validate({"rows": 1, "row": 2})
     assert SyntheticRequest.model_validate({"rows": 1}).format is OutputFormat.json
+
+
+def test_serving_in_process_batches_concurrent_recommendations():
+    """The plain-uvicorn twin of @serve.batch: queued requests form one batch, answers go back in order."""
+    import asyncio
+
+    from synthrec.serving.backends import _InProcess
+
+    class Backend:
+        sizes: list[int] = []
+
+        def recommend_many(self, requests):
+            self.sizes.append(len(requests))
+            return [RequestRejected("history: unknown", "history") if r.user_id == "bad" else r.user_id.encode()
+                    for r in requests]
+
+    port = _InProcess(Backend(), batch=True, max_batch_size=4)
+
+    async def main():
+        users = ["a", "b", "bad", "c", "d", "e"]
+        return await asyncio.gather(*[port.recommend(RecommendationRequest(user_id=u)) for u in users],
+                                    return_exceptions=True)
+
+    out = asyncio.run(main())
+    assert out[:2] == [b"a", b"b"] and isinstance(out[2], RequestRejected) and out[3:] == [b"c", b"d", b"e"]
+    assert Backend.sizes == [4, 2]

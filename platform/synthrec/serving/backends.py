@@ -6,6 +6,7 @@ methods. Input the model refuses becomes `RequestRejected` (a 422 naming the fie
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from synthrec.config import ServeConfig, StorageConfig
@@ -94,32 +95,51 @@ def _field_named_in(message: str) -> str | None:
     return None
 
 class _InProcess:
-    """Async port over a backend in this process (plain uvicorn: no Ray, no batching)."""
+    """Async port over a backend in this process (plain uvicorn, no Ray). With `batch`,
+    recommendations that queue while one batch runs are scored together, as @serve.batch
+    (batch_wait_timeout_s=0) does in the Recommender replica."""
 
-    def __init__(self, backend: GeneratorBackend | RecommenderBackend):
-        self.backend = backend
+    def __init__(self, backend: GeneratorBackend | RecommenderBackend, batch: bool = False, max_batch_size: int = 32):
+        self.backend, self.batch, self.max_batch_size = backend, batch, max_batch_size
+        self._pending: list[tuple[RecommendationRequest, asyncio.Future]] = []
 
     async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
         return self.backend.generate(request)
 
     async def recommend(self, request: RecommendationRequest) -> bytes:
-        result = self.backend.recommend_many([request])[0]
+        if self.batch:
+            future = asyncio.get_running_loop().create_future()
+            self._pending.append((request, future))
+            if len(self._pending) == 1:  # first in: run after the loop has taken in what else arrived
+                asyncio.get_running_loop().call_soon(self._run_batch)
+            result = await future
+        else:
+            result = self.backend.recommend_many([request])[0]
         if isinstance(result, RequestRejected):
             raise result
         return result
+
+    def _run_batch(self) -> None:
+        batch, self._pending = self._pending[:self.max_batch_size], self._pending[self.max_batch_size:]
+        for (_, future), result in zip(batch, self.backend.recommend_many([r for r, _ in batch])):
+            future.set_result(result)
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._run_batch)
 
     async def model_info(self) -> dict[str, Any]:
         return self.backend.model_info()
 
 
-def build_local_api(cfg: ServeConfig):
+def build_local_api(cfg: ServeConfig, batch: bool = False):
     """The whole API in one process with the same routes and model code as the Serve apps.
 
-    For the overhead baseline (bench/serve_load.py) and debugging; production goes through Serve.
+    For the overhead baseline (bench/serve_load.py) and debugging; production goes through
+    Serve. `batch` scores concurrent recommendations together, like the Serve deployment.
     """
     from synthrec.serving.api import build_api
     from synthrec.serving.auth import load_api_key
 
     gen = _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
-    rec = _InProcess(RecommenderBackend(cfg.recommender_uri, cfg.storage)) if cfg.recommender_uri else None
+    rec = (_InProcess(RecommenderBackend(cfg.recommender_uri, cfg.storage), batch, cfg.recommender.max_batch_size)
+           if cfg.recommender_uri else None)
     return build_api(cfg, load_api_key(cfg), generator=gen, recommender=rec, mount="full")
