@@ -164,11 +164,14 @@ class FeatureCodec:
         return cats, nums
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categorical": self.categorical, "numeric": {k: list(v) for k, v in self.numeric.items()}}
+        # Lists, not mappings: the column order is the embedding order, and JSON writers may sort keys.
+        return {"categorical": [[k, v] for k, v in self.categorical.items()],
+                "numeric": [[k, *v] for k, v in self.numeric.items()]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureCodec":
-        return cls(dict(data["categorical"]), {k: (float(v[0]), float(v[1])) for k, v in data["numeric"].items()})
+        return cls({k: list(v) for k, v in data["categorical"]},
+                   {k: (float(mean), float(std)) for k, mean, std in data["numeric"]})
 
 
 def _few_levels(col: pa.ChunkedArray, max_levels: int = 12) -> bool:
