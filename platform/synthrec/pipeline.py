@@ -143,16 +143,21 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
         checkpoint_uri=storage.join(cfg.out, "runs/recommender"),
     )
     summary = run_train_recommender(rec_cfg, progress=lambda m: emit("epoch", stage="train_recommender", **m))
-    return {"model": paths.recommender, **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}
+    return {"model": paths.recommender, "epochs": summary["epochs"], "best_valid_ndcg@10": summary["best_valid_ndcg@10"]}
 
 
 def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
-    from synthrec.recommender.evaluation import run_evaluate_recommender
+    from synthrec.recommender.artifacts import load_recommender
+    from synthrec.recommender.evaluation import evaluate_recommender
 
-    metrics = run_evaluate_recommender(paths.recommender, _real_uri(cfg, paths), paths.recommender_report, cfg.storage)
-    overall = metrics.get("overall", metrics)
-    return {"report": paths.recommender_report, "ndcg@10": overall.get("ndcg@10"),
-            "recall@10": overall.get("recall@10"), "mrr": overall.get("mrr")}
+    rec = load_recommender(paths.recommender, cfg.storage)
+    report = evaluate_recommender(rec, storage.read_table(_real_uri(cfg, paths), cfg.storage),
+                                  progress=lambda part, **_: emit("evaluate", part=part))
+    metrics_uri = storage.join(paths.recommender_report, "metrics.json")
+    storage.write_bytes(metrics_uri, json.dumps(report, indent=2).encode(), cfg.storage)
+    f, pop = report["ranking"]["F"]["overall"], report["ranking"].get("popularity", {}).get("overall", {})
+    return {"metrics": metrics_uri, "ndcg@10": f["ndcg@10"], "recall@10": f["recall@10"], "mrr": f["mrr"],
+            "popularity_ndcg@10": pop.get("ndcg@10")}
 
 
 STAGE_FUNCS: dict[str, Callable[[PipelineConfig, Paths, Progress], dict]] = {
@@ -253,7 +258,7 @@ _URI_KEYS = ("real", "gan_train", "holdout", "model", "synthetic", "report", "me
 
 def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
     pick = {"evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
-            "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "report"),
+            "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
             "train_gan": ("model", "epochs"), "generate": ("synthetic", "rows", "rows_per_s"),
             "train_recommender": ("model",)}
     return {f"{stage}.{k}": outcomes[stage].outputs.get(k) for stage, keys in pick.items() if stage in outcomes for k in keys}
