@@ -44,7 +44,8 @@ def test_serving_builders_reject_bad_args():
     with pytest.raises(ConfigError, match="unknown key 'recommender_url'"):
         build_recommender({"recommender_url": "x"})
     with pytest.raises(ConfigError, match="min_replicas 5 is above max_replicas 2"):
-        build_recommender({"recommender_uri": "x", "recommender": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}})
+        build_recommender({"recommender_uri": "x",
+                           "recommender": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}})
 
 
 def test_serving_deployment_options_from_config():

@@ -73,7 +73,7 @@ class ScoredItem(BaseModel):
 
 class RecommendationResponse(BaseModel):
     items: list[ScoredItem] = Field(description="best first")
-    cold_start: bool = Field(description="true when the user was unknown and the answer came from history or popularity")
+    cold_start: bool = Field(description="true: the user was unknown; the answer came from history or popularity")
     model_version: str
 
 

@@ -115,7 +115,8 @@ class BatchRecommender:
                                  torch.from_numpy(w.user_num).to(dev), query, self.vectors)[:, -1]  # (B, d)
         return users @ self.vectors.T  # (B, I+1)
 
-    def _top_k(self, batch: list[_Resolved], ks: list[int], exclude: list[bool]) -> list[tuple[np.ndarray, list[float]]]:
+    def _top_k(self, batch: list[_Resolved], ks: list[int], exclude: list[bool]
+               ) -> list[tuple[np.ndarray, list[float]]]:
         """Best k item indices per row (ties by index) and their scores; padding and seen items excluded."""
         scores = self._score(batch)
         scores[:, PAD] = -np.inf
