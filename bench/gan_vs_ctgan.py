@@ -129,6 +129,8 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
     sample_data = ct.DataSampler.sample_data
 
     def counting(self, data, n, col, opt):
+        if timers.get("expired") and timers["rows"]:
+            raise BudgetReached()  # the budget ran out while encoding: stop after one training step
         timers["rows"] += n
         return sample_data(self, data, n, col, opt)
 
@@ -136,7 +138,9 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
     model = CTGAN(enable_gpu=False, epochs=100_000, **overrides)
 
     def stop(*_):
-        raise BudgetReached()
+        timers["expired"] = True
+        if timers["rows"]:  # training has started: stop now (before it, a model would not exist)
+            raise BudgetReached()
 
     signal.signal(signal.SIGALRM, stop)
     start = time.perf_counter()
@@ -296,11 +300,16 @@ def main() -> None:
     ap.add_argument("--systems", default="ctgan,synthrec")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "gan_vs_ctgan"))
     ap.add_argument("--synthrec-config", default="{}", help="JSON GanConfig overrides for synthrec")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch/BLAS threads per system (1 is faster on a machine shared with other jobs)")
     ap.add_argument("--child", choices=["ctgan", "synthrec"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.child:
+        import torch
+
+        torch.set_num_threads(args.threads)
         fn = child_ctgan if args.child == "ctgan" else child_synthrec
         overrides = json.loads(args.synthrec_config) if args.child == "synthrec" else {}
         res = fn(args.budget_min * 60, out, overrides)
@@ -309,15 +318,19 @@ def main() -> None:
     results = {}
     for system in args.systems.split(","):
         print(f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...", file=sys.stderr)
+        env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                 "OPENBLAS_NUM_THREADS")}}
         subprocess.run([sys.executable, __file__, "--child", system, "--budget-min", str(args.budget_min),
-                        "--out", str(out), "--synthrec-config", args.synthrec_config], check=True)
+                        "--out", str(out), "--synthrec-config", args.synthrec_config, "--threads", str(args.threads)],
+                       check=True, env=env)
         res = json.loads((out / f"{system}.json").read_text())
         print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
         res.update(evaluate(system, out))
         results[system] = res
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
     text = (f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
-            f"`{cmd}` on {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n")
+            f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load average "
+            f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n")
     print(text)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -40,6 +40,7 @@ STD_FLOOR = 1e-3          # in standardized units; keeps constant columns finite
 PROFILE_PRIOR_ROWS = 5.0  # shrinkage of rare ids' profiles toward the global mean
 ENCODER_FORMAT = 1
 MAX_GROUP_IDS = 4096      # largest id group searched per row when decoding consistently
+DRAW_CANDIDATES = 64      # an id is drawn among this many most likely ids of its cluster/group
 
 
 @dataclass(frozen=True)
@@ -367,45 +368,54 @@ class IdCodec:
         self.meta["dependents"] = {"discrete": self.dep_sizes, "numeric": list(numeric)}
         self._build_groups()
 
-    def _group_keys(self, codes: list[np.ndarray]) -> np.ndarray:
+    def _group_keys(self, codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
         key = np.zeros(len(codes[0]), np.int64)
-        for c, size in zip(codes, self.dep_sizes.values()):
+        for c, size in zip(codes, sizes):
             key = key * (size + 1) + c
         return key
 
     def _build_groups(self) -> None:
-        """Ids grouped by the values of their discrete dependents (for consistent decoding)."""
-        self.group_keys = None
-        if not self.dep_discrete or math.prod(k + 1 for k in self.dep_sizes.values()) >= 2**62:
+        """Ids grouped by the values of their discrete dependents, first within each cluster
+        (small groups, and the generator's cluster choice is kept), then across clusters."""
+        self.group_levels = []
+        if not self.dep_discrete:
             return
         codes = list(self.dep_discrete.values())
         known = np.all(np.stack(codes) >= 0, axis=0)
-        keys, group = np.unique(self._group_keys(codes)[known], return_inverse=True)
-        sizes = np.bincount(group)
-        if sizes.max() > MAX_GROUP_IDS:
-            return  # too large to search per row: decode by cluster, then overwrite dependents
         ids = np.flatnonzero(known)
-        members, vectors, half = _cluster_tables(group, self.vectors[ids], len(keys))
-        self.group_keys, self.group_members = keys, ids[members]
-        self.group_vectors, self.group_half = vectors, half
+        for with_cluster in (True, False):
+            sizes = list(self.dep_sizes.values()) + ([self.meta["num_clusters"]] if with_cluster else [])
+            if math.prod(k + 1 for k in sizes) >= 2**62:
+                continue
+            level_codes = [c[known] for c in codes] + ([self.cluster[known]] if with_cluster else [])
+            keys, group = np.unique(self._group_keys(level_codes, sizes), return_inverse=True)
+            if np.bincount(group).max() > MAX_GROUP_IDS:
+                continue  # too large to search per row
+            members, vectors, half = _cluster_tables(group, self.vectors[ids], len(keys))
+            self.group_levels.append((with_cluster, sizes, keys, ids[members], vectors, half))
 
     def decode_index(self, parts: list[np.ndarray], codes: dict[str, np.ndarray], keep: set[str],
                      rng: np.random.Generator | None = None):
         """Id index per row, consistent with the row's dependent columns where possible.
 
-        Rows whose dependent values were seen together choose the nearest id among the ids
-        with those values; other rows take the nearest id in their cluster, and their
-        dependents (except the columns in `keep`, e.g. conditions) are overwritten with the
-        id's values. Returns (index, {discrete column: codes}, {numeric column: override})."""
-        idx = self._pick(parts[0], parts[1], self.members, self.member_vectors, self.member_half_norm, rng,
-                         self._evidence(codes, slice(None)))
-        matched = np.zeros(len(idx), bool)
-        if self.group_keys is not None:
-            key = self._group_keys([codes[c] for c in self.dep_sizes])
-            pos = np.minimum(np.searchsorted(self.group_keys, key), len(self.group_keys) - 1)
-            matched = self.group_keys[pos] == key
-            idx[matched] = self._pick(pos[matched], parts[1][matched], self.group_members, self.group_vectors,
-                                      self.group_half, rng, self._evidence(codes, matched))
+        Rows whose dependent values were seen together choose an id among the ids with those
+        values (inside the row's cluster when such ids exist there); other rows take an id of
+        their cluster, and their dependents (except the columns in `keep`, e.g. conditions)
+        are overwritten with the id's values. Returns (index, {discrete column: codes},
+        {numeric column: override})."""
+        cluster, query = parts[0], parts[1]
+        idx = np.empty(len(cluster), np.int64)
+        todo = np.ones(len(idx), bool)
+        dep_codes = [codes[c] for c in self.dep_sizes]
+        for with_cluster, sizes, keys, members, vectors, half in self.group_levels:
+            key = self._group_keys(dep_codes + ([cluster] if with_cluster else []), sizes)
+            pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+            hit = todo & (keys[pos] == key)
+            idx[hit] = self._pick(pos[hit], query[hit], members, vectors, half, rng, self._evidence(codes, hit))
+            todo &= ~hit
+        matched = ~todo
+        idx[todo] = self._pick(cluster[todo], query[todo], self.members, self.member_vectors, self.member_half_norm,
+                               rng, self._evidence(codes, todo))
         new_codes = {}
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
@@ -432,22 +442,33 @@ def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_v
              half: np.ndarray, kernel=None) -> np.ndarray:
     """For each row, the member of its group (padded tables (G, S), (G, S, d), (G, S)) whose
     vector is nearest to the row's query vector, (n,). With kernel = (1/h^2, log-frequency per
-    id, rng): a draw with probability ~ frequency x exp(-|q - v|^2 / 2h^2) (Gumbel-max)."""
-    s, d = half.shape[1], member_vectors.shape[2]
-    chunk = max(1, (1 << 21) // (s * d))  # bounds the (rows, S, d) gather to ~8 MB
+    id, rng, label evidence): a draw with probability ~ frequency x exp(-|q - v|^2 / 2h^2) x
+    P(row's labels | id) (Gumbel-max)."""
     out = np.empty(len(group), np.int64)
     query = query.astype(np.float32, copy=False)
-    for lo in range(0, len(group), chunk):  # loop over row chunks, never single rows
-        g, q = group[lo: lo + chunk], query[lo: lo + chunk]
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(members) + 1))
+    for k in np.flatnonzero(np.diff(bounds)):  # one matmul per group present, never per row
+        rows = order[bounds[k]: bounds[k + 1]]
         # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
-        score = np.einsum("nsd,nd->ns", member_vectors[g], q) - half[g]
-        if kernel is not None:
-            inv_h2, log_freq, rng, evidence = kernel
-            ids = members[g]
-            score = score * inv_h2 + log_freq[ids] - np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)
-            for table, row_codes in evidence:  # label values the row already has: log P(value | id)
-                score += table[ids, row_codes[lo: lo + chunk, None]]
-        out[lo: lo + chunk] = members[g, np.argmax(score, axis=1)]
+        score = query[rows] @ member_vectors[k].T - half[k]                   # (r, S)
+        if kernel is None:
+            out[rows] = members[k, np.argmax(score, axis=1)]
+            continue
+        inv_h2, log_freq, rng, evidence = kernel
+        ids = members[k]
+        score = score * inv_h2 + log_freq[ids]
+        for table, row_codes in evidence:  # label values the row already has: log P(value | id)
+            codes = row_codes[rows]
+            for value in np.unique(codes):  # a label has few values: one broadcast add per value
+                hit = codes == value
+                score[hit] += table[ids, value]
+        pos = np.broadcast_to(np.arange(score.shape[1]), score.shape)
+        if score.shape[1] > DRAW_CANDIDATES:  # draw among the most likely ids only (the rest is tail)
+            pos = np.argpartition(-score, DRAW_CANDIDATES - 1, axis=1)[:, :DRAW_CANDIDATES]
+            score = np.take_along_axis(score, pos, axis=1)
+        score -= np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)    # Gumbel-max draw
+        out[rows] = ids[np.take_along_axis(pos, np.argmax(score, axis=1)[:, None], axis=1)[:, 0]]
     return out
 
 
