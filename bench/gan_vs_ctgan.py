@@ -155,7 +155,8 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
     encode_s = timers["transformer_fit"] + timers["transformer_transform"]
     res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": encode_s,
            "encoder_fit_s": timers["transformer_fit"], "encoder_transform_s": timers["transformer_transform"],
-           "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9), "threads": torch.get_num_threads()}
+           "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9), "threads": torch.get_num_threads(),
+           "epochs": round(timers["rows"] / len(df), 2)}
     model.sample(2_000)
     _, s = timed(lambda: model.sample(SAMPLE_ROWS))
     res["sample_rows_per_s"] = SAMPLE_ROWS / s
