@@ -10,10 +10,13 @@ Every column becomes one or more *spans* of the matrix:
   code. Each id gets a fixed profile vector (its log-frequency and the mean encoding of the
   rows it appears in, shrunk to the global mean); ids are split into ~sqrt(C) balanced
   clusters by those vectors. A row is the cluster one-hot plus the id's vector. Decoding
-  draws an id inside the chosen cluster with probability ~ frequency x a Gaussian kernel
-  around the generated vector (bandwidth = the typical spacing of ids), so near-identical
-  profiles share rows by frequency instead of one "hub" id taking them all. Memory is
-  C x id_embedding_dim; decoding costs sqrt(C) x dim per row.
+  draws an id with probability ~ frequency x a Gaussian kernel around the generated vector
+  (bandwidth = the typical spacing of ids) x P(row's label values | id), so near-identical
+  profiles share rows by frequency instead of one "hub" id taking them all, and ids keep
+  their label rates. Candidates are the ids of the chosen cluster, narrowed to the ids whose
+  dependent columns (found at fit: item -> genre, user -> age) match the row, so ids and
+  the columns they determine agree. Memory is C x id_embedding_dim; decoding costs about
+  sqrt(C) x dim per row.
 
 No nn.Module and no Ray here. State is JSON metadata plus named numpy arrays (no pickle).
 """
