@@ -201,7 +201,8 @@ def list_files(uri: str, storage: StorageConfig | None = None) -> list[str]:
     fs, path = filesystem(uri, storage)
     selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
     infos = with_retries(lambda: fs.get_file_info(selector), uri, storage, "list")
-    return sorted(posixpath.relpath(i.path, path) for i in infos if i.type == pafs.FileType.File)
+    prefix = path.rstrip("/") + "/"  # string prefix, not relpath: S3 keys are not filesystem paths
+    return sorted(i.path[len(prefix):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(prefix))
 
 
 def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:

@@ -52,6 +52,7 @@ class TwoNodeCluster:
 
     def __init__(self) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="srsub-", dir="/tmp"))  # short: socket paths
+        self.worker_dir = self.temp_dir / "w"
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.token = secrets.token_hex(32)
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
@@ -63,13 +64,18 @@ class TwoNodeCluster:
                     "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
 
     def start(self) -> "TwoNodeCluster":
-        common = [f"--temp-dir={self.temp_dir}", "--disable-usage-stats"]
+        # One temp dir per node, as on real machines: nodes sharing one would share runtime-env
+        # folders, and one node's cleanup could delete a job's working dir under the other.
+        self.worker_dir.mkdir()
+        common = ["--disable-usage-stats"]
         # Both at once: the worker's `ray start` retries until the head's GCS answers (saves ~5 s).
         starts = [
             self._ray_start("head", ["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
                                      "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
+                                     f"--temp-dir={self.temp_dir}",
                                      f"--ray-client-server-port={free_port()}", *_agent_ports(), *common]),
-            self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1", *_agent_ports(), *common]),
+            self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
+                                       f"--temp-dir={self.worker_dir}", *_agent_ports(), *common]),
         ]
         for name, proc in starts:
             if proc.wait(timeout=90) != 0:
@@ -86,8 +92,8 @@ class TwoNodeCluster:
 
     def logs_containing(self, text: str) -> list[str]:
         """Ray's own log files (every node, this session) that contain `text`."""
-        return [str(p) for p in self.temp_dir.glob("session_*/logs/**/*")
-                if p.is_file() and text.encode() in p.read_bytes()]
+        logs = [*self.temp_dir.glob("session_*/logs/**/*"), *self.worker_dir.glob("session_*/logs/**/*")]
+        return [str(p) for p in logs if p.is_file() and text.encode() in p.read_bytes()]
 
     def alive_nodes(self) -> int:
         r = requests.get(f"{self.address}/api/v0/nodes", headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
@@ -160,6 +166,56 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
     assert cluster.logs_containing(SECRET_KEY) == []
 
 
+def test_plain_ray_job_submit_trains_the_gan(cluster, ml100k_dir, tmp_path):
+    """The documented `ray job submit --working-dir . -- python jobs/train_gan.py --config ...` path."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "events.parquet"
+    pq.write_table(pq.read_table(ml100k_dir / "events.parquet").slice(0, 3_000), data)
+    config = {"data": str(data), "out": str(tmp_path / "gan"), "epochs": 1,
+              "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16}}
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
+    run = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.address, "--working-dir", ".",
+                          "--runtime-env-json", json.dumps({"excludes": [".git", ".venv", "/out", "/demo-output"]}),
+                          "--", "python", "jobs/train_gan.py", "--config", json.dumps(config)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    from synthrec.storage import read_manifest
+
+    assert read_manifest(str(tmp_path / "gan")) is not None
+
+
+def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_path):
+    """`synthrec submit pipeline`: every stage's published output lands in SeaweedFS S3."""
+    from synthrec.storage import read_manifest
+
+    out = f"s3://{s3_bucket}/pipeline"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "out": out, "gan_epochs": 1, "gan_time_budget_min": None, "synthetic_rows": 3_000,
+        "simulate": {"rows": 6_000, "num_users": 200, "num_items": 300, "num_categories": 6, "num_brands": 20,
+                     "num_queries": 50, "rows_per_file": 1_000},
+        "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16},
+        "recommender": {"epochs": 2, "dim": 32},
+    }))
+    run = synthrec("submit", "pipeline", "--address", cluster.address, "--config", str(config),
+                   token=cluster.token, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
+    for rel in ("data/real", "data/gan_train", "models/gan", "synthetic", "models/recommender"):
+        assert read_manifest(f"{out}/{rel}") is not None, rel
+    assert read_manifest(f"{out}/synthetic").num_rows == 3_000
+
+    again = synthrec("submit", "pipeline", "--address", cluster.address, "--config", str(config),
+                     token=cluster.token, timeout=600)
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
+    import re
+
+    stages = dict(re.findall(r'"stage": \{"name": "(\w+)", "reused": (true|false)\}', again.stdout))
+    assert len(stages) == 6 and set(stages.values()) == {"true"}, f"every stage must be reused: {stages}"
+
+
 def test_submit_failing_job_exits_nonzero_with_its_message(cluster, tmp_path):
     # Valid for the schema (so it is submitted), rejected by the simulator on the cluster.
     config = write_config(tmp_path / "bad.yaml", num_categories=50, num_items=10, out=str(tmp_path / "never"))
@@ -214,44 +270,3 @@ def test_submit_reports_a_head_that_stops_mid_job(cluster, tmp_path):
     assert "lost the connection" in stderr or "stopped answering" in stderr
     assert "ray job status" in stderr and "Traceback" not in stderr
 
-
-def test_plain_ray_job_submit_trains_the_gan(cluster, ml100k_dir, tmp_path):
-    """The documented `ray job submit --working-dir . -- python jobs/train_gan.py --config ...` path."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    data = tmp_path / "events.parquet"
-    pq.write_table(pq.read_table(ml100k_dir / "events.parquet").slice(0, 3_000), data)
-    config = {"data": str(data), "out": str(tmp_path / "gan"), "epochs": 1,
-              "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16}}
-    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
-    run = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.address, "--working-dir", ".",
-                          "--runtime-env-json", json.dumps({"excludes": [".git", ".venv", "/out", "/demo-output"]}),
-                          "--", "python", "jobs/train_gan.py", "--config", json.dumps(config)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    from synthrec.storage import read_manifest
-
-    assert read_manifest(str(tmp_path / "gan")) is not None
-
-
-def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_path):
-    """`synthrec submit pipeline`: every stage's published output lands in SeaweedFS S3."""
-    from synthrec.storage import read_manifest
-
-    out = f"s3://{s3_bucket}/pipeline"
-    config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({
-        "out": out, "gan_epochs": 1, "gan_time_budget_min": None, "synthetic_rows": 3_000,
-        "simulate": {"rows": 6_000, "num_users": 200, "num_items": 300, "num_categories": 6, "num_brands": 20,
-                     "num_queries": 50, "rows_per_file": 1_000},
-        "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16},
-        "recommender": {"epochs": 2, "dim": 32},
-    }))
-    run = synthrec("submit", "pipeline", "--address", cluster.address, "--config", str(config),
-                   token=cluster.token, timeout=600)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
-    for rel in ("data/real", "data/gan_train", "models/gan", "synthetic", "models/recommender"):
-        assert read_manifest(f"{out}/{rel}") is not None, rel
-    assert read_manifest(f"{out}/synthetic").num_rows == 3_000

@@ -19,18 +19,15 @@ from synthrec.storage import filesystem, is_s3
 
 # Local Ray binds loopback only and sends no usage stats, unless the user says otherwise.
 _LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-# AWS settings that workers need to reach the same S3 as the driver. Passed through the
-# runtime env (never printed): secrets stay out of logs.
-FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
-
-
-def forwarded_env() -> dict[str, str]:
-    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
-    """Connect to `address` (or RAY_ADDRESS), or start a local Ray sized to this machine."""
+    """Connect to `address` (or RAY_ADDRESS), or start a local Ray sized to this machine.
+
+    No credentials travel in a runtime env (Ray writes runtime envs, values included, to its
+    logs): a local Ray's workers inherit this process's environment, and cluster nodes hold
+    their own (instance profile or their environment; `synthrec submit` forwards endpoints).
+    """
     for key, value in _LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -40,10 +37,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
-            ray.init(address=address, runtime_env={"env_vars": forwarded_env()}, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": forwarded_env()})
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     except ConnectionError as err:
         raise ClusterError(f"cannot reach the Ray cluster at {address}: {err}; is `ray start --head` running?") from None
     return ray
@@ -75,7 +71,6 @@ def build_run_config(name: str, storage_uri: str, storage: StorageConfig | None 
         name=name, storage_path=path, storage_filesystem=fs,
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
         failure_config=FailureConfig(max_failures=max_failures),
-        worker_runtime_env={"env_vars": forwarded_env()},
     )
 
 
