@@ -1,20 +1,11 @@
-"""Ray job: simulate a search log and publish it atomically. --config: a YAML file or a JSON object."""
-import argparse
-import json
-import sys
+"""Ray job: simulate a search log and publish it atomically.
 
-from synthrec.config import SimulateConfig, load_config, validate_config
+ray job submit --working-dir . -- python jobs/simulate.py --config sim.yaml   (or an inline JSON object)
+"""
+
+from synthrec.cli.jobs import job_main
+from synthrec.config import SimulateConfig
 from synthrec.data.simulator import run_simulate
-from synthrec.errors import SynthrecError
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--config", default="", help='e.g. sim.yaml or \'{"rows": 1000000, "out": "s3://b/sim"}\'')
-text = parser.parse_args().config
-try:
-    if text.lstrip().startswith("{"):
-        cfg = validate_config(SimulateConfig, json.loads(text), "--config")
-    else:
-        cfg = load_config(SimulateConfig, text or None)
-    print(f"published {run_simulate(cfg).num_rows} rows to {cfg.out}")
-except (SynthrecError, json.JSONDecodeError) as err:
-    sys.exit(f"error: {err}")
+if __name__ == "__main__":
+    job_main(SimulateConfig, lambda cfg, progress: f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out}")

@@ -46,4 +46,4 @@ def test_cli_process_simulate_job_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert storage.read_manifest(str(out)).num_rows == 4321
     proc = _run([sys.executable, str(REPO / "jobs" / "simulate.py"), "--config", '{"rows": 10, "colour": 1}'])
-    assert proc.returncode == 1 and "unknown key 'colour'" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr and "Traceback" not in proc.stderr
