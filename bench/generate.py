@@ -128,7 +128,7 @@ def main() -> None:
     print(f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "
           f"bound {bound:,.0f} rows/s per core\n")
-    print(f"| path | rows/s | rows/s per core | per-core ratio to (a) |\n|---|---:|---:|---:|")
+    print("| path | rows/s | rows/s per core | per-core ratio to (a) |\n|---|---:|---:|---:|")
     for name, rate, per_core in rows:
         print(f"| {name} | {rate:,.0f} | {per_core:,.0f} | {per_core / a:.2f} |")
     print(f"\nin-process share of the FLOP bound: {a / bound:.1%}")

@@ -6,7 +6,7 @@ model directories, so generation and serving never ask the user for it again.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 

@@ -8,7 +8,7 @@ import pytest
 from synthrec import storage
 from synthrec.config import GanConfig, ScalingSection, StorageConfig, TrainGanConfig
 from synthrec.distributed.gan_train import FAULT_ENV, run_train_gan
-from synthrec.errors import ConfigError, DataError, StorageError, SynthrecError
+from synthrec.errors import ConfigError, DataError, StorageError
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def test_gan_train_two_workers_checkpoints_in_s3_and_matches_one_worker(ray_loca
     assert two["epochs"] == 3 and len(two["worker_starts"]) == 2
     checkpoints = [p for p in storage.list_files(f"s3://{s3_bucket}/gan2-runs") if p.endswith("state.pt")]
     assert checkpoints, "checkpoints must land in S3"
-    one = run_train_gan(_cfg(events_uri, str(tmp_path / "gan1"), 1))
+    run_train_gan(_cfg(events_uri, str(tmp_path / "gan1"), 1))
 
     real = pq.read_table(events_uri)
     scores = []

@@ -112,7 +112,7 @@ def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(ray_
 
     summary = run_generate(cfg)
     assert summary.reused_blocks >= 3
-    clean = run_generate(_gen(model_uri, str(tmp_path / "clean"), rows=40_000, rows_per_file=1_000))
+    run_generate(_gen(model_uri, str(tmp_path / "clean"), rows=40_000, rows_per_file=1_000))
     got, want = storage.read_manifest(str(out)), storage.read_manifest(str(tmp_path / "clean"))
     assert got.num_rows == 40_000
     assert [e.sha256 for e in got.files] == [e.sha256 for e in want.files]

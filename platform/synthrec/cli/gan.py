@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, out, parse_pairs, progress_bar
+from synthrec.cli.app import app, out, parse_pairs, progress_bar
 from synthrec.config import GenerateConfig, TrainGanConfig, load_config
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from synthrec.config import ScalingSection, StorageConfig
-from synthrec.errors import ClusterError, ConfigError
+from synthrec.errors import ClusterError, ConfigError, SynthrecError
 from synthrec.storage import filesystem, is_s3
 
 # Local Ray binds loopback only and sends no usage stats, unless the user says otherwise.
@@ -83,3 +84,36 @@ def validate_run_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name):
         raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (max 128)")
     return name
+
+
+def fit_with_progress(trainer, events, progress: Callable[[dict], None] | None, what: str):
+    """Run `trainer.fit()` in a thread; relay what rank 0 puts on the `events` queue to
+    `progress` on this (driver) thread. A failed fit becomes one SynthrecError line."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as err:  # surfaced on the driver thread below
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)
+        while not events.empty():
+            item = events.get_nowait()
+            if progress:
+                progress(item)
+    if "error" in box:
+        raise SynthrecError(f"{what} failed: {root_cause(box['error'])}") from None
+    result = box["result"]
+    if result.error:
+        raise SynthrecError(f"{what} failed: {root_cause(result.error)}") from None
+    return result
+
+
+def root_cause(err: BaseException) -> str:
+    """The last line of an error's message (Ray wraps worker errors in long traces)."""
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +21,7 @@ import pyarrow as pa
 
 from synthrec import storage
 from synthrec.config import GanConfig, TrainGanConfig
-from synthrec.errors import ConfigError, SynthrecError
+from synthrec.errors import ConfigError
 
 FAULT_ENV = "SYNTHREC_INJECT_FAILURE"  # "<epoch>:<marker file>": one worker raises once (tests)
 PROXY_ROWS = 2_000
@@ -71,7 +70,8 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from synthrec.distributed.common import build_run_config, build_scaling_config, ensure_ray, new_run_name
+    from synthrec.distributed.common import (build_run_config, build_scaling_config, ensure_ray, fit_with_progress,
+                                             new_run_name)
 
     start = time.monotonic()
     table, schema, encoder = prepare(cfg)
@@ -101,9 +101,7 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
         elif progress:
             progress(item)
 
-    result = _fit_with_progress(trainer, events, relay)
-    if result.error:
-        raise SynthrecError(f"GAN training run {name} failed: {result.error}") from None
+    result = fit_with_progress(trainer, events, relay, f"GAN training run {name}")
     from synthrec.artifacts import save_synthesizer
     from synthrec.gan.synthesizer import table_fingerprint
 
@@ -116,34 +114,6 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
     return {"model_uri": cfg.out, "run_name": name, "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
             "epochs": len(history), "last": history[-1] if history else {}, "seconds": time.monotonic() - start,
             "worker_starts": starts, "history": history}
-
-
-def _fit_with_progress(trainer, events, progress):
-    """Run trainer.fit() in a thread; relay rank-0 epoch metrics from the queue to `progress`."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = trainer.fit()
-        except BaseException as err:  # surfaced on the driver thread below
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-        while not events.empty():
-            item = events.get_nowait()
-            if progress:
-                progress(item)
-    if "error" in box:
-        raise SynthrecError(f"GAN training failed: {_root_cause(box['error'])}") from None
-    return box["result"]
-
-
-def _root_cause(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
 
 
 def _load_history(checkpoint) -> list[dict]:

@@ -14,7 +14,6 @@ import json
 import os
 import posixpath
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +23,7 @@ import pyarrow as pa
 
 from synthrec import storage
 from synthrec.config import RecommenderConfig, StorageConfig, TrainRecommenderConfig
-from synthrec.errors import ConfigError, DataError, SynthrecError
+from synthrec.errors import ConfigError, DataError
 
 WEIGHTS = "model.safetensors"
 BEST = "best.safetensors"
@@ -85,7 +84,8 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from synthrec.distributed.common import build_run_config, build_scaling_config, ensure_ray, new_run_name, validate_run_name
+    from synthrec.distributed.common import (build_run_config, build_scaling_config, ensure_ray, fit_with_progress,
+                                             new_run_name, validate_run_name)
     from synthrec.recommender.artifacts import build_recommender, save_recommender
     from synthrec.recommender.train import prepare_training, training_arrays
 
@@ -117,9 +117,7 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
         datasets={"train": windows_dataset(arrays, model_cfg.seed)}, dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     del arrays
-    result = _fit_with_progress(trainer, events, progress)
-    if result.error:
-        raise SynthrecError(f"recommender training run {name} failed: {_root_cause(result.error)}")
+    result = fit_with_progress(trainer, events, progress, f"recommender training run {name}")
     model, state = _model_from_checkpoint(result.checkpoint, data.encoder, model_cfg)
     training = {**data.facts, "run_name": name, "num_workers": cfg.scaling.num_workers, "gpu": cfg.scaling.use_gpu,
                 "holdout": model_cfg.holdout, "synthetic_weight": model_cfg.synthetic_weight,
@@ -130,34 +128,6 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
     save_recommender(rec, cfg.out, cfg.storage)
     return {"model_uri": cfg.out, "checkpoints": f"{checkpoint_uri(cfg)}/{name}", **training,
             "history": state["history"]}
-
-
-def _fit_with_progress(trainer, events, progress):
-    """trainer.fit() in a thread; relay rank-0 epoch metrics from the queue to `progress`."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = trainer.fit()
-        except BaseException as err:  # surfaced on the driver thread below
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-        while not events.empty():
-            item = events.get_nowait()
-            if progress:
-                progress(item)
-    if "error" in box:
-        raise SynthrecError(f"recommender training failed: {_root_cause(box['error'])}") from None
-    return box["result"]
-
-
-def _root_cause(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1] if text else type(err).__name__
 
 
 def _model_from_checkpoint(checkpoint, encoder, cfg: RecommenderConfig):
