@@ -90,7 +90,7 @@ def demo(
     result = run_pipeline(cfg, progress=_Printer())
     out.print(_summary(result))
     out.print(f"finished in {time.monotonic() - start:.0f} s. Report: {result['headline'].get('evaluate.report')}\n")
-    out.print(_next_steps(result, port))
+    out.print(_next_steps(result, port), soft_wrap=True, highlight=False, markup=False)  # copy-pasteable lines
 
 
 def _next_steps(result: dict, port: int) -> str:
