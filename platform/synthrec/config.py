@@ -218,6 +218,8 @@ class TrainRecommenderConfig(Section):
     checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
     run_name: str | None = Field(None, description="reuse a name with resume to continue a run")
     resume: bool = False
+    ray_data_min_mb: float = Field(
+        64, ge=0, description="inputs at least this large are read with Ray Data; smaller ones on the driver")
     ray_address: str | None = None
 
     @model_validator(mode="after")

@@ -40,10 +40,10 @@ def stand_in_synthetic(real: pa.Table, rows: int, seed: int = 0) -> pa.Table:
                              pa.array(sample.column("timestamp").to_numpy() + jitter))
 
 
-def _cfg(bucket: str, real: str, synthetic: str | None, **model) -> TrainRecommenderConfig:
+def _cfg(bucket: str, real: str, synthetic: str | None, **extra) -> TrainRecommenderConfig:
     return TrainRecommenderConfig(
-        real=real, synthetic=synthetic, out=f"s3://{bucket}/models/f", model=SMALL.model_copy(update=model),
-        scaling=ScalingSection(num_workers=2, cpus_per_worker=0.5), max_failures=0)
+        real=real, synthetic=synthetic, out=f"s3://{bucket}/models/f", model=SMALL,
+        scaling=ScalingSection(num_workers=2, cpus_per_worker=0.5), max_failures=0, **extra)
 
 
 def test_train_two_workers_from_s3_publishes_a_model_that_beats_popularity(ray_local, s3_bucket, real_slice):
@@ -83,7 +83,7 @@ def test_train_rejects_bad_inputs_before_any_worker(ray_local, s3_bucket, real_s
         write_dataset(table, uri)
         start = time.monotonic()
         with pytest.raises(error, match=message):
-            run_train_recommender(_cfg(s3_bucket, real_uri, uri))
+            run_train_recommender(_cfg(s3_bucket, real_uri, uri, ray_data_min_mb=0))  # the Ray Data read path
         assert time.monotonic() - start < 60  # fails in the driver; a Train run alone costs more
     empty = tmp_path / "empty.parquet"
     pq.write_table(real_slice.slice(0, 0), empty)

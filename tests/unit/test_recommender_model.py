@@ -14,6 +14,11 @@ from synthrec.recommender.train import (ModelScorer, build_model, fit, iterate_b
 
 from test_recommender_data import toy_table
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # several processes share two cores here; more threads only contend
+
+
 SMALL = dict(dim=16, num_layers=1, num_heads=2, max_len=8, dropout=0.0, batch_size=16, lr=1e-2)
 
 

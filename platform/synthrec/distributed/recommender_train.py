@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from synthrec import storage
 from synthrec.config import RecommenderConfig, StorageConfig, TrainRecommenderConfig
@@ -31,8 +32,10 @@ BEST = "best.safetensors"
 
 # ------------------------------------------------------------------------------ driver side
 
-def read_table_ray(uri: str, storage_cfg: StorageConfig | None = None) -> pa.Table:
-    """A .parquet file, a folder of Parquet files or a published dataset, read with Ray Data."""
+def read_table_ray(uri: str, storage_cfg: StorageConfig | None = None, min_mb: float = 0.0) -> pa.Table:
+    """A .parquet file, a folder of Parquet files or a published dataset. Inputs of `min_mb`
+    or more are read with Ray Data (parallel tasks); smaller ones on the driver, where a read
+    takes milliseconds instead of the seconds Ray Data needs to start its read tasks."""
     import ray
     import ray.data
 
@@ -41,6 +44,7 @@ def read_table_ray(uri: str, storage_cfg: StorageConfig | None = None) -> pa.Tab
     if info.type.name == "NotFound":
         raise DataError(f"no file or dataset at {uri}; check the path")
     paths: str | list[str] = path
+    size = info.size or 0
     if info.type.name == "Directory":
         manifest = storage.read_manifest(uri, storage_cfg)
         if manifest is not None and manifest.kind != "dataset":
@@ -48,16 +52,20 @@ def read_table_ray(uri: str, storage_cfg: StorageConfig | None = None) -> pa.Tab
         if manifest is not None:
             join = posixpath.join if storage.is_s3(uri) else os.path.join
             paths = [join(path, e.path) for e in manifest.files]
-    elif path.lower().endswith((".csv", ".tsv")):
-        return storage.read_table(uri, storage_cfg)  # CSV inputs are small: no need for a cluster read
-    try:
-        dataset = ray.data.read_parquet(paths, filesystem=fs)
-        tables = [t for t in ray.get(dataset.to_arrow_refs()) if t.num_rows]
-    except (ValueError, OSError) as err:
-        raise DataError(f"{uri} is not readable as Parquet: {str(err).splitlines()[0]}") from None
-    if not tables:
+            size = sum(e.bytes for e in manifest.files)
+        else:
+            size = sum(f.size or 0 for f in fs.get_file_info(pafs.FileSelector(path, recursive=True)))
+    if path.lower().endswith((".csv", ".tsv")) or size < min_mb * 2**20:
+        table = storage.read_table(uri, storage_cfg)
+    else:
+        try:
+            tables = [t for t in ray.get(ray.data.read_parquet(paths, filesystem=fs).to_arrow_refs()) if t.num_rows]
+        except (ValueError, OSError) as err:
+            raise DataError(f"{uri} is not readable as Parquet: {str(err).splitlines()[0]}") from None
+        table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+    if table.num_rows == 0:
         raise DataError(f"{uri} is empty (0 rows); model F needs interactions")
-    return pa.concat_tables(tables, promote_options="default")
+    return table
 
 
 def windows_dataset(arrays: dict[str, np.ndarray], seed: int):
@@ -96,8 +104,8 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
     storage.check_writable(cfg.out, cfg.storage)
     storage.check_writable(checkpoint_uri(cfg), cfg.storage)
     ensure_ray(cfg.ray_address)
-    real = read_table_ray(cfg.real, cfg.storage)
-    synthetic = read_table_ray(cfg.synthetic, cfg.storage) if cfg.synthetic else None
+    real = read_table_ray(cfg.real, cfg.storage, cfg.ray_data_min_mb)
+    synthetic = read_table_ray(cfg.synthetic, cfg.storage, cfg.ray_data_min_mb) if cfg.synthetic else None
     data = prepare_training(real, synthetic, model_cfg)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     events = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
