@@ -172,3 +172,9 @@ def test_gan_steps_run_under_two_process_gloo_ddp(tmp_path):
     _, _, fresh, _ = setup()
     init = torch.cat([p.detach().flatten() for p in [*fresh.generator.parameters(), *fresh.critic.parameters()]])
     assert not torch.equal(init, r0["params"])
+
+
+def test_gan_train_epoch_runs_under_bf16_autocast():
+    _, data, state, sampler = setup()
+    metrics = train_epoch(state, data, sampler, 40, seed=0, max_steps=2, autocast_dtype=torch.bfloat16)
+    assert all(np.isfinite(v) for v in metrics.values()) and "diverged" not in metrics
