@@ -160,6 +160,8 @@ def _infer_role(name: str, col: pa.ChunkedArray, kind: Kind) -> Role:
     if kind in (Kind.INT, Kind.FLOAT):
         return Role.NUMERIC
     sample = col.slice(0, 10_000).drop_null()
+    if pa.types.is_dictionary(sample.type):  # string kernels need plain strings
+        sample = pc.cast(sample, sample.type.value_type)
     if len(sample) and pc.mean(pc.list_value_length(pc.utf8_split_whitespace(sample))).as_py() >= TEXT_MIN_MEAN_WORDS:
         return Role.TEXT
     return Role.CATEGORICAL

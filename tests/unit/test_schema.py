@@ -46,3 +46,12 @@ def test_schema_unsupported_type_is_named():
 def test_schema_null_mask_counts_nan():
     assert null_mask(pa.chunked_array([[1.0, float("nan"), None]])).tolist() == [False, True, True]
     assert Kind("float") == Kind.FLOAT
+
+
+def test_schema_infers_dictionary_encoded_strings():
+    import pyarrow as pa
+
+    from synthrec.schema import Role, infer_schema
+
+    table = pa.table({"genre": pa.array(["Drama", "Comedy", "Drama"]).dictionary_encode()})
+    assert infer_schema(table)["genre"].role == Role.CATEGORICAL
