@@ -85,7 +85,8 @@ def checkpoint_uri(cfg: TrainRecommenderConfig) -> str:
     return cfg.checkpoint_uri or f"{cfg.out.rstrip('/')}-runs"
 
 
-def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def run_train_recommender(cfg: TrainRecommenderConfig,
+                          progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train model F with Ray Train and publish it at cfg.out; returns a summary."""
     import ray
     from ray.train import DataConfig
@@ -100,7 +101,8 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
     start = time.monotonic()
     model_cfg = cfg.model
     if model_cfg.batch_size < cfg.scaling.num_workers:
-        raise ConfigError(f"model.batch_size {model_cfg.batch_size} is smaller than num_workers {cfg.scaling.num_workers}")
+        raise ConfigError(f"model.batch_size {model_cfg.batch_size} is smaller than num_workers "
+                          f"{cfg.scaling.num_workers}; raise the batch size or use fewer workers")
     storage.check_writable(cfg.out, cfg.storage)
     storage.check_writable(checkpoint_uri(cfg), cfg.storage)
     ensure_ray(cfg.ray_address)
@@ -122,7 +124,8 @@ def run_train_recommender(cfg: TrainRecommenderConfig, progress: Callable[[dict]
     trainer = TorchTrainer(
         train_loop, train_loop_config=loop_cfg, scaling_config=build_scaling_config(cfg.scaling),
         run_config=build_run_config(name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures),
-        datasets={"train": windows_dataset(arrays, model_cfg.seed)}, dataset_config=DataConfig(datasets_to_split=["train"]),
+        datasets={"train": windows_dataset(arrays, model_cfg.seed)},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     del arrays
     result = fit_with_progress(trainer, events, progress, f"recommender training run {name}")

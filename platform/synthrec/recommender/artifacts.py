@@ -185,7 +185,8 @@ def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommen
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ModelError(f"{uri}: weights do not fit the model spec ({str(err).splitlines()[0]}); re-publish it") from None
+        first = str(err).splitlines()[0]
+        raise ModelError(f"{uri}: weights do not fit the model spec ({first}); re-publish it") from None
     index = load_tensors(files["item_index.safetensors"])
     users = load_tensors(files["users.safetensors"])
     user_ids = pq.read_table(io.BytesIO(files["users.parquet"])).column("user_id").combine_chunks()

@@ -274,9 +274,9 @@ class Encoder:
         index = pc.index_in(values, value_set=self.item_ids)
         if index.null_count:
             unknown = pc.unique(pc.filter(values, pc.is_null(index))).to_pylist()
-            shown = ", ".join(map(repr, unknown[:5]))
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
             raise DataError(
-                f"{where}: {len(unknown)} item id(s) the model does not know ({shown}{', ...' if len(unknown) > 5 else ''}); "
+                f"{where}: {len(unknown)} item id(s) the model does not know ({shown}); "
                 f"every item must appear in the real table the model was fitted on")
         return pc.fill_null(index, -1).to_numpy().astype(np.int64) + 1
 
@@ -464,5 +464,5 @@ def training_windows(log: Log, max_len: int, user_token: int) -> Windows:
 
 def concat_windows(parts: list[Windows]) -> Windows:
     query = None if any(p.query is None for p in parts) else np.concatenate([p.query for p in parts])
-    return Windows(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("tokens", "targets", "user_cat", "user_num")),
-                   query=query)
+    fields = ("tokens", "targets", "user_cat", "user_num")
+    return Windows(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields), query=query)

@@ -102,7 +102,8 @@ class RecommenderModel(nn.Module):
         self.user = FeatureEmbedding(spec.user_cat_sizes, spec.user_num_dim, d)
         self.user_token = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(spec.max_len, d)
-        self.query = nn.EmbeddingBag(spec.query_buckets + 1, d, mode="sum", padding_idx=0) if spec.query_buckets else None
+        self.query = (nn.EmbeddingBag(spec.query_buckets + 1, d, mode="sum", padding_idx=0)
+                      if spec.query_buckets else None)
         self.blocks = nn.ModuleList(Block(d, spec.num_heads, spec.dropout) for _ in range(spec.num_layers))
         self.norm = nn.LayerNorm(d)
         self.apply(_init)
