@@ -2,15 +2,19 @@
 
     .venv/bin/python bench/serve_load.py [--generator URI] [--recommender URI] [--seconds 8]
 
-Loopback only (127.0.0.1), bounded in time and requests per run. For each server (plain
-uvicorn without Ray, then Ray Serve) it measures POST /v1/recommendations (k=10) and POST
-/v1/synthetic (1,000 rows) at 1 and 16 concurrent keep-alive clients: p50/p99 latency,
-requests/s and errors (non-200 answers or broken connections), then prints a table with
-Serve's throughput as a share of plain uvicorn's.
+Loopback only (127.0.0.1), bounded in time and requests per measurement. Four servers run
+side by side on the same model directories: plain uvicorn + FastAPI without Ray ("plain"),
+the same with the Serve deployment's batching policy ("plain+batch"), and `synthrec serve`
+(Ray Serve, each in its own local Ray) with its default HAProxy ingress ("serve") and with
+Serve's Python proxy ("serve-proxy"). For POST /v1/recommendations (k=10) and POST
+/v1/synthetic (1,000 rows) at 1 and 16 concurrent keep-alive clients it records p50/p99
+latency, requests/s and errors (non-200 answers or broken connections), in interleaved rounds
+that rotate the server order (so load from other processes on a shared machine hits all
+servers alike), then prints a table with Serve's throughput as a share of each plain server's.
 
 Without --recommender it builds a recommender directory over a 100,000-item catalog (see
 `build_recommender_model`); without --generator it fits the default generator architecture
-on 3,000 rows of ML-100K (one epoch). Both servers load the same directories. The load
+on 3,000 rows of ML-100K (one epoch). All servers load the same directories. The load
 client is a minimal asyncio HTTP/1.1 client, so it takes little of the CPU the servers need.
 """
 
@@ -98,15 +102,6 @@ def run_load(port: int, payloads: list[bytes], clients: int, seconds: float, max
     return latencies, errors, elapsed
 
 
-def measure(server: str, endpoint: str, port: int, payloads: list[bytes], clients: int, seconds: float,
-            max_requests: int) -> Result:
-    run_load(port, payloads, clients, min(1.0, seconds), max(clients * 3, 20))  # warm connections and caches
-    lat, errors, elapsed = run_load(port, payloads, clients, seconds, max_requests)
-    ms = np.asarray(lat) * 1e3 if lat else np.asarray([np.nan])
-    return Result(server, endpoint, clients, len(lat), len(errors), float(np.percentile(ms, 50)),
-                  float(np.percentile(ms, 99)), len(lat) / elapsed)
-
-
 # ---------------------------------------------------------------------------- models
 
 def build_generator_model(out: Path) -> str:
@@ -164,15 +159,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(port: int, timeout_s: float = 120) -> None:
+def wait_ready(port: int, timeout_s: float = 120, proc: subprocess.Popen | None = None,
+               path: str = "/healthz", models: tuple[str, ...] = ()) -> None:
+    """Until GET `path` answers 200 and (from /v1/models) each of `models` is loaded."""
     import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} (its error is above)")
         try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as res:
-                if res.status == 200:
+            with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as res:
+                body = json.loads(res.read())
+                if res.status == 200 and all(body[m]["loaded"] for m in models):
                     return
+                time.sleep(0.5)
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"no server on {HOST}:{port} after {timeout_s} s")
@@ -199,18 +200,7 @@ def workloads(port: int, users: list[str], endpoints: list[str]) -> dict[str, li
     return loads
 
 
-def bench_server(name: str, port: int, loads: dict[str, list[bytes]], args) -> list[Result]:
-    results = []
-    for endpoint, payloads in loads.items():
-        for clients in args.clients:
-            r = measure(name, endpoint, port, payloads, clients, args.seconds, args.max_requests)
-            print(f"  {name:11} {endpoint:20} clients={clients:2} n={r.requests:5} errors={r.errors} "
-                  f"p50={r.p50_ms:7.2f} ms p99={r.p99_ms:7.2f} ms {r.rps:7.1f} req/s", flush=True)
-            results.append(r)
-    return results
-
-
-def run_plain(cfg, loads_for, args, batch: bool) -> list[Result]:
+def start_plain(cfg, batch: bool) -> tuple[int, subprocess.Popen]:
     port = free_port()
     # As many math threads as Ray gives a replica (OMP_NUM_THREADS = its whole CPUs, at least 1),
     # so the ratio measures Serve's overhead rather than a threading difference.
@@ -218,31 +208,54 @@ def run_plain(cfg, loads_for, args, batch: bool) -> list[Result]:
     command = [sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)]
     proc = subprocess.Popen(command + (["--plain-batch"] if batch else []),
                             env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
-    try:
-        wait_ready(port)
-        return bench_server("plain+batch" if batch else "plain", port, loads_for(port), args)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    wait_ready(port, proc=proc)
+    return port, proc
 
 
-def run_serve(cfg, loads_for, args) -> list[Result]:
-    from ray import serve
-
-    from synthrec.serving.app import deploy
-
+def start_serve(cfg, ingress: str, access_log: bool) -> tuple[int, subprocess.Popen]:
+    """`synthrec serve` in a child process (its own local Ray), as a user would start it."""
     port = free_port()
-    deploy(cfg.model_copy(update={"port": port}))
-    try:
-        wait_ready(port)
-        return bench_server("serve", port, loads_for(port), args)
-    finally:
-        serve.shutdown()
+    command = [sys.executable, "-m", "synthrec.cli", "serve", "--port", str(port), "--ingress", ingress]
+    for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
+        command += [flag, uri] if uri else []
+    proc = subprocess.Popen(command + ([] if access_log else ["--no-access-log"]),
+                            env={**os.environ, "SYNTHREC_API_KEY": ""})
+    models = tuple(m for m, uri in (("generator", cfg.generator_uri), ("recommender", cfg.recommender_uri)) if uri)
+    wait_ready(port, timeout_s=300, proc=proc, path="/v1/models", models=models)
+    return port, proc
+
+
+def bench_interleaved(ports: dict[str, int], loads: dict[str, dict[str, list[bytes]]], args) -> list[Result]:
+    """All servers stay up; each round measures every (endpoint, clients, server) for a slice of the
+    time budget, rotating the server order, so load from other processes hits all servers alike."""
+    acc: dict[tuple, list] = {}
+    names = list(ports)
+    for rnd in range(args.rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for endpoint in next(iter(loads.values())):
+            for clients in args.clients:
+                for name in order:
+                    payloads = loads[name][endpoint]
+                    run_load(ports[name], payloads, clients, 0.5, max(clients * 3, 10))  # warm connections
+                    lat, errors, elapsed = run_load(ports[name], payloads, clients, args.seconds / args.rounds,
+                                                    max(args.max_requests // args.rounds, clients))
+                    entry = acc.setdefault((name, endpoint, clients), [[], 0, 0.0])
+                    entry[0] += lat
+                    entry[1] += len(errors)
+                    entry[2] += elapsed
+        print(f"  round {rnd + 1}/{args.rounds} done", flush=True)
+    results = []
+    for (name, endpoint, clients), (lat, errors, elapsed) in sorted(acc.items(), key=lambda kv: (
+            kv[0][1], kv[0][2], names.index(kv[0][0]))):
+        ms = np.asarray(lat) * 1e3 if lat else np.asarray([np.nan])
+        results.append(Result(name, endpoint, clients, len(lat), errors, float(np.percentile(ms, 50)),
+                              float(np.percentile(ms, 99)), len(lat) / elapsed))
+    return results
 
 
 def print_table(results: list[Result]) -> None:
     """Markdown table; Serve's requests/s as a share of each plain server's at the same load."""
-    base = {(r.server, r.endpoint, r.clients): r for r in results if r.server != "serve"}
+    base = {(r.server, r.endpoint, r.clients): r for r in results if r.server.startswith("plain")}
     print("\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | serve req/s vs plain "
           "| vs plain+batch |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -250,22 +263,24 @@ def print_table(results: list[Result]) -> None:
         ratios = []
         for name in ("plain", "plain+batch"):
             b = base.get((name, r.endpoint, r.clients))
-            ratios.append(f"{r.rps / b.rps:.0%}" if r.server == "serve" and b and b.rps else "")
+            ratios.append(f"{r.rps / b.rps:.0%}" if r.server.startswith("serve") and b and b.rps else "")
         print(f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
               f"| {r.errors} | {ratios[0]} | {ratios[1]} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", help="generator model directory (default: fit a tiny one)")
+    parser.add_argument("--generator", help="generator model directory (default: fit one, see build_generator_model)")
     parser.add_argument("--recommender", help="recommender model directory (default: build a 100k-item one)")
     parser.add_argument("--num-items", type=int, default=100_000, help="catalog size of the built recommender")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement (bounded)")
-    parser.add_argument("--max-requests", type=int, default=4000, help="per measurement (bounded)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, over all rounds (bounded)")
+    parser.add_argument("--max-requests", type=int, default=4000, help="per measurement, over all rounds (bounded)")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds over the servers")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--servers", nargs="+", default=["plain", "plain+batch", "serve"],
-                        choices=["plain", "plain+batch", "serve"],
-                        help="plain+batch: uvicorn with the Serve deployment's batching policy")
+    parser.add_argument("--servers", nargs="+", default=["plain", "plain+batch", "serve", "serve-proxy"],
+                        choices=["plain", "plain+batch", "serve", "serve-proxy"],
+                        help="plain+batch: uvicorn with the Serve deployment's batching policy; serve: "
+                             "synthrec serve (HAProxy ingress); serve-proxy: synthrec serve --ingress proxy")
     parser.add_argument("--endpoints", nargs="+", default=["recommendations", "synthetic"],
                         choices=["recommendations", "synthetic"])
     parser.add_argument("--access-log", action="store_true", help="Serve access logs on (off in both by default)")
@@ -290,16 +305,25 @@ def main() -> None:
     cfg = ServeConfig(generator_uri=gen, recommender_uri=rec, access_log=args.access_log, api_key_env=None)
     print(f"machine: {os.cpu_count()} CPUs; generator {gen}; recommender {rec}", flush=True)
 
-    def loads_for(port: int) -> dict[str, list[bytes]]:
-        return workloads(port, users, args.endpoints)
-
-    results: list[Result] = []
-    if "plain" in args.servers:
-        results += run_plain(cfg, loads_for, args, batch=False)
-    if "plain+batch" in args.servers:
-        results += run_plain(cfg, loads_for, args, batch=True)
-    if "serve" in args.servers:
-        results += run_serve(cfg, loads_for, args)
+    ports: dict[str, int] = {}
+    procs: list[subprocess.Popen] = []
+    try:
+        for name in ("plain", "plain+batch"):
+            if name in args.servers:
+                port, proc = start_plain(cfg, batch=name == "plain+batch")
+                ports[name] = port
+                procs.append(proc)
+        for name, ingress in (("serve", "haproxy"), ("serve-proxy", "proxy")):
+            if name in args.servers:
+                port, proc = start_serve(cfg, ingress, args.access_log)
+                ports[name] = port
+                procs.append(proc)
+        loads = {name: workloads(port, users, args.endpoints) for name, port in ports.items()}
+        results = bench_interleaved(ports, loads, args)
+    finally:
+        for proc in procs:
+            proc.terminate()  # synthrec serve shuts Serve and its Ray down on SIGTERM
+            proc.wait(60)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=1))

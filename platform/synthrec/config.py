@@ -324,6 +324,10 @@ class ServeConfig(Section):
     api_key_env: str | None = Field("SYNTHREC_API_KEY", description="env var holding the bearer API key; unset or empty: no auth")
     api_key_file: str | None = Field(None, description="file holding the API key (wins over the env var)")
     access_log: bool = Field(True, description="Serve's structured (JSON) per-request logs")
+    ingress: Literal["haproxy", "proxy"] = Field(
+        "haproxy", description="HTTP front of a Ray that `synthrec serve` starts: haproxy (Serve's HAProxy with "
+                               "direct ingress: each request goes straight to a replica's HTTP server) or proxy "
+                               "(Serve's Python proxy). A cluster's own setting wins when joining one.")
     request_timeout_s: float = Field(60, gt=0, le=3_600, description="end-to-end HTTP timeout at the proxy")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None

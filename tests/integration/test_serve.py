@@ -9,6 +9,10 @@ from the recommender package's own save path.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -261,3 +265,40 @@ def test_serve_exports_ray_metrics(server, ray_local):
         text = requests.get(url, timeout=10).text
     assert all(w in text for w in wanted), [w for w in wanted if w not in text]
     assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
+
+
+@pytest.mark.slow
+def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
+    """`synthrec serve` as users start it: its own local Ray, the default HAProxy ingress, the API
+    key from SYNTHREC_API_KEY, a clean exit on SIGTERM, and the key in none of its output."""
+    port, key = free_port(), "env-key-for-the-cli-test"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"SYNTHREC_API_KEY": key}
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "synthrec.cli", "serve", "--generator", models["gen-v1"],
+                                 "--recommender", models["rec"], "--port", str(port), "--no-access-log"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url, auth = f"http://127.0.0.1:{port}", {"authorization": f"Bearer {key}"}
+    try:
+        deadline, loaded = time.monotonic() + 150, {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                loaded = requests.get(url + "/v1/models", headers=auth, timeout=5).json()
+                if all(m["loaded"] for m in loaded.values()) and "press Ctrl-C" in log.read_text():
+                    break
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(1)
+        assert proc.poll() is None and all(m["loaded"] for m in loaded.values()), log.read_text()[-2000:]
+        assert requests.get(url + "/v1/models", timeout=10).status_code == 401
+        rec = requests.post(url + "/v1/recommendations", json={"user_id": "nobody", "k": 3}, headers=auth, timeout=30)
+        assert rec.status_code == 200 and rec.json()["cold_start"] is True
+        bad = requests.post(url + "/v1/synthetic", data=b'{"rows": 1,', timeout=30,
+                            headers={**auth, "content-type": "application/json"})
+        assert bad.status_code == 400
+        assert "ingress: haproxy" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(90)
+    assert code == 130  # interrupted: Serve and the local Ray were shut down
+    assert key not in log.read_text()

@@ -70,3 +70,25 @@ def test_serving_cli_fails_fast_with_one_line(args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
+
+
+def test_serving_config_yaml_sets_the_ingress_flag_everywhere():
+    """Serve reads it in the controller and in each replica: one place missing breaks HTTP."""
+    config = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    flag = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert config["controller_options"]["runtime_env"]["env_vars"] == flag
+    assert all(app["runtime_env"]["env_vars"] == flag for app in config["applications"])
+
+
+def test_serving_local_ingress_env(monkeypatch):
+    from synthrec.serving.app import _local_ingress_env
+
+    for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    _local_ingress_env("haproxy")
+    import os
+
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] != "9101"  # SeaweedFS's fixed port
+    _local_ingress_env("proxy")
+    assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"

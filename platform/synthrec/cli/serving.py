@@ -21,6 +21,8 @@ def serve_command(
     config: Path | None = typer.Option(None, "--config", help="YAML with ServeConfig keys (flags win)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
     no_access_log: bool = typer.Option(False, "--no-access-log", help="Turn off per-request logs."),
+    ingress: str | None = typer.Option(None, "--ingress", help="haproxy (default; fastest) or proxy (Serve's Python "
+                                                               "proxy). Only for a Ray this command starts."),
 ) -> None:
     """Serve /v1/synthetic, /v1/recommendations, /v1/models and /healthz until interrupted.
 
@@ -28,7 +30,7 @@ def serve_command(
     """
     cfg = load_config(ServeConfig, config, {
         "generator_uri": generator, "recommender_uri": recommender, "host": host, "port": port,
-        "ray_address": address, "access_log": False if no_access_log else None,
+        "ray_address": address, "access_log": False if no_access_log else None, "ingress": ingress,
     })
     if not cfg.generator_uri and not cfg.recommender_uri:
         raise typer.BadParameter("give --generator URI, --recommender URI or both", param_hint="--generator")
@@ -39,7 +41,7 @@ def serve_command(
     url = deploy(cfg)
     auth = load_api_key(cfg)
     console.print(f"serving on [bold]{url}[/bold]  docs: {url}/docs  "
-                  f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  "
+                  f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  ingress: {cfg.ingress}  "
                   f"generator: {cfg.generator_uri or '-'}  recommender: {cfg.recommender_uri or '-'}")
     console.print("press Ctrl-C to stop")
     # Ctrl-C and `kill` stop Serve cleanly; a background shell job starts with SIGINT ignored.
