@@ -1,6 +1,7 @@
 """Ray Serve applications: Generator and Recommender (each its own FastAPI ingress) and a Gateway.
 
-Three Serve applications share one HTTP proxy, routed by prefix:
+Three Serve applications share one HTTP front (HAProxy by default, or Serve's Python proxy;
+see `_local_ingress_env`), routed by prefix:
 
     /v1/synthetic        -> app synthrec-generator,   deployment Generator
     /v1/recommendations  -> app synthrec-recommender, deployment Recommender
