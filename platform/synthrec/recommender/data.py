@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from synthrec.config import RecommenderConfig
-from synthrec.errors import DataError, SchemaError
+from synthrec.errors import DataError, ModelError, SchemaError
 from synthrec.schema import Kind, Role, Schema, infer_schema, kind_of, null_mask
 
 PAD = 0
@@ -170,6 +170,9 @@ class FeatureCodec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureCodec":
+        if isinstance(data.get("categorical"), dict):  # written before feature order was kept
+            raise ModelError("this recommender was saved by an older synthrec whose feature order was lost; "
+                             "retrain it with this version")
         return cls({k: list(v) for k, v in data["categorical"]},
                    {k: (float(mean), float(std)) for k, mean, std in data["numeric"]})
 
