@@ -76,7 +76,7 @@ class LocalS3:
             f"-master.port.grpc={free_port()}", f"-volume.port.grpc={free_port()}",
             f"-filer.port.grpc={free_port()}", f"-s3.port.grpc={free_port()}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports clash between servers
-            "-master.volumeSizeLimitMB=256", "-volume.max=50",
+            "-master.volumeSizeLimitMB=64", "-volume.max=0",  # 0: as many volumes as the disk holds (one set per bucket)
         ]
         log = open(self.data_dir / "weed.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
