@@ -110,3 +110,17 @@ def test_gan_train_places_workers_on_two_nodes(events_uri, tmp_path):
     result = json.loads(lines[-1][len("RESULT "):])
     assert result["epochs"] == 2
     assert len(set(result["nodes"])) == 2, result
+
+
+def test_gan_train_named_run_resumes_only_when_asked(ray_local, events_uri, tmp_path):
+    """A named run continues from its last checkpoint with resume, and is never resumed silently."""
+    cfg = _cfg(events_uri, str(tmp_path / "model"), 1, epochs=2, run_name="gan-resume-me")
+    with pytest.raises(ConfigError, match="cannot resume run gan-resume-me"):
+        run_train_gan(cfg.model_copy(update={"resume": True}))
+    first = run_train_gan(cfg)
+    assert [h["epoch"] for h in first["history"]] == [1, 2]
+    with pytest.raises(ConfigError, match="already exists"):
+        run_train_gan(cfg)
+    resumed = run_train_gan(cfg.model_copy(update={"resume": True, "epochs": 3}))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][-1]["resumed_from"] == 2

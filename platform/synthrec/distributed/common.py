@@ -80,6 +80,25 @@ def new_run_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def resolve_run_name(prefix: str, run_name: str | None, resume: bool, runs_uri: str,
+                     storage: StorageConfig | None = None) -> str:
+    """The Train run name: fresh unless named. Ray resumes any run whose name it finds in the
+    run storage, so a named run that exists needs `resume`, and `resume` needs one that exists."""
+    from synthrec.storage import exists, join
+
+    if not run_name:
+        return new_run_name(prefix)
+    name = validate_run_name(run_name)
+    found = exists(join(runs_uri, name), storage)
+    if found and not resume:
+        raise ConfigError(f"run {name} already exists under {runs_uri}; pass --resume to continue it "
+                          "or choose another --run-name")
+    if resume and not found:
+        raise ConfigError(f"cannot resume run {name}: nothing under {runs_uri}/{name}; check --run-name "
+                          "and --checkpoint-uri")
+    return name
+
+
 def validate_run_name(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name):
         raise ConfigError(f"run name {name!r} must be letters, digits, '.', '_' or '-' (max 128)")

@@ -71,9 +71,10 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
     from ray.util.queue import Queue
 
     from synthrec.distributed.common import (build_run_config, build_scaling_config, ensure_ray, fit_with_progress,
-                                             new_run_name)
+                                             resolve_run_name)
 
     start = time.monotonic()
+    name = resolve_run_name("gan", cfg.run_name, cfg.resume, checkpoint_uri(cfg), cfg.storage)
     table, schema, encoder = prepare(cfg)
     ensure_ray(cfg.ray_address)
     meta, arrays = encoder.state()
@@ -88,7 +89,6 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
         "events": events, "fault": os.environ.get(FAULT_ENV),
     }
     del matrix
-    name = cfg.run_name or new_run_name("gan")
     trainer = TorchTrainer(
         train_loop, train_loop_config=loop_cfg, scaling_config=build_scaling_config(cfg.scaling),
         run_config=build_run_config(name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures),

@@ -94,7 +94,7 @@ def run_train_recommender(cfg: TrainRecommenderConfig,
     from ray.util.queue import Queue
 
     from synthrec.distributed.common import (build_run_config, build_scaling_config, ensure_ray, fit_with_progress,
-                                             new_run_name, validate_run_name)
+                                             resolve_run_name)
     from synthrec.recommender.artifacts import build_recommender, save_recommender
     from synthrec.recommender.train import prepare_training, training_arrays
 
@@ -117,10 +117,7 @@ def run_train_recommender(cfg: TrainRecommenderConfig,
         "checkpoint_every": cfg.checkpoint_every, "events": events,
         "threads": max(1, int(cfg.scaling.cpus_per_worker)),
     }
-    name = validate_run_name(cfg.run_name) if cfg.run_name else new_run_name("recommender")
-    if cfg.run_name and not cfg.resume and storage.exists(storage.join(checkpoint_uri(cfg), name), cfg.storage):
-        raise ConfigError(f"run {name} already exists under {checkpoint_uri(cfg)}; pass resume to continue it "
-                          "or choose another run name")
+    name = resolve_run_name("recommender", cfg.run_name, cfg.resume, checkpoint_uri(cfg), cfg.storage)
     trainer = TorchTrainer(
         train_loop, train_loop_config=loop_cfg, scaling_config=build_scaling_config(cfg.scaling),
         run_config=build_run_config(name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures),
