@@ -27,26 +27,13 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 import pyarrow.parquet as pq
 import torch
 
+from gan_vs_ctgan import matmul_gflops  # same FLOP-rate probe as the GAN benchmark (bench/ is on sys.path)
 from synthrec.artifacts import load_synthesizer, save_synthesizer
 from synthrec.config import GanConfig, GenerateConfig
 from synthrec.distributed.generate import block_sizes, run_generate
+from synthrec.gan import generator_flops_per_row
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k" / "events.parquet"
-
-
-def matmul_gflops(threads: int = 1, n: int = 1024, repeats: int = 20) -> float:
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def generator_flops_per_row(synth) -> float:
-    """2 * (in * out) per Linear layer: the multiply-adds one row costs in the generator."""
-    return float(sum(2 * m.weight.numel() for m in synth.generator.modules() if isinstance(m, torch.nn.Linear)))
 
 
 def plain_in_process(model_uri: str, rows: int, block: int, path: Path) -> float:
@@ -97,8 +84,9 @@ def main() -> None:
         print("fitting a model on the ML-100K train split (1 epoch)...", file=sys.stderr)
         fit_model(model)
     synth = load_synthesizer(model)
-    flops_row = generator_flops_per_row(synth)
-    gflops = matmul_gflops(1)
+    flops_row = generator_flops_per_row(synth.generator)
+    torch.set_num_threads(1)
+    gflops = matmul_gflops()
     bound = gflops * 1e9 / flops_row
 
     a = plain_in_process(model, args.rows, args.block, tmp / "plain.parquet")
