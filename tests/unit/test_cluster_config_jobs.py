@@ -89,6 +89,8 @@ def test_jobs_forward_s3_endpoint_and_region_but_never_credentials():
 
 
 def test_jobs_printed_command_is_the_plain_ray_equivalent_from_the_project(project, monkeypatch):
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"):  # set by the session's S3 fixture
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
     spec = jobs.build_job_spec("tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}})
