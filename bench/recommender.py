@@ -131,7 +131,7 @@ def f_arm(enc: Encoder, split, real_train: pa.Table | None, synthetic: pa.Table 
             "best_valid_ndcg@10": round(result.best_valid_ndcg or float("nan"), 4),
             "train_seconds": round(time.monotonic() - start, 1),
             "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in result.history])), 2)}
-    return ModelScorer(result.model, enc.user_token), info
+    return ModelScorer(result.model, enc.user_token, log_probs=cfg.loss == "softmax"), info
 
 
 def ranking_block(table: pa.Table, enc: Encoder, synthetic: pa.Table | None, args, extra_masks=None,
@@ -179,7 +179,8 @@ def temporal_block(table: pa.Table, enc: Encoder, synthetic_fn, args, best_epoch
             run_cfg = run_cfg.model_copy(update={"synthetic_weight": 1.0})
         synth_log = enc.encode(synth, "synthetic", user_prefix="synthetic:") if synth is not None else None
         result = fit(enc, run_cfg, real_log, synth_log)
-        out[name] = click_auc(ModelScorer(result.model, enc.user_token), queries)["click_auc"]
+        scorer = ModelScorer(result.model, enc.user_token, log_probs=run_cfg.loss == "softmax")
+        out[name] = click_auc(scorer, queries)["click_auc"]
         log(f"temporal {name}: {out[name]:.4f}")
     return out
 

@@ -91,7 +91,6 @@ def test_train_rejects_bad_inputs_before_any_worker(ray_local, s3_bucket, real_s
         run_train_recommender(_cfg(s3_bucket, str(empty), None))
 
 
-@pytest.mark.slow
 def test_train_resumes_a_named_run_from_its_last_checkpoint(ray_local, real_slice, tmp_path):
     from synthrec.distributed.recommender_train import run_train_recommender
 

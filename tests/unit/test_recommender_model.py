@@ -104,3 +104,16 @@ def test_fit_learns_a_sequential_pattern_beyond_popularity():
     pop = evaluate_ranking(Popularity(train_log, enc.num_items), split.test, {})["overall"]["ndcg@10"]
     assert f > pop + 0.2
     assert result.best_valid_ndcg is not None and result.best_epoch >= 1
+
+
+def test_scorer_log_probs_keep_each_ranking_and_normalize_across_queries():
+    table = toy_table()
+    cfg = RecommenderConfig(**SMALL)
+    enc = Encoder.fit(table, cfg)
+    log = enc.encode(table)
+    model = build_model(enc, cfg)
+    group, stop = np.arange(log.num_groups), log.lengths - 1
+    raw = ModelScorer(model, enc.user_token, log_probs=False).score(log, group, stop)[:, 1:]
+    probs = ModelScorer(model, enc.user_token).score(log, group, stop)[:, 1:]
+    assert (np.argsort(-raw, axis=1, kind="stable") == np.argsort(-probs, axis=1, kind="stable")).all()
+    assert np.allclose(np.log(np.exp(probs).sum(axis=1)), 0.0, atol=1e-4)

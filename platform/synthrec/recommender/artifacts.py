@@ -56,7 +56,7 @@ class Recommender:
     def __post_init__(self) -> None:
         self.model.eval()
         self._user_index = {str(u): i for i, u in enumerate(self.user_ids.to_pylist())}
-        self._scorer = ModelScorer(self.model, self.encoder.user_token)
+        self._scorer = ModelScorer(self.model, self.encoder.user_token, log_probs=self.config.loss == "softmax")
 
     # ------------------------------------------------------------------ serving
 

@@ -169,10 +169,14 @@ def make_optimizer(model: torch.nn.Module, cfg: RecommenderConfig) -> torch.opti
 # ---------------------------------------------------------------------------- scoring
 
 class ModelScorer:
-    """Model F under the metrics `Scorer` protocol (eval mode, no grad, batched)."""
+    """Model F under the metrics `Scorer` protocol (eval mode, no grad, batched).
 
-    def __init__(self, model: RecommenderModel, user_token: int, batch_size: int = 512):
-        self.model, self.user_token, self.batch_size = model, user_token, batch_size
+    With `log_probs` (right for a softmax-trained model), scores are log p(item | history):
+    the same order within a query as the raw logits, but comparable across queries, which a
+    pooled metric such as click AUC needs (softmax logits carry an arbitrary offset per query)."""
+
+    def __init__(self, model: RecommenderModel, user_token: int, batch_size: int = 512, log_probs: bool = True):
+        self.model, self.user_token, self.batch_size, self.log_probs = model, user_token, batch_size, log_probs
 
     @torch.no_grad()
     def user_vectors(self, w: Windows) -> torch.Tensor:
@@ -195,7 +199,11 @@ class ModelScorer:
     @torch.no_grad()
     def score(self, log: Log, group: np.ndarray, stop: np.ndarray) -> np.ndarray:
         w = windows(log, group, stop, self.model.spec.max_len, self.user_token)
-        return (self.user_vectors(w) @ self.model.item_vectors().T).float().cpu().numpy()
+        scores = self.user_vectors(w) @ self.model.item_vectors().T  # (Q, I+1)
+        if self.log_probs:
+            scores[:, 1:] = torch.log_softmax(scores[:, 1:], dim=1)
+            scores[:, 0] = float("-inf")
+        return scores.float().cpu().numpy()
 
 
 def validation_ndcg(model: RecommenderModel, user_token: int, queries: Queries, k: int = 10) -> float:
