@@ -177,7 +177,7 @@ class RecommenderConfig(Section):
     loss: Literal["softmax", "bce"] = Field("softmax", description="softmax: cross-entropy over items; bce: sampled negatives")
     num_negatives: int = Field(0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)")
     synthetic_weight: float = Field(1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)")
-    batch_size: int = Field(128, ge=1, description="windows per step, global (split across workers)")
+    batch_size: int = Field(64, ge=1, description="windows per step, global (split across workers)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     epochs: int | None = Field(None, ge=1, le=100_000, description="upper bound; early stopping may end sooner")

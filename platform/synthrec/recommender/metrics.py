@@ -177,12 +177,11 @@ def segment_masks(queries: Queries, train_log: Log, encoder: Encoder, spec: Segm
         codes = encoder.item_cat[:, j]  # (I+1,)
         counts = np.bincount(codes[train_log.items], minlength=len(encoder.item_codec.categorical[column]) + 1)
         share = counts / max(counts.sum(), 1)
-        order = np.argsort(share, kind="stable")
+        order = np.argsort(share[1:], kind="stable") + 1  # code 0 (unknown/null) is no category
         rare = order[np.cumsum(share[order]) <= spec.rare_share]
         masks["rare_category"] = np.isin(codes[queries.targets], rare)
-        vocab = ["(unknown)", *encoder.item_codec.categorical[column]]
         info["rare_category_column"] = column
-        info["rare_categories"] = [vocab[c] for c in rare]
+        info["rare_categories"] = [encoder.item_codec.categorical[column][c - 1] for c in rare]
     return masks, info
 
 
