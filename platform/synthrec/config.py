@@ -96,7 +96,7 @@ class GanConfig(Section):
     max_onehot_cardinality: int = Field(64, ge=2, description="above this, ids use embeddings")
     id_embedding_dim: int = Field(16, ge=2)
     num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
-    mode_fit_rows: int = Field(20_000, ge=100, description="bounded sample for mode fitting")
+    mode_fit_rows: int = Field(5_000, ge=100, description="bounded sample for each numeric column's mode fit (a 1-D mixture)")
     seed: int = 0
     max_discrete_int_levels: int = Field(
         32, ge=0, description="integer numeric columns with at most this many values are one-hot (exact marginals)")

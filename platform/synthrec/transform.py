@@ -44,6 +44,8 @@ PROFILE_PRIOR_ROWS = 5.0  # shrinkage of rare ids' profiles toward the global me
 ENCODER_FORMAT = 1
 MAX_GROUP_IDS = 4096      # largest id group searched per row when decoding consistently
 DRAW_CANDIDATES = 64      # an id is drawn among this many most likely ids of its cluster/group
+NEAREST_CHUNK = 1 << 22   # member-vector floats gathered at once when decoding ids
+PAD_SCORE = 1e30          # padded slots of id search tables score about -PAD_SCORE
 
 
 @dataclass(frozen=True)
@@ -294,8 +296,6 @@ class IdCodec:
         self.vectors = arrays[f"{name}.vectors"].astype(np.float32)  # (C, d) in (-1, 1)
         self.cluster = arrays[f"{name}.cluster"].astype(np.int64)     # (C,)
         self.freq = arrays[f"{name}.counts"]                           # (C,) rows per id
-        self.members, self.member_vectors, self.member_half_norm = _cluster_tables(
-            self.cluster, self.vectors, meta["num_clusters"])
         self.log_freq = np.log(np.maximum(self.freq, 1)).astype(np.float32)
         self.inv_h2 = np.float32(1.0 / meta["bandwidth"] ** 2)
         # columns functionally determined by the id (e.g. item -> genre): value per id
@@ -307,6 +307,12 @@ class IdCodec:
         self.dep_numeric = {c: (arrays[f"{name}.dep.{c}"].astype(np.float64),
                                 arrays[f"{name}.depnull.{c}"].astype(bool)) for c in deps["numeric"]}
         self._build_groups()
+
+    def set_labels(self, tables: dict[str, np.ndarray]) -> None:
+        """log P(value | id) tables (C, K) of the label columns draws take into account."""
+        self.label_logp = dict(tables)
+        self.meta["labels"] = list(tables)
+        self._tables = None
 
     @classmethod
     def fit(cls, name: str, col: pa.ChunkedArray, sample: pa.ChunkedArray, profile_rows: np.ndarray,
@@ -350,15 +356,30 @@ class IdCodec:
     def nearest(self, cluster: np.ndarray, query: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Id index per row among the members of its cluster: the nearest to the query vector,
         or with `rng` a draw ~ frequency x kernel(query), (n,)."""
-        return self._pick(cluster, query, self.members, self.member_vectors, self.member_half_norm, rng)
+        return self._pick(self._search_tables()[0], cluster, query, {}, rng)
 
-    def _pick(self, group, query, members, vectors, half, rng, evidence=()):
-        kernel = None if rng is None else (self.inv_h2, self.log_freq, rng, evidence)
-        return _nearest(group, query, members, vectors, half, kernel)
+    def _pick(self, table: "_IdTable", group: np.ndarray, query: np.ndarray, codes: dict[str, np.ndarray],
+              rng: np.random.Generator | None) -> np.ndarray:
+        """Id per row among its group's members; `codes`: the rows' label codes (used with rng)."""
+        ones = np.ones((len(query), 1), np.float32)
+        if rng is None:
+            return _nearest(group, np.concatenate([query, ones], axis=1), table.members, table.nearest, table.sizes)
+        parts = [query * self.inv_h2, ones]
+        for col, logp in self.label_logp.items():  # label values the row already has: log P(value | id)
+            onehot = np.zeros((len(query), logp.shape[1]), np.float32)
+            onehot[np.arange(len(query)), codes[col]] = 1.0
+            parts.append(onehot)
+        return _nearest(group, np.concatenate(parts, axis=1), table.members, table.kernel, table.sizes, rng)
 
-    def _evidence(self, codes: dict[str, np.ndarray], rows: np.ndarray | slice) -> list:
-        """(log P(value | id) table (C, K), the rows' codes) for each label column."""
-        return [(table, codes[col][rows]) for col, table in self.label_logp.items()]
+    def _search_tables(self) -> list["_IdTable"]:
+        """[cluster level, *group levels] search tables, built on first use."""
+        if self._tables is None:
+            labels = list(self.label_logp.values())
+            table = lambda group, ids, k: _IdTable.build(group, ids, k, self.vectors, self.log_freq,  # noqa: E731
+                                                         self.inv_h2, labels)
+            self._tables = [table(self.cluster, np.arange(len(self.cluster)), self.meta["num_clusters"])]
+            self._tables += [table(group, ids, len(keys)) for _, _, keys, group, ids in self.group_levels]
+        return self._tables
 
     # -- functional dependents -------------------------------------------------------------
     def set_dependents(self, discrete: dict[str, tuple[np.ndarray, int]],
@@ -380,7 +401,7 @@ class IdCodec:
     def _build_groups(self) -> None:
         """Ids grouped by the values of their discrete dependents, first within each cluster
         (small groups, and the generator's cluster choice is kept), then across clusters."""
-        self.group_levels = []
+        self.group_levels, self._tables = [], None
         if not self.dep_discrete:
             return
         codes = list(self.dep_discrete.values())
@@ -394,8 +415,7 @@ class IdCodec:
             keys, group = np.unique(self._group_keys(level_codes, sizes), return_inverse=True)
             if np.bincount(group).max() > MAX_GROUP_IDS:
                 continue  # too large to search per row
-            members, vectors, half = _cluster_tables(group, self.vectors[ids], len(keys))
-            self.group_levels.append((with_cluster, sizes, keys, ids[members], vectors, half))
+            self.group_levels.append((with_cluster, sizes, keys, group, ids))
 
     def decode_index(self, parts: list[np.ndarray], codes: dict[str, np.ndarray], keep: set[str],
                      rng: np.random.Generator | None = None):
@@ -410,15 +430,15 @@ class IdCodec:
         idx = np.empty(len(cluster), np.int64)
         todo = np.ones(len(idx), bool)
         dep_codes = [codes[c] for c in self.dep_sizes]
-        for with_cluster, sizes, keys, members, vectors, half in self.group_levels:
+        base, *levels = self._search_tables()
+        for (with_cluster, sizes, keys, _, _), table in zip(self.group_levels, levels):
             key = self._group_keys(dep_codes + ([cluster] if with_cluster else []), sizes)
             pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
             hit = todo & (keys[pos] == key)
-            idx[hit] = self._pick(pos[hit], query[hit], members, vectors, half, rng, self._evidence(codes, hit))
+            idx[hit] = self._pick(table, pos[hit], query[hit], {c: codes[c][hit] for c in self.label_logp}, rng)
             todo &= ~hit
         matched = ~todo
-        idx[todo] = self._pick(cluster[todo], query[todo], self.members, self.member_vectors, self.member_half_norm,
-                               rng, self._evidence(codes, todo))
+        idx[todo] = self._pick(base, cluster[todo], query[todo], {c: codes[c][todo] for c in self.label_logp}, rng)
         new_codes = {}
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
@@ -441,38 +461,89 @@ class IdCodec:
                 f"{self.name}.cluster": self.cluster.astype(np.int32), f"{self.name}.counts": self.freq}
 
 
-def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, member_vectors: np.ndarray,
-             half: np.ndarray, kernel=None) -> np.ndarray:
-    """For each row, the member of its group (padded tables (G, S), (G, S, d), (G, S)) whose
-    vector is nearest to the row's query vector, (n,). With kernel = (1/h^2, log-frequency per
-    id, rng, label evidence): a draw with probability ~ frequency x exp(-|q - v|^2 / 2h^2) x
-    P(row's labels | id) (Gumbel-max)."""
+@dataclass
+class _IdTable:
+    """Ids searched per row, grouped: padded members (G, S) (members first, `sizes` (G,) of
+    them) and member vectors augmented so that one dot product with a row's augmented query
+    is its score: `nearest` (G, S, d+1) = [v, -|v|^2/2] against [q, 1] (argmax = nearest id),
+    `kernel` (G, S, d+1+sum K) = [v, log f - |v|^2/2h^2, log P(label value | id)...] against
+    [q/h^2, 1, one-hot label values] (log of frequency x Gaussian kernel x label likelihood,
+    up to a per-row constant). Pads score about -PAD_SCORE."""
+
+    members: np.ndarray
+    sizes: np.ndarray
+    nearest: np.ndarray
+    kernel: np.ndarray
+
+    @classmethod
+    def build(cls, group: np.ndarray, ids: np.ndarray, k: int, vectors: np.ndarray, log_freq: np.ndarray,
+              inv_h2: float, labels: list[np.ndarray]) -> "_IdTable":
+        order = np.argsort(group, kind="stable")
+        sizes = np.bincount(group, minlength=k)
+        start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        slot = np.arange(len(group)) - start[group[order]]
+        members = np.zeros((k, max(1, int(sizes.max(initial=0)))), np.int64)
+        members[group[order], slot] = ids[order]
+        valid = np.zeros(members.shape, bool)
+        valid[group[order], slot] = True
+        v = vectors[members]
+        half = 0.5 * (v.astype(np.float64) ** 2).sum(-1)
+        near = np.where(valid, -half, -PAD_SCORE)[..., None]
+        kern = np.where(valid, log_freq[members] - half * inv_h2, -PAD_SCORE)[..., None]
+        return cls(members, sizes, np.concatenate([v, near], -1).astype(np.float32),
+                   np.concatenate([v, kern] + [t[members] for t in labels], -1).astype(np.float32))
+
+
+def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, vectors: np.ndarray, sizes: np.ndarray,
+             rng: np.random.Generator | None = None) -> np.ndarray:
+    """For each row, the member of its group (padded tables: members (G, S), augmented vectors
+    (G, S, d'), sizes (G,)) with the highest score query . vector, or with `rng` a draw with
+    probability ~ exp(score) (Gumbel-max), (n,).
+
+    Whole-batch: rows are ordered by the size of their group and scored in chunks against
+    their group's members (members come first in each padded row), padded to the chunk's
+    largest group. Narrow groups gather each row's members; wide ones take one matmul per
+    group. The Python loops run over size classes and wide groups, never over rows."""
     out = np.empty(len(group), np.int64)
+    if len(group) == 0:
+        return out
     query = query.astype(np.float32, copy=False)
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(len(members) + 1))
-    for k in np.flatnonzero(np.diff(bounds)):  # one matmul per group present, never per row
-        rows = order[bounds[k]: bounds[k + 1]]
-        # argmin |q - v|^2 == argmax q.v - |v|^2/2; padded members score -inf
-        score = query[rows] @ member_vectors[k].T - half[k]                   # (r, S)
-        if kernel is None:
-            out[rows] = members[k, np.argmax(score, axis=1)]
-            continue
-        inv_h2, log_freq, rng, evidence = kernel
-        ids = members[k]
-        score = score * inv_h2 + log_freq[ids]
-        for table, row_codes in evidence:  # label values the row already has: log P(value | id)
-            codes = row_codes[rows]
-            for value in np.unique(codes):  # a label has few values: one broadcast add per value
-                hit = codes == value
-                score[hit] += table[ids, value]
-        pos = np.broadcast_to(np.arange(score.shape[1]), score.shape)
-        if score.shape[1] > DRAW_CANDIDATES:  # draw among the most likely ids only (the rest is tail)
-            pos = np.argpartition(-score, DRAW_CANDIDATES - 1, axis=1)[:, :DRAW_CANDIDATES]
-            score = np.take_along_axis(score, pos, axis=1)
-        score -= np.log(-np.log(rng.random(score.shape) + 1e-20) + 1e-20)    # Gumbel-max draw
-        out[rows] = ids[np.take_along_axis(pos, np.argmax(score, axis=1)[:, None], axis=1)[:, 0]]
+    dim = vectors.shape[2]
+    row_sizes = sizes[group]
+    order = np.argsort(row_sizes, kind="stable")
+    row_sizes = row_sizes[order]
+    start = 0
+    while start < len(order):  # chunks of rows whose group sizes are within 2x, <= NEAREST_CHUNK floats
+        stop = start + int(np.searchsorted(row_sizes[start:], 2 * max(1, row_sizes[start]), side="right"))
+        stop = min(stop, start + max(1, NEAREST_CHUNK // (max(1, int(row_sizes[stop - 1])) * dim)))
+        width = max(1, int(row_sizes[stop - 1]))
+        rows = order[start:stop]
+        start = stop
+        g, q = group[rows], query[rows]
+        if width > DRAW_CANDIDATES:  # wide groups are few: one matmul each (a gather would move r x S x d')
+            score = np.empty((len(rows), width), np.float32)
+            by_group = np.argsort(g, kind="stable")
+            keys, first = np.unique(g[by_group], return_index=True)
+            for k, lo, hi in zip(keys, first, np.append(first[1:], len(g))):
+                r = by_group[lo:hi]
+                score[r] = q[r] @ vectors[k, :width].T
+        else:
+            score = np.einsum("rsd,rd->rs", vectors[g, :width], q)
+        pos = np.argmax(score, axis=1) if rng is None else _gumbel_draw(score, rng)
+        out[rows] = members[g, pos]
     return out
+
+
+def _gumbel_draw(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Column drawn per row with probability ~ exp(score) among its DRAW_CANDIDATES highest
+    (the rest is tail), by Gumbel-max."""
+    pos = None
+    if score.shape[1] > DRAW_CANDIDATES:
+        pos = np.argpartition(score, score.shape[1] - DRAW_CANDIDATES, axis=1)[:, -DRAW_CANDIDATES:]
+        score = np.take_along_axis(score, pos, axis=1)
+    noisy = score - np.log(-np.log(rng.random(score.shape, dtype=np.float32) + 1e-20) + 1e-20)
+    best = np.argmax(noisy, axis=1)
+    return best if pos is None else np.take_along_axis(pos, best[:, None], axis=1)[:, 0]
 
 
 def _profile_vectors(freq: np.ndarray, rows: np.ndarray, codes: np.ndarray, c: int, dim: int,
@@ -544,23 +615,6 @@ def _balanced_clusters(vectors: np.ndarray, freq: np.ndarray) -> tuple[int, np.n
     # renumber so cluster ids are dense
     used, cluster = np.unique(cluster, return_inverse=True)
     return len(used), cluster
-
-
-def _cluster_tables(cluster: np.ndarray, vectors: np.ndarray, k: int):
-    """Padded (K, S) member ids, (K, S, d) vectors and (K, S) half squared norms (pads: +inf)."""
-    order = np.argsort(cluster, kind="stable")
-    sizes = np.bincount(cluster, minlength=k)
-    s = int(sizes.max())
-    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    pos = np.arange(len(cluster)) - start[cluster[order]]
-    members = np.zeros((k, s), np.int64)
-    members[cluster[order], pos] = order
-    valid = np.zeros((k, s), bool)
-    valid[cluster[order], pos] = True
-    member_vectors = vectors[members]  # (K, S, d)
-    half = 0.5 * (member_vectors ** 2).sum(-1)
-    half[~valid] = np.inf
-    return members, np.ascontiguousarray(member_vectors), half.astype(np.float32)
 
 
 def _cast_out(x: np.ndarray, nulls: np.ndarray, dtype: pa.DataType) -> pa.Array:
@@ -792,5 +846,4 @@ def _attach_labels(ids: IdCodec, sample: pa.Table, labels: list) -> None:
         prior = (np.bincount(v, minlength=codec.size) + 1) / (len(v) + codec.size)
         probs = (counts + PROFILE_PRIOR_ROWS * prior) / (counts.sum(1, keepdims=True) + PROFILE_PRIOR_ROWS)
         tables[codec.name] = np.log(probs).astype(np.float32)
-    ids.label_logp = tables
-    ids.meta["labels"] = list(tables)
+    ids.set_labels(tables)
