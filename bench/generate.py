@@ -1,14 +1,16 @@
 """Generation throughput: plain in-process vs the Ray Data path (local disk and S3), one run.
 
-    .venv/bin/python bench/generate.py [--rows 5000000] [--model URI] [--workers 2]
+    .venv/bin/python bench/generate.py [--rows 5000000] [--model URI] [--workers 1,2] [--fit-minutes 5]
 
 (a) one process, one torch thread, blocks written to one local Parquet file (zstd);
-(b) `run_generate` (Ray Data actor pool, `--workers` actors of one thread each) to local disk;
-(c) the same to a SeaweedFS S3 server on loopback.
-Per-core rates divide by the threads used; b/a and c/a compare per-core rates. The FLOP
-bound is this machine's measured float32 matmul rate on one thread divided by the
-generator's FLOPs per row. Without --model, a model is fitted for one epoch on the ML-100K
-train split (throughput depends on the architecture, not on training).
+(b) `run_generate` (Ray Data actor pool of one-thread actors) to local disk, once per worker
+    count in --workers (throughput against the number of workers);
+(c) the same with the largest worker count to a SeaweedFS S3 server on loopback.
+Per-core rates divide by the cores the actors use; b/a and c/a compare per-core rates. The
+FLOP bound is this machine's measured float32 matmul rate on one thread divided by the
+generator's FLOPs per row. Without --model, a model is fitted on the ML-100K train split for
+--fit-minutes (sampling cost depends on training too: a trained generator picks id clusters
+consistent with the row, so ids are searched in small groups).
 """
 
 from __future__ import annotations
@@ -58,18 +60,20 @@ def ray_path(model_uri: str, rows: int, block: int, out: str, workers: int) -> f
     return rows / (time.perf_counter() - start)
 
 
-def fit_model(uri: str) -> None:
+def fit_model(uri: str, minutes: float) -> None:
     from synthrec.gan.synthesizer import Synthesizer
 
+    torch.set_num_threads(1)
     table = pq.read_table(ML100K).slice(0, 80_000)
-    save_synthesizer(Synthesizer().fit(table, cfg=GanConfig(), epochs=1), uri)
+    save_synthesizer(Synthesizer().fit(table, cfg=GanConfig(), time_budget_s=minutes * 60), uri)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--block", type=int, default=250_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", default="1,2", help="comma-separated actor counts for (b)")
+    parser.add_argument("--fit-minutes", type=float, default=5.0, help="fit budget of the model made without --model")
     parser.add_argument("--model", help="model directory URI (default: fit one on ML-100K)")
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
@@ -80,9 +84,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-generate-"))
     model = args.model or str(tmp / "model")
+    workers = [int(w) for w in args.workers.split(",")]
     if not args.model:
-        print("fitting a model on the ML-100K train split (1 epoch)...", file=sys.stderr)
-        fit_model(model)
+        print(f"fitting a model on the ML-100K train split ({args.fit_minutes:g} min)...", file=sys.stderr)
+        fit_model(model, args.fit_minutes)
     synth = load_synthesizer(model)
     flops_row = generator_flops_per_row(synth.generator)
     torch.set_num_threads(1)
@@ -96,23 +101,21 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": s3.env if s3 else {}})
     try:
-        b = ray_path(model, args.rows, args.block, str(tmp / "ray-local"), args.workers)
+        b = {w: ray_path(model, args.rows, args.block, str(tmp / f"ray-local-{w}"), w) for w in workers}
         c = None
         if s3:
             s3.create_bucket("bench")
-            c = ray_path(model, args.rows, args.block, "s3://bench/synthetic", args.workers)
+            c = ray_path(model, args.rows, args.block, "s3://bench/synthetic", max(workers))
     finally:
         ray.shutdown()
         if s3:
             s3.stop()
 
-    cores_b = min(args.workers, os.cpu_count() or 1)
-    rows = [
-        ("(a) in-process, 1 thread -> local Parquet", a, a),
-        (f"(b) Ray Data, {args.workers} actors -> local", b, b / cores_b),
-    ]
+    cores = lambda w: min(w, os.cpu_count() or 1)  # noqa: E731
+    rows = [("(a) in-process, 1 thread -> local Parquet", a, a)]
+    rows += [(f"(b) Ray Data, {w} actor{'s' if w > 1 else ''} -> local", b[w], b[w] / cores(w)) for w in workers]
     if c is not None:
-        rows.append((f"(c) Ray Data, {args.workers} actors -> SeaweedFS S3", c, c / cores_b))
+        rows.append((f"(c) Ray Data, {max(workers)} actors -> SeaweedFS S3", c, c / cores(max(workers))))
     print(f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}")
     print(f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "
           f"bound {bound:,.0f} rows/s per core\n")
@@ -120,6 +123,9 @@ def main() -> None:
     for name, rate, per_core in rows:
         print(f"| {name} | {rate:,.0f} | {per_core:,.0f} | {per_core / a:.2f} |")
     print(f"\nin-process share of the FLOP bound: {a / bound:.1%}")
+    if len(workers) > 1:
+        lo, hi = min(workers), max(workers)
+        print(f"Ray Data throughput, {hi} vs {lo} actor(s): {b[hi] / b[lo]:.2f}x")
 
 
 if __name__ == "__main__":

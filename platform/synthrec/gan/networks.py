@@ -152,28 +152,34 @@ class Generator(nn.Module):
         return out
 
     @torch.no_grad()
-    def sample(self, noise: torch.Tensor, hot: torch.Tensor) -> torch.Tensor:
+    def sample(self, noise: torch.Tensor, hot: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Eval-mode logits for rows whose conditional vector is 1 at the `hot` (n, H) entries
         and 0 elsewhere. The conditional input of every layer is then a sum of H weight columns
-        (one embedding-bag lookup, biases included), so matmuls see only noise and hidden units:
-        `generator_flops_per_row` counts those."""
+        (row lookups into a table that carries 1/H of the biases per entry), so matmuls see
+        only noise and hidden units: `generator_flops_per_row` counts those. `columns`: output
+        columns in this order (default all, in order)."""
         n, dc = noise.shape[0], self.cond_dim
         if self.training:  # batch statistics: the dense path
             cond = torch.zeros(n, dc, device=noise.device, dtype=noise.dtype)
             cond.scatter_(1, hot, 1.0)
             return self._forward_inference(noise, cond)
-        layers = [self._folded(blk) for blk in self.body] + [(self.head.weight.t(), self.head.bias, None)]
+        head_t, head_b = self.head.weight.t(), self.head.bias
+        if columns is not None:
+            head_t, head_b = head_t[:, columns], head_b[columns]
+        layers = [self._folded(blk) for blk in self.body] + [(head_t, head_b, None)]
         dense = [w_t[: w_t.shape[0] - dc] for w_t, _, _ in layers]
-        table = torch.cat([torch.cat([w_t[w_t.shape[0] - dc:] for w_t, _, _ in layers], 1),
-                           torch.cat([b for _, b, _ in layers])[None]])  # last row: the biases
-        lookup = torch.cat([hot, torch.full((n, 1), dc, dtype=hot.dtype, device=hot.device)], 1)
+        bias = torch.cat([b for _, b, _ in layers])
+        table = torch.cat([w_t[w_t.shape[0] - dc:] for w_t, _, _ in layers], 1) + bias / max(1, hot.shape[1])
         widths = [blk.fc.out_features for blk in self.body]
-        out = torch.empty(n, self.head.out_features, device=noise.device, dtype=noise.dtype)
+        out = torch.empty(n, head_t.shape[1], device=noise.device, dtype=noise.dtype)
         buf = torch.empty(min(n, INFERENCE_ROWS), sum(widths) + noise.shape[1], device=noise.device,
                           dtype=noise.dtype)
         for r in range(0, n, INFERENCE_ROWS):
             rows = slice(r, min(n, r + INFERENCE_ROWS))
-            pre = nn.functional.embedding_bag(lookup[rows], table, mode="sum")  # (m, all layers' widths)
+            # (m, all layers' widths): biases + conditional inputs
+            pre = table.index_select(0, hot[rows, 0]) if hot.shape[1] else bias.expand(rows.stop - r, -1)
+            for j in range(1, hot.shape[1]):
+                pre = pre + table.index_select(0, hot[rows, j])
             b = buf[: rows.stop - r]
             lo, col = sum(widths), 0
             b[:, lo:] = noise[rows]

@@ -147,27 +147,28 @@ class Synthesizer:
             hot.append(torch.minimum(flat, self._cond_last[span]))
         noise = torch.randn(n, self.cfg.embedding_dim, generator=rng, device=dev)
         hot_cols = torch.stack(hot, 1) if hot else torch.zeros(n, 0, dtype=torch.long, device=dev)
-        raw = self.generator.sample(noise, hot_cols)
-        scal_np = torch.tanh(raw[:, self._scalar_cols]).cpu().numpy()  # (n, scalar columns)
-        choice_np = self._segment_argmax(raw.cpu().numpy(), draws)     # (n, one-hot spans)
+        raw = self.generator.sample(noise, hot_cols, self._out_columns)  # [one-hot columns, scalar columns]
+        num_onehot = len(self._layout.onehot_cols)
+        scal_np = torch.tanh(raw[:, num_onehot:]).cpu().numpy()          # (n, scalar columns)
+        choice_np = self._segment_argmax(raw[:, :num_onehot].cpu().numpy(), draws)  # (n, one-hot spans)
         for k, c in codes.items():                                      # exact: conditioned spans
             choice_np[:, self._onehot_of_cond[k]] = c.cpu().numpy()
         return [choice_np[:, k] if kind == "onehot" else scal_np[:, k] for kind, k in self._part_index]
 
     def _segment_argmax(self, raw: np.ndarray, draws: np.random.Generator) -> np.ndarray:
-        """Draw from each one-hot span's softmax (Gumbel-max), (n, S) int64. Spans of similar
-        width (within 2x) are gathered side by side, padded to the widest of them (pads -inf),
-        so one argmax over the last axis draws a whole class of spans (numpy: its float32 log
-        and random numbers are 2-3x faster than torch's on CPU)."""
+        """Draw from each one-hot span's softmax (Gumbel-max), (n, S) int64, given the logits of
+        the one-hot columns (n, Do). Spans of similar width (within 2x) are gathered side by
+        side, padded to the widest of them (pads -inf), so one argmax over the last axis draws
+        a whole class of spans (numpy: its float32 log and random numbers are 2-3x faster than
+        torch's on CPU)."""
         n, d = raw.shape
-        gumbel = draws.random((n, d), dtype=np.float32)
-        gumbel += 1e-20
-        np.log(gumbel, out=gumbel)
-        np.negative(gumbel, out=gumbel)
-        np.log(gumbel, out=gumbel)          # -Gumbel noise, in place (no temporaries)
-        noisy = np.empty((n, d + 1), np.float32)
-        np.subtract(raw, gumbel, out=noisy[:, :d])
-        noisy[:, d] = -np.inf
+        noisy = draws.random((n, d + 1), dtype=np.float32)  # in place from here on (no temporaries)
+        noisy += 1e-20
+        np.log(noisy, out=noisy)
+        np.negative(noisy, out=noisy)
+        np.log(noisy, out=noisy)                              # minus Gumbel noise
+        np.subtract(raw, noisy[:, :d], out=noisy[:, :d])      # logits + Gumbel noise
+        noisy[:, d] = -np.inf                                 # the pad column
         choice = np.empty((n, len(self._layout.onehot_spans)), np.int64)
         for spans, cols in self._span_classes:
             choice[:, spans] = np.take(noisy, cols, axis=1).reshape(n, len(spans), len(cols) // len(spans)).argmax(2)
@@ -247,24 +248,25 @@ class Synthesizer:
         self._freq_cum = torch.tensor(np.concatenate(probs) if probs else np.zeros(0), device=dev)
         self._cond_last = torch.tensor(last, dtype=torch.long, device=dev)
         self._onehot_of_cond = [lay.onehot_spans.index(si) for si in lay.cond_spans]
-        # one-hot spans in classes of similar width: (span numbers, their columns padded to the
-        # class's widest span with column D, flattened)
+        # the generator emits one-hot columns first, then scalar ones (self._out_columns);
+        # one-hot spans in classes of similar width: (span numbers, their positions among the
+        # one-hot columns padded to the class's widest span with position Do, flattened)
         sizes = [enc.spans[i].size for i in lay.onehot_spans]
+        first = np.cumsum([0] + sizes)
         order = sorted(range(len(sizes)), key=lambda j: -sizes[j])
         self._span_classes = []
         while order:
             width = sizes[order[0]]
             spans = [j for j in order if 2 * sizes[j] > width]
             order = order[len(spans):]
-            cols = np.full((len(spans), width), lay.data_dim, np.int64)
+            cols = np.full((len(spans), width), first[-1], np.int64)
             for row, j in enumerate(spans):
-                span = enc.spans[lay.onehot_spans[j]]
-                cols[row, : span.size] = np.arange(span.start, span.stop)
+                cols[row, : sizes[j]] = np.arange(first[j], first[j + 1])
             self._span_classes.append((np.array(spans), cols.ravel()))
         # where each encoder span's part comes from: a one-hot choice, or scalar columns
         scalar_spans = [s for s in enc.spans if s.kind == "scalar"]
-        self._scalar_cols = torch.tensor([c for s in scalar_spans for c in range(s.start, s.stop)],
-                                         dtype=torch.long, device=dev)
+        scalar_cols = torch.tensor([c for s in scalar_spans for c in range(s.start, s.stop)], dtype=torch.long)
+        self._out_columns = torch.cat([lay.onehot_cols.cpu(), scalar_cols]).to(dev)
         bounds = np.cumsum([0] + [s.size for s in scalar_spans])
         scalar_slice = {id(s): slice(int(a), int(b)) for s, a, b in zip(scalar_spans, bounds[:-1], bounds[1:])}
         onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
