@@ -148,9 +148,9 @@ class Synthesizer:
         noise = torch.randn(n, self.cfg.embedding_dim, generator=rng, device=dev)
         hot_cols = torch.stack(hot, 1) if hot else torch.zeros(n, 0, dtype=torch.long, device=dev)
         raw = self.generator.sample(noise, hot_cols, self._out_columns)  # [one-hot columns, scalar columns]
-        num_onehot = len(self._layout.onehot_cols)
-        scal_np = torch.tanh(raw[:, num_onehot:]).cpu().numpy()          # (n, scalar columns)
-        choice_np = self._segment_argmax(raw[:, :num_onehot].cpu().numpy(), draws)  # (n, one-hot spans)
+        raw_np, num_onehot = raw.cpu().numpy(), len(self._layout.onehot_cols)
+        scal_np = np.tanh(raw_np[:, num_onehot:])                          # (n, scalar columns)
+        choice_np = self._segment_argmax(raw_np[:, :num_onehot], draws)  # (n, one-hot spans)
         for k, c in codes.items():                                      # exact: conditioned spans
             choice_np[:, self._onehot_of_cond[k]] = c.cpu().numpy()
         return [choice_np[:, k] if kind == "onehot" else scal_np[:, k] for kind, k in self._part_index]
