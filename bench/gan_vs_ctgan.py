@@ -223,8 +223,10 @@ def copy_rate(train: pd.DataFrame, synth: pd.DataFrame) -> float:
     return float(np.mean([h in real for h in hashes]))
 
 
-def dcr_median(train: pd.DataFrame, query: pd.DataFrame, n: int = 2_000, seed: int = 0) -> float:
-    """Median Euclidean distance to the closest train row: z-scored numerics + 1 per differing category."""
+def dcr(train: pd.DataFrame, query: pd.DataFrame, n: int = 2_000, seed: int = 0) -> tuple[float, dict]:
+    """Median Euclidean distance to the closest train row (z-scored numerics + 1 per differing
+    category), and what it is made of: per column, the mean squared z-difference (numeric) or
+    the share of rows differing (categorical) between each query row and its closest train row."""
     rng = np.random.default_rng(seed)
     q = query.iloc[rng.choice(len(query), size=min(n, len(query)), replace=False)]
     mu, sd = train[NUMERIC].mean(), train[NUMERIC].std()
@@ -235,11 +237,16 @@ def dcr_median(train: pd.DataFrame, query: pd.DataFrame, n: int = 2_000, seed: i
     tc = np.stack([codes[c][: len(train)] for c in cats], 1)
     qc = np.stack([codes[c][len(train):] for c in cats], 1)
     best = np.empty(len(q))
+    parts = np.empty((len(q), len(NUMERIC) + len(cats)))
     for lo in range(0, len(q), 100):
-        d2 = ((qn[lo: lo + 100, None, :] - tn[None]) ** 2).sum(-1)
-        d2 += (qc[lo: lo + 100, None, :] != tc[None]).sum(-1)
+        num = (qn[lo: lo + 100, None, :] - tn[None]) ** 2
+        cat = qc[lo: lo + 100, None, :] != tc[None]
+        d2 = num.sum(-1) + cat.sum(-1)
+        nearest = d2.argmin(1)
         best[lo: lo + 100] = np.sqrt(d2.min(1))
-    return float(np.median(best))
+        rows = np.arange(len(nearest))
+        parts[lo: lo + 100] = np.concatenate([num[rows, nearest], cat[rows, nearest]], axis=1)
+    return float(np.median(best)), dict(zip(NUMERIC + cats, parts.mean(0).round(3).tolist()))
 
 
 def evaluate(system: str, out: Path) -> dict:
@@ -252,8 +259,8 @@ def evaluate(system: str, out: Path) -> dict:
     res["trtr_auc"] = tstr_auc(train, test, categories)
     res["tstr_ratio"] = res["tstr_auc"] / res["trtr_auc"]
     res["copy_rate"] = copy_rate(train, synth.iloc[:20_000])
-    res["dcr_synthetic"] = dcr_median(train, synth)
-    res["dcr_real_test"] = dcr_median(train, test)
+    res["dcr_synthetic"], res["dcr_parts_synthetic"] = dcr(train, synth)
+    res["dcr_real_test"], res["dcr_parts_real_test"] = dcr(train, test)
     return res
 
 
@@ -298,6 +305,18 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def dcr_table(results: dict) -> str:
+    """Per column, at each row's closest train row: mean squared z-difference (numeric) or share
+    differing (categorical), for each system's synthetic rows and for the real test rows."""
+    columns = [("real test", next(iter(results.values()))["dcr_parts_real_test"])]
+    columns += [(s, r["dcr_parts_synthetic"]) for s, r in results.items()]
+    lines = ["| closest-train-row distance, per column | " + " | ".join(n for n, _ in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for col in columns[0][1]:
+        lines.append(f"| {col} | " + " | ".join(f"{parts[col]:.3f}" for _, parts in columns) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget-min", type=float, default=10.0, help="wall-clock fit budget per system (minutes)")
@@ -306,6 +325,8 @@ def main() -> None:
     ap.add_argument("--synthrec-config", default="{}", help="JSON GanConfig overrides for synthrec")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="torch/BLAS threads per system (1 is faster on a machine shared with other jobs)")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="re-evaluate the systems' saved samples and fit results in --out (no fitting)")
     ap.add_argument("--child", choices=["ctgan", "synthrec"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
@@ -321,12 +342,13 @@ def main() -> None:
         return
     results = {}
     for system in args.systems.split(","):
-        print(f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...", file=sys.stderr)
-        env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                                 "OPENBLAS_NUM_THREADS")}}
-        subprocess.run([sys.executable, __file__, "--child", system, "--budget-min", str(args.budget_min),
-                        "--out", str(out), "--synthrec-config", args.synthrec_config, "--threads", str(args.threads)],
-                       check=True, env=env)
+        if not args.evaluate_only:
+            print(f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...", file=sys.stderr)
+            env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                                     "OPENBLAS_NUM_THREADS")}}
+            subprocess.run([sys.executable, __file__, "--child", system, "--budget-min", str(args.budget_min),
+                            "--out", str(out), "--synthrec-config", args.synthrec_config, "--threads",
+                            str(args.threads)], check=True, env=env)
         res = json.loads((out / f"{system}.json").read_text())
         print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
         res.update(evaluate(system, out))
@@ -339,7 +361,8 @@ def main() -> None:
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
     text = (f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
             f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load average "
-            f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n")
+            f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n\n"
+            f"{dcr_table(results)}\n")
     print(text)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=1))
