@@ -127,29 +127,18 @@ class Generator(nn.Module):
 
     def _forward_inference(self, noise: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Same result without the growing concatenations: one buffer laid out as
-        [h_L, ..., h_1, noise, cond]; each layer reads a contiguous column suffix of it. In eval
-        mode batch norm is folded into its linear layer and rows go through in chunks of
-        INFERENCE_ROWS, whose activations stay in cache (on CPU ~30% faster than 16k rows)."""
-        layers = [self._folded(blk) for blk in self.body]
+        [h_L, ..., h_1, noise, cond]; each layer reads a contiguous column suffix of it. (The
+        critic step's no-grad pass, in training mode; sampling uses `sample`.)"""
         widths = [blk.fc.out_features for blk in self.body]
         total = sum(widths) + noise.shape[1] + cond.shape[1]
-        n = noise.shape[0]
-        chunk = n if self.training else min(n, INFERENCE_ROWS)  # batch statistics need the whole batch
-        out = torch.empty(n, self.head.out_features, device=noise.device, dtype=noise.dtype)
-        buf = torch.empty(chunk, total, device=noise.device, dtype=noise.dtype)
-        head_t = self.head.weight.t()
-        for r in range(0, n, max(chunk, 1)):
-            rows = slice(r, min(n, r + chunk))
-            b = buf[: rows.stop - r]
-            lo = sum(widths)
-            b[:, lo: lo + noise.shape[1]] = noise[rows]
-            b[:, lo + noise.shape[1]:] = cond[rows]
-            for (weight_t, bias, norm), w in zip(layers, widths):
-                h = torch.addmm(bias, b[:, lo:], weight_t)
-                b[:, lo - w: lo] = torch.relu_(h if norm is None else norm(h))
-                lo -= w
-            torch.addmm(self.head.bias, b, head_t, out=out[rows])
-        return out
+        buf = torch.empty(noise.shape[0], total, device=noise.device, dtype=noise.dtype)
+        lo = sum(widths)
+        buf[:, lo: lo + noise.shape[1]] = noise
+        buf[:, lo + noise.shape[1]:] = cond
+        for blk, w in zip(self.body, widths):
+            buf[:, lo - w: lo] = torch.relu(blk.norm(blk.fc(buf[:, lo:])))
+            lo -= w
+        return self.head(buf)
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, hot: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
