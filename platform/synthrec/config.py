@@ -177,6 +177,9 @@ class RecommenderConfig(Section):
     loss: Literal["softmax", "bce"] = Field("softmax", description="softmax: cross-entropy over items; bce: sampled negatives")
     num_negatives: int = Field(0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)")
     synthetic_weight: float = Field(1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)")
+    synthetic_repeats: Literal["drop", "keep"] = Field(
+        "drop", description="drop: a synthetic user's repeat of a (user, item) pair is left out (F is judged on "
+        "items new to the user; a generator repeats pairs by chance, which teaches re-recommending)")
     batch_size: int = Field(64, ge=1, description="windows per step, global (split across workers)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -353,6 +356,9 @@ class PipelineConfig(Section):
     gan: GanConfig = Field(default_factory=GanConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
+    privacy_holdout_share: float = Field(
+        0.1, ge=0, lt=1, description="random share of the GAN's training rows held out as the privacy and utility "
+        "reference; 0 uses each user's last two rows instead (later in time, so the privacy checks run pessimistic)")
     synthetic_rows: int = Field(100_000, ge=1)
     conditions: dict[str, str] = Field(default_factory=dict)
     rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import pyarrow as pa
+
 from synthrec import storage
 from synthrec.config import (PIPELINE_STAGES, GenerateConfig, PipelineConfig, TrainGanConfig,
                              TrainRecommenderConfig)
@@ -86,15 +88,32 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     user, item = _id_columns(schema)
     time_col = _time_column(schema, table)
     # The GAN learns only what the recommender trains on: each user's last two interactions
-    # (its validation and test items) are held out, and serve as the privacy holdout.
+    # (its validation and test items) are held out. Those rows are later in time than the rest,
+    # so as a privacy reference they would make any generator look like it memorizes; the
+    # reference is a random share of the training rows instead, withheld from the GAN.
     train, valid, test = leave_last_out(table, user, item, time_col)
-    storage.write_dataset(train, paths.gan_train, cfg.storage, metadata={"split": "leave_last_out train"})
-    import pyarrow as pa
-
-    storage.write_dataset(pa.concat_tables([valid, test]), paths.holdout, cfg.storage,
-                          metadata={"split": "leave_last_out valid+test"})
+    train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg)
+    storage.write_dataset(train, paths.gan_train, cfg.storage, metadata={"split": f"leave_last_out train{split[0]}"})
+    storage.write_dataset(holdout, paths.holdout, cfg.storage, metadata={"split": split[1]})
     return {"real": real_uri, "gan_train": paths.gan_train, "holdout": paths.holdout, "rows": table.num_rows,
             "sample_user": str(test[user][0].as_py()), "sample_condition": _common_value(schema, train)}
+
+
+def _privacy_holdout(train: pa.Table, later: pa.Table, cfg: PipelineConfig) -> tuple[pa.Table, pa.Table, tuple[str, str]]:
+    """(GAN training rows, privacy/utility holdout, their split names): a seeded random share
+    of `train`, or the per-user later rows `later` when the share is 0."""
+    import numpy as np
+
+    share = cfg.privacy_holdout_share
+    held = int(round(share * train.num_rows))
+    if held == 0:
+        return train, later, ("", "leave_last_out valid+test")
+    if held == train.num_rows:
+        raise DataError(f"privacy_holdout_share={share} leaves no rows for the GAN ({train.num_rows} training rows)")
+    chosen = np.zeros(train.num_rows, dtype=bool)
+    chosen[np.random.default_rng(cfg.gan.seed).choice(train.num_rows, held, replace=False)] = True
+    return (train.filter(pa.array(~chosen)), train.filter(pa.array(chosen)),
+            (f" minus a random {share:g}", f"random {share:g} of leave_last_out train (seed {cfg.gan.seed})"))
 
 
 def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
@@ -209,7 +228,8 @@ _INPUTS = {
     "train_recommender": ["synthetic"], "evaluate_recommender": ["recommender"],
 }
 _SETTINGS = {
-    "data": lambda c: [c.data, c.schema_path, c.simulate.model_dump() if c.data is None else None],
+    "data": lambda c: [c.data, c.schema_path, c.simulate.model_dump() if c.data is None else None,
+                       c.privacy_holdout_share, c.gan.seed],
     "train_gan": lambda c: [c.gan.model_dump(), c.gan_epochs, c.gan_time_budget_min, c.scaling.num_workers],
     "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
     "evaluate": lambda c: [c.evaluate.model_dump(exclude={"real", "synthetic", "holdout", "out", "storage"})],

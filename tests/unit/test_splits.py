@@ -86,3 +86,30 @@ def test_splits_on_ml100k(ml100k_dir):
     tr, va, te = leave_last_out(events)
     assert va.num_rows == te.num_rows == 943
     assert tr.num_rows == 100_000 - 2 * 943
+
+
+def test_pipeline_privacy_holdout_is_a_seeded_random_share_of_train():
+    from synthrec.config import PipelineConfig
+    from synthrec.pipeline import _privacy_holdout
+
+    train = _table([f"u{k % 7}" for k in range(200)], list(range(200)))
+    later = _table(["u0"], [999])
+    cfg = PipelineConfig(privacy_holdout_share=0.1)
+    gan_rows, holdout, _ = _privacy_holdout(train, later, cfg)
+    again = _privacy_holdout(train, later, cfg)[1]
+    other_seed = _privacy_holdout(train, later, cfg.model_copy(update={"gan": cfg.gan.model_copy(update={"seed": 7})}))[1]
+
+    assert (gan_rows.num_rows, holdout.num_rows) == (180, 20)
+    assert sorted(gan_rows["item_id"].to_pylist() + holdout["item_id"].to_pylist()) == sorted(train["item_id"].to_pylist())
+    assert holdout.equals(again) and not holdout.equals(other_seed)
+    # spread over time, not the latest rows (the bias the random share exists to avoid)
+    assert min(holdout["timestamp"].to_pylist()) < 100 < max(holdout["timestamp"].to_pylist())
+
+
+def test_pipeline_privacy_holdout_zero_share_uses_later_rows():
+    from synthrec.config import PipelineConfig
+    from synthrec.pipeline import _privacy_holdout
+
+    train, later = _table(["a"] * 5, [1, 2, 3, 4, 5]), _table(["a"], [9])
+    gan_rows, holdout, _ = _privacy_holdout(train, later, PipelineConfig(privacy_holdout_share=0))
+    assert gan_rows.equals(train) and holdout.equals(later)
