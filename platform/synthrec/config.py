@@ -177,9 +177,6 @@ class RecommenderConfig(Section):
     loss: Literal["softmax", "bce"] = Field("softmax", description="softmax: cross-entropy over items; bce: sampled negatives")
     num_negatives: int = Field(0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)")
     synthetic_weight: float = Field(1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)")
-    synthetic_repeats: Literal["drop", "keep"] = Field(
-        "drop", description="drop: a synthetic user's repeat of a (user, item) pair is left out (F is judged on "
-        "items new to the user; a generator repeats pairs by chance, which teaches re-recommending)")
     batch_size: int = Field(64, ge=1, description="windows per step, global (split across workers)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
