@@ -13,7 +13,7 @@ from synthrec.cli.app import app, console, out
 from synthrec.config import PIPELINE_STAGES, PipelineConfig, load_config
 
 STAGE_TITLES = {
-    "data": "real data (split: each user's last two interactions held out)",
+    "data": "real data (split: each user's last two interactions, then a random privacy holdout)",
     "train_gan": "train the conditional GAN (Ray Train)",
     "generate": "generate synthetic rows (Ray Data)",
     "evaluate": "fidelity, utility and privacy report",
