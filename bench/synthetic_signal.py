@@ -61,9 +61,10 @@ def pair_facts(rows: Log, train: Log) -> dict:
     index = pc.fill_null(pc.index_in(rows.user_ids, value_set=train.user_ids), -1).to_numpy()
     groups = np.repeat(index, rows.lengths)
     keys = groups * width + rows.items
-    real_keys = np.repeat(np.arange(train.num_groups), train.lengths) * width + train.items
+    real_keys = train.group_of * width + train.items
+    own_keys = rows.group_of * width + rows.items  # repeats within the rows' own users, known or not
     return {"rows": int(len(keys)), "pairs_in_real_train": float(np.isin(keys[groups >= 0], real_keys).mean()),
-            "repeated_pairs": float(1.0 - len(np.unique(keys)) / len(keys))}
+            "repeated_pairs": float(1.0 - len(np.unique(own_keys)) / len(own_keys))}
 
 
 def main() -> None:
