@@ -45,6 +45,7 @@ ENCODER_FORMAT = 1
 MAX_GROUP_IDS = 4096      # largest id group searched per row when decoding consistently
 DRAW_CANDIDATES = 64      # an id is drawn among this many most likely ids of its cluster/group
 NEAREST_CHUNK = 1 << 22   # member-vector floats gathered at once when decoding ids
+GROUP_MATMUL_ROWS = 16    # rows per group from which a group's ids are scored by one matmul, not gathered
 PAD_SCORE = 1e30          # padded slots of id search tables score about -PAD_SCORE
 
 
@@ -502,8 +503,9 @@ def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, vectors:
 
     Whole-batch: rows are ordered by the size of their group and scored in chunks against
     their group's members (members come first in each padded row), padded to the chunk's
-    largest group. Narrow groups gather each row's members; wide ones take one matmul per
-    group. The Python loops run over size classes and wide groups, never over rows."""
+    largest group. Wide groups, and groups with many rows in the chunk, take one matmul per
+    group; otherwise each row's members are gathered. The Python loops run over size classes
+    and groups, never over rows."""
     out = np.empty(len(group), np.int64)
     if len(group) == 0:
         return out
@@ -519,14 +521,14 @@ def _nearest(group: np.ndarray, query: np.ndarray, members: np.ndarray, vectors:
         width = max(1, int(row_sizes[stop - 1]))
         rows = order[start:stop]
         start = stop
+        rows = rows[np.argsort(group[rows], kind="stable")]  # each group's rows side by side
         g, q = group[rows], query[rows]
-        if width > DRAW_CANDIDATES:  # wide groups are few: one matmul each (a gather would move r x S x d')
+        keys, first = np.unique(g, return_index=True)
+        if width > DRAW_CANDIDATES or len(rows) >= GROUP_MATMUL_ROWS * len(keys):
+            # wide groups, or many rows per group: one matmul per group (a gather would move r x S x d')
             score = np.empty((len(rows), width), np.float32)
-            by_group = np.argsort(g, kind="stable")
-            keys, first = np.unique(g[by_group], return_index=True)
             for k, lo, hi in zip(keys, first, np.append(first[1:], len(g))):
-                r = by_group[lo:hi]
-                score[r] = q[r] @ vectors[k, :width].T
+                np.matmul(q[lo:hi], vectors[k, :width].T, out=score[lo:hi])
         else:
             score = np.einsum("rsd,rd->rs", vectors[g, :width], q)
         pos = np.argmax(score, axis=1) if rng is None else _gumbel_draw(score, rng)
