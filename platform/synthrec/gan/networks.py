@@ -13,7 +13,7 @@ from torch import nn
 
 from synthrec.transform import Encoder
 
-INFERENCE_ROWS = 1024  # rows per matmul when sampling (eval mode): activations stay in cache
+INFERENCE_ROWS = 256  # rows per matmul when sampling (eval mode): activations stay in L2 cache
 
 
 @dataclass
@@ -173,8 +173,9 @@ class Generator(nn.Module):
             lo, col = sum(widths), 0
             b[:, lo:] = noise[rows]
             for (_, _, norm), w_t, w in zip(layers, dense, widths):
-                h = torch.addmm(pre[:, col: col + w], b[:, lo:], w_t)
-                b[:, lo - w: lo] = torch.relu_(h if norm is None else norm(h))
+                h = b[:, lo - w: lo]
+                torch.addmm(pre[:, col: col + w], b[:, lo:], w_t, out=h)
+                torch.relu_(h if norm is None else h.copy_(norm(h)))
                 lo, col = lo - w, col + w
             torch.addmm(pre[:, col:], b, dense[-1], out=out[rows])
         return out
