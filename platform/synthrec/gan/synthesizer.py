@@ -157,21 +157,19 @@ class Synthesizer:
 
     def _segment_argmax(self, raw: np.ndarray, draws: np.random.Generator) -> np.ndarray:
         """Draw from each one-hot span's softmax (Gumbel-max), (n, S) int64, given the logits of
-        the one-hot columns (n, Do). Spans of similar width (within 2x) are gathered side by
-        side, padded to the widest of them (pads -inf), so one argmax over the last axis draws
-        a whole class of spans (numpy: its float32 log and random numbers are 2-3x faster than
-        torch's on CPU)."""
+        the one-hot columns (n, Do) in the generator's output order: spans of equal width side
+        by side, so one argmax over a (n, spans, width) view draws all spans of a width (numpy:
+        its float32 log and random numbers are 2-3x faster than torch's on CPU)."""
         n, d = raw.shape
-        noisy = draws.random((n, d + 1), dtype=np.float32)  # in place from here on (no temporaries)
+        noisy = draws.random((n, d), dtype=np.float32)  # in place from here on (no temporaries)
         noisy += 1e-20
         np.log(noisy, out=noisy)
         np.negative(noisy, out=noisy)
-        np.log(noisy, out=noisy)                              # minus Gumbel noise
-        np.subtract(raw, noisy[:, :d], out=noisy[:, :d])      # logits + Gumbel noise
-        noisy[:, d] = -np.inf                                 # the pad column
+        np.log(noisy, out=noisy)                        # minus Gumbel noise
+        np.subtract(raw, noisy, out=noisy)              # logits + Gumbel noise
         choice = np.empty((n, len(self._layout.onehot_spans)), np.int64)
-        for spans, cols in self._span_classes:
-            choice[:, spans] = np.take(noisy, cols, axis=1).reshape(n, len(spans), len(cols) // len(spans)).argmax(2)
+        for spans, lo, width in self._width_groups:
+            choice[:, spans] = noisy[:, lo: lo + len(spans) * width].reshape(n, len(spans), width).argmax(2)
         return choice
 
     # -- conditions ------------------------------------------------------------------------
@@ -248,25 +246,22 @@ class Synthesizer:
         self._freq_cum = torch.tensor(np.concatenate(probs) if probs else np.zeros(0), device=dev)
         self._cond_last = torch.tensor(last, dtype=torch.long, device=dev)
         self._onehot_of_cond = [lay.onehot_spans.index(si) for si in lay.cond_spans]
-        # the generator emits one-hot columns first, then scalar ones (self._out_columns);
-        # one-hot spans in classes of similar width: (span numbers, their positions among the
-        # one-hot columns padded to the class's widest span with position Do, flattened)
-        sizes = [enc.spans[i].size for i in lay.onehot_spans]
-        first = np.cumsum([0] + sizes)
-        order = sorted(range(len(sizes)), key=lambda j: -sizes[j])
-        self._span_classes = []
-        while order:
-            width = sizes[order[0]]
-            spans = [j for j in order if 2 * sizes[j] > width]
-            order = order[len(spans):]
-            cols = np.full((len(spans), width), first[-1], np.int64)
-            for row, j in enumerate(spans):
-                cols[row, : sizes[j]] = np.arange(first[j], first[j + 1])
-            self._span_classes.append((np.array(spans), cols.ravel()))
+        # the generator emits one-hot columns first, grouped by span width (spans of one width
+        # side by side), then scalar ones (self._out_columns); _width_groups: (span numbers,
+        # first output column, width) per width
+        sizes = np.array([enc.spans[i].size for i in lay.onehot_spans], np.int64)
+        first = np.cumsum(np.concatenate([[0], sizes]))
+        self._width_groups, onehot_order, lo = [], [], 0
+        for width in np.unique(sizes):
+            spans = np.flatnonzero(sizes == width)
+            self._width_groups.append((spans, lo, int(width)))
+            onehot_order += [np.arange(first[j], first[j + 1]) for j in spans]
+            lo += len(spans) * int(width)
+        onehot_cols = lay.onehot_cols.cpu()[torch.from_numpy(np.concatenate(onehot_order or [np.zeros(0, np.int64)]))]
         # where each encoder span's part comes from: a one-hot choice, or scalar columns
         scalar_spans = [s for s in enc.spans if s.kind == "scalar"]
         scalar_cols = torch.tensor([c for s in scalar_spans for c in range(s.start, s.stop)], dtype=torch.long)
-        self._out_columns = torch.cat([lay.onehot_cols.cpu(), scalar_cols]).to(dev)
+        self._out_columns = torch.cat([onehot_cols, scalar_cols]).to(dev)
         bounds = np.cumsum([0] + [s.size for s in scalar_spans])
         scalar_slice = {id(s): slice(int(a), int(b)) for s, a, b in zip(scalar_spans, bounds[:-1], bounds[1:])}
         onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
