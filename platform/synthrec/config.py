@@ -108,6 +108,9 @@ class GanConfig(Section):
         0.1, ge=0, le=1, description="chance each other discrete column is also revealed in the conditional vector")
     epochs: int = Field(100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget")
     sample_batch_rows: int = Field(16_384, ge=1, le=1_000_000, description="rows per generator call when sampling")
+    id_calibration_rounds: int = Field(
+        3, ge=0, le=20, description="after training, rounds of per-id draw-weight calibration so that sampled "
+                                    "id columns keep their training frequencies (0: off)")
 
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> "GanConfig":

@@ -47,6 +47,8 @@ DRAW_CANDIDATES = 64      # an id is drawn among this many most likely ids of it
 NEAREST_CHUNK = 1 << 22   # member-vector floats gathered at once when decoding ids
 GROUP_MATMUL_ROWS = 16    # rows per group from which a group's ids are scored by one matmul, not gathered
 PAD_SCORE = 1e30          # padded slots of id search tables score about -PAD_SCORE
+CALIB_STEP = 1.0          # id draw-weight calibration: largest change of a log weight per step
+CALIB_LIMIT = 4.0         # ... and in all (a weight moves a draw's odds by at most e^4)
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,8 @@ class IdCodec:
         self.cluster = arrays[f"{name}.cluster"].astype(np.int64)     # (C,)
         self.freq = arrays[f"{name}.counts"]                           # (C,) rows per id
         self.log_freq = np.log(np.maximum(self.freq, 1)).astype(np.float32)
+        # per-id log draw weights fitted after training (`calibrate`), so draws keep the ids' frequencies
+        self.calib = arrays.get(f"{name}.calib", np.zeros(len(self.freq), np.float32)).astype(np.float32)
         self.inv_h2 = np.float32(1.0 / meta["bandwidth"] ** 2)
         # columns functionally determined by the id (e.g. item -> genre): value per id
         self.label_logp = {c: arrays[f"{name}.label.{c}"] for c in meta.get("labels", [])}
@@ -333,6 +337,17 @@ class IdCodec:
 
     def span_specs(self) -> list[tuple[SpanKind, int, bool]]:
         return [("onehot", self.meta["num_clusters"], True), ("scalar", self.meta["dim"], False)]
+
+    def calibrate(self, drawn: np.ndarray) -> float:
+        """One step of draw-weight calibration from `drawn` (C,), how often a sample drew each
+        id: weights move toward training frequency / drawn frequency (add-one smoothed, at
+        most CALIB_STEP per step, CALIB_LIMIT in all). Returns the sample's total variation
+        distance to the training frequencies (before this step)."""
+        target = self.freq / max(1, self.freq.sum()) * drawn.sum()
+        step = np.clip(np.log((target + 1.0) / (drawn + 1.0)), -CALIB_STEP, CALIB_STEP)
+        self.calib = np.clip(self.calib + step, -CALIB_LIMIT, CALIB_LIMIT).astype(np.float32)
+        self._tables = None
+        return float(0.5 * np.abs(target - drawn).sum() / max(1, drawn.sum()))
 
     def counts(self) -> list[np.ndarray | None]:
         return [np.bincount(self.cluster, weights=self.freq, minlength=self.meta["num_clusters"]).astype(np.int64),
@@ -376,7 +391,8 @@ class IdCodec:
         """[cluster level, *group levels] search tables, built on first use."""
         if self._tables is None:
             labels = list(self.label_logp.values())
-            table = lambda group, ids, k: _IdTable.build(group, ids, k, self.vectors, self.log_freq,  # noqa: E731
+            log_weight = self.log_freq + self.calib
+            table = lambda group, ids, k: _IdTable.build(group, ids, k, self.vectors, log_weight,  # noqa: E731
                                                          self.inv_h2, labels)
             self._tables = [table(self.cluster, np.arange(len(self.cluster)), self.meta["num_clusters"])]
             self._tables += [table(group, ids, len(keys)) for _, _, keys, group, ids in self.group_levels]
@@ -458,6 +474,8 @@ class IdCodec:
         deps.update({f"{self.name}.label.{c}": t for c, t in self.label_logp.items()})
         for c, (v, nulls) in self.dep_numeric.items():
             deps[f"{self.name}.dep.{c}"], deps[f"{self.name}.depnull.{c}"] = v, nulls.astype(np.uint8)
+        if self.calib.any():
+            deps[f"{self.name}.calib"] = self.calib
         return {**arrays, **deps, f"{self.name}.vectors": self.vectors,
                 f"{self.name}.cluster": self.cluster.astype(np.int32), f"{self.name}.counts": self.freq}
 

@@ -65,6 +65,18 @@ def test_synthesizer_fit_is_reproducible_under_a_seed(table):
     assert one.equals(two)
 
 
+def test_synthesizer_fit_calibrates_id_draws_and_records_it(synth, table):
+    record = synth.metadata["id_calibration"]
+    assert record["rows"] == 10_000                                             # 2 x 1,500 rows, at least 10,000
+    assert {c: len(v) for c, v in record["total_variation"].items()} == {"user_id": 4, "item_id": 4}
+    assert all(synth.encoder.codec(c).calib.any() for c in ("user_id", "item_id"))
+    plain = Synthesizer().fit(table, cfg=CFG.model_copy(update={"id_calibration_rounds": 0}), epochs=2)
+    assert "id_calibration" not in plain.metadata and not plain.encoder.codec("user_id").calib.any()
+    assert plain.metadata["version"] != synth.metadata["version"]               # the weights change the draws
+    conditioned = synth.sample(500, conditions={"genre": "Documentary"}, seed=2)  # conditions stay exact
+    assert set(conditioned["genre"].to_pylist()) == {"Documentary"}
+
+
 def test_synthesizer_time_budget_stops_training(table):
     synth = Synthesizer().fit(table, cfg=CFG, time_budget_s=0.5)
     assert synth.metadata["metrics"]["epochs"] >= 1

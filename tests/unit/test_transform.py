@@ -9,7 +9,7 @@ import pytest
 from synthrec.config import GanConfig
 from synthrec.errors import DataError, ModelError
 from synthrec.schema import infer_schema
-from synthrec.transform import DiscreteCodec, Encoder, IdCodec, NumericCodec
+from synthrec.transform import CALIB_LIMIT, CALIB_STEP, DiscreteCodec, Encoder, IdCodec, NumericCodec
 
 CFG = GanConfig(mode_fit_rows=1_000, id_profile_rows=2_000, max_onehot_cardinality=16)
 
@@ -162,3 +162,46 @@ def test_transform_ids_follow_the_row_labels_when_drawn():
     parts[1] = np.zeros_like(parts[1])                     # an uninformative id vector: labels must decide
     out = enc.decode(parts, rng=np.random.default_rng(0)).to_pandas()
     assert ((out["item_id"] % 2 == 0) == (out["click"] == 1)).mean() > 0.58          # chance would be 0.5
+
+
+def test_transform_id_calibration_corrects_a_per_id_bias_of_the_draws():
+    table = make_table(20_000)
+    enc = Encoder.fit(table, infer_schema(table), CFG)
+    ids = enc.codec("user_id")
+    n, span = 60_000, [i for i, s in enumerate(enc.spans) if s.column == "user_id"][0]
+    clusters = ids.counts()[0] / ids.counts()[0].sum()
+    ids.inv_h2 = np.float32(0.0)  # a flat kernel: each draw ~ frequency x calibration weight within the cluster
+    ids.calib = np.random.default_rng(7).uniform(-1.5, 1.5, len(ids.freq)).astype(np.float32)  # the bias
+    ids._tables = None
+
+    def drawn(seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        parts = [rng.uniform(-1, 1, (n, s.size)) if s.kind == "scalar" else rng.integers(0, s.size, n)
+                 for s in enc.spans]
+        parts[span] = rng.choice(len(clusters), n, p=clusters)          # clusters as in training
+        return np.bincount(ids.codes(enc.decode(parts, rng=rng).column("user_id")), minlength=len(ids.freq))
+
+    def total_variation(counts: np.ndarray) -> float:
+        return 0.5 * np.abs(counts / counts.sum() - ids.freq / ids.freq.sum()).sum()
+
+    before = total_variation(drawn(99))
+    steps = [ids.calibrate(drawn(seed)) for seed in range(4)]
+    after = total_variation(drawn(99))
+    assert steps[0] == pytest.approx(before, abs=0.02)                  # calibrate reports the sample's distance
+    assert before > 0.15 and after < 0.4 * before, (before, steps, after)
+    assert np.abs(ids.calib).max() <= CALIB_LIMIT
+    meta, arrays = enc.state()
+    assert np.array_equal(Encoder.from_state(meta, arrays).codec("user_id").calib, ids.calib)  # saved with the model
+
+
+def test_transform_id_calibration_steps_are_bounded():
+    enc = Encoder.fit(make_table(), infer_schema(make_table()), CFG)
+    ids = enc.codec("item_id")
+    drawn = np.round(ids.freq / ids.freq.sum() * 10_000).astype(np.int64)
+    drawn[0], drawn[1] = 0, drawn[1] * 100 + 100                  # one id never drawn, one drawn far too often
+    share = ids.freq / ids.freq.sum()
+    assert ids.calibrate(drawn) == pytest.approx(0.5 * np.abs(share - drawn / drawn.sum()).sum())
+    assert ids.calib[0] > 0 and ids.calib[1] == pytest.approx(-CALIB_STEP)
+    for _ in range(10):
+        ids.calibrate(drawn)
+    assert ids.calib[1] == pytest.approx(-CALIB_LIMIT) and np.abs(ids.calib).max() <= CALIB_LIMIT

@@ -110,6 +110,7 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
                 "train_seconds": round(time.monotonic() - start, 2), "data_uri": cfg.data,
                 "fingerprint": table_fingerprint(table), "metrics": history[-1] if history else {}}
     synth = _synthesizer_from_checkpoint(result.checkpoint, encoder, cfg.gan, metadata)
+    synth.calibrate_ids()
     save_synthesizer(synth, cfg.out, cfg.storage)
     return {"model_uri": cfg.out, "run_name": name, "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
             "epochs": len(history), "last": history[-1] if history else {}, "seconds": time.monotonic() - start,

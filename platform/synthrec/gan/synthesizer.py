@@ -26,9 +26,11 @@ from synthrec.errors import ConditionError, ConfigError, ModelError
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
 from synthrec.schema import Schema, infer_schema, validate_table
-from synthrec.transform import DiscreteCodec, Encoder
+from synthrec.transform import DiscreteCodec, Encoder, IdCodec
 
 Conditions = dict[str, Any]
+CALIBRATION_ROWS = (10_000, 100_000)  # rows sampled per id-calibration round: 2 x training rows, within these
+CALIBRATION_SEED = 7_919_000
 Rebalance = dict[str, "str | dict[Any, float]"]
 
 
@@ -94,12 +96,40 @@ class Synthesizer:
             if progress:
                 progress(**metrics)
         self._attach(encoder, cfg, state.generator.state_dict(), None, device)
+        self.calibrate_ids()
         self.metadata.update(
             fingerprint=table_fingerprint(table), synthrec_version=synthrec.__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics={"epochs": state.epoch, "train_rows": table.num_rows, "encode_seconds": round(encode_s, 3),
                      "fit_seconds": round(time.monotonic() - start, 3), **(_last(state))})
         return self
+
+    def calibrate_ids(self, rounds: int | None = None) -> dict[str, list[float]]:
+        """Fit per-id draw weights so that unconditional samples keep each id column's training
+        frequencies: the generator places rows near ids by their profile vectors, and the
+        kernel draw around that place over- or under-draws ids in dense or sparse regions.
+        Each round samples calibration rows (fixed seeds: deterministic) and moves every id's
+        weight toward training / drawn frequency. Records the total variation distance of
+        each round's sample (and a final one) in metadata["id_calibration"]; returns it."""
+        self._check_fitted()
+        rounds = self.cfg.id_calibration_rounds if rounds is None else rounds
+        codecs = [c for c in self.encoder.codecs if isinstance(c, IdCodec)]
+        if not codecs or rounds <= 0:
+            return {}
+        rows = int(np.clip(2 * self.encoder.num_rows, CALIBRATION_ROWS[0], CALIBRATION_ROWS[1]))
+        tv: dict[str, list[float]] = {c.name: [] for c in codecs}
+        for r in range(rounds + 1):
+            sample = self.sample(rows, seed=CALIBRATION_SEED + r)
+            for codec in codecs:
+                drawn = np.bincount(codec.codes(sample.column(codec.name)), minlength=len(codec.freq))
+                if r < rounds:
+                    tv[codec.name].append(round(codec.calibrate(drawn), 4))
+                else:  # the last sample only measures
+                    target = codec.freq / max(1, codec.freq.sum()) * rows
+                    tv[codec.name].append(round(float(0.5 * np.abs(target - drawn).sum() / rows), 4))
+        self.metadata["id_calibration"] = {"rows": rows, "total_variation": tv}
+        self.metadata["version"] = _model_version(self.generator.state_dict(), self.encoder)
+        return tv
 
     # -- sampling --------------------------------------------------------------------------
     def sample(self, n: int, conditions: Conditions | None = None, rebalance: Rebalance | None = None,
@@ -315,6 +345,9 @@ def _model_version(gen_state: dict[str, torch.Tensor], encoder: Encoder) -> str:
         h.update(name.encode())
         h.update(gen_state[name].detach().cpu().contiguous().numpy().tobytes())
     h.update(str(encoder.output_dim).encode())
+    for codec in encoder.codecs:
+        if isinstance(codec, IdCodec) and codec.calib.any():
+            h.update(codec.calib.tobytes())
     return h.hexdigest()[:16]
 
 
