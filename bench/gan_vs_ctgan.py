@@ -100,7 +100,8 @@ def child_synthrec(budget_s: float, out: Path, overrides: dict) -> dict:
     synth, fit_s = timed(lambda: Synthesizer().fit(train, cfg=cfg, time_budget_s=budget_s))
     m = synth.metadata["metrics"]
     res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": m["encode_seconds"], "epochs": m["epochs"],
-           "train_rows_per_s": m["train_rows_per_s"], "config": cfg.model_dump(mode="json")}
+           "train_rows_per_s": m["train_rows_per_s"], "config": cfg.model_dump(mode="json"),
+           "id_calibration": synth.metadata.get("id_calibration")}
     synth.sample(20_000, seed=99)  # warm-up
     res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(
         lambda i: synth.sample(SAMPLE_ROWS, seed=1 + i))
