@@ -17,7 +17,9 @@ Arms of F: real only; real + synthetic (L = mean real + λ·mean synthetic); syn
 come from synthrec's GAN fitted, inside this run, on the real *training* rows only.
 Stress arm: a random 20% of users keep only their 5 latest training rows (the GAN is refitted
 on that table). Click ROC AUC: temporal split (first 80,000 rows train), each later row
-scored from the user's earlier rows (F: the epoch count its arm peaked at on validation). Results: bench/results/recommender.{json,md}.
+scored from the user's earlier rows (F: the epoch count its arm peaked at on validation).
+Results: bench/results/recommender.{json,md}; the synthetic rows of the leave-last-out arms:
+bench/results/recommender_synthetic.parquet.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int) -> tupl
     table = synth.sample(rows, rebalance={REBALANCE_COLUMN: {k: v / total for k, v in weights.items()}}, seed=seed)
     info = {"gan_fit_seconds": round(fit_s, 1), "gan_epochs": synth.metadata.get("metrics", {}).get("epochs"),
             "synthetic_rows": table.num_rows, "sample_seconds": round(time.monotonic() - start - fit_s, 1),
-            "items_covered": len(pc.unique(table.column("item_id"))), "users_covered": len(pc.unique(table.column("user_id")))}
+            "items_covered": len(pc.unique(table.column("item_id"))), "users_covered": len(pc.unique(table.column("user_id"))),
+            "id_calibration": synth.metadata.get("id_calibration")}
     return table.select(train.column_names), info
 
 
@@ -290,6 +293,8 @@ def main() -> None:
     if not args.no_synthetic:
         log("fitting the GAN on the leave-last-out training rows")
         synthetic, result["synthetic"] = synthesize(train, args.synthetic_rows, args.gan_budget_min, seed=0)
+        RESULTS.mkdir(parents=True, exist_ok=True)  # the rows, for bench/synthetic_signal.py --synthetic
+        pq.write_table(synthetic, RESULTS / "recommender_synthetic.parquet")
     result["leave_last_out"] = ranking_block(table, enc, synthetic, args, seeds=args.seeds)
 
     if not args.skip_stress:
