@@ -347,7 +347,11 @@ class IdCodec:
         step = np.clip(np.log((target + 1.0) / (drawn + 1.0)), -CALIB_STEP, CALIB_STEP)
         self.calib = np.clip(self.calib + step, -CALIB_LIMIT, CALIB_LIMIT).astype(np.float32)
         self._tables = None
-        return float(0.5 * np.abs(target - drawn).sum() / max(1, drawn.sum()))
+        return self.total_variation(drawn)
+
+    def total_variation(self, drawn: np.ndarray) -> float:
+        """Total variation distance between draw counts per id (C,) and the training frequencies."""
+        return float(0.5 * np.abs(self.freq / max(1, self.freq.sum()) - drawn / max(1, drawn.sum())).sum())
 
     def counts(self) -> list[np.ndarray | None]:
         return [np.bincount(self.cluster, weights=self.freq, minlength=self.meta["num_clusters"]).astype(np.int64),

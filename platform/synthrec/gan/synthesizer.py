@@ -29,9 +29,9 @@ from synthrec.schema import Schema, infer_schema, validate_table
 from synthrec.transform import DiscreteCodec, Encoder, IdCodec
 
 Conditions = dict[str, Any]
+Rebalance = dict[str, "str | dict[Any, float]"]
 CALIBRATION_ROWS = (10_000, 100_000)  # rows sampled per id-calibration round: 2 x training rows, within these
 CALIBRATION_SEED = 7_919_000
-Rebalance = dict[str, "str | dict[Any, float]"]
 
 
 class Synthesizer:
@@ -122,11 +122,8 @@ class Synthesizer:
             sample = self.sample(rows, seed=CALIBRATION_SEED + r)
             for codec in codecs:
                 drawn = np.bincount(codec.codes(sample.column(codec.name)), minlength=len(codec.freq))
-                if r < rounds:
-                    tv[codec.name].append(round(codec.calibrate(drawn), 4))
-                else:  # the last sample only measures
-                    target = codec.freq / max(1, codec.freq.sum()) * rows
-                    tv[codec.name].append(round(float(0.5 * np.abs(target - drawn).sum() / rows), 4))
+                # each round's sample moves the weights; the last one only measures
+                tv[codec.name].append(round(codec.calibrate(drawn) if r < rounds else codec.total_variation(drawn), 4))
         self.metadata["id_calibration"] = {"rows": rows, "total_variation": tv}
         self.metadata["version"] = _model_version(self.generator.state_dict(), self.encoder)
         return tv
