@@ -136,7 +136,8 @@ class TrainGanConfig(Section):
     checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
     run_name: str | None = Field(None, description="reuse a name with --resume to continue a run")
     resume: bool = False
-    bf16: bool = Field(False, description="bf16 autocast on GPU (ignored on CPU)")
+    bf16: bool = Field(False, description="bf16 autocast on GPU (ignored on CPU); pays only with large "
+                                         "batches (~20,000 rows per GPU step; README, GPU section)")
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without fidelity gain")
     ray_address: str | None = None
 
