@@ -67,7 +67,8 @@ def main() -> None:
     ray.shutdown()
     base = results[0]["rows_per_s"]
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
-    print(f"\nGAN training on {device}, {args.rows:,} rows, global batch {args.batch_size}, {args.epochs} epochs\n")
+    rows = f"{args.data}" if args.data else f"{args.rows:,} ML-100K rows"
+    print(f"\nGAN training on {device}, {rows}, global batch {args.batch_size}, {args.epochs} epochs\n")
     print("| workers | rows/s | rows/s per worker | speed-up | wall s | fidelity proxy |\n|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['workers']} | {r['rows_per_s']:,.0f} | {r['rows_per_s'] / r['workers']:,.0f} | "
