@@ -95,8 +95,10 @@ def stress(table: pa.Table, seed: int = 0) -> tuple[pa.Table, list]:
     return table.filter(pa.array(keep)), chosen_ids
 
 
-def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int) -> tuple[pa.Table, dict]:
-    """Fit synthrec's GAN on `train` for a wall-clock budget and sample `rows` rows."""
+def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int, plain_rows: bool = False
+               ) -> tuple[pa.Table, dict]:
+    """Fit synthrec's GAN on `train` for a wall-clock budget and sample `rows` rows (genre shares
+    tempered); with `plain_rows`, also `rows` plain rows from the same GAN, as info["plain"]."""
     from synthrec.gan import Synthesizer
 
     start = time.monotonic()
@@ -111,6 +113,8 @@ def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int) -> tupl
             "synthetic_rows": table.num_rows, "sample_seconds": round(time.monotonic() - start - fit_s, 1),
             "items_covered": len(pc.unique(table.column("item_id"))), "users_covered": len(pc.unique(table.column("user_id"))),
             "id_calibration": synth.metadata.get("id_calibration")}
+    if plain_rows:
+        info["plain"] = synth.sample(rows, seed=seed).select(train.column_names)
     return table.select(train.column_names), info
 
 
@@ -324,11 +328,15 @@ def main() -> None:
         log("RecBole SASRec")
         result["recbole SASRec"] = recbole_sasrec(table, args)
     result["total_seconds"] = round(time.monotonic() - start, 1)
+    save_results("recommender", result, markdown(result))
+
+
+def save_results(stem: str, result: dict, text: str) -> None:
+    """bench/results/<stem>.json (everything) and <stem>.md (the table, also printed)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "recommender.json").write_text(json.dumps(result, indent=2, default=str))
-    table_md = markdown(result)
-    (RESULTS / "recommender.md").write_text(table_md)
-    print(table_md)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
+    (RESULTS / f"{stem}.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Results: bench/results/synthetic_signal.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recommender import F_CONFIG, RESULTS, load, log, synthesize  # noqa: E402
+from recommender import F_CONFIG, load, log, save_results, synthesize  # noqa: E402
 
 from synthrec.data.splits import leave_last_out  # noqa: E402
 from synthrec.recommender.baselines import EASE, Popularity  # noqa: E402
@@ -105,10 +104,7 @@ def main() -> None:
     text = (f"`{' '.join(['python', *sys.argv])}` ({time.strftime('%Y-%m-%d %H:%M')})\n\n" + "\n".join(lines) +
             f"\n\nsynthetic rows: {s['rows']:,}; (user, item) pairs found in the real training rows: "
             f"{s['pairs_in_real_train']:.1%}; rows repeating a pair of their user: {s['repeated_pairs']:.1%}\n")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "synthetic_signal.json").write_text(json.dumps(result, indent=2, default=str))
-    (RESULTS / "synthetic_signal.md").write_text(text)
-    print(text)
+    save_results("synthetic_signal", result, text)
 
 
 if __name__ == "__main__":
