@@ -47,20 +47,20 @@ ITEM_COLUMNS = ("item_id", "genre", "release_year")  # the item and the columns 
 
 
 class Template:
-    """The real training rows in user, time, file order, with each row's item index."""
+    """The real training rows in F's order (user, then time, then file order: `enc.encode`),
+    with each row's item index."""
 
-    def __init__(self, train: pa.Table):
-        n = train.num_rows
-        user = pc.dictionary_encode(train.column("user_id")).combine_chunks().indices.to_numpy()
-        order = np.lexsort((np.arange(n), train.column("timestamp").to_numpy(), user))
-        self.rows = train.take(pa.array(order))
-        self.user = user[order]
+    def __init__(self, train: pa.Table, enc: Encoder):
+        log = enc.encode(train, "template")
+        n = len(log.rows)
+        self.rows = train.take(pa.array(log.rows))
         items = pc.dictionary_encode(self.rows.column("item_id")).combine_chunks()
         self.item = items.indices.to_numpy().astype(np.int64)          # (N,) 0..C-1
         self.num_items = len(items.dictionary)
-        self.first = np.r_[True, self.user[1:] != self.user[:-1]]      # (N,) a user's first row
-        self.starts = np.flatnonzero(self.first)
-        self.lengths = np.diff(np.r_[self.starts, n])
+        self.starts, self.lengths = log.offsets[:-1], log.lengths
+        self.first = np.zeros(n, bool)                                  # (N,) a user's first row
+        self.first[self.starts] = True
+        self.user = log.group_of
         self.any_row = np.zeros(self.num_items, np.int64)
         self.any_row[self.item] = np.arange(n)                           # a row holding each item
 
@@ -124,7 +124,7 @@ def main() -> None:
     split = split_leave_last_out(table, enc)
     masks, _ = segment_masks(split.test, enc.encode(split.train, "real train"), enc, SegmentSpec())
     train = leave_last_out(table)[0]
-    template = Template(train)
+    template = Template(train, enc)
     result: dict = {"args": vars(args), "config": F_CONFIG.model_dump(), "arms": {}}
     gan_rows: dict[str, pa.Table] = {}
     if args.synthetic:
