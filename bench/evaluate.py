@@ -40,8 +40,14 @@ from synthrec.evaluate.fidelity import fidelity
 from synthrec.schema import Role, infer_schema
 
 EVENTS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k" / "events.parquet"
-SDTYPE = {Role.USER_ID: "id", Role.ITEM_ID: "id", Role.CATEGORICAL: "categorical", Role.LABEL: "categorical",
-          Role.NUMERIC: "numerical", Role.DATETIME: "datetime"}
+SDTYPE = {
+    Role.USER_ID: "id",
+    Role.ITEM_ID: "id",
+    Role.CATEGORICAL: "categorical",
+    Role.LABEL: "categorical",
+    Role.NUMERIC: "numerical",
+    Role.DATETIME: "datetime",
+}
 
 
 def with_activity(table: pa.Table) -> pa.Table:
@@ -49,7 +55,9 @@ def with_activity(table: pa.Table) -> pa.Table:
     for key, name in (("user_id", "user_activity"), ("item_id", "item_popularity")):
         codes = pc.dictionary_encode(table.column(key)).combine_chunks()
         counts = np.bincount(codes.indices.to_numpy())
-        table = table.append_column(name, pa.array(counts[codes.indices.to_numpy()].astype(np.int64)))
+        table = table.append_column(
+            name, pa.array(counts[codes.indices.to_numpy()].astype(np.int64))
+        )
     return table
 
 
@@ -60,7 +68,9 @@ def perturbed_resample(real: pa.Table, rows: int, seed: int) -> pa.Table:
 
     def put(name: str, values) -> None:
         nonlocal out
-        out = out.set_column(out.column_names.index(name), name, pa.array(values, out.schema.field(name).type))
+        out = out.set_column(
+            out.column_names.index(name), name, pa.array(values, out.schema.field(name).type)
+        )
 
     put("age", np.clip(out.column("age").to_numpy() + rng.integers(-2, 3, rows), 7, 73))
     hour = out.column("hour").to_numpy()
@@ -79,7 +89,14 @@ def bench_fidelity(real: pa.Table, synthetic: pa.Table, skip_sdmetrics: bool) ->
     start = time.perf_counter()
     ours = fidelity(encode([real, synthetic], schema))
     ours_s = time.perf_counter() - start
-    rows = [("synthrec fidelity, every pair, all rows", ours_s, ours["overall"], ours["all_pairs"]["overall"])]
+    rows = [
+        (
+            "synthrec fidelity, every pair, all rows",
+            ours_s,
+            ours["overall"],
+            ours["all_pairs"]["overall"],
+        )
+    ]
     if not skip_sdmetrics:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -92,25 +109,47 @@ def bench_fidelity(real: pa.Table, synthetic: pa.Table, skip_sdmetrics: bool) ->
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             report.generate(real_df, syn_df, metadata, verbose=False)
-        rows.insert(0, ("sdmetrics 0.32 QualityReport (defaults)", time.perf_counter() - start, report.get_score(), None))
+        rows.insert(
+            0,
+            (
+                "sdmetrics 0.32 QualityReport (defaults)",
+                time.perf_counter() - start,
+                report.get_score(),
+                None,
+            ),
+        )
     return rows
 
 
 def bench_whole(real: pa.Table, synthetic_path: str, tmp: Path, holdout: pa.Table | None) -> dict:
-    paths = {"real": str(tmp / "real.parquet"), "holdout": str(tmp / "holdout.parquet") if holdout is not None else None}
+    paths = {
+        "real": str(tmp / "real.parquet"),
+        "holdout": str(tmp / "holdout.parquet") if holdout is not None else None,
+    }
     pq.write_table(real, paths["real"])
     if holdout is not None:
         pq.write_table(holdout, paths["holdout"])
-    cfg = EvaluateConfig(real=paths["real"], synthetic=synthetic_path, holdout=paths["holdout"],
-                         out=str(tmp / f"report-{'holdout' if holdout is not None else 'all'}"),
-                         utility_exclude=["rating"], segments={"genre": None})
+    cfg = EvaluateConfig(
+        real=paths["real"],
+        synthetic=synthetic_path,
+        holdout=paths["holdout"],
+        out=str(tmp / f"report-{'holdout' if holdout is not None else 'all'}"),
+        utility_exclude=["rating"],
+        segments={"genre": None},
+    )
     start = time.perf_counter()
     metrics = run_evaluate(cfg)
-    return {"seconds": time.perf_counter() - start, "stages": metrics["meta"]["seconds"], "metrics": metrics}
+    return {
+        "seconds": time.perf_counter() - start,
+        "stages": metrics["meta"]["seconds"],
+        "metrics": metrics,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--skip-sdmetrics", action="store_true")
     args = parser.parse_args()
@@ -118,11 +157,17 @@ def main() -> None:
     events = pq.read_table(EVENTS).replace_schema_metadata(None)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     synthetic13 = perturbed_resample(events, args.rows, seed=0)
-    print(f"\n(a) fidelity: {args.rows:,} synthetic x {synthetic13.num_columns} columns vs ML-100K "
-          f"({events.num_rows:,} rows)")
+    print(
+        f"\n(a) fidelity: {args.rows:,} synthetic x {synthetic13.num_columns} columns vs ML-100K "
+        f"({events.num_rows:,} rows)"
+    )
     print(f"{'system':44s} {'seconds':>8s} {'overall':>8s} {'all pairs':>10s}")
-    for name, seconds, overall, all_pairs in bench_fidelity(events, synthetic13, args.skip_sdmetrics):
-        print(f"{name:44s} {seconds:8.2f} {overall:8.4f} {'' if all_pairs is None else f'{all_pairs:10.4f}'}")
+    for name, seconds, overall, all_pairs in bench_fidelity(
+        events, synthetic13, args.skip_sdmetrics
+    ):
+        print(
+            f"{name:44s} {seconds:8.2f} {overall:8.4f} {'' if all_pairs is None else f'{all_pairs:10.4f}'}"
+        )
 
     real15 = with_activity(events)
     synthetic15 = perturbed_resample(real15, args.rows, seed=1)
@@ -132,21 +177,30 @@ def main() -> None:
         tmp = Path(tmp_name)
         synthetic_path = str(tmp / "synthetic.parquet")
         pq.write_table(synthetic15, synthetic_path)
-        print(f"\n(b) whole evaluation from Parquet (run_evaluate, report included): {args.rows:,} synthetic x "
-              f"{synthetic15.num_columns} columns vs {real15.num_rows:,} real rows; target <= 60 s")
+        print(
+            f"\n(b) whole evaluation from Parquet (run_evaluate, report included): {args.rows:,} synthetic x "
+            f"{synthetic15.num_columns} columns vs {real15.num_rows:,} real rows; target <= 60 s"
+        )
         print(f"{'real side':34s} {'seconds':>8s}  stages (s)")
         for label, real, holdout in (
-                ("100,000 train, no holdout", real15, None),
-                ("80,000 train + 20,000 holdout", real15.take(np.sort(perm[:80_000])), real15.take(np.sort(perm[80_000:])))):
+            ("100,000 train, no holdout", real15, None),
+            (
+                "80,000 train + 20,000 holdout",
+                real15.take(np.sort(perm[:80_000])),
+                real15.take(np.sort(perm[80_000:])),
+            ),
+        ):
             result = bench_whole(real, synthetic_path, tmp, holdout)
             stages = ", ".join(f"{k} {v:.1f}" for k, v in result["stages"].items())
             report_s = result["seconds"] - sum(result["stages"].values())
             print(f"{label:34s} {result['seconds']:8.1f}  {stages}, read+report {report_s:.1f}")
             m = result["metrics"]
-            print(f"{'':34s} fidelity {m['fidelity']['overall']:.4f}, TSTR/TRTR "
-                  f"{m['utility']['tstr_auc']:.3f}/{m['utility']['trtr_auc']:.3f}, exact copies "
-                  f"{m['privacy']['exact_copy_rate']:.3f}, DCR share {m['privacy']['dcr_share_closer_than_holdout_p5']}, "
-                  f"MIA AUC {m['privacy']['mia_auc']}")
+            print(
+                f"{'':34s} fidelity {m['fidelity']['overall']:.4f}, TSTR/TRTR "
+                f"{m['utility']['tstr_auc']:.3f}/{m['utility']['trtr_auc']:.3f}, exact copies "
+                f"{m['privacy']['exact_copy_rate']:.3f}, DCR share {m['privacy']['dcr_share_closer_than_holdout_p5']}, "
+                f"MIA AUC {m['privacy']['mia_auc']}"
+            )
     print(f"\nload average {os.getloadavg()[0]:.1f} at end")
 
 

@@ -41,8 +41,19 @@ SAMPLE_ROWS = 100_000
 SAMPLE_REPEATS = 3  # sampling rates are the median of this many timed draws of SAMPLE_ROWS rows
 DISCRETE = ["user_id", "item_id", "gender", "occupation", "zip_region", "genre"]
 NUMERIC = ["age", "release_year", "hour", "weekday", "timestamp", "rating"]
-FEATURES = ["user_id", "item_id", "age", "gender", "occupation", "zip_region", "genre", "release_year", "hour",
-            "weekday", "timestamp"]  # TSTR features: all but the target and rating (click = rating >= 4)
+FEATURES = [
+    "user_id",
+    "item_id",
+    "age",
+    "gender",
+    "occupation",
+    "zip_region",
+    "genre",
+    "release_year",
+    "hour",
+    "weekday",
+    "timestamp",
+]  # TSTR features: all but the target and rating (click = rating >= 4)
 CONDITION = ("genre", "Documentary")
 
 
@@ -99,18 +110,32 @@ def child_synthrec(budget_s: float, out: Path, overrides: dict) -> dict:
     cfg = GanConfig(**overrides)
     synth, fit_s = timed(lambda: Synthesizer().fit(train, cfg=cfg, time_budget_s=budget_s))
     m = synth.metadata["metrics"]
-    res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": m["encode_seconds"], "epochs": m["epochs"],
-           "train_rows_per_s": m["train_rows_per_s"], "config": cfg.model_dump(mode="json"),
-           "id_calibration": synth.metadata.get("id_calibration")}
+    res = {
+        "fit_s": fit_s,
+        "peak_rss_gib": peak_rss_gib(),
+        "encoder_s": m["encode_seconds"],
+        "epochs": m["epochs"],
+        "train_rows_per_s": m["train_rows_per_s"],
+        "config": cfg.model_dump(mode="json"),
+        "id_calibration": synth.metadata.get("id_calibration"),
+    }
     synth.sample(20_000, seed=99)  # warm-up
     res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(
-        lambda i: synth.sample(SAMPLE_ROWS, seed=1 + i))
+        lambda i: synth.sample(SAMPLE_ROWS, seed=1 + i)
+    )
     res["cond_rows_per_s"], res["cond_rows_per_s_each"], cond = sampling_rate(
-        lambda i: synth.sample(SAMPLE_ROWS, conditions={CONDITION[0]: CONDITION[1]}, seed=11 + i))
-    res["cond_share"] = float(np.mean(cond.column(CONDITION[0]).to_numpy(zero_copy_only=False) == CONDITION[1]))
+        lambda i: synth.sample(SAMPLE_ROWS, conditions={CONDITION[0]: CONDITION[1]}, seed=11 + i)
+    )
+    res["cond_share"] = float(
+        np.mean(cond.column(CONDITION[0]).to_numpy(zero_copy_only=False) == CONDITION[1])
+    )
     gflops, flops = matmul_gflops(), generator_flops_per_row(synth.generator)
-    res.update(matmul_gflops=gflops, generator_flops_per_row=flops, flop_bound_rows_per_s=gflops * 1e9 / flops,
-               threads=torch.get_num_threads())
+    res.update(
+        matmul_gflops=gflops,
+        generator_flops_per_row=flops,
+        flop_bound_rows_per_s=gflops * 1e9 / flops,
+        threads=torch.get_num_threads(),
+    )
     res["flop_bound_share"] = res["sample_rows_per_s"] / res["flop_bound_rows_per_s"]
     pq.write_table(synth.sample(TRAIN_ROWS, seed=3), out / "synthrec.parquet")
     return res
@@ -139,6 +164,7 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
                 return fn(*a, **k)
             finally:
                 timers[name] += time.perf_counter() - start
+
         return wrapped
 
     dt.DataTransformer.fit = timing("transformer_fit", dt.DataTransformer.fit)
@@ -170,14 +196,25 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
         signal.setitimer(signal.ITIMER_REAL, 0)
     fit_s = time.perf_counter() - start
     encode_s = timers["transformer_fit"] + timers["transformer_transform"]
-    res = {"fit_s": fit_s, "peak_rss_gib": peak_rss_gib(), "encoder_s": encode_s,
-           "encoder_fit_s": timers["transformer_fit"], "encoder_transform_s": timers["transformer_transform"],
-           "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9), "threads": torch.get_num_threads(),
-           "epochs": round(timers["rows"] / len(df), 2)}
+    res = {
+        "fit_s": fit_s,
+        "peak_rss_gib": peak_rss_gib(),
+        "encoder_s": encode_s,
+        "encoder_fit_s": timers["transformer_fit"],
+        "encoder_transform_s": timers["transformer_transform"],
+        "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9),
+        "threads": torch.get_num_threads(),
+        "epochs": round(timers["rows"] / len(df), 2),
+    }
     model.sample(20_000)  # warm-up
-    res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(lambda i: model.sample(SAMPLE_ROWS))
+    res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(
+        lambda i: model.sample(SAMPLE_ROWS)
+    )
     res["cond_rows_per_s"], res["cond_rows_per_s_each"], cond = sampling_rate(
-        lambda i: model.sample(SAMPLE_ROWS, condition_column=CONDITION[0], condition_value=CONDITION[1]))
+        lambda i: model.sample(
+            SAMPLE_ROWS, condition_column=CONDITION[0], condition_value=CONDITION[1]
+        )
+    )
     res["cond_share"] = float(np.mean(cond[CONDITION[0]].to_numpy() == CONDITION[1]))
     synth = model.sample(TRAIN_ROWS)
     pa_synth = pa.Table.from_pandas(synth, preserve_index=False).cast(train.schema)
@@ -208,15 +245,20 @@ def quality(real: pd.DataFrame, synth: pd.DataFrame) -> dict:
             report.real_association_threshold = threshold
         report.generate(real, synth, sdv_metadata(), verbose=False)
         props = report.get_properties().set_index("Property")["Score"]
-        out[name] = {"overall": float(report.get_score()), "column_shapes": float(props["Column Shapes"]),
-                     "pair_trends": float(props["Column Pair Trends"])}
+        out[name] = {
+            "overall": float(report.get_score()),
+            "column_shapes": float(props["Column Shapes"]),
+            "pair_trends": float(props["Column Pair Trends"]),
+        }
     return out
 
 
 def features(df: pd.DataFrame, categories: dict) -> pd.DataFrame:
     x = df[FEATURES].copy()
     for c in {"user_id", "item_id"} & set(FEATURES):
-        x[c] = pd.to_numeric(x[c]).astype("int64")  # integer codes: HGB's categorical support stops at 255
+        x[c] = pd.to_numeric(x[c]).astype(
+            "int64"
+        )  # integer codes: HGB's categorical support stops at 255
     for c in {"gender", "occupation", "zip_region", "genre"} & set(FEATURES):
         x[c] = pd.Categorical(x[c], categories=categories[c]).codes
     return x
@@ -229,7 +271,11 @@ def tstr_auc(train: pd.DataFrame, test: pd.DataFrame, categories: dict, seed: in
     cat_mask = [c in ("gender", "occupation", "zip_region", "genre") for c in FEATURES]
     model = HistGradientBoostingClassifier(categorical_features=cat_mask, random_state=seed)
     model.fit(features(train, categories), train["click"].astype(int))
-    return float(roc_auc_score(test["click"].astype(int), model.predict_proba(features(test, categories))[:, 1]))
+    return float(
+        roc_auc_score(
+            test["click"].astype(int), model.predict_proba(features(test, categories))[:, 1]
+        )
+    )
 
 
 def copy_rate(train: pd.DataFrame, synth: pd.DataFrame) -> float:
@@ -239,7 +285,9 @@ def copy_rate(train: pd.DataFrame, synth: pd.DataFrame) -> float:
     return float(np.mean([h in real for h in hashes]))
 
 
-def dcr(train: pd.DataFrame, query: pd.DataFrame | None, n: int = 2_000, seed: int = 0) -> tuple[float, dict]:
+def dcr(
+    train: pd.DataFrame, query: pd.DataFrame | None, n: int = 2_000, seed: int = 0
+) -> tuple[float, dict]:
     """Median Euclidean distance to the closest train row (z-scored numerics + 1 per differing
     category), and what it is made of: per column, the mean squared z-difference (numeric) or
     the share of rows differing (categorical) between each query row and its closest train row.
@@ -257,19 +305,19 @@ def dcr(train: pd.DataFrame, query: pd.DataFrame | None, n: int = 2_000, seed: i
     cats = DISCRETE + ["click"]
     codes = {c: pd.factorize(pd.concat([train[c].astype(str), q[c].astype(str)]))[0] for c in cats}
     tc = np.stack([codes[c][: len(train)] for c in cats], 1)
-    qc = np.stack([codes[c][len(train):] for c in cats], 1)
+    qc = np.stack([codes[c][len(train) :] for c in cats], 1)
     best = np.empty(len(q))
     parts = np.empty((len(q), len(NUMERIC) + len(cats)))
     for lo in range(0, len(q), 100):
-        num = (qn[lo: lo + 100, None, :] - tn[None]) ** 2
-        cat = qc[lo: lo + 100, None, :] != tc[None]
+        num = (qn[lo : lo + 100, None, :] - tn[None]) ** 2
+        cat = qc[lo : lo + 100, None, :] != tc[None]
         d2 = num.sum(-1) + cat.sum(-1)
         if query is None:  # leave one out: a train row is not its own neighbour
-            d2[np.arange(len(d2)), chosen[lo: lo + 100]] = np.inf
+            d2[np.arange(len(d2)), chosen[lo : lo + 100]] = np.inf
         nearest = d2.argmin(1)
-        best[lo: lo + 100] = np.sqrt(d2.min(1))
+        best[lo : lo + 100] = np.sqrt(d2.min(1))
         rows = np.arange(len(nearest))
-        parts[lo: lo + 100] = np.concatenate([num[rows, nearest], cat[rows, nearest]], axis=1)
+        parts[lo : lo + 100] = np.concatenate([num[rows, nearest], cat[rows, nearest]], axis=1)
     return float(np.median(best)), dict(zip(NUMERIC + cats, parts.mean(0).round(3).tolist()))
 
 
@@ -277,7 +325,9 @@ def evaluate(system: str, out: Path) -> dict:
     train_t, test_t = splits()
     train, test = train_t.to_pandas(), test_t.to_pandas()
     synth = pq.read_table(out / f"{system}.parquet").to_pandas()
-    categories = {c: sorted(train[c].unique()) for c in ("gender", "occupation", "zip_region", "genre")}
+    categories = {
+        c: sorted(train[c].unique()) for c in ("gender", "occupation", "zip_region", "genre")
+    }
     res = {"quality": quality(train, synth.iloc[:20_000])}
     res["tstr_auc"] = tstr_auc(synth, test, categories)
     res["trtr_auc"] = tstr_auc(train, test, categories)
@@ -328,7 +378,7 @@ def table(results: dict) -> str:
         cells = []
         for s in systems:
             v = results[s]
-            for k in (key if isinstance(key, tuple) else (key,)):
+            for k in key if isinstance(key, tuple) else (key,):
                 v = v.get(k) if isinstance(v, dict) else None
             cells.append(fmt.format(v) if v is not None else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -339,10 +389,15 @@ def dcr_table(results: dict) -> str:
     """Per column, at each row's closest train row: mean squared z-difference (numeric) or share
     differing (categorical), for each system's synthetic rows and for the real reference rows."""
     first = next(iter(results.values()))
-    columns = [("real test", first["dcr_parts_real_test"]), ("real train (LOO)", first["dcr_parts_real_train_loo"])]
+    columns = [
+        ("real test", first["dcr_parts_real_test"]),
+        ("real train (LOO)", first["dcr_parts_real_train_loo"]),
+    ]
     columns += [(s, r["dcr_parts_synthetic"]) for s, r in results.items()]
-    lines = ["| closest-train-row distance, per column | " + " | ".join(n for n, _ in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
+    lines = [
+        "| closest-train-row distance, per column | " + " | ".join(n for n, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for col in columns[0][1]:
         lines.append(f"| {col} | " + " | ".join(f"{parts[col]:.3f}" for _, parts in columns) + " |")
     return "\n".join(lines)
@@ -350,14 +405,23 @@ def dcr_table(results: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget-min", type=float, default=10.0, help="wall-clock fit budget per system (minutes)")
+    ap.add_argument(
+        "--budget-min", type=float, default=10.0, help="wall-clock fit budget per system (minutes)"
+    )
     ap.add_argument("--systems", default="ctgan,synthrec")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "gan_vs_ctgan"))
     ap.add_argument("--synthrec-config", default="{}", help="JSON GanConfig overrides for synthrec")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(),
-                    help="torch/BLAS threads per system (1 is faster on a machine shared with other jobs)")
-    ap.add_argument("--evaluate-only", action="store_true",
-                    help="re-evaluate the systems' saved samples and fit results in --out (no fitting)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count(),
+        help="torch/BLAS threads per system (1 is faster on a machine shared with other jobs)",
+    )
+    ap.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="re-evaluate the systems' saved samples and fit results in --out (no fitting)",
+    )
     ap.add_argument("--child", choices=["ctgan", "synthrec"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
@@ -374,26 +438,53 @@ def main() -> None:
     results = {}
     for system in args.systems.split(","):
         if not args.evaluate_only:
-            print(f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...", file=sys.stderr)
-            env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                                     "OPENBLAS_NUM_THREADS")}}
-            subprocess.run([sys.executable, __file__, "--child", system, "--budget-min", str(args.budget_min),
-                            "--out", str(out), "--synthrec-config", args.synthrec_config, "--threads",
-                            str(args.threads)], check=True, env=env)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...",
+                file=sys.stderr,
+            )
+            env = {
+                **os.environ,
+                **{
+                    k: str(args.threads)
+                    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+                },
+            }
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    system,
+                    "--budget-min",
+                    str(args.budget_min),
+                    "--out",
+                    str(out),
+                    "--synthrec-config",
+                    args.synthrec_config,
+                    "--threads",
+                    str(args.threads),
+                ],
+                check=True,
+                env=env,
+            )
         res = json.loads((out / f"{system}.json").read_text())
         print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
         res.update(evaluate(system, out))
         results[system] = res
     if {"ctgan", "synthrec"} <= set(results):
         base, ours = results["ctgan"], results["synthrec"]
-        ours.update(encoder_speedup=base["encoder_s"] / ours["encoder_s"],
-                    sample_speedup=ours["sample_rows_per_s"] / base["sample_rows_per_s"],
-                    cond_speedup=ours["cond_rows_per_s"] / base["sample_rows_per_s"])
+        ours.update(
+            encoder_speedup=base["encoder_s"] / ours["encoder_s"],
+            sample_speedup=ours["sample_rows_per_s"] / base["sample_rows_per_s"],
+            cond_speedup=ours["cond_rows_per_s"] / base["sample_rows_per_s"],
+        )
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
-    text = (f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
-            f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load average "
-            f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n\n"
-            f"{dcr_table(results)}\n")
+    text = (
+        f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
+        f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load average "
+        f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n\n"
+        f"{dcr_table(results)}\n"
+    )
     print(text)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -28,8 +28,10 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 import pyarrow.parquet as pq
 import torch
+from gan_vs_ctgan import (
+    matmul_gflops,
+)  # same FLOP-rate probe as the GAN benchmark (bench/ is on sys.path)
 
-from gan_vs_ctgan import matmul_gflops  # same FLOP-rate probe as the GAN benchmark (bench/ is on sys.path)
 from synthrec.artifacts import load_synthesizer, save_synthesizer
 from synthrec.config import GanConfig, GenerateConfig
 from synthrec.distributed.generate import block_sizes, run_generate
@@ -52,8 +54,14 @@ def plain_in_process(model_uri: str, rows: int, block: int, path: Path) -> float
 
 
 def ray_path(model_uri: str, rows: int, block: int, out: str, workers: int) -> float:
-    cfg = GenerateConfig(model=model_uri, rows=rows, out=out, rows_per_file=block, concurrency=workers,
-                         cpus_per_actor=min(1.0, (os.cpu_count() or 2) / (workers + 0.5)))
+    cfg = GenerateConfig(
+        model=model_uri,
+        rows=rows,
+        out=out,
+        rows_per_file=block,
+        concurrency=workers,
+        cpus_per_actor=min(1.0, (os.cpu_count() or 2) / (workers + 0.5)),
+    )
     start = time.perf_counter()
     summary = run_generate(cfg)
     assert summary.rows == rows
@@ -69,11 +77,18 @@ def fit_model(uri: str, minutes: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--block", type=int, default=250_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated actor counts for (b)")
-    parser.add_argument("--fit-minutes", type=float, default=5.0, help="fit budget of the model made without --model")
+    parser.add_argument(
+        "--fit-minutes",
+        type=float,
+        default=5.0,
+        help="fit budget of the model made without --model",
+    )
     parser.add_argument("--model", help="model directory URI (default: fit one on ML-100K)")
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
@@ -86,7 +101,10 @@ def main() -> None:
     model = args.model or str(tmp / "model")
     workers = [int(w) for w in args.workers.split(",")]
     if not args.model:
-        print(f"fitting a model on the ML-100K train split ({args.fit_minutes:g} min)...", file=sys.stderr)
+        print(
+            f"fitting a model on the ML-100K train split ({args.fit_minutes:g} min)...",
+            file=sys.stderr,
+        )
         fit_model(model, args.fit_minutes)
     synth = load_synthesizer(model)
     flops_row = generator_flops_per_row(synth.generator)
@@ -98,10 +116,17 @@ def main() -> None:
     s3 = None if args.skip_s3 else LocalS3().start()
     if s3:
         os.environ.update(s3.env)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": s3.env if s3 else {}})
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": s3.env if s3 else {}},
+    )
     try:
-        b = {w: ray_path(model, args.rows, args.block, str(tmp / f"ray-local-{w}"), w) for w in workers}
+        b = {
+            w: ray_path(model, args.rows, args.block, str(tmp / f"ray-local-{w}"), w)
+            for w in workers
+        }
         c = None
         if s3:
             s3.create_bucket("bench")
@@ -113,12 +138,21 @@ def main() -> None:
 
     cores = lambda w: min(w, os.cpu_count() or 1)  # noqa: E731
     rows = [("(a) in-process, 1 thread -> local Parquet", a, a)]
-    rows += [(f"(b) Ray Data, {w} actor{'s' if w > 1 else ''} -> local", b[w], b[w] / cores(w)) for w in workers]
+    rows += [
+        (f"(b) Ray Data, {w} actor{'s' if w > 1 else ''} -> local", b[w], b[w] / cores(w))
+        for w in workers
+    ]
     if c is not None:
-        rows.append((f"(c) Ray Data, {max(workers)} actors -> SeaweedFS S3", c, c / cores(max(workers))))
-    print(f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}")
-    print(f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "
-          f"bound {bound:,.0f} rows/s per core\n")
+        rows.append(
+            (f"(c) Ray Data, {max(workers)} actors -> SeaweedFS S3", c, c / cores(max(workers)))
+        )
+    print(
+        f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}"
+    )
+    print(
+        f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "
+        f"bound {bound:,.0f} rows/s per core\n"
+    )
     print("| path | rows/s | rows/s per core | per-core ratio to (a) |\n|---|---:|---:|---:|")
     for name, rate, per_core in rows:
         print(f"| {name} | {rate:,.0f} | {per_core:,.0f} | {per_core / a:.2f} |")

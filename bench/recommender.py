@@ -43,8 +43,15 @@ from synthrec.config import GanConfig, RecommenderConfig
 from synthrec.data.splits import leave_last_out
 from synthrec.recommender.baselines import EASE, Popularity
 from synthrec.recommender.data import Encoder
-from synthrec.recommender.metrics import (Queries, SegmentSpec, click_auc, evaluate_ranking, segment_masks,
-                                          split_leave_last_out, split_temporal)
+from synthrec.recommender.metrics import (
+    Queries,
+    SegmentSpec,
+    click_auc,
+    evaluate_ranking,
+    segment_masks,
+    split_leave_last_out,
+    split_temporal,
+)
 from synthrec.recommender.train import ModelScorer, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,8 +59,20 @@ EVENTS = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
 RESULTS = REPO / "bench" / "results"
 TEMPORAL_TRAIN = 80_000
 # Chosen on the validation item (see the report of issue 6); test was not looked at.
-F_CONFIG = RecommenderConfig(dim=64, num_layers=2, num_heads=1, max_len=50, dropout=0.2, batch_size=64,
-                             lr=1e-3, epochs=60, patience=10, loss="softmax", num_negatives=0, seed=0)
+F_CONFIG = RecommenderConfig(
+    dim=64,
+    num_layers=2,
+    num_heads=1,
+    max_len=50,
+    dropout=0.2,
+    batch_size=64,
+    lr=1e-3,
+    epochs=60,
+    patience=10,
+    loss="softmax",
+    num_negatives=0,
+    seed=0,
+)
 SYNTHETIC_WEIGHT = 0.3
 # Synthetic rows are sampled with genre shares tempered toward uniform, p(g) ∝ share(g)^0.5
 # (uniform would give the one Fantasy film 5% of all rows). Chosen on validation over plain
@@ -68,6 +87,7 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- data
 
+
 def load() -> pa.Table:
     return pq.read_table(EVENTS).replace_schema_metadata(None)
 
@@ -80,12 +100,21 @@ def stress(table: pa.Table, seed: int = 0) -> tuple[pa.Table, list]:
     chosen_ids = [users[i] for i in chosen]
     indexed = table.append_column("__row", pa.array(np.arange(table.num_rows)))
     train, _, _ = leave_last_out(indexed)
-    in_chosen = pc.is_in(train.column("user_id"), pa.array(chosen_ids, table.column("user_id").type))
+    in_chosen = pc.is_in(
+        train.column("user_id"), pa.array(chosen_ids, table.column("user_id").type)
+    )
     stressed = train.filter(in_chosen)
     # rank from the latest training row per user: keep ranks 0..4
-    order = np.lexsort((stressed.column("__row").to_numpy(), stressed.column("timestamp").to_numpy(),
-                        pc.dictionary_encode(stressed.column("user_id")).combine_chunks().indices.to_numpy()))
-    users_sorted = pc.dictionary_encode(stressed.column("user_id")).combine_chunks().indices.to_numpy()[order]
+    order = np.lexsort(
+        (
+            stressed.column("__row").to_numpy(),
+            stressed.column("timestamp").to_numpy(),
+            pc.dictionary_encode(stressed.column("user_id")).combine_chunks().indices.to_numpy(),
+        )
+    )
+    users_sorted = (
+        pc.dictionary_encode(stressed.column("user_id")).combine_chunks().indices.to_numpy()[order]
+    )
     last = np.r_[users_sorted[1:] != users_sorted[:-1], True]
     group_end = np.flatnonzero(last)
     rank = np.repeat(group_end, np.diff(np.r_[-1, group_end])) - np.arange(len(order))
@@ -95,24 +124,36 @@ def stress(table: pa.Table, seed: int = 0) -> tuple[pa.Table, list]:
     return table.filter(pa.array(keep)), chosen_ids
 
 
-def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int, plain_rows: bool = False
-               ) -> tuple[pa.Table, dict]:
+def synthesize(
+    train: pa.Table, rows: int, budget_min: float, seed: int, plain_rows: bool = False
+) -> tuple[pa.Table, dict]:
     """Fit synthrec's GAN on `train` for a wall-clock budget and sample `rows` rows (genre shares
     tempered); with `plain_rows`, also `rows` plain rows from the same GAN, as info["plain"]."""
     from synthrec.gan import Synthesizer
 
     start = time.monotonic()
-    synth = Synthesizer().fit(train, cfg=GanConfig(seed=seed), time_budget_s=budget_min * 60,
-                              progress=lambda **m: log(f"  gan epoch {m.get('epoch')}: {m.get('seconds', 0):.0f} s"))
+    synth = Synthesizer().fit(
+        train,
+        cfg=GanConfig(seed=seed),
+        time_budget_s=budget_min * 60,
+        progress=lambda **m: log(f"  gan epoch {m.get('epoch')}: {m.get('seconds', 0):.0f} s"),
+    )
     fit_s = time.monotonic() - start
     shares = pc.value_counts(train.column(REBALANCE_COLUMN)).to_pylist()
     weights = {d["values"]: d["counts"] ** REBALANCE_POWER for d in shares}
     total = sum(weights.values())
-    table = synth.sample(rows, rebalance={REBALANCE_COLUMN: {k: v / total for k, v in weights.items()}}, seed=seed)
-    info = {"gan_fit_seconds": round(fit_s, 1), "gan_epochs": synth.metadata.get("metrics", {}).get("epochs"),
-            "synthetic_rows": table.num_rows, "sample_seconds": round(time.monotonic() - start - fit_s, 1),
-            "items_covered": len(pc.unique(table.column("item_id"))), "users_covered": len(pc.unique(table.column("user_id"))),
-            "id_calibration": synth.metadata.get("id_calibration")}
+    table = synth.sample(
+        rows, rebalance={REBALANCE_COLUMN: {k: v / total for k, v in weights.items()}}, seed=seed
+    )
+    info = {
+        "gan_fit_seconds": round(fit_s, 1),
+        "gan_epochs": synth.metadata.get("metrics", {}).get("epochs"),
+        "synthetic_rows": table.num_rows,
+        "sample_seconds": round(time.monotonic() - start - fit_s, 1),
+        "items_covered": len(pc.unique(table.column("item_id"))),
+        "users_covered": len(pc.unique(table.column("user_id"))),
+        "id_calibration": synth.metadata.get("id_calibration"),
+    }
     if plain_rows:
         info["plain"] = synth.sample(rows, seed=seed).select(train.column_names)
     return table.select(train.column_names), info
@@ -120,8 +161,14 @@ def synthesize(train: pa.Table, rows: int, budget_min: float, seed: int, plain_r
 
 # ---------------------------------------------------------------------------- arms
 
-def f_arm(enc: Encoder, split, real_train: pa.Table | None, synthetic: pa.Table | None,
-          cfg: RecommenderConfig) -> tuple[ModelScorer, dict]:
+
+def f_arm(
+    enc: Encoder,
+    split,
+    real_train: pa.Table | None,
+    synthetic: pa.Table | None,
+    cfg: RecommenderConfig,
+) -> tuple[ModelScorer, dict]:
     """Train F; real arms stop early on the real validation items, the synthetic-only arm on
     synthetic validation items (its own leave-last-out), so it never sees a real row."""
     start = time.monotonic()
@@ -134,28 +181,43 @@ def f_arm(enc: Encoder, split, real_train: pa.Table | None, synthetic: pa.Table 
         cfg = cfg.model_copy(update={"synthetic_weight": 1.0})
     elif synthetic is not None:
         synth_log = enc.encode(synthetic, "synthetic", user_prefix="synthetic:")
-    result = fit(enc, cfg, real_log, synth_log, valid=valid,
-                 progress=lambda e, **m: log(f"  epoch {e}: {m}"))
-    info = {"best_epoch": result.best_epoch, "epochs": len(result.history),
-            "best_valid_ndcg@10": round(result.best_valid_ndcg or float("nan"), 4),
-            "train_seconds": round(time.monotonic() - start, 1),
-            "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in result.history])), 2)}
+    result = fit(
+        enc, cfg, real_log, synth_log, valid=valid, progress=lambda e, **m: log(f"  epoch {e}: {m}")
+    )
+    info = {
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.history),
+        "best_valid_ndcg@10": round(result.best_valid_ndcg or float("nan"), 4),
+        "train_seconds": round(time.monotonic() - start, 1),
+        "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in result.history])), 2),
+    }
     return ModelScorer(result.model, enc.user_token, log_probs=cfg.loss == "softmax"), info
 
 
-def ranking_block(table: pa.Table, enc: Encoder, synthetic: pa.Table | None, args, extra_masks=None,
-                  with_synthetic_only: bool = True, seeds: int = 1) -> dict:
+def ranking_block(
+    table: pa.Table,
+    enc: Encoder,
+    synthetic: pa.Table | None,
+    args,
+    extra_masks=None,
+    with_synthetic_only: bool = True,
+    seeds: int = 1,
+) -> dict:
     split = split_leave_last_out(table, enc)
     train_log = enc.encode(split.train, "real train")
     masks, seg_info = segment_masks(split.test, train_log, enc, SegmentSpec())
     if extra_masks:
         masks.update(extra_masks(split.test))
     rows: dict[str, dict] = {}
-    for name, scorer in (("popularity", Popularity(train_log, enc.num_items)),
-                         ("ease", EASE(train_log, enc.num_items, l2=200.0))):
+    for name, scorer in (
+        ("popularity", Popularity(train_log, enc.num_items)),
+        ("ease", EASE(train_log, enc.num_items, l2=200.0)),
+    ):
         rows[name] = evaluate_ranking(scorer, split.test, masks)
         log(f"{name}: {rows[name]['overall']}")
-    cfg = F_CONFIG.model_copy(update={"synthetic_weight": SYNTHETIC_WEIGHT, "epochs": args.epochs or F_CONFIG.epochs})
+    cfg = F_CONFIG.model_copy(
+        update={"synthetic_weight": SYNTHETIC_WEIGHT, "epochs": args.epochs or F_CONFIG.epochs}
+    )
     arms = [("F real", split.train, None)]
     if synthetic is not None:
         arms.append(("F real+synthetic", split.train, synthetic))
@@ -165,7 +227,9 @@ def ranking_block(table: pa.Table, enc: Encoder, synthetic: pa.Table | None, arg
         runs = []
         for seed in range(seeds):
             log(f"training {name} (seed {seed})")
-            scorer, info = f_arm(enc, split, real_train, synth, cfg.model_copy(update={"seed": seed}))
+            scorer, info = f_arm(
+                enc, split, real_train, synth, cfg.model_copy(update={"seed": seed})
+            )
             runs.append({**evaluate_ranking(scorer, split.test, masks), "training": info})
             log(f"{name} seed {seed}: {runs[-1]['overall']} {info}")
         rows[name] = mean_over_seeds(runs)
@@ -186,13 +250,17 @@ def mean_over_seeds(runs: list[dict]) -> dict:
     return out
 
 
-def temporal_block(table: pa.Table, enc: Encoder, synthetic_fn, args, best_epochs: dict[str, int]) -> dict:
+def temporal_block(
+    table: pa.Table, enc: Encoder, synthetic_fn, args, best_epochs: dict[str, int]
+) -> dict:
     """Click AUC on the temporal split. No validation item here: each arm of F trains for the
     epoch count at which the same arm peaked on the leave-last-out validation."""
     train, queries = split_temporal(table, enc, TEMPORAL_TRAIN)
     t_log = enc.encode(train, "temporal train")
-    out = {"popularity": click_auc(Popularity(t_log, enc.num_items), queries)["click_auc"],
-           "ease": click_auc(EASE(t_log, enc.num_items), queries)["click_auc"]}
+    out = {
+        "popularity": click_auc(Popularity(t_log, enc.num_items), queries)["click_auc"],
+        "ease": click_auc(EASE(t_log, enc.num_items), queries)["click_auc"],
+    }
     cfg = F_CONFIG.model_copy(update={"synthetic_weight": SYNTHETIC_WEIGHT})
     arms = [("F real", t_log, None)]
     synthetic = synthetic_fn(train) if synthetic_fn else None
@@ -203,7 +271,9 @@ def temporal_block(table: pa.Table, enc: Encoder, synthetic_fn, args, best_epoch
         run_cfg = cfg.model_copy(update={"epochs": best_epochs.get(name, 20)})
         if real_log is None:
             run_cfg = run_cfg.model_copy(update={"synthetic_weight": 1.0})
-        synth_log = enc.encode(synth, "synthetic", user_prefix="synthetic:") if synth is not None else None
+        synth_log = (
+            enc.encode(synth, "synthetic", user_prefix="synthetic:") if synth is not None else None
+        )
         result = fit(enc, run_cfg, real_log, synth_log)
         scorer = ModelScorer(result.model, enc.user_token, log_probs=run_cfg.loss == "softmax")
         out[name] = click_auc(scorer, queries)["click_auc"]
@@ -213,14 +283,20 @@ def temporal_block(table: pa.Table, enc: Encoder, synthetic_fn, args, best_epoch
 
 # ---------------------------------------------------------------------------- RecBole
 
+
 def recbole_sasrec(table: pa.Table, args) -> dict:
     """RecBole 1.2.1 SASRec in a child process (its package lives outside the venv: installing it
     there would replace ray 2.60 with 2.6.3). Same leave-last-out: the atomic file carries each
     user's rows with a strictly increasing per-user time, so RecBole's split equals ours."""
     work = Path(tempfile.mkdtemp(prefix="recbole-"))
     (work / "ml100k").mkdir()
-    order = np.lexsort((np.arange(table.num_rows), table.column("timestamp").to_numpy(),
-                        pc.dictionary_encode(table.column("user_id")).combine_chunks().indices.to_numpy()))
+    order = np.lexsort(
+        (
+            np.arange(table.num_rows),
+            table.column("timestamp").to_numpy(),
+            pc.dictionary_encode(table.column("user_id")).combine_chunks().indices.to_numpy(),
+        )
+    )
     users = table.column("user_id").to_numpy(zero_copy_only=False)[order]
     items = table.column("item_id").to_numpy(zero_copy_only=False)[order]
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
@@ -237,28 +313,42 @@ r = run_recbole(model='SASRec', dataset='ml100k', config_dict={{
     'eval_args': {{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'mode': 'full', 'group_by': 'user'}},
     'metrics': ['Recall', 'NDCG', 'MRR'], 'topk': [10], 'valid_metric': 'NDCG@10',
     'epochs': {args.recbole_epochs}, 'stopping_step': 6, 'train_neg_sample_args': None, 'loss_type': 'CE',
-    'checkpoint_dir': {str(work / 'saved')!r}, 'show_progress': False, 'seed': 0, 'device': 'cpu',
+    'checkpoint_dir': {str(work / "saved")!r}, 'show_progress': False, 'seed': 0, 'device': 'cpu',
     'train_batch_size': 512, 'MAX_ITEM_LIST_LENGTH': 50}}, saved=True)
 print('RESULT ' + json.dumps({{k: float(v) for k, v in r['test_result'].items()}}))
 """
     env = {**os.environ, "PYTHONPATH": args.recbole_path, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True
+    )
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
-    r = json.loads(line[len("RESULT "):])
-    return {"overall": {"ndcg@10": r.get("ndcg@10"), "recall@10": r.get("recall@10"), "mrr": r.get("mrr@10")},
-            "seconds": round(time.monotonic() - start, 1), "epochs_cap": args.recbole_epochs,
-            "note": "MRR is RecBole's MRR@10 (ours is untruncated)"}
+    r = json.loads(line[len("RESULT ") :])
+    return {
+        "overall": {
+            "ndcg@10": r.get("ndcg@10"),
+            "recall@10": r.get("recall@10"),
+            "mrr": r.get("mrr@10"),
+        },
+        "seconds": round(time.monotonic() - start, 1),
+        "epochs_cap": args.recbole_epochs,
+        "note": "MRR is RecBole's MRR@10 (ours is untruncated)",
+    }
 
 
 # ---------------------------------------------------------------------------- report
 
+
 def markdown(result: dict) -> str:
     head = "| model | NDCG@10 (± sd over seeds) | Recall@10 | MRR | NDCG@10 short-history | NDCG@10 rare-genre | stress: NDCG@10 sparse users | click AUC |"
     lines = [head, "|" + "---|" * 8]
-    main, stressed, auc = result["leave_last_out"]["rows"], (result.get("stress") or {}).get("rows", {}), result.get("click_auc", {})
+    main, stressed, auc = (
+        result["leave_last_out"]["rows"],
+        (result.get("stress") or {}).get("rows", {}),
+        result.get("click_auc", {}),
+    )
     names = list(main) + [n for n in ("recbole SASRec",) if n in result]
     for name in names:
         row = main.get(name) or result.get(name, {})
@@ -266,9 +356,11 @@ def markdown(result: dict) -> str:
         cell = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) and v == v else "-"  # noqa: E731
         seg = lambda r, s: cell(r.get(s, {}).get("ndcg@10")) if r else "-"  # noqa: E731
         spread = f" ± {o['ndcg@10_seed_sd']:.4f}" if "ndcg@10_seed_sd" in o else ""
-        lines.append(f"| {name} | {cell(o.get('ndcg@10'))}{spread} | {cell(o.get('recall@10'))} | {cell(o.get('mrr'))} | "
-                     f"{seg(row, 'short_history')} | {seg(row, 'rare_category')} | {seg(stressed.get(name), 'stressed_users')} | "
-                     f"{cell(auc.get(name))} |")
+        lines.append(
+            f"| {name} | {cell(o.get('ndcg@10'))}{spread} | {cell(o.get('recall@10'))} | {cell(o.get('mrr'))} | "
+            f"{seg(row, 'short_history')} | {seg(row, 'rare_category')} | {seg(stressed.get(name), 'stressed_users')} | "
+            f"{cell(auc.get(name))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -276,28 +368,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gan-budget-min", type=float, default=10.0)
     parser.add_argument("--synthetic-rows", type=int, default=100_000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
-    parser.add_argument("--recbole-path", default=None, help="folder with recbole installed (pip --target)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)"
+    )
+    parser.add_argument(
+        "--recbole-path", default=None, help="folder with recbole installed (pip --target)"
+    )
     parser.add_argument("--recbole-epochs", type=int, default=30)
     parser.add_argument("--skip-stress", action="store_true")
     parser.add_argument("--skip-temporal", action="store_true")
     parser.add_argument("--no-synthetic", action="store_true", help="baselines and F real only")
     parser.add_argument("--epochs", type=int, default=None, help="cap F's epochs (smoke runs)")
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="F seeds per leave-last-out arm, metrics averaged (stress and click AUC use seed 0)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="F seeds per leave-last-out arm, metrics averaged (stress and click AUC use seed 0)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.monotonic()
     table = load()
     enc = Encoder.fit(table, F_CONFIG)
-    result: dict = {"config": F_CONFIG.model_dump(), "synthetic_weight": SYNTHETIC_WEIGHT, "args": vars(args)}
+    result: dict = {
+        "config": F_CONFIG.model_dump(),
+        "synthetic_weight": SYNTHETIC_WEIGHT,
+        "args": vars(args),
+    }
 
     train, _, _ = leave_last_out(table)
     synthetic = None
     if not args.no_synthetic:
         log("fitting the GAN on the leave-last-out training rows")
-        synthetic, result["synthetic"] = synthesize(train, args.synthetic_rows, args.gan_budget_min, seed=0)
-        RESULTS.mkdir(parents=True, exist_ok=True)  # the rows, for bench/synthetic_signal.py --synthetic
+        synthetic, result["synthetic"] = synthesize(
+            train, args.synthetic_rows, args.gan_budget_min, seed=0
+        )
+        RESULTS.mkdir(
+            parents=True, exist_ok=True
+        )  # the rows, for bench/synthetic_signal.py --synthetic
         pq.write_table(synthetic, RESULTS / "recommender_synthetic.parquet")
     result["leave_last_out"] = ranking_block(table, enc, synthetic, args, seeds=args.seeds)
 
@@ -313,15 +421,25 @@ def main() -> None:
         if not args.no_synthetic:
             log("stress arm: refitting the GAN on the stressed training rows")
             s_train, _, _ = leave_last_out(stressed)
-            s_synth, result["stress_synthetic"] = synthesize(s_train, args.synthetic_rows, args.gan_budget_min, seed=1)
-        result["stress"] = ranking_block(stressed, enc, s_synth, args, stressed_mask, with_synthetic_only=False)
+            s_synth, result["stress_synthetic"] = synthesize(
+                s_train, args.synthetic_rows, args.gan_budget_min, seed=1
+            )
+        result["stress"] = ranking_block(
+            stressed, enc, s_synth, args, stressed_mask, with_synthetic_only=False
+        )
         result["stress"]["stressed_users"] = len(chosen)
 
     if not args.skip_temporal:
-        fn = None if args.no_synthetic else (
-            lambda tr: synthesize(tr, args.synthetic_rows, args.gan_budget_min, seed=2)[0])
-        best = {name: row["training"]["best_epoch"] for name, row in result["leave_last_out"]["rows"].items()
-                if "training" in row}
+        fn = (
+            None
+            if args.no_synthetic
+            else (lambda tr: synthesize(tr, args.synthetic_rows, args.gan_budget_min, seed=2)[0])
+        )
+        best = {
+            name: row["training"]["best_epoch"]
+            for name, row in result["leave_last_out"]["rows"].items()
+            if "training" in row
+        }
         result["click_auc"] = temporal_block(table, enc, fn, args, best)
 
     if args.recbole_path:

@@ -41,6 +41,7 @@ ML100K = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
 
 # ---------------------------------------------------------------------------- load client
 
+
 @dataclass
 class Result:
     server: str
@@ -53,8 +54,15 @@ class Result:
     rps: float
 
 
-async def _client(port: int, payloads: list[bytes], offset: int, stop_at: float, budget: list[int],
-                  latencies: list[float], errors: list[int]) -> None:
+async def _client(
+    port: int,
+    payloads: list[bytes],
+    offset: int,
+    stop_at: float,
+    budget: list[int],
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection(HOST, port)
     i = offset
     try:
@@ -82,11 +90,15 @@ async def _client(port: int, payloads: list[bytes], offset: int, stop_at: float,
 
 def http_post(path: str, body: dict, port: int) -> bytes:
     data = json.dumps(body).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
 
 
-def run_load(port: int, payloads: list[bytes], clients: int, seconds: float, max_requests: int) -> tuple:
+def run_load(
+    port: int, payloads: list[bytes], clients: int, seconds: float, max_requests: int
+) -> tuple:
     """(latencies s, errors, elapsed s) of `clients` keep-alive connections sending in a loop."""
     latencies: list[float] = []
     errors: list[int] = []
@@ -94,8 +106,12 @@ def run_load(port: int, payloads: list[bytes], clients: int, seconds: float, max
 
     async def main() -> float:
         start = time.perf_counter()
-        await asyncio.gather(*[_client(port, payloads, c * 7, start + seconds, budget, latencies, errors)
-                               for c in range(clients)])
+        await asyncio.gather(
+            *[
+                _client(port, payloads, c * 7, start + seconds, budget, latencies, errors)
+                for c in range(clients)
+            ]
+        )
         return time.perf_counter() - start
 
     elapsed = asyncio.run(main())
@@ -103,6 +119,7 @@ def run_load(port: int, payloads: list[bytes], clients: int, seconds: float, max
 
 
 # ---------------------------------------------------------------------------- models
+
 
 def build_generator_model(out: Path) -> str:
     """The default GanConfig architecture fitted for one epoch on 3,000 ML-100K rows: serving cost
@@ -120,7 +137,9 @@ def build_generator_model(out: Path) -> str:
     return str(out)
 
 
-def build_recommender_model(out: Path, num_items: int, num_users: int = 10_000, rows: int = 300_000) -> str:
+def build_recommender_model(
+    out: Path, num_items: int, num_users: int = 10_000, rows: int = 300_000
+) -> str:
     """A recommender directory over exactly `num_items` items, saved by the recommender package.
 
     The interactions are random (seeded), every item appears at least once, and the weights
@@ -135,23 +154,30 @@ def build_recommender_model(out: Path, num_items: int, num_users: int = 10_000, 
     from synthrec.recommender.train import build_model
 
     rng = np.random.default_rng(0)
-    items = np.concatenate([rng.permutation(num_items), rng.integers(0, num_items, rows - num_items)])
-    table = pa.table({
-        "user_id": pa.array(rng.integers(0, num_users, rows).astype(str)),
-        "item_id": pa.array(items.astype(str)),
-        "category": pa.array((items % 40).astype(str)),  # an item attribute, constant per item
-        "timestamp": pa.array(np.sort(rng.integers(1_700_000_000, 1_702_000_000, rows))),
-    })
+    items = np.concatenate(
+        [rng.permutation(num_items), rng.integers(0, num_items, rows - num_items)]
+    )
+    table = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, num_users, rows).astype(str)),
+            "item_id": pa.array(items.astype(str)),
+            "category": pa.array((items % 40).astype(str)),  # an item attribute, constant per item
+            "timestamp": pa.array(np.sort(rng.integers(1_700_000_000, 1_702_000_000, rows))),
+        }
+    )
     cfg = RecommenderConfig(item_features=["category"], user_features=[])
     encoder = Encoder.fit(table, cfg)
     known = encoder.encode(table)
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
-    rec = build_recommender(build_model(encoder, cfg), encoder, cfg, known, popularity, {"note": "benchmark model"})
+    rec = build_recommender(
+        build_model(encoder, cfg), encoder, cfg, known, popularity, {"note": "benchmark model"}
+    )
     save_recommender(rec, str(out))
     return str(out)
 
 
 # ---------------------------------------------------------------------------- servers
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -159,15 +185,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(port: int, timeout_s: float = 120, proc: subprocess.Popen | None = None,
-               path: str = "/healthz", models: tuple[str, ...] = ()) -> None:
+def wait_ready(
+    port: int,
+    timeout_s: float = 120,
+    proc: subprocess.Popen | None = None,
+    path: str = "/healthz",
+    models: tuple[str, ...] = (),
+) -> None:
     """Until GET `path` answers 200 and (from /v1/models) each of `models` is loaded."""
     import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} (its error is above)")
+            raise RuntimeError(
+                f"the server exited with code {proc.returncode} (its error is above)"
+            )
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as res:
                 body = json.loads(res.read())
@@ -194,9 +227,13 @@ def workloads(port: int, users: list[str], endpoints: list[str]) -> dict[str, li
     """Requests per endpoint: k=10 for 2,048 known users in turn; 1,000 rows with 16 seeds in turn."""
     loads = {}
     if "recommendations" in endpoints:
-        loads["/v1/recommendations"] = [http_post("/v1/recommendations", {"user_id": u, "k": 10}, port) for u in users]
+        loads["/v1/recommendations"] = [
+            http_post("/v1/recommendations", {"user_id": u, "k": 10}, port) for u in users
+        ]
     if "synthetic" in endpoints:
-        loads["/v1/synthetic"] = [http_post("/v1/synthetic", {"rows": 1000, "seed": s}, port) for s in range(16)]
+        loads["/v1/synthetic"] = [
+            http_post("/v1/synthetic", {"rows": 1000, "seed": s}, port) for s in range(16)
+        ]
     return loads
 
 
@@ -205,9 +242,18 @@ def start_plain(cfg, batch: bool) -> tuple[int, subprocess.Popen]:
     # As many math threads as Ray gives a replica (OMP_NUM_THREADS = its whole CPUs, at least 1),
     # so the ratio measures Serve's overhead rather than a threading difference.
     threads = str(max(1, int(max(cfg.generator.num_cpus, cfg.recommender.num_cpus))))
-    command = [sys.executable, __file__, "--plain-server", cfg.model_dump_json(), "--port", str(port)]
-    proc = subprocess.Popen(command + (["--plain-batch"] if batch else []),
-                            env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    command = [
+        sys.executable,
+        __file__,
+        "--plain-server",
+        cfg.model_dump_json(),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        command + (["--plain-batch"] if batch else []),
+        env={**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+    )
     wait_ready(port, proc=proc)
     return port, proc
 
@@ -215,75 +261,137 @@ def start_plain(cfg, batch: bool) -> tuple[int, subprocess.Popen]:
 def start_serve(cfg, ingress: str, access_log: bool) -> tuple[int, subprocess.Popen]:
     """`synthrec serve` in a child process (its own local Ray), as a user would start it."""
     port = free_port()
-    command = [sys.executable, "-m", "synthrec.cli", "serve", "--port", str(port), "--ingress", ingress]
+    command = [
+        sys.executable,
+        "-m",
+        "synthrec.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--ingress",
+        ingress,
+    ]
     for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
         command += [flag, uri] if uri else []
-    proc = subprocess.Popen(command + ([] if access_log else ["--no-access-log"]),
-                            env={**os.environ, "SYNTHREC_API_KEY": ""})
-    models = tuple(m for m, uri in (("generator", cfg.generator_uri), ("recommender", cfg.recommender_uri)) if uri)
+    proc = subprocess.Popen(
+        command + ([] if access_log else ["--no-access-log"]),
+        env={**os.environ, "SYNTHREC_API_KEY": ""},
+    )
+    models = tuple(
+        m
+        for m, uri in (("generator", cfg.generator_uri), ("recommender", cfg.recommender_uri))
+        if uri
+    )
     wait_ready(port, timeout_s=300, proc=proc, path="/v1/models", models=models)
     return port, proc
 
 
-def bench_interleaved(ports: dict[str, int], loads: dict[str, dict[str, list[bytes]]], args) -> list[Result]:
+def bench_interleaved(
+    ports: dict[str, int], loads: dict[str, dict[str, list[bytes]]], args
+) -> list[Result]:
     """All servers stay up; each round measures every (endpoint, clients, server) for a slice of the
     time budget, rotating the server order, so load from other processes hits all servers alike."""
     acc: dict[tuple, list] = {}
     names = list(ports)
     for rnd in range(args.rounds):
-        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        order = names[rnd % len(names) :] + names[: rnd % len(names)]
         for endpoint in next(iter(loads.values())):
             for clients in args.clients:
                 for name in order:
                     payloads = loads[name][endpoint]
-                    run_load(ports[name], payloads, clients, 0.5, max(clients * 3, 10))  # warm connections
-                    lat, errors, elapsed = run_load(ports[name], payloads, clients, args.seconds / args.rounds,
-                                                    max(args.max_requests // args.rounds, clients))
+                    run_load(
+                        ports[name], payloads, clients, 0.5, max(clients * 3, 10)
+                    )  # warm connections
+                    lat, errors, elapsed = run_load(
+                        ports[name],
+                        payloads,
+                        clients,
+                        args.seconds / args.rounds,
+                        max(args.max_requests // args.rounds, clients),
+                    )
                     entry = acc.setdefault((name, endpoint, clients), [[], 0, 0.0])
                     entry[0] += lat
                     entry[1] += len(errors)
                     entry[2] += elapsed
         print(f"  round {rnd + 1}/{args.rounds} done", flush=True)
     results = []
-    for (name, endpoint, clients), (lat, errors, elapsed) in sorted(acc.items(), key=lambda kv: (
-            kv[0][1], kv[0][2], names.index(kv[0][0]))):
+    for (name, endpoint, clients), (lat, errors, elapsed) in sorted(
+        acc.items(), key=lambda kv: (kv[0][1], kv[0][2], names.index(kv[0][0]))
+    ):
         ms = np.asarray(lat) * 1e3 if lat else np.asarray([np.nan])
-        results.append(Result(name, endpoint, clients, len(lat), errors, float(np.percentile(ms, 50)),
-                              float(np.percentile(ms, 99)), len(lat) / elapsed))
+        results.append(
+            Result(
+                name,
+                endpoint,
+                clients,
+                len(lat),
+                errors,
+                float(np.percentile(ms, 50)),
+                float(np.percentile(ms, 99)),
+                len(lat) / elapsed,
+            )
+        )
     return results
 
 
 def print_table(results: list[Result]) -> None:
     """Markdown table; Serve's requests/s as a share of each plain server's at the same load."""
     base = {(r.server, r.endpoint, r.clients): r for r in results if r.server.startswith("plain")}
-    print("\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | serve req/s vs plain "
-          "| vs plain+batch |")
+    print(
+        "\n| endpoint | clients | server | p50 ms | p99 ms | req/s | errors | serve req/s vs plain "
+        "| vs plain+batch |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ratios = []
         for name in ("plain", "plain+batch"):
             b = base.get((name, r.endpoint, r.clients))
-            ratios.append(f"{r.rps / b.rps:.0%}" if r.server.startswith("serve") and b and b.rps else "")
-        print(f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
-              f"| {r.errors} | {ratios[0]} | {ratios[1]} |")
+            ratios.append(
+                f"{r.rps / b.rps:.0%}" if r.server.startswith("serve") and b and b.rps else ""
+            )
+        print(
+            f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
+            f"| {r.errors} | {ratios[0]} | {ratios[1]} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--generator", help="generator model directory (default: fit one, see build_generator_model)")
-    parser.add_argument("--recommender", help="recommender model directory (default: build a 100k-item one)")
-    parser.add_argument("--num-items", type=int, default=100_000, help="catalog size of the built recommender")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement, over all rounds (bounded)")
-    parser.add_argument("--max-requests", type=int, default=4000, help="per measurement, over all rounds (bounded)")
+    parser.add_argument(
+        "--generator",
+        help="generator model directory (default: fit one, see build_generator_model)",
+    )
+    parser.add_argument(
+        "--recommender", help="recommender model directory (default: build a 100k-item one)"
+    )
+    parser.add_argument(
+        "--num-items", type=int, default=100_000, help="catalog size of the built recommender"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="per measurement, over all rounds (bounded)"
+    )
+    parser.add_argument(
+        "--max-requests", type=int, default=4000, help="per measurement, over all rounds (bounded)"
+    )
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds over the servers")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--servers", nargs="+", default=["plain", "plain+batch", "serve", "serve-proxy"],
-                        choices=["plain", "plain+batch", "serve", "serve-proxy"],
-                        help="plain+batch: uvicorn with the Serve deployment's batching policy; serve: "
-                             "synthrec serve (HAProxy ingress); serve-proxy: synthrec serve --ingress proxy")
-    parser.add_argument("--endpoints", nargs="+", default=["recommendations", "synthetic"],
-                        choices=["recommendations", "synthetic"])
-    parser.add_argument("--access-log", action="store_true", help="Serve access logs on (off in both by default)")
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["plain", "plain+batch", "serve", "serve-proxy"],
+        choices=["plain", "plain+batch", "serve", "serve-proxy"],
+        help="plain+batch: uvicorn with the Serve deployment's batching policy; serve: "
+        "synthrec serve (HAProxy ingress); serve-proxy: synthrec serve --ingress proxy",
+    )
+    parser.add_argument(
+        "--endpoints",
+        nargs="+",
+        default=["recommendations", "synthetic"],
+        choices=["recommendations", "synthetic"],
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="Serve access logs on (off in both by default)"
+    )
     parser.add_argument("--json", help="write the results here as JSON")
     parser.add_argument("--plain-server", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -302,7 +410,9 @@ def main() -> None:
     if "recommendations" in args.endpoints:
         rec = args.recommender or build_recommender_model(tmp / "recommender", args.num_items)
     users = _known_users(rec) if rec else []
-    cfg = ServeConfig(generator_uri=gen, recommender_uri=rec, access_log=args.access_log, api_key_env=None)
+    cfg = ServeConfig(
+        generator_uri=gen, recommender_uri=rec, access_log=args.access_log, api_key_env=None
+    )
     print(f"machine: {os.cpu_count()} CPUs; generator {gen}; recommender {rec}", flush=True)
 
     ports: dict[str, int] = {}

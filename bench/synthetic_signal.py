@@ -35,7 +35,12 @@ from recommender import F_CONFIG, load, log, save_results, synthesize  # noqa: E
 from synthrec.data.splits import leave_last_out  # noqa: E402
 from synthrec.recommender.baselines import EASE, Popularity  # noqa: E402
 from synthrec.recommender.data import Encoder, Log  # noqa: E402
-from synthrec.recommender.metrics import SegmentSpec, evaluate_ranking, segment_masks, split_leave_last_out  # noqa: E402
+from synthrec.recommender.metrics import (
+    SegmentSpec,
+    evaluate_ranking,
+    segment_masks,
+    split_leave_last_out,
+)  # noqa: E402
 
 
 class OwnRows:
@@ -61,16 +66,23 @@ def pair_facts(rows: Log, train: Log) -> dict:
     groups = np.repeat(index, rows.lengths)
     keys = groups * width + rows.items
     real_keys = train.group_of * width + train.items
-    own_keys = rows.group_of * width + rows.items  # repeats within the rows' own users, known or not
-    return {"rows": int(len(keys)), "pairs_in_real_train": float(np.isin(keys[groups >= 0], real_keys).mean()),
-            "repeated_pairs": float(1.0 - len(np.unique(own_keys)) / len(own_keys))}
+    own_keys = (
+        rows.group_of * width + rows.items
+    )  # repeats within the rows' own users, known or not
+    return {
+        "rows": int(len(keys)),
+        "pairs_in_real_train": float(np.isin(keys[groups >= 0], real_keys).mean()),
+        "repeated_pairs": float(1.0 - len(np.unique(own_keys)) / len(own_keys)),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gan-budget-min", type=float, default=10.0)
     parser.add_argument("--synthetic-rows", type=int, default=100_000)
-    parser.add_argument("--synthetic", default=None, help="Parquet file of synthetic rows (skips the GAN fit)")
+    parser.add_argument(
+        "--synthetic", default=None, help="Parquet file of synthetic rows (skips the GAN fit)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,10 +92,15 @@ def main() -> None:
     real = enc.encode(split.train, "real train")
     masks, _ = segment_masks(split.test, real, enc, SegmentSpec())
     if args.synthetic:
-        synthetic, info = pq.read_table(args.synthetic).select(table.column_names), {"file": args.synthetic}
+        synthetic, info = (
+            pq.read_table(args.synthetic).select(table.column_names),
+            {"file": args.synthetic},
+        )
     else:
         log("fitting the GAN on the leave-last-out training rows")
-        synthetic, info = synthesize(leave_last_out(table)[0], args.synthetic_rows, args.gan_budget_min, seed=0)
+        synthetic, info = synthesize(
+            leave_last_out(table)[0], args.synthetic_rows, args.gan_budget_min, seed=0
+        )
     rows = enc.encode(synthetic, "synthetic rows")
     result: dict = {"synthetic": {**info, **pair_facts(rows, real)}, "scores": {}}
     for source, fitted in (("real train rows", real), ("synthetic rows", rows)):
@@ -95,15 +112,22 @@ def main() -> None:
             r = evaluate_ranking(scorer, split.test, masks)
             result["scores"][f"{name}, from {source}"] = r
             log(f"{name}, from {source}: NDCG@10 {r['overall']['ndcg@10']:.4f}")
-    lines = ["| scorer, fitted on | NDCG@10 | Recall@10 | NDCG@10 short history | NDCG@10 rare genre |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| scorer, fitted on | NDCG@10 | Recall@10 | NDCG@10 short history | NDCG@10 rare genre |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, r in result["scores"].items():
-        lines.append(f"| {name} | {r['overall']['ndcg@10']:.4f} | {r['overall']['recall@10']:.4f} | "
-                     f"{r['short_history']['ndcg@10']:.4f} | {r['rare_category']['ndcg@10']:.4f} |")
+        lines.append(
+            f"| {name} | {r['overall']['ndcg@10']:.4f} | {r['overall']['recall@10']:.4f} | "
+            f"{r['short_history']['ndcg@10']:.4f} | {r['rare_category']['ndcg@10']:.4f} |"
+        )
     s = result["synthetic"]
-    text = (f"`{' '.join(['python', *sys.argv])}` ({time.strftime('%Y-%m-%d %H:%M')})\n\n" + "\n".join(lines) +
-            f"\n\nsynthetic rows: {s['rows']:,}; (user, item) pairs found in the real training rows: "
-            f"{s['pairs_in_real_train']:.1%}; rows repeating a pair of their user: {s['repeated_pairs']:.1%}\n")
+    text = (
+        f"`{' '.join(['python', *sys.argv])}` ({time.strftime('%Y-%m-%d %H:%M')})\n\n"
+        + "\n".join(lines)
+        + f"\n\nsynthetic rows: {s['rows']:,}; (user, item) pairs found in the real training rows: "
+        f"{s['pairs_in_real_train']:.1%}; rows repeating a pair of their user: {s['repeated_pairs']:.1%}\n"
+    )
     save_results("synthetic_signal", result, text)
 
 

@@ -31,7 +31,9 @@ ML100K = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-100k"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=80_000)
@@ -54,25 +56,49 @@ def main() -> None:
     for workers in args.workers:
         per_worker_cpu = 1.0 if args.gpu else max(0.25, min(1.0, (cpus - 0.25) / workers))
         cfg = TrainGanConfig(
-            data=data, out=str(tmp / f"model-{workers}"), epochs=args.epochs, bf16=args.gpu,
+            data=data,
+            out=str(tmp / f"model-{workers}"),
+            epochs=args.epochs,
+            bf16=args.gpu,
             gan=GanConfig(batch_size=args.batch_size),
-            scaling=ScalingSection(num_workers=workers, use_gpu=args.gpu, cpus_per_worker=per_worker_cpu),
+            scaling=ScalingSection(
+                num_workers=workers, use_gpu=args.gpu, cpus_per_worker=per_worker_cpu
+            ),
         )
         start = time.perf_counter()
-        summary = run_train_gan(cfg, progress=lambda m: print(
-            f"  workers={workers} epoch {m['epoch']}: {m['rows_per_s']:,.0f} rows/s", file=sys.stderr))
-        rates = [h["rows_per_s"] for h in summary["history"]][1:] or [summary["history"][0]["rows_per_s"]]
-        results.append({"workers": workers, "rows_per_s": statistics.mean(rates), "wall_s": time.perf_counter() - start,
-                        "fidelity": summary["history"][-1].get("fidelity")})
+        summary = run_train_gan(
+            cfg,
+            progress=lambda m: print(
+                f"  workers={workers} epoch {m['epoch']}: {m['rows_per_s']:,.0f} rows/s",
+                file=sys.stderr,
+            ),
+        )
+        rates = [h["rows_per_s"] for h in summary["history"]][1:] or [
+            summary["history"][0]["rows_per_s"]
+        ]
+        results.append(
+            {
+                "workers": workers,
+                "rows_per_s": statistics.mean(rates),
+                "wall_s": time.perf_counter() - start,
+                "fidelity": summary["history"][-1].get("fidelity"),
+            }
+        )
     ray.shutdown()
     base = results[0]["rows_per_s"]
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     rows = f"{args.data}" if args.data else f"{args.rows:,} ML-100K rows"
-    print(f"\nGAN training on {device}, {rows}, global batch {args.batch_size}, {args.epochs} epochs\n")
-    print("| workers | rows/s | rows/s per worker | speed-up | wall s | fidelity proxy |\n|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"\nGAN training on {device}, {rows}, global batch {args.batch_size}, {args.epochs} epochs\n"
+    )
+    print(
+        "| workers | rows/s | rows/s per worker | speed-up | wall s | fidelity proxy |\n|---:|---:|---:|---:|---:|---:|"
+    )
     for r in results:
-        print(f"| {r['workers']} | {r['rows_per_s']:,.0f} | {r['rows_per_s'] / r['workers']:,.0f} | "
-              f"{r['rows_per_s'] / base:.2f} | {r['wall_s']:.0f} | {r['fidelity']:.3f} |")
+        print(
+            f"| {r['workers']} | {r['rows_per_s']:,.0f} | {r['rows_per_s'] / r['workers']:,.0f} | "
+            f"{r['rows_per_s'] / base:.2f} | {r['wall_s']:.0f} | {r['fidelity']:.3f} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -8,4 +8,7 @@ from synthrec.config import PipelineConfig
 from synthrec.pipeline import run_pipeline
 
 if __name__ == "__main__":
-    job_main(PipelineConfig, lambda cfg, progress: run_pipeline(cfg, progress=lambda kind, **e: progress({kind: e})))
+    job_main(
+        PipelineConfig,
+        lambda cfg, progress: run_pipeline(cfg, progress=lambda kind, **e: progress({kind: e})),
+    )

@@ -8,4 +8,9 @@ from synthrec.config import SimulateConfig
 from synthrec.data.simulator import run_simulate
 
 if __name__ == "__main__":
-    job_main(SimulateConfig, lambda cfg, progress: f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out}")
+    job_main(
+        SimulateConfig,
+        lambda cfg, progress: (
+            f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out}"
+        ),
+    )

@@ -12,6 +12,13 @@ Each builder takes ServeConfig keys as its args (validated, unknown keys rejecte
 """
 
 from synthrec.serving.app import (  # noqa: F401
-    GATEWAY_APP, GENERATOR_APP, RECOMMENDER_APP, ROUTE_PREFIXES, build_apps, build_gateway, build_generator,
-    build_recommender, deploy,
+    GATEWAY_APP,
+    GENERATOR_APP,
+    RECOMMENDER_APP,
+    ROUTE_PREFIXES,
+    build_apps,
+    build_gateway,
+    build_generator,
+    build_recommender,
+    deploy,
 )

@@ -61,8 +61,11 @@ def ray_local(s3_server):
     from ray.data import DataContext
 
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False,
-        object_store_memory=1 << 30, runtime_env={"env_vars": {k: os.environ[k] for k in s3_server.env}},
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=1 << 30,
+        runtime_env={"env_vars": {k: os.environ[k] for k in s3_server.env}},
     )
     DataContext.get_current().execution_no_progress_timeout_s = 120
     yield ray

@@ -31,22 +31,31 @@ MODEL_FORMAT = 1
 FILES = ("config.json", "generator.safetensors", "encoder.safetensors", "metadata.json")
 
 
-def save_synthesizer(synth, uri: str, storage: StorageConfig | None = None,
-                     metadata: dict[str, Any] | None = None):
+def save_synthesizer(
+    synth, uri: str, storage: StorageConfig | None = None, metadata: dict[str, Any] | None = None
+):
     """Publish `synth` as a model directory at `uri`; returns the storage Manifest."""
     if synth.generator is None:
         raise ModelError("cannot save an unfitted synthesizer; call fit() first")
     files = model_files(synth, metadata)
     meta = json.loads(files["metadata.json"])
-    return store.publish_files(uri, files, storage, metadata={"version": meta.get("version"), "format": MODEL_FORMAT})
+    return store.publish_files(
+        uri, files, storage, metadata={"version": meta.get("version"), "format": MODEL_FORMAT}
+    )
 
 
 def model_files(synth, metadata: dict[str, Any] | None = None) -> dict[str, bytes]:
     """The directory's files as bytes (what save_synthesizer publishes)."""
     enc_meta, enc_arrays = synth.encoder.state()
-    config = {"format": MODEL_FORMAT, "gan_config": synth.cfg.model_dump(mode="json"),
-              "schema": synth.encoder.schema.to_dict(), "encoder": enc_meta}
-    weights = {k: v.detach().to("cpu").contiguous() for k, v in synth.generator.state_dict().items()}
+    config = {
+        "format": MODEL_FORMAT,
+        "gan_config": synth.cfg.model_dump(mode="json"),
+        "schema": synth.encoder.schema.to_dict(),
+        "encoder": enc_meta,
+    }
+    weights = {
+        k: v.detach().to("cpu").contiguous() for k, v in synth.generator.state_dict().items()
+    }
     meta = {**synth.metadata, **(metadata or {})}
     return {
         "config.json": json.dumps(config, indent=1).encode(),
@@ -56,7 +65,9 @@ def model_files(synth, metadata: dict[str, Any] | None = None) -> dict[str, byte
     }
 
 
-def load_synthesizer(uri: str, storage: StorageConfig | None = None, device: str | torch.device = "cpu"):
+def load_synthesizer(
+    uri: str, storage: StorageConfig | None = None, device: str | torch.device = "cpu"
+):
     """Load a published model directory; weights are mapped onto `device`."""
     from synthrec.gan.synthesizer import Synthesizer
 
@@ -65,19 +76,27 @@ def load_synthesizer(uri: str, storage: StorageConfig | None = None, device: str
         config = json.loads(files["config.json"])
         metadata = json.loads(files["metadata.json"])
     except ValueError as err:
-        raise ModelError(f"{uri}: config.json or metadata.json is not valid JSON ({err}); re-save the model") from None
+        raise ModelError(
+            f"{uri}: config.json or metadata.json is not valid JSON ({err}); re-save the model"
+        ) from None
     if config.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{uri}: model format {config.get('format')!r} is not supported (expected {MODEL_FORMAT}); "
-                         f"retrain or re-save it with this synthrec version")
+        raise ModelError(
+            f"{uri}: model format {config.get('format')!r} is not supported (expected {MODEL_FORMAT}); "
+            f"retrain or re-save it with this synthrec version"
+        )
     try:
-        cfg = validate_config(GanConfig, config["gan_config"], source=f"{uri}/config.json gan_config")
+        cfg = validate_config(
+            GanConfig, config["gan_config"], source=f"{uri}/config.json gan_config"
+        )
     except ConfigError as err:
         raise ModelError(str(err)) from None
     try:
         encoder = Encoder.from_state(config["encoder"], np_load(files["encoder.safetensors"]))
         weights = torch_load(files["generator.safetensors"])
     except (KeyError, ValueError, RuntimeError, SafetensorError) as err:
-        raise ModelError(f"{uri}: encoder or weights are unreadable ({err!r}); re-save the model") from None
+        raise ModelError(
+            f"{uri}: encoder or weights are unreadable ({err!r}); re-save the model"
+        ) from None
     return Synthesizer.from_parts(encoder, cfg, weights, metadata=metadata, device=device)
 
 

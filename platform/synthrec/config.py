@@ -31,8 +31,12 @@ class StorageConfig(Section):
     cluster they come from the environment or the instance profile.
     """
 
-    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:8333; env AWS_ENDPOINT_URL")
-    region: str | None = Field(None, description="env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1")
+    endpoint_url: str | None = Field(
+        None, description="e.g. http://127.0.0.1:8333; env AWS_ENDPOINT_URL"
+    )
+    region: str | None = Field(
+        None, description="env AWS_REGION / AWS_DEFAULT_REGION; default us-east-1"
+    )
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     max_attempts: int = Field(5, ge=1, le=20, description="attempts for transient S3 errors")
@@ -41,15 +45,24 @@ class StorageConfig(Section):
     def resolved(self) -> dict[str, str | None]:
         """Endpoint, region and credentials with environment fallbacks applied."""
         env = os.environ
-        key = self.access_key_id.get_secret_value() if self.access_key_id else env.get("AWS_ACCESS_KEY_ID")
+        key = (
+            self.access_key_id.get_secret_value()
+            if self.access_key_id
+            else env.get("AWS_ACCESS_KEY_ID")
+        )
         secret = (
             self.secret_access_key.get_secret_value()
             if self.secret_access_key
             else env.get("AWS_SECRET_ACCESS_KEY")
         )
         return {
-            "endpoint_url": self.endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
-            "region": self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            "endpoint_url": self.endpoint_url
+            or env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL"),
+            "region": self.region
+            or env.get("AWS_REGION")
+            or env.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
             "access_key_id": key,
             "secret_access_key": secret,
             "session_token": env.get("AWS_SESSION_TOKEN"),
@@ -96,24 +109,47 @@ class GanConfig(Section):
     max_onehot_cardinality: int = Field(64, ge=2, description="above this, ids use embeddings")
     id_embedding_dim: int = Field(16, ge=2)
     num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
-    mode_fit_rows: int = Field(5_000, ge=100, description="bounded sample for each numeric column's mode fit (a 1-D mixture)")
+    mode_fit_rows: int = Field(
+        5_000,
+        ge=100,
+        description="bounded sample for each numeric column's mode fit (a 1-D mixture)",
+    )
     seed: int = 0
     max_discrete_int_levels: int = Field(
-        32, ge=0, description="integer numeric columns with at most this many values are one-hot (exact marginals)")
-    id_profile_rows: int = Field(200_000, ge=100, description="bounded sample for id profile vectors")
-    generator_norm: Literal["batch", "layer"] = Field("batch", description="normalization in residual blocks")
+        32,
+        ge=0,
+        description="integer numeric columns with at most this many values are one-hot (exact marginals)",
+    )
+    id_profile_rows: int = Field(
+        200_000, ge=100, description="bounded sample for id profile vectors"
+    )
+    generator_norm: Literal["batch", "layer"] = Field(
+        "batch", description="normalization in residual blocks"
+    )
     critic_dropout: float = Field(0.5, ge=0, lt=1)
     adam_betas: tuple[float, float] = (0.5, 0.9)
     cond_extra_prob: float = Field(
-        0.1, ge=0, le=1, description="chance each other discrete column is also revealed in the conditional vector")
-    epochs: int = Field(100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget")
-    sample_batch_rows: int = Field(16_384, ge=1, le=1_000_000, description="rows per generator call when sampling")
+        0.1,
+        ge=0,
+        le=1,
+        description="chance each other discrete column is also revealed in the conditional vector",
+    )
+    epochs: int = Field(
+        100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget"
+    )
+    sample_batch_rows: int = Field(
+        16_384, ge=1, le=1_000_000, description="rows per generator call when sampling"
+    )
     id_calibration_rounds: int = Field(
-        3, ge=0, le=20, description="after training, rounds of per-id draw-weight calibration so that sampled "
-                                    "id columns keep their training frequencies (0: off)")
+        3,
+        ge=0,
+        le=20,
+        description="after training, rounds of per-id draw-weight calibration so that sampled "
+        "id columns keep their training frequencies (0: off)",
+    )
 
     @model_validator(mode="after")
-    def _pac_divides_batch(self) -> "GanConfig":
+    def _pac_divides_batch(self) -> GanConfig:
         if self.batch_size % self.pac:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of pac {self.pac}")
         return self
@@ -122,9 +158,13 @@ class GanConfig(Section):
 class TrainGanConfig(Section):
     """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
 
-    data: str = Field(..., description="table URI: .parquet/.csv file or dataset folder, local or s3://")
+    data: str = Field(
+        ..., description="table URI: .parquet/.csv file or dataset folder, local or s3://"
+    )
     out: str = Field(..., description="model directory URI to publish")
-    schema_path: str | None = Field(None, alias="schema", description="schema YAML overriding inferred roles")
+    schema_path: str | None = Field(
+        None, alias="schema", description="schema YAML overriding inferred roles"
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -136,15 +176,18 @@ class TrainGanConfig(Section):
     checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
     run_name: str | None = Field(None, description="reuse a name with --resume to continue a run")
     resume: bool = False
-    bf16: bool = Field(False, description="bf16 autocast on GPU (ignored on CPU); pays only with large "
-                                         "batches (~20,000 rows per GPU step; README, GPU section)")
+    bf16: bool = Field(
+        False,
+        description="bf16 autocast on GPU (ignored on CPU); pays only with large "
+        "batches (~20,000 rows per GPU step; README, GPU section)",
+    )
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without fidelity gain")
     ray_address: str | None = None
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _one_stop_rule(self) -> "TrainGanConfig":
+    def _one_stop_rule(self) -> TrainGanConfig:
         if self.epochs is None and self.time_budget_min is None:
             self.__dict__["epochs"] = 30
         if self.resume and not self.run_name:
@@ -158,11 +201,16 @@ class GenerateConfig(Section):
     model: str = Field(..., description="model directory URI")
     rows: int = Field(..., ge=1, le=10_000_000_000)
     out: str = Field(..., description="dataset URI to publish")
-    conditions: dict[str, str] = Field(default_factory=dict, description="exact column=value conditions")
+    conditions: dict[str, str] = Field(
+        default_factory=dict, description="exact column=value conditions"
+    )
     rebalance: dict[str, str | dict[str, float]] = Field(
-        default_factory=dict, description="column -> 'uniform' or {value: probability}")
+        default_factory=dict, description="column -> 'uniform' or {value: probability}"
+    )
     seed: int = 0
-    rows_per_file: int = Field(250_000, ge=1_000, le=50_000_000, description="block size; one file per block")
+    rows_per_file: int = Field(
+        250_000, ge=1_000, le=50_000_000, description="block size; one file per block"
+    )
     concurrency: int = Field(2, ge=1, le=4096, description="generator actors")
     cpus_per_actor: float = Field(0.5, gt=0, le=256)
     gpu: bool = False
@@ -178,28 +226,44 @@ class RecommenderConfig(Section):
     num_heads: int = Field(1, ge=1, le=16)
     max_len: int = Field(50, ge=2, le=1024, description="sequence window, including the user token")
     dropout: float = Field(0.2, ge=0, lt=1)
-    loss: Literal["softmax", "bce"] = Field("softmax", description="softmax: cross-entropy over items; bce: sampled negatives")
-    num_negatives: int = Field(0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)")
-    synthetic_weight: float = Field(1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)")
+    loss: Literal["softmax", "bce"] = Field(
+        "softmax", description="softmax: cross-entropy over items; bce: sampled negatives"
+    )
+    num_negatives: int = Field(
+        0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)"
+    )
+    synthetic_weight: float = Field(
+        1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)"
+    )
     batch_size: int = Field(64, ge=1, description="windows per step, global (split across workers)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    epochs: int | None = Field(None, ge=1, le=100_000, description="upper bound; early stopping may end sooner")
+    epochs: int | None = Field(
+        None, ge=1, le=100_000, description="upper bound; early stopping may end sooner"
+    )
     time_budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
     patience: int = Field(10, ge=1, description="validations without NDCG@10 gain before stopping")
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     holdout: Literal["leave_last_out", "none"] = Field(
-        "leave_last_out", description="leave_last_out: train without each user's last two rows (validation, test)")
-    time_column: str | None = Field(None, description="default: the datetime column, or one named timestamp/time/ts")
+        "leave_last_out",
+        description="leave_last_out: train without each user's last two rows (validation, test)",
+    )
+    time_column: str | None = Field(
+        None, description="default: the datetime column, or one named timestamp/time/ts"
+    )
     user_features: list[str] | None = Field(None, description="default: columns constant per user")
     item_features: list[str] | None = Field(None, description="default: columns constant per item")
-    query_column: str | None = Field(None, description="default: a text column named query/search/search_query")
-    query_buckets: int = Field(1 << 14, ge=16, le=1 << 24, description="hash buckets for query tokens")
+    query_column: str | None = Field(
+        None, description="default: a text column named query/search/search_query"
+    )
+    query_buckets: int = Field(
+        1 << 14, ge=16, le=1 << 24, description="hash buckets for query tokens"
+    )
     query_max_tokens: int = Field(8, ge=1, le=64)
     seed: int = 0
 
     @model_validator(mode="after")
-    def _default_stop_rule(self) -> "RecommenderConfig":
+    def _default_stop_rule(self) -> RecommenderConfig:
         if self.epochs is None and self.time_budget_s is None:
             self.__dict__["epochs"] = 200
         if self.dim % self.num_heads:
@@ -210,8 +274,12 @@ class RecommenderConfig(Section):
 class TrainRecommenderConfig(Section):
     """`synthrec train-recommender` / jobs/train_recommender.py: Ray Train data-parallel model F."""
 
-    real: str = Field(..., description="real interactions: .parquet/.csv file or dataset folder, local or s3://")
-    synthetic: str | None = Field(None, description="synthetic interactions with the real table's columns")
+    real: str = Field(
+        ..., description="real interactions: .parquet/.csv file or dataset folder, local or s3://"
+    )
+    synthetic: str | None = Field(
+        None, description="synthetic interactions with the real table's columns"
+    )
     out: str = Field(..., description="model directory URI to publish")
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
@@ -223,11 +291,14 @@ class TrainRecommenderConfig(Section):
     run_name: str | None = Field(None, description="reuse a name with resume to continue a run")
     resume: bool = False
     ray_data_min_mb: float = Field(
-        64, ge=0, description="inputs at least this large are read with Ray Data; smaller ones on the driver")
+        64,
+        ge=0,
+        description="inputs at least this large are read with Ray Data; smaller ones on the driver",
+    )
     ray_address: str | None = None
 
     @model_validator(mode="after")
-    def _resume_needs_name(self) -> "TrainRecommenderConfig":
+    def _resume_needs_name(self) -> TrainRecommenderConfig:
         if self.resume and not self.run_name:
             raise ValueError("resume needs run_name (the name printed by the run to continue)")
         return self
@@ -237,36 +308,78 @@ class VerdictConfig(Section):
     """Pass/fail thresholds of `synthrec evaluate`; null skips a check."""
 
     max_exact_copy_rate: float | None = Field(
-        0.01, ge=0, le=1, description="synthetic rows identical to a train row; the holdout's own rate, if higher, is used")
+        0.01,
+        ge=0,
+        le=1,
+        description="synthetic rows identical to a train row; the holdout's own rate, if higher, is used",
+    )
     max_dcr_share: float | None = Field(
-        0.10, ge=0, le=1, description="synthetic rows closer to train than the holdout's 5th percentile (0.05 expected)")
-    max_mia_auc: float | None = Field(0.60, ge=0.5, le=1, description="distance-based membership attack AUC")
-    min_fidelity: float | None = Field(0.70, ge=0, le=1, description="fidelity.overall (sdmetrics definition)")
+        0.10,
+        ge=0,
+        le=1,
+        description="synthetic rows closer to train than the holdout's 5th percentile (0.05 expected)",
+    )
+    max_mia_auc: float | None = Field(
+        0.60, ge=0.5, le=1, description="distance-based membership attack AUC"
+    )
+    min_fidelity: float | None = Field(
+        0.70, ge=0, le=1, description="fidelity.overall (sdmetrics definition)"
+    )
     min_utility_ratio: float | None = Field(0.80, ge=0, description="TSTR AUC / TRTR AUC")
 
 
 class EvaluateConfig(Section):
     """`synthrec evaluate` / run_evaluate: fidelity, utility and privacy of a synthetic table."""
 
-    real: str | None = Field(None, description="real rows the generator was trained on: file or dataset URI")
+    real: str | None = Field(
+        None, description="real rows the generator was trained on: file or dataset URI"
+    )
     synthetic: str | None = Field(None, description="synthetic rows with the real table's columns")
-    holdout: str | None = Field(None, description="real rows the generator never saw (privacy baseline, utility test)")
+    holdout: str | None = Field(
+        None, description="real rows the generator never saw (privacy baseline, utility test)"
+    )
     out: str = Field("out/evaluate", description="folder URI for report.html and metrics.json")
-    label: str | None = Field(None, description="binary label for TSTR/TRTR; default: the schema's first label")
-    utility_exclude: list[str] = Field(default_factory=list, description="columns that leak the label")
-    roles: dict[str, str] = Field(default_factory=dict, description="column -> role, overriding inference")
+    label: str | None = Field(
+        None, description="binary label for TSTR/TRTR; default: the schema's first label"
+    )
+    utility_exclude: list[str] = Field(
+        default_factory=list, description="columns that leak the label"
+    )
+    roles: dict[str, str] = Field(
+        default_factory=dict, description="column -> role, overriding inference"
+    )
     segments: dict[str, Any] | None = Field(
-        None, description="column -> [values] or null (top values); default: the synthetic manifest's conditions/rebalance")
+        None,
+        description="column -> [values] or null (top values); default: the synthetic manifest's conditions/rebalance",
+    )
     seed: int = Field(0, ge=0)
-    num_bins: int = Field(10, ge=2, le=1000, description="contingency bins for numerics (sdmetrics: 10)")
-    correlation_threshold: float = Field(0.5, ge=0, le=1, description="sdmetrics' default real |r| for a pair to count")
-    association_threshold: float = Field(0.3, ge=0, le=1, description="sdmetrics' default real Cramér's V")
-    utility_max_train_rows: int = Field(100_000, ge=100, description="seeded sample bound per training side")
-    utility_test_fraction: float = Field(0.2, gt=0, lt=1, description="real rows held out for testing without a holdout")
-    privacy_query_rows: int = Field(5_000, ge=10, description="synthetic/holdout/train rows whose nearest record is found")
-    privacy_reference_rows: int = Field(100_000, ge=10, description="train (DCR) or synthetic (MIA) rows searched")
-    max_segments: int = Field(12, ge=1, le=200, description="segments per column when values are not listed")
-    report_max_categories: int = Field(20, ge=2, le=200, description="bars per categorical in the report")
+    num_bins: int = Field(
+        10, ge=2, le=1000, description="contingency bins for numerics (sdmetrics: 10)"
+    )
+    correlation_threshold: float = Field(
+        0.5, ge=0, le=1, description="sdmetrics' default real |r| for a pair to count"
+    )
+    association_threshold: float = Field(
+        0.3, ge=0, le=1, description="sdmetrics' default real Cramér's V"
+    )
+    utility_max_train_rows: int = Field(
+        100_000, ge=100, description="seeded sample bound per training side"
+    )
+    utility_test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="real rows held out for testing without a holdout"
+    )
+    privacy_query_rows: int = Field(
+        5_000, ge=10, description="synthetic/holdout/train rows whose nearest record is found"
+    )
+    privacy_reference_rows: int = Field(
+        100_000, ge=10, description="train (DCR) or synthetic (MIA) rows searched"
+    )
+    max_segments: int = Field(
+        12, ge=1, le=200, description="segments per column when values are not listed"
+    )
+    report_max_categories: int = Field(
+        20, ge=2, le=200, description="bars per categorical in the report"
+    )
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
@@ -276,68 +389,110 @@ class AutoscalingSection(Section):
 
     min_replicas: int = Field(1, ge=0, le=1024)
     max_replicas: int = Field(4, ge=1, le=1024)
-    target_ongoing_requests: float = Field(8, gt=0, description="per replica; above it Serve adds replicas")
+    target_ongoing_requests: float = Field(
+        8, gt=0, description="per replica; above it Serve adds replicas"
+    )
     upscale_delay_s: float = Field(10, ge=0)
     downscale_delay_s: float = Field(300, ge=0)
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> "AutoscalingSection":
+    def _min_below_max(self) -> AutoscalingSection:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+            raise ValueError(
+                f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}"
+            )
         return self
 
 
 class ReplicaSection(Section):
     """One Serve deployment: how many replicas, what each gets, how requests are batched."""
 
-    num_replicas: int = Field(1, ge=1, le=1024, description="fixed count; ignored when autoscaling is set")
-    autoscaling: AutoscalingSection | None = Field(None, description="set to let Serve scale between min and max")
+    num_replicas: int = Field(
+        1, ge=1, le=1024, description="fixed count; ignored when autoscaling is set"
+    )
+    autoscaling: AutoscalingSection | None = Field(
+        None, description="set to let Serve scale between min and max"
+    )
     num_cpus: float = Field(0.5, gt=0, le=256, description="fractional on small machines")
-    num_gpus: float = Field(0.0, ge=0, le=8, description="> 0: GPU replicas (the model is loaded on cuda)")
-    max_ongoing_requests: int = Field(64, ge=1, le=100_000, description="per replica, before the proxy queues")
-    max_batch_size: int = Field(32, ge=1, le=4096, description="@serve.batch: requests scored together")
-    batch_wait_timeout_s: float = Field(0.0, ge=0, le=1, description="0: batch only what is already queued")
+    num_gpus: float = Field(
+        0.0, ge=0, le=8, description="> 0: GPU replicas (the model is loaded on cuda)"
+    )
+    max_ongoing_requests: int = Field(
+        64, ge=1, le=100_000, description="per replica, before the proxy queues"
+    )
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="@serve.batch: requests scored together"
+    )
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, le=1, description="0: batch only what is already queued"
+    )
     max_surge_percent: int = Field(
-        100, ge=0, le=100, description="extra replicas while rolling: old ones serve until new ones are ready "
-                                       "(needs spare CPUs/GPUs; 0 stops old replicas first)")
+        100,
+        ge=0,
+        le=100,
+        description="extra replicas while rolling: old ones serve until new ones are ready "
+        "(needs spare CPUs/GPUs; 0 stops old replicas first)",
+    )
 
 
 class ServeLimits(Section):
     """Per-request bounds; requests above them get a 422 naming the field."""
 
-    max_rows: int = Field(100_000, ge=1, le=10_000_000, description="rows per /v1/synthetic request")
+    max_rows: int = Field(
+        100_000, ge=1, le=10_000_000, description="rows per /v1/synthetic request"
+    )
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
-    max_body_bytes: int = Field(1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)")
+    max_body_bytes: int = Field(
+        1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)"
+    )
 
 
 class ServeConfig(Section):
     """`synthrec serve` and the args of each Serve application in serve/config.yaml."""
 
-    generator_uri: str | None = Field(None, description="generator model directory URI; None: no /v1/synthetic")
-    recommender_uri: str | None = Field(None, description="recommender model directory URI; None: no /v1/recommendations")
-    host: str = Field("127.0.0.1", description="HTTP bind address; 0.0.0.0 exposes it to the network")
+    generator_uri: str | None = Field(
+        None, description="generator model directory URI; None: no /v1/synthetic"
+    )
+    recommender_uri: str | None = Field(
+        None, description="recommender model directory URI; None: no /v1/recommendations"
+    )
+    host: str = Field(
+        "127.0.0.1", description="HTTP bind address; 0.0.0.0 exposes it to the network"
+    )
     port: int = Field(8000, ge=1, le=65_535)
     generator: ReplicaSection = Field(default_factory=ReplicaSection)
     recommender: ReplicaSection = Field(default_factory=ReplicaSection)
     gateway: ReplicaSection = Field(
         default_factory=lambda: ReplicaSection(num_cpus=0.1, max_ongoing_requests=256),
-        description="the app serving /v1/models, /healthz and /docs")
+        description="the app serving /v1/models, /healthz and /docs",
+    )
     limits: ServeLimits = Field(default_factory=ServeLimits)
-    api_key_env: str | None = Field("SYNTHREC_API_KEY", description="env var holding the bearer API key; unset or empty: no auth")
-    api_key_file: str | None = Field(None, description="file holding the API key (wins over the env var)")
+    api_key_env: str | None = Field(
+        "SYNTHREC_API_KEY",
+        description="env var holding the bearer API key; unset or empty: no auth",
+    )
+    api_key_file: str | None = Field(
+        None, description="file holding the API key (wins over the env var)"
+    )
     access_log: bool = Field(True, description="Serve's structured (JSON) per-request logs")
     ingress: Literal["haproxy", "proxy"] = Field(
-        "haproxy", description="HTTP front of a Ray that `synthrec serve` starts: haproxy (Serve's HAProxy with "
-                               "direct ingress: each request goes straight to a replica's HTTP server) or proxy "
-                               "(Serve's Python proxy). A cluster's own setting wins when joining one.")
-    request_timeout_s: float = Field(60, gt=0, le=3_600, description="end-to-end HTTP timeout at the proxy")
+        "haproxy",
+        description="HTTP front of a Ray that `synthrec serve` starts: haproxy (Serve's HAProxy with "
+        "direct ingress: each request goes straight to a replica's HTTP server) or proxy "
+        "(Serve's Python proxy). A cluster's own setting wins when joining one.",
+    )
+    request_timeout_s: float = Field(
+        60, gt=0, le=3_600, description="end-to-end HTTP timeout at the proxy"
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
 
 
-PipelineStage = Literal["data", "train_gan", "generate", "evaluate", "train_recommender", "evaluate_recommender"]
+PipelineStage = Literal[
+    "data", "train_gan", "generate", "evaluate", "train_recommender", "evaluate_recommender"
+]
 PIPELINE_STAGES: tuple[str, ...] = PipelineStage.__args__  # type: ignore[attr-defined]
 
 
@@ -350,32 +505,54 @@ class PipelineConfig(Section):
     """
 
     out: str = Field("pipeline-output", description="root URI of every output")
-    data: str | None = Field(None, description="real event log URI; default: the built-in simulator")
+    data: str | None = Field(
+        None, description="real event log URI; default: the built-in simulator"
+    )
     schema_path: str | None = Field(None, alias="schema", description="schema YAML for `data`")
-    simulate: SimulateConfig = Field(default_factory=lambda: SimulateConfig(
-        rows=60_000, num_users=1_500, num_items=2_000, num_categories=20, num_brands=100, num_queries=300))
+    simulate: SimulateConfig = Field(
+        default_factory=lambda: SimulateConfig(
+            rows=60_000,
+            num_users=1_500,
+            num_items=2_000,
+            num_categories=20,
+            num_brands=100,
+            num_queries=300,
+        )
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
     privacy_holdout_share: float = Field(
-        0.1, ge=0, lt=1, description="random share of the GAN's training rows held out as the privacy and utility "
-        "reference; 0 uses each user's last two rows instead (later in time, so the privacy checks run pessimistic)")
+        0.1,
+        ge=0,
+        lt=1,
+        description="random share of the GAN's training rows held out as the privacy and utility "
+        "reference; 0 uses each user's last two rows instead (later in time, so the privacy checks run pessimistic)",
+    )
     synthetic_rows: int = Field(100_000, ge=1)
     conditions: dict[str, str] = Field(default_factory=dict)
     rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)
-    synthetic_weight: float = Field(0.5, ge=0, description="λ for synthetic rows in the recommender loss")
-    recommender: RecommenderConfig = Field(default_factory=lambda: RecommenderConfig(time_budget_s=150))
+    synthetic_weight: float = Field(
+        0.5, ge=0, description="λ for synthetic rows in the recommender loss"
+    )
+    recommender: RecommenderConfig = Field(
+        default_factory=lambda: RecommenderConfig(time_budget_s=150)
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     generate_concurrency: int = Field(2, ge=1)
-    stages: list[PipelineStage] | None = Field(None, description="run only these stages (their inputs must exist)")
+    stages: list[PipelineStage] | None = Field(
+        None, description="run only these stages (their inputs must exist)"
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> T:
     """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
 
     Overrides with value None are ignored, so CLI flags left unset keep YAML values.
@@ -392,11 +569,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
 def validate_config(cls: type[T], data: Any, source: str = "config") -> T:
     """Validate a plain dict (e.g. JSON shipped with a Ray job) into `cls`."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys to values, got {type(data).__name__}"
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(cls, e) for e in err.errors())) from None
+        raise ConfigError(
+            f"{source}: " + "; ".join(_describe(cls, e) for e in err.errors())
+        ) from None
 
 
 def _describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
@@ -425,7 +606,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path}: top level must be a mapping, got {type(data).__name__}"
+        )
     return data
 
 
@@ -434,4 +617,3 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         data = data.setdefault(part, {})
     data[leaf] = value
-

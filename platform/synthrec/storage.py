@@ -20,10 +20,11 @@ import os
 import posixpath
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -60,16 +61,19 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, uri: str) -> "Manifest":
+    def from_json(cls, text: str, uri: str) -> Manifest:
         try:
             data = json.loads(text)
             data["files"] = [FileEntry(**f) for f in data["files"]]
             return cls(**data)
         except (ValueError, KeyError, TypeError) as err:
-            raise StorageError(f"{join(uri, MANIFEST)} is corrupt ({err}); re-run the job that wrote it") from None
+            raise StorageError(
+                f"{join(uri, MANIFEST)} is corrupt ({err}); re-run the job that wrote it"
+            ) from None
 
 
 # ---------------------------------------------------------------------------- filesystems
+
 
 def is_s3(uri: str) -> bool:
     return str(uri).startswith("s3://")
@@ -85,7 +89,7 @@ def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.Fil
     """The pyarrow filesystem for `uri` and the path inside it (`bucket/key` for S3)."""
     uri = str(uri)
     if is_s3(uri):
-        path = uri[len("s3://"):].rstrip("/")
+        path = uri[len("s3://") :].rstrip("/")
         if not path or path.startswith("/"):
             raise StorageError(f"{uri!r} is not a valid S3 URI; expected s3://bucket/prefix")
         return _s3_filesystem(**_s3_settings(storage)), path
@@ -97,16 +101,23 @@ def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.Fil
 def _s3_settings(storage: StorageConfig | None) -> dict[str, Any]:
     cfg = (storage or StorageConfig()).resolved()
     return {
-        "endpoint": cfg["endpoint_url"], "region": cfg["region"], "access_key": cfg["access_key_id"],
-        "secret_key": cfg["secret_access_key"], "session_token": cfg["session_token"],
+        "endpoint": cfg["endpoint_url"],
+        "region": cfg["region"],
+        "access_key": cfg["access_key_id"],
+        "secret_key": cfg["secret_access_key"],
+        "session_token": cfg["session_token"],
         "attempts": (storage or StorageConfig()).max_attempts,
     }
 
 
 @lru_cache(maxsize=16)
-def _s3_filesystem(endpoint, region, access_key, secret_key, session_token, attempts) -> pafs.S3FileSystem:
+def _s3_filesystem(
+    endpoint, region, access_key, secret_key, session_token, attempts
+) -> pafs.S3FileSystem:
     kwargs: dict[str, Any] = {
-        "region": region, "connect_timeout": 3, "request_timeout": 30,
+        "region": region,
+        "connect_timeout": 3,
+        "request_timeout": 30,
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
     }
     if endpoint:
@@ -124,24 +135,40 @@ def boto3_client(storage: StorageConfig | None = None, connect_timeout: float = 
 
     cfg = (storage or StorageConfig()).resolved()
     return boto3.client(
-        "s3", endpoint_url=cfg["endpoint_url"], region_name=cfg["region"],
-        aws_access_key_id=cfg["access_key_id"], aws_secret_access_key=cfg["secret_access_key"],
+        "s3",
+        endpoint_url=cfg["endpoint_url"],
+        region_name=cfg["region"],
+        aws_access_key_id=cfg["access_key_id"],
+        aws_secret_access_key=cfg["secret_access_key"],
         aws_session_token=cfg["session_token"],
-        config=Config(retries={"max_attempts": 2}, connect_timeout=connect_timeout, read_timeout=30),
+        config=Config(
+            retries={"max_attempts": 2}, connect_timeout=connect_timeout, read_timeout=30
+        ),
     )
 
 
-def with_retries(fn: Callable[[], T], uri: str, storage: StorageConfig | None = None, what: str = "access") -> T:
+def with_retries(
+    fn: Callable[[], T], uri: str, storage: StorageConfig | None = None, what: str = "access"
+) -> T:
     """Run `fn`, retrying transient I/O errors with exponential backoff; missing files are not retried."""
     cfg = storage or StorageConfig()
     for attempt in range(cfg.max_attempts):
         try:
             return fn()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, StorageError, DataError):
+        except (
+            FileNotFoundError,
+            IsADirectoryError,
+            NotADirectoryError,
+            PermissionError,
+            StorageError,
+            DataError,
+        ):
             raise
         except OSError as err:
             if attempt + 1 == cfg.max_attempts:
-                raise StorageError(f"cannot {what} {uri} after {cfg.max_attempts} attempts: {_short(err)}") from None
+                raise StorageError(
+                    f"cannot {what} {uri} after {cfg.max_attempts} attempts: {_short(err)}"
+                ) from None
             time.sleep(cfg.retry_base_delay_s * 2**attempt)
     raise AssertionError("unreachable")
 
@@ -151,6 +178,7 @@ def _short(err: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------- low-level I/O
+
 
 def write_bytes(uri: str, data: bytes, storage: StorageConfig | None = None) -> None:
     """Write one object; on local disk through a temp file and rename, so it is all or nothing."""
@@ -202,7 +230,11 @@ def list_files(uri: str, storage: StorageConfig | None = None) -> list[str]:
     selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
     infos = with_retries(lambda: fs.get_file_info(selector), uri, storage, "list")
     prefix = path.rstrip("/") + "/"  # string prefix, not relpath: S3 keys are not filesystem paths
-    return sorted(i.path[len(prefix):] for i in infos if i.type == pafs.FileType.File and i.path.startswith(prefix))
+    return sorted(
+        i.path[len(prefix) :]
+        for i in infos
+        if i.type == pafs.FileType.File and i.path.startswith(prefix)
+    )
 
 
 def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:
@@ -211,7 +243,7 @@ def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket = uri[len("s3://"):].split("/", 1)[0]
+    bucket = uri[len("s3://") :].split("/", 1)[0]
     client = boto3_client(storage)
     try:
         client.head_bucket(Bucket=bucket)
@@ -224,7 +256,9 @@ def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:
     try:
         client.create_bucket(Bucket=bucket)
     except (ClientError, BotoCoreError) as err:
-        raise StorageError(f"bucket of {uri} does not exist and cannot be created: {_short(err)}") from None
+        raise StorageError(
+            f"bucket of {uri} does not exist and cannot be created: {_short(err)}"
+        ) from None
 
 
 def check_writable(uri: str, storage: StorageConfig | None = None) -> None:
@@ -233,7 +267,13 @@ def check_writable(uri: str, storage: StorageConfig | None = None) -> None:
     try:
         if is_s3(uri):
             ensure_bucket(uri, storage)
-        write_bytes(probe, b"ok", storage.model_copy(update={"max_attempts": 1}) if storage else StorageConfig(max_attempts=1))
+        write_bytes(
+            probe,
+            b"ok",
+            storage.model_copy(update={"max_attempts": 1})
+            if storage
+            else StorageConfig(max_attempts=1),
+        )
         delete(probe, storage)
     except StorageError as err:
         raise StorageError(f"destination {uri} is not writable: {err}") from None
@@ -242,6 +282,7 @@ def check_writable(uri: str, storage: StorageConfig | None = None) -> None:
 
 
 # ---------------------------------------------------------------------------- publishing
+
 
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -265,7 +306,9 @@ def commit(uri: str, manifest: Manifest, storage: StorageConfig | None = None) -
     return manifest
 
 
-def cleanup_stale(uri: str, manifest: Manifest | None, storage: StorageConfig | None = None) -> list[str]:
+def cleanup_stale(
+    uri: str, manifest: Manifest | None, storage: StorageConfig | None = None
+) -> list[str]:
     """Delete staging/run folders under `uri` that the published manifest does not reference."""
     keep = {manifest.run_id} if manifest else set()
     stale = {p.split("/", 1)[0] for p in list_files(uri, storage) if "/" in p}
@@ -275,7 +318,9 @@ def cleanup_stale(uri: str, manifest: Manifest | None, storage: StorageConfig | 
     return removed
 
 
-def entry_for(uri: str, rel_path: str, storage: StorageConfig | None = None, rows: int | None = None) -> FileEntry:
+def entry_for(
+    uri: str, rel_path: str, storage: StorageConfig | None = None, rows: int | None = None
+) -> FileEntry:
     """Size and sha256 of an already written file (streamed, bounded memory)."""
     fs, path = filesystem(join(uri, rel_path), storage)
     digest, size = hashlib.sha256(), 0
@@ -286,8 +331,13 @@ def entry_for(uri: str, rel_path: str, storage: StorageConfig | None = None, row
     return FileEntry(rel_path, size, digest.hexdigest(), rows)
 
 
-def publish_files(uri: str, files: dict[str, bytes], storage: StorageConfig | None = None,
-                  metadata: dict[str, Any] | None = None, kind: str = "model") -> Manifest:
+def publish_files(
+    uri: str,
+    files: dict[str, bytes],
+    storage: StorageConfig | None = None,
+    metadata: dict[str, Any] | None = None,
+    kind: str = "model",
+) -> Manifest:
     """Publish a directory of named files (e.g. a model) atomically."""
     run_id = new_run_id()
     entries = []
@@ -298,11 +348,15 @@ def publish_files(uri: str, files: dict[str, bytes], storage: StorageConfig | No
     return commit(uri, Manifest(kind, run_id, entries, metadata=dict(metadata or {})), storage)
 
 
-def read_files(uri: str, names: Iterable[str] | None = None, storage: StorageConfig | None = None) -> dict[str, bytes]:
+def read_files(
+    uri: str, names: Iterable[str] | None = None, storage: StorageConfig | None = None
+) -> dict[str, bytes]:
     """Files of a published directory by name, checked against the manifest's sha256."""
     manifest = read_manifest(uri, storage)
     if manifest is None:
-        raise ModelError(f"nothing is published at {uri} (no {MANIFEST}); check the URI or re-run the job that writes it")
+        raise ModelError(
+            f"nothing is published at {uri} (no {MANIFEST}); check the URI or re-run the job that writes it"
+        )
     by_name = {e.path.split("/", 1)[1]: e for e in manifest.files}
     wanted = list(names) if names is not None else list(by_name)
     missing = [n for n in wanted if n not in by_name]
@@ -312,12 +366,15 @@ def read_files(uri: str, names: Iterable[str] | None = None, storage: StorageCon
     for name in wanted:
         data = read_bytes(join(uri, by_name[name].path), storage)
         if hashlib.sha256(data).hexdigest() != by_name[name].sha256:
-            raise ModelError(f"{join(uri, by_name[name].path)} does not match its manifest checksum; re-publish it")
+            raise ModelError(
+                f"{join(uri, by_name[name].path)} does not match its manifest checksum; re-publish it"
+            )
         out[name] = data
     return out
 
 
 # ---------------------------------------------------------------------------- tables
+
 
 def parquet_bytes(table: pa.Table, compression: str = "zstd") -> bytes:
     sink = io.BytesIO()
@@ -325,9 +382,15 @@ def parquet_bytes(table: pa.Table, compression: str = "zstd") -> bytes:
     return sink.getvalue()
 
 
-def write_dataset(data: pa.Table | Iterable[pa.RecordBatch | pa.Table], uri: str, storage: StorageConfig | None = None,
-                  *, rows_per_file: int = 1_000_000, metadata: dict[str, Any] | None = None,
-                  progress: Callable[[int], None] | None = None) -> Manifest:
+def write_dataset(
+    data: pa.Table | Iterable[pa.RecordBatch | pa.Table],
+    uri: str,
+    storage: StorageConfig | None = None,
+    *,
+    rows_per_file: int = 1_000_000,
+    metadata: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Manifest:
     """Write a table (or a stream of batches) as Parquet parts and publish it atomically."""
     if rows_per_file < 1:
         raise DataError(f"rows_per_file must be >= 1, got {rows_per_file}")
@@ -344,7 +407,11 @@ def write_dataset(data: pa.Table | Iterable[pa.RecordBatch | pa.Table], uri: str
             progress(total)
     if not entries:
         raise DataError(f"nothing to write to {uri}: the data has no rows")
-    return commit(uri, Manifest("dataset", run_id, entries, num_rows=total, metadata=dict(metadata or {})), storage)
+    return commit(
+        uri,
+        Manifest("dataset", run_id, entries, num_rows=total, metadata=dict(metadata or {})),
+        storage,
+    )
 
 
 def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
@@ -365,22 +432,35 @@ def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
         yield pa.concat_tables(pending)
 
 
-def read_dataset(uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_dataset(
+    uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pa.Table:
     """Read a published dataset; unpublished or incomplete folders are refused."""
     manifest = read_manifest(uri, storage)
     if manifest is None:
-        raise DataError(f"{uri} holds no published dataset (no {MANIFEST}); it may be incomplete — re-run the job that writes it")
+        raise DataError(
+            f"{uri} holds no published dataset (no {MANIFEST}); it may be incomplete — re-run the job that writes it"
+        )
     if manifest.kind != "dataset":
         raise DataError(f"{uri} is a published {manifest.kind}, not a dataset")
     fs, base = filesystem(uri, storage)
-    paths = [posixpath.join(base, e.path) if is_s3(uri) else os.path.join(base, e.path) for e in manifest.files]
-    table = with_retries(lambda: pq.ParquetDataset(paths, filesystem=fs).read(columns=columns), uri, storage, "read")
+    paths = [
+        posixpath.join(base, e.path) if is_s3(uri) else os.path.join(base, e.path)
+        for e in manifest.files
+    ]
+    table = with_retries(
+        lambda: pq.ParquetDataset(paths, filesystem=fs).read(columns=columns), uri, storage, "read"
+    )
     if table.num_rows != manifest.num_rows:
-        raise DataError(f"{uri}: manifest says {manifest.num_rows} rows but the files hold {table.num_rows}; re-publish it")
+        raise DataError(
+            f"{uri}: manifest says {manifest.num_rows} rows but the files hold {table.num_rows}; re-publish it"
+        )
     return table
 
 
-def read_table(uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_table(
+    uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pa.Table:
     """Read a .parquet or .csv file, a published dataset folder, or a folder of Parquet files."""
     fs, path = filesystem(uri, storage)
     info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
@@ -394,13 +474,19 @@ def read_table(uri: str, storage: StorageConfig | None = None, columns: list[str
     if suffix in ("parquet", "pq"):
         return _read_parquet(uri, fs, path, storage, columns)
     if suffix in ("csv", "tsv"):
-        return _read_csv(uri, fs, path, storage, columns, delimiter="\t" if suffix == "tsv" else ",")
-    raise DataError(f"{uri}: unknown format '.{suffix}'; use a .parquet or .csv file or a dataset folder")
+        return _read_csv(
+            uri, fs, path, storage, columns, delimiter="\t" if suffix == "tsv" else ","
+        )
+    raise DataError(
+        f"{uri}: unknown format '.{suffix}'; use a .parquet or .csv file or a dataset folder"
+    )
 
 
 def _read_parquet(uri, fs, path, storage, columns) -> pa.Table:
     try:
-        return with_retries(lambda: pq.read_table(path, filesystem=fs, columns=columns), uri, storage, "read")
+        return with_retries(
+            lambda: pq.read_table(path, filesystem=fs, columns=columns), uri, storage, "read"
+        )
     except pa.ArrowInvalid as err:
         raise DataError(f"{uri} is not readable as Parquet: {_short(err)}") from None
 
@@ -408,8 +494,12 @@ def _read_parquet(uri, fs, path, storage, columns) -> pa.Table:
 def _read_csv(uri, fs, path, storage, columns, delimiter: str) -> pa.Table:
     def read() -> pa.Table:
         with fs.open_input_stream(path) as stream:
-            return pacsv.read_csv(stream, parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                                  convert_options=pacsv.ConvertOptions(include_columns=columns))
+            return pacsv.read_csv(
+                stream,
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(include_columns=columns),
+            )
+
     try:
         return with_retries(read, uri, storage, "read")
     except pa.ArrowInvalid as err:

@@ -21,8 +21,14 @@ from synthrec.schema import Role, infer_schema
 
 pytestmark = pytest.mark.integration
 
-SDTYPE = {Role.USER_ID: "id", Role.ITEM_ID: "id", Role.CATEGORICAL: "categorical", Role.LABEL: "categorical",
-          Role.NUMERIC: "numerical", Role.DATETIME: "datetime"}
+SDTYPE = {
+    Role.USER_ID: "id",
+    Role.ITEM_ID: "id",
+    Role.CATEGORICAL: "categorical",
+    Role.LABEL: "categorical",
+    Role.NUMERIC: "numerical",
+    Role.DATETIME: "datetime",
+}
 
 
 def degrade(table: pa.Table, seed: int = 0) -> pa.Table:
@@ -41,7 +47,9 @@ def degrade(table: pa.Table, seed: int = 0) -> pa.Table:
 
 def _quality_report():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the single-table report is deprecated in favour of the unified one
+        warnings.simplefilter(
+            "ignore"
+        )  # the single-table report is deprecated in favour of the unified one
         from sdmetrics.reports.single_table import QualityReport
     return QualityReport()
 
@@ -53,15 +61,20 @@ def ml100k(ml100k_dir):
 
 @pytest.mark.parametrize("case", ["temporal_split", "degraded_copy"])
 def test_fidelity_agrees_with_sdmetrics_quality_report(ml100k, case):
-    real, synthetic = (ml100k.slice(0, 80_000), ml100k.slice(80_000)) if case == "temporal_split" \
+    real, synthetic = (
+        (ml100k.slice(0, 80_000), ml100k.slice(80_000))
+        if case == "temporal_split"
         else (ml100k, degrade(ml100k))
+    )
     schema = infer_schema(real)
     assert schema["user_id"].role == Role.USER_ID and schema["click"].role == Role.LABEL
     ours = fidelity(encode([real, synthetic], schema))
     metadata = {"columns": {c.name: {"sdtype": SDTYPE[c.role]} for c in schema.columns}}
     real_df, syn_df = real.to_pandas(), synthetic.to_pandas()
-    for counted_pairs, mine in (("sdmetrics defaults", ours), ("every pair", ours["all_pairs"] | {
-            "column_shapes": ours["column_shapes"]})):
+    for counted_pairs, mine in (
+        ("sdmetrics defaults", ours),
+        ("every pair", ours["all_pairs"] | {"column_shapes": ours["column_shapes"]}),
+    ):
         np.random.seed(0)  # sdmetrics subsamples contingency pairs with the global RNG
         report = _quality_report()
         if counted_pairs == "every pair":
@@ -71,8 +84,12 @@ def test_fidelity_agrees_with_sdmetrics_quality_report(ml100k, case):
             report.generate(real_df, syn_df, metadata, verbose=False)
         props = report.get_properties().set_index("Property")["Score"]
         assert mine["overall"] == pytest.approx(report.get_score(), abs=0.01), counted_pairs
-        assert mine["column_shapes"] == pytest.approx(props["Column Shapes"], abs=1e-9), counted_pairs
-        assert mine["column_pair_trends"] == pytest.approx(props["Column Pair Trends"], abs=0.01), counted_pairs
+        assert mine["column_shapes"] == pytest.approx(props["Column Shapes"], abs=1e-9), (
+            counted_pairs
+        )
+        assert mine["column_pair_trends"] == pytest.approx(props["Column Pair Trends"], abs=0.01), (
+            counted_pairs
+        )
 
 
 def _events(n: int, seed: int) -> pa.Table:
@@ -81,11 +98,18 @@ def _events(n: int, seed: int) -> pa.Table:
     price = rng.gamma(2.0, 10.0, n) + age / 2
     price[rng.random(n) < 0.05] = np.nan
     ts = np.datetime64("2024-01-01") + rng.integers(0, 90 * 86_400, n).astype("timedelta64[s]")
-    return pa.table({
-        "user_id": [f"u{i}" for i in rng.integers(0, 80, n)], "age": age, "price": pa.array(price, from_pandas=True),
-        "category": pa.array(np.where(rng.random(n) < 0.03, None, rng.choice(["books", "games", "music"], n))),
-        "ts": pa.array(ts, pa.timestamp("s")), "click": (rng.random(n) < age / 100).astype(np.int64),
-    })
+    return pa.table(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 80, n)],
+            "age": age,
+            "price": pa.array(price, from_pandas=True),
+            "category": pa.array(
+                np.where(rng.random(n) < 0.03, None, rng.choice(["books", "games", "music"], n))
+            ),
+            "ts": pa.array(ts, pa.timestamp("s")),
+            "click": (rng.random(n) < age / 100).astype(np.int64),
+        }
+    )
 
 
 def test_datetimes_and_nulls_agree_exactly_below_the_subsample_size():

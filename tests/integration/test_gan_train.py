@@ -12,8 +12,9 @@ from synthrec.errors import ConfigError, DataError, StorageError
 
 pytestmark = pytest.mark.integration
 
-SMALL_GAN = GanConfig(batch_size=200, pac=10, generator_dims=[64, 64], critic_dims=[64, 64], embedding_dim=32,
-                      seed=7)
+SMALL_GAN = GanConfig(
+    batch_size=200, pac=10, generator_dims=[64, 64], critic_dims=[64, 64], embedding_dim=32, seed=7
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +27,26 @@ def events_uri(ml100k_dir, tmp_path_factory):
 
 
 def _cfg(data, out, workers, **kw) -> TrainGanConfig:
-    return TrainGanConfig(data=data, out=out, gan=SMALL_GAN, scaling=ScalingSection(num_workers=workers, cpus_per_worker=0.5),
-                          **{"epochs": 3, "checkpoint_every": 1, "max_failures": 0, **kw})
+    return TrainGanConfig(
+        data=data,
+        out=out,
+        gan=SMALL_GAN,
+        scaling=ScalingSection(num_workers=workers, cpus_per_worker=0.5),
+        **{"epochs": 3, "checkpoint_every": 1, "max_failures": 0, **kw},
+    )
 
 
-def test_gan_train_two_workers_checkpoints_in_s3_and_matches_one_worker(ray_local, events_uri, s3_bucket, tmp_path):
+def test_gan_train_two_workers_checkpoints_in_s3_and_matches_one_worker(
+    ray_local, events_uri, s3_bucket, tmp_path
+):
     from synthrec.artifacts import load_synthesizer
     from synthrec.evaluate import fidelity_score
 
     two = run_train_gan(_cfg(events_uri, f"s3://{s3_bucket}/gan2", 2))
     assert two["epochs"] == 3 and len(two["worker_starts"]) == 2
-    checkpoints = [p for p in storage.list_files(f"s3://{s3_bucket}/gan2-runs") if p.endswith("state.pt")]
+    checkpoints = [
+        p for p in storage.list_files(f"s3://{s3_bucket}/gan2-runs") if p.endswith("state.pt")
+    ]
     assert checkpoints, "checkpoints must land in S3"
     run_train_gan(_cfg(events_uri, str(tmp_path / "gan1"), 1))
 
@@ -60,15 +70,31 @@ def test_gan_train_resumes_after_worker_failure(ray_local, events_uri, tmp_path,
     assert min(s["start_epoch"] for s in summary["worker_starts"][2:]) == 2
 
 
-@pytest.mark.parametrize("change, error, match", [
-    ({"data": "/nonexistent/events.parquet"}, DataError, "no file or dataset"),
-    ({"gan": GanConfig(batch_size=30, pac=10)}, ConfigError, "multiple of pac"),
-    ({"out": "s3://nobucket/model", "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1)},
-     StorageError, "s3://nobucket/model"),
-])
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"data": "/nonexistent/events.parquet"}, DataError, "no file or dataset"),
+        ({"gan": GanConfig(batch_size=30, pac=10)}, ConfigError, "multiple of pac"),
+        (
+            {
+                "out": "s3://nobucket/model",
+                "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1),
+            },
+            StorageError,
+            "s3://nobucket/model",
+        ),
+    ],
+)
 def test_gan_train_bad_input_fails_on_driver_in_seconds(events_uri, tmp_path, change, error, match):
-    cfg = TrainGanConfig(**{"data": events_uri, "out": str(tmp_path / "m"), "scaling": ScalingSection(num_workers=2),
-                            "epochs": 1, **change})
+    cfg = TrainGanConfig(
+        **{
+            "data": events_uri,
+            "out": str(tmp_path / "m"),
+            "scaling": ScalingSection(num_workers=2),
+            "epochs": 1,
+            **change,
+        }
+    )
     start = time.monotonic()
     with pytest.raises(error, match=match):
         run_train_gan(cfg)
@@ -103,11 +129,16 @@ def test_gan_train_places_workers_on_two_nodes(events_uri, tmp_path):
     import sys
 
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "-c", MULTI_NODE_SCRIPT, events_uri, str(tmp_path / "model")],
-                          capture_output=True, text=True, timeout=420, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", MULTI_NODE_SCRIPT, events_uri, str(tmp_path / "model")],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["epochs"] == 2
     assert len(set(result["nodes"])) == 2, result
 

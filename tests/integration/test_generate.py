@@ -26,7 +26,13 @@ def model_uri(ml100k_dir, tmp_path_factory):
     from synthrec.gan.synthesizer import Synthesizer
 
     table = pq.read_table(ml100k_dir / "events.parquet").slice(0, 5_000).drop(["timestamp"])
-    cfg = GanConfig(batch_size=200, generator_dims=[64], critic_dims=[64], embedding_dim=32, sample_batch_rows=4_096)
+    cfg = GanConfig(
+        batch_size=200,
+        generator_dims=[64],
+        critic_dims=[64],
+        embedding_dim=32,
+        sample_batch_rows=4_096,
+    )
     synth = Synthesizer().fit(table, cfg=cfg, epochs=1)
     uri = str(tmp_path_factory.mktemp("models") / "gan")
     save_synthesizer(synth, uri)
@@ -34,17 +40,34 @@ def model_uri(ml100k_dir, tmp_path_factory):
 
 
 def _gen(model_uri, out, **kw) -> GenerateConfig:
-    return GenerateConfig(**{"model": model_uri, "out": out, "rows": 10_500, "rows_per_file": 1_000, "seed": 3,
-                             "concurrency": 1, "cpus_per_actor": 0.5, **kw})
+    return GenerateConfig(
+        **{
+            "model": model_uri,
+            "out": out,
+            "rows": 10_500,
+            "rows_per_file": 1_000,
+            "seed": 3,
+            "concurrency": 1,
+            "cpus_per_actor": 0.5,
+            **kw,
+        }
+    )
 
 
-def test_generate_exact_rows_and_identical_bytes_for_one_and_two_actors(ray_local, model_uri, tmp_path):
+def test_generate_exact_rows_and_identical_bytes_for_one_and_two_actors(
+    ray_local, model_uri, tmp_path
+):
     one = run_generate(_gen(model_uri, str(tmp_path / "one"), concurrency=1))
     two = run_generate(_gen(model_uri, str(tmp_path / "two"), concurrency=2))
     assert one.rows == two.rows == 10_500 and one.files == 11
-    m1, m2 = storage.read_manifest(str(tmp_path / "one")), storage.read_manifest(str(tmp_path / "two"))
+    m1, m2 = (
+        storage.read_manifest(str(tmp_path / "one")),
+        storage.read_manifest(str(tmp_path / "two")),
+    )
     assert [e.rows for e in m1.files] == [1_000] * 10 + [500]
-    assert [e.sha256 for e in m1.files] == [e.sha256 for e in m2.files], "bytes must not depend on parallelism"
+    assert [e.sha256 for e in m1.files] == [e.sha256 for e in m2.files], (
+        "bytes must not depend on parallelism"
+    )
     table = synthrec.read_synthetic(str(tmp_path / "one"))
     assert table.num_rows == 10_500
     assert m1.metadata["seed"] == 3 and m1.metadata["model_version"]
@@ -52,7 +75,15 @@ def test_generate_exact_rows_and_identical_bytes_for_one_and_two_actors(ray_loca
 
 def test_generate_conditions_are_exact_to_s3(ray_local, model_uri, s3_bucket):
     uri = f"s3://{s3_bucket}/documentary"
-    run_generate(_gen(model_uri, uri, rows=3_000, conditions={"genre": "Documentary", "gender": "F"}, concurrency=2))
+    run_generate(
+        _gen(
+            model_uri,
+            uri,
+            rows=3_000,
+            conditions={"genre": "Documentary", "gender": "F"},
+            concurrency=2,
+        )
+    )
     table = synthrec.read_synthetic(uri)
     assert table.num_rows == 3_000
     assert pc.all(pc.equal(table["genre"], "Documentary")).as_py()
@@ -60,20 +91,33 @@ def test_generate_conditions_are_exact_to_s3(ray_local, model_uri, s3_bucket):
 
 
 def test_generate_rebalance_spreads_a_column(ray_local, model_uri, tmp_path):
-    run_generate(_gen(model_uri, str(tmp_path / "bal"), rows=19_000, rebalance={"genre": "uniform"}))
+    run_generate(
+        _gen(model_uri, str(tmp_path / "bal"), rows=19_000, rebalance={"genre": "uniform"})
+    )
     counts = synthrec.read_synthetic(str(tmp_path / "bal"))["genre"].value_counts()
     shares = [c["counts"] / 19_000 for c in counts.to_pylist()]
     assert max(shares) < 0.10, "19 genres, uniform: every share near 1/19"
 
 
-@pytest.mark.parametrize("change, error, match", [
-    ({"model": "/nonexistent/model"}, ModelError, "no published model"),
-    ({"conditions": {"nosuchcolumn": "x"}}, ConditionError, "nosuchcolumn"),
-    ({"conditions": {"genre": "Telenovela"}}, ConditionError, "Telenovela"),
-    ({"out": "s3://nobucket/x", "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1)},
-     StorageError, "s3://nobucket/x"),
-])
-def test_generate_bad_input_fails_before_work_and_publishes_nothing(model_uri, tmp_path, change, error, match):
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        ({"model": "/nonexistent/model"}, ModelError, "no published model"),
+        ({"conditions": {"nosuchcolumn": "x"}}, ConditionError, "nosuchcolumn"),
+        ({"conditions": {"genre": "Telenovela"}}, ConditionError, "Telenovela"),
+        (
+            {
+                "out": "s3://nobucket/x",
+                "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1),
+            },
+            StorageError,
+            "s3://nobucket/x",
+        ),
+    ],
+)
+def test_generate_bad_input_fails_before_work_and_publishes_nothing(
+    model_uri, tmp_path, change, error, match
+):
     cfg = _gen(model_uri, str(tmp_path / "out")).model_copy(update=change)
     start = time.monotonic()
     with pytest.raises(error, match=match):
@@ -84,23 +128,45 @@ def test_generate_bad_input_fails_before_work_and_publishes_nothing(model_uri, t
 
 
 def test_generate_rejects_non_positive_rows():
-    from synthrec.errors import ConfigError
     from synthrec.config import validate_config
+    from synthrec.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rows"):
         validate_config(GenerateConfig, {"model": "m", "out": "o", "rows": 0})
 
 
-def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(ray_local, model_uri, tmp_path):
+def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(
+    ray_local, model_uri, tmp_path
+):
     """SIGKILL the CLI mid-run (connected to the test's Ray), re-run: exact rows, same bytes as a clean run."""
     out = tmp_path / "killed"
     address = ray_local.get_runtime_context().gcs_address
     cfg = _gen(model_uri, str(out), rows=40_000, rows_per_file=1_000, concurrency=1)
     run_dir = out / content_key(cfg, storage.read_manifest(model_uri).metadata["version"])
-    cmd = [sys.executable, "-m", "synthrec.cli", "generate", "--model", model_uri, "--rows", "40000",
-           "--rows-per-file", "1000", "--seed", "3", "--concurrency", "1", "--out", str(out), "--address", address]
+    cmd = [
+        sys.executable,
+        "-m",
+        "synthrec.cli",
+        "generate",
+        "--model",
+        model_uri,
+        "--rows",
+        "40000",
+        "--rows-per-file",
+        "1000",
+        "--seed",
+        "3",
+        "--concurrency",
+        "1",
+        "--out",
+        str(out),
+        "--address",
+        address,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(list(run_dir.glob("part-*.parquet"))) < 3:
         time.sleep(0.2)

@@ -16,8 +16,18 @@ from synthrec.storage import write_dataset
 
 pytestmark = pytest.mark.integration
 
-SMALL = RecommenderConfig(dim=32, num_layers=1, num_heads=1, max_len=20, batch_size=64, lr=2e-3, epochs=8,
-                          patience=20, synthetic_weight=0.3, seed=0)
+SMALL = RecommenderConfig(
+    dim=32,
+    num_layers=1,
+    num_heads=1,
+    max_len=20,
+    batch_size=64,
+    lr=2e-3,
+    epochs=8,
+    patience=20,
+    synthetic_weight=0.3,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +36,9 @@ def real_slice(ml100k_dir) -> pa.Table:
     table = pq.read_table(ml100k_dir / "events.parquet")
     users = pc.unique(table.column("user_id")).to_pylist()
     keep = sorted(users, key=int)[:300]
-    return table.filter(pc.is_in(table.column("user_id"), pa.array(keep, table.column("user_id").type)))
+    return table.filter(
+        pc.is_in(table.column("user_id"), pa.array(keep, table.column("user_id").type))
+    )
 
 
 def stand_in_synthetic(real: pa.Table, rows: int, seed: int = 0) -> pa.Table:
@@ -36,17 +48,28 @@ def stand_in_synthetic(real: pa.Table, rows: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     sample = train.take(pa.array(rng.integers(0, train.num_rows, rows)))
     jitter = rng.integers(-3600, 3600, rows)
-    return sample.set_column(sample.column_names.index("timestamp"), "timestamp",
-                             pa.array(sample.column("timestamp").to_numpy() + jitter))
+    return sample.set_column(
+        sample.column_names.index("timestamp"),
+        "timestamp",
+        pa.array(sample.column("timestamp").to_numpy() + jitter),
+    )
 
 
 def _cfg(bucket: str, real: str, synthetic: str | None, **extra) -> TrainRecommenderConfig:
     return TrainRecommenderConfig(
-        real=real, synthetic=synthetic, out=f"s3://{bucket}/models/f", model=SMALL,
-        scaling=ScalingSection(num_workers=2, cpus_per_worker=0.5), max_failures=0, **extra)
+        real=real,
+        synthetic=synthetic,
+        out=f"s3://{bucket}/models/f",
+        model=SMALL,
+        scaling=ScalingSection(num_workers=2, cpus_per_worker=0.5),
+        max_failures=0,
+        **extra,
+    )
 
 
-def test_train_two_workers_from_s3_publishes_a_model_that_beats_popularity(ray_local, s3_bucket, real_slice):
+def test_train_two_workers_from_s3_publishes_a_model_that_beats_popularity(
+    ray_local, s3_bucket, real_slice
+):
     from synthrec.distributed.recommender_train import run_train_recommender
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import evaluate_recommender
@@ -57,7 +80,9 @@ def test_train_two_workers_from_s3_publishes_a_model_that_beats_popularity(ray_l
     epochs = []
     summary = run_train_recommender(_cfg(s3_bucket, real_uri, synth_uri), progress=epochs.append)
     assert summary["epochs"] == 8 and summary["synthetic_rows"] == 5_000
-    assert [e["epoch"] for e in epochs] == list(range(1, 9)) and all("valid_ndcg@10" in e for e in epochs)
+    assert [e["epoch"] for e in epochs] == list(range(1, 9)) and all(
+        "valid_ndcg@10" in e for e in epochs
+    )
 
     rec = load_recommender(summary["model_uri"])
     assert rec.metadata["training"]["num_workers"] == 2
@@ -74,16 +99,27 @@ def test_train_rejects_bad_inputs_before_any_worker(ray_local, s3_bucket, real_s
     real_uri = f"s3://{s3_bucket}/real"
     write_dataset(real_slice, real_uri)
     cases = {
-        "no-genre": (stand_in_synthetic(real_slice, 500).drop_columns(["genre"]), SchemaError, "lacks column.*genre"),
-        "unknown-items": (stand_in_synthetic(real_slice, 500).set_column(
-            1, "item_id", pa.array(["999999"] * 500, real_slice.column("item_id").type)), DataError, "999999"),
+        "no-genre": (
+            stand_in_synthetic(real_slice, 500).drop_columns(["genre"]),
+            SchemaError,
+            "lacks column.*genre",
+        ),
+        "unknown-items": (
+            stand_in_synthetic(real_slice, 500).set_column(
+                1, "item_id", pa.array(["999999"] * 500, real_slice.column("item_id").type)
+            ),
+            DataError,
+            "999999",
+        ),
     }
     for name, (table, error, message) in cases.items():
         uri = f"s3://{s3_bucket}/{name}"
         write_dataset(table, uri)
         start = time.monotonic()
         with pytest.raises(error, match=message):
-            run_train_recommender(_cfg(s3_bucket, real_uri, uri, ray_data_min_mb=0))  # the Ray Data read path
+            run_train_recommender(
+                _cfg(s3_bucket, real_uri, uri, ray_data_min_mb=0)
+            )  # the Ray Data read path
         assert time.monotonic() - start < 60  # fails in the driver; a Train run alone costs more
     empty = tmp_path / "empty.parquet"
     pq.write_table(real_slice.slice(0, 0), empty)
@@ -96,15 +132,22 @@ def test_train_resumes_a_named_run_from_its_last_checkpoint(ray_local, real_slic
 
     real = tmp_path / "real.parquet"
     pq.write_table(real_slice, real)
-    cfg = TrainRecommenderConfig(real=str(real), out=str(tmp_path / "model"), run_name="resume-me",
-                                 model=SMALL.model_copy(update={"epochs": 2}), checkpoint_every=1,
-                                 scaling=ScalingSection(num_workers=1, cpus_per_worker=1.0))
+    cfg = TrainRecommenderConfig(
+        real=str(real),
+        out=str(tmp_path / "model"),
+        run_name="resume-me",
+        model=SMALL.model_copy(update={"epochs": 2}),
+        checkpoint_every=1,
+        scaling=ScalingSection(num_workers=1, cpus_per_worker=1.0),
+    )
     first = run_train_recommender(cfg)
     assert first["epochs"] == 2
     with pytest.raises(ConfigError, match="already exists"):
         run_train_recommender(cfg)  # same name without resume: refused, never silently resumed
     epochs = []
-    resumed = run_train_recommender(cfg.model_copy(update={"resume": True, "model": SMALL.model_copy(update={"epochs": 3})}),
-                                    progress=epochs.append)
+    resumed = run_train_recommender(
+        cfg.model_copy(update={"resume": True, "model": SMALL.model_copy(update={"epochs": 3})}),
+        progress=epochs.append,
+    )
     assert resumed["epochs"] == 3 and [e["epoch"] for e in epochs] == [3]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]

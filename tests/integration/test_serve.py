@@ -45,7 +45,9 @@ def models(tmp_path_factory, ml100k_dir) -> dict[str, str]:
     for version in ("gen-v1", "gen-v2"):
         save_synthesizer(synth, str(root / version), metadata={"version": version})
         out[version] = str(root / version)
-    out["rec"] = _fit_recommender(pq.read_table(ml100k_dir / "events.parquet").slice(0, 5000), root / "rec")
+    out["rec"] = _fit_recommender(
+        pq.read_table(ml100k_dir / "events.parquet").slice(0, 5000), root / "rec"
+    )
     return out
 
 
@@ -76,18 +78,31 @@ def server(ray_local, models):
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    cfg = ServeConfig(generator_uri=models["gen-v1"], recommender_uri=models["rec"], access_log=False,
-                      api_key_env=None, limits={"max_rows": 5_000, "max_k": 50},
-                      generator={"num_cpus": 0.2}, recommender={"num_cpus": 0.2}, gateway={"num_cpus": 0.1})
-    serve.run_many([serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
-                    for name, app in build_apps(cfg).items()])
+    cfg = ServeConfig(
+        generator_uri=models["gen-v1"],
+        recommender_uri=models["rec"],
+        access_log=False,
+        api_key_env=None,
+        limits={"max_rows": 5_000, "max_k": 50},
+        generator={"num_cpus": 0.2},
+        recommender={"num_cpus": 0.2},
+        gateway={"num_cpus": 0.1},
+    )
+    serve.run_many(
+        [
+            serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
+            for name, app in build_apps(cfg).items()
+        ]
+    )
     yield {"url": f"http://127.0.0.1:{port}", "cfg": cfg}
     serve.shutdown()
 
 
 def post(server, path: str, body=None, raw: bytes | None = None, **kw) -> requests.Response:
     if raw is not None:
-        return requests.post(server["url"] + path, data=raw, headers={"content-type": "application/json"}, timeout=60)
+        return requests.post(
+            server["url"] + path, data=raw, headers={"content-type": "application/json"}, timeout=60
+        )
     return requests.post(server["url"] + path, json=body, timeout=60, **kw)
 
 
@@ -118,7 +133,10 @@ def test_serve_synthetic_arrow_and_csv(server):
     table = pa.ipc.open_stream(arrow.content).read_all()
     assert table.num_rows == 37 and "item_id" in table.column_names
     csv = post(server, "/v1/synthetic", {"rows": 37, "seed": 1, "format": "csv"})
-    assert csv.headers["content-type"].startswith("text/csv") and csv.headers["x-model-version"] == "gen-v1"
+    assert (
+        csv.headers["content-type"].startswith("text/csv")
+        and csv.headers["x-model-version"] == "gen-v1"
+    )
     assert pacsv.read_csv(io.BytesIO(csv.content)).num_rows == 37
 
 
@@ -130,31 +148,76 @@ def test_serve_recommendations_known_cold_and_seen(server, models):
     assert known.status_code == 200, known.text
     body = known.json()
     scores = [i["score"] for i in body["items"]]
-    assert len(scores) == 10 and scores == sorted(scores, reverse=True) and body["cold_start"] is False
+    assert (
+        len(scores) == 10 and scores == sorted(scores, reverse=True) and body["cold_start"] is False
+    )
     history = [i["item_id"] for i in body["items"][:3]]
-    again = post(server, "/v1/recommendations", {"user_id": user, "history": history, "k": 10}).json()
+    again = post(
+        server, "/v1/recommendations", {"user_id": user, "history": history, "k": 10}
+    ).json()
     assert not set(history) & {i["item_id"] for i in again["items"]}  # exclude_seen
-    cold = post(server, "/v1/recommendations", {"user_id": "no-such-user", "history": history, "k": 5}).json()
+    cold = post(
+        server, "/v1/recommendations", {"user_id": "no-such-user", "history": history, "k": 5}
+    ).json()
     assert cold["cold_start"] is True and len(cold["items"]) == 5
     popular = post(server, "/v1/recommendations", {"user_id": "no-such-user", "k": 5}).json()
     assert popular["cold_start"] is True and popular["model_version"] == body["model_version"]
 
 
-@pytest.mark.parametrize("path, body, raw, status, field", [
-    ("/v1/recommendations", None, b'{"user_id": "1", "k": }', 400, "body"),        # malformed JSON
-    ("/v1/recommendations", {"user_id": "1", "k": 51}, None, 422, "k"),            # over the configured limit
-    ("/v1/recommendations", {"user_id": 1}, None, 422, "user_id"),                 # wrong type
-    ("/v1/recommendations", {"history": ["no-such-item"]}, None, 422, "history"),  # unknown item
-    ("/v1/recommendations", {"user_id": "1", "query": "x"}, None, 422, "query"),   # model has no query column
-    ("/v1/recommendations", {}, None, 422, "body"),                                # nobody to recommend for
-    ("/v1/synthetic", None, b'{"rows": 10,', 400, "body"),                       # malformed JSON
-    ("/v1/synthetic", {"rows": 10, "conditions": {"colour": "red"}}, None, 422, "conditions"),  # unknown column
-    ("/v1/synthetic", {"rows": 10, "conditions": {"genre": "Opera"}}, None, 422, "conditions"),  # unknown value
-    ("/v1/synthetic", {"rows": 5_001}, None, 422, "rows"),                       # over the configured limit
-    ("/v1/synthetic", {"rows": "ten"}, None, 422, "rows"),                       # wrong type
-    ("/v1/synthetic", {"rows": 10, "rebalance": {"genre": {"Drama": 0.3}}}, None, 422, "rebalance"),
-    ("/v1/synthetic", {"rows": 10, "seeds": 1}, None, 422, "seeds"),             # unknown key
-])
+@pytest.mark.parametrize(
+    "path, body, raw, status, field",
+    [
+        ("/v1/recommendations", None, b'{"user_id": "1", "k": }', 400, "body"),  # malformed JSON
+        (
+            "/v1/recommendations",
+            {"user_id": "1", "k": 51},
+            None,
+            422,
+            "k",
+        ),  # over the configured limit
+        ("/v1/recommendations", {"user_id": 1}, None, 422, "user_id"),  # wrong type
+        (
+            "/v1/recommendations",
+            {"history": ["no-such-item"]},
+            None,
+            422,
+            "history",
+        ),  # unknown item
+        (
+            "/v1/recommendations",
+            {"user_id": "1", "query": "x"},
+            None,
+            422,
+            "query",
+        ),  # model has no query column
+        ("/v1/recommendations", {}, None, 422, "body"),  # nobody to recommend for
+        ("/v1/synthetic", None, b'{"rows": 10,', 400, "body"),  # malformed JSON
+        (
+            "/v1/synthetic",
+            {"rows": 10, "conditions": {"colour": "red"}},
+            None,
+            422,
+            "conditions",
+        ),  # unknown column
+        (
+            "/v1/synthetic",
+            {"rows": 10, "conditions": {"genre": "Opera"}},
+            None,
+            422,
+            "conditions",
+        ),  # unknown value
+        ("/v1/synthetic", {"rows": 5_001}, None, 422, "rows"),  # over the configured limit
+        ("/v1/synthetic", {"rows": "ten"}, None, 422, "rows"),  # wrong type
+        (
+            "/v1/synthetic",
+            {"rows": 10, "rebalance": {"genre": {"Drama": 0.3}}},
+            None,
+            422,
+            "rebalance",
+        ),
+        ("/v1/synthetic", {"rows": 10, "seeds": 1}, None, 422, "seeds"),  # unknown key
+    ],
+)
 def test_serve_bad_input_is_4xx_naming_the_field(server, path, body, raw, status, field):
     res = post(server, path, body, raw)
     assert res.status_code == status, res.text
@@ -180,8 +243,11 @@ def test_serve_replicas_survive_bad_input(server):
 def _replica_ids() -> set[str]:
     import ray
 
-    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if "#Generator#" in a["name"] or "#Recommender#" in a["name"]}
+    return {
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if "#Generator#" in a["name"] or "#Recommender#" in a["name"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +267,12 @@ def rolled(server, models, tmp_path_factory):
         with requests.Session() as session:
             while not stop.is_set():
                 try:
-                    res = session.post(server["url"] + "/v1/synthetic", json={"rows": 10, "seed": 1}, timeout=60,
-                                       headers={"authorization": f"Bearer {SECRET}"})
+                    res = session.post(
+                        server["url"] + "/v1/synthetic",
+                        json={"rows": 10, "seed": 1},
+                        timeout=60,
+                        headers={"authorization": f"Bearer {SECRET}"},
+                    )
                     statuses.append(res.status_code)
                     versions.append(res.json().get("model_version", "?") if res.ok else "-")
                 except requests.RequestException:
@@ -212,7 +282,9 @@ def rolled(server, models, tmp_path_factory):
     for t in threads:
         t.start()
     time.sleep(1.0)
-    cfg = server["cfg"].model_copy(update={"generator_uri": models["gen-v2"], "api_key_file": str(key_file)})
+    cfg = server["cfg"].model_copy(
+        update={"generator_uri": models["gen-v2"], "api_key_file": str(key_file)}
+    )
     serve.run(build_generator(cfg), name=GENERATOR_APP, route_prefix=ROUTE_PREFIXES[GENERATOR_APP])
     rolled_at = len(versions)  # serve.run returns once the roll is done
     deadline = time.monotonic() + 30  # keep posting after the roll: the new model must answer alone
@@ -231,16 +303,20 @@ def test_serve_model_roll_has_no_failed_requests(rolled):
     assert versions[0] == "gen-v1" and versions[-1] == "gen-v2"
     # Old and new replicas overlap during the surge; once the roll is done (plus the 4 requests
     # that may be in flight on the draining replica), only the new model answers.
-    tail = versions[rolled["rolled_at"] + 4:]
+    tail = versions[rolled["rolled_at"] + 4 :]
     assert len(tail) >= 30 and set(tail) == {"gen-v2"}
 
 
 def test_serve_api_key_on(rolled, server):
     url = server["url"] + "/v1/synthetic"
     assert requests.post(url, json={"rows": 1}, timeout=30).status_code == 401
-    wrong = requests.post(url, json={"rows": 1}, headers={"authorization": "Bearer guess"}, timeout=30)
+    wrong = requests.post(
+        url, json={"rows": 1}, headers={"authorization": "Bearer guess"}, timeout=30
+    )
     assert wrong.status_code == 401 and "guess" not in wrong.text
-    ok = requests.post(url, json={"rows": 1}, headers={"authorization": f"Bearer {SECRET}"}, timeout=30)
+    ok = requests.post(
+        url, json={"rows": 1}, headers={"authorization": f"Bearer {SECRET}"}, timeout=30
+    )
     assert ok.status_code == 200 and ok.json()["model_version"] == "gen-v2"
     assert requests.get(server["url"] + "/healthz", timeout=10).status_code == 200
 
@@ -257,8 +333,11 @@ def test_serve_exports_ray_metrics(server, ray_local):
     node = ray_local._private.worker._global_node
     url = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
     post(server, "/v1/synthetic", {"rows": 3})
-    wanted = ("ray_synthrec_requests_total{", "ray_synthrec_request_latency_ms_bucket{",
-              "ray_synthrec_rows_generated_total{")
+    wanted = (
+        "ray_synthrec_requests_total{",
+        "ray_synthrec_request_latency_ms_bucket{",
+        "ray_synthrec_rows_generated_total{",
+    )
     text, deadline = "", time.monotonic() + 45
     while time.monotonic() < deadline and not all(w in text for w in wanted):
         time.sleep(2)
@@ -275,9 +354,24 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"SYNTHREC_API_KEY": key}
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "synthrec.cli", "serve", "--generator", models["gen-v1"],
-                                 "--recommender", models["rec"], "--port", str(port), "--no-access-log"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "synthrec.cli",
+                "serve",
+                "--generator",
+                models["gen-v1"],
+                "--recommender",
+                models["rec"],
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url, auth = f"http://127.0.0.1:{port}", {"authorization": f"Bearer {key}"}
     try:
         deadline, loaded = time.monotonic() + 150, {}
@@ -289,12 +383,23 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
             except (requests.RequestException, ValueError):
                 pass
             time.sleep(1)
-        assert proc.poll() is None and all(m["loaded"] for m in loaded.values()), log.read_text()[-2000:]
+        assert proc.poll() is None and all(m["loaded"] for m in loaded.values()), log.read_text()[
+            -2000:
+        ]
         assert requests.get(url + "/v1/models", timeout=10).status_code == 401
-        rec = requests.post(url + "/v1/recommendations", json={"user_id": "nobody", "k": 3}, headers=auth, timeout=30)
+        rec = requests.post(
+            url + "/v1/recommendations",
+            json={"user_id": "nobody", "k": 3},
+            headers=auth,
+            timeout=30,
+        )
         assert rec.status_code == 200 and rec.json()["cold_start"] is True
-        bad = requests.post(url + "/v1/synthetic", data=b'{"rows": 1,', timeout=30,
-                            headers={**auth, "content-type": "application/json"})
+        bad = requests.post(
+            url + "/v1/synthetic",
+            data=b'{"rows": 1,',
+            timeout=30,
+            headers={**auth, "content-type": "application/json"},
+        )
         assert bad.status_code == 400
         assert "ingress: haproxy" in log.read_text()
     finally:

@@ -43,8 +43,12 @@ BIN = Path(sys.executable).parent
 
 
 def _agent_ports() -> list[str]:
-    return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
+    return [
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
 
 
 class TwoNodeCluster:
@@ -57,25 +61,53 @@ class TwoNodeCluster:
         self.token = secrets.token_hex(32)
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.groups: list[int] = []
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))}
-        self.env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": self.token, "RAY_USAGE_STATS_ENABLED": "0",
-                    "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"))
+        }
+        self.env = {
+            **env,
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
 
-    def start(self) -> "TwoNodeCluster":
+    def start(self) -> TwoNodeCluster:
         # One temp dir per node, as on real machines: nodes sharing one would share runtime-env
         # folders, and one node's cleanup could delete a job's working dir under the other.
         self.worker_dir.mkdir()
         common = ["--disable-usage-stats"]
         # Both at once: the worker's `ray start` retries until the head's GCS answers (saves ~5 s).
         starts = [
-            self._ray_start("head", ["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
-                                     "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2",
-                                     f"--temp-dir={self.temp_dir}",
-                                     f"--ray-client-server-port={free_port()}", *_agent_ports(), *common]),
-            self._ray_start("worker", [f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
-                                       f"--temp-dir={self.worker_dir}", *_agent_ports(), *common]),
+            self._ray_start(
+                "head",
+                [
+                    "--head",
+                    f"--port={self.gcs_port}",
+                    f"--dashboard-port={self.dashboard_port}",
+                    "--dashboard-host=127.0.0.1",
+                    "--include-dashboard=true",
+                    "--num-cpus=2",
+                    f"--temp-dir={self.temp_dir}",
+                    f"--ray-client-server-port={free_port()}",
+                    *_agent_ports(),
+                    *common,
+                ],
+            ),
+            self._ray_start(
+                "worker",
+                [
+                    f"--address=127.0.0.1:{self.gcs_port}",
+                    "--num-cpus=1",
+                    f"--temp-dir={self.worker_dir}",
+                    *_agent_ports(),
+                    *common,
+                ],
+            ),
         ]
         for name, proc in starts:
             if proc.wait(timeout=90) != 0:
@@ -85,18 +117,30 @@ class TwoNodeCluster:
 
     def _ray_start(self, name: str, args: list[str]) -> tuple[str, subprocess.Popen]:
         with open(self.temp_dir / f"{name}.log", "wb") as sink:
-            proc = subprocess.Popen([str(BIN / "ray"), "start", *args], env=self.env, stdout=sink,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [str(BIN / "ray"), "start", *args],
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.groups.append(proc.pid)  # the daemons it forks stay in this process group
         return name, proc
 
     def logs_containing(self, text: str) -> list[str]:
         """Ray's own log files (every node, this session) that contain `text`."""
-        logs = [*self.temp_dir.glob("session_*/logs/**/*"), *self.worker_dir.glob("session_*/logs/**/*")]
+        logs = [
+            *self.temp_dir.glob("session_*/logs/**/*"),
+            *self.worker_dir.glob("session_*/logs/**/*"),
+        ]
         return [str(p) for p in logs if p.is_file() and text.encode() in p.read_bytes()]
 
     def alive_nodes(self) -> int:
-        r = requests.get(f"{self.address}/api/v0/nodes", headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        r = requests.get(
+            f"{self.address}/api/v0/nodes",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
         r.raise_for_status()
         return sum(n["state"] == "ALIVE" for n in r.json()["data"]["result"]["result"])
 
@@ -130,18 +174,33 @@ def cluster():
         nodes.stop()
 
 
-def synthrec(*args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def synthrec(
+    *args: str, token: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """The real CLI in a fresh process (Ray reads RAY_AUTH_MODE once per process)."""
     env = {**os.environ, "RAY_AUTH_MODE": "token" if token else "disabled"}
     if token:
         env["RAY_AUTH_TOKEN"] = token
-    return subprocess.run([str(BIN / "synthrec"), *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "synthrec"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_config(path: Path, **values) -> Path:
-    base = {"rows": 2_000, "num_users": 100, "num_items": 300, "num_categories": 5, "num_brands": 10,
-            "num_queries": 50, "rows_per_file": 1_000}
+    base = {
+        "rows": 2_000,
+        "num_users": 100,
+        "num_items": 300,
+        "num_categories": 5,
+        "num_brands": 10,
+        "num_queries": 50,
+        "rows_per_file": 1_000,
+    }
     path.write_text(yaml.safe_dump({**base, **values}))
     return path
 
@@ -153,7 +212,15 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
     out = f"s3://{s3_bucket}/simulated"
     config = write_config(tmp_path / "sim.yaml", out=out)
 
-    run = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(config), token=cluster.token)
+    run = synthrec(
+        "submit",
+        "simulate",
+        "--address",
+        cluster.address,
+        "--config",
+        str(config),
+        token=cluster.token,
+    )
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "published 2000 rows" in run.stdout  # the job's own log line, streamed
@@ -162,7 +229,9 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
     manifest = read_manifest(out)
     assert manifest is not None and manifest.num_rows == 2_000
     assert SECRET_KEY not in run.stdout + run.stderr
-    assert cluster.logs_containing(s3_server.env["AWS_ENDPOINT_URL"]), "the endpoint travelled with the job"
+    assert cluster.logs_containing(s3_server.env["AWS_ENDPOINT_URL"]), (
+        "the endpoint travelled with the job"
+    )
     assert cluster.logs_containing(SECRET_KEY) == []
 
 
@@ -174,13 +243,41 @@ def test_plain_ray_job_submit_trains_the_gan(cluster, ml100k_dir, tmp_path):
 
     data = tmp_path / "events.parquet"
     pq.write_table(pq.read_table(ml100k_dir / "events.parquet").slice(0, 3_000), data)
-    config = {"data": str(data), "out": str(tmp_path / "gan"), "epochs": 1,
-              "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16}}
+    config = {
+        "data": str(data),
+        "out": str(tmp_path / "gan"),
+        "epochs": 1,
+        "gan": {
+            "batch_size": 200,
+            "generator_dims": [32],
+            "critic_dims": [32],
+            "embedding_dim": 16,
+        },
+    }
     env = {**cluster.env, "RAY_ADDRESS": cluster.address}
-    run = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", cluster.address, "--working-dir", ".",
-                          "--runtime-env-json", json.dumps({"excludes": [".git", ".venv", "/out", "/demo-output"]}),
-                          "--", "python", "jobs/train_gan.py", "--config", json.dumps(config)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            cluster.address,
+            "--working-dir",
+            ".",
+            "--runtime-env-json",
+            json.dumps({"excludes": [".git", ".venv", "/out", "/demo-output"]}),
+            "--",
+            "python",
+            "jobs/train_gan.py",
+            "--config",
+            json.dumps(config),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     from synthrec.storage import read_manifest
 
@@ -193,34 +290,81 @@ def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_p
 
     out = f"s3://{s3_bucket}/pipeline"
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({
-        "out": out, "gan_epochs": 1, "gan_time_budget_min": None, "synthetic_rows": 3_000,
-        "simulate": {"rows": 6_000, "num_users": 200, "num_items": 300, "num_categories": 6, "num_brands": 20,
-                     "num_queries": 50, "rows_per_file": 1_000},
-        "gan": {"batch_size": 200, "generator_dims": [32], "critic_dims": [32], "embedding_dim": 16},
-        "recommender": {"epochs": 2, "dim": 32},
-    }))
-    run = synthrec("submit", "pipeline", "--address", cluster.address, "--config", str(config),
-                   token=cluster.token, timeout=600)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "out": out,
+                "gan_epochs": 1,
+                "gan_time_budget_min": None,
+                "synthetic_rows": 3_000,
+                "simulate": {
+                    "rows": 6_000,
+                    "num_users": 200,
+                    "num_items": 300,
+                    "num_categories": 6,
+                    "num_brands": 20,
+                    "num_queries": 50,
+                    "rows_per_file": 1_000,
+                },
+                "gan": {
+                    "batch_size": 200,
+                    "generator_dims": [32],
+                    "critic_dims": [32],
+                    "embedding_dim": 16,
+                },
+                "recommender": {"epochs": 2, "dim": 32},
+            }
+        )
+    )
+    run = synthrec(
+        "submit",
+        "pipeline",
+        "--address",
+        cluster.address,
+        "--config",
+        str(config),
+        token=cluster.token,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-3000:]
     for rel in ("data/real", "data/gan_train", "models/gan", "synthetic", "models/recommender"):
         assert read_manifest(f"{out}/{rel}") is not None, rel
     assert read_manifest(f"{out}/synthetic").num_rows == 3_000
 
-    again = synthrec("submit", "pipeline", "--address", cluster.address, "--config", str(config),
-                     token=cluster.token, timeout=600)
+    again = synthrec(
+        "submit",
+        "pipeline",
+        "--address",
+        cluster.address,
+        "--config",
+        str(config),
+        token=cluster.token,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-3000:]
     import re
 
     stages = dict(re.findall(r'"stage": \{"name": "(\w+)", "reused": (true|false)\}', again.stdout))
-    assert len(stages) == 6 and set(stages.values()) == {"true"}, f"every stage must be reused: {stages}"
+    assert len(stages) == 6 and set(stages.values()) == {"true"}, (
+        f"every stage must be reused: {stages}"
+    )
 
 
 def test_submit_failing_job_exits_nonzero_with_its_message(cluster, tmp_path):
     # Valid for the schema (so it is submitted), rejected by the simulator on the cluster.
-    config = write_config(tmp_path / "bad.yaml", num_categories=50, num_items=10, out=str(tmp_path / "never"))
+    config = write_config(
+        tmp_path / "bad.yaml", num_categories=50, num_items=10, out=str(tmp_path / "never")
+    )
 
-    run = synthrec("submit", "simulate", "--address", cluster.address, "--config", str(config), token=cluster.token)
+    run = synthrec(
+        "submit",
+        "simulate",
+        "--address",
+        cluster.address,
+        "--config",
+        str(config),
+        token=cluster.token,
+    )
 
     assert run.returncode == 1, run.stdout + run.stderr
     assert "FAILED" in run.stderr
@@ -243,7 +387,11 @@ def test_submit_errors_are_one_line_and_fast(cluster, tmp_path):
     assert wrong_token.returncode == 2 and "rejected the Ray token" in wrong_token.stderr
 
     unknown = synthrec("submit", "nosuchjob", "--address", cluster.address, token=cluster.token)
-    assert unknown.returncode == 2 and "available jobs" in unknown.stderr and "simulate" in unknown.stderr
+    assert (
+        unknown.returncode == 2
+        and "available jobs" in unknown.stderr
+        and "simulate" in unknown.stderr
+    )
 
 
 def test_submit_reports_a_head_that_stops_mid_job(cluster, tmp_path):
@@ -251,11 +399,24 @@ def test_submit_reports_a_head_that_stops_mid_job(cluster, tmp_path):
     (tmp_path / "jobs").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "jobs" / "ticker.py").write_text(
-        "import time\nfor i in range(120):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n")
+        "import time\nfor i in range(120):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
+    )
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": cluster.token}
-    proc = subprocess.Popen([str(BIN / "synthrec"), "submit", "ticker", "--address", cluster.address,
-                             "--project-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "synthrec"),
+            "submit",
+            "ticker",
+            "--address",
+            cluster.address,
+            "--project-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in proc.stdout:
             if line.startswith("tick 2"):
@@ -269,4 +430,3 @@ def test_submit_reports_a_head_that_stops_mid_job(cluster, tmp_path):
     assert proc.returncode == 2
     assert "lost the connection" in stderr or "stopped answering" in stderr
     assert "ray job status" in stderr and "Traceback" not in stderr
-

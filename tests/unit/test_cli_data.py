@@ -26,8 +26,23 @@ def one_error_line(err: str) -> str:
 
 def test_cli_simulate_publishes_exact_rows(tmp_path, capsys):
     out_dir = tmp_path / "sim"
-    code, out, _ = run(["data", "simulate", "--rows", "12345", "--out", str(out_dir), "--seed", "2",
-                        "--num-users", "300", "--num-items", "900"], capsys)
+    code, out, _ = run(
+        [
+            "data",
+            "simulate",
+            "--rows",
+            "12345",
+            "--out",
+            str(out_dir),
+            "--seed",
+            "2",
+            "--num-users",
+            "300",
+            "--num-items",
+            "900",
+        ],
+        capsys,
+    )
     assert code == 0
     assert "published 12,345 rows" in out
     manifest = storage.read_manifest(str(out_dir))
@@ -43,15 +58,23 @@ def test_cli_simulate_config_file_and_flags(tmp_path, capsys):
     assert storage.read_manifest(str(tmp_path / "from_yaml")).num_rows == 2000  # the flag wins
 
 
-@pytest.mark.parametrize("yaml_text, expected", [
-    ("rows: 100\ncolour: red\n", "unknown key 'colour' (allowed here: num_brands, num_categories"),
-    ("rows: many\n", "key 'rows'"),
-    ("- a list\n", "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        (
+            "rows: 100\ncolour: red\n",
+            "unknown key 'colour' (allowed here: num_brands, num_categories",
+        ),
+        ("rows: many\n", "key 'rows'"),
+        ("- a list\n", "top level must be a mapping"),
+    ],
+)
 def test_cli_simulate_config_errors_exit_2_with_one_line(tmp_path, capsys, yaml_text, expected):
     cfg = tmp_path / "sim.yaml"
     cfg.write_text(yaml_text)
-    code, _, err = run(["data", "simulate", "--config", str(cfg), "--out", str(tmp_path / "x")], capsys)
+    code, _, err = run(
+        ["data", "simulate", "--config", str(cfg), "--out", str(tmp_path / "x")], capsys
+    )
     assert code == 2
     assert expected in one_error_line(err)
     assert not (tmp_path / "x").exists()
@@ -80,15 +103,24 @@ def test_cli_validate_prints_schema_table(tmp_path, capsys):
     assert "user_id" in out and "label" in out
 
 
-@pytest.mark.parametrize("content, schema, expected", [
-    (None, None, "no file or dataset"),
-    ("user_id,item_id,click\n", None, "empty"),
-    ("user_id,item_id,click\n,i1,1\nu2,i2,0\n", None, "1 empty ids"),
-    ("user_id,item_id,click\nu1,i1,1\nu2,i2,0\n", "columns: {user_id: {role: user_id}, item_id: {role: item_id}}",
-     "unexpected column(s) click"),
-    ("user_id,item_id,click\nu1,i1,3\nu2,i2,0\n", "columns: {user_id: user_id, item_id: item_id, click: label}",
-     "binary"),
-])
+@pytest.mark.parametrize(
+    "content, schema, expected",
+    [
+        (None, None, "no file or dataset"),
+        ("user_id,item_id,click\n", None, "empty"),
+        ("user_id,item_id,click\n,i1,1\nu2,i2,0\n", None, "1 empty ids"),
+        (
+            "user_id,item_id,click\nu1,i1,1\nu2,i2,0\n",
+            "columns: {user_id: {role: user_id}, item_id: {role: item_id}}",
+            "unexpected column(s) click",
+        ),
+        (
+            "user_id,item_id,click\nu1,i1,3\nu2,i2,0\n",
+            "columns: {user_id: user_id, item_id: item_id, click: label}",
+            "binary",
+        ),
+    ],
+)
 def test_cli_validate_bad_input_exit_2_with_one_line(tmp_path, capsys, content, schema, expected):
     data = tmp_path / "log.csv"
     if content is not None:
@@ -114,6 +146,8 @@ def test_cli_describe_file_and_published_dataset(tmp_path, capsys):
 def test_cli_describe_refuses_unfinished_publish(tmp_path, capsys):
     run_dir = tmp_path / "ds" / "run-20250101T000000-deadbeef"
     run_dir.mkdir(parents=True)
-    pq.write_table(pa.table({"a": [1]}), run_dir / "part-00000.parquet")  # a crash before the manifest
+    pq.write_table(
+        pa.table({"a": [1]}), run_dir / "part-00000.parquet"
+    )  # a crash before the manifest
     code, _, err = run(["data", "describe", str(tmp_path / "ds")], capsys)
     assert code == 2 and "unfinished" in one_error_line(err)

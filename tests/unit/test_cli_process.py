@@ -25,7 +25,9 @@ def test_cli_process_user_error_is_one_line_exit_2(tmp_path):
 
 
 def test_cli_process_debug_shows_traceback(tmp_path):
-    proc = _run([SYNTHREC, "--debug", "data", "validate", "--data", str(tmp_path / "missing.parquet")])
+    proc = _run(
+        [SYNTHREC, "--debug", "data", "validate", "--data", str(tmp_path / "missing.parquet")]
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "DataError" in proc.stderr
 
@@ -45,5 +47,16 @@ def test_cli_process_simulate_job_script(tmp_path):
     proc = _run([sys.executable, str(REPO / "jobs" / "simulate.py"), "--config", cfg])
     assert proc.returncode == 0, proc.stderr
     assert storage.read_manifest(str(out)).num_rows == 4321
-    proc = _run([sys.executable, str(REPO / "jobs" / "simulate.py"), "--config", '{"rows": 10, "colour": 1}'])
-    assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _run(
+        [
+            sys.executable,
+            str(REPO / "jobs" / "simulate.py"),
+            "--config",
+            '{"rows": 10, "colour": 1}',
+        ]
+    )
+    assert (
+        proc.returncode == 2
+        and "unknown key 'colour'" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

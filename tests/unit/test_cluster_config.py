@@ -19,8 +19,13 @@ from synthrec.errors import ClusterError, ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = REPO / "cluster.yaml"
-RAY_PRIVATE_PORTS = {6379: "GCS", 8265: "dashboard/job API", 10001: "Ray client", 8076: "object manager",
-                     52365: "dashboard agent"}
+RAY_PRIVATE_PORTS = {
+    6379: "GCS",
+    8265: "dashboard/job API",
+    10001: "Ray client",
+    8076: "object manager",
+    52365: "dashboard agent",
+}
 SERVE_PORT = 8000
 
 
@@ -36,12 +41,16 @@ def _rule_ports(rule: dict) -> set[int]:
 
 
 def _cidrs(rule: dict) -> list[str]:
-    return [r["CidrIp"] for r in rule.get("IpRanges", [])] + [r["CidrIpv6"] for r in rule.get("Ipv6Ranges", [])]
+    return [r["CidrIp"] for r in rule.get("IpRanges", [])] + [
+        r["CidrIpv6"] for r in rule.get("Ipv6Ranges", [])
+    ]
 
 
 def test_cluster_config_matches_the_schema_shipped_in_ray(cluster):
     # Located without importing ray (unit tests stay Ray-free).
-    schema_path = Path(importlib.util.find_spec("ray").origin).parent / "autoscaler" / "ray-schema.json"
+    schema_path = (
+        Path(importlib.util.find_spec("ray").origin).parent / "autoscaler" / "ray-schema.json"
+    )
     schema = json.loads(schema_path.read_text())
     jsonschema.Draft7Validator(schema).validate(cluster)
     assert cluster["provider"]["type"] == "aws"
@@ -49,7 +58,9 @@ def test_cluster_config_matches_the_schema_shipped_in_ray(cluster):
 
 
 def test_cluster_config_schema_check_catches_a_typo(cluster):
-    schema_path = Path(importlib.util.find_spec("ray").origin).parent / "autoscaler" / "ray-schema.json"
+    schema_path = (
+        Path(importlib.util.find_spec("ray").origin).parent / "autoscaler" / "ray-schema.json"
+    )
     broken = copy.deepcopy(cluster)
     broken["available_node_types"]["gpu_worker"]["min_worker"] = 0  # typo of min_workers
     with pytest.raises(jsonschema.ValidationError):
@@ -106,12 +117,15 @@ def test_cluster_config_installs_torch_before_synthrec_with_cpu_wheel_off_gpu(cl
     torch_at = next(i for i, c in enumerate(commands) if "torch==" in c)
     synthrec_at = next(i for i, c in enumerate(commands) if "install -q -e ~/synthrec" in c)
     assert torch_at < synthrec_at
-    assert "nvidia-smi" in commands[torch_at] and "download.pytorch.org/whl/cpu" in commands[torch_at]
+    assert (
+        "nvidia-smi" in commands[torch_at] and "download.pytorch.org/whl/cpu" in commands[torch_at]
+    )
     assert cluster["file_mounts"]["~/synthrec"] == "."
     assert {".venv", ".git"} <= set(cluster["rsync_exclude"])
 
 
 # ------------------------------------------------------------------ security group helper
+
 
 def _configured(cluster: dict) -> dict:
     data = copy.deepcopy(cluster)
@@ -124,14 +138,18 @@ def _configured(cluster: dict) -> dict:
 
 
 def _ec2():
-    return boto3.client("ec2", region_name="us-west-2", aws_access_key_id="test", aws_secret_access_key="test")
+    return boto3.client(
+        "ec2", region_name="us-west-2", aws_access_key_id="test", aws_secret_access_key="test"
+    )
 
 
 def test_aws_refuses_placeholders_before_calling_aws(cluster):
     with pytest.raises(ConfigError, match="SubnetIds"):
         aws.check_configured(cluster)
     data = _configured(cluster)
-    data["provider"]["security_group"]["IpPermissions"][1]["IpRanges"][0]["CidrIp"] = "198.51.100.0/24"
+    data["provider"]["security_group"]["IpPermissions"][1]["IpRanges"][0]["CidrIp"] = (
+        "198.51.100.0/24"
+    )
     with pytest.raises(ConfigError, match="placeholder 198.51.100.0/24"):
         aws.check_configured(data)
     data["provider"]["security_group"]["IpPermissions"][1]["IpRanges"][0]["CidrIp"] = "0.0.0.0/0"
@@ -142,25 +160,53 @@ def test_aws_refuses_placeholders_before_calling_aws(cluster):
 def test_aws_creates_the_group_with_only_the_declared_rules(cluster):
     data, ec2 = _configured(cluster), _ec2()
     with Stubber(ec2) as stub:
-        stub.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-0abc", "VpcId": "vpc-1"}]},
-                          {"SubnetIds": ["subnet-0abc"]})
+        stub.add_response(
+            "describe_subnets",
+            {"Subnets": [{"SubnetId": "subnet-0abc", "VpcId": "vpc-1"}]},
+            {"SubnetIds": ["subnet-0abc"]},
+        )
         stub.add_response("describe_security_groups", {"SecurityGroups": []}, {"Filters": ANY})
-        stub.add_response("create_security_group", {"GroupId": "sg-9"},
-                          {"GroupName": "synthrec-ray", "VpcId": "vpc-1", "Description": ANY, "TagSpecifications": ANY})
-        expected = [{"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-9", "Description": ANY}]},
-                    *data["provider"]["security_group"]["IpPermissions"]]
-        stub.add_response("authorize_security_group_ingress", {"Return": True},
-                          {"GroupId": "sg-9", "IpPermissions": expected})
+        stub.add_response(
+            "create_security_group",
+            {"GroupId": "sg-9"},
+            {
+                "GroupName": "synthrec-ray",
+                "VpcId": "vpc-1",
+                "Description": ANY,
+                "TagSpecifications": ANY,
+            },
+        )
+        expected = [
+            {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-9", "Description": ANY}]},
+            *data["provider"]["security_group"]["IpPermissions"],
+        ]
+        stub.add_response(
+            "authorize_security_group_ingress",
+            {"Return": True},
+            {"GroupId": "sg-9", "IpPermissions": expected},
+        )
         assert aws.ensure_security_group(data, ec2) == ("sg-9", True)
         stub.assert_no_pending_responses()
 
 
 def test_aws_refuses_an_existing_group_open_to_the_world(cluster):
     data, ec2 = _configured(cluster), _ec2()
-    ray_made = {"GroupId": "sg-7", "GroupName": "synthrec-ray", "IpPermissions": [
-        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+    ray_made = {
+        "GroupId": "sg-7",
+        "GroupName": "synthrec-ray",
+        "IpPermissions": [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
+    }
     with Stubber(ec2) as stub:
-        stub.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-0abc", "VpcId": "vpc-1"}]})
+        stub.add_response(
+            "describe_subnets", {"Subnets": [{"SubnetId": "subnet-0abc", "VpcId": "vpc-1"}]}
+        )
         stub.add_response("describe_security_groups", {"SecurityGroups": [ray_made]})
         with pytest.raises(ClusterError, match="already allows tcp 22-22 from 0.0.0.0/0"):
             aws.ensure_security_group(data, ec2)
@@ -169,12 +215,17 @@ def test_aws_refuses_an_existing_group_open_to_the_world(cluster):
 def test_aws_turns_client_errors_into_one_line(cluster):
     data, ec2 = _configured(cluster), _ec2()
     with Stubber(ec2) as stub:
-        stub.add_client_error("describe_subnets", "InvalidSubnetID.NotFound", "The subnet ID 'subnet-0abc' does not exist")
+        stub.add_client_error(
+            "describe_subnets",
+            "InvalidSubnetID.NotFound",
+            "The subnet ID 'subnet-0abc' does not exist",
+        )
         with pytest.raises(ClusterError, match="synthrec-ray in us-west-2: .*does not exist"):
             aws.ensure_security_group(data, ec2)
 
 
 # ------------------------------------------------------------------ KubeRay manifests
+
 
 def _docs(name: str) -> list[dict]:
     return [d for d in yaml.safe_load_all((REPO / "k8s" / name).read_text()) if d]
@@ -193,7 +244,10 @@ def test_k8s_raycluster_has_head_cpu_and_gpu_groups_with_token_auth():
     assert gpu["minReplicas"] == 0
     (container,) = gpu["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert "nvidia.com/gpu" not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert (
+        "nvidia.com/gpu"
+        not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    )
     for group in [spec["headGroupSpec"], *groups.values()]:
         assert group["template"]["spec"]["serviceAccountName"] == "synthrec-ray"  # IRSA, no keys
         for c in group["template"]["spec"]["containers"]:

@@ -54,9 +54,12 @@ def test_jobs_spec_uploads_the_project_without_venv_git_or_outputs(project):
 
 def _ray_pathspec():
     """The gitwildmatch matcher Ray applies to `excludes`, loaded without importing ray."""
-    root = Path(importlib.util.find_spec("ray").origin).parent / "_private" / "thirdparty" / "pathspec"
-    spec = importlib.util.spec_from_file_location("_ray_pathspec", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
+    root = (
+        Path(importlib.util.find_spec("ray").origin).parent / "_private" / "thirdparty" / "pathspec"
+    )
+    spec = importlib.util.spec_from_file_location(
+        "_ray_pathspec", root / "__init__.py", submodule_search_locations=[str(root)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -66,18 +69,42 @@ def _ray_pathspec():
 def test_jobs_excludes_skip_what_must_not_travel():
     spec = _ray_pathspec().from_lines("gitwildmatch", jobs.WORKING_DIR_EXCLUDES)
     # Ray tests each folder's own relative path (no trailing slash) and prunes it on a match.
-    for path in [".venv", ".git", "out", "demo-output", "bench/results", "platform/synthrec/__pycache__",
-                 "platform/synthrec.egg-info", ".pytest_cache"]:
+    for path in [
+        ".venv",
+        ".git",
+        "out",
+        "demo-output",
+        "bench/results",
+        "platform/synthrec/__pycache__",
+        "platform/synthrec.egg-info",
+        ".pytest_cache",
+    ]:
         assert spec.match_file(path), path
-    for path in ["jobs", "jobs/simulate.py", "platform/synthrec", "platform/synthrec/storage.py", "bench",
-                 "bench/run.py", "tests/out", "serve/config.yaml"]:
+    for path in [
+        "jobs",
+        "jobs/simulate.py",
+        "platform/synthrec",
+        "platform/synthrec/storage.py",
+        "bench",
+        "bench/run.py",
+        "tests/out",
+        "serve/config.yaml",
+    ]:
         assert not spec.match_file(path), path
 
 
 def test_jobs_forward_s3_endpoint_and_region_but_never_credentials():
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_REGION": "eu-west-1",
-           "AWS_ACCESS_KEY_ID": "key-id-value", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_SESSION_TOKEN": "t"}
-    assert jobs.forwarded_env(environ=env) == {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_REGION": "eu-west-1"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "key-id-value",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "AWS_SESSION_TOKEN": "t",
+    }
+    assert jobs.forwarded_env(environ=env) == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+        "AWS_REGION": "eu-west-1",
+    }
     assert jobs.forwarded_env(["MY_FLAG"], environ={"MY_FLAG": "1"}) == {"MY_FLAG": "1"}
     for secret in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "HF_TOKEN", "DB_PASSWORD"):
         with pytest.raises(ConfigError, match="looks like a secret"):
@@ -89,26 +116,42 @@ def test_jobs_forward_s3_endpoint_and_region_but_never_credentials():
 
 
 def test_jobs_printed_command_is_the_plain_ray_equivalent_from_the_project(project, monkeypatch):
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION"):  # set by the session's S3 fixture
+    for name in (
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):  # set by the session's S3 fixture
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
-    spec = jobs.build_job_spec("tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}})
+    spec = jobs.build_job_spec(
+        "tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}}
+    )
     command = spec.ray_job_submit_command("http://127.0.0.1:8265", cwd=project)
     assert "s3cr3t-value" not in command and "s3cr3t-value" not in json.dumps(spec.runtime_env)
     assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . ")
     argv = shlex.split(command)
     runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
-    assert runtime_env == {"excludes": jobs.WORKING_DIR_EXCLUDES, "py_modules": ["platform/synthrec"],
-                           "env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333"}}
-    assert argv[argv.index("--") + 1:] == shlex.split(spec.entrypoint)
-    assert json.loads(argv[argv.index("--config") + 1]) == {"rows": 10, "storage": {"endpoint_url": "http://e"}}
-    assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(f"cd {project} && ray job submit")
+    assert runtime_env == {
+        "excludes": jobs.WORKING_DIR_EXCLUDES,
+        "py_modules": ["platform/synthrec"],
+        "env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333"},
+    }
+    assert argv[argv.index("--") + 1 :] == shlex.split(spec.entrypoint)
+    assert json.loads(argv[argv.index("--config") + 1]) == {
+        "rows": 10,
+        "storage": {"endpoint_url": "http://e"},
+    }
+    assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(
+        f"cd {project} && ray job submit"
+    )
 
 
 def test_jobs_refuse_secrets_in_the_config_that_would_show_in_job_logs(project):
     config = {"rows": 10, "storage": {"secret_access_key": "yaml-secret", "access_key_id": None}}
-    with pytest.raises(ConfigError, match=r"sim.yaml: storage.secret_access_key would travel") as err:
+    with pytest.raises(
+        ConfigError, match=r"sim.yaml: storage.secret_access_key would travel"
+    ) as err:
         jobs.build_job_spec("tiny", project, config, config_source="sim.yaml")
     assert "yaml-secret" not in str(err.value)
     jobs.build_job_spec("tiny", project, {"storage": {"secret_access_key": None}})  # unset is fine
@@ -128,4 +171,6 @@ def test_jobs_find_project_dir_walks_up_from_a_subfolder(project):
 
 
 def test_jobs_exit_codes_follow_the_job_status():
-    assert [jobs.JobOutcome("j", s, "", ()).exit_code for s in ("SUCCEEDED", "FAILED", "STOPPED")] == [0, 1, 3]
+    assert [
+        jobs.JobOutcome("j", s, "", ()).exit_code for s in ("SUCCEEDED", "FAILED", "STOPPED")
+    ] == [0, 1, 3]

@@ -20,11 +20,17 @@ def test_config_unknown_key_names_it_and_allowed_keys():
     with pytest.raises(ConfigError) as err:
         validate_config(SimulateConfig, {"rows": 10, "colour": "red"})
     assert "unknown key 'colour'" in str(err.value)
-    assert "allowed here: num_brands, num_categories, num_items, num_queries, num_users, out, rows" in str(err.value)
+    assert (
+        "allowed here: num_brands, num_categories, num_items, num_queries, num_users, out, rows"
+        in str(err.value)
+    )
 
 
 def test_config_nested_unknown_key_lists_the_sections_keys():
-    with pytest.raises(ConfigError, match=r"unknown key 'scaling\.gpus' \(allowed here: cpus_per_worker, gpus_per_worker"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'scaling\.gpus' \(allowed here: cpus_per_worker, gpus_per_worker",
+    ):
         load_config(_Job, None, {"scaling.gpus": 2})
 
 
@@ -40,10 +46,13 @@ def test_config_seed_must_be_non_negative():
         validate_config(SimulateConfig, {"seed": -1})
 
 
-@pytest.mark.parametrize("text, message", [
-    ("rows: [unclosed", "not valid YAML"),
-    ("- 1\n- 2\n", "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rows: [unclosed", "not valid YAML"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+    ],
+)
 def test_config_bad_yaml_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)

@@ -13,7 +13,14 @@ from scipy.stats.contingency import association
 from synthrec.evaluate import fidelity_score
 from synthrec.evaluate.columns import encode
 from synthrec.evaluate.fidelity import (
-    _bin_codes, _pearson_matrix, column_pairs, coverage, cramers_v, fidelity, ks_complement, tv_complement,
+    _bin_codes,
+    _pearson_matrix,
+    column_pairs,
+    coverage,
+    cramers_v,
+    fidelity,
+    ks_complement,
+    tv_complement,
 )
 from synthrec.schema import ColumnSpec, Kind, Role, Schema
 
@@ -21,13 +28,20 @@ NAN = float("nan")
 
 
 def _schema(**roles: Role) -> Schema:
-    kinds = {Role.NUMERIC: Kind.FLOAT, Role.CATEGORICAL: Kind.STRING, Role.LABEL: Kind.INT, Role.USER_ID: Kind.STRING}
+    kinds = {
+        Role.NUMERIC: Kind.FLOAT,
+        Role.CATEGORICAL: Kind.STRING,
+        Role.LABEL: Kind.INT,
+        Role.USER_ID: Kind.STRING,
+    }
     return Schema([ColumnSpec(n, r, kinds[r]) for n, r in roles.items()])
 
 
 def test_ks_complement_known_answer_and_nulls_dropped():
     # ECDFs of {1,2,3,4} and {3,4,5,6} differ by at most 0.5 (at x = 2)
-    assert ks_complement(np.array([1, 2, 3, 4, NAN]), np.array([3, 4, 5, 6.0])) == pytest.approx(0.5)
+    assert ks_complement(np.array([1, 2, 3, 4, NAN]), np.array([3, 4, 5, 6.0])) == pytest.approx(
+        0.5
+    )
     assert ks_complement(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 1.0
     assert np.isnan(ks_complement(np.array([NAN]), np.array([1.0])))
 
@@ -43,12 +57,16 @@ def test_ks_complement_matches_scipy_on_both_paths(integral):
 
 def test_tv_complement_known_answer_ignores_nulls():
     # codes: 0 = a, 1 = b, 2 = null; (.5, .5) vs (.75, .25) -> TV 0.25
-    assert tv_complement(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 2, 2]), 3) == pytest.approx(0.75)
+    assert tv_complement(
+        np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 2, 2]), 3
+    ) == pytest.approx(0.75)
     assert tv_complement(np.array([0]), np.array([1]), 3) == 0.0
 
 
 def test_cramers_v_matches_scipy_and_drops_empty_rows():
-    table = np.array([[100, 150, 0], [203, 322, 0], [420, 700, 0], [320, 210, 0], [0, 0, 0]], dtype=float)
+    table = np.array(
+        [[100, 150, 0], [203, 322, 0], [420, 700, 0], [320, 210, 0], [0, 0, 0]], dtype=float
+    )
     expected = association(table[:4, :2].astype(int), method="cramer")
     assert cramers_v(table) == pytest.approx(expected, abs=1e-12)
     assert np.isnan(cramers_v(np.array([[5.0, 3.0]])))
@@ -100,7 +118,9 @@ def test_thresholds_count_only_strong_real_pairs():
     assert counted == [["a", "strong"]]  # |r| > 0.5 only there
     strong_score = result["pairs"][0]["score"]
     assert result["column_pair_trends"] == pytest.approx(strong_score)
-    assert result["all_pairs"]["column_pair_trends"] == pytest.approx(np.mean([p["score"] for p in result["pairs"]]))
+    assert result["all_pairs"]["column_pair_trends"] == pytest.approx(
+        np.mean([p["score"] for p in result["pairs"]])
+    )
     assert result["overall"] == pytest.approx((result["column_shapes"] + strong_score) / 2)
 
 
@@ -114,8 +134,13 @@ def test_coverage_known_answers():
 
 
 def test_ids_and_text_are_not_scored():
-    schema = Schema([ColumnSpec("user_id", Role.USER_ID, Kind.STRING), ColumnSpec("x", Role.NUMERIC, Kind.FLOAT),
-                     ColumnSpec("note", Role.TEXT, Kind.STRING)])
+    schema = Schema(
+        [
+            ColumnSpec("user_id", Role.USER_ID, Kind.STRING),
+            ColumnSpec("x", Role.NUMERIC, Kind.FLOAT),
+            ColumnSpec("note", Role.TEXT, Kind.STRING),
+        ]
+    )
     t = _table(user_id=["u1", "u2"], x=[1.0, 2.0], note=["a b c", "d e f"])
     result = fidelity(encode([t, t], schema))
     assert list(result["columns"]) == ["x"] and result["pairs"] == []
@@ -125,11 +150,19 @@ def test_fidelity_score_is_cheap_deterministic_and_ranks_quality():
     rng = np.random.default_rng(3)
     n = 20_000
     age = rng.integers(18, 70, n)
-    real = _table(age=age.astype(float), spend=age * 2.0 + rng.normal(0, 5, n),
-                  cat=rng.choice(list("abcdefgh"), n), click=(rng.random(n) < 0.3).astype(np.int64))
+    real = _table(
+        age=age.astype(float),
+        spend=age * 2.0 + rng.normal(0, 5, n),
+        cat=rng.choice(list("abcdefgh"), n),
+        click=(rng.random(n) < 0.3).astype(np.int64),
+    )
     good = real.take(rng.permutation(n))
-    bad = _table(age=rng.uniform(18, 70, n), spend=rng.uniform(0, 200, n), cat=rng.choice(list("ab"), n),
-                 click=(rng.random(n) < 0.9).astype(np.int64))
+    bad = _table(
+        age=rng.uniform(18, 70, n),
+        spend=rng.uniform(0, 200, n),
+        cat=rng.choice(list("ab"), n),
+        click=(rng.random(n) < 0.9).astype(np.int64),
+    )
     schema = _schema(age=Role.NUMERIC, spend=Role.NUMERIC, cat=Role.CATEGORICAL, click=Role.LABEL)
     start = time.perf_counter()
     score = fidelity_score(real, good, schema)

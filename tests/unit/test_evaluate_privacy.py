@@ -8,15 +8,25 @@ import pytest
 
 from synthrec.evaluate.columns import encode
 from synthrec.evaluate.privacy import (
-    Points, distance_points, evaluate_privacy, exact_copy_rate, mia_auc, nearest, nndr, row_hashes, share_closer_than,
+    Points,
+    distance_points,
+    evaluate_privacy,
+    exact_copy_rate,
+    mia_auc,
+    nearest,
+    nndr,
+    row_hashes,
+    share_closer_than,
 )
 from synthrec.schema import ColumnSpec, Kind, Role, Schema
 
-SCHEMA = Schema([
-    ColumnSpec("user_id", Role.USER_ID, Kind.STRING),
-    ColumnSpec("x", Role.NUMERIC, Kind.FLOAT, nullable=True),
-    ColumnSpec("c", Role.CATEGORICAL, Kind.STRING),
-])
+SCHEMA = Schema(
+    [
+        ColumnSpec("user_id", Role.USER_ID, Kind.STRING),
+        ColumnSpec("x", Role.NUMERIC, Kind.FLOAT, nullable=True),
+        ColumnSpec("c", Role.CATEGORICAL, Kind.STRING),
+    ]
+)
 
 
 def _t(users, xs, cs) -> pa.Table:
@@ -45,10 +55,15 @@ def test_distance_space_scales_numerics_and_counts_mismatches():
 
 def test_nearest_matches_brute_force_over_tiles():
     rng = np.random.default_rng(0)
-    q = Points(rng.random((300, 4), dtype=np.float32), rng.integers(0, 5, (300, 3)).astype(np.int32))
-    r = Points(rng.random((5_000, 4), dtype=np.float32), rng.integers(0, 5, (5_000, 3)).astype(np.int32))
-    d2 = ((q.numeric[:, None, :].astype(float) - r.numeric[None].astype(float)) ** 2).sum(-1) \
-        + (q.codes[:, None, :] != r.codes[None]).sum(-1)
+    q = Points(
+        rng.random((300, 4), dtype=np.float32), rng.integers(0, 5, (300, 3)).astype(np.int32)
+    )
+    r = Points(
+        rng.random((5_000, 4), dtype=np.float32), rng.integers(0, 5, (5_000, 3)).astype(np.int32)
+    )
+    d2 = ((q.numeric[:, None, :].astype(float) - r.numeric[None].astype(float)) ** 2).sum(-1) + (
+        q.codes[:, None, :] != r.codes[None]
+    ).sum(-1)
     expected = np.sort(np.sqrt(d2), axis=1)[:, :2]
     assert np.allclose(nearest(q, r, k=2), expected, atol=1e-12)
     assert np.allclose(nearest(q, r, k=1)[:, 0], expected[:, 0], atol=1e-12)
@@ -66,7 +81,11 @@ def test_copied_synthetic_data_fails_and_fresh_data_passes():
     n = 600
 
     def draw(size):
-        return _t([f"u{i}" for i in rng.integers(0, 50, size)], rng.normal(size=size), rng.choice(list("abcd"), size))
+        return _t(
+            [f"u{i}" for i in rng.integers(0, 50, size)],
+            rng.normal(size=size),
+            rng.choice(list("abcd"), size),
+        )
 
     train, holdout, fresh = draw(n), draw(n), draw(n)
     copied = encode([train, train, holdout], SCHEMA)
@@ -74,7 +93,9 @@ def test_copied_synthetic_data_fails_and_fresh_data_passes():
     assert leak["exact_copy_rate"] == 1.0
     assert leak["dcr_share_closer_than_holdout_p5"] == 1.0
     assert leak["mia_auc"] > 0.9
-    ok = evaluate_privacy(encode([train, fresh, holdout], SCHEMA), True, query_rows=300, reference_rows=n, seed=0)
+    ok = evaluate_privacy(
+        encode([train, fresh, holdout], SCHEMA), True, query_rows=300, reference_rows=n, seed=0
+    )
     assert ok["exact_copy_rate"] == 0.0
     assert ok["dcr_share_closer_than_holdout_p5"] < 0.15
     assert 0.4 < ok["mia_auc"] < 0.6

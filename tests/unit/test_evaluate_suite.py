@@ -14,12 +14,14 @@ import pytest
 from synthrec.config import EvaluateConfig, VerdictConfig
 from synthrec.errors import ConfigError, SchemaError
 from synthrec.evaluate import evaluate_synthetic, run_evaluate, write_report
+from synthrec.evaluate.columns import encode
 from synthrec.evaluate.report import SECTIONS
 from synthrec.evaluate.suite import segment_plan, verdict
-from synthrec.evaluate.columns import encode
 from synthrec.schema import infer_schema
 
-FAST = EvaluateConfig(privacy_query_rows=500, privacy_reference_rows=2_000, utility_max_train_rows=2_000)
+FAST = EvaluateConfig(
+    privacy_query_rows=500, privacy_reference_rows=2_000, utility_max_train_rows=2_000
+)
 
 
 def events(n: int, seed: int) -> pa.Table:
@@ -30,11 +32,17 @@ def events(n: int, seed: int) -> pa.Table:
     category = rng.choice(["books", "games", "music", "garden"], n, p=[0.4, 0.3, 0.2, 0.1])
     ts = np.datetime64("2024-01-01") + rng.integers(0, 90 * 86_400, n).astype("timedelta64[s]")
     click = (rng.random(n) < 1 / (1 + np.exp(-(age - 40) / 10))).astype(np.int64)
-    return pa.table({
-        "user_id": [f"u{i}" for i in rng.integers(0, 80, n)], "item_id": rng.integers(0, 150, n),
-        "age": age, "price": pa.array(price, from_pandas=True), "category": category,
-        "ts": pa.array(ts, pa.timestamp("s")), "click": click,
-    })
+    return pa.table(
+        {
+            "user_id": [f"u{i}" for i in rng.integers(0, 80, n)],
+            "item_id": rng.integers(0, 150, n),
+            "age": age,
+            "price": pa.array(price, from_pandas=True),
+            "category": category,
+            "ts": pa.array(ts, pa.timestamp("s")),
+            "click": click,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +57,33 @@ def metrics(tables):
 
 
 def test_metrics_hold_every_headline_key_as_nested_json(metrics):
-    for path in ("fidelity.overall", "fidelity.column_shapes", "fidelity.column_pair_trends", "fidelity.all_pairs.overall",
-                 "fidelity.coverage.overall", "utility.tstr_auc", "utility.trtr_auc", "utility.ratio",
-                 "privacy.exact_copy_rate", "privacy.dcr_share_closer_than_holdout_p5", "privacy.mia_auc",
-                 "privacy.nndr.synthetic_median", "verdict.passed"):
+    for path in (
+        "fidelity.overall",
+        "fidelity.column_shapes",
+        "fidelity.column_pair_trends",
+        "fidelity.all_pairs.overall",
+        "fidelity.coverage.overall",
+        "utility.tstr_auc",
+        "utility.trtr_auc",
+        "utility.ratio",
+        "privacy.exact_copy_rate",
+        "privacy.dcr_share_closer_than_holdout_p5",
+        "privacy.mia_auc",
+        "privacy.nndr.synthetic_median",
+        "verdict.passed",
+    ):
         node = metrics
         for key in path.split("."):
             node = node[key]
         assert node is not None, path
     json.dumps(metrics, allow_nan=False)  # NaN became null
-    assert set(metrics["fidelity"]["columns"]) == {"age", "price", "category", "ts", "click"}  # ids not scored
+    assert set(metrics["fidelity"]["columns"]) == {
+        "age",
+        "price",
+        "category",
+        "ts",
+        "click",
+    }  # ids not scored
 
 
 def test_independent_draws_score_high_and_pass(metrics):
@@ -83,9 +108,16 @@ def test_copied_data_fails_the_verdict(tables):
 
 
 def test_verdict_skips_what_was_not_measured():
-    metrics = {"privacy": {"exact_copy_rate": 0.0, "holdout_exact_copy_rate": None, "mia_auc": None,
-                           "dcr_share_closer_than_holdout_p5": None},
-               "fidelity": {"overall": 0.5}, "utility": {"ratio": None}}
+    metrics = {
+        "privacy": {
+            "exact_copy_rate": 0.0,
+            "holdout_exact_copy_rate": None,
+            "mia_auc": None,
+            "dcr_share_closer_than_holdout_p5": None,
+        },
+        "fidelity": {"overall": 0.5},
+        "utility": {"ratio": None},
+    }
     v = verdict(metrics, VerdictConfig(min_utility_ratio=None))
     assert [c["metric"] for c in v["checks"]] == ["privacy.exact_copy_rate", "fidelity.overall"]
     assert v["skipped"] == ["privacy.dcr_share_closer_than_holdout_p5", "privacy.mia_auc"]
@@ -95,20 +127,31 @@ def test_verdict_skips_what_was_not_measured():
 def test_segment_plan_reads_generation_conditions_and_rebalance(tables):
     real, syn, _ = tables
     columns = encode([real, syn], infer_schema(real))
-    plan = segment_plan({"conditions": {"category": "games"}, "rebalance": {"click": {"1": 0.5}}}, columns, 5)
-    assert [(p["column"], p["value"], p["target_share"]) for p in plan] == [("category", "games", None), ("click", "1", 0.5)]
+    plan = segment_plan(
+        {"conditions": {"category": "games"}, "rebalance": {"click": {"1": 0.5}}}, columns, 5
+    )
+    assert [(p["column"], p["value"], p["target_share"]) for p in plan] == [
+        ("category", "games", None),
+        ("click", "1", 0.5),
+    ]
     uniform = segment_plan({"rebalance": {"category": "uniform"}}, columns, 5)
     assert {p["target_share"] for p in uniform} == {0.25}
     with pytest.raises(ConfigError, match="segment column 'price' is not a categorical column"):
         segment_plan({"price": None}, columns, 5)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.slice(0, 0), "synthetic table is empty"),
-    (lambda t: t.drop(["price"]), "lacks price"),
-    (lambda t: t.append_column("extra", pa.array(np.zeros(len(t)))), "adds extra"),
-    (lambda t: t.set_column(4, "category", pa.array(np.zeros(len(t), np.int64))), "column 'category' is int64 but the real"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.slice(0, 0), "synthetic table is empty"),
+        (lambda t: t.drop(["price"]), "lacks price"),
+        (lambda t: t.append_column("extra", pa.array(np.zeros(len(t)))), "adds extra"),
+        (
+            lambda t: t.set_column(4, "category", pa.array(np.zeros(len(t), np.int64))),
+            "column 'category' is int64 but the real",
+        ),
+    ],
+)
 def test_bad_synthetic_inputs_fail_with_clear_messages(tables, change, message):
     real, syn, _ = tables
     with pytest.raises(SchemaError, match=message):
@@ -134,15 +177,22 @@ def test_report_is_self_contained_with_every_section(tmp_path, tables, metrics):
     assert len(images) == 4  # distributions, associations, DCR, segments
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
-    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["verdict"] == metrics["verdict"]
+    assert (
+        json.loads((tmp_path / "rep" / "metrics.json").read_text())["verdict"] == metrics["verdict"]
+    )
 
 
 def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     real, syn, _ = tables
     pq.write_table(real, tmp_path / "real.parquet")
     pq.write_table(syn, tmp_path / "syn.parquet")
-    cfg = FAST.model_copy(update={"real": str(tmp_path / "real.parquet"), "synthetic": str(tmp_path / "syn.parquet"),
-                                  "out": str(tmp_path / "out")})
+    cfg = FAST.model_copy(
+        update={
+            "real": str(tmp_path / "real.parquet"),
+            "synthetic": str(tmp_path / "syn.parquet"),
+            "out": str(tmp_path / "out"),
+        }
+    )
     stages = []
     metrics = run_evaluate(cfg, progress=lambda done, stage: stages.append(stage))
     assert stages[-1] == "report" and len(stages) == 6
@@ -156,7 +206,14 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
 def test_bad_segment_column_fails_before_any_work(tables):
     real, syn, _ = tables
     stages = []
-    with pytest.raises(ConfigError, match="segment column 'nope' is not a categorical column; use one of: user_id"):
-        evaluate_synthetic(real, syn, cfg=FAST, segments={"conditions": {"nope": "x"}},
-                           progress=lambda done, stage: stages.append(stage))
+    with pytest.raises(
+        ConfigError, match="segment column 'nope' is not a categorical column; use one of: user_id"
+    ):
+        evaluate_synthetic(
+            real,
+            syn,
+            cfg=FAST,
+            segments={"conditions": {"nope": "x"}},
+            progress=lambda done, stage: stages.append(stage),
+        )
     assert stages == []

@@ -11,19 +11,23 @@ from synthrec.evaluate.columns import encode
 from synthrec.evaluate.utility import default_label, positive_codes, tstr_trtr
 from synthrec.schema import ColumnSpec, Kind, Role, Schema
 
-SCHEMA = Schema([
-    ColumnSpec("item_id", Role.ITEM_ID, Kind.STRING),
-    ColumnSpec("x", Role.NUMERIC, Kind.FLOAT),
-    ColumnSpec("c", Role.CATEGORICAL, Kind.STRING),
-    ColumnSpec("click", Role.LABEL, Kind.INT),
-])
+SCHEMA = Schema(
+    [
+        ColumnSpec("item_id", Role.ITEM_ID, Kind.STRING),
+        ColumnSpec("x", Role.NUMERIC, Kind.FLOAT),
+        ColumnSpec("c", Role.CATEGORICAL, Kind.STRING),
+        ColumnSpec("click", Role.LABEL, Kind.INT),
+    ]
+)
 
 
 def _draw(rng, n, flip=False):
     x = rng.normal(size=n)
     c = rng.choice(list("abc"), n)
     click = ((x > 0) ^ flip).astype(np.int64)  # the label is the sign of x
-    return pa.table({"item_id": [f"i{k}" for k in rng.integers(0, 40, n)], "x": x, "c": c, "click": click})
+    return pa.table(
+        {"item_id": [f"i{k}" for k in rng.integers(0, 40, n)], "x": x, "c": c, "click": click}
+    )
 
 
 def _run(real, syn, holdout=None, **kw):
@@ -69,4 +73,8 @@ def test_label_choice_and_positive_class():
         default_label(SCHEMA, "nope")
     schema = Schema([ColumnSpec("y", Role.LABEL, Kind.STRING)])
     col = encode([pa.table({"y": ["yes", "no", None]})], schema)["y"]
-    assert positive_codes(col)[[0, 1, 2]].tolist() == [True, False, False]  # "yes" > "no"; null is not positive
+    assert positive_codes(col)[[0, 1, 2]].tolist() == [
+        True,
+        False,
+        False,
+    ]  # "yes" > "no"; null is not positive

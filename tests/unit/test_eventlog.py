@@ -8,10 +8,15 @@ from synthrec.data.eventlog import load_event_log
 from synthrec.errors import DataError, SchemaError
 from synthrec.schema import Kind, Role
 
-GOOD = pa.table({
-    "customer": ["a", "b", "a"], "sku": ["x", "y", "z"], "price": [1.5, 2.0, 3.25],
-    "bought": [0, 1, 0], "city": ["p", "q", "p"],
-})
+GOOD = pa.table(
+    {
+        "customer": ["a", "b", "a"],
+        "sku": ["x", "y", "z"],
+        "price": [1.5, 2.0, 3.25],
+        "bought": [0, 1, 0],
+        "city": ["p", "q", "p"],
+    }
+)
 SPEC = """
 columns:
   customer: {role: user_id}
@@ -42,16 +47,33 @@ def test_eventlog_loads_with_schema_file(tmp_path, name):
 
 
 def test_eventlog_infers_roles_without_schema(tmp_path):
-    data, _ = _write(tmp_path, GOOD.rename_columns(["user_id", "item_id", "price", "bought", "city"]))
+    data, _ = _write(
+        tmp_path, GOOD.rename_columns(["user_id", "item_id", "price", "bought", "city"])
+    )
     _, schema = load_event_log(data)
-    assert [c.role for c in schema.columns] == [Role.USER_ID, Role.ITEM_ID, Role.NUMERIC, Role.LABEL, Role.CATEGORICAL]
+    assert [c.role for c in schema.columns] == [
+        Role.USER_ID,
+        Role.ITEM_ID,
+        Role.NUMERIC,
+        Role.LABEL,
+        Role.CATEGORICAL,
+    ]
 
 
 def test_eventlog_published_dataset_uses_its_manifest_schema(tmp_path):
     uri = str(tmp_path / "ds")
-    spec = {"columns": {n: {"role": r, "kind": k} for n, r, k in [
-        ("customer", "user_id", "string"), ("sku", "item_id", "string"), ("price", "numeric", "float"),
-        ("bought", "categorical", "int"), ("city", "categorical", "string")]}}
+    spec = {
+        "columns": {
+            n: {"role": r, "kind": k}
+            for n, r, k in [
+                ("customer", "user_id", "string"),
+                ("sku", "item_id", "string"),
+                ("price", "numeric", "float"),
+                ("bought", "categorical", "int"),
+                ("city", "categorical", "string"),
+            ]
+        }
+    }
     storage.write_dataset(GOOD, uri, metadata={"schema": spec})
     _, schema = load_event_log(uri)
     assert schema["bought"].role == Role.CATEGORICAL  # the manifest wins over inference (label)
@@ -99,7 +121,9 @@ def test_eventlog_wrong_type(tmp_path):
 
 
 def test_eventlog_declared_kind_mismatch(tmp_path):
-    data, schema = _write(tmp_path, GOOD, spec=SPEC.replace("{role: numeric}", "{role: numeric, kind: int}"))
+    data, schema = _write(
+        tmp_path, GOOD, spec=SPEC.replace("{role: numeric}", "{role: numeric, kind: int}")
+    )
     with pytest.raises(SchemaError, match="'price'.*kind int"):
         load_event_log(data, schema)
 
@@ -125,13 +149,19 @@ def test_eventlog_ids_with_nulls(tmp_path):
         load_event_log(data, schema)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("columns: [a, b]", "top-level 'columns'"),
-    ("columns: {customer: {role: shopper}}", "role 'shopper' is unknown; allowed: user_id"),
-    ("columns: {customer: {role: user_id, colour: red}}", "unknown key.*colour; allowed: role, kind, nullable"),
-    ("columns: {customer: {kind: int}}", "needs a mapping with a 'role'"),
-    ("columns: {a: [unclosed", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("columns: [a, b]", "top-level 'columns'"),
+        ("columns: {customer: {role: shopper}}", "role 'shopper' is unknown; allowed: user_id"),
+        (
+            "columns: {customer: {role: user_id, colour: red}}",
+            "unknown key.*colour; allowed: role, kind, nullable",
+        ),
+        ("columns: {customer: {kind: int}}", "needs a mapping with a 'role'"),
+        ("columns: {a: [unclosed", "not valid YAML"),
+    ],
+)
 def test_eventlog_bad_schema_file(tmp_path, spec, message):
     data, schema = _write(tmp_path, GOOD, spec=spec)
     with pytest.raises(SchemaError, match=message):

@@ -17,19 +17,28 @@ from synthrec.gan import build_gan, build_sampler, critic_step, generator_step, 
 from synthrec.schema import infer_schema
 from synthrec.transform import Encoder
 
-CFG = GanConfig(embedding_dim=16, generator_dims=[32, 32], critic_dims=[32, 32], batch_size=40, pac=4,
-                mode_fit_rows=500, id_profile_rows=1_000)
+CFG = GanConfig(
+    embedding_dim=16,
+    generator_dims=[32, 32],
+    critic_dims=[32, 32],
+    batch_size=40,
+    pac=4,
+    mode_fit_rows=500,
+    id_profile_rows=1_000,
+)
 
 
 def make_table(n: int = 1_200, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     genre = rng.choice(["a", "b", "c", "rare"], n, p=[0.6, 0.3, 0.095, 0.005])
-    return pa.table({
-        "user_id": pa.array([f"u{i}" for i in rng.integers(0, 120, n)]),
-        "genre": pa.array(genre),
-        "price": pa.array(rng.lognormal(3, 1, n)),
-        "click": pa.array(rng.integers(0, 2, n), pa.int64()),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array([f"u{i}" for i in rng.integers(0, 120, n)]),
+            "genre": pa.array(genre),
+            "price": pa.array(rng.lognormal(3, 1, n)),
+            "click": pa.array(rng.integers(0, 2, n), pa.int64()),
+        }
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -53,7 +62,7 @@ def test_gan_sampler_conditions_match_real_rows():
     lay = state.layout
     assert cond.shape == (512, lay.cond_dim)
     on = cond > 0
-    assert torch.equal(real[:, lay.cond_src][on], cond[on])                 # revealed values are the row's
+    assert torch.equal(real[:, lay.cond_src][on], cond[on])  # revealed values are the row's
     per_span = torch.zeros(512, len(lay.cond_spans)).index_add_(1, lay.cond_seg, cond)
     assert ((per_span == 0) | (per_span == 1)).all() and (per_span.sum(1) >= 1).all()
 
@@ -61,15 +70,15 @@ def test_gan_sampler_conditions_match_real_rows():
 def test_gan_sampler_log_frequency_and_shard_only_values():
     enc, data, state, _ = setup(n=4_000)
     span = enc.spans[[i for i in enc.cond_spans if enc.spans[i].column == "genre"][0]]
-    codes = data[:, span.start: span.stop].argmax(1)
+    codes = data[:, span.start : span.stop].argmax(1)
     rare = enc.codec("genre").values.to_pylist().index("rare")
-    shard = data[codes != rare]                                               # this worker never saw 'rare'
+    shard = data[codes != rare]  # this worker never saw 'rare'
     sampler = build_sampler(state, enc, shard)
     real, cond = sampler.sample(20_000, state.rng)
-    got = real[:, span.start: span.stop].argmax(1)
+    got = real[:, span.start : span.stop].argmax(1)
     assert not (got == rare).any()
     share_a = (got == enc.codec("genre").values.to_pylist().index("a")).float().mean().item()
-    assert share_a < 0.6                                                      # log-frequency flattens 'a'
+    assert share_a < 0.6  # log-frequency flattens 'a'
 
 
 def test_gan_critic_step_runs_one_critic_forward():
@@ -114,6 +123,7 @@ def test_gan_state_dict_resume_matches_uninterrupted_run():
     train_epoch(state, data, sampler, 40, seed=0, max_steps=2)
     saved = {k: v for k, v in state.state_dict().items()}
     import copy
+
     saved = copy.deepcopy(saved)
     torch.manual_seed(1)
     train_epoch(state, data, sampler, 40, seed=0, max_steps=2)
@@ -147,14 +157,24 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, enc_state) -> No
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         table = make_table()
-        enc = Encoder.from_state(*enc_state)                                 # fitted once, shipped to workers
+        enc = Encoder.from_state(*enc_state)  # fitted once, shipped to workers
         data = torch.from_numpy(enc.transform(table.slice(rank * 600, 600), seed=rank))
         state = build_gan(enc, CFG, rank=rank)
         sampler = build_sampler(state, enc, data)
         gen, crit = DDP(state.generator), DDP(state.critic)
-        metrics = train_epoch(state, data, sampler, 20, generator=gen, critic=crit, seed=rank, max_steps=3)
-        flat = torch.cat([p.detach().flatten() for p in [*state.generator.parameters(), *state.critic.parameters()]])
-        torch.save({"params": flat, "loss": metrics["critic_loss"]}, os.path.join(out_dir, f"rank{rank}.pt"))
+        metrics = train_epoch(
+            state, data, sampler, 20, generator=gen, critic=crit, seed=rank, max_steps=3
+        )
+        flat = torch.cat(
+            [
+                p.detach().flatten()
+                for p in [*state.generator.parameters(), *state.critic.parameters()]
+            ]
+        )
+        torch.save(
+            {"params": flat, "loss": metrics["critic_loss"]},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -167,16 +187,20 @@ def test_gan_steps_run_under_two_process_gloo_ddp(tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), fit_encoder().state()), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert torch.equal(r0["params"], r1["params"])                          # gradients were all-reduced
-    assert r0["loss"] != r1["loss"]                                          # on different shards
+    assert torch.equal(r0["params"], r1["params"])  # gradients were all-reduced
+    assert r0["loss"] != r1["loss"]  # on different shards
     _, _, fresh, _ = setup()
-    init = torch.cat([p.detach().flatten() for p in [*fresh.generator.parameters(), *fresh.critic.parameters()]])
+    init = torch.cat(
+        [p.detach().flatten() for p in [*fresh.generator.parameters(), *fresh.critic.parameters()]]
+    )
     assert not torch.equal(init, r0["params"])
 
 
 def test_gan_train_epoch_runs_under_bf16_autocast():
     _, data, state, sampler = setup()
-    metrics = train_epoch(state, data, sampler, 40, seed=0, max_steps=2, autocast_dtype=torch.bfloat16)
+    metrics = train_epoch(
+        state, data, sampler, 40, seed=0, max_steps=2, autocast_dtype=torch.bfloat16
+    )
     assert all(np.isfinite(v) for v in metrics.values()) and "diverged" not in metrics
 
 
@@ -184,8 +208,7 @@ def test_gan_train_epoch_runs_under_bf16_autocast():
 def test_generator_sample_path_equals_dense_forward(norm):
     """Sampling feeds the one-hot conditional vector as lookups, folds eval batch norm and
     runs rows in chunks; the logits must equal the plain dense forward pass."""
-    from synthrec.gan import Generator
-    from synthrec.gan import networks
+    from synthrec.gan import Generator, networks
 
     torch.manual_seed(0)
     gen = Generator(16, 12, [32, 24], 20, norm)
@@ -194,7 +217,9 @@ def test_generator_sample_path_equals_dense_forward(norm):
     gen.eval()
     n = networks.INFERENCE_ROWS + 77  # more than one chunk
     noise = torch.randn(n, 16)
-    hot = torch.stack([torch.randint(0, 5, (n,)), torch.randint(5, 12, (n,))], 1)  # two hot entries per row
+    hot = torch.stack(
+        [torch.randint(0, 5, (n,)), torch.randint(5, 12, (n,))], 1
+    )  # two hot entries per row
     cond = torch.zeros(n, 12).scatter_(1, hot, 1.0)
     with torch.enable_grad():
         dense = gen(noise, cond)  # grad mode: the plain Sequential path

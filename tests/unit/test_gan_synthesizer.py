@@ -12,23 +12,35 @@ from synthrec.config import GanConfig
 from synthrec.errors import ConditionError, ConfigError, ModelError
 from synthrec.gan import Synthesizer
 
-CFG = GanConfig(embedding_dim=16, generator_dims=[32, 32], critic_dims=[32, 32], batch_size=100, pac=10,
-                mode_fit_rows=500, id_profile_rows=1_000, sample_batch_rows=300)
+CFG = GanConfig(
+    embedding_dim=16,
+    generator_dims=[32, 32],
+    critic_dims=[32, 32],
+    batch_size=100,
+    pac=10,
+    mode_fit_rows=500,
+    id_profile_rows=1_000,
+    sample_batch_rows=300,
+)
 
 
 def make_table(n: int = 1_500, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     genre = rng.choice(["Action", "Comedy", "Drama", "Documentary"], n, p=[0.5, 0.3, 0.18, 0.02])
-    return pa.table({
-        "user_id": pa.array([f"u{i}" for i in rng.integers(0, 150, n)]),
-        "item_id": pa.array(rng.integers(0, 300, n), pa.int32()),
-        "genre": pa.array(genre),
-        "gender": pa.array(rng.choice(["F", "M"], n)),
-        "rating": pa.array(rng.integers(1, 6, n), pa.int64()),
-        "price": pa.array(rng.lognormal(2, 1, n), mask=rng.random(n) < 0.1),
-        "ts": pa.array(1_600_000_000 + rng.integers(0, 10**7, n), pa.int64()).cast(pa.timestamp("s")),
-        "click": pa.array(rng.integers(0, 2, n), pa.int64()),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array([f"u{i}" for i in rng.integers(0, 150, n)]),
+            "item_id": pa.array(rng.integers(0, 300, n), pa.int32()),
+            "genre": pa.array(genre),
+            "gender": pa.array(rng.choice(["F", "M"], n)),
+            "rating": pa.array(rng.integers(1, 6, n), pa.int64()),
+            "price": pa.array(rng.lognormal(2, 1, n), mask=rng.random(n) < 0.1),
+            "ts": pa.array(1_600_000_000 + rng.integers(0, 10**7, n), pa.int64()).cast(
+                pa.timestamp("s")
+            ),
+            "click": pa.array(rng.integers(0, 2, n), pa.int64()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +57,10 @@ def test_synthesizer_output_keeps_names_types_and_categories(synth, table):
     out = synth.sample(700, seed=1)
     assert out.num_rows == 700 and out.schema == table.schema
     for name in ("genre", "gender", "user_id", "item_id"):
-        assert set(pc.unique(out[name]).to_pylist()) <= set(pc.unique(table[name]).to_pylist()), name
-    assert out["price"].null_count > 0                                          # nulls are generated too
+        assert set(pc.unique(out[name]).to_pylist()) <= set(pc.unique(table[name]).to_pylist()), (
+            name
+        )
+    assert out["price"].null_count > 0  # nulls are generated too
     assert synth.metadata["metrics"]["epochs"] == 2 and len(synth.metadata["fingerprint"]) == 64
 
 
@@ -55,8 +69,8 @@ def test_synthesizer_sampling_is_seeded_and_block_deterministic(synth):
     assert a.equals(b)
     assert not a.equals(synth.sample(700, seed=4))
     blocks = [synth.sample_block(i, n, seed=3) for i, n in enumerate([300, 300, 100])]
-    assert pa.concat_tables(blocks).equals(a)                                   # sample = its blocks
-    assert synth.sample_block(2, 100, seed=3).equals(blocks[2])                 # any order, any worker
+    assert pa.concat_tables(blocks).equals(a)  # sample = its blocks
+    assert synth.sample_block(2, 100, seed=3).equals(blocks[2])  # any order, any worker
 
 
 def test_synthesizer_fit_is_reproducible_under_a_seed(table):
@@ -67,13 +81,17 @@ def test_synthesizer_fit_is_reproducible_under_a_seed(table):
 
 def test_synthesizer_fit_calibrates_id_draws_and_records_it(synth, table):
     record = synth.metadata["id_calibration"]
-    assert record["rows"] == 10_000                                             # 2 x 1,500 rows, at least 10,000
+    assert record["rows"] == 10_000  # 2 x 1,500 rows, at least 10,000
     assert {c: len(v) for c, v in record["total_variation"].items()} == {"user_id": 4, "item_id": 4}
     assert all(synth.encoder.codec(c).calib.any() for c in ("user_id", "item_id"))
-    plain = Synthesizer().fit(table, cfg=CFG.model_copy(update={"id_calibration_rounds": 0}), epochs=2)
+    plain = Synthesizer().fit(
+        table, cfg=CFG.model_copy(update={"id_calibration_rounds": 0}), epochs=2
+    )
     assert "id_calibration" not in plain.metadata and not plain.encoder.codec("user_id").calib.any()
-    assert plain.metadata["version"] != synth.metadata["version"]               # the weights change the draws
-    conditioned = synth.sample(500, conditions={"genre": "Documentary"}, seed=2)  # conditions stay exact
+    assert plain.metadata["version"] != synth.metadata["version"]  # the weights change the draws
+    conditioned = synth.sample(
+        500, conditions={"genre": "Documentary"}, seed=2
+    )  # conditions stay exact
     assert set(conditioned["genre"].to_pylist()) == {"Documentary"}
 
 
@@ -86,32 +104,52 @@ def test_synthesizer_exact_conditions_on_one_and_two_columns(synth):
     out = synth.sample(900, conditions={"genre": "Documentary"}, seed=2)
     assert out.num_rows == 900 and pc.all(pc.equal(out["genre"], "Documentary")).as_py()
     out = synth.sample(500, conditions={"genre": "Drama", "gender": "F", "rating": "5"}, seed=2)
-    assert pc.all(pc.equal(out["genre"], "Drama")).as_py() and pc.all(pc.equal(out["gender"], "F")).as_py()
-    assert pc.all(pc.equal(out["rating"], 5)).as_py()                           # "5" from a CLI matches int 5
+    assert (
+        pc.all(pc.equal(out["genre"], "Drama")).as_py()
+        and pc.all(pc.equal(out["gender"], "F")).as_py()
+    )
+    assert pc.all(pc.equal(out["rating"], 5)).as_py()  # "5" from a CLI matches int 5
 
 
 def test_synthesizer_rebalance_uniform_and_given_probabilities(synth):
     out = synth.sample_block(0, 800, seed=0, rebalance={"genre": "uniform"})
     counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(out["genre"]).flatten()]))
     assert counts == {"Action": 200, "Comedy": 200, "Drama": 200, "Documentary": 200}
-    out = synth.sample_block(0, 1_000, seed=0, rebalance={"genre": {"Documentary": 0.7, "Action": 0.3}},
-                             conditions={"gender": "M"})
+    out = synth.sample_block(
+        0,
+        1_000,
+        seed=0,
+        rebalance={"genre": {"Documentary": 0.7, "Action": 0.3}},
+        conditions={"gender": "M"},
+    )
     counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(out["genre"]).flatten()]))
     assert counts == {"Documentary": 700, "Action": 300}
     assert pc.all(pc.equal(out["gender"], "M")).as_py()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"conditions": {"nope": "x"}}, "column 'nope' is not in the model's data; conditionable columns: genre"),
-    ({"conditions": {"genre": "Western"}}, "genre='Western': value never seen in training; seen values: Action"),
-    ({"conditions": {"price": 3}}, "'price' is not a categorical column"),
-    ({"conditions": {"user_id": "u1"}}, "'user_id' is not a categorical column"),
-    ({"rebalance": {"genre": "zipf"}}, "expected 'uniform' or a {value: probability} mapping"),
-    ({"rebalance": {"genre": {"Action": 0.5}}}, "probabilities sum to 0.5000"),
-    ({"rebalance": {"genre": {"Action": -1, "Drama": 2}}}, "probability must be a number >= 0"),
-    ({"rebalance": {"genre": {"Sci-Fi": 1.0}}}, "value never seen in training"),
-    ({"rebalance": {"genre": "uniform"}, "conditions": {"genre": "Drama"}}, "both conditioned and rebalanced"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"conditions": {"nope": "x"}},
+            "column 'nope' is not in the model's data; conditionable columns: genre",
+        ),
+        (
+            {"conditions": {"genre": "Western"}},
+            "genre='Western': value never seen in training; seen values: Action",
+        ),
+        ({"conditions": {"price": 3}}, "'price' is not a categorical column"),
+        ({"conditions": {"user_id": "u1"}}, "'user_id' is not a categorical column"),
+        ({"rebalance": {"genre": "zipf"}}, "expected 'uniform' or a {value: probability} mapping"),
+        ({"rebalance": {"genre": {"Action": 0.5}}}, "probabilities sum to 0.5000"),
+        ({"rebalance": {"genre": {"Action": -1, "Drama": 2}}}, "probability must be a number >= 0"),
+        ({"rebalance": {"genre": {"Sci-Fi": 1.0}}}, "value never seen in training"),
+        (
+            {"rebalance": {"genre": "uniform"}, "conditions": {"genre": "Drama"}},
+            "both conditioned and rebalanced",
+        ),
+    ],
+)
 def test_synthesizer_condition_errors(synth, kwargs, message):
     with pytest.raises(ConditionError) as err:
         synth.sample(10, **kwargs)

@@ -1,4 +1,3 @@
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +14,9 @@ def test_movielens_table_equals_events_parquet(ml100k_dir):
 
 def test_movielens_read_atomic_types_columns(tmp_path):
     path = tmp_path / "toy.inter"
-    path.write_text("user_id:token\titem_id:token\trating:float\ttags:token_seq\n1\t10\t4\ta b\n2\t20\t2.5\t\n")
+    path.write_text(
+        "user_id:token\titem_id:token\trating:float\ttags:token_seq\n1\t10\t4\ta b\n2\t20\t2.5\t\n"
+    )
     table = read_atomic(str(path))
     assert table.column_names == ["user_id", "item_id", "rating", "tags"]
     assert table["user_id"].to_pylist() == ["1", "2"]  # tokens stay strings
@@ -26,7 +27,11 @@ def test_movielens_load_atomic_joins_side_files_keeping_order(tmp_path):
     (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\n2\tb\n1\ta\n2\ta\n")
     (tmp_path / "toy.user").write_text("user_id:token\tage:float\n1\t30\n2\t40\n")
     table = load_atomic(str(tmp_path), name="toy")  # no toy.item: inter + user only
-    assert table.to_pydict() == {"user_id": ["2", "1", "2"], "item_id": ["b", "a", "a"], "age": [40.0, 30.0, 40.0]}
+    assert table.to_pydict() == {
+        "user_id": ["2", "1", "2"],
+        "item_id": ["b", "a", "a"],
+        "age": [40.0, 30.0, 40.0],
+    }
 
 
 def test_movielens_missing_inter_file_is_a_clear_error(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from test_recommender_data import toy_table
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError, ModelError
@@ -14,8 +15,6 @@ from synthrec.recommender.baselines import Popularity
 from synthrec.recommender.data import Encoder
 from synthrec.recommender.train import fit
 from synthrec.storage import publish_files, read_files
-
-from test_recommender_data import toy_table
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +29,9 @@ def recommender():
     enc = Encoder.fit(table, cfg)
     log = enc.encode(table)
     model = fit(enc, cfg, log).model
-    return build_recommender(model, enc, cfg, log, Popularity(log, enc.num_items).counts, {"epochs": 3})
+    return build_recommender(
+        model, enc, cfg, log, Popularity(log, enc.num_items).counts, {"epochs": 3}
+    )
 
 
 def test_artifacts_round_trip_gives_identical_recommendations(recommender, tmp_path):
@@ -39,7 +40,9 @@ def test_artifacts_round_trip_gives_identical_recommendations(recommender, tmp_p
     loaded = load_recommender(uri)
     for user in ("u0", "u7"):
         assert loaded.recommend(user, k=5) == recommender.recommend(user, k=5)
-    assert loaded.recommend(history=["i1", "i2"], k=3) == recommender.recommend(history=["i1", "i2"], k=3)
+    assert loaded.recommend(history=["i1", "i2"], k=3) == recommender.recommend(
+        history=["i1", "i2"], k=3
+    )
     assert loaded.metadata["num_items"] == 10 and loaded.metadata["training"] == {"epochs": 3}
 
 
@@ -54,8 +57,11 @@ def test_artifacts_refuse_other_formats_and_never_unpickle(tmp_path):
 
 def test_recommend_known_user_excludes_history(recommender):
     items, scores, cold = recommender.recommend("u3", k=4)
-    seen = set(recommender.encoder.item_ids.take(
-        [i - 1 for i in recommender.histories[recommender._user_index["u3"]] if i]).to_pylist())
+    seen = set(
+        recommender.encoder.item_ids.take(
+            [i - 1 for i in recommender.histories[recommender._user_index["u3"]] if i]
+        ).to_pylist()
+    )
     assert not cold and len(items) == 4 and not seen & set(items)
     assert scores == sorted(scores, reverse=True)
     all_items, _, _ = recommender.recommend("u3", k=10, exclude_seen=False)
@@ -83,16 +89,22 @@ def test_recommend_with_query_uses_the_hashed_tokens(tmp_path):
     table = toy_table(num_users=20)
     queries = [f"genre {g}" for g in table.column("genre").to_pylist()]
     table = table.append_column("query", pa.array(queries))
-    cfg = RecommenderConfig(dim=16, num_layers=1, max_len=6, epochs=5, batch_size=16, lr=1e-2, query_buckets=64)
+    cfg = RecommenderConfig(
+        dim=16, num_layers=1, max_len=6, epochs=5, batch_size=16, lr=1e-2, query_buckets=64
+    )
     enc = Encoder.fit(table, cfg)
     assert enc.columns.query == "query"
     log = enc.encode(table)
-    rec = build_recommender(fit(enc, cfg, log).model, enc, cfg, log, Popularity(log, enc.num_items).counts, {})
+    rec = build_recommender(
+        fit(enc, cfg, log).model, enc, cfg, log, Popularity(log, enc.num_items).counts, {}
+    )
     save_recommender(rec, str(tmp_path / "q"))
     loaded = load_recommender(str(tmp_path / "q"))
     assert loaded.metadata["accepts_query"]
     _, plain, _ = loaded.recommend("u1", k=10)
     _, with_query, cold = loaded.recommend("u1", query="genre a", k=10)
     assert not cold and plain != with_query
-    _, new_user, cold = loaded.recommend("someone-new", query="genre b", k=3)  # cold start served by the query
+    _, new_user, cold = loaded.recommend(
+        "someone-new", query="genre b", k=3
+    )  # cold start served by the query
     assert cold and len(new_user) == 3

@@ -19,8 +19,18 @@ def toy_table(num_users: int = 12, num_items: int = 10, seed: int = 0) -> pa.Tab
         start, length = rng.integers(num_items), rng.integers(4, 9)
         for j in range(length):
             item = (start + j) % num_items
-            rows.append((f"u{u}", f"i{item}", 20 + u % 5, "MF"[u % 2], ["a", "b", "c"][item % 3],
-                         float(item), 1000 * u + j, int(rng.integers(2))))
+            rows.append(
+                (
+                    f"u{u}",
+                    f"i{item}",
+                    20 + u % 5,
+                    "MF"[u % 2],
+                    ["a", "b", "c"][item % 3],
+                    float(item),
+                    1000 * u + j,
+                    int(rng.integers(2)),
+                )
+            )
     cols = list(zip(*rows))
     names = ["user_id", "item_id", "age", "gender", "genre", "price", "timestamp", "click"]
     return pa.table(dict(zip(names, [pa.array(c) for c in cols])))
@@ -39,10 +49,14 @@ def test_data_training_windows_cover_each_interaction_once():
     table = toy_table(num_users=5)
     enc = Encoder.fit(table, RecommenderConfig())
     log = enc.encode(table)
-    w = training_windows(log, max_len=4, user_token=enc.user_token)  # short windows force several per user
+    w = training_windows(
+        log, max_len=4, user_token=enc.user_token
+    )  # short windows force several per user
     targets = w.targets[w.targets > 0]
     assert sorted(targets.tolist()) == sorted(log.items.tolist())
-    assert ((w.tokens == enc.user_token).sum(axis=1) == 1).all()  # the user token is in every window
+    assert (
+        (w.tokens == enc.user_token).sum(axis=1) == 1
+    ).all()  # the user token is in every window
     first = w.tokens[np.arange(len(w)), (w.tokens == 0).sum(axis=1)]
     assert (first == enc.user_token).all()  # ... as its first non-padding slot
 
@@ -64,7 +78,7 @@ def test_data_encode_orders_by_time_within_user():
     log = enc.encode(table)
     times = table.column("timestamp").to_numpy()[log.rows]
     for g in range(log.num_groups):
-        part = times[log.offsets[g]:log.offsets[g + 1]]
+        part = times[log.offsets[g] : log.offsets[g + 1]]
         assert (np.diff(part) >= 0).all()
 
 
@@ -82,7 +96,9 @@ def test_data_mismatched_or_empty_tables_fail_early():
     with pytest.raises(SchemaError, match="lacks column.*genre"):
         enc.check_compatible(table.drop_columns(["genre"]), "synthetic table")
     with pytest.raises(SchemaError, match="item_id"):
-        enc.check_compatible(table.set_column(1, "item_id", pa.array(range(table.num_rows))), "synthetic table")
+        enc.check_compatible(
+            table.set_column(1, "item_id", pa.array(range(table.num_rows))), "synthetic table"
+        )
     with pytest.raises(DataError, match="empty"):
         enc.check_compatible(table.slice(0, 0), "synthetic table")
     with pytest.raises(DataError, match="empty"):

@@ -15,8 +15,14 @@ def _log(groups: list[list[int]]) -> Log:
     items = np.array([i for g in groups for i in g], dtype=np.int64)
     offsets = np.r_[0, np.cumsum([len(g) for g in groups])].astype(np.int64)
     n = len(groups)
-    return Log(items, offsets, pa.array([f"u{i}" for i in range(n)]), np.zeros((n, 0), np.int64),
-               np.zeros((n, 0), np.float32), np.arange(len(items)))
+    return Log(
+        items,
+        offsets,
+        pa.array([f"u{i}" for i in range(n)]),
+        np.zeros((n, 0), np.int64),
+        np.zeros((n, 0), np.float32),
+        np.arange(len(items)),
+    )
 
 
 def test_metrics_rank_excludes_history_but_not_the_target():

@@ -3,16 +3,23 @@
 import numpy as np
 import pytest
 import torch
+from test_recommender_data import toy_table
 
 from synthrec.config import RecommenderConfig
 from synthrec.recommender.baselines import Popularity
 from synthrec.recommender.data import Encoder
 from synthrec.recommender.metrics import evaluate_ranking, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
-from synthrec.recommender.train import (ModelScorer, build_model, fit, iterate_batches, row_losses,
-                                        training_arrays, weighted_loss)
+from synthrec.recommender.train import (
+    ModelScorer,
+    build_model,
+    fit,
+    iterate_batches,
+    row_losses,
+    training_arrays,
+    weighted_loss,
+)
 
-from test_recommender_data import toy_table
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -23,8 +30,19 @@ SMALL = dict(dim=16, num_layers=1, num_heads=2, max_len=8, dropout=0.0, batch_si
 
 
 def _spec(**kw) -> ModelSpec:
-    base = dict(num_items=20, item_cat_sizes=[4], item_num_dim=2, user_cat_sizes=[3, 5], user_num_dim=2,
-                query_buckets=0, dim=16, num_layers=2, num_heads=2, max_len=6, dropout=0.0)
+    base = dict(
+        num_items=20,
+        item_cat_sizes=[4],
+        item_num_dim=2,
+        user_cat_sizes=[3, 5],
+        user_num_dim=2,
+        query_buckets=0,
+        dim=16,
+        num_layers=2,
+        num_heads=2,
+        max_len=6,
+        dropout=0.0,
+    )
     return ModelSpec(**{**base, **kw})
 
 
@@ -67,14 +85,18 @@ def test_model_query_changes_only_the_scored_slot():
     plain = model.encode(tokens, user_cat, user_num, query)
     query[:, -1, :2] = torch.tensor([5, 9])
     with_query = model.encode(tokens, user_cat, user_num, query)
-    assert torch.allclose(plain[:, :-1], with_query[:, :-1]) and not torch.allclose(plain[:, -1], with_query[:, -1])
+    assert torch.allclose(plain[:, :-1], with_query[:, :-1]) and not torch.allclose(
+        plain[:, -1], with_query[:, -1]
+    )
 
 
 def test_loss_weighting_is_real_mean_plus_lambda_synthetic_mean():
     losses = torch.tensor([1.0, 3.0, 10.0, 20.0, 30.0])
     synthetic = torch.tensor([False, False, True, True, True])
     assert weighted_loss(losses, synthetic, 0.5).item() == pytest.approx(2.0 + 0.5 * 20.0)
-    assert weighted_loss(losses[2:], synthetic[2:], 0.5).item() == pytest.approx(10.0)  # synthetic only
+    assert weighted_loss(losses[2:], synthetic[2:], 0.5).item() == pytest.approx(
+        10.0
+    )  # synthetic only
     assert weighted_loss(losses[:2], synthetic[:2], 0.5).item() == pytest.approx(2.0)
 
 
@@ -100,8 +122,12 @@ def test_fit_learns_a_sequential_pattern_beyond_popularity():
     split = split_leave_last_out(table, enc)
     train_log = enc.encode(split.train)
     result = fit(enc, cfg, train_log, valid=split.valid)
-    f = evaluate_ranking(ModelScorer(result.model, enc.user_token), split.test, {})["overall"]["ndcg@10"]
-    pop = evaluate_ranking(Popularity(train_log, enc.num_items), split.test, {})["overall"]["ndcg@10"]
+    f = evaluate_ranking(ModelScorer(result.model, enc.user_token), split.test, {})["overall"][
+        "ndcg@10"
+    ]
+    pop = evaluate_ranking(Popularity(train_log, enc.num_items), split.test, {})["overall"][
+        "ndcg@10"
+    ]
     assert f > pop + 0.2
     assert result.best_valid_ndcg is not None and result.best_epoch >= 1
 
@@ -115,5 +141,7 @@ def test_scorer_log_probs_keep_each_ranking_and_normalize_across_queries():
     group, stop = np.arange(log.num_groups), log.lengths - 1
     raw = ModelScorer(model, enc.user_token, log_probs=False).score(log, group, stop)[:, 1:]
     probs = ModelScorer(model, enc.user_token).score(log, group, stop)[:, 1:]
-    assert (np.argsort(-raw, axis=1, kind="stable") == np.argsort(-probs, axis=1, kind="stable")).all()
+    assert (
+        np.argsort(-raw, axis=1, kind="stable") == np.argsort(-probs, axis=1, kind="stable")
+    ).all()
     assert np.allclose(np.log(np.exp(probs).sum(axis=1)), 0.0, atol=1e-4)

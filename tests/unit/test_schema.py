@@ -10,7 +10,11 @@ def test_schema_infers_roles_on_ml100k(ml100k_dir):
     schema = infer_schema(pq.read_table(ml100k_dir / "events.parquet"))
     roles = {c.name: c.role for c in schema.columns}
     assert roles["user_id"] == Role.USER_ID and roles["item_id"] == Role.ITEM_ID
-    assert roles["click"] == Role.LABEL and roles["age"] == Role.NUMERIC and roles["genre"] == Role.CATEGORICAL
+    assert (
+        roles["click"] == Role.LABEL
+        and roles["age"] == Role.NUMERIC
+        and roles["genre"] == Role.CATEGORICAL
+    )
     assert schema["release_year"].nullable and not schema["age"].nullable
 
 

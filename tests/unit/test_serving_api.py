@@ -21,13 +21,17 @@ from synthrec.serving.auth import ApiKey, load_api_key
 from synthrec.serving.encode import encode_table
 from synthrec.serving.schemas import OutputFormat, RecommendationRequest, SyntheticRequest
 
-TABLE = pa.table({"genre": ["Drama", "Comedy"], "rating": [4, 2], "when": pa.array([1, 2], pa.timestamp("s"))})
+TABLE = pa.table(
+    {"genre": ["Drama", "Comedy"], "rating": [4, 2], "when": pa.array([1, 2], pa.timestamp("s"))}
+)
 
 
 class Gen:
     async def generate(self, request: SyntheticRequest):
         if request.conditions.get("genre") == "Nope":
-            raise RequestRejected("condition genre='Nope': value never seen in training", "conditions")
+            raise RequestRejected(
+                "condition genre='Nope': value never seen in training", "conditions"
+            )
         return encode_table(TABLE, request.format, "g1"), TABLE.num_rows, "g1"
 
     async def model_info(self):
@@ -36,8 +40,13 @@ class Gen:
 
 class Rec:
     async def recommend(self, request: RecommendationRequest):
-        return json.dumps({"items": [{"item_id": "7", "score": 0.5}], "cold_start": request.user_id is None,
-                           "model_version": "r1"}).encode()
+        return json.dumps(
+            {
+                "items": [{"item_id": "7", "score": 0.5}],
+                "cold_start": request.user_id is None,
+                "model_version": "r1",
+            }
+        ).encode()
 
     async def model_info(self):
         return {"loaded": True, "version": "r1"}
@@ -48,34 +57,45 @@ def client(key: str | None = None, **cfg) -> TestClient:
     return TestClient(build_api(config, ApiKey(key), generator=Gen(), recommender=Rec()))
 
 
-@pytest.mark.parametrize("body, status, field", [
-    (b'{"rows": 3,', 400, "body"),                                  # malformed JSON
-    (b'[1, 2]', 422, "body"),                                       # not an object
-    (b'{"rows": "many"}', 422, "rows"),                             # wrong type
-    (b'{"rows": 0}', 422, "rows"),                                  # below 1
-    (b'{"rows": 101}', 422, "rows"),                                # over the configured limit
-    (b'{"rows": 3, "colour": "red"}', 422, "colour"),               # unknown key
-    (b'{"rows": 3, "format": "xml"}', 422, "format"),
-    (b'{"rows": 3, "conditions": {"genre": ["a"]}}', 422, "conditions.genre"),
-    (b'{"rows": 3, "conditions": {"genre": "Nope"}}', 422, "conditions"),  # the model refuses it
-])
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        (b'{"rows": 3,', 400, "body"),  # malformed JSON
+        (b"[1, 2]", 422, "body"),  # not an object
+        (b'{"rows": "many"}', 422, "rows"),  # wrong type
+        (b'{"rows": 0}', 422, "rows"),  # below 1
+        (b'{"rows": 101}', 422, "rows"),  # over the configured limit
+        (b'{"rows": 3, "colour": "red"}', 422, "colour"),  # unknown key
+        (b'{"rows": 3, "format": "xml"}', 422, "format"),
+        (b'{"rows": 3, "conditions": {"genre": ["a"]}}', 422, "conditions.genre"),
+        (
+            b'{"rows": 3, "conditions": {"genre": "Nope"}}',
+            422,
+            "conditions",
+        ),  # the model refuses it
+    ],
+)
 def test_serving_api_synthetic_rejects_bad_input(body, status, field):
-    res = client(limits={"max_rows": 100}).post("/v1/synthetic", content=body,
-                                                 headers={"content-type": "application/json"})
+    res = client(limits={"max_rows": 100}).post(
+        "/v1/synthetic", content=body, headers={"content-type": "application/json"}
+    )
     assert res.status_code == status, res.text
     assert res.json()["field"] == field
     assert field.split(".")[0].rstrip("s") in res.json()["detail"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"user_id": 42}, "user_id"),
-    ({"user_id": "1", "k": 11}, "k"),
-    ({"user_id": "1", "k": 0}, "k"),
-    ({"history": ["1", "2", "3", "4"]}, "history"),
-    ({"history": "12"}, "history"),
-    ({}, "body"),                                                     # nobody to recommend for
-    ({"user_id": "1", "exclude_seen": "perhaps"}, "exclude_seen"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"user_id": 42}, "user_id"),
+        ({"user_id": "1", "k": 11}, "k"),
+        ({"user_id": "1", "k": 0}, "k"),
+        ({"history": ["1", "2", "3", "4"]}, "history"),
+        ({"history": "12"}, "history"),
+        ({}, "body"),  # nobody to recommend for
+        ({"user_id": "1", "exclude_seen": "perhaps"}, "exclude_seen"),
+    ],
+)
 def test_serving_api_recommendations_reject_bad_input(body, field):
     res = client(limits={"max_k": 10, "max_history": 3}).post("/v1/recommendations", json=body)
     assert res.status_code == 422, res.text
@@ -89,18 +109,31 @@ def test_serving_api_answers_in_each_format():
     arrow = c.post("/v1/synthetic", json={"rows": 2, "format": "arrow"})
     assert arrow.headers["content-type"] == "application/vnd.apache.arrow.stream"
     table = pa.ipc.open_stream(arrow.content).read_all()
-    assert table.column("rating").to_pylist() == [4, 2] and table.schema.metadata[b"model_version"] == b"g1"
+    assert (
+        table.column("rating").to_pylist() == [4, 2]
+        and table.schema.metadata[b"model_version"] == b"g1"
+    )
     csv = c.post("/v1/synthetic", json={"rows": 2, "format": "csv"})
     assert csv.headers["x-model-version"] == "g1"
-    assert pacsv.read_csv(io.BytesIO(csv.content)).column("genre").to_pylist() == ["Drama", "Comedy"]
+    assert pacsv.read_csv(io.BytesIO(csv.content)).column("genre").to_pylist() == [
+        "Drama",
+        "Comedy",
+    ]
     rec = c.post("/v1/recommendations", json={"history": ["1"], "k": 1}).json()
-    assert rec == {"items": [{"item_id": "7", "score": 0.5}], "cold_start": True, "model_version": "r1"}
+    assert rec == {
+        "items": [{"item_id": "7", "score": 0.5}],
+        "cold_start": True,
+        "model_version": "r1",
+    }
 
 
 def test_serving_api_refuses_large_and_non_json_bodies():
     c = client(limits={"max_body_bytes": 1024})
-    big = c.post("/v1/synthetic", content=b'{"rows": 1, "seed": 1' + b" " * 2000 + b"}",
-                 headers={"content-type": "application/json"})
+    big = c.post(
+        "/v1/synthetic",
+        content=b'{"rows": 1, "seed": 1' + b" " * 2000 + b"}",
+        headers={"content-type": "application/json"},
+    )
     assert big.status_code == 413 and big.json()["field"] == "body"
     form = c.post("/v1/synthetic", content=b'{"rows": 1}', headers={"content-type": "text/plain"})
     assert form.status_code == 422 and "Content-Type: application/json" in form.json()["detail"]
@@ -110,7 +143,10 @@ def test_serving_api_missing_model_is_503_naming_the_flag():
     c = TestClient(build_api(ServeConfig(), ApiKey(None)))
     res = c.post("/v1/recommendations", json={"user_id": "1"})
     assert res.status_code == 503 and "--recommender" in res.json()["detail"]
-    assert c.get("/v1/models").json() == {"generator": {"loaded": False}, "recommender": {"loaded": False}}
+    assert c.get("/v1/models").json() == {
+        "generator": {"loaded": False},
+        "recommender": {"loaded": False},
+    }
 
 
 def test_serving_api_key_guards_v1_routes_only():
@@ -144,13 +180,21 @@ def test_serving_auth_reads_file_before_env(tmp_path, monkeypatch):
 
 def test_serving_openapi_documents_every_endpoint():
     schema = client().get("/openapi.json").json()
-    assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(schema["paths"])
+    assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(
+        schema["paths"]
+    )
     synthetic = schema["paths"]["/v1/synthetic"]["post"]
-    assert synthetic["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SyntheticRequest")
+    assert synthetic["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "SyntheticRequest"
+    )
     assert "application/vnd.apache.arrow.stream" in synthetic["responses"]["200"]["content"]
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    assert {"SyntheticRequest", "RecommendationRequest", "RecommendationResponse", "ErrorResponse"} <= set(
-        schema["components"]["schemas"])
+    assert {
+        "SyntheticRequest",
+        "RecommendationRequest",
+        "RecommendationResponse",
+        "ErrorResponse",
+    } <= set(schema["components"]["schemas"])
 
 
 def test_serving_schemas_forbid_unknown_keys():
@@ -170,16 +214,26 @@ def test_serving_in_process_batches_concurrent_recommendations():
 
         def recommend_many(self, requests):
             self.sizes.append(len(requests))
-            return [RequestRejected("history: unknown", "history") if r.user_id == "bad" else r.user_id.encode()
-                    for r in requests]
+            return [
+                RequestRejected("history: unknown", "history")
+                if r.user_id == "bad"
+                else r.user_id.encode()
+                for r in requests
+            ]
 
     port = _InProcess(Backend(), batch=True, max_batch_size=4)
 
     async def main():
         users = ["a", "b", "bad", "c", "d", "e"]
-        return await asyncio.gather(*[port.recommend(RecommendationRequest(user_id=u)) for u in users],
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *[port.recommend(RecommendationRequest(user_id=u)) for u in users],
+            return_exceptions=True,
+        )
 
     out = asyncio.run(main())
-    assert out[:2] == [b"a", b"b"] and isinstance(out[2], RequestRejected) and out[3:] == [b"c", b"d", b"e"]
+    assert (
+        out[:2] == [b"a", b"b"]
+        and isinstance(out[2], RequestRejected)
+        and out[3:] == [b"c", b"d", b"e"]
+    )
     assert Backend.sizes == [4, 2]

@@ -44,8 +44,12 @@ def test_serving_builders_reject_bad_args():
     with pytest.raises(ConfigError, match="unknown key 'recommender_url'"):
         build_recommender({"recommender_url": "x"})
     with pytest.raises(ConfigError, match="min_replicas 5 is above max_replicas 2"):
-        build_recommender({"recommender_uri": "x",
-                           "recommender": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}}})
+        build_recommender(
+            {
+                "recommender_uri": "x",
+                "recommender": {"autoscaling": {"min_replicas": 5, "max_replicas": 2}},
+            }
+        )
 
 
 def test_serving_deployment_options_from_config():
@@ -53,20 +57,31 @@ def test_serving_deployment_options_from_config():
 
     cfg = ServeConfig(recommender={"num_gpus": 1, "num_replicas": 3}, access_log=False)
     opts = deployment_options(cfg.recommender, cfg)
-    assert opts["num_replicas"] == 3 and opts["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1.0}
+    assert opts["num_replicas"] == 3 and opts["ray_actor_options"] == {
+        "num_cpus": 0.5,
+        "num_gpus": 1.0,
+    }
     assert opts["logging_config"] == {"encoding": "JSON", "enable_access_log": False}
     auto = ServeConfig(generator={"autoscaling": {"max_replicas": 8}})
     assert deployment_options(auto.generator, auto)["num_replicas"] == "auto"
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "--generator URI, --recommender URI or both"),
-    (["--generator", "/nonexistent/model"], "no published model directory"),
-    (["--recommender", "out/x", "--port", "99999"], "port"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "--generator URI, --recommender URI or both"),
+        (["--generator", "/nonexistent/model"], "no published model directory"),
+        (["--recommender", "out/x", "--port", "99999"], "port"),
+    ],
+)
 def test_serving_cli_fails_fast_with_one_line(args, message):
-    proc = subprocess.run([sys.executable, "-m", "synthrec.cli", "serve", *args], capture_output=True, text=True,
-                          timeout=60, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synthrec.cli", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr
     assert message in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
@@ -83,7 +98,11 @@ def test_serving_config_yaml_sets_the_ingress_flag_everywhere():
 def test_serving_local_ingress_env(monkeypatch):
     from synthrec.serving.app import _local_ingress_env
 
-    for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+    for key in (
+        "RAY_SERVE_ENABLE_HA_PROXY",
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+    ):
         monkeypatch.delenv(key, raising=False)
     _local_ingress_env("haproxy")
     import os

@@ -17,8 +17,12 @@ from synthrec.serving.scoring import BatchRecommender
 @pytest.fixture(scope="module")
 def recommender():
     """Model F on a small simulated search log (it has a query column), one epoch."""
-    table = simulate(SimulateConfig(rows=6_000, num_users=200, num_items=800, num_queries=100, seed=3))
-    cfg = RecommenderConfig(dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0, query_column="query")
+    table = simulate(
+        SimulateConfig(rows=6_000, num_users=200, num_items=800, num_queries=100, seed=3)
+    )
+    cfg = RecommenderConfig(
+        dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0, query_column="query"
+    )
     encoder = Encoder.fit(table, cfg)
     known = encoder.encode(table)
     result = fit(encoder, cfg, known)
@@ -30,13 +34,13 @@ def requests_for(rec) -> list[tuple]:
     users = [str(u) for u in rec.user_ids.to_pylist()[:6]]
     items = [str(i) for i in rec.encoder.item_ids.to_pylist()[:5]]
     return [
-        (users[0], [], None, 10, True),                  # known user
-        (users[1], items[:2], None, 5, True),            # known user + recent items
-        (users[2], [], None, 7, False),                  # seen items allowed back
-        ("nobody", items[2:5], None, 10, True),          # cold start from history
-        ("nobody", [], None, 10, True),                  # cold start from popularity
-        (None, [], "lighting lamps", 10, True),          # cold start from a query
-        (users[3], [], "garden", 3, True),               # known user with a query
+        (users[0], [], None, 10, True),  # known user
+        (users[1], items[:2], None, 5, True),  # known user + recent items
+        (users[2], [], None, 7, False),  # seen items allowed back
+        ("nobody", items[2:5], None, 10, True),  # cold start from history
+        ("nobody", [], None, 10, True),  # cold start from popularity
+        (None, [], "lighting lamps", 10, True),  # cold start from a query
+        (users[3], [], "garden", 3, True),  # known user with a query
     ]
 
 
@@ -44,8 +48,9 @@ def test_serving_scoring_matches_recommend_in_one_batch(recommender):
     reqs = requests_for(recommender)
     batched = BatchRecommender(recommender).recommend_many(reqs)
     for req, got in zip(reqs, batched):
-        ids, scores, cold = recommender.recommend(user_id=req[0], history=req[1] or None, query=req[2], k=req[3],
-                                                  exclude_seen=req[4])
+        ids, scores, cold = recommender.recommend(
+            user_id=req[0], history=req[1] or None, query=req[2], k=req[3], exclude_seen=req[4]
+        )
         assert got.item_ids == [str(i) for i in ids], req
         np.testing.assert_allclose(got.scores, scores, rtol=1e-5, atol=1e-6)
         assert got.cold_start == cold
@@ -53,8 +58,14 @@ def test_serving_scoring_matches_recommend_in_one_batch(recommender):
 
 def test_serving_scoring_rejects_what_recommend_rejects_without_failing_the_batch(recommender):
     good = requests_for(recommender)[0]
-    out = BatchRecommender(recommender).recommend_many([good, (None, ["no-such-item"], None, 5, True), good])
-    assert isinstance(out[1], DataError) and "no-such-item" in str(out[1]) and str(out[1]).startswith("history")
+    out = BatchRecommender(recommender).recommend_many(
+        [good, (None, ["no-such-item"], None, 5, True), good]
+    )
+    assert (
+        isinstance(out[1], DataError)
+        and "no-such-item" in str(out[1])
+        and str(out[1]).startswith("history")
+    )
     with pytest.raises(DataError):
         recommender.recommend(history=["no-such-item"])
     assert out[0].item_ids == out[2].item_ids and len(out[0].item_ids) == 10

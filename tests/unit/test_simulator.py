@@ -37,7 +37,9 @@ def test_simulator_independent_of_batching(monkeypatch):
         assert all(b.num_rows == batch_rows for b in parts[:-1])
         assert pa.Table.from_batches(parts).equals(whole)
     # One block generated alone (as a worker would) equals its slice of the whole log.
-    assert pa.Table.from_batches([simulator.simulate_block(cfg, 1)]).equals(whole.slice(4_000, 4_000))
+    assert pa.Table.from_batches([simulator.simulate_block(cfg, 1)]).equals(
+        whole.slice(4_000, 4_000)
+    )
 
 
 def test_simulator_funnel_cart_after_click_purchase_after_cart(log):
@@ -55,7 +57,9 @@ def test_simulator_position_bias(log):
 
 
 def test_simulator_sessions_are_ranked_pages_of_distinct_items(log):
-    t = log.select(["session_id", "item_id", "position", "timestamp", "user_id", "query"]).to_pandas()
+    t = log.select(
+        ["session_id", "item_id", "position", "timestamp", "user_id", "query"]
+    ).to_pandas()
     g = t.groupby("session_id")
     assert (g["position"].max() == g.size()).all()  # positions 1..k
     assert not t.duplicated(["session_id", "item_id"]).any()
@@ -74,7 +78,9 @@ def test_simulator_long_tail_and_rare_categories(log):
 def test_simulator_prices_positive_and_vary_by_category(log):
     price = log["price"].to_numpy()
     assert price.min() >= 0.99
-    medians = log.group_by("category").aggregate([("price", "approximate_median")])["price_approximate_median"]
+    medians = log.group_by("category").aggregate([("price", "approximate_median")])[
+        "price_approximate_median"
+    ]
     assert pc.max(medians).as_py() > 5 * pc.min(medians).as_py()
 
 
@@ -84,7 +90,11 @@ def test_simulator_demographics_and_segments(log):
     age = log["age"].to_numpy()
     assert 18 <= age.min() and age.max() <= 80
     # A user's demographics are fixed across their rows.
-    users = log.select(["user_id", "age", "gender", "region", "user_segment"]).to_pandas().drop_duplicates()
+    users = (
+        log.select(["user_id", "age", "gender", "region", "user_segment"])
+        .to_pandas()
+        .drop_duplicates()
+    )
     assert not users["user_id"].duplicated().any()
 
 
@@ -96,7 +106,10 @@ def test_simulator_config_errors_name_the_key():
 
 
 def test_simulator_tiny_worlds_work():
-    t = simulate(SimulateConfig(rows=200, num_users=1, num_items=3, num_categories=3, num_brands=1, num_queries=3))
+    t = simulate(
+        SimulateConfig(
+            rows=200, num_users=1, num_items=3, num_categories=3, num_brands=1, num_queries=3
+        )
+    )
     assert t.num_rows == 200 and t["user_id"].unique().to_pylist() == ["u0000"]
     assert set(t["brand"].unique().to_pylist()) == {"brand 0000"}
-

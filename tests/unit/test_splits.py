@@ -28,8 +28,11 @@ def test_splits_temporal_rejects_out_of_range(num_train):
 
 
 def test_splits_leave_last_out_per_user_latest_is_test():
-    t = _table(["a", "b", "a", "a", "b", "c"], [30, 5, 10, 20, 1, 7],
-               ["a30", "b5", "a10", "a20", "b1", "c7"])
+    t = _table(
+        ["a", "b", "a", "a", "b", "c"],
+        [30, 5, 10, 20, 1, 7],
+        ["a30", "b5", "a10", "a20", "b1", "c7"],
+    )
     train, valid, test = leave_last_out(t)
     assert train["item_id"].to_pylist() == ["a10"]
     assert valid["item_id"].to_pylist() == ["a20", "b1"]  # input order kept
@@ -48,7 +51,11 @@ def test_splits_leave_last_out_accepts_timestamps_and_int_users():
     ts = [dt.datetime(2020, 1, d) for d in (3, 1, 2)]
     t = pa.table({"uid": [7, 7, 7], "iid": [1, 2, 3], "when": pa.array(ts, pa.timestamp("s"))})
     train, valid, test = leave_last_out(t, "uid", "iid", "when")
-    assert (train["iid"].to_pylist(), valid["iid"].to_pylist(), test["iid"].to_pylist()) == ([2], [3], [1])
+    assert (train["iid"].to_pylist(), valid["iid"].to_pylist(), test["iid"].to_pylist()) == (
+        [2],
+        [3],
+        [1],
+    )
 
 
 def test_splits_leave_last_out_names_missing_column():
@@ -97,10 +104,14 @@ def test_pipeline_privacy_holdout_is_a_seeded_random_share_of_train():
     cfg = PipelineConfig(privacy_holdout_share=0.1)
     gan_rows, holdout, _ = _privacy_holdout(train, later, cfg)
     again = _privacy_holdout(train, later, cfg)[1]
-    other_seed = _privacy_holdout(train, later, cfg.model_copy(update={"gan": cfg.gan.model_copy(update={"seed": 7})}))[1]
+    other_seed = _privacy_holdout(
+        train, later, cfg.model_copy(update={"gan": cfg.gan.model_copy(update={"seed": 7})})
+    )[1]
 
     assert (gan_rows.num_rows, holdout.num_rows) == (180, 20)
-    assert sorted(gan_rows["item_id"].to_pylist() + holdout["item_id"].to_pylist()) == sorted(train["item_id"].to_pylist())
+    assert sorted(gan_rows["item_id"].to_pylist() + holdout["item_id"].to_pylist()) == sorted(
+        train["item_id"].to_pylist()
+    )
     assert holdout.equals(again) and not holdout.equals(other_seed)
     # spread over time, not the latest rows (the bias the random share exists to avoid)
     assert min(holdout["timestamp"].to_pylist()) < 100 < max(holdout["timestamp"].to_pylist())

@@ -11,7 +11,12 @@ from synthrec.errors import DataError, ModelError, StorageError
 
 
 def _table(n: int, offset: int = 0) -> pa.Table:
-    return pa.table({"user_id": [f"u{i}" for i in range(offset, offset + n)], "x": list(range(offset, offset + n))})
+    return pa.table(
+        {
+            "user_id": [f"u{i}" for i in range(offset, offset + n)],
+            "x": list(range(offset, offset + n)),
+        }
+    )
 
 
 def test_storage_dataset_round_trip_splits_files(tmp_path):
@@ -60,7 +65,9 @@ def test_storage_failed_republish_keeps_previous_version(tmp_path):
 
 def test_storage_model_files_round_trip_and_checksum(tmp_path):
     uri = str(tmp_path / "model")
-    storage.publish_files(uri, {"config.json": b"{}", "weights.bin": b"\x00\x01"}, metadata={"version": "1"})
+    storage.publish_files(
+        uri, {"config.json": b"{}", "weights.bin": b"\x00\x01"}, metadata={"version": "1"}
+    )
     assert storage.read_files(uri) == {"config.json": b"{}", "weights.bin": b"\x00\x01"}
     manifest = storage.read_manifest(uri)
     (tmp_path / "model" / manifest.files[1].path).write_bytes(b"tampered")
@@ -82,11 +89,14 @@ def test_storage_reads_csv_and_parquet_files(tmp_path):
     assert storage.read_table(str(tmp_path / "b.parquet")).num_rows == 3
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("missing.parquet", None, "no file or dataset"),
-    ("data.json", b"{}", "unknown format"),
-    ("bad.parquet", b"not parquet at all", "not readable as Parquet"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.parquet", None, "no file or dataset"),
+        ("data.json", b"{}", "unknown format"),
+        ("bad.parquet", b"not parquet at all", "not readable as Parquet"),
+    ],
+)
 def test_storage_bad_inputs_name_the_problem(tmp_path, name, content, message):
     if content is not None:
         (tmp_path / name).write_bytes(content)
@@ -119,7 +129,9 @@ def test_storage_retries_transient_errors_then_gives_up():
         raise OSError("Connection refused")
 
     with pytest.raises(StorageError, match=r"s3://b/k after 2 attempts"):
-        storage.with_retries(broken, "s3://b/k", StorageConfig(max_attempts=2, retry_base_delay_s=0.01))
+        storage.with_retries(
+            broken, "s3://b/k", StorageConfig(max_attempts=2, retry_base_delay_s=0.01)
+        )
 
 
 def test_storage_missing_files_are_not_retried():

@@ -14,17 +14,17 @@ try:  # typer >= 0.29 vendors its own click
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_errors
 
-from synthrec.cli.app import app, console
-from synthrec.errors import SynthrecError
+from synthrec.cli import cluster as _cluster  # noqa: E402,F401
 
 # Importing registers the commands (order = order in --help).
 from synthrec.cli import data as _data  # noqa: E402,F401
-from synthrec.cli import gan as _gan  # noqa: E402,F401
 from synthrec.cli import evaluate as _evaluate  # noqa: E402,F401
+from synthrec.cli import gan as _gan  # noqa: E402,F401
+from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
 from synthrec.cli import recommender as _recommender  # noqa: E402,F401
 from synthrec.cli import serving as _serving  # noqa: E402,F401
-from synthrec.cli import cluster as _cluster  # noqa: E402,F401
-from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
+from synthrec.cli.app import app, console
+from synthrec.errors import SynthrecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     try:
-        code = app(args=args, prog_name="synthrec", standalone_mode=False)  # typer.Exit(n) returns n here
+        code = app(
+            args=args, prog_name="synthrec", standalone_mode=False
+        )  # typer.Exit(n) returns n here
     except SynthrecError as err:
         if debug:
             raise

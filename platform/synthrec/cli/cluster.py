@@ -26,23 +26,35 @@ with the job; credentials never do (Ray logs a job's environment): the cluster h
 def submit(
     job: str = typer.Argument(..., help="Job name: a file in jobs/ without .py, e.g. simulate."),
     address: str = typer.Option(
-        ..., "--address", envvar="RAY_API_SERVER_ADDRESS",
+        ...,
+        "--address",
+        envvar="RAY_API_SERVER_ADDRESS",
         help="The head node's job API, e.g. http://127.0.0.1:8265.",
     ),
-    config: Path = typer.Option(None, "--config", help="YAML config for the job; sent to it as JSON."),
+    config: Path = typer.Option(
+        None, "--config", help="YAML config for the job; sent to it as JSON."
+    ),
     no_wait: bool = typer.Option(False, "--no-wait", help="Submit, print the job id and return."),
     env: list[str] = typer.Option(
-        None, "--env", help="Also forward this environment variable (name only; repeatable; not for secrets).",
+        None,
+        "--env",
+        help="Also forward this environment variable (name only; repeatable; not for secrets).",
     ),
-    project_dir: Path = typer.Option(None, "--project-dir", help="The synthrec checkout to upload (default: found from cwd)."),
+    project_dir: Path = typer.Option(
+        None, "--project-dir", help="The synthrec checkout to upload (default: found from cwd)."
+    ),
 ) -> None:
     from synthrec.distributed import jobs
 
     root = Path(project_dir).resolve() if project_dir else jobs.find_project_dir()
     data = jobs.read_config_file(config) if config else {}
     spec = jobs.build_job_spec(job, root, data, env or (), config_source=str(config or "config"))
-    console.print("[dim]same as:[/dim] " + escape(spec.ray_job_submit_command(jobs.normalize_address(address))),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        "[dim]same as:[/dim] "
+        + escape(spec.ray_job_submit_command(jobs.normalize_address(address))),
+        highlight=False,
+        soft_wrap=True,
+    )
 
     _quiet_ray_client_logs()
     client = jobs.connect(address)
@@ -61,16 +73,32 @@ def submit(
     try:
         outcome = jobs.follow_job(client, job_id, write)
     except KeyboardInterrupt:
-        console.print(f"[yellow]stopped following; job {job_id} keeps running.[/yellow] "
-                      f"Stop it with: ray job stop {job_id} --address {client.get_address()}", highlight=False)
+        console.print(
+            f"[yellow]stopped following; job {job_id} keeps running.[/yellow] "
+            f"Stop it with: ray job stop {job_id} --address {client.get_address()}",
+            highlight=False,
+        )
         raise
     if outcome.exit_code == 0:
         console.print(f"[green]job {job_id} succeeded[/green]", highlight=False)
         return
-    detail = outcome.message.strip().splitlines()[0].split(", last available logs")[0] if outcome.message.strip() else ""
-    console.print(f"[bold red]job {job_id} {outcome.status}[/bold red]: {escape(detail)}", highlight=False, soft_wrap=True)
+    detail = (
+        outcome.message.strip().splitlines()[0].split(", last available logs")[0]
+        if outcome.message.strip()
+        else ""
+    )
+    console.print(
+        f"[bold red]job {job_id} {outcome.status}[/bold red]: {escape(detail)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if outcome.log_tail:
-        console.print("last log lines:\n  " + "\n  ".join(outcome.log_tail), highlight=False, markup=False, soft_wrap=True)
+        console.print(
+            "last log lines:\n  " + "\n  ".join(outcome.log_tail),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(outcome.exit_code)
 
 
@@ -81,13 +109,19 @@ def _quiet_ray_client_logs() -> None:
     """
     import ray.job_submission  # noqa: F401
 
-    for name in ("ray._private.runtime_env", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+    for name in (
+        "ray._private.runtime_env",
+        "ray.dashboard.modules.dashboard_sdk",
+        "ray.dashboard.modules.job.sdk",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @app.command("cluster-security-group")
 def cluster_security_group(
-    cluster_yaml: Path = typer.Argument(Path("cluster.yaml"), help="The Ray cluster launcher config."),
+    cluster_yaml: Path = typer.Argument(
+        Path("cluster.yaml"), help="The Ray cluster launcher config."
+    ),
 ) -> None:
     """Create cluster.yaml's security group with exactly its rules, before the first `ray up`.
 
@@ -100,9 +134,13 @@ def cluster_security_group(
     group_id, created = aws.ensure_security_group(cluster)
     name = cluster["provider"]["security_group"]["GroupName"]
     if created:
-        console.print(f"[green]created security group {name} ({group_id})[/green] with the rules of {cluster_yaml}",
-                      highlight=False)
+        console.print(
+            f"[green]created security group {name} ({group_id})[/green] with the rules of {cluster_yaml}",
+            highlight=False,
+        )
     else:
-        console.print(f"security group {name} ({group_id}) exists and allows no ingress from anywhere; left unchanged",
-                      highlight=False)
+        console.print(
+            f"security group {name} ({group_id}) exists and allows no ingress from anywhere; left unchanged",
+            highlight=False,
+        )
     out.print(group_id, highlight=False)

@@ -28,11 +28,21 @@ def simulate(
     """Generate a SIMULATED e-commerce search log and publish it atomically (with a manifest)."""
     from synthrec.data.simulator import run_simulate
 
-    cfg = load_config(SimulateConfig, config, {
-        "rows": rows, "out": out_uri, "seed": seed, "num_users": num_users, "num_items": num_items,
-        "num_categories": num_categories, "num_brands": num_brands, "num_queries": num_queries,
-        "rows_per_file": rows_per_file,
-    })
+    cfg = load_config(
+        SimulateConfig,
+        config,
+        {
+            "rows": rows,
+            "out": out_uri,
+            "seed": seed,
+            "num_users": num_users,
+            "num_items": num_items,
+            "num_categories": num_categories,
+            "num_brands": num_brands,
+            "num_queries": num_queries,
+            "rows_per_file": rows_per_file,
+        },
+    )
     start = time.monotonic()
     with progress_bar("simulating", total=cfg.rows) as update:
         manifest = run_simulate(cfg, progress=update)
@@ -42,20 +52,29 @@ def simulate(
         f"published {manifest.num_rows:,} rows of simulated data to {cfg.out} "
         f"({len(manifest.files)} file(s), {size_mb:,.1f} MB, seed {cfg.seed}) "
         f"in {seconds:,.1f} s ({manifest.num_rows / max(seconds, 1e-9):,.0f} rows/s)",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
 @data_app.command("validate")
 def validate(
-    data: str = typer.Option(..., "--data", help="A .parquet/.csv file or dataset folder, local or s3://."),
-    schema: str = typer.Option(None, "--schema", help="YAML: columns: {name: {role: ...}}; else inferred."),
+    data: str = typer.Option(
+        ..., "--data", help="A .parquet/.csv file or dataset folder, local or s3://."
+    ),
+    schema: str = typer.Option(
+        None, "--schema", help="YAML: columns: {name: {role: ...}}; else inferred."
+    ),
 ) -> None:
     """Check a dataset against a schema (or infer one) and print the column roles."""
     from synthrec.data.eventlog import load_event_log, manifest_schema
 
     table, result = load_event_log(data, schema)
-    source = f"from {schema}" if schema else ("from the manifest" if manifest_schema(data) else "inferred")
+    source = (
+        f"from {schema}"
+        if schema
+        else ("from the manifest" if manifest_schema(data) else "inferred")
+    )
     grid = Table(title=f"schema ({source})", title_justify="left")
     for name in ("column", "role", "kind", "nullable"):
         grid.add_column(name)
@@ -66,7 +85,9 @@ def validate(
 
 
 @data_app.command("describe")
-def describe(uri: str = typer.Argument(..., help="A .parquet/.csv file or dataset folder, local or s3://.")) -> None:
+def describe(
+    uri: str = typer.Argument(..., help="A .parquet/.csv file or dataset folder, local or s3://."),
+) -> None:
     """Rows, columns, roles, nulls and cardinality; manifest details for a published dataset."""
     from synthrec.data.eventlog import describe as describe_data
 
@@ -74,8 +95,11 @@ def describe(uri: str = typer.Argument(..., help="A .parquet/.csv file or datase
     if info.manifest is not None:
         m = info.manifest
         made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created_at))
-        out.print(f"published dataset {uri}: run {m.run_id}, {len(m.files)} file(s), "
-                  f"{sum(f.bytes for f in m.files) / 1e6:,.1f} MB, written {made}", highlight=False)
+        out.print(
+            f"published dataset {uri}: run {m.run_id}, {len(m.files)} file(s), "
+            f"{sum(f.bytes for f in m.files) / 1e6:,.1f} MB, written {made}",
+            highlight=False,
+        )
         if "description" in m.metadata:
             out.print(m.metadata["description"], highlight=False)
     out.print(f"{info.num_rows:,} rows, {len(info.columns)} columns", highlight=False)
@@ -83,5 +107,7 @@ def describe(uri: str = typer.Argument(..., help="A .parquet/.csv file or datase
     for name in ("column", "type", "role", "nulls", "distinct", "min", "max"):
         grid.add_column(name, justify="right" if name in ("nulls", "distinct") else "left")
     for c in info.columns:
-        grid.add_row(c.name, c.type, c.role, f"{c.nulls:,}", f"{c.distinct:,}", c.low[:30], c.high[:30])
+        grid.add_row(
+            c.name, c.type, c.role, f"{c.nulls:,}", f"{c.distinct:,}", c.low[:30], c.high[:30]
+        )
     out.print(grid)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -14,28 +13,56 @@ from synthrec.config import EvaluateConfig, load_config
 
 @app.command("evaluate")
 def evaluate(
-    real: Optional[str] = typer.Option(None, "--real", help="real rows the generator was trained on (file or dataset, local or s3://)"),
-    synthetic: Optional[str] = typer.Option(None, "--synthetic", help="synthetic rows with the real table's columns"),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="real rows the generator never saw (privacy baseline, utility test)"),
-    label: Optional[str] = typer.Option(None, "--label", help="binary label for TSTR/TRTR (default: the first label column)"),
-    exclude: Optional[list[str]] = typer.Option(None, "--utility-exclude", help="column that leaks the label; repeatable"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with EvaluateConfig keys (thresholds, samples)"),
-    out_uri: Optional[str] = typer.Option(None, "--out", help="folder for report.html and metrics.json (local or s3://)"),
+    real: str | None = typer.Option(
+        None,
+        "--real",
+        help="real rows the generator was trained on (file or dataset, local or s3://)",
+    ),
+    synthetic: str | None = typer.Option(
+        None, "--synthetic", help="synthetic rows with the real table's columns"
+    ),
+    holdout: str | None = typer.Option(
+        None, "--holdout", help="real rows the generator never saw (privacy baseline, utility test)"
+    ),
+    label: str | None = typer.Option(
+        None, "--label", help="binary label for TSTR/TRTR (default: the first label column)"
+    ),
+    exclude: list[str] | None = typer.Option(
+        None, "--utility-exclude", help="column that leaks the label; repeatable"
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML with EvaluateConfig keys (thresholds, samples)"
+    ),
+    out_uri: str | None = typer.Option(
+        None, "--out", help="folder for report.html and metrics.json (local or s3://)"
+    ),
     strict: bool = typer.Option(False, "--strict", help="exit with code 1 when the verdict fails"),
 ) -> None:
     """Score synthetic data against real data and write report.html + metrics.json."""
     from synthrec.evaluate import run_evaluate
     from synthrec.evaluate.suite import STAGES, load_inputs
 
-    cfg = load_config(EvaluateConfig, config, {
-        "real": real, "synthetic": synthetic, "holdout": holdout, "label": label, "out": out_uri,
-        "utility_exclude": exclude or None,
-    })
+    cfg = load_config(
+        EvaluateConfig,
+        config,
+        {
+            "real": real,
+            "synthetic": synthetic,
+            "holdout": holdout,
+            "label": label,
+            "out": out_uri,
+            "utility_exclude": exclude or None,
+        },
+    )
     inputs = load_inputs(cfg)  # bad input fails here, before the progress bar
     with progress_bar("evaluating", len(STAGES) + 1, unit="stages") as update:
-        metrics = run_evaluate(cfg, progress=lambda done, stage="": update(done, rate=stage), inputs=inputs)
+        metrics = run_evaluate(
+            cfg, progress=lambda done, stage="": update(done, rate=stage), inputs=inputs
+        )
     out.print(headline_table(metrics))
-    out.print(f"report: [bold]{cfg.out.rstrip('/')}/report.html[/bold]  metrics: {cfg.out.rstrip('/')}/metrics.json")
+    out.print(
+        f"report: [bold]{cfg.out.rstrip('/')}/report.html[/bold]  metrics: {cfg.out.rstrip('/')}/metrics.json"
+    )
     if strict and not metrics["verdict"]["passed"]:
         raise typer.Exit(1)
 
@@ -48,10 +75,13 @@ def headline_table(metrics: dict) -> Table:
     for name in ("metric", "value", "threshold", "result"):
         table.add_column(name, justify="left" if name == "metric" else "right")
     rows = [
-        ("fidelity.overall", f.get("overall")), ("fidelity.column_shapes", f.get("column_shapes")),
+        ("fidelity.overall", f.get("overall")),
+        ("fidelity.column_shapes", f.get("column_shapes")),
         ("fidelity.column_pair_trends", f.get("column_pair_trends")),
         ("fidelity.all_pairs.overall", f.get("all_pairs", {}).get("overall")),
-        ("utility.trtr_auc", u.get("trtr_auc")), ("utility.tstr_auc", u.get("tstr_auc")), ("utility.ratio", u.get("ratio")),
+        ("utility.trtr_auc", u.get("trtr_auc")),
+        ("utility.tstr_auc", u.get("tstr_auc")),
+        ("utility.ratio", u.get("ratio")),
         ("privacy.exact_copy_rate", p.get("exact_copy_rate")),
         ("privacy.dcr_share_closer_than_holdout_p5", p.get("dcr_share_closer_than_holdout_p5")),
         ("privacy.mia_auc", p.get("mia_auc")),
@@ -59,8 +89,16 @@ def headline_table(metrics: dict) -> Table:
     for name, value in rows:
         check = limits.get(name)
         threshold = f"{check['op']} {check['threshold']:.3f}" if check else ""
-        result = ("[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]") if check else \
-            ("[dim]skipped[/dim]" if name in v["skipped"] else "")
+        result = (
+            ("[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]")
+            if check
+            else ("[dim]skipped[/dim]" if name in v["skipped"] else "")
+        )
         table.add_row(name, "n/a" if value is None else f"{value:.4f}", threshold, result)
-    table.add_row("[bold]verdict[/bold]", "", "", "[bold green]PASS[/bold green]" if v["passed"] else "[bold red]FAIL[/bold red]")
+    table.add_row(
+        "[bold]verdict[/bold]",
+        "",
+        "",
+        "[bold green]PASS[/bold green]" if v["passed"] else "[bold red]FAIL[/bold red]",
+    )
     return table

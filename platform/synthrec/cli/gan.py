@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -14,67 +13,120 @@ from synthrec.config import GenerateConfig, TrainGanConfig, load_config
 
 @app.command("train-gan")
 def train_gan(
-    data: Optional[str] = typer.Option(None, "--data", help="training table: .parquet/.csv file or dataset folder (local or s3://)"),
-    out_uri: Optional[str] = typer.Option(None, "--out", help="model directory URI to publish"),
-    schema: Optional[str] = typer.Option(None, "--schema", help="schema YAML overriding inferred column roles"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with TrainGanConfig keys"),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Ray Train workers"),
-    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="one GPU per worker"),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="minutes; stops at the first epoch past it"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run named by --run-name from its last checkpoint"),
-    run_name: Optional[str] = typer.Option(None, "--run-name"),
-    checkpoint_uri: Optional[str] = typer.Option(None, "--checkpoint-uri", help="where runs and checkpoints go (default <out>-runs)"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    data: str | None = typer.Option(
+        None, "--data", help="training table: .parquet/.csv file or dataset folder (local or s3://)"
+    ),
+    out_uri: str | None = typer.Option(None, "--out", help="model directory URI to publish"),
+    schema: str | None = typer.Option(
+        None, "--schema", help="schema YAML overriding inferred column roles"
+    ),
+    config: Path | None = typer.Option(None, "--config", help="YAML with TrainGanConfig keys"),
+    num_workers: int | None = typer.Option(None, "--num-workers", help="Ray Train workers"),
+    gpu: bool | None = typer.Option(None, "--gpu/--cpu", help="one GPU per worker"),
+    epochs: int | None = typer.Option(None, "--epochs"),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", help="minutes; stops at the first epoch past it"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue the run named by --run-name from its last checkpoint"
+    ),
+    run_name: str | None = typer.Option(None, "--run-name"),
+    checkpoint_uri: str | None = typer.Option(
+        None, "--checkpoint-uri", help="where runs and checkpoints go (default <out>-runs)"
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: local Ray)"
+    ),
 ) -> None:
     """Train the conditional GAN on Ray Train (CPU or GPU workers) and publish the model."""
     from synthrec.distributed.gan_train import run_train_gan
 
-    cfg = load_config(TrainGanConfig, config, {
-        "data": data, "out": out_uri, "schema": schema, "scaling.num_workers": num_workers, "scaling.use_gpu": gpu,
-        "epochs": epochs, "time_budget_min": time_budget, "resume": resume or None, "run_name": run_name,
-        "checkpoint_uri": checkpoint_uri, "ray_address": address,
-    })
+    cfg = load_config(
+        TrainGanConfig,
+        config,
+        {
+            "data": data,
+            "out": out_uri,
+            "schema": schema,
+            "scaling.num_workers": num_workers,
+            "scaling.use_gpu": gpu,
+            "epochs": epochs,
+            "time_budget_min": time_budget,
+            "resume": resume or None,
+            "run_name": run_name,
+            "checkpoint_uri": checkpoint_uri,
+            "ray_address": address,
+        },
+    )
     total = cfg.epochs if cfg.time_budget_min is None else None
     with progress_bar("training", total, unit="epochs") as update:
+
         def show(m: dict) -> None:
-            update(m["epoch"], rate=f"{m.get('rows_per_s', 0):,.0f} rows/s",
-                   critic=f"{m.get('critic_loss', float('nan')):.3f}", gen=f"{m.get('generator_loss', float('nan')):.3f}",
-                   fidelity=f"{m.get('fidelity', float('nan')):.3f}")
+            update(
+                m["epoch"],
+                rate=f"{m.get('rows_per_s', 0):,.0f} rows/s",
+                critic=f"{m.get('critic_loss', float('nan')):.3f}",
+                gen=f"{m.get('generator_loss', float('nan')):.3f}",
+                fidelity=f"{m.get('fidelity', float('nan')):.3f}",
+            )
+
         summary = run_train_gan(cfg, progress=show)
-    out.print(f"published model [bold]{summary['model_uri']}[/bold] after {summary['epochs']} epochs "
-              f"in {summary['seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})")
+    out.print(
+        f"published model [bold]{summary['model_uri']}[/bold] after {summary['epochs']} epochs "
+        f"in {summary['seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})"
+    )
 
 
 @app.command("generate")
 def generate(
-    model: Optional[str] = typer.Option(None, "--model", help="model directory URI"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="exact number of rows"),
-    out_uri: Optional[str] = typer.Option(None, "--out", help="dataset URI to publish"),
-    condition: Optional[list[str]] = typer.Option(None, "--condition", help="col=value; repeatable; exact on every row"),
-    rebalance: Optional[list[str]] = typer.Option(None, "--rebalance", help="col[:uniform|v1=p1,v2=p2]"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    rows_per_file: Optional[int] = typer.Option(None, "--rows-per-file"),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="generator actors"),
-    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig keys"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    model: str | None = typer.Option(None, "--model", help="model directory URI"),
+    rows: int | None = typer.Option(None, "--rows", help="exact number of rows"),
+    out_uri: str | None = typer.Option(None, "--out", help="dataset URI to publish"),
+    condition: list[str] | None = typer.Option(
+        None, "--condition", help="col=value; repeatable; exact on every row"
+    ),
+    rebalance: list[str] | None = typer.Option(
+        None, "--rebalance", help="col[:uniform|v1=p1,v2=p2]"
+    ),
+    seed: int | None = typer.Option(None, "--seed"),
+    rows_per_file: int | None = typer.Option(None, "--rows-per-file"),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="generator actors"),
+    gpu: bool | None = typer.Option(None, "--gpu/--cpu"),
+    config: Path | None = typer.Option(None, "--config", help="YAML with GenerateConfig keys"),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: local Ray)"
+    ),
 ) -> None:
     """Generate exactly N synthetic rows with Ray Data and publish them atomically as Parquet."""
     from synthrec.distributed.generate import run_generate
 
-    cfg = load_config(GenerateConfig, config, {
-        "model": model, "rows": rows, "out": out_uri, "seed": seed, "rows_per_file": rows_per_file,
-        "concurrency": concurrency, "gpu": gpu, "ray_address": address,
-        "conditions": parse_pairs(condition, "--condition") or None,
-        "rebalance": _parse_rebalance(rebalance) or None,
-    })
+    cfg = load_config(
+        GenerateConfig,
+        config,
+        {
+            "model": model,
+            "rows": rows,
+            "out": out_uri,
+            "seed": seed,
+            "rows_per_file": rows_per_file,
+            "concurrency": concurrency,
+            "gpu": gpu,
+            "ray_address": address,
+            "conditions": parse_pairs(condition, "--condition") or None,
+            "rebalance": _parse_rebalance(rebalance) or None,
+        },
+    )
     with progress_bar("generating", cfg.rows) as update:
         summary = run_generate(cfg, progress=update)
     table = Table(title="published synthetic dataset", show_header=False)
-    for key, value in (("uri", summary.uri), ("rows", f"{summary.rows:,}"), ("files", summary.files),
-                       ("bytes", f"{summary.bytes:,}"), ("rows/s", f"{summary.rows_per_s:,.0f}"),
-                       ("blocks reused", summary.reused_blocks)):
+    for key, value in (
+        ("uri", summary.uri),
+        ("rows", f"{summary.rows:,}"),
+        ("files", summary.files),
+        ("bytes", f"{summary.bytes:,}"),
+        ("rows/s", f"{summary.rows_per_s:,.0f}"),
+        ("blocks reused", summary.reused_blocks),
+    ):
         table.add_row(key, str(value))
     out.print(table)
 
@@ -85,7 +137,9 @@ def _parse_rebalance(values: list[str] | None) -> dict:
     for item in values or []:
         column, _, dist = item.partition(":")
         if not column:
-            raise typer.BadParameter(f"expected col[:distribution], got {item!r}", param_hint="--rebalance")
+            raise typer.BadParameter(
+                f"expected col[:distribution], got {item!r}", param_hint="--rebalance"
+            )
         if not dist or dist == "uniform":
             result[column] = "uniform"
             continue
@@ -95,9 +149,13 @@ def _parse_rebalance(values: list[str] | None) -> dict:
             try:
                 probs[value] = float(p)
             except ValueError:
-                raise typer.BadParameter(f"probability for {value!r} in {item!r} is not a number",
-                                         param_hint="--rebalance") from None
+                raise typer.BadParameter(
+                    f"probability for {value!r} in {item!r} is not a number",
+                    param_hint="--rebalance",
+                ) from None
             if not sep:
-                raise typer.BadParameter(f"expected value=probability in {item!r}", param_hint="--rebalance")
+                raise typer.BadParameter(
+                    f"expected value=probability in {item!r}", param_hint="--rebalance"
+                )
         result[column] = probs
     return result

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from synthrec.config import load_config, validate_config
 from synthrec.errors import ConfigError, SynthrecError
@@ -50,7 +51,10 @@ def job_main(cls, run: Callable[..., Any]) -> None:
     """Validate the config, run, print a JSON summary; user errors exit 2 with one line."""
     try:
         cfg = parse_job_config(cls, sys.argv[1:])
-        result = run(cfg, progress=lambda item: print(json.dumps({"progress": item}, default=str), flush=True))
+        result = run(
+            cfg,
+            progress=lambda item: print(json.dumps({"progress": item}, default=str), flush=True),
+        )
     except SynthrecError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

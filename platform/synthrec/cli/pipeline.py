@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -35,10 +35,30 @@ class _Printer:
         elif kind == "stage_done":
             console.print(f"[green]done[/green] {event['name']} in {event['seconds']:.0f} s")
         elif kind == "epoch":
-            shown = {k: event[k] for k in ("epoch", "critic_loss", "generator_loss", "fidelity", "loss", "ndcg@10",
-                                           "valid_ndcg", "rows_per_s") if k in event}
-            console.print("  " + "  ".join(f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
-        elif kind == "rows" and (time.monotonic() - self.last_rows > 1 or event["done"] >= event["total"]):
+            shown = {
+                k: event[k]
+                for k in (
+                    "epoch",
+                    "critic_loss",
+                    "generator_loss",
+                    "fidelity",
+                    "loss",
+                    "ndcg@10",
+                    "valid_ndcg",
+                    "rows_per_s",
+                )
+                if k in event
+            }
+            console.print(
+                "  "
+                + "  ".join(
+                    f"{k}={v:,.3f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in shown.items()
+                )
+            )
+        elif kind == "rows" and (
+            time.monotonic() - self.last_rows > 1 or event["done"] >= event["total"]
+        ):
             self.last_rows = time.monotonic()
             console.print(f"  {event['done']:,} / {event['total']:,} rows")
         elif kind == "evaluate" and event.get("part"):
@@ -59,38 +79,55 @@ def _summary(result: dict) -> Table:
 
 @app.command("pipeline")
 def pipeline(
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with PipelineConfig keys"),
-    out_uri: Optional[str] = typer.Option(None, "--out", help="root URI of all outputs"),
-    data: Optional[str] = typer.Option(None, "--data", help="real event log URI (default: simulated data)"),
-    stage: Optional[list[str]] = typer.Option(None, "--stage", help=f"run only these: {', '.join(PIPELINE_STAGES)}"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML with PipelineConfig keys"),
+    out_uri: str | None = typer.Option(None, "--out", help="root URI of all outputs"),
+    data: str | None = typer.Option(
+        None, "--data", help="real event log URI (default: simulated data)"
+    ),
+    stage: list[str] | None = typer.Option(
+        None, "--stage", help=f"run only these: {', '.join(PIPELINE_STAGES)}"
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: local Ray)"
+    ),
 ) -> None:
     """Train the GAN, generate, evaluate, train and evaluate the recommender; reuse finished stages."""
     from synthrec.pipeline import run_pipeline
 
-    cfg = load_config(PipelineConfig, config, {"out": out_uri, "data": data, "stages": stage or None,
-                                               "ray_address": address})
+    cfg = load_config(
+        PipelineConfig,
+        config,
+        {"out": out_uri, "data": data, "stages": stage or None, "ray_address": address},
+    )
     result = run_pipeline(cfg, progress=_Printer())
     out.print(_summary(result))
 
 
 @app.command("demo")
 def demo(
-    out_uri: str = typer.Option("demo-output", "--out", help="local folder (or s3:// prefix) for every output"),
+    out_uri: str = typer.Option(
+        "demo-output", "--out", help="local folder (or s3:// prefix) for every output"
+    ),
     port: int = typer.Option(8000, "--port", help="port used in the printed serve/curl commands"),
 ) -> None:
     """The pipeline on built-in simulated data with small sizes (minutes on a laptop)."""
     from synthrec.pipeline import run_pipeline
 
     cfg = PipelineConfig(out=out_uri)
-    console.print(f"[bold]synthrec demo[/bold]: simulated e-commerce search log "
-                  f"({cfg.simulate.rows:,} impressions) -> GAN -> {cfg.synthetic_rows:,} synthetic rows -> "
-                  f"report -> recommender; outputs in {out_uri}")
+    console.print(
+        f"[bold]synthrec demo[/bold]: simulated e-commerce search log "
+        f"({cfg.simulate.rows:,} impressions) -> GAN -> {cfg.synthetic_rows:,} synthetic rows -> "
+        f"report -> recommender; outputs in {out_uri}"
+    )
     start = time.monotonic()
     result = run_pipeline(cfg, progress=_Printer())
     out.print(_summary(result))
-    out.print(f"finished in {time.monotonic() - start:.0f} s. Report: {result['headline'].get('evaluate.report')}\n")
-    out.print(_next_steps(result, port), soft_wrap=True, highlight=False, markup=False)  # copy-pasteable lines
+    out.print(
+        f"finished in {time.monotonic() - start:.0f} s. Report: {result['headline'].get('evaluate.report')}\n"
+    )
+    out.print(
+        _next_steps(result, port), soft_wrap=True, highlight=False, markup=False
+    )  # copy-pasteable lines
 
 
 def _next_steps(result: dict, port: int) -> str:
@@ -100,15 +137,21 @@ def _next_steps(result: dict, port: int) -> str:
     gan = stages.get("train_gan", {}).get("outputs", {}).get("model", "MODEL")
     rec = stages.get("train_recommender", {}).get("outputs", {}).get("model", "RECOMMENDER")
     data = stages.get("data", {}).get("outputs", {})
-    synthetic_body = json.dumps({"rows": 5, "conditions": data.get("sample_condition", {}), "seed": 1, "format": "json"})
-    recommend_body = json.dumps({"user_id": data.get("sample_user", "42"), "k": 5, "exclude_seen": True})
+    synthetic_body = json.dumps(
+        {"rows": 5, "conditions": data.get("sample_condition", {}), "seed": 1, "format": "json"}
+    )
+    recommend_body = json.dumps(
+        {"user_id": data.get("sample_user", "42"), "k": 5, "exclude_seen": True}
+    )
     base = f"http://127.0.0.1:{port}"
-    return "\n".join([
-        "Serve the models it made:",
-        f"  .venv/bin/synthrec serve --generator {gan} --recommender {rec} --port {port}",
-        "Then, from another shell:",
-        f"  curl -s {base}/healthz",
-        f"  curl -s {base}/v1/models",
-        f"  curl -s -X POST {base}/v1/synthetic -H 'Content-Type: application/json' -d '{synthetic_body}'",
-        f"  curl -s -X POST {base}/v1/recommendations -H 'Content-Type: application/json' -d '{recommend_body}'",
-    ])
+    return "\n".join(
+        [
+            "Serve the models it made:",
+            f"  .venv/bin/synthrec serve --generator {gan} --recommender {rec} --port {port}",
+            "Then, from another shell:",
+            f"  curl -s {base}/healthz",
+            f"  curl -s {base}/v1/models",
+            f"  curl -s -X POST {base}/v1/synthetic -H 'Content-Type: application/json' -d '{synthetic_body}'",
+            f"  curl -s -X POST {base}/v1/recommendations -H 'Content-Type: application/json' -d '{recommend_body}'",
+        ]
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,20 +14,40 @@ from synthrec.config import TrainRecommenderConfig, load_config
 
 @app.command("train-recommender")
 def train_recommender(
-    real: Optional[str] = typer.Option(None, "--real", help="real interactions: .parquet/.csv or dataset folder (local or s3://)"),
-    synthetic: Optional[str] = typer.Option(None, "--synthetic", help="synthetic interactions with the real table's columns"),
-    synthetic_weight: Optional[float] = typer.Option(None, "--synthetic-weight", help="λ in L = mean(real) + λ·mean(synthetic)"),
-    out_uri: Optional[str] = typer.Option(None, "--out", help="model directory URI to publish"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with TrainRecommenderConfig keys"),
-    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Ray Train workers"),
-    gpu: Optional[bool] = typer.Option(None, "--gpu/--cpu", help="one GPU per worker"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="at most this many epochs (early stopping may end sooner)"),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="minutes; stops at the first epoch past it"),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="leave_last_out (default, evaluable) or none (serve-only)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run named by --run-name from its last checkpoint"),
-    run_name: Optional[str] = typer.Option(None, "--run-name"),
-    checkpoint_uri: Optional[str] = typer.Option(None, "--checkpoint-uri", help="runs and checkpoints (default <out>-runs)"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: local Ray)"),
+    real: str | None = typer.Option(
+        None, "--real", help="real interactions: .parquet/.csv or dataset folder (local or s3://)"
+    ),
+    synthetic: str | None = typer.Option(
+        None, "--synthetic", help="synthetic interactions with the real table's columns"
+    ),
+    synthetic_weight: float | None = typer.Option(
+        None, "--synthetic-weight", help="λ in L = mean(real) + λ·mean(synthetic)"
+    ),
+    out_uri: str | None = typer.Option(None, "--out", help="model directory URI to publish"),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML with TrainRecommenderConfig keys"
+    ),
+    num_workers: int | None = typer.Option(None, "--num-workers", help="Ray Train workers"),
+    gpu: bool | None = typer.Option(None, "--gpu/--cpu", help="one GPU per worker"),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="at most this many epochs (early stopping may end sooner)"
+    ),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", help="minutes; stops at the first epoch past it"
+    ),
+    holdout: str | None = typer.Option(
+        None, "--holdout", help="leave_last_out (default, evaluable) or none (serve-only)"
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue the run named by --run-name from its last checkpoint"
+    ),
+    run_name: str | None = typer.Option(None, "--run-name"),
+    checkpoint_uri: str | None = typer.Option(
+        None, "--checkpoint-uri", help="runs and checkpoints (default <out>-runs)"
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: local Ray)"
+    ),
 ) -> None:
     """Train recommender F on real (+ λ-weighted synthetic) interactions with Ray Train and publish it."""
     from synthrec.distributed.recommender_train import run_train_recommender
@@ -36,35 +55,65 @@ def train_recommender(
     if synthetic_weight is not None and synthetic is None and config is None:
         raise typer.BadParameter("needs --synthetic", param_hint="--synthetic-weight")
     if epochs is not None and time_budget is not None:
-        raise typer.BadParameter("give --epochs or --time-budget, not both", param_hint="--time-budget")
-    cfg = load_config(TrainRecommenderConfig, config, {
-        "real": real, "synthetic": synthetic, "out": out_uri, "model.synthetic_weight": synthetic_weight,
-        "scaling.num_workers": num_workers, "scaling.use_gpu": gpu, "model.epochs": epochs,
-        "model.time_budget_s": time_budget * 60 if time_budget is not None else None, "model.holdout": holdout,
-        "resume": resume or None, "run_name": run_name, "checkpoint_uri": checkpoint_uri, "ray_address": address,
-    })
+        raise typer.BadParameter(
+            "give --epochs or --time-budget, not both", param_hint="--time-budget"
+        )
+    cfg = load_config(
+        TrainRecommenderConfig,
+        config,
+        {
+            "real": real,
+            "synthetic": synthetic,
+            "out": out_uri,
+            "model.synthetic_weight": synthetic_weight,
+            "scaling.num_workers": num_workers,
+            "scaling.use_gpu": gpu,
+            "model.epochs": epochs,
+            "model.time_budget_s": time_budget * 60 if time_budget is not None else None,
+            "model.holdout": holdout,
+            "resume": resume or None,
+            "run_name": run_name,
+            "checkpoint_uri": checkpoint_uri,
+            "ray_address": address,
+        },
+    )
     total = cfg.model.epochs if cfg.model.time_budget_s is None else None
     with progress_bar("training", total, unit="epochs") as update:
+
         def show(m: dict) -> None:
-            update(m["epoch"], rate=f"{m.get('seconds', 0):.1f} s/epoch", loss=f"{m.get('loss', float('nan')):.4f}",
-                   valid_ndcg=f"{m.get('valid_ndcg@10', float('nan')):.4f}")
+            update(
+                m["epoch"],
+                rate=f"{m.get('seconds', 0):.1f} s/epoch",
+                loss=f"{m.get('loss', float('nan')):.4f}",
+                valid_ndcg=f"{m.get('valid_ndcg@10', float('nan')):.4f}",
+            )
+
         summary = run_train_recommender(cfg, progress=show)
-    out.print(f"published model [bold]{summary['model_uri']}[/bold]: {summary['epochs']} epochs, best epoch "
-              f"{summary['best_epoch']} (valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}), "
-              f"{summary['train_seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})")
+    out.print(
+        f"published model [bold]{summary['model_uri']}[/bold]: {summary['epochs']} epochs, best epoch "
+        f"{summary['best_epoch']} (valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}), "
+        f"{summary['train_seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})"
+    )
 
 
 @app.command("evaluate-recommender")
 def evaluate_recommender(
     model: str = typer.Option(..., "--model", help="model directory URI"),
-    real: str = typer.Option(..., "--real", help="real interactions the model was trained from (local or s3://)"),
+    real: str = typer.Option(
+        ..., "--real", help="real interactions the model was trained from (local or s3://)"
+    ),
     out_dir: Path = typer.Option(..., "--out", help="local folder for metrics.json and metrics.md"),
-    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="also score popularity and EASE"),
-    num_train: Optional[int] = typer.Option(None, "--num-train", help="rows in the temporal train part (default 80%)"),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="also score popularity and EASE"
+    ),
+    num_train: int | None = typer.Option(
+        None, "--num-train", help="rows in the temporal train part (default 80%)"
+    ),
 ) -> None:
     """Leave-last-out Recall/NDCG@10/MRR per segment and temporal click AUC on real data."""
     from synthrec.recommender.artifacts import load_recommender
-    from synthrec.recommender.evaluation import check_evaluable, evaluate_recommender as evaluate
+    from synthrec.recommender.evaluation import check_evaluable
+    from synthrec.recommender.evaluation import evaluate_recommender as evaluate
     from synthrec.storage import read_table
 
     rec = load_recommender(model)
@@ -84,14 +133,33 @@ def _rows(report: dict) -> list[list[str]]:
     rows = []
     for name, parts in report["ranking"].items():
         o = parts["overall"]
-        segs = [f"{parts[s]['ndcg@10']:.4f}" if s in parts else "-" for s in ("short_history", "rare_category")]
+        segs = [
+            f"{parts[s]['ndcg@10']:.4f}" if s in parts else "-"
+            for s in ("short_history", "rare_category")
+        ]
         auc = report["click_auc"].get(name)
-        rows.append([name, f"{o['ndcg@10']:.4f}", f"{o['recall@10']:.4f}", f"{o['mrr']:.4f}", *segs,
-                     f"{auc:.4f}" if auc is not None else "-"])
+        rows.append(
+            [
+                name,
+                f"{o['ndcg@10']:.4f}",
+                f"{o['recall@10']:.4f}",
+                f"{o['mrr']:.4f}",
+                *segs,
+                f"{auc:.4f}" if auc is not None else "-",
+            ]
+        )
     return rows
 
 
-HEADER = ["model", "NDCG@10", "Recall@10", "MRR", "NDCG@10 short-history", "NDCG@10 rare-category", "click AUC"]
+HEADER = [
+    "model",
+    "NDCG@10",
+    "Recall@10",
+    "MRR",
+    "NDCG@10 short-history",
+    "NDCG@10 rare-category",
+    "click AUC",
+]
 
 
 def metrics_table(report: dict) -> Table:

@@ -14,35 +14,62 @@ from synthrec.config import ServeConfig, load_config
 
 @app.command("serve")
 def serve_command(
-    generator: str | None = typer.Option(None, "--generator", help="Generator model directory (path or s3:// URI)."),
-    recommender: str | None = typer.Option(None, "--recommender", help="Recommender model directory (path or s3://)."),
-    host: str | None = typer.Option(None, "--host", help="Bind address (default 127.0.0.1: loopback only)."),
+    generator: str | None = typer.Option(
+        None, "--generator", help="Generator model directory (path or s3:// URI)."
+    ),
+    recommender: str | None = typer.Option(
+        None, "--recommender", help="Recommender model directory (path or s3://)."
+    ),
+    host: str | None = typer.Option(
+        None, "--host", help="Bind address (default 127.0.0.1: loopback only)."
+    ),
     port: int | None = typer.Option(None, "--port", help="HTTP port (default 8000)."),
-    config: Path | None = typer.Option(None, "--config", help="YAML with ServeConfig keys (flags win)."),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML with ServeConfig keys (flags win)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: start a local Ray)."
+    ),
     no_access_log: bool = typer.Option(False, "--no-access-log", help="Turn off per-request logs."),
-    ingress: str | None = typer.Option(None, "--ingress", help="haproxy (default; fastest) or proxy (Serve's Python "
-                                                               "proxy). Only for a Ray this command starts."),
+    ingress: str | None = typer.Option(
+        None,
+        "--ingress",
+        help="haproxy (default; fastest) or proxy (Serve's Python "
+        "proxy). Only for a Ray this command starts.",
+    ),
 ) -> None:
     """Serve /v1/synthetic, /v1/recommendations, /v1/models and /healthz until interrupted.
 
     Set SYNTHREC_API_KEY (or api_key_file in --config) to require `Authorization: Bearer <key>`.
     """
-    cfg = load_config(ServeConfig, config, {
-        "generator_uri": generator, "recommender_uri": recommender, "host": host, "port": port,
-        "ray_address": address, "access_log": False if no_access_log else None, "ingress": ingress,
-    })
+    cfg = load_config(
+        ServeConfig,
+        config,
+        {
+            "generator_uri": generator,
+            "recommender_uri": recommender,
+            "host": host,
+            "port": port,
+            "ray_address": address,
+            "access_log": False if no_access_log else None,
+            "ingress": ingress,
+        },
+    )
     if not cfg.generator_uri and not cfg.recommender_uri:
-        raise typer.BadParameter("give --generator URI, --recommender URI or both", param_hint="--generator")
+        raise typer.BadParameter(
+            "give --generator URI, --recommender URI or both", param_hint="--generator"
+        )
     from synthrec.serving.app import deploy  # imports Ray: only when serving
     from synthrec.serving.auth import load_api_key
 
     console.print("[bold]starting[/bold] Ray Serve (model directories load once per replica) ...")
     url = deploy(cfg)
     auth = load_api_key(cfg)
-    console.print(f"serving on [bold]{url}[/bold]  docs: {url}/docs  "
-                  f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  ingress: {cfg.ingress}  "
-                  f"generator: {cfg.generator_uri or '-'}  recommender: {cfg.recommender_uri or '-'}")
+    console.print(
+        f"serving on [bold]{url}[/bold]  docs: {url}/docs  "
+        f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  ingress: {cfg.ingress}  "
+        f"generator: {cfg.generator_uri or '-'}  recommender: {cfg.recommender_uri or '-'}"
+    )
     console.print("press Ctrl-C to stop")
     # Ctrl-C and `kill` stop Serve cleanly; a background shell job starts with SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)

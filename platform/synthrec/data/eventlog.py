@@ -25,13 +25,23 @@ import yaml
 from synthrec import storage as st
 from synthrec.config import StorageConfig
 from synthrec.errors import DataError, SchemaError
-from synthrec.schema import ID_ROLES, ColumnSpec, Kind, Role, Schema, infer_schema, kind_of, validate_table
+from synthrec.schema import (
+    ID_ROLES,
+    ColumnSpec,
+    Kind,
+    Role,
+    Schema,
+    infer_schema,
+    kind_of,
+    validate_table,
+)
 
 SPEC_KEYS = ("role", "kind", "nullable")
 
 
-def load_event_log(data_uri: str, schema_uri: str | None = None,
-                   storage: StorageConfig | None = None) -> tuple[pa.Table, Schema]:
+def load_event_log(
+    data_uri: str, schema_uri: str | None = None, storage: StorageConfig | None = None
+) -> tuple[pa.Table, Schema]:
     """Read and validate an event log; returns the table and its schema."""
     table = read_events(data_uri, storage)
     if table.num_rows == 0:
@@ -45,13 +55,17 @@ def load_event_log(data_uri: str, schema_uri: str | None = None,
     return table, schema
 
 
-def read_events(uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_events(
+    uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pa.Table:
     """`storage.read_table`, refusing a folder that holds an unfinished publish (run folders, no
     manifest): readers trust only manifests."""
     if _is_dir(uri, storage) and st.read_manifest(uri, storage) is None:
         if any(p.startswith(("run-", "_staging")) for p in st.list_files(uri, storage)):
-            raise DataError(f"{uri} holds an unfinished or crashed write (no {st.MANIFEST}); "
-                            "re-run the job that writes it")
+            raise DataError(
+                f"{uri} holds an unfinished or crashed write (no {st.MANIFEST}); "
+                "re-run the job that writes it"
+            )
     return st.read_table(uri, storage, columns)
 
 
@@ -61,16 +75,22 @@ def check_table(table: pa.Table, schema: Schema, where: str) -> None:
     for spec in schema.columns:
         col = table.column(spec.name)
         if kind_of(col.type) != spec.kind:
-            raise SchemaError(f"{where} column '{spec.name}': the schema says kind {spec.kind.value} "
-                              f"but the data holds {col.type}; fix the data or the schema's kind")
+            raise SchemaError(
+                f"{where} column '{spec.name}': the schema says kind {spec.kind.value} "
+                f"but the data holds {col.type}; fix the data or the schema's kind"
+            )
         if spec.role in ID_ROLES and spec.kind == Kind.STRING:
             empty = pc.sum(pc.equal(pc.utf8_trim_whitespace(col), "")).as_py() or 0
             if empty:  # CSV readers keep a missing id as ""
-                raise SchemaError(f"{where} column '{spec.name}': {empty} empty ids; "
-                                  f"every row needs a {spec.role.value}")
+                raise SchemaError(
+                    f"{where} column '{spec.name}': {empty} empty ids; "
+                    f"every row needs a {spec.role.value}"
+                )
         if not spec.nullable and col.null_count:
-            raise SchemaError(f"{where} column '{spec.name}': {col.null_count} nulls but the schema says "
-                              "nullable: false; fill them or set nullable: true")
+            raise SchemaError(
+                f"{where} column '{spec.name}': {col.null_count} nulls but the schema says "
+                "nullable: false; fill them or set nullable: true"
+            )
 
 
 def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -80,10 +100,14 @@ def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str
     try:
         data = yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SchemaError(f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise SchemaError(
+            f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}"
+        ) from None
     columns = data.get("columns") if isinstance(data, dict) else None
     if not isinstance(columns, dict) or not columns:
-        raise SchemaError(f"schema file {uri}: expected a top-level 'columns' mapping of name -> {{role: ...}}")
+        raise SchemaError(
+            f"schema file {uri}: expected a top-level 'columns' mapping of name -> {{role: ...}}"
+        )
     specs = {}
     for name, spec in columns.items():
         spec = {"role": spec} if isinstance(spec, str) else spec
@@ -91,14 +115,18 @@ def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str
             raise SchemaError(f"schema file {uri}: column '{name}' needs a mapping with a 'role'")
         unknown = sorted(set(spec) - set(SPEC_KEYS))
         if unknown:
-            raise SchemaError(f"schema file {uri}: column '{name}' has unknown key(s) {', '.join(unknown)}; "
-                              f"allowed: {', '.join(SPEC_KEYS)}")
+            raise SchemaError(
+                f"schema file {uri}: column '{name}' has unknown key(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(SPEC_KEYS)}"
+            )
         specs[str(name)] = {"role": _enum(Role, spec["role"], name, "role", uri)}
         if "kind" in spec:
             specs[str(name)]["kind"] = _enum(Kind, spec["kind"], name, "kind", uri)
         if "nullable" in spec:
             if not isinstance(spec["nullable"], bool):
-                raise SchemaError(f"schema file {uri}: column '{name}': nullable must be true or false")
+                raise SchemaError(
+                    f"schema file {uri}: column '{name}': nullable must be true or false"
+                )
             specs[str(name)]["nullable"] = spec["nullable"]
     return specs
 
@@ -108,8 +136,9 @@ def _enum(cls, value: Any, name: str, key: str, uri: str):
         return cls(value)
     except ValueError:
         allowed = ", ".join(v.value for v in cls)
-        raise SchemaError(f"schema file {uri}: column '{name}': {key} {value!r} is unknown; "
-                          f"allowed: {allowed}") from None
+        raise SchemaError(
+            f"schema file {uri}: column '{name}': {key} {value!r} is unknown; allowed: {allowed}"
+        ) from None
 
 
 def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: str) -> Schema:
@@ -119,8 +148,10 @@ def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: s
         present = name in table.column_names
         kind = spec.get("kind") or (kind_of(table.column(name).type) if present else Kind.STRING)
         if kind is None:
-            raise SchemaError(f"{where} column '{name}': type {table.column(name).type} is not supported; "
-                              "use string, integer, float, bool or timestamp")
+            raise SchemaError(
+                f"{where} column '{name}': type {table.column(name).type} is not supported; "
+                "use string, integer, float, bool or timestamp"
+            )
         nullable = spec.get("nullable", bool(present and table.column(name).null_count))
         columns.append(ColumnSpec(name, spec["role"], kind, nullable))
     return Schema(columns)
@@ -140,7 +171,9 @@ def _reject_all_null(table: pa.Table, where: str) -> None:
     for name in table.column_names:
         col = table.column(name)
         if col.null_count == len(col):
-            raise SchemaError(f"{where} column '{name}': all {len(col)} values are null; drop the column or fill it")
+            raise SchemaError(
+                f"{where} column '{name}': all {len(col)} values are null; drop the column or fill it"
+            )
 
 
 @dataclass
@@ -150,7 +183,7 @@ class ColumnSummary:
     role: str
     nulls: int
     distinct: int
-    low: str   # min and max (lexicographic for strings); "" when all null
+    low: str  # min and max (lexicographic for strings); "" when all null
     high: str
 
 
@@ -170,7 +203,10 @@ def describe(uri: str, storage: StorageConfig | None = None) -> Description:
     if manifest is None:
         table = read_events(uri, storage)
         schema = infer_schema(table) if table.num_rows and not _has_all_null(table) else None
-        cols = [_summarize(table.column(n), n, schema[n].role.value if schema else "?") for n in table.column_names]
+        cols = [
+            _summarize(table.column(n), n, schema[n].role.value if schema else "?")
+            for n in table.column_names
+        ]
         return Description(uri, table.num_rows, cols, None)
     schema = manifest_schema(uri, storage)
     fs, base = st.filesystem(uri, storage)
@@ -179,7 +215,11 @@ def describe(uri: str, storage: StorageConfig | None = None) -> Description:
     cols = []
     for name in names:
         col = st.read_dataset(uri, storage, columns=[name]).column(name)
-        spec = schema[name] if schema and name in schema.names else infer_schema(pa.table({name: col})).columns[0]
+        spec = (
+            schema[name]
+            if schema and name in schema.names
+            else infer_schema(pa.table({name: col})).columns[0]
+        )
         cols.append(_summarize(col, name, spec.role.value))
     return Description(uri, manifest.num_rows or 0, cols, manifest)
 

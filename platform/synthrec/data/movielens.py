@@ -18,9 +18,27 @@ from synthrec import storage as st
 from synthrec.config import StorageConfig
 from synthrec.errors import DataError
 
-ATOMIC_TYPES = {"token": pa.string(), "token_seq": pa.string(), "float": pa.float64(), "float_seq": pa.string()}
-EVENT_COLUMNS = ("user_id", "item_id", "age", "gender", "occupation", "zip_region", "genre", "release_year",
-                 "hour", "weekday", "timestamp", "rating", "click")
+ATOMIC_TYPES = {
+    "token": pa.string(),
+    "token_seq": pa.string(),
+    "float": pa.float64(),
+    "float_seq": pa.string(),
+}
+EVENT_COLUMNS = (
+    "user_id",
+    "item_id",
+    "age",
+    "gender",
+    "occupation",
+    "zip_region",
+    "genre",
+    "release_year",
+    "hour",
+    "weekday",
+    "timestamp",
+    "rating",
+    "click",
+)
 CLICK_MIN_RATING = 4
 
 
@@ -51,7 +69,9 @@ def read_atomic(uri: str, storage: StorageConfig | None = None) -> pa.Table:
         raise DataError(f"{uri} is not a readable atomic file: {st._short(err)}") from None
 
 
-def load_atomic(dir_uri: str, name: str | None = None, storage: StorageConfig | None = None) -> pa.Table:
+def load_atomic(
+    dir_uri: str, name: str | None = None, storage: StorageConfig | None = None
+) -> pa.Table:
     """`<name>.inter` left-joined with `<name>.user` and `<name>.item` where they exist.
 
     `name` defaults to the folder's name (RecBole's convention: ml-100k/ml-100k.inter).
@@ -65,7 +85,9 @@ def load_atomic(dir_uri: str, name: str | None = None, storage: StorageConfig | 
         side = read_atomic(uri, storage)
         for table, what in ((inter, f"{name}.inter"), (side, f"{name}.{suffix}")):
             if key not in table.column_names:
-                raise DataError(f"{what} has no '{key}' column; columns: {', '.join(table.column_names)}")
+                raise DataError(
+                    f"{what} has no '{key}' column; columns: {', '.join(table.column_names)}"
+                )
         inter = _left_join(inter, side, key)
     return inter
 
@@ -77,15 +99,29 @@ def _left_join(left: pa.Table, right: pa.Table, key: str) -> pa.Table:
     return joined.sort_by("__row").drop_columns(["__row"])
 
 
-def load_movielens(dir_uri: str, name: str | None = None, storage: StorageConfig | None = None) -> pa.Table:
+def load_movielens(
+    dir_uri: str, name: str | None = None, storage: StorageConfig | None = None
+) -> pa.Table:
     """The MovieLens event table: one row per rating with user and movie features, sorted by
     (timestamp, user_id, item_id); `click` = rating >= 4."""
     raw = load_atomic(dir_uri, name, storage)
-    needed = ["user_id", "item_id", "rating", "timestamp", "age", "gender", "occupation", "zip_code",
-              "release_year", "class"]
+    needed = [
+        "user_id",
+        "item_id",
+        "rating",
+        "timestamp",
+        "age",
+        "gender",
+        "occupation",
+        "zip_code",
+        "release_year",
+        "class",
+    ]
     missing = [c for c in needed if c not in raw.column_names]
     if missing:
-        raise DataError(f"{dir_uri}: MovieLens columns {', '.join(missing)} are missing from the atomic files")
+        raise DataError(
+            f"{dir_uri}: MovieLens columns {', '.join(missing)} are missing from the atomic files"
+        )
     ts = raw["timestamp"].cast(pa.int64())
     rating = raw["rating"].cast(pa.int64())
     zip_first = pc.utf8_slice_codeunits(raw["zip_code"], 0, 1)
@@ -106,4 +142,6 @@ def load_movielens(dir_uri: str, name: str | None = None, storage: StorageConfig
         "click": pc.greater_equal(rating, CLICK_MIN_RATING).cast(pa.int64()),
     }
     table = pa.table(columns)
-    return table.sort_by([("timestamp", "ascending"), ("user_id", "ascending"), ("item_id", "ascending")])
+    return table.sort_by(
+        [("timestamp", "ascending"), ("user_id", "ascending"), ("item_id", "ascending")]
+    )

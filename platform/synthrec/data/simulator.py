@@ -23,8 +23,8 @@ depends only on (config, rows), never on how it is batched or on how many worker
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -41,10 +41,10 @@ NUM_DAYS = 28
 WORLD_STREAM, BLOCK_STREAM = 0, 1
 
 SEGMENTS = ("new", "casual", "power")
-SEGMENT_SHARE = (0.3, 0.5, 0.2)        # of users
-SEGMENT_ACTIVITY = (1.0, 3.0, 10.0)    # relative sessions per user
-SEGMENT_PAGE = (8.0, 10.0, 14.0)       # mean impressions per session
-SEGMENT_FAVOURITE = (0.3, 0.5, 0.65)   # P(search in the favourite category)
+SEGMENT_SHARE = (0.3, 0.5, 0.2)  # of users
+SEGMENT_ACTIVITY = (1.0, 3.0, 10.0)  # relative sessions per user
+SEGMENT_PAGE = (8.0, 10.0, 14.0)  # mean impressions per session
+SEGMENT_FAVOURITE = (0.3, 0.5, 0.65)  # P(search in the favourite category)
 SEGMENT_PRICE_SENS = (1.4, 1.0, 0.7)
 SEGMENT_CLICK, SEGMENT_CART, SEGMENT_BUY = (0.1, 0.0, 0.2), (-0.4, 0.0, 0.4), (-0.6, 0.0, 0.6)
 DEVICES = ("mobile", "desktop", "tablet")
@@ -56,18 +56,80 @@ REGIONS = ("northeast", "southeast", "midwest", "southwest", "west")
 REGION_SHARE = (0.22, 0.24, 0.2, 0.12, 0.22)
 AGE_EDGES = (25, 35, 50)  # age groups for category taste
 CATEGORY_NAMES = (
-    "phones", "laptops", "shoes", "t-shirts", "books", "headphones", "kitchen", "toys",
-    "jeans", "beauty", "furniture", "watches", "sports", "garden", "bags", "cameras",
-    "jackets", "grocery", "tv", "pet supplies", "tools", "jewelry", "office", "gaming",
-    "bedding", "lighting", "baby", "car parts", "music", "software", "tablets", "printers",
-    "luggage", "sunglasses", "bikes", "fitness", "crafts", "party", "outdoor", "health",
+    "phones",
+    "laptops",
+    "shoes",
+    "t-shirts",
+    "books",
+    "headphones",
+    "kitchen",
+    "toys",
+    "jeans",
+    "beauty",
+    "furniture",
+    "watches",
+    "sports",
+    "garden",
+    "bags",
+    "cameras",
+    "jackets",
+    "grocery",
+    "tv",
+    "pet supplies",
+    "tools",
+    "jewelry",
+    "office",
+    "gaming",
+    "bedding",
+    "lighting",
+    "baby",
+    "car parts",
+    "music",
+    "software",
+    "tablets",
+    "printers",
+    "luggage",
+    "sunglasses",
+    "bikes",
+    "fitness",
+    "crafts",
+    "party",
+    "outdoor",
+    "health",
 )
 QUERY_WORDS = (
-    "cheap", "best", "sale", "new", "premium", "for kids", "for men", "for women", "black",
-    "white", "small", "large", "wireless", "gift", "set", "pro", "mini", "deal", "2024",
-    "brand", "original", "lightweight", "waterproof", "organic", "classic", "vintage",
+    "cheap",
+    "best",
+    "sale",
+    "new",
+    "premium",
+    "for kids",
+    "for men",
+    "for women",
+    "black",
+    "white",
+    "small",
+    "large",
+    "wireless",
+    "gift",
+    "set",
+    "pro",
+    "mini",
+    "deal",
+    "2024",
+    "brand",
+    "original",
+    "lightweight",
+    "waterproof",
+    "organic",
+    "classic",
+    "vintage",
 )
-CLICK_BIAS, CART_BIAS, BUY_BIAS = -2.4, -2.1, -0.9  # calibrated: CTR ~10%, cart|click ~20%, buy|cart ~40%
+CLICK_BIAS, CART_BIAS, BUY_BIAS = (
+    -2.4,
+    -2.1,
+    -0.9,
+)  # calibrated: CTR ~10%, cart|click ~20%, buy|cart ~40%
 POSITION_DECAY = 0.9
 
 
@@ -76,10 +138,10 @@ class Sampler:
     """Draws members of a group with given weights: `cdf` = group + cumulative share within it."""
 
     order: np.ndarray  # (M,) member ids sorted by group
-    cdf: np.ndarray    # (M,) float, increasing; group g's members span (g, g + 1]
+    cdf: np.ndarray  # (M,) float, increasing; group g's members span (g, g + 1]
 
     @classmethod
-    def build(cls, group: np.ndarray, weight: np.ndarray) -> "Sampler":
+    def build(cls, group: np.ndarray, weight: np.ndarray) -> Sampler:
         order = np.argsort(group, kind="stable")
         g, w = group[order], weight[order].astype(np.float64)
         cum = np.cumsum(w)
@@ -101,23 +163,23 @@ class Sampler:
 class World:
     """Users, catalog and queries: drawn once per seed, shared by every block."""
 
-    user_segment: np.ndarray   # (U,) int codes into SEGMENTS
-    user_age: np.ndarray       # (U,) int64
-    user_gender: np.ndarray    # (U,) codes into GENDERS
-    user_region: np.ndarray    # (U,) codes into REGIONS
-    user_device: np.ndarray    # (U,) primary device, codes into DEVICES
+    user_segment: np.ndarray  # (U,) int codes into SEGMENTS
+    user_age: np.ndarray  # (U,) int64
+    user_gender: np.ndarray  # (U,) codes into GENDERS
+    user_region: np.ndarray  # (U,) codes into REGIONS
+    user_device: np.ndarray  # (U,) primary device, codes into DEVICES
     user_favourite: np.ndarray  # (U,) category
     user_price_sens: np.ndarray  # (U,) float
-    users: Sampler             # by activity
+    users: Sampler  # by activity
     item_category: np.ndarray  # (N,)
-    item_brand: np.ndarray     # (N,)
-    item_price: np.ndarray     # (N,) float64, 2 decimals
-    item_price_z: np.ndarray   # (N,) log price relative to the category, in category sigmas
-    item_quality: np.ndarray   # (N,)
-    item_log_pop: np.ndarray   # (N,)
+    item_brand: np.ndarray  # (N,)
+    item_price: np.ndarray  # (N,) float64, 2 decimals
+    item_price_z: np.ndarray  # (N,) log price relative to the category, in category sigmas
+    item_quality: np.ndarray  # (N,)
+    item_log_pop: np.ndarray  # (N,)
     items_in_category: Sampler
     items_overall: Sampler
-    categories: Sampler        # overall search share of each category
+    categories: Sampler  # overall search share of each category
     query_category: np.ndarray  # (Q,)
     queries_in_category: Sampler
     user_ids: pa.Array
@@ -146,12 +208,19 @@ def build_world(cfg: SimulateConfig) -> World:
     users = _draw_users(cfg, rng, cat_weight)
     items = _draw_catalog(cfg, rng, cat_weight)
     queries = _draw_queries(cfg, rng, cat_weight)
-    names = [CATEGORY_NAMES[c] if c < len(CATEGORY_NAMES) else f"category {c:04d}" for c in range(cfg.num_categories)]
+    names = [
+        CATEGORY_NAMES[c] if c < len(CATEGORY_NAMES) else f"category {c:04d}"
+        for c in range(cfg.num_categories)
+    ]
     return World(
-        **users, **items, **queries,
+        **users,
+        **items,
+        **queries,
         categories=Sampler.build(np.zeros(cfg.num_categories, np.int64), cat_weight),
-        user_ids=_ids("u", cfg.num_users), item_ids=_ids("i", cfg.num_items),
-        brand_names=_ids("brand ", cfg.num_brands), category_names=pa.array(names),
+        user_ids=_ids("u", cfg.num_users),
+        item_ids=_ids("i", cfg.num_items),
+        brand_names=_ids("brand ", cfg.num_brands),
+        category_names=pa.array(names),
         query_texts=_query_texts(names, queries["query_category"]),
     )
 
@@ -159,17 +228,23 @@ def build_world(cfg: SimulateConfig) -> World:
 def _draw_users(cfg: SimulateConfig, rng: np.random.Generator, cat_weight: np.ndarray) -> dict:
     n = cfg.num_users
     segment = rng.choice(len(SEGMENTS), n, p=SEGMENT_SHARE)
-    age = np.clip(np.rint(rng.normal(np.array([31.0, 37.0, 40.0])[segment], 12.0)), 18, 80).astype(np.int64)
+    age = np.clip(np.rint(rng.normal(np.array([31.0, 37.0, 40.0])[segment], 12.0)), 18, 80).astype(
+        np.int64
+    )
     gender = rng.choice(len(GENDERS), n, p=GENDER_SHARE)
     # Taste: each (age group, gender) has its own tilt of the overall category shares.
     num_groups = (len(AGE_EDGES) + 1) * len(GENDERS)
     taste = cat_weight[None, :] * rng.lognormal(0.0, 0.8, (num_groups, cfg.num_categories))
     group = np.digitize(age, AGE_EDGES) * len(GENDERS) + gender
-    taste_sampler = Sampler.build(np.repeat(np.arange(num_groups), cfg.num_categories), taste.ravel())
+    taste_sampler = Sampler.build(
+        np.repeat(np.arange(num_groups), cfg.num_categories), taste.ravel()
+    )
     favourite = taste_sampler.draw(group, rng, n) % cfg.num_categories
     activity = np.array(SEGMENT_ACTIVITY)[segment] * rng.lognormal(0.0, 0.5, n)
     return dict(
-        user_segment=segment, user_age=age, user_gender=gender,
+        user_segment=segment,
+        user_age=age,
+        user_gender=gender,
         user_region=rng.choice(len(REGIONS), n, p=REGION_SHARE),
         user_device=rng.choice(len(DEVICES), n, p=DEVICE_SHARE),
         user_favourite=favourite,
@@ -195,9 +270,12 @@ def _draw_catalog(cfg: SimulateConfig, rng: np.random.Generator, cat_weight: np.
     log_pop = -0.9 * np.log(rank) + 0.5 * quality  # long tail, better items a bit more popular
     pop = np.exp(log_pop - log_pop.max())
     return dict(
-        item_category=category, item_brand=brand, item_price=price,
+        item_category=category,
+        item_brand=brand,
+        item_price=price,
         item_price_z=(np.log(price) - log_median[category]) / sigma[category],
-        item_quality=quality, item_log_pop=log_pop,
+        item_quality=quality,
+        item_log_pop=log_pop,
         items_in_category=Sampler.build(category, pop),
         items_overall=Sampler.build(np.zeros(n, np.int64), pop),
     )
@@ -223,7 +301,9 @@ def _query_texts(names: list[str], query_category: np.ndarray) -> pa.Array:
     k[order] = np.arange(len(order)) - first
     w = len(QUERY_WORDS)
     texts = [  # world-sized (num_queries), not per row
-        names[c] if j == 0 else f"{names[c]} {QUERY_WORDS[(j - 1) % w]}" + (f" {(j - 1) // w}" if j > w else "")
+        names[c]
+        if j == 0
+        else f"{names[c]} {QUERY_WORDS[(j - 1) % w]}" + (f" {(j - 1) // w}" if j > w else "")
         for c, j in zip(query_category.tolist(), k.tolist())
     ]
     return pa.array(texts)
@@ -236,7 +316,9 @@ def num_blocks(rows: int) -> int:
     return -(-rows // BLOCK_ROWS)
 
 
-def simulate_block(cfg: SimulateConfig, block_index: int, world: World | None = None) -> pa.RecordBatch:
+def simulate_block(
+    cfg: SimulateConfig, block_index: int, world: World | None = None
+) -> pa.RecordBatch:
     """Rows [block_index * BLOCK_ROWS, ...) of the log for `cfg`: the same wherever it runs."""
     world = world or build_world(cfg)
     first = block_index * BLOCK_ROWS
@@ -244,7 +326,9 @@ def simulate_block(cfg: SimulateConfig, block_index: int, world: World | None = 
     assert n > 0, f"block {block_index} is past rows={cfg.rows}"
     rng = np.random.default_rng([cfg.seed, BLOCK_STREAM, block_index])
     rows = _impressions(world, rng, n)
-    session_start = _session_starts(rng, rows["num_sessions"], first / cfg.rows, (first + n) / cfg.rows)
+    session_start = _session_starts(
+        rng, rows["num_sessions"], first / cfg.rows, (first + n) / cfg.rows
+    )
     rows["timestamp"] = session_start[rows["session"]] + 2 * (rows["position"] - 1)
     rows["session_id"] = first + rows["session"]  # unique: a block has at most n sessions
     _outcomes(world, rng, rows)
@@ -259,8 +343,13 @@ def _impressions(world: World, rng: np.random.Generator, n: int) -> dict[str, np
         rounds.append(part)
         have += len(part["item"])
     offsets = np.cumsum([0] + [r["num_sessions"] for r in rounds[:-1]])
-    rows = {k: np.concatenate([r[k] + (o if k == "session" else 0) for r, o in zip(rounds, offsets)])[:n]
-            for k in rounds[0] if k != "num_sessions"}
+    rows = {
+        k: np.concatenate([r[k] + (o if k == "session" else 0) for r, o in zip(rounds, offsets)])[
+            :n
+        ]
+        for k in rounds[0]
+        if k != "num_sessions"
+    }
     rows["num_sessions"] = int(rows["session"][-1]) + 1
     return rows
 
@@ -269,26 +358,43 @@ def _sessions(world: World, rng: np.random.Generator, num: int) -> dict[str, np.
     """`num` sessions: who, on what device, which query; then their ranked pages."""
     user = world.users.draw(0, rng, num)
     seg = world.user_segment[user]
-    device = np.where(rng.random(num) < 0.85, world.user_device[user], rng.choice(len(DEVICES), num, p=DEVICE_SHARE))
+    device = np.where(
+        rng.random(num) < 0.85,
+        world.user_device[user],
+        rng.choice(len(DEVICES), num, p=DEVICE_SHARE),
+    )
     favourite = rng.random(num) < np.array(SEGMENT_FAVOURITE)[seg]
     query_cat = np.where(favourite, world.user_favourite[user], world.categories.draw(0, rng, num))
     query = world.queries_in_category.draw(query_cat, rng, num)
-    page = np.minimum(3 + rng.poisson(np.array(SEGMENT_PAGE)[seg] - 3), 50)  # (S,) impressions asked
+    page = np.minimum(
+        3 + rng.poisson(np.array(SEGMENT_PAGE)[seg] - 3), 50
+    )  # (S,) impressions asked
     session = np.repeat(np.arange(num), page)  # (R,)
     item = world.items_in_category.draw(query_cat[session], rng, len(session))
-    elsewhere = np.flatnonzero(rng.random(len(session)) >= 0.9)  # search also shows some other items
+    elsewhere = np.flatnonzero(
+        rng.random(len(session)) >= 0.9
+    )  # search also shows some other items
     item[elsewhere] = world.items_overall.draw(0, rng, len(elsewhere))
     # A page shows distinct items, ranked by popularity, quality, match and noise.
     _, keep = np.unique(session * len(world.item_category) + item, return_index=True)
     session, item = session[keep], item[keep]
-    score = (world.item_log_pop[item] + 0.8 * world.item_quality[item] + rng.gumbel(0.0, 1.0, len(item))
-             + 2.5 * (world.item_category[item] == query_cat[session]))
+    score = (
+        world.item_log_pop[item]
+        + 0.8 * world.item_quality[item]
+        + rng.gumbel(0.0, 1.0, len(item))
+        + 2.5 * (world.item_category[item] == query_cat[session])
+    )
     rank = np.lexsort((-score, session))
     session, item = session[rank], item[rank]
     start = np.searchsorted(session, session)
     return dict(
-        session=session, item=item, position=np.arange(len(session)) - start + 1,
-        user=user[session], device=device[session], query=query[session], query_category=query_cat[session],
+        session=session,
+        item=item,
+        position=np.arange(len(session)) - start + 1,
+        user=user[session],
+        device=device[session],
+        query=query[session],
+        query_category=query_cat[session],
         num_sessions=num,
     )
 
@@ -297,7 +403,10 @@ def _session_starts(rng: np.random.Generator, num: int, lo: float, hi: float) ->
     """Sorted start times (s) of `num` sessions filling quantiles [lo, hi) of the traffic curve."""
     hours = np.arange(NUM_DAYS * 24)
     hour_of_day, weekday = hours % 24, (hours // 24) % 7
-    evening, lunch = np.exp(-0.5 * ((hour_of_day - 20.0) / 3.5) ** 2), np.exp(-0.5 * ((hour_of_day - 12.5) / 2.0) ** 2)
+    evening, lunch = (
+        np.exp(-0.5 * ((hour_of_day - 20.0) / 3.5) ** 2),
+        np.exp(-0.5 * ((hour_of_day - 12.5) / 2.0) ** 2),
+    )
     diurnal = 0.25 + evening + 0.5 * lunch
     rate = diurnal * np.where(weekday >= 5, 1.15, 1.0)
     cum = np.r_[0.0, np.cumsum(rate)] / rate.sum()
@@ -312,16 +421,29 @@ def _outcomes(world: World, rng: np.random.Generator, rows: dict[str, np.ndarray
     quality, price_z = world.item_quality[item], world.item_price_z[item]
     sens = world.user_price_sens[user]
     examined = rng.random(len(item)) < rows["position"] ** -POSITION_DECAY
-    attract = (CLICK_BIAS + 0.6 * quality + 0.8 * (world.item_category[item] == world.user_favourite[user])
-               + 0.6 * (world.item_category[item] == rows["query_category"]) + np.take(SEGMENT_CLICK, seg)
-               + np.take(DEVICE_CLICK, device) - 0.3 * sens * price_z)
+    attract = (
+        CLICK_BIAS
+        + 0.6 * quality
+        + 0.8 * (world.item_category[item] == world.user_favourite[user])
+        + 0.6 * (world.item_category[item] == rows["query_category"])
+        + np.take(SEGMENT_CLICK, seg)
+        + np.take(DEVICE_CLICK, device)
+        - 0.3 * sens * price_z
+    )
     click = examined & (rng.random(len(item)) < _sigmoid(attract))
     cart_logit = CART_BIAS + 0.4 * quality + np.take(SEGMENT_CART, seg) - 0.5 * sens * price_z
     cart = click & (rng.random(len(item)) < _sigmoid(cart_logit))
-    buy_logit = (BUY_BIAS + np.take(SEGMENT_BUY, seg) + np.take(DEVICE_BUY, device)
-                 + 0.015 * (world.user_age[user] - 36) - 0.3 * sens * price_z)
+    buy_logit = (
+        BUY_BIAS
+        + np.take(SEGMENT_BUY, seg)
+        + np.take(DEVICE_BUY, device)
+        + 0.015 * (world.user_age[user] - 36)
+        - 0.3 * sens * price_z
+    )
     purchase = cart & (rng.random(len(item)) < _sigmoid(buy_logit))
-    rows.update(click=click.astype(np.int64), cart=cart.astype(np.int64), purchase=purchase.astype(np.int64))
+    rows.update(
+        click=click.astype(np.int64), cart=cart.astype(np.int64), purchase=purchase.astype(np.int64)
+    )
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -362,21 +484,47 @@ def _to_batch(world: World, rows: dict[str, np.ndarray]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(columns, schema=SCHEMA)
 
 
-SCHEMA = pa.schema([
-    ("timestamp", pa.int64()), ("session_id", pa.int64()), ("user_id", pa.string()),
-    ("user_segment", pa.string()), ("age", pa.int64()), ("gender", pa.string()), ("region", pa.string()),
-    ("device", pa.string()), ("query", pa.string()), ("category", pa.string()), ("item_id", pa.string()),
-    ("brand", pa.string()), ("price", pa.float64()), ("position", pa.int64()),
-    ("click", pa.int64()), ("cart", pa.int64()), ("purchase", pa.int64()),
-], metadata={"synthrec.source": "simulated e-commerce search log (not real data)"})
+SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.int64()),
+        ("session_id", pa.int64()),
+        ("user_id", pa.string()),
+        ("user_segment", pa.string()),
+        ("age", pa.int64()),
+        ("gender", pa.string()),
+        ("region", pa.string()),
+        ("device", pa.string()),
+        ("query", pa.string()),
+        ("category", pa.string()),
+        ("item_id", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("position", pa.int64()),
+        ("click", pa.int64()),
+        ("cart", pa.int64()),
+        ("purchase", pa.int64()),
+    ],
+    metadata={"synthrec.source": "simulated e-commerce search log (not real data)"},
+)
 
 ROLES = {
-    "timestamp": Role.DATETIME, "session_id": Role.CATEGORICAL, "user_id": Role.USER_ID,
-    "user_segment": Role.CATEGORICAL, "age": Role.NUMERIC, "gender": Role.CATEGORICAL,
-    "region": Role.CATEGORICAL, "device": Role.CATEGORICAL, "query": Role.CATEGORICAL,
-    "category": Role.CATEGORICAL, "item_id": Role.ITEM_ID, "brand": Role.CATEGORICAL,
-    "price": Role.NUMERIC, "position": Role.NUMERIC,
-    "click": Role.LABEL, "cart": Role.LABEL, "purchase": Role.LABEL,
+    "timestamp": Role.DATETIME,
+    "session_id": Role.CATEGORICAL,
+    "user_id": Role.USER_ID,
+    "user_segment": Role.CATEGORICAL,
+    "age": Role.NUMERIC,
+    "gender": Role.CATEGORICAL,
+    "region": Role.CATEGORICAL,
+    "device": Role.CATEGORICAL,
+    "query": Role.CATEGORICAL,
+    "category": Role.CATEGORICAL,
+    "item_id": Role.ITEM_ID,
+    "brand": Role.CATEGORICAL,
+    "price": Role.NUMERIC,
+    "position": Role.NUMERIC,
+    "click": Role.LABEL,
+    "cart": Role.LABEL,
+    "purchase": Role.LABEL,
 }
 
 
@@ -389,8 +537,9 @@ def simulated_schema() -> Schema:
 # ---------------------------------------------------------------------------- public entry points
 
 
-def simulate_batches(cfg: SimulateConfig, batch_rows: int | None = None,
-                     progress: Callable[..., None] | None = None) -> Iterator[pa.RecordBatch]:
+def simulate_batches(
+    cfg: SimulateConfig, batch_rows: int | None = None, progress: Callable[..., None] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Stream the log as record batches (one per block, or of `batch_rows` rows each).
 
     Memory stays bounded by a block; the rows are the same for any `batch_rows`.
@@ -422,8 +571,11 @@ def simulate(cfg: SimulateConfig) -> pa.Table:
     return pa.Table.from_batches(list(simulate_batches(cfg)), schema=SCHEMA)
 
 
-def run_simulate(cfg: SimulateConfig, storage: StorageConfig | None = None,
-                 progress: Callable[..., None] | None = None) -> st.Manifest:
+def run_simulate(
+    cfg: SimulateConfig,
+    storage: StorageConfig | None = None,
+    progress: Callable[..., None] | None = None,
+) -> st.Manifest:
     """Simulate `cfg.rows` rows and publish them atomically at `cfg.out` (local or s3://).
 
     Streams block by block (bounded memory); `progress(rows_done)` after each block. The
@@ -437,5 +589,10 @@ def run_simulate(cfg: SimulateConfig, storage: StorageConfig | None = None,
         "config": cfg.model_dump(mode="json"),
         "schema": simulated_schema().to_dict(),
     }
-    return st.write_dataset(simulate_batches(cfg, progress=progress), cfg.out, storage,
-                            rows_per_file=cfg.rows_per_file, metadata=metadata)
+    return st.write_dataset(
+        simulate_batches(cfg, progress=progress),
+        cfg.out,
+        storage,
+        rows_per_file=cfg.rows_per_file,
+        metadata=metadata,
+    )

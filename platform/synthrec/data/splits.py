@@ -31,7 +31,10 @@ def temporal_split(table: pa.Table, num_train: int) -> tuple[pa.Table, pa.Table]
 
 
 def leave_last_out(
-    table: pa.Table, user_col: str = "user_id", item_col: str = "item_id", time_col: str = "timestamp"
+    table: pa.Table,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """(train, valid, test): per user, the last interaction in time is test, the one before is
     valid, the rest train. A user with one interaction has only a test row; with two, no train."""
@@ -55,7 +58,9 @@ def _rank_from_last(table: pa.Table, user_col: str, item_col: str, time_col: str
         raise DataError("leave-last-out split: the table is empty (0 rows)")
     for name in (user_col, time_col):
         if table.column(name).null_count:
-            raise DataError(f"leave-last-out split: column '{name}' has {table.column(name).null_count} nulls")
+            raise DataError(
+                f"leave-last-out split: column '{name}' has {table.column(name).null_count} nulls"
+            )
     users = pc.dictionary_encode(table.column(user_col).combine_chunks()).indices.to_numpy()
     times = _as_numpy(table.column(time_col))
     n = table.num_rows
@@ -72,7 +77,13 @@ def _rank_from_last(table: pa.Table, user_col: str, item_col: str, time_col: str
 
 def _as_numpy(col: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
-        return col.to_numpy().view(np.int64) if pa.types.is_timestamp(col.type) else col.to_numpy().astype(np.int64)
+        return (
+            col.to_numpy().view(np.int64)
+            if pa.types.is_timestamp(col.type)
+            else col.to_numpy().astype(np.int64)
+        )
     if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise DataError(f"leave-last-out split: time column has type {col.type}; needs numbers or timestamps")
+        raise DataError(
+            f"leave-last-out split: time column has type {col.type}; needs numbers or timestamps"
+        )
     return col.to_numpy()

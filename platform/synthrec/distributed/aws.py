@@ -18,7 +18,9 @@ from synthrec.errors import ClusterError, ConfigError
 
 WORLD = ("0.0.0.0/0", "::/0")
 # Placeholder ranges (RFC 5737): a file that still has them is not configured yet.
-DOCUMENTATION_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+DOCUMENTATION_NETS = [
+    ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+]
 
 
 def load_cluster_config(path: str | Path) -> dict[str, Any]:
@@ -41,7 +43,10 @@ def declared_rules(cluster: dict[str, Any]) -> list[dict[str, Any]]:
 
 def ingress_rules(cluster: dict[str, Any], group_id: str) -> list[dict[str, Any]]:
     """What the group allows in: all traffic from members of the group, then the file's rules."""
-    within = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group_id, "Description": "within the Ray cluster"}]}
+    within = {
+        "IpProtocol": "-1",
+        "UserIdGroupPairs": [{"GroupId": group_id, "Description": "within the Ray cluster"}],
+    }
     return [within, *declared_rules(cluster)]
 
 
@@ -49,10 +54,14 @@ def world_open(rules: list[dict[str, Any]]) -> list[str]:
     """Rules that admit any address, as 'tcp 22-22 from 0.0.0.0/0'."""
     found = []
     for rule in rules:
-        sources = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])]
+        sources = [r.get("CidrIp") for r in rule.get("IpRanges", [])] + [
+            r.get("CidrIpv6") for r in rule.get("Ipv6Ranges", [])
+        ]
         for source in sources:
             if source in WORLD:
-                found.append(f"{rule.get('IpProtocol')} {rule.get('FromPort', 'all')}-{rule.get('ToPort', 'all')} from {source}")
+                found.append(
+                    f"{rule.get('IpProtocol')} {rule.get('FromPort', 'all')}-{rule.get('ToPort', 'all')} from {source}"
+                )
     return found
 
 
@@ -61,11 +70,15 @@ def check_configured(cluster: dict[str, Any]) -> tuple[str, str, str]:
     provider = cluster.get("provider", {})
     name = provider.get("security_group", {}).get("GroupName")
     if not name:
-        raise ConfigError("cluster.yaml: provider.security_group.GroupName is missing; name the group Ray should use")
+        raise ConfigError(
+            "cluster.yaml: provider.security_group.GroupName is missing; name the group Ray should use"
+        )
     head = cluster.get("available_node_types", {}).get(cluster.get("head_node_type"), {})
     subnets = head.get("node_config", {}).get("SubnetIds") or []
     if not subnets or "CHANGE-ME" in subnets[0]:
-        raise ConfigError("cluster.yaml: set the head node's SubnetIds to your subnet (it picks the VPC of the group)")
+        raise ConfigError(
+            "cluster.yaml: set the head node's SubnetIds to your subnet (it picks the VPC of the group)"
+        )
     for rule in declared_rules(cluster):
         for source in rule.get("IpRanges", []):
             net = ipaddress.ip_network(source["CidrIp"], strict=False)
@@ -100,11 +113,21 @@ def ensure_security_group(cluster: dict[str, Any], ec2=None) -> tuple[str, bool]
                 )
             return group["GroupId"], False
         group_id = ec2.create_security_group(
-            GroupName=name, VpcId=vpc, Description="synthrec Ray cluster (rules from cluster.yaml)",
-            TagSpecifications=[{"ResourceType": "security-group",
-                                "Tags": [{"Key": "ray-cluster-name", "Value": str(cluster.get("cluster_name"))}]}],
+            GroupName=name,
+            VpcId=vpc,
+            Description="synthrec Ray cluster (rules from cluster.yaml)",
+            TagSpecifications=[
+                {
+                    "ResourceType": "security-group",
+                    "Tags": [
+                        {"Key": "ray-cluster-name", "Value": str(cluster.get("cluster_name"))}
+                    ],
+                }
+            ],
         )["GroupId"]
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ingress_rules(cluster, group_id))
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id, IpPermissions=ingress_rules(cluster, group_id)
+        )
         return group_id, True
     except ClusterError:
         raise

@@ -12,7 +12,8 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from synthrec.config import ScalingSection, StorageConfig
 from synthrec.errors import ClusterError, ConfigError, SynthrecError
@@ -40,9 +41,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False
+            )
     except ConnectionError as err:
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {err}; is `ray start --head` running?") from None
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {err}; is `ray start --head` running?"
+        ) from None
     return ray
 
 
@@ -53,7 +58,9 @@ def build_scaling_config(scaling: ScalingSection):
     resources: dict[str, float] = {"CPU": scaling.cpus_per_worker}
     if scaling.use_gpu:
         resources["GPU"] = scaling.gpus_per_worker
-    return ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu, resources_per_worker=resources)
+    return ScalingConfig(
+        num_workers=scaling.num_workers, use_gpu=scaling.use_gpu, resources_per_worker=resources
+    )
 
 
 def run_storage(uri: str, storage: StorageConfig | None = None) -> tuple[str, Any]:
@@ -62,14 +69,21 @@ def run_storage(uri: str, storage: StorageConfig | None = None) -> tuple[str, An
     return (path, fs) if is_s3(uri) else (path, None)
 
 
-def build_run_config(name: str, storage_uri: str, storage: StorageConfig | None = None,
-                     num_to_keep: int = 2, max_failures: int = 0):
+def build_run_config(
+    name: str,
+    storage_uri: str,
+    storage: StorageConfig | None = None,
+    num_to_keep: int = 2,
+    max_failures: int = 0,
+):
     """RunConfig for a Train run. Reusing `name` with the same storage resumes that run."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     path, fs = run_storage(storage_uri, storage)
     return RunConfig(
-        name=name, storage_path=path, storage_filesystem=fs,
+        name=name,
+        storage_path=path,
+        storage_filesystem=fs,
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
         failure_config=FailureConfig(max_failures=max_failures),
     )
@@ -80,8 +94,13 @@ def new_run_name(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def resolve_run_name(prefix: str, run_name: str | None, resume: bool, runs_uri: str,
-                     storage: StorageConfig | None = None) -> str:
+def resolve_run_name(
+    prefix: str,
+    run_name: str | None,
+    resume: bool,
+    runs_uri: str,
+    storage: StorageConfig | None = None,
+) -> str:
     """The Train run name: fresh unless named. Ray resumes any run whose name it finds in the
     run storage, so a named run that exists needs `resume`, and `resume` needs one that exists."""
     from synthrec.storage import exists, join
@@ -91,11 +110,15 @@ def resolve_run_name(prefix: str, run_name: str | None, resume: bool, runs_uri: 
     name = validate_run_name(run_name)
     found = exists(join(runs_uri, name), storage)
     if found and not resume:
-        raise ConfigError(f"run {name} already exists under {runs_uri}; pass --resume to continue it "
-                          "or choose another --run-name")
+        raise ConfigError(
+            f"run {name} already exists under {runs_uri}; pass --resume to continue it "
+            "or choose another --run-name"
+        )
     if resume and not found:
-        raise ConfigError(f"cannot resume run {name}: nothing under {runs_uri}/{name}; check --run-name "
-                          "and --checkpoint-uri")
+        raise ConfigError(
+            f"cannot resume run {name}: nothing under {runs_uri}/{name}; check --run-name "
+            "and --checkpoint-uri"
+        )
     return name
 
 

@@ -13,8 +13,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +30,7 @@ PROXY_ROWS = 2_000
 
 # ------------------------------------------------------------------------------ driver side
 
+
 def prepare(cfg: TrainGanConfig):
     """Read and validate the data and destinations; fit the encoder. Fails before any worker."""
     from synthrec.data.eventlog import load_event_log
@@ -39,8 +41,10 @@ def prepare(cfg: TrainGanConfig):
     storage.check_writable(checkpoint_uri(cfg), cfg.storage)
     per_worker = cfg.gan.batch_size // cfg.scaling.num_workers
     if per_worker < cfg.gan.pac or per_worker % cfg.gan.pac:
-        raise ConfigError(f"gan.batch_size {cfg.gan.batch_size} split over {cfg.scaling.num_workers} workers "
-                          f"must give each a multiple of pac ({cfg.gan.pac})")
+        raise ConfigError(
+            f"gan.batch_size {cfg.gan.batch_size} split over {cfg.scaling.num_workers} workers "
+            f"must give each a multiple of pac ({cfg.gan.pac})"
+        )
     encoder = Encoder.fit(table, schema, cfg.gan)
     return table, schema, encoder
 
@@ -54,7 +58,9 @@ def shard_refs(matrix: np.ndarray, num_workers: int, seed: int) -> list:
     import ray
 
     order = np.random.default_rng(seed).permutation(len(matrix))
-    return [ray.put(np.ascontiguousarray(matrix[idx])) for idx in np.array_split(order, num_workers)]
+    return [
+        ray.put(np.ascontiguousarray(matrix[idx])) for idx in np.array_split(order, num_workers)
+    ]
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
@@ -64,14 +70,21 @@ def table_to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
+def run_train_gan(
+    cfg: TrainGanConfig, progress: Callable[[dict], None] | None = None
+) -> dict[str, Any]:
     """Train with Ray Train and publish the model at cfg.out; returns a summary."""
     import ray
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
-    from synthrec.distributed.common import (build_run_config, build_scaling_config, ensure_ray, fit_with_progress,
-                                             resolve_run_name)
+    from synthrec.distributed.common import (
+        build_run_config,
+        build_scaling_config,
+        ensure_ray,
+        fit_with_progress,
+        resolve_run_name,
+    )
 
     start = time.monotonic()
     name = resolve_run_name("gan", cfg.run_name, cfg.resume, checkpoint_uri(cfg), cfg.storage)
@@ -79,19 +92,34 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
     ensure_ray(cfg.ray_address)
     meta, arrays = encoder.state()
     matrix = encoder.transform(table, seed=cfg.gan.seed)
-    proxy = table.take(np.random.default_rng(cfg.gan.seed).choice(table.num_rows, min(PROXY_ROWS, table.num_rows), replace=False))
+    proxy = table.take(
+        np.random.default_rng(cfg.gan.seed).choice(
+            table.num_rows, min(PROXY_ROWS, table.num_rows), replace=False
+        )
+    )
     events = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
     loop_cfg = {
-        "gan": cfg.gan.model_dump_json(), "encoder_meta": json.dumps(meta), "encoder_arrays": ray.put(arrays),
-        "shards": shard_refs(matrix, cfg.scaling.num_workers, cfg.gan.seed), "proxy": table_to_ipc(proxy),
-        "epochs": cfg.epochs, "deadline": time.time() + cfg.time_budget_min * 60 if cfg.time_budget_min else None,
-        "checkpoint_every": cfg.checkpoint_every, "bf16": cfg.bf16, "patience": cfg.early_stop_patience,
-        "events": events, "fault": os.environ.get(FAULT_ENV),
+        "gan": cfg.gan.model_dump_json(),
+        "encoder_meta": json.dumps(meta),
+        "encoder_arrays": ray.put(arrays),
+        "shards": shard_refs(matrix, cfg.scaling.num_workers, cfg.gan.seed),
+        "proxy": table_to_ipc(proxy),
+        "epochs": cfg.epochs,
+        "deadline": time.time() + cfg.time_budget_min * 60 if cfg.time_budget_min else None,
+        "checkpoint_every": cfg.checkpoint_every,
+        "bf16": cfg.bf16,
+        "patience": cfg.early_stop_patience,
+        "events": events,
+        "fault": os.environ.get(FAULT_ENV),
     }
     del matrix
     trainer = TorchTrainer(
-        train_loop, train_loop_config=loop_cfg, scaling_config=build_scaling_config(cfg.scaling),
-        run_config=build_run_config(name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures),
+        train_loop,
+        train_loop_config=loop_cfg,
+        scaling_config=build_scaling_config(cfg.scaling),
+        run_config=build_run_config(
+            name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures
+        ),
     )
     starts: list[dict] = []  # one per worker start: rank, node, epoch it resumed from
 
@@ -106,15 +134,28 @@ def run_train_gan(cfg: TrainGanConfig, progress: Callable[[dict], None] | None =
     from synthrec.gan.synthesizer import table_fingerprint
 
     history = _load_history(result.checkpoint)
-    metadata = {"run_name": name, "num_workers": cfg.scaling.num_workers, "history": history,
-                "train_seconds": round(time.monotonic() - start, 2), "data_uri": cfg.data,
-                "fingerprint": table_fingerprint(table), "metrics": history[-1] if history else {}}
+    metadata = {
+        "run_name": name,
+        "num_workers": cfg.scaling.num_workers,
+        "history": history,
+        "train_seconds": round(time.monotonic() - start, 2),
+        "data_uri": cfg.data,
+        "fingerprint": table_fingerprint(table),
+        "metrics": history[-1] if history else {},
+    }
     synth = _synthesizer_from_checkpoint(result.checkpoint, encoder, cfg.gan, metadata)
     synth.calibrate_ids()
     save_synthesizer(synth, cfg.out, cfg.storage)
-    return {"model_uri": cfg.out, "run_name": name, "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
-            "epochs": len(history), "last": history[-1] if history else {}, "seconds": time.monotonic() - start,
-            "worker_starts": starts, "history": history}
+    return {
+        "model_uri": cfg.out,
+        "run_name": name,
+        "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
+        "epochs": len(history),
+        "last": history[-1] if history else {},
+        "seconds": time.monotonic() - start,
+        "worker_starts": starts,
+        "history": history,
+    }
 
 
 def _load_history(checkpoint) -> list[dict]:
@@ -134,6 +175,7 @@ def _synthesizer_from_checkpoint(checkpoint, encoder, gan_cfg: GanConfig, metada
 
 # ------------------------------------------------------------------------------ worker side
 
+
 def train_loop(config: dict[str, Any]) -> None:
     """Per-worker loop (Ray Train). Weights start from gan.seed on every rank; noise from seed + rank."""
     import ray
@@ -149,13 +191,21 @@ def train_loop(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     gan_cfg = GanConfig.model_validate_json(config["gan"])
     device = ray.train.torch.get_device()
-    encoder = Encoder.from_state(json.loads(config["encoder_meta"]), ray.get(config["encoder_arrays"]))
+    encoder = Encoder.from_state(
+        json.loads(config["encoder_meta"]), ray.get(config["encoder_arrays"])
+    )
     shard = torch.from_numpy(ray.get(config["shards"][rank])).to(device)
     state = build_gan(encoder, gan_cfg, device, rank=rank)
     sampler = build_sampler(state, encoder, shard)
     _restore(state)
     resumed_from = state.epoch
-    config["events"].put({"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": resumed_from})
+    config["events"].put(
+        {
+            "rank": rank,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "start_epoch": resumed_from,
+        }
+    )
     generator, critic = state.generator, state.critic
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -166,8 +216,16 @@ def train_loop(config: dict[str, Any]) -> None:
     stale = 0
     while config["epochs"] is None or state.epoch < config["epochs"]:
         _maybe_fail(config.get("fault"), state.epoch, rank, world)
-        metrics = train_epoch(state, shard, sampler, gan_cfg.batch_size // world, generator=generator,
-                              critic=critic, seed=gan_cfg.seed + rank, autocast_dtype=autocast)
+        metrics = train_epoch(
+            state,
+            shard,
+            sampler,
+            gan_cfg.batch_size // world,
+            generator=generator,
+            critic=critic,
+            seed=gan_cfg.seed + rank,
+            autocast_dtype=autocast,
+        )
         metrics.update(rows_per_s=metrics["rows_per_s"] * world, resumed_from=resumed_from)
         if rank == 0:
             metrics["fidelity"] = _fidelity_proxy(state, encoder, proxy, gan_cfg.seed + state.epoch)
@@ -191,7 +249,9 @@ def _restore(state) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
-            state.load_state_dict(torch.load(Path(path, "state.pt"), map_location=state.device, weights_only=True))
+            state.load_state_dict(
+                torch.load(Path(path, "state.pt"), map_location=state.device, weights_only=True)
+            )
 
 
 def _report_with_checkpoint(metrics, state, rank) -> None:
@@ -204,8 +264,14 @@ def _report_with_checkpoint(metrics, state, rank) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(state.state_dict(), Path(tmp, "state.pt"))
-        Path(tmp, "progress.json").write_text(json.dumps({"epoch": state.epoch, "history": state.history}))
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp), checkpoint_dir_name=f"epoch-{state.epoch:06d}")
+        Path(tmp, "progress.json").write_text(
+            json.dumps({"epoch": state.epoch, "history": state.history})
+        )
+        ray.train.report(
+            metrics,
+            checkpoint=Checkpoint.from_directory(tmp),
+            checkpoint_dir_name=f"epoch-{state.epoch:06d}",
+        )
 
 
 def _fidelity_proxy(state, encoder, proxy: pa.Table, seed: int) -> float:
@@ -213,7 +279,9 @@ def _fidelity_proxy(state, encoder, proxy: pa.Table, seed: int) -> float:
     from synthrec.evaluate import fidelity_score
     from synthrec.gan.synthesizer import Synthesizer
 
-    synth = Synthesizer.from_parts(encoder, state.cfg, state.generator.state_dict(), device=state.device)
+    synth = Synthesizer.from_parts(
+        encoder, state.cfg, state.generator.state_dict(), device=state.device
+    )
     return float(fidelity_score(proxy, synth.sample(proxy.num_rows, seed=seed), encoder.schema))
 
 

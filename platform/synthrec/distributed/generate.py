@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -49,8 +49,14 @@ def block_sizes(num_rows: int, rows_per_block: int) -> np.ndarray:
 
 def content_key(cfg: GenerateConfig, model_version: str) -> str:
     """Run-folder name: equal for runs that must produce identical bytes."""
-    spec = {"model": model_version, "rows": cfg.rows, "seed": cfg.seed, "block": cfg.rows_per_file,
-            "conditions": cfg.conditions, "rebalance": cfg.rebalance}
+    spec = {
+        "model": model_version,
+        "rows": cfg.rows,
+        "seed": cfg.seed,
+        "block": cfg.rows_per_file,
+        "conditions": cfg.conditions,
+        "rebalance": cfg.rebalance,
+    }
     return "run-gen-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -75,13 +81,23 @@ class BlockWriter:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {"block": [], "path": [], "rows": [], "bytes": [], "sha256": []}
         for block, rows in zip(batch["block"].tolist(), batch["rows"].tolist()):
-            table = self.synth.sample_block(block, rows, seed=self.cfg.seed, conditions=self.cfg.conditions or None,
-                                            rebalance=self.cfg.rebalance or None)
+            table = self.synth.sample_block(
+                block,
+                rows,
+                seed=self.cfg.seed,
+                conditions=self.cfg.conditions or None,
+                rebalance=self.cfg.rebalance or None,
+            )
             body = storage.parquet_bytes(table)
             rel = part_name(self.run_id, block)
             storage.write_bytes(storage.join(self.cfg.out, rel), body, self.cfg.storage)
-            for key, value in (("block", block), ("path", rel), ("rows", table.num_rows), ("bytes", len(body)),
-                               ("sha256", hashlib.sha256(body).hexdigest())):
+            for key, value in (
+                ("block", block),
+                ("path", rel),
+                ("rows", table.num_rows),
+                ("bytes", len(body)),
+                ("sha256", hashlib.sha256(body).hexdigest()),
+            ):
                 out[key].append(value)
         return {k: np.asarray(v) for k, v in out.items()}
 
@@ -91,10 +107,14 @@ def preflight(cfg: GenerateConfig):
     from synthrec.artifacts import load_synthesizer
 
     if storage.read_manifest(cfg.model, cfg.storage) is None:
-        raise ModelError(f"no published model at {cfg.model}; train one with `synthrec train-gan` first")
+        raise ModelError(
+            f"no published model at {cfg.model}; train one with `synthrec train-gan` first"
+        )
     synth = load_synthesizer(cfg.model, cfg.storage, device="cpu")
     # Raises ConditionError for an unknown column or value (a 1-row probe is cheap).
-    synth.sample_block(0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None)
+    synth.sample_block(
+        0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
+    )
     storage.check_writable(cfg.out, cfg.storage)
     return synth
 
@@ -116,7 +136,9 @@ def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dic
     return found
 
 
-def run_generate(cfg: GenerateConfig, progress: Callable[..., None] | None = None) -> GenerateSummary:
+def run_generate(
+    cfg: GenerateConfig, progress: Callable[..., None] | None = None
+) -> GenerateSummary:
     """Generate exactly cfg.rows rows to cfg.out with Ray Data and publish them atomically."""
     import ray
     from ray.data import ActorPoolStrategy
@@ -137,15 +159,21 @@ def run_generate(cfg: GenerateConfig, progress: Callable[..., None] | None = Non
     if len(todo):
         ensure_ray(cfg.ray_address)
         workers = min(cfg.concurrency, len(todo))
-        ds = ray.data.from_items([{"block": int(b), "rows": int(sizes[b])} for b in todo],
-                                 override_num_blocks=len(todo))
+        ds = ray.data.from_items(
+            [{"block": int(b), "rows": int(sizes[b])} for b in todo], override_num_blocks=len(todo)
+        )
         actor_args = dict(num_gpus=1 if cfg.gpu else 0, num_cpus=cfg.cpus_per_actor)
         ds = ds.map_batches(
-            BlockWriter, fn_constructor_args=(cfg.model_dump_json(), run_id, max(1, int(cfg.cpus_per_actor))),
-            batch_size=1, compute=ActorPoolStrategy(size=workers), **actor_args,
+            BlockWriter,
+            fn_constructor_args=(cfg.model_dump_json(), run_id, max(1, int(cfg.cpus_per_actor))),
+            batch_size=1,
+            compute=ActorPoolStrategy(size=workers),
+            **actor_args,
         )
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
-            for block, path, rows, nbytes, sha in zip(batch["block"], batch["path"], batch["rows"], batch["bytes"], batch["sha256"]):
+            for block, path, rows, nbytes, sha in zip(
+                batch["block"], batch["path"], batch["rows"], batch["bytes"], batch["sha256"]
+            ):
                 done[int(block)] = FileEntry(str(path), int(nbytes), str(sha), int(rows))
                 rows_done += int(rows)
             if progress:
@@ -153,8 +181,25 @@ def run_generate(cfg: GenerateConfig, progress: Callable[..., None] | None = Non
 
     entries = [done[b] for b in range(len(sizes))]
     assert sum(e.rows for e in entries) == cfg.rows, "every block must be accounted for"
-    metadata = {"model_uri": cfg.model, "model_version": version, "seed": cfg.seed, "rows_per_file": cfg.rows_per_file,
-                "conditions": cfg.conditions, "rebalance": cfg.rebalance, "generator": "synthrec"}
-    storage.commit(cfg.out, Manifest("dataset", run_id, entries, num_rows=cfg.rows, metadata=metadata), cfg.storage)
-    return GenerateSummary(cfg.out, cfg.rows, len(entries), sum(e.bytes for e in entries),
-                           time.monotonic() - start, len(sizes) - len(todo))
+    metadata = {
+        "model_uri": cfg.model,
+        "model_version": version,
+        "seed": cfg.seed,
+        "rows_per_file": cfg.rows_per_file,
+        "conditions": cfg.conditions,
+        "rebalance": cfg.rebalance,
+        "generator": "synthrec",
+    }
+    storage.commit(
+        cfg.out,
+        Manifest("dataset", run_id, entries, num_rows=cfg.rows, metadata=metadata),
+        cfg.storage,
+    )
+    return GenerateSummary(
+        cfg.out,
+        cfg.rows,
+        len(entries),
+        sum(e.bytes for e in entries),
+        time.monotonic() - start,
+        len(sizes) - len(todo),
+    )

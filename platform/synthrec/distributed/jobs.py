@@ -24,9 +24,10 @@ import secrets
 import shlex
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import synthrec.config as config_module
@@ -37,19 +38,35 @@ JOBS_DIR = "jobs"
 # gitwildmatch patterns relative to the project root (Ray's `excludes`). No trailing slashes:
 # Ray tests a folder's own path without one, and a match there skips the whole folder.
 WORKING_DIR_EXCLUDES = [
-    ".git", ".venv", "venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ray",
-    "/out", "/demo-output", "/bench/results", "/build", "/dist",
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".ray",
+    "/out",
+    "/demo-output",
+    "/bench/results",
+    "/build",
+    "/dist",
 ]
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 # Jobs whose config class is known are validated before submission (fails in seconds, not on
 # the cluster). Names, not classes: a class that does not exist yet just skips the check.
 JOB_CONFIGS = {
-    "simulate": "SimulateConfig", "train_gan": "TrainGanConfig", "generate": "GenerateConfig",
-    "train_recommender": "TrainRecommenderConfig", "evaluate": "EvaluateConfig", "pipeline": "PipelineConfig",
+    "simulate": "SimulateConfig",
+    "train_gan": "TrainGanConfig",
+    "generate": "GenerateConfig",
+    "train_recommender": "TrainRecommenderConfig",
+    "evaluate": "EvaluateConfig",
+    "pipeline": "PipelineConfig",
 }
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 # Whole name parts, so `secret_access_key`, `AWS_SESSION_TOKEN` match and `max_tokens` does not.
-SECRET_NAME = re.compile(r"(^|_)(secret|token|password|passwd|credentials?)(_|$)|(access|private|api)_?key", re.I)
+SECRET_NAME = re.compile(
+    r"(^|_)(secret|token|password|passwd|credentials?)(_|$)|(access|private|api)_?key", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,7 @@ def secret_keys(values: Any, prefix: str = "") -> list[str]:
 
 # ---------------------------------------------------------------- what gets submitted
 
+
 def find_project_dir(start: Path | None = None) -> Path:
     """The synthrec checkout: the first folder at or above `start` (default: cwd) with jobs/ and
     pyproject.toml, else the checkout the imported package lives in."""
@@ -123,7 +141,9 @@ def find_project_dir(start: Path | None = None) -> Path:
 
 def available_jobs(project_dir: Path) -> list[str]:
     """Names of the entrypoints in `project_dir/jobs/` (file stems, private `_*.py` left out)."""
-    return sorted(p.stem for p in (project_dir / JOBS_DIR).glob("*.py") if not p.name.startswith("_"))
+    return sorted(
+        p.stem for p in (project_dir / JOBS_DIR).glob("*.py") if not p.name.startswith("_")
+    )
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -132,15 +152,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def build_job_spec(
-    job: str, project_dir: Path, config: dict[str, Any] | None = None,
-    env_names: Sequence[str] = (), config_source: str = "config",
+    job: str,
+    project_dir: Path,
+    config: dict[str, Any] | None = None,
+    env_names: Sequence[str] = (),
+    config_source: str = "config",
 ) -> JobSpec:
     """Check the job name, the config (where its class is known) and the env names; build the submission."""
     name = job.removesuffix(".py").removeprefix(f"{JOBS_DIR}/")
     jobs = available_jobs(project_dir)
     if name not in jobs:
         listed = ", ".join(jobs) or f"none: {project_dir / JOBS_DIR} has no .py files"
-        raise ConfigError(f"unknown job '{job}': available jobs in {project_dir / JOBS_DIR}: {listed}")
+        raise ConfigError(
+            f"unknown job '{job}': available jobs in {project_dir / JOBS_DIR}: {listed}"
+        )
     data = dict(config or {})
     if secrets_in := secret_keys(data):
         raise ConfigError(
@@ -159,18 +184,24 @@ def build_job_spec(
     package_dir = project_dir / "platform" / "synthrec"
     if package_dir.is_dir():
         runtime_env["py_modules"] = [str(package_dir)]
-    entrypoint = shlex.join(["python", f"{JOBS_DIR}/{name}.py", "--config", json.dumps(data, separators=(",", ":"))])
+    entrypoint = shlex.join(
+        ["python", f"{JOBS_DIR}/{name}.py", "--config", json.dumps(data, separators=(",", ":"))]
+    )
     submission_id = f"synthrec-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return JobSpec(name, project_dir, entrypoint, runtime_env, submission_id)
 
 
-def forwarded_env(extra_names: Sequence[str] = (), environ: dict[str, str] | None = None) -> dict[str, str]:
+def forwarded_env(
+    extra_names: Sequence[str] = (), environ: dict[str, str] | None = None
+) -> dict[str, str]:
     """Environment variables the job gets from this machine: S3 endpoint/region, plus `extra_names`."""
     env = os.environ if environ is None else environ
     names = [n for n in FORWARDED_ENV if env.get(n)]
     for name in extra_names:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ConfigError(f"--env {name!r}: give a variable name such as MY_VAR (its value is read from your environment)")
+            raise ConfigError(
+                f"--env {name!r}: give a variable name such as MY_VAR (its value is read from your environment)"
+            )
         if SECRET_NAME.search(name):
             raise ConfigError(
                 f"--env {name}: looks like a secret, and Ray logs a job's environment on every node "
@@ -184,6 +215,7 @@ def forwarded_env(extra_names: Sequence[str] = (), environ: dict[str, str] | Non
 
 
 # ---------------------------------------------------------------- talking to the cluster
+
 
 def normalize_address(address: str) -> str:
     """`HOST:PORT` or `http(s)://HOST:PORT` -> `http(s)://HOST:PORT` (no trailing slash)."""
@@ -224,40 +256,56 @@ def connect(address: str, timeout_s: float = 5.0):
             "(on the head: `ray get-auth-token`) in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
         ) from None
     except (ConnectionError, RuntimeError, requests.exceptions.RequestException) as err:
-        raise ClusterError(f"the Ray job API at {url} failed its version check: {_first_line(err)}") from None
+        raise ClusterError(
+            f"the Ray job API at {url} failed its version check: {_first_line(err)}"
+        ) from None
 
 
 def _server_auth_mode(requests, url: str, timeout_s: float) -> str:
     """The cluster's auth mode from a public endpoint; raises ClusterError if it cannot be reached."""
-    hint = ("is the head node running, and is this its dashboard port (8265 by default)? "
-            "A private cluster is reached through `ray dashboard cluster.yaml` at http://127.0.0.1:8265")
+    hint = (
+        "is the head node running, and is this its dashboard port (8265 by default)? "
+        "A private cluster is reached through `ray dashboard cluster.yaml` at http://127.0.0.1:8265"
+    )
     try:
         r = requests.get(f"{url}/api/authentication_mode", timeout=timeout_s)
     except requests.exceptions.ConnectTimeout:
         raise ClusterError(f"no answer from {url} within {timeout_s:.0f} s: {hint}") from None
     except requests.exceptions.RequestException as err:
-        raise ClusterError(f"cannot reach the Ray job API at {url} ({_reason(err)}): {hint}") from None
+        raise ClusterError(
+            f"cannot reach the Ray job API at {url} ({_reason(err)}): {hint}"
+        ) from None
     try:
         r.raise_for_status()
         return str(r.json()["authentication_mode"])
     except (requests.exceptions.HTTPError, ValueError, KeyError, TypeError):
-        raise ClusterError(f"{url} answered (HTTP {r.status_code}) but not as the job API of a Ray head: {hint}") from None
+        raise ClusterError(
+            f"{url} answered (HTTP {r.status_code}) but not as the job API of a Ray head: {hint}"
+        ) from None
 
 
 def submit_job(client, spec: JobSpec) -> str:
     """Upload the working dir and start the job; returns its submission id."""
     try:
         return client.submit_job(
-            entrypoint=spec.entrypoint, runtime_env=spec.runtime_env, submission_id=spec.submission_id,
+            entrypoint=spec.entrypoint,
+            runtime_env=spec.runtime_env,
+            submission_id=spec.submission_id,
             metadata={"synthrec_job": spec.job},
         )
     except Exception as err:  # Ray raises RuntimeError/ValueError/RuntimeEnvSetupError here
-        raise ClusterError(f"submitting job '{spec.job}' to {client.get_address()} failed: {_first_line(err)}") from None
+        raise ClusterError(
+            f"submitting job '{spec.job}' to {client.get_address()} failed: {_first_line(err)}"
+        ) from None
 
 
 def follow_job(
-    client, job_id: str, on_log: Callable[[str], None], *,
-    liveness_every_s: float = 10.0, tail_lines: int = 20,
+    client,
+    job_id: str,
+    on_log: Callable[[str], None],
+    *,
+    liveness_every_s: float = 10.0,
+    tail_lines: int = 20,
 ) -> JobOutcome:
     """Stream the job's logs to `on_log` until it ends; return its final status and last log lines.
 
@@ -285,7 +333,9 @@ def follow_job(
     return JobOutcome(job_id, status, info.message or "", tuple(tail), info.driver_exit_code)
 
 
-async def _stream_logs(client, job_id: str, emit: Callable[[str], None], liveness_every_s: float) -> None:
+async def _stream_logs(
+    client, job_id: str, emit: Callable[[str], None], liveness_every_s: float
+) -> None:
     async def consume() -> None:
         async for chunk in client.tail_job_logs(job_id):
             emit(chunk)
@@ -296,7 +346,9 @@ async def _stream_logs(client, job_id: str, emit: Callable[[str], None], livenes
         done, _ = await asyncio.wait({task}, timeout=liveness_every_s)
         if done:
             return task.result()
-        failures = 0 if await asyncio.to_thread(_head_answers, client.get_address()) else failures + 1
+        failures = (
+            0 if await asyncio.to_thread(_head_answers, client.get_address()) else failures + 1
+        )
         if failures >= 3:
             task.cancel()
             raise ClusterError(

@@ -1,9 +1,9 @@
 """Fidelity, utility and privacy of synthetic tables, and a self-contained HTML report.
 
-    metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments)
-    write_report(metrics, real, synthetic, holdout, "out/eval")   # report.html + metrics.json
-    run_evaluate(cfg)                                              # the same from URIs
-    fidelity_score(real, synthetic, schema)                        # cheap per-epoch proxy
+metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments)
+write_report(metrics, real, synthetic, holdout, "out/eval")   # report.html + metrics.json
+run_evaluate(cfg)                                              # the same from URIs
+fidelity_score(real, synthetic, schema)                        # cheap per-epoch proxy
 """
 
 from synthrec.evaluate.fidelity import fidelity_score

@@ -68,8 +68,9 @@ class Column:
         return self.null_code + 1
 
 
-def check_inputs(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None,
-                 schema: Schema | None) -> Schema:
+def check_inputs(
+    real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None, schema: Schema | None
+) -> Schema:
     """Validate the tables against one schema (inferred from `real` when not given).
 
     Raises SchemaError naming the table and the columns when a table is empty, lacks or adds
@@ -80,7 +81,9 @@ def check_inputs(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None,
         raise SchemaError("real table is empty (0 rows); evaluate needs real rows to compare with")
     for where, table in tables.items():
         if table is not None and table.num_rows == 0:
-            raise SchemaError(f"{where} table is empty (0 rows); generate or pass a table with rows")
+            raise SchemaError(
+                f"{where} table is empty (0 rows); generate or pass a table with rows"
+            )
     if schema is None:
         schema = infer_schema(real)
     for where, table in {"real": real, **tables}.items():
@@ -97,7 +100,9 @@ def _check_same_columns(table: pa.Table, schema: Schema, where: str) -> None:
     missing = [n for n in schema.names if n not in table.column_names]
     extra = [n for n in table.column_names if n not in schema.names]
     if missing or extra:
-        parts = ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"adds {', '.join(extra)}"] if extra else [])
+        parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+            [f"adds {', '.join(extra)}"] if extra else []
+        )
         raise SchemaError(
             f"{where} table's columns differ from the schema (the real table's columns unless one is given): "
             f"{'; '.join(parts)}; expected: {', '.join(schema.names)}"
@@ -108,8 +113,11 @@ def _check_same_kinds(real: pa.Table, table: pa.Table, schema: Schema, where: st
     numeric = {Kind.INT, Kind.FLOAT}
     for spec in schema.columns:
         want, got = kind_of(real.column(spec.name).type), kind_of(table.column(spec.name).type)
-        same = want == got or (SHAPE_OF_ROLE[spec.role] == Shape.CONTINUOUS and {want, got} <= numeric) \
+        same = (
+            want == got
+            or (SHAPE_OF_ROLE[spec.role] == Shape.CONTINUOUS and {want, got} <= numeric)
             or (spec.role == Role.LABEL and {want, got} <= {Kind.INT, Kind.BOOL})
+        )
         if not same:
             raise SchemaError(
                 f"{where} column '{spec.name}' is {table.column(spec.name).type} but the real column is "
@@ -150,10 +158,16 @@ def _to_codes(cols: list[pa.ChunkedArray]) -> tuple[list[np.ndarray], list]:
     """Integer codes with one dictionary over all tables; nulls get code len(categories)."""
     target = _common_type([c.type for c in cols])
     parts = [c.cast(target) if c.type != target else c for c in cols]
-    combined = pa.chunked_array([chunk for c in parts for chunk in c.chunks], type=target).combine_chunks()
+    combined = pa.chunked_array(
+        [chunk for c in parts for chunk in c.chunks], type=target
+    ).combine_chunks()
     encoded = pc.dictionary_encode(combined)
     categories = encoded.dictionary.to_pylist()
-    codes = pc.fill_null(encoded.indices, len(categories)).to_numpy(zero_copy_only=False).astype(np.int32)
+    codes = (
+        pc.fill_null(encoded.indices, len(categories))
+        .to_numpy(zero_copy_only=False)
+        .astype(np.int32)
+    )
     bounds = np.cumsum([0] + [len(c) for c in cols])
     return [codes[a:b] for a, b in zip(bounds[:-1], bounds[1:])], categories
 

@@ -40,6 +40,7 @@ CONTINGENCY = "ContingencySimilarity"
 
 # ---------------------------------------------------------------------------- column shapes
 
+
 def ks_complement(real: np.ndarray, synthetic: np.ndarray) -> float:
     """1 - two-sample Kolmogorov-Smirnov D over non-null values; NaN if a side is empty."""
     a, b = real[~np.isnan(real)], synthetic[~np.isnan(synthetic)]
@@ -84,11 +85,15 @@ def column_shapes(columns: dict[str, Column]) -> dict[str, dict]:
         if col.shape == Shape.CONTINUOUS:
             out[col.name] = {"metric": "KSComplement", "score": ks_complement(real, syn)}
         elif col.shape == Shape.DISCRETE:
-            out[col.name] = {"metric": "TVComplement", "score": tv_complement(real, syn, col.num_codes)}
+            out[col.name] = {
+                "metric": "TVComplement",
+                "score": tv_complement(real, syn, col.num_codes),
+            }
     return out
 
 
 # ---------------------------------------------------------------------------- coverage
+
 
 def coverage(columns: dict[str, Column]) -> dict[str, dict]:
     """sdmetrics' CategoryCoverage (share of real categories the synthetic data has) and
@@ -119,6 +124,7 @@ def _range_coverage(real: np.ndarray, syn: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- pair trends
 
+
 def column_pairs(columns: dict[str, Column], num_bins: int = NUM_BINS) -> list[dict]:
     """Every pair of compared columns, in schema order, with its similarity score and the
     real and synthetic association (Pearson r for two continuous columns, else Cramér's V)."""
@@ -139,13 +145,20 @@ def column_pairs(columns: dict[str, Column], num_bins: int = NUM_BINS) -> list[d
             t_real = _joint_counts(a_real, b_real, ka, kb)
             t_syn = _joint_counts(a_syn, b_syn, ka, kb)
             score = 1.0 - 0.5 * np.abs(t_real / t_real.sum() - t_syn / t_syn.sum()).sum()
-            pairs.append(_pair(c1.name, c2.name, CONTINGENCY, score, cramers_v(t_real), cramers_v(t_syn)))
+            pairs.append(
+                _pair(c1.name, c2.name, CONTINGENCY, score, cramers_v(t_real), cramers_v(t_syn))
+            )
     return pairs
 
 
 def _pair(a: str, b: str, metric: str, score: float, real: float, synthetic: float) -> dict:
-    return {"columns": [a, b], "metric": metric, "score": float(score), "real": float(real),
-            "synthetic": float(synthetic)}
+    return {
+        "columns": [a, b],
+        "metric": metric,
+        "score": float(score),
+        "real": float(real),
+        "synthetic": float(synthetic),
+    }
 
 
 def _codes(col: Column, num_bins: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -203,14 +216,16 @@ def _pearson_matrix(cols: list[np.ndarray]) -> np.ndarray:
             cov = xc.T @ xc - s * s.T / n
             var = sxx - s * s / n
             corr = cov / np.sqrt(var * var.T)
-    constant = np.array([np.nanmin(c) == np.nanmax(c) if present[:, i].any() else True
-                         for i, c in enumerate(cols)])
+    constant = np.array(
+        [np.nanmin(c) == np.nanmax(c) if present[:, i].any() else True for i, c in enumerate(cols)]
+    )
     corr[constant, :] = np.nan
     corr[:, constant] = np.nan
     return corr
 
 
 # ---------------------------------------------------------------------------- properties
+
 
 def counted_score(pair: dict, correlation_threshold: float, association_threshold: float) -> float:
     """The pair's score where sdmetrics counts it under these thresholds, else NaN."""
@@ -222,9 +237,13 @@ def counted_score(pair: dict, correlation_threshold: float, association_threshol
     return pair["score"]
 
 
-def fidelity(columns: dict[str, Column], num_bins: int = NUM_BINS,
-             correlation_threshold: float = CORRELATION_THRESHOLD,
-             association_threshold: float = ASSOCIATION_THRESHOLD, details: bool = True) -> dict:
+def fidelity(
+    columns: dict[str, Column],
+    num_bins: int = NUM_BINS,
+    correlation_threshold: float = CORRELATION_THRESHOLD,
+    association_threshold: float = ASSOCIATION_THRESHOLD,
+    details: bool = True,
+) -> dict:
     """Column shapes, pair trends (sdmetrics thresholds and all pairs) and overall scores.
 
     `columns` holds real values at index 0 and synthetic at index 1.
@@ -239,8 +258,11 @@ def fidelity(columns: dict[str, Column], num_bins: int = NUM_BINS,
         "overall": _nanmean([shape_score, trends]),
         "column_shapes": shape_score,
         "column_pair_trends": trends,
-        "all_pairs": {"overall": _nanmean([shape_score, all_trends]), "column_pair_trends": all_trends,
-                      "num_pairs": len(pairs)},
+        "all_pairs": {
+            "overall": _nanmean([shape_score, all_trends]),
+            "column_pair_trends": all_trends,
+            "num_pairs": len(pairs),
+        },
         "thresholds": {"correlation": correlation_threshold, "association": association_threshold},
         "num_pairs_counted": int(np.sum(~np.isnan(counted))),
     }
@@ -248,8 +270,11 @@ def fidelity(columns: dict[str, Column], num_bins: int = NUM_BINS,
         cover = coverage(columns)
         for pair, score in zip(pairs, counted):
             pair["counted"] = bool(not np.isnan(score))
-        out.update(columns=shapes, pairs=pairs,
-                   coverage={"overall": _nanmean([c["score"] for c in cover.values()]), "columns": cover})
+        out.update(
+            columns=shapes,
+            pairs=pairs,
+            coverage={"overall": _nanmean([c["score"] for c in cover.values()]), "columns": cover},
+        )
     return out
 
 
@@ -258,7 +283,9 @@ def _nanmean(values: list[float]) -> float:
     return float(arr[~np.isnan(arr)].mean()) if (~np.isnan(arr)).any() else float("nan")
 
 
-def pick(columns: dict[str, Column], real: int, synthetic: int, masks: tuple | None = None) -> dict[str, Column]:
+def pick(
+    columns: dict[str, Column], real: int, synthetic: int, masks: tuple | None = None
+) -> dict[str, Column]:
     """A two-table view (real at 0, synthetic at 1) of columns encoded over more tables,
     optionally restricted to rows where `masks` (real mask, synthetic mask) are true."""
     out = {}
@@ -270,8 +297,14 @@ def pick(columns: dict[str, Column], real: int, synthetic: int, masks: tuple | N
     return out
 
 
-def fidelity_score(real: pa.Table, synthetic: pa.Table, schema: Schema, sample_rows: int = 5_000,
-                   seed: int = 0, pairs: Literal["sdmetrics", "all"] = "sdmetrics") -> float:
+def fidelity_score(
+    real: pa.Table,
+    synthetic: pa.Table,
+    schema: Schema,
+    sample_rows: int = 5_000,
+    seed: int = 0,
+    pairs: Literal["sdmetrics", "all"] = "sdmetrics",
+) -> float:
     """Cheap fidelity proxy (e.g. per training epoch): the overall score on at most
     `sample_rows` seeded random rows of each table. Deterministic for a given seed."""
     rng = np.random.default_rng(seed)

@@ -33,6 +33,7 @@ REAL, SYNTHETIC, HOLDOUT = 0, 1, 2  # table positions in the encoded columns
 
 # ---------------------------------------------------------------------------- exact copies
 
+
 def row_hashes(columns: dict[str, Column], table: int) -> np.ndarray:
     """A 64-bit hash of each row over every column (shared codes make tables comparable).
     Collisions are ~1e-9 likely for a million rows against a hundred thousand."""
@@ -63,6 +64,7 @@ def exact_copy_rate(query_hashes: np.ndarray, train_hashes: np.ndarray) -> float
 
 # ---------------------------------------------------------------------------- distance space
 
+
 class Points(NamedTuple):
     """Rows in the distance space: scaled numerics (n, p) float32 and codes (n, m) int32."""
 
@@ -70,7 +72,9 @@ class Points(NamedTuple):
     codes: np.ndarray
 
 
-def distance_points(columns: dict[str, Column], tables: list[int], rows: list[np.ndarray]) -> list[Points]:
+def distance_points(
+    columns: dict[str, Column], tables: list[int], rows: list[np.ndarray]
+) -> list[Points]:
     """Points for each (table, row indices). Numerics are scaled by the real (REAL) range,
     nulls become 0 plus a 0/1 null indicator; every other column contributes its codes."""
     numeric: list[list[np.ndarray]] = [[] for _ in tables]
@@ -90,9 +94,13 @@ def distance_points(columns: dict[str, Column], tables: list[int], rows: list[np
         else:
             for out, t, idx in zip(codes, tables, rows):
                 out.append(col.values[t][idx])
-    return [Points(np.column_stack(x).astype(np.float32) if x else np.zeros((len(i), 0), np.float32),
-                   np.column_stack(c).astype(np.int32) if c else np.zeros((len(i), 0), np.int32))
-            for x, c, i in zip(numeric, codes, rows)]
+    return [
+        Points(
+            np.column_stack(x).astype(np.float32) if x else np.zeros((len(i), 0), np.float32),
+            np.column_stack(c).astype(np.int32) if c else np.zeros((len(i), 0), np.int32),
+        )
+        for x, c, i in zip(numeric, codes, rows)
+    ]
 
 
 def nearest(query: Points, reference: Points, k: int = 2) -> np.ndarray:
@@ -105,23 +113,34 @@ def nearest(query: Points, reference: Points, k: int = 2) -> np.ndarray:
     """
     k = min(k, len(reference.numeric))
     r_t = np.ascontiguousarray(reference.numeric.T)  # (p, R)
-    r_codes_t = np.ascontiguousarray(reference.codes.T)  # (m, R): contiguous rows for np.equal.outer
-    r_base = (reference.numeric.astype(np.float64) ** 2).sum(1).astype(np.float32) + reference.codes.shape[1]
+    r_codes_t = np.ascontiguousarray(
+        reference.codes.T
+    )  # (m, R): contiguous rows for np.equal.outer
+    r_base = (reference.numeric.astype(np.float64) ** 2).sum(1).astype(
+        np.float32
+    ) + reference.codes.shape[1]
     starts = range(0, len(query.numeric), QUERY_TILE)
     out = np.empty((len(query.numeric), k), dtype=np.float64)
 
     def run(start: int) -> None:
-        q = Points(query.numeric[start:start + QUERY_TILE], query.codes[start:start + QUERY_TILE])
+        q = Points(
+            query.numeric[start : start + QUERY_TILE], query.codes[start : start + QUERY_TILE]
+        )
         idx = _top_k(q, r_t, r_codes_t, r_base, k)
-        out[start:start + len(q.numeric)] = _exact(q, reference, idx)
+        out[start : start + len(q.numeric)] = _exact(q, reference, idx)
 
     # one BLAS thread per worker: tiny (c, p) @ (p, t) products lose most time to BLAS spin-waits
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+    ):
         list(pool.map(run, starts))
     return out
 
 
-def _top_k(q: Points, r_t: np.ndarray, r_codes_t: np.ndarray, r_base: np.ndarray, k: int) -> np.ndarray:
+def _top_k(
+    q: Points, r_t: np.ndarray, r_codes_t: np.ndarray, r_base: np.ndarray, k: int
+) -> np.ndarray:
     """(c, k) reference indices of the k smallest squared distances (up to |x_q|^2)."""
     c, q_codes_t = len(q.numeric), np.ascontiguousarray(q.codes.T)
     best_d = np.full((c, k), np.inf, dtype=np.float32)
@@ -144,23 +163,32 @@ def _top_k(q: Points, r_t: np.ndarray, r_codes_t: np.ndarray, r_base: np.ndarray
             worse = d < best_d[:, -1]
             best_d[worse, -1], best_i[worse, -1] = d[worse], j[worse] + rs
             order = np.argsort(best_d, axis=1, kind="stable")
-            best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
+            best_d, best_i = (
+                np.take_along_axis(best_d, order, 1),
+                np.take_along_axis(best_i, order, 1),
+            )
     return best_i
 
 
 def _exact(q: Points, ref: Points, idx: np.ndarray) -> np.ndarray:
     """Sorted float64 distances to the neighbours found (the expansion cancels near 0)."""
     diff = q.numeric[:, None, :].astype(np.float64) - ref.numeric[idx]  # (c, k, p)
-    d2 = (diff ** 2).sum(-1) + (q.codes[:, None, :] != ref.codes[idx]).sum(-1)
+    d2 = (diff**2).sum(-1) + (q.codes[:, None, :] != ref.codes[idx]).sum(-1)
     return np.sort(np.sqrt(d2), axis=1)
 
 
 # ---------------------------------------------------------------------------- metrics
 
+
 def dcr_summary(distances: np.ndarray) -> dict:
     qs = np.quantile(distances, [0.05, 0.25, 0.5]) if len(distances) else [np.nan] * 3
-    return {"p5": float(qs[0]), "p25": float(qs[1]), "median": float(qs[2]),
-            "mean": float(distances.mean()) if len(distances) else float("nan"), "rows": int(len(distances))}
+    return {
+        "p5": float(qs[0]),
+        "p25": float(qs[1]),
+        "median": float(qs[2]),
+        "mean": float(distances.mean()) if len(distances) else float("nan"),
+        "rows": int(len(distances)),
+    }
 
 
 def share_closer_than(distances: np.ndarray, threshold: float) -> float:
@@ -189,7 +217,10 @@ def histogram(synthetic: np.ndarray, holdout: np.ndarray | None, bins: int = 40)
     both = synthetic if holdout is None else np.r_[synthetic, holdout]
     hi = float(np.quantile(both, 0.995)) if len(both) else 1.0
     edges = np.linspace(0.0, hi if hi > 0 else 1.0, bins + 1)
-    out = {"edges": edges.tolist(), "synthetic": np.histogram(np.minimum(synthetic, edges[-1]), edges)[0].tolist()}
+    out = {
+        "edges": edges.tolist(),
+        "synthetic": np.histogram(np.minimum(synthetic, edges[-1]), edges)[0].tolist(),
+    }
     if holdout is not None:
         out["holdout"] = np.histogram(np.minimum(holdout, edges[-1]), edges)[0].tolist()
     return out
@@ -197,15 +228,22 @@ def histogram(synthetic: np.ndarray, holdout: np.ndarray | None, bins: int = 40)
 
 # ---------------------------------------------------------------------------- orchestration
 
-def evaluate_privacy(columns: dict[str, Column], has_holdout: bool, query_rows: int,
-                     reference_rows: int, seed: int) -> dict:
+
+def evaluate_privacy(
+    columns: dict[str, Column], has_holdout: bool, query_rows: int, reference_rows: int, seed: int
+) -> dict:
     """All privacy metrics; `columns` hold real (train), synthetic and, if any, holdout."""
     rng = np.random.default_rng(seed)
-    hashes = {t: row_hashes(columns, t) for t in ([REAL, SYNTHETIC, HOLDOUT] if has_holdout else [REAL, SYNTHETIC])}
+    hashes = {
+        t: row_hashes(columns, t)
+        for t in ([REAL, SYNTHETIC, HOLDOUT] if has_holdout else [REAL, SYNTHETIC])
+    }
     sizes = {t: len(h) for t, h in hashes.items()}
     out: dict = {
         "exact_copy_rate": exact_copy_rate(hashes[SYNTHETIC], hashes[REAL]),
-        "holdout_exact_copy_rate": exact_copy_rate(hashes[HOLDOUT], hashes[REAL]) if has_holdout else None,
+        "holdout_exact_copy_rate": exact_copy_rate(hashes[HOLDOUT], hashes[REAL])
+        if has_holdout
+        else None,
     }
     distance_cols = {n: c for n, c in columns.items() if c.shape != Shape.OTHER}
     if not distance_cols:
@@ -220,9 +258,12 @@ def evaluate_privacy(columns: dict[str, Column], has_holdout: bool, query_rows: 
     plan = [(REAL, sample(REAL, reference_rows)), (SYNTHETIC, sample(SYNTHETIC, query_rows))]
     if has_holdout:
         n_mia = min(query_rows, sizes[HOLDOUT], sizes[REAL])
-        plan += [(HOLDOUT, sample(HOLDOUT, query_rows)), (SYNTHETIC, sample(SYNTHETIC, reference_rows)),
-                 (REAL, np.sort(rng.choice(sizes[REAL], n_mia, replace=False))),
-                 (HOLDOUT, np.sort(rng.choice(sizes[HOLDOUT], n_mia, replace=False)))]
+        plan += [
+            (HOLDOUT, sample(HOLDOUT, query_rows)),
+            (SYNTHETIC, sample(SYNTHETIC, reference_rows)),
+            (REAL, np.sort(rng.choice(sizes[REAL], n_mia, replace=False))),
+            (HOLDOUT, np.sort(rng.choice(sizes[HOLDOUT], n_mia, replace=False))),
+        ]
     points = distance_points(distance_cols, [t for t, _ in plan], [i for _, i in plan])
 
     def nn(query: int, ref: int, k: int) -> np.ndarray:
@@ -237,8 +278,12 @@ def evaluate_privacy(columns: dict[str, Column], has_holdout: bool, query_rows: 
         nndr={"synthetic_median": float(np.median(nndr(syn_nn)))},
     )
     if not has_holdout:
-        out.update(dcr_share_closer_than_holdout_p5=None, mia_auc=None, dcr_histogram=histogram(syn_dcr, None),
-                   note="no holdout: the DCR baseline and the membership attack need real rows the generator never saw")
+        out.update(
+            dcr_share_closer_than_holdout_p5=None,
+            mia_auc=None,
+            dcr_histogram=histogram(syn_dcr, None),
+            note="no holdout: the DCR baseline and the membership attack need real rows the generator never saw",
+        )
         return out
     hold_nn = nn(2, 0, 2)
     hold_dcr = hold_nn[:, 0]
@@ -246,8 +291,16 @@ def evaluate_privacy(columns: dict[str, Column], has_holdout: bool, query_rows: 
     member, nonmember = nn(4, 3, 1)[:, 0], nn(5, 3, 1)[:, 0]
     out["dcr"]["holdout"] = dcr_summary(hold_dcr)
     out["nndr"]["holdout_median"] = float(np.median(nndr(hold_nn)))
-    out["sample"].update(holdout_query_rows=len(hold_dcr), mia_reference_synthetic_rows=len(plan[3][1]),
-                         mia_members=len(member), mia_nonmembers=len(nonmember))
-    out.update(holdout_dcr_p5=p5, dcr_share_closer_than_holdout_p5=share_closer_than(syn_dcr, p5),
-               mia_auc=mia_auc(member, nonmember), dcr_histogram=histogram(syn_dcr, hold_dcr))
+    out["sample"].update(
+        holdout_query_rows=len(hold_dcr),
+        mia_reference_synthetic_rows=len(plan[3][1]),
+        mia_members=len(member),
+        mia_nonmembers=len(nonmember),
+    )
+    out.update(
+        holdout_dcr_p5=p5,
+        dcr_share_closer_than_holdout_p5=share_closer_than(syn_dcr, p5),
+        mia_auc=mia_auc(member, nonmember),
+        dcr_histogram=histogram(syn_dcr, hold_dcr),
+    )
     return out

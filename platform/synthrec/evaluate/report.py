@@ -26,32 +26,48 @@ REAL_COLOR, SYN_COLOR, HOLD_COLOR = "#1f4e79", "#e07b39", "#6a9f3a"
 SECTIONS = ("summary", "fidelity", "utility", "privacy", "segments", "notes")
 
 
-def write_report(metrics: dict, real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None,
-                 out_uri: str, storage_cfg: StorageConfig | None = None, max_categories: int = 20) -> str:
+def write_report(
+    metrics: dict,
+    real: pa.Table,
+    synthetic: pa.Table,
+    holdout: pa.Table | None,
+    out_uri: str,
+    storage_cfg: StorageConfig | None = None,
+    max_categories: int = 20,
+) -> str:
     """Write report.html and metrics.json under `out_uri` (local folder or s3:// prefix);
     returns the report's URI. `metrics` is what `evaluate_synthetic` returned."""
     from synthrec import storage
 
     page = render_html(metrics, real, synthetic, holdout, max_categories)
-    storage.write_bytes(storage.join(out_uri, "metrics.json"), json.dumps(metrics, indent=2).encode(), storage_cfg)
+    storage.write_bytes(
+        storage.join(out_uri, "metrics.json"), json.dumps(metrics, indent=2).encode(), storage_cfg
+    )
     report_uri = storage.join(out_uri, "report.html")
     storage.write_bytes(report_uri, page.encode(), storage_cfg)
     return report_uri
 
 
-def render_html(metrics: dict, real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None,
-                max_categories: int = 20) -> str:
+def render_html(
+    metrics: dict,
+    real: pa.Table,
+    synthetic: pa.Table,
+    holdout: pa.Table | None,
+    max_categories: int = 20,
+) -> str:
     """The report as one HTML string."""
     schema = Schema.from_dict(metrics["meta"]["schema"])
     columns = encode([real.select(schema.names), synthetic.select(schema.names)], schema)
-    body = "\n".join([
-        _summary(metrics),
-        _fidelity(metrics["fidelity"], columns, max_categories),
-        _utility(metrics["utility"]),
-        _privacy(metrics["privacy"]),
-        _segments(metrics.get("segments")),
-        _notes(metrics),
-    ])
+    body = "\n".join(
+        [
+            _summary(metrics),
+            _fidelity(metrics["fidelity"], columns, max_categories),
+            _utility(metrics["utility"]),
+            _privacy(metrics["privacy"]),
+            _segments(metrics.get("segments")),
+            _notes(metrics),
+        ]
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Synthetic data report</title>
 <style>{CSS}</style></head><body>
@@ -76,6 +92,7 @@ th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums
 
 # ---------------------------------------------------------------------------- helpers
 
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -87,9 +104,14 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _table(header: list[str], rows: list[list[Any]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -101,7 +123,9 @@ def _bar(score: float | None) -> str:
 
 def _png(fig: Figure, alt: str) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)  # layouts are tight already; "tight" bbox would draw twice
+    fig.savefig(
+        buf, format="png", dpi=100
+    )  # layouts are tight already; "tight" bbox would draw twice
     data = base64.b64encode(buf.getvalue()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -114,24 +138,37 @@ def _badge(passed: bool | None) -> str:
 
 # ---------------------------------------------------------------------------- sections
 
+
 def _summary(m: dict) -> str:
     v, rows = m["verdict"], m["meta"]["rows"]
-    checks = [[html.escape(c["metric"]), _fmt(c["value"]), f'{c["op"]} {_fmt(c["threshold"])}', _badge(c["passed"])]
-              for c in v["checks"]]
+    checks = [
+        [
+            html.escape(c["metric"]),
+            _fmt(c["value"]),
+            f"{c['op']} {_fmt(c['threshold'])}",
+            _badge(c["passed"]),
+        ]
+        for c in v["checks"]
+    ]
     checks += [[html.escape(name), "n/a", "", _badge(None)] for name in v["skipped"]]
     f, u, p = m["fidelity"], m["utility"], m["privacy"]
     headline = [
         ["Fidelity (overall, sdmetrics QualityReport)", _fmt(f["overall"])],
         ["Fidelity, every pair counted", _fmt(f["all_pairs"]["overall"])],
-        ["Utility: TSTR / TRTR ROC AUC", f'{_fmt(u.get("tstr_auc"))} / {_fmt(u.get("trtr_auc"))}'],
+        ["Utility: TSTR / TRTR ROC AUC", f"{_fmt(u.get('tstr_auc'))} / {_fmt(u.get('trtr_auc'))}"],
         ["Privacy: exact-copy rate", _fmt(p.get("exact_copy_rate"), 4)],
-        ["Privacy: DCR share closer than holdout p5", _fmt(p.get("dcr_share_closer_than_holdout_p5"), 4)],
+        [
+            "Privacy: DCR share closer than holdout p5",
+            _fmt(p.get("dcr_share_closer_than_holdout_p5"), 4),
+        ],
         ["Privacy: membership attack AUC", _fmt(p.get("mia_auc"))],
     ]
     inputs = m["meta"].get("inputs") or {}
-    where = "".join(f"<li>{k}: <code>{html.escape(str(val))}</code> ({rows.get(k) or 0:,} rows)</li>"
-                    for k, val in inputs.items() if val) or \
-        "".join(f"<li>{k}: {n:,} rows</li>" for k, n in rows.items() if n is not None)
+    where = "".join(
+        f"<li>{k}: <code>{html.escape(str(val))}</code> ({rows.get(k) or 0:,} rows)</li>"
+        for k, val in inputs.items()
+        if val
+    ) or "".join(f"<li>{k}: {n:,} rows</li>" for k, n in rows.items() if n is not None)
     return f"""<section id="summary"><h2>Summary</h2>
 <div class="verdict">Verdict: {_badge(v["passed"])}</div>
 {_table(["Headline", "Value"], headline)}
@@ -141,17 +178,38 @@ def _summary(m: dict) -> str:
 
 def _fidelity(f: dict, columns: dict[str, Column], max_categories: int) -> str:
     cover = f["coverage"]["columns"]
-    rows = [[html.escape(n), c["metric"], _bar(c["score"]), _fmt(cover.get(n, {}).get("score")),
-             cover.get(n, {}).get("metric", "")] for n, c in f["columns"].items()]
-    props = [["Column shapes", _fmt(f["column_shapes"])],
-             [f"Column pair trends (sdmetrics thresholds: {f['num_pairs_counted']} of {f['all_pairs']['num_pairs']} pairs)",
-              _fmt(f["column_pair_trends"])],
-             ["Column pair trends, every pair", _fmt(f["all_pairs"]["column_pair_trends"])],
-             ["Overall (mean of the two properties)", _fmt(f["overall"])],
-             ["Coverage (categories and ranges)", _fmt(f["coverage"]["overall"])]]
+    rows = [
+        [
+            html.escape(n),
+            c["metric"],
+            _bar(c["score"]),
+            _fmt(cover.get(n, {}).get("score")),
+            cover.get(n, {}).get("metric", ""),
+        ]
+        for n, c in f["columns"].items()
+    ]
+    props = [
+        ["Column shapes", _fmt(f["column_shapes"])],
+        [
+            f"Column pair trends (sdmetrics thresholds: {f['num_pairs_counted']} of {f['all_pairs']['num_pairs']} pairs)",
+            _fmt(f["column_pair_trends"]),
+        ],
+        ["Column pair trends, every pair", _fmt(f["all_pairs"]["column_pair_trends"])],
+        ["Overall (mean of the two properties)", _fmt(f["overall"])],
+        ["Coverage (categories and ranges)", _fmt(f["coverage"]["overall"])],
+    ]
     worst = sorted([p for p in f["pairs"] if p["score"] is not None], key=lambda p: p["score"])[:10]
-    pair_rows = [[html.escape(" × ".join(p["columns"])), p["metric"].replace("Similarity", ""), _fmt(p["score"]),
-                  _fmt(p["real"]), _fmt(p["synthetic"]), "yes" if p.get("counted") else "no"] for p in worst]
+    pair_rows = [
+        [
+            html.escape(" × ".join(p["columns"])),
+            p["metric"].replace("Similarity", ""),
+            _fmt(p["score"]),
+            _fmt(p["real"]),
+            _fmt(p["synthetic"]),
+            "yes" if p.get("counted") else "no",
+        ]
+        for p in worst
+    ]
     return f"""<section id="fidelity"><h2>Fidelity</h2>
 {_table(["Property", "Score"], props)}
 {_table(["Column", "Metric", "Score", "Coverage", "Coverage metric"], rows, numeric_from=9)}
@@ -166,10 +224,18 @@ def _fidelity(f: dict, columns: dict[str, Column], max_categories: int) -> str:
 
 
 def _utility(u: dict) -> str:
-    rows = [["Label", html.escape(str(u.get("label")))], ["TRTR ROC AUC (train real, test real)", _fmt(u.get("trtr_auc"))],
-            ["TSTR ROC AUC (train synthetic, test real)", _fmt(u.get("tstr_auc"))], ["Ratio TSTR / TRTR", _fmt(u.get("ratio"))],
-            ["Test rows", _fmt(u.get("test_rows"))], ["Test set", _fmt(u.get("test"))],
-            ["Training rows (real / synthetic)", f'{_fmt(u.get("train_rows_real"))} / {_fmt(u.get("train_rows_synthetic"))}']]
+    rows = [
+        ["Label", html.escape(str(u.get("label")))],
+        ["TRTR ROC AUC (train real, test real)", _fmt(u.get("trtr_auc"))],
+        ["TSTR ROC AUC (train synthetic, test real)", _fmt(u.get("tstr_auc"))],
+        ["Ratio TSTR / TRTR", _fmt(u.get("ratio"))],
+        ["Test rows", _fmt(u.get("test_rows"))],
+        ["Test set", _fmt(u.get("test"))],
+        [
+            "Training rows (real / synthetic)",
+            f"{_fmt(u.get('train_rows_real'))} / {_fmt(u.get('train_rows_synthetic'))}",
+        ],
+    ]
     if u.get("excluded"):
         rows.append(["Columns excluded", html.escape(", ".join(u["excluded"]))])
     note = f'<p class="note">{html.escape(u["note"])}</p>' if u.get("note") else ""
@@ -181,14 +247,28 @@ def _utility(u: dict) -> str:
 def _privacy(p: dict) -> str:
     dcr = p.get("dcr", {})
     syn, hold = dcr.get("synthetic", {}), dcr.get("holdout", {})
-    rows = [["Exact-copy rate (synthetic rows equal to a train row)", _fmt(p.get("exact_copy_rate"), 4)],
-            ["Holdout exact-copy rate (baseline)", _fmt(p.get("holdout_exact_copy_rate"), 4)],
-            ["DCR median: synthetic → train / holdout → train", f'{_fmt(syn.get("median"))} / {_fmt(hold.get("median"))}'],
-            ["Holdout DCR 5th percentile", _fmt(p.get("holdout_dcr_p5"))],
-            ["Share of synthetic rows closer than that (≈0.05 is private)", _fmt(p.get("dcr_share_closer_than_holdout_p5"), 4)],
-            ["NNDR median: synthetic / holdout", f'{_fmt(p.get("nndr", {}).get("synthetic_median"))} / '
-                                                 f'{_fmt(p.get("nndr", {}).get("holdout_median"))}'],
-            ["Membership attack AUC (0.5 = no leak)", _fmt(p.get("mia_auc"))]]
+    rows = [
+        [
+            "Exact-copy rate (synthetic rows equal to a train row)",
+            _fmt(p.get("exact_copy_rate"), 4),
+        ],
+        ["Holdout exact-copy rate (baseline)", _fmt(p.get("holdout_exact_copy_rate"), 4)],
+        [
+            "DCR median: synthetic → train / holdout → train",
+            f"{_fmt(syn.get('median'))} / {_fmt(hold.get('median'))}",
+        ],
+        ["Holdout DCR 5th percentile", _fmt(p.get("holdout_dcr_p5"))],
+        [
+            "Share of synthetic rows closer than that (≈0.05 is private)",
+            _fmt(p.get("dcr_share_closer_than_holdout_p5"), 4),
+        ],
+        [
+            "NNDR median: synthetic / holdout",
+            f"{_fmt(p.get('nndr', {}).get('synthetic_median'))} / "
+            f"{_fmt(p.get('nndr', {}).get('holdout_median'))}",
+        ],
+        ["Membership attack AUC (0.5 = no leak)", _fmt(p.get("mia_auc"))],
+    ]
     figure = _png(_dcr_figure(p), "DCR histograms") if p.get("dcr_histogram") else ""
     note = f'<p class="note">{html.escape(p["note"])}</p>' if p.get("note") else ""
     return f"""<section id="privacy"><h2>Privacy</h2>
@@ -201,9 +281,18 @@ def _segments(segs: list[dict] | None) -> str:
         return """<section id="segments"><h2>Segments</h2>
 <p class="note">No segment information (the data was not generated with conditions or rebalancing, or
 none was passed).</p></section>"""
-    rows = [[html.escape(f'{s["column"]} = {s["value"]}'), f'{s["real_rows"]:,}', f'{s["synthetic_rows"]:,}',
-             _fmt(s["real_share"]), _fmt(s["synthetic_share"]), _fmt(s["target_share"]), _bar(s["fidelity"])]
-            for s in segs]
+    rows = [
+        [
+            html.escape(f"{s['column']} = {s['value']}"),
+            f"{s['real_rows']:,}",
+            f"{s['synthetic_rows']:,}",
+            _fmt(s["real_share"]),
+            _fmt(s["synthetic_share"]),
+            _fmt(s["target_share"]),
+            _bar(s["fidelity"]),
+        ]
+        for s in segs
+    ]
     return f"""<section id="segments"><h2>Segments</h2>
 {_table(["Segment", "Real rows", "Synthetic rows", "Real share", "Synthetic share", "Target share", "Fidelity"], rows)}
 {_png(_segment_figure(segs), "segment fidelity")}</section>"""
@@ -227,6 +316,7 @@ population as the training rows makes it meaningful (a later time window inflate
 
 # ---------------------------------------------------------------------------- figures
 
+
 def _distribution_figure(columns: dict[str, Column], scores: dict, max_categories: int) -> Figure:
     shown = [c for c in columns.values() if c.shape != Shape.OTHER]
     ncols = 3
@@ -235,8 +325,11 @@ def _distribution_figure(columns: dict[str, Column], scores: dict, max_categorie
     for i, col in enumerate(shown):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         score = scores.get(col.name, {}).get("score")
-        title = col.name + (f"  ({scores[col.name]['metric'].replace('Complement', '')} {score:.3f})"
-                            if score is not None else "")
+        title = col.name + (
+            f"  ({scores[col.name]['metric'].replace('Complement', '')} {score:.3f})"
+            if score is not None
+            else ""
+        )
         if col.shape == Shape.CONTINUOUS:
             _plot_numeric(ax, col)
         elif col.shape == Shape.DISCRETE:
@@ -261,18 +354,29 @@ def _plot_numeric(ax, col: Column) -> None:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     sample = real[:50_000]
-    if len(sample) and np.all(sample == np.round(sample)) and hi - lo < 1e6:  # integers: whole-number bins
+    if (
+        len(sample) and np.all(sample == np.round(sample)) and hi - lo < 1e6
+    ):  # integers: whole-number bins
         step = max(1.0, np.ceil((hi - lo + 1) / 40))
         bins = np.arange(np.floor(lo) - 0.5, hi + step, step)
     else:
         bins = np.linspace(lo, hi, 41)
     for values, color, name in ((real, REAL_COLOR, "real"), (syn, SYN_COLOR, "synthetic")):
         counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins)
-        ax.stairs(counts / max(len(values), 1), bins, color=color, label=name, fill=name == "real",
-                  alpha=0.35 if name == "real" else 1.0, linewidth=1.6)
+        ax.stairs(
+            counts / max(len(values), 1),
+            bins,
+            color=color,
+            label=name,
+            fill=name == "real",
+            alpha=0.35 if name == "real" else 1.0,
+            linewidth=1.6,
+        )
     ax.set_ylabel("share of rows", fontsize=8)
     if col.role == Role.DATETIME:
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: str(np.datetime64(int(x), "ns"))[:10]))
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda x, _: str(np.datetime64(int(x), "ns"))[:10])
+        )
 
 
 def _plot_categories(ax, col: Column, max_categories: int) -> None:
@@ -290,12 +394,20 @@ def _plot_categories(ax, col: Column, max_categories: int) -> None:
     x = np.arange(len(labels))
     ax.bar(x - 0.2, r, 0.4, color=REAL_COLOR, label="real", alpha=0.8)
     ax.bar(x + 0.2, s, 0.4, color=SYN_COLOR, label="synthetic", alpha=0.9)
-    ax.set_xticks(x, labels, rotation=60 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    ax.set_xticks(
+        x,
+        labels,
+        rotation=60 if len(labels) > 4 else 0,
+        ha="right" if len(labels) > 4 else "center",
+    )
     ax.set_ylabel("share of rows", fontsize=8)
 
 
 def _plot_popularity(ax, col: Column) -> None:
-    for values, color, name in ((col.values[0], REAL_COLOR, "real"), (col.values[1], SYN_COLOR, "synthetic")):
+    for values, color, name in (
+        (col.values[0], REAL_COLOR, "real"),
+        (col.values[1], SYN_COLOR, "synthetic"),
+    ):
         counts = np.sort(np.bincount(values, minlength=col.num_codes))[::-1]
         counts = counts[counts > 0] / max(len(values), 1)
         ax.loglog(np.arange(1, len(counts) + 1), counts, color=color, label=name)
@@ -318,8 +430,11 @@ def association_matrices(pairs: list[dict], names: list[str]) -> tuple[np.ndarra
 def _association_figure(pairs: list[dict], names: list[str]) -> Figure:
     real, syn = association_matrices(pairs, names)
     fig = Figure(figsize=(17, 5.6))
-    panels = ((real, "real", "RdBu_r", -1, 1), (syn, "synthetic", "RdBu_r", -1, 1),
-              (np.abs(syn - real), "|synthetic − real| (scale 0..0.5)", "Reds", 0, 0.5))
+    panels = (
+        (real, "real", "RdBu_r", -1, 1),
+        (syn, "synthetic", "RdBu_r", -1, 1),
+        (np.abs(syn - real), "|synthetic − real| (scale 0..0.5)", "Reds", 0, 0.5),
+    )
     for k, (mat, title, cmap, vmin, vmax) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
         im = ax.imshow(mat, cmap=cmap, vmin=vmin, vmax=vmax)
@@ -330,10 +445,20 @@ def _association_figure(pairs: list[dict], names: list[str]) -> Figure:
             for i in range(len(names)):
                 for j in range(len(names)):
                     if not np.isnan(mat[i, j]):
-                        ax.text(j, i, f"{mat[i, j]:.2f}".lstrip("0").replace("-0", "-"), ha="center", va="center", fontsize=6)
+                        ax.text(
+                            j,
+                            i,
+                            f"{mat[i, j]:.2f}".lstrip("0").replace("-0", "-"),
+                            ha="center",
+                            va="center",
+                            fontsize=6,
+                        )
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     n_corr = sum(p["metric"] == CORRELATION for p in pairs)
-    fig.suptitle(f"{n_corr} numeric pairs (Pearson r), {len(pairs) - n_corr} other pairs (Cramér's V)", fontsize=10)
+    fig.suptitle(
+        f"{n_corr} numeric pairs (Pearson r), {len(pairs) - n_corr} other pairs (Cramér's V)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -343,12 +468,17 @@ def _dcr_figure(p: dict) -> Figure:
     edges = np.asarray(hist["edges"])
     fig = Figure(figsize=(10, 3.6))
     ax = fig.add_subplot(1, 1, 1)
-    for key, color, name in (("synthetic", SYN_COLOR, "synthetic → train"), ("holdout", HOLD_COLOR, "holdout → train")):
+    for key, color, name in (
+        ("synthetic", SYN_COLOR, "synthetic → train"),
+        ("holdout", HOLD_COLOR, "holdout → train"),
+    ):
         if key in hist:
             counts = np.asarray(hist[key], dtype=float)
             ax.stairs(counts / max(counts.sum(), 1), edges, color=color, label=name, linewidth=1.8)
     if p.get("holdout_dcr_p5") is not None:
-        ax.axvline(p["holdout_dcr_p5"], color="#555", linestyle="--", label="holdout 5th percentile")
+        ax.axvline(
+            p["holdout_dcr_p5"], color="#555", linestyle="--", label="holdout 5th percentile"
+        )
     ax.set_xlabel("distance to closest train record (scaled units)")
     ax.set_ylabel("share of rows")
     ax.legend(fontsize=9)
@@ -357,7 +487,7 @@ def _dcr_figure(p: dict) -> Figure:
 
 
 def _segment_figure(segs: list[dict]) -> Figure:
-    labels = [f'{s["column"]}={s["value"]}'[:28] for s in segs]
+    labels = [f"{s['column']}={s['value']}"[:28] for s in segs]
     y = np.arange(len(segs))
     fig = Figure(figsize=(12, 0.9 + 0.32 * len(segs)))
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
@@ -370,7 +500,14 @@ def _segment_figure(segs: list[dict]) -> Figure:
     ax2.barh(y + 0.2, [s["synthetic_share"] for s in segs], 0.4, color=SYN_COLOR, label="synthetic")
     targets = [(s["target_share"], i) for i, s in enumerate(segs) if s["target_share"] is not None]
     if targets:
-        ax2.scatter([t for t, _ in targets], [i for _, i in targets], marker="|", s=200, color="k", label="target")
+        ax2.scatter(
+            [t for t, _ in targets],
+            [i for _, i in targets],
+            marker="|",
+            s=200,
+            color="k",
+            label="target",
+        )
     ax2.set_yticks(y, [""] * len(segs))
     ax2.invert_yaxis()
     ax2.set_title("share of rows", fontsize=10)

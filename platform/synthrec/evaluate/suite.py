@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +27,15 @@ MIN_SEGMENT_ROWS = 20  # fewer rows on either side: the segment's fidelity is no
 REAL, SYNTHETIC, HOLDOUT = 0, 1, 2
 
 
-def evaluate_synthetic(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | None = None,
-                       schema: Schema | None = None, cfg: EvaluateConfig | None = None,
-                       segments: dict | None = None, progress: Callable[..., None] | None = None) -> dict:
+def evaluate_synthetic(
+    real: pa.Table,
+    synthetic: pa.Table,
+    holdout: pa.Table | None = None,
+    schema: Schema | None = None,
+    cfg: EvaluateConfig | None = None,
+    segments: dict | None = None,
+    progress: Callable[..., None] | None = None,
+) -> dict:
     """Metrics of `synthetic` against `real` (the generator's training rows) as a nested,
     JSON-ready dict: fidelity, utility, privacy, segments, verdict and meta.
 
@@ -47,27 +54,59 @@ def evaluate_synthetic(real: pa.Table, synthetic: pa.Table, holdout: pa.Table | 
     columns = encode([t.select(schema.names) for t in tables], schema)
     report("encode")
 
-    fid = fidelity(pick(columns, REAL, SYNTHETIC), cfg.num_bins, cfg.correlation_threshold, cfg.association_threshold)
+    fid = fidelity(
+        pick(columns, REAL, SYNTHETIC),
+        cfg.num_bins,
+        cfg.correlation_threshold,
+        cfg.association_threshold,
+    )
     report("fidelity")
     if label is None:
-        util: dict[str, Any] = {"label": None, "tstr_auc": None, "trtr_auc": None, "ratio": None,
-                                "note": "no binary label column; pass --label to measure utility"}
+        util: dict[str, Any] = {
+            "label": None,
+            "tstr_auc": None,
+            "trtr_auc": None,
+            "ratio": None,
+            "note": "no binary label column; pass --label to measure utility",
+        }
     else:
-        util = tstr_trtr(columns, label, holdout is not None, exclude=cfg.utility_exclude,
-                         max_train_rows=cfg.utility_max_train_rows, test_fraction=cfg.utility_test_fraction,
-                         seed=cfg.seed)
+        util = tstr_trtr(
+            columns,
+            label,
+            holdout is not None,
+            exclude=cfg.utility_exclude,
+            max_train_rows=cfg.utility_max_train_rows,
+            test_fraction=cfg.utility_test_fraction,
+            seed=cfg.seed,
+        )
     report("utility")
-    priv = evaluate_privacy(columns, holdout is not None, cfg.privacy_query_rows, cfg.privacy_reference_rows, cfg.seed)
+    priv = evaluate_privacy(
+        columns, holdout is not None, cfg.privacy_query_rows, cfg.privacy_reference_rows, cfg.seed
+    )
     report("privacy")
-    segs = segment_fidelity(columns, segment_plan(segments, columns, cfg.max_segments), cfg) if segments else None
+    segs = (
+        segment_fidelity(columns, segment_plan(segments, columns, cfg.max_segments), cfg)
+        if segments
+        else None
+    )
     report("segments")
 
     metrics = {
-        "fidelity": fid, "utility": util, "privacy": priv, "segments": segs,
-        "meta": {"rows": {"real": real.num_rows, "synthetic": synthetic.num_rows,
-                          "holdout": holdout.num_rows if holdout is not None else None},
-                 "schema": schema.to_dict(), "seconds": report.seconds, "seed": cfg.seed,
-                 "definition": "fidelity as sdmetrics 0.32 single-table QualityReport, every row"},
+        "fidelity": fid,
+        "utility": util,
+        "privacy": priv,
+        "segments": segs,
+        "meta": {
+            "rows": {
+                "real": real.num_rows,
+                "synthetic": synthetic.num_rows,
+                "holdout": holdout.num_rows if holdout is not None else None,
+            },
+            "schema": schema.to_dict(),
+            "seconds": report.seconds,
+            "seed": cfg.seed,
+            "definition": "fidelity as sdmetrics 0.32 single-table QualityReport, every row",
+        },
     }
     metrics["verdict"] = verdict(metrics, cfg.verdict)
     return clean(metrics)
@@ -89,6 +128,7 @@ class _Progress:
 
 # ---------------------------------------------------------------------------- verdict
 
+
 def verdict(metrics: dict, limits: VerdictConfig) -> dict:
     """Pass/fail against `limits`; a check whose metric could not be measured is listed in
     `skipped` and does not fail the verdict."""
@@ -101,22 +141,36 @@ def verdict(metrics: dict, limits: VerdictConfig) -> dict:
             skipped.append(name)
             return
         ok = value <= threshold if op == "<=" else value >= threshold
-        checks.append({"metric": name, "value": value, "op": op, "threshold": threshold, "passed": bool(ok)})
+        checks.append(
+            {"metric": name, "value": value, "op": op, "threshold": threshold, "passed": bool(ok)}
+        )
 
     copy_limit = limits.max_exact_copy_rate
     if copy_limit is not None and priv.get("holdout_exact_copy_rate") is not None:
-        copy_limit = max(copy_limit, priv["holdout_exact_copy_rate"])  # real data coincides this often itself
+        copy_limit = max(
+            copy_limit, priv["holdout_exact_copy_rate"]
+        )  # real data coincides this often itself
     check("privacy.exact_copy_rate", priv.get("exact_copy_rate"), copy_limit, "<=")
-    check("privacy.dcr_share_closer_than_holdout_p5", priv.get("dcr_share_closer_than_holdout_p5"), limits.max_dcr_share, "<=")
+    check(
+        "privacy.dcr_share_closer_than_holdout_p5",
+        priv.get("dcr_share_closer_than_holdout_p5"),
+        limits.max_dcr_share,
+        "<=",
+    )
     check("privacy.mia_auc", priv.get("mia_auc"), limits.max_mia_auc, "<=")
     check("fidelity.overall", metrics["fidelity"].get("overall"), limits.min_fidelity, ">=")
     check("utility.ratio", metrics["utility"].get("ratio"), limits.min_utility_ratio, ">=")
     privacy_checks = [c["passed"] for c in checks if c["metric"].startswith("privacy.")]
-    return {"passed": all(c["passed"] for c in checks), "privacy_passed": all(privacy_checks),
-            "checks": checks, "skipped": skipped}
+    return {
+        "passed": all(c["passed"] for c in checks),
+        "privacy_passed": all(privacy_checks),
+        "checks": checks,
+        "skipped": skipped,
+    }
 
 
 # ---------------------------------------------------------------------------- segments
+
 
 def segment_plan(segments: dict, columns: dict[str, Column], max_segments: int) -> list[dict]:
     """Turn segment info into [{column, value, code, target_share}].
@@ -133,16 +187,27 @@ def segment_plan(segments: dict, columns: dict[str, Column], max_segments: int) 
         elif key == "rebalance":
             for col, target in (spec or {}).items():
                 wanted.setdefault(col, {}).update(
-                    {str(v): float(p) for v, p in target.items()} if isinstance(target, dict) else {"*uniform*": None})
+                    {str(v): float(p) for v, p in target.items()}
+                    if isinstance(target, dict)
+                    else {"*uniform*": None}
+                )
         else:
-            values = spec if isinstance(spec, (list, tuple)) else ([spec] if spec is not None else ["*top*"])
+            values = (
+                spec
+                if isinstance(spec, (list, tuple))
+                else ([spec] if spec is not None else ["*top*"])
+            )
             wanted.setdefault(key, {}).update({str(v): None for v in values})
     plan = []
     for col_name, values in wanted.items():
         col = columns.get(col_name)
         if col is None or col.shape not in (Shape.DISCRETE, Shape.ID):
-            allowed = ", ".join(n for n, c in columns.items() if c.shape in (Shape.DISCRETE, Shape.ID))
-            raise ConfigError(f"segment column '{col_name}' is not a categorical column; use one of: {allowed}")
+            allowed = ", ".join(
+                n for n, c in columns.items() if c.shape in (Shape.DISCRETE, Shape.ID)
+            )
+            raise ConfigError(
+                f"segment column '{col_name}' is not a categorical column; use one of: {allowed}"
+            )
         plan += _segment_values(col, values, max_segments)
     return plan
 
@@ -152,12 +217,20 @@ def _segment_values(col: Column, values: dict[str, float | None], max_segments: 
     if "*top*" in values or "*uniform*" in values:
         top = [int(c) for c in np.argsort(-counts, kind="stable")[:max_segments] if counts[c] > 0]
         uniform = 1.0 / int((counts > 0).sum()) if "*uniform*" in values else None
-        return [{"column": col.name, "value": col.categories[c], "code": c, "target_share": uniform} for c in top]
+        return [
+            {"column": col.name, "value": col.categories[c], "code": c, "target_share": uniform}
+            for c in top
+        ]
     code_of = {str(v): i for i, v in enumerate(col.categories)}
-    return [{"column": col.name, "value": v, "code": code_of.get(v), "target_share": t} for v, t in values.items()]
+    return [
+        {"column": col.name, "value": v, "code": code_of.get(v), "target_share": t}
+        for v, t in values.items()
+    ]
 
 
-def segment_fidelity(columns: dict[str, Column], plan: list[dict], cfg: EvaluateConfig) -> list[dict]:
+def segment_fidelity(
+    columns: dict[str, Column], plan: list[dict], cfg: EvaluateConfig
+) -> list[dict]:
     """Row shares and fidelity of real vs synthetic rows within each segment."""
     out = []
     for seg in plan:
@@ -166,23 +239,40 @@ def segment_fidelity(columns: dict[str, Column], plan: list[dict], cfg: Evaluate
         code = seg["code"] if seg["code"] is not None else -1  # -1: a value the real data lacks
         masks = (real == code, syn == code)
         n_real, n_syn = int(masks[0].sum()), int(masks[1].sum())
-        row = {"column": col.name, "value": seg["value"], "real_rows": n_real, "synthetic_rows": n_syn,
-               "real_share": n_real / len(real), "synthetic_share": n_syn / len(syn),
-               "target_share": seg["target_share"], "fidelity": None, "column_shapes": None,
-               "column_pair_trends": None}
+        row = {
+            "column": col.name,
+            "value": seg["value"],
+            "real_rows": n_real,
+            "synthetic_rows": n_syn,
+            "real_share": n_real / len(real),
+            "synthetic_share": n_syn / len(syn),
+            "target_share": seg["target_share"],
+            "fidelity": None,
+            "column_shapes": None,
+            "column_pair_trends": None,
+        }
         if min(n_real, n_syn) < MIN_SEGMENT_ROWS:
             row["note"] = f"fewer than {MIN_SEGMENT_ROWS} rows on a side; not scored"
         else:
             others = {n: c for n, c in columns.items() if n != col.name}
-            fid = fidelity(pick(others, REAL, SYNTHETIC, masks), cfg.num_bins, cfg.correlation_threshold,
-                           cfg.association_threshold, details=False)
-            row.update(fidelity=fid["overall"], column_shapes=fid["column_shapes"],
-                       column_pair_trends=fid["column_pair_trends"])
+            fid = fidelity(
+                pick(others, REAL, SYNTHETIC, masks),
+                cfg.num_bins,
+                cfg.correlation_threshold,
+                cfg.association_threshold,
+                details=False,
+            )
+            row.update(
+                fidelity=fid["overall"],
+                column_shapes=fid["column_shapes"],
+                column_pair_trends=fid["column_pair_trends"],
+            )
         out.append(row)
     return out
 
 
 # ---------------------------------------------------------------------------- JSON
+
 
 def clean(obj: Any) -> Any:
     """JSON-ready copy: NaN/inf -> None, numpy scalars -> Python."""
@@ -198,6 +288,7 @@ def clean(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- job entry
+
 
 class Inputs(NamedTuple):
     """The tables of one evaluation, read and checked against each other."""
@@ -220,23 +311,37 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     real = storage.read_table(cfg.real, cfg.storage)
     synthetic = storage.read_table(cfg.synthetic, cfg.storage)
     holdout = storage.read_table(cfg.holdout, cfg.storage) if cfg.holdout else None
-    schema = check_inputs(real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None)
+    schema = check_inputs(
+        real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None
+    )
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(cfg.synthetic, cfg)
     check_settings(cfg, schema, segments)
     return Inputs(real, synthetic, holdout, schema, segments)
 
 
-def run_evaluate(cfg: EvaluateConfig, progress: Callable[..., None] | None = None,
-                 inputs: Inputs | None = None) -> dict:
+def run_evaluate(
+    cfg: EvaluateConfig, progress: Callable[..., None] | None = None, inputs: Inputs | None = None
+) -> dict:
     """Evaluate the tables `cfg` names (or already loaded `inputs`) and write report.html and
     metrics.json under `cfg.out`. Returns the metrics."""
     from synthrec.evaluate.report import write_report
 
     real, synthetic, holdout, schema, segments = inputs or load_inputs(cfg)
     metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments, progress)
-    metrics["meta"]["inputs"] = {"real": cfg.real, "synthetic": cfg.synthetic, "holdout": cfg.holdout}
-    write_report(metrics, real, synthetic, holdout, cfg.out, storage_cfg=cfg.storage,
-                 max_categories=cfg.report_max_categories)
+    metrics["meta"]["inputs"] = {
+        "real": cfg.real,
+        "synthetic": cfg.synthetic,
+        "holdout": cfg.holdout,
+    }
+    write_report(
+        metrics,
+        real,
+        synthetic,
+        holdout,
+        cfg.out,
+        storage_cfg=cfg.storage,
+        max_categories=cfg.report_max_categories,
+    )
     if progress:
         progress(len(STAGES) + 1, stage="report")
     return metrics
@@ -247,19 +352,25 @@ def check_settings(cfg: EvaluateConfig, schema: Schema, segments: dict | None = 
     returns the label to predict."""
     unknown = [c for c in cfg.utility_exclude if c not in schema.names]
     if unknown:
-        raise ConfigError(f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
+        raise ConfigError(
+            f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}"
+        )
     coded = [c.name for c in schema.columns if SHAPE_OF_ROLE[c.role] in (Shape.DISCRETE, Shape.ID)]
     for key, spec in (segments or {}).items():
         for col in (spec or {}) if key in ("conditions", "rebalance") else [key]:
             if col not in coded:
-                raise ConfigError(f"segment column '{col}' is not a categorical column; use one of: {', '.join(coded)}")
+                raise ConfigError(
+                    f"segment column '{col}' is not a categorical column; use one of: {', '.join(coded)}"
+                )
     return default_label(schema, cfg.label)
 
 
 def check_config(cfg: EvaluateConfig) -> None:
     """Fail in milliseconds on a config that names no tables."""
     if not cfg.real or not cfg.synthetic:
-        raise ConfigError("evaluate needs both a real and a synthetic table URI (--real, --synthetic)")
+        raise ConfigError(
+            "evaluate needs both a real and a synthetic table URI (--real, --synthetic)"
+        )
 
 
 def _manifest_segments(uri: str, cfg: EvaluateConfig) -> dict | None:

@@ -32,7 +32,9 @@ def default_label(schema: Schema, label: str | None) -> str | None:
         labels = schema.by_role(Role.LABEL)
         return labels[0].name if labels else None
     if label not in schema.names:
-        raise ConfigError(f"label column '{label}' is not in the data; columns: {', '.join(schema.names)}")
+        raise ConfigError(
+            f"label column '{label}' is not in the data; columns: {', '.join(schema.names)}"
+        )
     return label
 
 
@@ -47,8 +49,9 @@ def positive_codes(col: Column) -> np.ndarray:
     return np.array([v == positive and v is not None for v in col.categories] + [False])
 
 
-def features(columns: dict[str, Column], label: str, table: int, rows: np.ndarray,
-             exclude: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def features(
+    columns: dict[str, Column], label: str, table: int, rows: np.ndarray, exclude: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(X float64 (n, f), mask of native categorical features) for the rows of one table."""
     blocks, categorical = [], []
     for col in columns.values():
@@ -61,19 +64,33 @@ def features(columns: dict[str, Column], label: str, table: int, rows: np.ndarra
         else:
             v = np.where(v == col.null_code, np.nan, v.astype(np.float64))
             blocks.append(v)
-            categorical.append(col.shape == Shape.DISCRETE and col.null_code <= MAX_NATIVE_CATEGORIES)
+            categorical.append(
+                col.shape == Shape.DISCRETE and col.null_code <= MAX_NATIVE_CATEGORIES
+            )
     return np.column_stack(blocks), np.array(categorical, dtype=bool)
 
 
-def tstr_trtr(columns: dict[str, Column], label: str, has_holdout: bool, *, exclude: list[str],
-              max_train_rows: int, test_fraction: float, seed: int) -> dict:
+def tstr_trtr(
+    columns: dict[str, Column],
+    label: str,
+    has_holdout: bool,
+    *,
+    exclude: list[str],
+    max_train_rows: int,
+    test_fraction: float,
+    seed: int,
+) -> dict:
     """TSTR and TRTR ROC AUC and their ratio, with the rows used."""
     rng = np.random.default_rng(seed)
     lab = columns[label]
     positive = positive_codes(lab)
     n_real = len(lab.values[REAL])
     if has_holdout:
-        test_table, test_rows, real_train = HOLDOUT, np.arange(len(lab.values[HOLDOUT])), np.arange(n_real)
+        test_table, test_rows, real_train = (
+            HOLDOUT,
+            np.arange(len(lab.values[HOLDOUT])),
+            np.arange(n_real),
+        )
     else:
         perm = rng.permutation(n_real)
         cut = int(round(n_real * test_fraction))
@@ -83,16 +100,28 @@ def tstr_trtr(columns: dict[str, Column], label: str, has_holdout: bool, *, excl
     test_rows = test_rows[lab.values[test_table][test_rows] != lab.null_code]
     real_train = real_train[lab.values[REAL][real_train] != lab.null_code]
     syn_train = syn_train[lab.values[SYNTHETIC] != lab.null_code]
-    real_train, syn_train = _cap(real_train, max_train_rows, rng), _cap(syn_train, max_train_rows, rng)
+    real_train, syn_train = (
+        _cap(real_train, max_train_rows, rng),
+        _cap(syn_train, max_train_rows, rng),
+    )
 
     y_test = positive[lab.values[test_table][test_rows]]
     x_test, cat = features(columns, label, test_table, test_rows, exclude)
-    out = {"label": label, "test": "holdout" if has_holdout else f"{test_fraction:.0%} of real rows",
-           "test_rows": int(len(test_rows)), "train_rows_real": int(len(real_train)),
-           "train_rows_synthetic": int(len(syn_train)), "excluded": list(exclude)}
+    out = {
+        "label": label,
+        "test": "holdout" if has_holdout else f"{test_fraction:.0%} of real rows",
+        "test_rows": int(len(test_rows)),
+        "train_rows_real": int(len(real_train)),
+        "train_rows_synthetic": int(len(syn_train)),
+        "excluded": list(exclude),
+    }
     if len(np.unique(y_test)) < 2:
-        return out | {"tstr_auc": None, "trtr_auc": None, "ratio": None,
-                      "note": f"test rows hold one class of '{label}' only; AUC is undefined"}
+        return out | {
+            "tstr_auc": None,
+            "trtr_auc": None,
+            "ratio": None,
+            "note": f"test rows hold one class of '{label}' only; AUC is undefined",
+        }
     fits = [("trtr_auc", REAL, real_train), ("tstr_auc", SYNTHETIC, syn_train)]
 
     def fit_and_score(name: str, table: int, rows: np.ndarray) -> tuple[str, float | None]:
@@ -100,8 +129,12 @@ def tstr_trtr(columns: dict[str, Column], label: str, has_holdout: bool, *, excl
         if len(np.unique(y)) < 2:
             return name, None
         x, _ = features(columns, label, table, rows, exclude)
-        model = HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=seed,
-                                               categorical_features=cat if cat.any() else None)
+        model = HistGradientBoostingClassifier(
+            max_iter=100,
+            early_stopping=False,
+            random_state=seed,
+            categorical_features=cat if cat.any() else None,
+        )
         model.fit(x, y)
         return name, float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
 
@@ -113,9 +146,15 @@ def tstr_trtr(columns: dict[str, Column], label: str, has_holdout: bool, *, excl
     for name, side in (("trtr_auc", "real"), ("tstr_auc", "synthetic")):
         if aucs[name] is None:
             out["note"] = f"{side} training rows hold one class of '{label}'; AUC is undefined"
-    out["ratio"] = aucs["tstr_auc"] / aucs["trtr_auc"] if aucs.get("tstr_auc") and aucs.get("trtr_auc") else None
+    out["ratio"] = (
+        aucs["tstr_auc"] / aucs["trtr_auc"]
+        if aucs.get("tstr_auc") and aucs.get("trtr_auc")
+        else None
+    )
     if aucs.get("trtr_auc") and aucs["trtr_auc"] > 0.999:
-        out["note"] = f"'{label}' is (almost) determined by other columns; exclude them to measure utility"
+        out["note"] = (
+            f"'{label}' is (almost) determined by other columns; exclude them to measure utility"
+        )
     return out
 
 

@@ -21,23 +21,23 @@ class GanLayout:
     """Index tensors describing the encoded matrix (D columns) and the conditional vector."""
 
     data_dim: int
-    seg: torch.Tensor          # (D,) segment of each column; every scalar column is its own segment
+    seg: torch.Tensor  # (D,) segment of each column; every scalar column is its own segment
     num_segments: int
-    is_scalar: torch.Tensor    # (D,) bool
+    is_scalar: torch.Tensor  # (D,) bool
     onehot_cols: torch.Tensor  # (Do,) columns of one-hot spans
-    onehot_seg: torch.Tensor   # (Do,) one-hot span number 0..S-1 of each such column
-    onehot_pos: torch.Tensor   # (Do,) position inside its span
-    onehot_spans: list[int]    # encoder span index of each one-hot span
-    cond_src: torch.Tensor     # (Dc,) data column of each conditional-vector entry
-    cond_seg: torch.Tensor     # (Dc,) conditional span number 0..J-1 of each entry
-    cond_spans: list[int]      # encoder span index of each conditional span
+    onehot_seg: torch.Tensor  # (Do,) one-hot span number 0..S-1 of each such column
+    onehot_pos: torch.Tensor  # (Do,) position inside its span
+    onehot_spans: list[int]  # encoder span index of each one-hot span
+    cond_src: torch.Tensor  # (Dc,) data column of each conditional-vector entry
+    cond_seg: torch.Tensor  # (Dc,) conditional span number 0..J-1 of each entry
+    cond_spans: list[int]  # encoder span index of each conditional span
 
     @property
     def cond_dim(self) -> int:
         return len(self.cond_src)
 
     @classmethod
-    def from_encoder(cls, encoder: Encoder, device: torch.device | str = "cpu") -> "GanLayout":
+    def from_encoder(cls, encoder: Encoder, device: torch.device | str = "cpu") -> GanLayout:
         is_scalar, oh_cols, oh_seg, oh_pos, oh_spans, c_src, c_seg = [], [], [], [], [], [], []
         seg_ids, next_seg, next_cond = [], 0, 0
         for i, span in enumerate(encoder.spans):
@@ -58,30 +58,49 @@ class GanLayout:
                 c_seg += [next_cond] * span.size
                 next_cond += 1
         t = lambda x, dt=torch.long: torch.tensor(x, dtype=dt, device=device)  # noqa: E731
-        return cls(encoder.output_dim, t(seg_ids), next_seg, t(is_scalar, torch.bool), t(oh_cols), t(oh_seg), t(oh_pos),
-                   oh_spans, t(c_src), t(c_seg), encoder.cond_spans)
+        return cls(
+            encoder.output_dim,
+            t(seg_ids),
+            next_seg,
+            t(is_scalar, torch.bool),
+            t(oh_cols),
+            t(oh_seg),
+            t(oh_pos),
+            oh_spans,
+            t(c_src),
+            t(c_seg),
+            encoder.cond_spans,
+        )
 
-    def to(self, device: torch.device | str) -> "GanLayout":
-        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+    def to(self, device: torch.device | str) -> GanLayout:
+        fields = {
+            k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+            for k, v in self.__dict__.items()
+        }
         return GanLayout(**fields)
 
 
 def _segment_max(x: torch.Tensor, seg: torch.Tensor, num: int) -> torch.Tensor:
     """(B, num) per-segment max of x (B, D); no gradient (used as a softmax shift)."""
     idx = seg.expand(x.shape[0], -1)
-    return torch.full((x.shape[0], num), float("-inf"), device=x.device, dtype=x.dtype).scatter_reduce(
-        1, idx, x.detach(), "amax", include_self=True)
+    return torch.full(
+        (x.shape[0], num), float("-inf"), device=x.device, dtype=x.dtype
+    ).scatter_reduce(1, idx, x.detach(), "amax", include_self=True)
 
 
 def segment_log_softmax(x: torch.Tensor, seg: torch.Tensor, num: int) -> torch.Tensor:
     """log-softmax of x (B, D) inside each segment, same shape."""
     idx = seg.expand(x.shape[0], -1)
     shifted = x - _segment_max(x, seg, num).gather(1, idx)
-    sums = torch.zeros(x.shape[0], num, device=x.device, dtype=x.dtype).scatter_add(1, idx, shifted.exp())
+    sums = torch.zeros(x.shape[0], num, device=x.device, dtype=x.dtype).scatter_add(
+        1, idx, shifted.exp()
+    )
     return shifted - sums.log().gather(1, idx)
 
 
-def activate(raw: torch.Tensor, layout: GanLayout, tau: float, rng: torch.Generator | None) -> torch.Tensor:
+def activate(
+    raw: torch.Tensor, layout: GanLayout, tau: float, rng: torch.Generator | None
+) -> torch.Tensor:
     """Generator logits (B, D) -> rows: tanh on scalar columns, Gumbel-softmax on one-hot spans."""
     u = torch.rand(raw.shape, generator=rng, device=raw.device, dtype=raw.dtype)
     gumbel = -torch.log(-torch.log(u + 1e-20) + 1e-20)
@@ -110,7 +129,9 @@ class Residual(nn.Module):
 class Generator(nn.Module):
     """(noise (B, E), cond (B, Dc)) -> logits (B, D); activations applied outside."""
 
-    def __init__(self, noise_dim: int, cond_dim: int, dims: list[int], data_dim: int, norm: str = "batch"):
+    def __init__(
+        self, noise_dim: int, cond_dim: int, dims: list[int], data_dim: int, norm: str = "batch"
+    ):
         super().__init__()
         self.cond_dim = cond_dim
         blocks, width = [], noise_dim + cond_dim
@@ -133,15 +154,17 @@ class Generator(nn.Module):
         total = sum(widths) + noise.shape[1] + cond.shape[1]
         buf = torch.empty(noise.shape[0], total, device=noise.device, dtype=noise.dtype)
         lo = sum(widths)
-        buf[:, lo: lo + noise.shape[1]] = noise
-        buf[:, lo + noise.shape[1]:] = cond
+        buf[:, lo : lo + noise.shape[1]] = noise
+        buf[:, lo + noise.shape[1] :] = cond
         for blk, w in zip(self.body, widths):
-            buf[:, lo - w: lo] = torch.relu(blk.norm(blk.fc(buf[:, lo:])))
+            buf[:, lo - w : lo] = torch.relu(blk.norm(blk.fc(buf[:, lo:])))
             lo -= w
         return self.head(buf)
 
     @torch.no_grad()
-    def sample(self, noise: torch.Tensor, hot: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, noise: torch.Tensor, hot: torch.Tensor, columns: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Eval-mode logits for rows whose conditional vector is 1 at the `hot` (n, H) entries
         and 0 elsewhere. The conditional input of every layer is then a sum of H weight columns
         (row lookups into a table that carries 1/H of the biases per entry), so matmuls see
@@ -158,23 +181,33 @@ class Generator(nn.Module):
         layers = [self._folded(blk) for blk in self.body] + [(head_t, head_b, None)]
         dense = [w_t[: w_t.shape[0] - dc] for w_t, _, _ in layers]
         bias = torch.cat([b for _, b, _ in layers])
-        table = torch.cat([w_t[w_t.shape[0] - dc:] for w_t, _, _ in layers], 1) + bias / max(1, hot.shape[1])
+        table = torch.cat([w_t[w_t.shape[0] - dc :] for w_t, _, _ in layers], 1) + bias / max(
+            1, hot.shape[1]
+        )
         widths = [blk.fc.out_features for blk in self.body]
         out = torch.empty(n, head_t.shape[1], device=noise.device, dtype=noise.dtype)
-        buf = torch.empty(min(n, INFERENCE_ROWS), sum(widths) + noise.shape[1], device=noise.device,
-                          dtype=noise.dtype)
+        buf = torch.empty(
+            min(n, INFERENCE_ROWS),
+            sum(widths) + noise.shape[1],
+            device=noise.device,
+            dtype=noise.dtype,
+        )
         for r in range(0, n, INFERENCE_ROWS):
             rows = slice(r, min(n, r + INFERENCE_ROWS))
             # (m, all layers' widths): biases + conditional inputs
-            pre = table.index_select(0, hot[rows, 0]) if hot.shape[1] else bias.expand(rows.stop - r, -1)
+            pre = (
+                table.index_select(0, hot[rows, 0])
+                if hot.shape[1]
+                else bias.expand(rows.stop - r, -1)
+            )
             for j in range(1, hot.shape[1]):
                 pre = pre + table.index_select(0, hot[rows, j])
             b = buf[: rows.stop - r]
             lo, col = sum(widths), 0
             b[:, lo:] = noise[rows]
             for (_, _, norm), w_t, w in zip(layers, dense, widths):
-                h = b[:, lo - w: lo]
-                torch.addmm(pre[:, col: col + w], b[:, lo:], w_t, out=h)
+                h = b[:, lo - w : lo]
+                torch.addmm(pre[:, col : col + w], b[:, lo:], w_t, out=h)
                 torch.relu_(h if norm is None else h.copy_(norm(h)))
                 lo, col = lo - w, col + w
             torch.addmm(pre[:, col:], b, dense[-1], out=out[rows])
@@ -211,4 +244,8 @@ class Critic(nn.Module):
 def generator_flops_per_row(gen: Generator) -> int:
     """Multiply-adds x 2 per row of the generator's linear layers as `Generator.sample` runs
     them (the FLOP bound's cost): the one-hot conditional inputs are lookups, not matmuls."""
-    return sum(2 * (m.in_features - gen.cond_dim) * m.out_features for m in gen.modules() if isinstance(m, nn.Linear))
+    return sum(
+        2 * (m.in_features - gen.cond_dim) * m.out_features
+        for m in gen.modules()
+        if isinstance(m, nn.Linear)
+    )

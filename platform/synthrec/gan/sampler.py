@@ -19,7 +19,9 @@ from synthrec.transform import Encoder
 class CondSampler:
     """Samples (real rows, conditional vectors) from one encoded shard (N, D)."""
 
-    def __init__(self, shard: torch.Tensor, encoder: Encoder, layout: GanLayout, extra_prob: float = 0.0):
+    def __init__(
+        self, shard: torch.Tensor, encoder: Encoder, layout: GanLayout, extra_prob: float = 0.0
+    ):
         self.shard, self.layout, self.extra_prob = shard, layout, extra_prob
         dev = shard.device
         self.num_spans = len(layout.cond_spans)
@@ -28,11 +30,11 @@ class CondSampler:
         flat = 0
         for j, si in enumerate(layout.cond_spans):
             span = encoder.spans[si]
-            cat = shard[:, span.start: span.stop].argmax(1)                      # (N,)
+            cat = shard[:, span.start : span.stop].argmax(1)  # (N,)
             order = torch.argsort(cat, stable=True)
-            local = torch.bincount(cat, minlength=span.size)                     # rows per value here
+            local = torch.bincount(cat, minlength=span.size)  # rows per value here
             glob = torch.as_tensor(encoder.span_counts[si], dtype=torch.float64, device=dev)
-            w = torch.log1p(glob) * (local > 0)                                  # log-frequency, present only
+            w = torch.log1p(glob) * (local > 0)  # log-frequency, present only
             if w.sum() == 0:
                 w = (local > 0).double()
             weights.append(w / w.sum())
@@ -41,15 +43,25 @@ class CondSampler:
             self.span_start.append(flat)
             flat += span.size
         n = shard.shape[0]
-        self.rows_flat = torch.cat(rows_by_cat) if rows_by_cat else torch.zeros(0, dtype=torch.long, device=dev)
+        self.rows_flat = (
+            torch.cat(rows_by_cat) if rows_by_cat else torch.zeros(0, dtype=torch.long, device=dev)
+        )
         counts_t = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long, device=dev)
         # start of each flat category inside rows_flat: span j's block begins at j * N
-        span_of = torch.cat([torch.full((c.numel(),), j, device=dev) for j, c in enumerate(counts)]) if counts else counts_t
+        span_of = (
+            torch.cat([torch.full((c.numel(),), j, device=dev) for j, c in enumerate(counts)])
+            if counts
+            else counts_t
+        )
         within = torch.cat([torch.cumsum(c, 0) - c for c in counts]) if counts else counts_t
         self.cat_start = span_of * n + within
         self.cat_count = counts_t
         # cumulative probabilities offset by span number: span j's values live in (j, j+1]
-        self.cum = torch.cat([j + torch.cumsum(w, 0) for j, w in enumerate(weights)]) if weights else counts_t.double()
+        self.cum = (
+            torch.cat([j + torch.cumsum(w, 0) for j, w in enumerate(weights)])
+            if weights
+            else counts_t.double()
+        )
         self.span_end = torch.tensor(self.span_start[1:] + [flat], device=dev) - 1
         self.span_first = torch.tensor(self.span_start, device=dev)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,10 @@ from synthrec.transform import DiscreteCodec, Encoder, IdCodec
 
 Conditions = dict[str, Any]
 Rebalance = dict[str, "str | dict[Any, float]"]
-CALIBRATION_ROWS = (10_000, 100_000)  # rows sampled per id-calibration round: 2 x training rows, within these
+CALIBRATION_ROWS = (
+    10_000,
+    100_000,
+)  # rows sampled per id-calibration round: 2 x training rows, within these
 CALIBRATION_SEED = 7_919_000
 
 
@@ -46,21 +50,43 @@ class Synthesizer:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_parts(cls, encoder: Encoder, cfg: GanConfig, generator_state: dict[str, torch.Tensor],
-                   metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> "Synthesizer":
+    def from_parts(
+        cls,
+        encoder: Encoder,
+        cfg: GanConfig,
+        generator_state: dict[str, torch.Tensor],
+        metadata: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Synthesizer:
         """A sampler from an encoder and generator weights (e.g. GanState.generator.state_dict()
         after distributed training). Metadata gains a `version` derived from the weights."""
         return cls()._attach(encoder, cfg, generator_state, metadata, device)
 
-    def _attach(self, encoder: Encoder, cfg: GanConfig, generator_state: dict[str, torch.Tensor],
-                metadata: dict[str, Any] | None, device: str | torch.device) -> "Synthesizer":
+    def _attach(
+        self,
+        encoder: Encoder,
+        cfg: GanConfig,
+        generator_state: dict[str, torch.Tensor],
+        metadata: dict[str, Any] | None,
+        device: str | torch.device,
+    ) -> Synthesizer:
         self.encoder, self.cfg, self.device = encoder, cfg, torch.device(device)
         layout = GanLayout.from_encoder(encoder)
-        gen = Generator(cfg.embedding_dim, layout.cond_dim, cfg.generator_dims, layout.data_dim, cfg.generator_norm)
+        gen = Generator(
+            cfg.embedding_dim,
+            layout.cond_dim,
+            cfg.generator_dims,
+            layout.data_dim,
+            cfg.generator_norm,
+        )
         try:
-            gen.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in generator_state.items()})
+            gen.load_state_dict(
+                {k: v.float() if v.is_floating_point() else v for k, v in generator_state.items()}
+            )
         except RuntimeError as err:
-            raise ModelError(f"generator weights do not match the config and encoder: {err}") from None
+            raise ModelError(
+                f"generator weights do not match the config and encoder: {err}"
+            ) from None
         self.generator = gen.to(self.device).eval()
         self._layout = layout.to(self.device)
         self._prepare_sampling()
@@ -68,9 +94,16 @@ class Synthesizer:
         self.metadata.setdefault("version", _model_version(gen.state_dict(), encoder))
         return self
 
-    def fit(self, table: pa.Table, schema: Schema | None = None, cfg: GanConfig | None = None,
-            epochs: int | None = None, time_budget_s: float | None = None,
-            progress: Callable[..., None] | None = None, device: str | torch.device = "cpu") -> "Synthesizer":
+    def fit(
+        self,
+        table: pa.Table,
+        schema: Schema | None = None,
+        cfg: GanConfig | None = None,
+        epochs: int | None = None,
+        time_budget_s: float | None = None,
+        progress: Callable[..., None] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Synthesizer:
         """Train on `table`. Stops after `epochs` (default cfg.epochs) or `time_budget_s`,
         whichever comes first. `progress(epoch=..., **metrics)` is called after each epoch."""
         cfg = cfg or GanConfig()
@@ -87,21 +120,34 @@ class Synthesizer:
         state = build_gan(encoder, cfg, device)
         sampler = build_sampler(state, encoder, data)
         del data
-        max_epochs = epochs if epochs is not None else (cfg.epochs if time_budget_s is None else 10**9)
+        max_epochs = (
+            epochs if epochs is not None else (cfg.epochs if time_budget_s is None else 10**9)
+        )
         deadline = start + time_budget_s if time_budget_s is not None else None
         batch = min(cfg.batch_size, max(cfg.pac, table.num_rows // cfg.pac * cfg.pac))
         # at least one (possibly partial) epoch, even when encoding used up the budget
-        while state.epoch < max_epochs and (state.epoch == 0 or deadline is None or time.monotonic() < deadline):
-            metrics = train_epoch(state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline)
+        while state.epoch < max_epochs and (
+            state.epoch == 0 or deadline is None or time.monotonic() < deadline
+        ):
+            metrics = train_epoch(
+                state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline
+            )
             if progress:
                 progress(**metrics)
         self._attach(encoder, cfg, state.generator.state_dict(), None, device)
         self.calibrate_ids()
         self.metadata.update(
-            fingerprint=table_fingerprint(table), synthrec_version=synthrec.__version__,
+            fingerprint=table_fingerprint(table),
+            synthrec_version=synthrec.__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            metrics={"epochs": state.epoch, "train_rows": table.num_rows, "encode_seconds": round(encode_s, 3),
-                     "fit_seconds": round(time.monotonic() - start, 3), **(_last(state))})
+            metrics={
+                "epochs": state.epoch,
+                "train_rows": table.num_rows,
+                "encode_seconds": round(encode_s, 3),
+                "fit_seconds": round(time.monotonic() - start, 3),
+                **(_last(state)),
+            },
+        )
         return self
 
     def calibrate_ids(self, rounds: int | None = None) -> dict[str, list[float]]:
@@ -121,32 +167,51 @@ class Synthesizer:
         for r in range(rounds + 1):
             sample = self.sample(rows, seed=CALIBRATION_SEED + r)
             for codec in codecs:
-                drawn = np.bincount(codec.codes(sample.column(codec.name)), minlength=len(codec.freq))
+                drawn = np.bincount(
+                    codec.codes(sample.column(codec.name)), minlength=len(codec.freq)
+                )
                 # each round's sample moves the weights; the last one only measures
-                tv[codec.name].append(round(codec.calibrate(drawn) if r < rounds else codec.total_variation(drawn), 4))
+                tv[codec.name].append(
+                    round(codec.calibrate(drawn) if r < rounds else codec.total_variation(drawn), 4)
+                )
         self.metadata["id_calibration"] = {"rows": rows, "total_variation": tv}
         self.metadata["version"] = _model_version(self.generator.state_dict(), self.encoder)
         return tv
 
     # -- sampling --------------------------------------------------------------------------
-    def sample(self, n: int, conditions: Conditions | None = None, rebalance: Rebalance | None = None,
-               seed: int = 0) -> pa.Table:
+    def sample(
+        self,
+        n: int,
+        conditions: Conditions | None = None,
+        rebalance: Rebalance | None = None,
+        seed: int = 0,
+    ) -> pa.Table:
         """`n` rows; blocks of cfg.sample_batch_rows, block i identical to sample_block(i, ...)."""
         self._check_fitted()
         if n < 0:
             raise ConfigError(f"number of rows must be >= 0 (got {n})")
         size = self.cfg.sample_batch_rows
-        tables = [self.sample_block(i, min(size, n - i * size), seed, conditions, rebalance)
-                  for i in range(max(1, math.ceil(n / size)))]
+        tables = [
+            self.sample_block(i, min(size, n - i * size), seed, conditions, rebalance)
+            for i in range(max(1, math.ceil(n / size)))
+        ]
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
-    def sample_block(self, block_index: int, num_rows: int, seed: int, conditions: Conditions | None = None,
-                     rebalance: Rebalance | None = None) -> pa.Table:
+    def sample_block(
+        self,
+        block_index: int,
+        num_rows: int,
+        seed: int,
+        conditions: Conditions | None = None,
+        rebalance: Rebalance | None = None,
+    ) -> pa.Table:
         """`num_rows` rows determined only by (seed, block_index, conditions, rebalance)."""
         self._check_fitted()
         fixed, balanced = self._resolve(conditions, rebalance)
         rng = torch.Generator(device=self.device).manual_seed(_block_seed(seed, block_index))
-        draws = np.random.default_rng(_block_seed(seed, block_index))  # categorical and id draws (on CPU)
+        draws = np.random.default_rng(
+            _block_seed(seed, block_index)
+        )  # categorical and id draws (on CPU)
         parts: list[list[np.ndarray]] = []
         step = self.cfg.sample_batch_rows
         for lo in range(0, num_rows, step):
@@ -157,8 +222,14 @@ class Synthesizer:
         return self.encoder.decode([np.concatenate(p) for p in zip(*parts)], keep=keep, rng=draws)
 
     @torch.no_grad()
-    def _generate(self, n: int, fixed: dict[int, int], balanced: dict[int, np.ndarray],
-                  rng: torch.Generator, draws: np.random.Generator) -> list[np.ndarray]:
+    def _generate(
+        self,
+        n: int,
+        fixed: dict[int, int],
+        balanced: dict[int, np.ndarray],
+        rng: torch.Generator,
+        draws: np.random.Generator,
+    ) -> list[np.ndarray]:
         """Per-span parts for `n` rows (the encoder's decode input)."""
         lay, dev = self._layout, self.device
         codes: dict[int, torch.Tensor] = {}
@@ -166,7 +237,9 @@ class Synthesizer:
             codes[k] = torch.full((n,), code, dtype=torch.long, device=dev)
         for k, probs in balanced.items():
             codes[k] = _allocate(n, probs, rng, dev)
-        hot = [self._cond_offset[k] + c for k, c in codes.items()]  # entries of the conditional vector set to 1
+        hot = [
+            self._cond_offset[k] + c for k, c in codes.items()
+        ]  # entries of the conditional vector set to 1
         if not codes and lay.cond_dim:  # as in training: one discrete column, value by frequency
             span = torch.randint(len(lay.cond_spans), (n,), generator=rng, device=dev)
             u = torch.rand(n, generator=rng, device=dev, dtype=torch.float64)
@@ -174,13 +247,17 @@ class Synthesizer:
             hot.append(torch.minimum(flat, self._cond_last[span]))
         noise = torch.randn(n, self.cfg.embedding_dim, generator=rng, device=dev)
         hot_cols = torch.stack(hot, 1) if hot else torch.zeros(n, 0, dtype=torch.long, device=dev)
-        raw = self.generator.sample(noise, hot_cols, self._out_columns)  # [one-hot columns, scalar columns]
+        raw = self.generator.sample(
+            noise, hot_cols, self._out_columns
+        )  # [one-hot columns, scalar columns]
         raw_np, num_onehot = raw.cpu().numpy(), len(self._layout.onehot_cols)
-        scal_np = np.tanh(raw_np[:, num_onehot:])                          # (n, scalar columns)
+        scal_np = np.tanh(raw_np[:, num_onehot:])  # (n, scalar columns)
         choice_np = self._segment_argmax(raw_np[:, :num_onehot], draws)  # (n, one-hot spans)
-        for k, c in codes.items():                                      # exact: conditioned spans
+        for k, c in codes.items():  # exact: conditioned spans
             choice_np[:, self._onehot_of_cond[k]] = c.cpu().numpy()
-        return [choice_np[:, k] if kind == "onehot" else scal_np[:, k] for kind, k in self._part_index]
+        return [
+            choice_np[:, k] if kind == "onehot" else scal_np[:, k] for kind, k in self._part_index
+        ]
 
     def _segment_argmax(self, raw: np.ndarray, draws: np.random.Generator) -> np.ndarray:
         """Draw from each one-hot span's softmax (Gumbel-max), (n, S) int64, given the logits of
@@ -192,19 +269,22 @@ class Synthesizer:
         noisy += 1e-20
         np.log(noisy, out=noisy)
         np.negative(noisy, out=noisy)
-        np.log(noisy, out=noisy)                        # minus Gumbel noise
-        np.subtract(raw, noisy, out=noisy)              # logits + Gumbel noise
+        np.log(noisy, out=noisy)  # minus Gumbel noise
+        np.subtract(raw, noisy, out=noisy)  # logits + Gumbel noise
         choice = np.empty((n, len(self._layout.onehot_spans)), np.int64)
         for spans, lo, width in self._width_groups:
-            choice[:, spans] = noisy[:, lo: lo + len(spans) * width].reshape(n, len(spans), width).argmax(2)
+            choice[:, spans] = (
+                noisy[:, lo : lo + len(spans) * width].reshape(n, len(spans), width).argmax(2)
+            )
         return choice
 
     # -- conditions ------------------------------------------------------------------------
     def conditionable_columns(self) -> list[str]:
         return [c.name for c in self.encoder.codecs if isinstance(c, DiscreteCodec)]
 
-    def _resolve(self, conditions: Conditions | None, rebalance: Rebalance | None
-                 ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
+    def _resolve(
+        self, conditions: Conditions | None, rebalance: Rebalance | None
+    ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
         """Validate conditions -> {cond span number: code}, rebalance -> {cond span number: probs}."""
         fixed, balanced = {}, {}
         for col, value in (conditions or {}).items():
@@ -213,18 +293,24 @@ class Synthesizer:
         for col, dist in (rebalance or {}).items():
             codec, k = self._cond_codec(col, "rebalance")
             if k in fixed:
-                raise ConditionError(f"column '{col}' is both conditioned and rebalanced; use one of them")
+                raise ConditionError(
+                    f"column '{col}' is both conditioned and rebalanced; use one of them"
+                )
             balanced[k] = self._probs(codec, dist)
         return fixed, balanced
 
     def _cond_codec(self, col: str, what: str):
         allowed = ", ".join(self.conditionable_columns()) or "(none)"
         if col not in self.encoder.schema.names:
-            raise ConditionError(f"{what} column '{col}' is not in the model's data; conditionable columns: {allowed}")
+            raise ConditionError(
+                f"{what} column '{col}' is not in the model's data; conditionable columns: {allowed}"
+            )
         codec = self.encoder.codec(col)
         if not isinstance(codec, DiscreteCodec):
-            raise ConditionError(f"{what} column '{col}' is not a categorical column of the model "
-                                 f"(it is encoded as {codec.meta['codec']}); conditionable columns: {allowed}")
+            raise ConditionError(
+                f"{what} column '{col}' is not a categorical column of the model "
+                f"(it is encoded as {codec.meta['codec']}); conditionable columns: {allowed}"
+            )
         span_index = self.encoder.col_spans[self.encoder.codecs.index(codec)][0]
         return codec, self._layout.cond_spans.index(span_index)
 
@@ -238,8 +324,9 @@ class Synthesizer:
             return labels.index(_label(value))
         except ValueError:
             shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
-            raise ConditionError(f"{what} {codec.name}={value!r}: value never seen in training; "
-                                 f"seen values: {shown}") from None
+            raise ConditionError(
+                f"{what} {codec.name}={value!r}: value never seen in training; seen values: {shown}"
+            ) from None
 
     def _probs(self, codec: DiscreteCodec, dist: Any) -> np.ndarray:
         k = len(codec.values)
@@ -248,14 +335,20 @@ class Synthesizer:
             probs[:k] = 1.0 / k
             return probs
         if not isinstance(dist, dict) or not dist:
-            raise ConditionError(f"rebalance {codec.name}: expected 'uniform' or a {{value: probability}} mapping, "
-                                 f"got {dist!r}")
+            raise ConditionError(
+                f"rebalance {codec.name}: expected 'uniform' or a {{value: probability}} mapping, "
+                f"got {dist!r}"
+            )
         for value, p in dist.items():
             if not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
-                raise ConditionError(f"rebalance {codec.name}={value!r}: probability must be a number >= 0, got {p!r}")
+                raise ConditionError(
+                    f"rebalance {codec.name}={value!r}: probability must be a number >= 0, got {p!r}"
+                )
             probs[self._code_of(codec, value, "rebalance")] += p
         if abs(probs.sum() - 1.0) > 1e-3:
-            raise ConditionError(f"rebalance {codec.name}: probabilities sum to {probs.sum():.4f}; they must sum to 1")
+            raise ConditionError(
+                f"rebalance {codec.name}: probabilities sum to {probs.sum():.4f}; they must sum to 1"
+            )
         return probs / probs.sum()
 
     # -- internals -------------------------------------------------------------------------
@@ -284,16 +377,24 @@ class Synthesizer:
             self._width_groups.append((spans, lo, int(width)))
             onehot_order += [np.arange(first[j], first[j + 1]) for j in spans]
             lo += len(spans) * int(width)
-        onehot_cols = lay.onehot_cols.cpu()[torch.from_numpy(np.concatenate(onehot_order or [np.zeros(0, np.int64)]))]
+        onehot_cols = lay.onehot_cols.cpu()[
+            torch.from_numpy(np.concatenate(onehot_order or [np.zeros(0, np.int64)]))
+        ]
         # where each encoder span's part comes from: a one-hot choice, or scalar columns
         scalar_spans = [s for s in enc.spans if s.kind == "scalar"]
-        scalar_cols = torch.tensor([c for s in scalar_spans for c in range(s.start, s.stop)], dtype=torch.long)
+        scalar_cols = torch.tensor(
+            [c for s in scalar_spans for c in range(s.start, s.stop)], dtype=torch.long
+        )
         self._out_columns = torch.cat([onehot_cols, scalar_cols]).to(dev)
         bounds = np.cumsum([0] + [s.size for s in scalar_spans])
-        scalar_slice = {id(s): slice(int(a), int(b)) for s, a, b in zip(scalar_spans, bounds[:-1], bounds[1:])}
+        scalar_slice = {
+            id(s): slice(int(a), int(b)) for s, a, b in zip(scalar_spans, bounds[:-1], bounds[1:])
+        }
         onehot_num = {si: j for j, si in enumerate(lay.onehot_spans)}
-        self._part_index = [("onehot", onehot_num[i]) if s.kind == "onehot" else ("scalar", scalar_slice[id(s)])
-                            for i, s in enumerate(enc.spans)]
+        self._part_index = [
+            ("onehot", onehot_num[i]) if s.kind == "onehot" else ("scalar", scalar_slice[id(s)])
+            for i, s in enumerate(enc.spans)
+        ]
 
     def _check_fitted(self) -> None:
         if self.generator is None:
@@ -306,7 +407,9 @@ def _allocate(n: int, probs: np.ndarray, rng: torch.Generator, dev: torch.device
     counts = np.floor(raw).astype(np.int64)
     order = np.argsort(-(raw - counts), kind="stable")
     counts[order[: n - counts.sum()]] += 1
-    codes = torch.repeat_interleave(torch.arange(len(probs), device=dev), torch.as_tensor(counts, device=dev))
+    codes = torch.repeat_interleave(
+        torch.arange(len(probs), device=dev), torch.as_tensor(counts, device=dev)
+    )
     return codes[torch.randperm(n, generator=rng, device=dev)]
 
 
@@ -320,8 +423,12 @@ def _label(value: Any) -> str:
 
 def _block_seed(seed: int, block_index: int) -> int:
     """A 63-bit seed from (seed, block): independent streams per block."""
-    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(block_index)]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(block_index)]).generate_state(
+            2, np.uint64
+        )[0]
+        >> np.uint64(1)
+    )
 
 
 def _last(state: GanState) -> dict[str, float]:

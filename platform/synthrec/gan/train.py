@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,9 +47,15 @@ class GanState:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimizer states, epoch and RNG state (tensors and plain values only)."""
-        return {"generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_c": self.opt_c.state_dict(),
-                "epoch": self.epoch, "rng": self.rng.get_state(), "history": list(self.history)}
+        return {
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_c": self.opt_c.state_dict(),
+            "epoch": self.epoch,
+            "rng": self.rng.get_state(),
+            "history": list(self.history),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
@@ -61,7 +68,9 @@ class GanState:
         self.history = list(state.get("history", []))
 
 
-def build_gan(encoder: Encoder, cfg: GanConfig, device: torch.device | str = "cpu", rank: int = 0) -> GanState:
+def build_gan(
+    encoder: Encoder, cfg: GanConfig, device: torch.device | str = "cpu", rank: int = 0
+) -> GanState:
     """Fresh generator, critic and Adam optimizers for `encoder`'s layout.
 
     Weights are initialised from cfg.seed (identical on every rank, as DDP expects); the
@@ -70,12 +79,18 @@ def build_gan(encoder: Encoder, cfg: GanConfig, device: torch.device | str = "cp
     device = torch.device(device)
     layout = GanLayout.from_encoder(encoder, device)
     torch.manual_seed(cfg.seed)
-    gen = Generator(cfg.embedding_dim, layout.cond_dim, cfg.generator_dims, layout.data_dim, cfg.generator_norm)
+    gen = Generator(
+        cfg.embedding_dim, layout.cond_dim, cfg.generator_dims, layout.data_dim, cfg.generator_norm
+    )
     critic = Critic(layout.data_dim + layout.cond_dim, cfg.critic_dims, cfg.pac, cfg.critic_dropout)
     gen, critic = gen.to(device), critic.to(device)
     betas = tuple(cfg.adam_betas)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr, betas=betas, weight_decay=cfg.weight_decay)
-    opt_c = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=betas, weight_decay=cfg.weight_decay)
+    opt_g = torch.optim.Adam(
+        gen.parameters(), lr=cfg.generator_lr, betas=betas, weight_decay=cfg.weight_decay
+    )
+    opt_c = torch.optim.Adam(
+        critic.parameters(), lr=cfg.critic_lr, betas=betas, weight_decay=cfg.weight_decay
+    )
     rng = torch.Generator(device=device).manual_seed(cfg.seed + rank)
     return GanState(cfg, layout, gen, critic, opt_g, opt_c, device, rng)
 
@@ -89,8 +104,15 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def critic_step(state: GanState, real: torch.Tensor, cond: torch.Tensor, *, generator: nn.Module | None = None,
-                critic: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def critic_step(
+    state: GanState,
+    real: torch.Tensor,
+    cond: torch.Tensor,
+    *,
+    generator: nn.Module | None = None,
+    critic: nn.Module | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
     """One WGAN-GP critic update on a batch (B, D) of real rows and their conditions (B, Dc).
 
     Returns detached 0-d tensors (no device sync here; call float() when needed)."""
@@ -100,7 +122,9 @@ def critic_step(state: GanState, real: torch.Tensor, cond: torch.Tensor, *, gene
     with torch.no_grad(), _autocast(state.device, autocast_dtype):
         fake = activate(gen(noise, cond).float(), state.layout, cfg.gumbel_tau, state.rng)
     real_in, fake_in = torch.cat([real, cond], 1), torch.cat([fake, cond], 1)
-    eps = torch.rand(b // pac, 1, generator=state.rng, device=state.device).repeat_interleave(pac, 0)
+    eps = torch.rand(b // pac, 1, generator=state.rng, device=state.device).repeat_interleave(
+        pac, 0
+    )
     interp = (eps * real_in + (1 - eps) * fake_in).requires_grad_(True)
     with _autocast(state.device, autocast_dtype):
         scores = crit(torch.cat([real_in, fake_in, interp], 0)).float()  # (3B/pac, 1), one forward
@@ -112,11 +136,21 @@ def critic_step(state: GanState, real: torch.Tensor, cond: torch.Tensor, *, gene
     state.opt_c.zero_grad(set_to_none=True)
     loss.backward()
     state.opt_c.step()
-    return {"critic_loss": loss.detach(), "wasserstein": wdist.detach(), "gradient_penalty": penalty.detach()}
+    return {
+        "critic_loss": loss.detach(),
+        "wasserstein": wdist.detach(),
+        "gradient_penalty": penalty.detach(),
+    }
 
 
-def generator_step(state: GanState, cond: torch.Tensor, *, generator: nn.Module | None = None,
-                   critic: nn.Module | None = None, autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def generator_step(
+    state: GanState,
+    cond: torch.Tensor,
+    *,
+    generator: nn.Module | None = None,
+    critic: nn.Module | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, torch.Tensor]:
     """One generator update. Pass the *unwrapped* critic (ddp_critic.module): only the
     generator's parameters receive gradients, so no critic all-reduce happens here."""
     gen, crit, cfg = generator or state.generator, critic or state.critic, state.cfg
@@ -135,10 +169,20 @@ def generator_step(state: GanState, cond: torch.Tensor, *, generator: nn.Module 
     return {"generator_loss": adv.detach(), "cond_loss": ce.detach()}
 
 
-def train_epoch(state: GanState, shard: torch.Tensor, sampler: CondSampler, batch_size: int, *,
-                generator: nn.Module | None = None, critic: nn.Module | None = None, seed: int | None = None,
-                autocast_dtype: torch.dtype | None = None, deadline: float | None = None,
-                max_steps: int | None = None, progress: Callable[..., None] | None = None) -> dict[str, float]:
+def train_epoch(
+    state: GanState,
+    shard: torch.Tensor,
+    sampler: CondSampler,
+    batch_size: int,
+    *,
+    generator: nn.Module | None = None,
+    critic: nn.Module | None = None,
+    seed: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    deadline: float | None = None,
+    max_steps: int | None = None,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, float]:
     """One pass: len(shard) // batch_size steps (critic_steps critic updates + 1 generator update).
 
     `batch_size` is this worker's batch (a multiple of cfg.pac). With `seed`, the RNG is reset
@@ -147,8 +191,10 @@ def train_epoch(state: GanState, shard: torch.Tensor, sampler: CondSampler, batc
     """
     cfg = state.cfg
     if batch_size % cfg.pac or batch_size <= 0:
-        raise ConfigError(f"per-worker batch size {batch_size} must be a positive multiple of pac {cfg.pac}; "
-                          f"choose batch_size = k * pac * num_workers")
+        raise ConfigError(
+            f"per-worker batch size {batch_size} must be a positive multiple of pac {cfg.pac}; "
+            f"choose batch_size = k * pac * num_workers"
+        )
     gen, crit = generator or state.generator, critic or state.critic
     if seed is not None:
         state.rng.manual_seed(seed * 1_000_003 + state.epoch)
@@ -160,10 +206,19 @@ def train_epoch(state: GanState, shard: torch.Tensor, sampler: CondSampler, batc
     for step in range(steps):
         for _ in range(cfg.critic_steps):
             real, cond = sampler.sample(batch_size, state.rng)
-            _accumulate(sums, critic_step(state, real, cond, generator=gen, critic=crit, autocast_dtype=autocast_dtype))
+            _accumulate(
+                sums,
+                critic_step(
+                    state, real, cond, generator=gen, critic=crit, autocast_dtype=autocast_dtype
+                ),
+            )
         _, cond = sampler.sample(batch_size, state.rng)
-        _accumulate(sums, generator_step(state, cond, generator=gen, critic=_unwrap(crit),
-                                         autocast_dtype=autocast_dtype))
+        _accumulate(
+            sums,
+            generator_step(
+                state, cond, generator=gen, critic=_unwrap(crit), autocast_dtype=autocast_dtype
+            ),
+        )
         done += 1
         if progress:
             progress(step=done, steps=steps)
@@ -171,8 +226,16 @@ def train_epoch(state: GanState, shard: torch.Tensor, sampler: CondSampler, batc
             break
     seconds = time.monotonic() - start
     state.epoch += 1
-    metrics = {k: float(v) / (done * (cfg.critic_steps if k in _CRITIC_KEYS else 1)) for k, v in sums.items()}
-    metrics.update(epoch=state.epoch, steps=done, rows_per_s=done * batch_size / max(seconds, 1e-9), seconds=seconds)
+    metrics = {
+        k: float(v) / (done * (cfg.critic_steps if k in _CRITIC_KEYS else 1))
+        for k, v in sums.items()
+    }
+    metrics.update(
+        epoch=state.epoch,
+        steps=done,
+        rows_per_s=done * batch_size / max(seconds, 1e-9),
+        seconds=seconds,
+    )
     if not all(math.isfinite(v) for v in metrics.values()):
         metrics["diverged"] = 1.0
     state.history.append(metrics)

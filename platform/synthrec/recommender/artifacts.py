@@ -34,8 +34,14 @@ from synthrec.storage import parquet_bytes, publish_files, read_files
 
 FORMAT = "synthrec-recommender"
 VERSION = 1
-FILES = ("config.json", "model.safetensors", "items.parquet", "item_index.safetensors", "users.parquet",
-         "users.safetensors")
+FILES = (
+    "config.json",
+    "model.safetensors",
+    "items.parquet",
+    "item_index.safetensors",
+    "users.parquet",
+    "users.safetensors",
+)
 
 
 @dataclass
@@ -56,7 +62,9 @@ class Recommender:
     def __post_init__(self) -> None:
         self.model.eval()
         self._user_index = {str(u): i for i, u in enumerate(self.user_ids.to_pylist())}
-        self._scorer = ModelScorer(self.model, self.encoder.user_token, log_probs=self.config.loss == "softmax")
+        self._scorer = ModelScorer(
+            self.model, self.encoder.user_token, log_probs=self.config.loss == "softmax"
+        )
 
     # ------------------------------------------------------------------ serving
 
@@ -64,15 +72,32 @@ class Recommender:
     def metadata(self) -> dict[str, Any]:
         c = self.encoder.columns
         return {
-            "format": FORMAT, "version": VERSION, "num_items": self.encoder.num_items,
-            "num_users": len(self.user_ids), "dim": self.model.spec.dim, "max_len": self.model.spec.max_len,
-            "columns": {"user": c.user, "item": c.item, "time": c.time, "user_features": list(c.user_features),
-                        "item_features": list(c.item_features), "query": c.query},
-            "accepts_query": self.encoder.query_buckets > 0, "training": self.training,
+            "format": FORMAT,
+            "version": VERSION,
+            "num_items": self.encoder.num_items,
+            "num_users": len(self.user_ids),
+            "dim": self.model.spec.dim,
+            "max_len": self.model.spec.max_len,
+            "columns": {
+                "user": c.user,
+                "item": c.item,
+                "time": c.time,
+                "user_features": list(c.user_features),
+                "item_features": list(c.item_features),
+                "query": c.query,
+            },
+            "accepts_query": self.encoder.query_buckets > 0,
+            "training": self.training,
         }
 
-    def recommend(self, user_id: Any = None, history: list | None = None, query: str | None = None,
-                  k: int = 10, exclude_seen: bool = True) -> tuple[list, list[float], bool]:
+    def recommend(
+        self,
+        user_id: Any = None,
+        history: list | None = None,
+        query: str | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+    ) -> tuple[list, list[float], bool]:
         """Top-k (item ids, scores, cold_start). A known user's stored history is extended by
         `history`; an unknown user is a cold start, served from `history`/`query` by the model
         or, with neither, by popularity."""
@@ -80,7 +105,9 @@ class Recommender:
             raise DataError(f"k must be >= 1, got {k}")
         if query is not None and self.encoder.query_buckets == 0:
             raise DataError("this model was trained without a query column; send no query")
-        extra = self.encoder.item_index(list(history), "history") if history else np.zeros(0, np.int64)
+        extra = (
+            self.encoder.item_index(list(history), "history") if history else np.zeros(0, np.int64)
+        )
         index = self._user_index.get(str(user_id)) if user_id is not None else None
         cold = index is None
         if cold:
@@ -91,17 +118,31 @@ class Recommender:
         else:
             stored = self.histories[index]
             seen = np.concatenate([stored[stored != PAD], extra])
-            user_cat, user_num = self.user_cat[index:index + 1], self.user_num[index:index + 1]
+            user_cat, user_num = self.user_cat[index : index + 1], self.user_num[index : index + 1]
         if cold and not len(seen) and query is None:
             scores = self.popularity.astype(np.float64).copy()
         else:
             scores = self._score_one(seen, user_cat, user_num, query)
         return self._top_k(scores, seen if exclude_seen else np.zeros(0, np.int64), k) + (cold,)
 
-    def _score_one(self, seen: np.ndarray, user_cat: np.ndarray, user_num: np.ndarray, query: str | None) -> np.ndarray:
-        log = Log(seen.astype(np.int64), np.array([0, len(seen)]), pa.array(["request"]), user_cat, user_num,
-                  np.arange(len(seen)))
-        w = windows(log, np.array([0]), np.array([len(seen)]), self.model.spec.max_len, self.encoder.user_token)
+    def _score_one(
+        self, seen: np.ndarray, user_cat: np.ndarray, user_num: np.ndarray, query: str | None
+    ) -> np.ndarray:
+        log = Log(
+            seen.astype(np.int64),
+            np.array([0, len(seen)]),
+            pa.array(["request"]),
+            user_cat,
+            user_num,
+            np.arange(len(seen)),
+        )
+        w = windows(
+            log,
+            np.array([0]),
+            np.array([len(seen)]),
+            self.model.spec.max_len,
+            self.encoder.user_token,
+        )
         if query is not None:
             w.query = np.zeros(w.tokens.shape + (self.encoder.query_max_tokens,), np.int64)
             w.query[0, -1] = self.encoder.hash_queries(pa.array([query]))[0]
@@ -126,8 +167,15 @@ class Recommender:
 
 # ---------------------------------------------------------------------------- build / save / load
 
-def build_recommender(model: RecommenderModel, encoder: Encoder, cfg: RecommenderConfig, known: Log,
-                      popularity: np.ndarray, training: dict[str, Any]) -> Recommender:
+
+def build_recommender(
+    model: RecommenderModel,
+    encoder: Encoder,
+    cfg: RecommenderConfig,
+    known: Log,
+    popularity: np.ndarray,
+    training: dict[str, Any],
+) -> Recommender:
     """Bundle a trained model with the known users' latest histories and item popularity."""
     model.eval()
     L = model.spec.max_len - 1
@@ -135,35 +183,63 @@ def build_recommender(model: RecommenderModel, encoder: Encoder, cfg: Recommende
     take = np.minimum(n, L)
     cols = np.arange(L)[None, :]
     src = (known.offsets[1:] - take)[:, None] + cols - (L - take)[:, None]  # right-aligned
-    histories = np.where(cols >= (L - take)[:, None], known.items[np.clip(src, 0, max(len(known.items) - 1, 0))], PAD)
+    histories = np.where(
+        cols >= (L - take)[:, None], known.items[np.clip(src, 0, max(len(known.items) - 1, 0))], PAD
+    )
     with torch.no_grad():
         vectors = model.item_vectors().detach().clone()
-    return Recommender(model, encoder, cfg, vectors, popularity.astype(np.float64), known.user_ids,
-                       histories.astype(np.int64), known.user_cat, known.user_num, dict(training))
+    return Recommender(
+        model,
+        encoder,
+        cfg,
+        vectors,
+        popularity.astype(np.float64),
+        known.user_ids,
+        histories.astype(np.int64),
+        known.user_cat,
+        known.user_num,
+        dict(training),
+    )
 
 
 def recommender_files(rec: Recommender) -> dict[str, bytes]:
     config = {
-        "format": FORMAT, "version": VERSION, "model_spec": rec.model.spec.to_dict(),
-        "encoder": rec.encoder.to_dict(), "config": rec.config.model_dump(mode="json"), "training": rec.training,
+        "format": FORMAT,
+        "version": VERSION,
+        "model_spec": rec.model.spec.to_dict(),
+        "encoder": rec.encoder.to_dict(),
+        "config": rec.config.model_dump(mode="json"),
+        "training": rec.training,
     }
     state = {k: v.detach().cpu().contiguous() for k, v in rec.model.state_dict().items()}
     return {
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
         "model.safetensors": save_tensors(state),
         "items.parquet": parquet_bytes(pa.table({"item_id": rec.encoder.item_ids})),
-        "item_index.safetensors": save_tensors({"vectors": rec.item_vectors.cpu().contiguous(),
-                                                "popularity": torch.from_numpy(rec.popularity)}),
+        "item_index.safetensors": save_tensors(
+            {
+                "vectors": rec.item_vectors.cpu().contiguous(),
+                "popularity": torch.from_numpy(rec.popularity),
+            }
+        ),
         "users.parquet": parquet_bytes(pa.table({"user_id": rec.user_ids})),
-        "users.safetensors": save_tensors({"history": torch.from_numpy(rec.histories),
-                                           "user_cat": torch.from_numpy(rec.user_cat),
-                                           "user_num": torch.from_numpy(rec.user_num)}),
+        "users.safetensors": save_tensors(
+            {
+                "history": torch.from_numpy(rec.histories),
+                "user_cat": torch.from_numpy(rec.user_cat),
+                "user_num": torch.from_numpy(rec.user_num),
+            }
+        ),
     }
 
 
 def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None = None) -> None:
-    publish_files(uri, recommender_files(rec), storage,
-                  metadata={"format": FORMAT, "version": VERSION, "created_at": time.time()})
+    publish_files(
+        uri,
+        recommender_files(rec),
+        storage,
+        metadata={"format": FORMAT, "version": VERSION, "created_at": time.time()},
+    )
 
 
 def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommender:
@@ -171,25 +247,46 @@ def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommen
     try:
         config = json.loads(files["config.json"])
     except ValueError as err:
-        raise ModelError(f"{uri}/config.json is not valid JSON ({err}); re-publish the model") from None
+        raise ModelError(
+            f"{uri}/config.json is not valid JSON ({err}); re-publish the model"
+        ) from None
     if config.get("format") != FORMAT:
-        raise ModelError(f"{uri} is not a recommender model directory (format {config.get('format')!r})")
+        raise ModelError(
+            f"{uri} is not a recommender model directory (format {config.get('format')!r})"
+        )
     if config.get("version") != VERSION:
-        raise ModelError(f"{uri}: model format version {config.get('version')}, this synthrec reads {VERSION}; retrain")
+        raise ModelError(
+            f"{uri}: model format version {config.get('version')}, this synthrec reads {VERSION}; retrain"
+        )
     item_ids = pq.read_table(io.BytesIO(files["items.parquet"])).column("item_id").combine_chunks()
     state = load_tensors(files["model.safetensors"])
     spec = ModelSpec.from_dict(config["model_spec"])
-    encoder = Encoder.from_dict(config["encoder"], item_ids, state["items.item_cat"].numpy(),
-                                state["items.item_num"].numpy())
+    encoder = Encoder.from_dict(
+        config["encoder"],
+        item_ids,
+        state["items.item_cat"].numpy(),
+        state["items.item_num"].numpy(),
+    )
     model = RecommenderModel(spec)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[0]
-        raise ModelError(f"{uri}: weights do not fit the model spec ({first}); re-publish it") from None
+        raise ModelError(
+            f"{uri}: weights do not fit the model spec ({first}); re-publish it"
+        ) from None
     index = load_tensors(files["item_index.safetensors"])
     users = load_tensors(files["users.safetensors"])
     user_ids = pq.read_table(io.BytesIO(files["users.parquet"])).column("user_id").combine_chunks()
-    return Recommender(model, encoder, RecommenderConfig.model_validate(config["config"]), index["vectors"],
-                       index["popularity"].numpy(), user_ids, users["history"].numpy(),
-                       users["user_cat"].numpy(), users["user_num"].numpy(), config.get("training", {}))
+    return Recommender(
+        model,
+        encoder,
+        RecommenderConfig.model_validate(config["config"]),
+        index["vectors"],
+        index["popularity"].numpy(),
+        user_ids,
+        users["history"].numpy(),
+        users["user_cat"].numpy(),
+        users["user_num"].numpy(),
+        config.get("training", {}),
+    )

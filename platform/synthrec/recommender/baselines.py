@@ -26,7 +26,9 @@ class EASE:
 
     def __init__(self, train_log: Log, num_items: int, l2: float = 200.0):
         if num_items > 30_000:
-            raise DataError(f"EASE inverts an item × item matrix; {num_items} items is too many (max 30,000)")
+            raise DataError(
+                f"EASE inverts an item × item matrix; {num_items} items is too many (max 30,000)"
+            )
         X = _binary_matrix(train_log.items, train_log.offsets, num_items)
         gram = X.T @ X
         gram[np.diag_indices_from(gram)] += l2

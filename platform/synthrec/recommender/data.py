@@ -30,10 +30,13 @@ from synthrec.schema import Kind, Role, Schema, infer_schema, kind_of, null_mask
 PAD = 0
 TIME_NAMES = ("timestamp", "time", "ts", "event_time", "datetime")
 QUERY_NAMES = ("query", "search", "search_query", "query_text")
-ATTRIBUTE_MIN_PURITY = 0.99  # share of entities with one value for a column to count as their attribute
+ATTRIBUTE_MIN_PURITY = (
+    0.99  # share of entities with one value for a column to count as their attribute
+)
 
 
 # ---------------------------------------------------------------------------- columns
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -53,7 +56,9 @@ class Columns:
         return names + [c for c in (self.query, self.label) if c]
 
 
-def discover_columns(table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None) -> Columns:
+def discover_columns(
+    table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None
+) -> Columns:
     """Column roles from the schema (inferred if None), refined by which columns are constant
     per user or per item. Config fields, when set, win over discovery."""
     if table.num_rows == 0:
@@ -63,33 +68,66 @@ def discover_columns(table: pa.Table, cfg: RecommenderConfig, schema: Schema | N
     if not user or not item:
         raise SchemaError(
             f"model F needs a user id and an item id column; found user={user}, item={item} among "
-            f"{', '.join(table.column_names)}; name them user_id/item_id or set their roles in the schema")
+            f"{', '.join(table.column_names)}; name them user_id/item_id or set their roles in the schema"
+        )
     time = cfg.time_column or _time_column(schema)
     if time is None or time not in table.column_names:
         raise SchemaError(
             f"no time column ({'configured ' + repr(time) if time else 'none found'}); set time_column "
-            f"to a datetime or numeric column (tried {', '.join(TIME_NAMES)})")
+            f"to a datetime or numeric column (tried {', '.join(TIME_NAMES)})"
+        )
     # short queries look categorical to schema inference, so the name decides
-    query = cfg.query_column or next((c.name for c in schema.columns if c.name.lower() in QUERY_NAMES
-                                      and c.role in (Role.TEXT, Role.CATEGORICAL) and c.kind == Kind.STRING), None)
+    query = cfg.query_column or next(
+        (
+            c.name
+            for c in schema.columns
+            if c.name.lower() in QUERY_NAMES
+            and c.role in (Role.TEXT, Role.CATEGORICAL)
+            and c.kind == Kind.STRING
+        ),
+        None,
+    )
     label = schema.column_of(Role.LABEL)
     taken = {user, item, time, query, label}
-    candidates = [c.name for c in schema.columns
-                  if c.role in (Role.CATEGORICAL, Role.NUMERIC) and c.name not in taken]
-    user_feats = cfg.user_features if cfg.user_features is not None else _attributes_of(table, user, candidates)
-    item_feats = cfg.item_features if cfg.item_features is not None else _attributes_of(table, item, candidates)
+    candidates = [
+        c.name
+        for c in schema.columns
+        if c.role in (Role.CATEGORICAL, Role.NUMERIC) and c.name not in taken
+    ]
+    user_feats = (
+        cfg.user_features
+        if cfg.user_features is not None
+        else _attributes_of(table, user, candidates)
+    )
+    item_feats = (
+        cfg.item_features
+        if cfg.item_features is not None
+        else _attributes_of(table, item, candidates)
+    )
     for name in [*user_feats, *item_feats, *([query] if query else [])]:
         if name not in table.column_names:
-            raise SchemaError(f"feature column '{name}' is not in the table; columns: {', '.join(table.column_names)}")
-    return Columns(user, item, time, tuple(user_feats), tuple(c for c in item_feats if c not in user_feats),
-                   query, label)
+            raise SchemaError(
+                f"feature column '{name}' is not in the table; columns: {', '.join(table.column_names)}"
+            )
+    return Columns(
+        user,
+        item,
+        time,
+        tuple(user_feats),
+        tuple(c for c in item_feats if c not in user_feats),
+        query,
+        label,
+    )
 
 
 def _time_column(schema: Schema) -> str | None:
     dated = schema.by_role(Role.DATETIME)
     if dated:
         return dated[0].name
-    return next((c.name for c in schema.columns if c.name.lower() in TIME_NAMES and c.kind != Kind.STRING), None)
+    return next(
+        (c.name for c in schema.columns if c.name.lower() in TIME_NAMES and c.kind != Kind.STRING),
+        None,
+    )
 
 
 def _attributes_of(table: pa.Table, key: str, candidates: list[str]) -> list[str]:
@@ -116,6 +154,7 @@ def _codes(col: pa.ChunkedArray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- feature codecs
 
+
 @dataclass
 class FeatureCodec:
     """Categorical columns -> vocabulary codes (0 = unknown or null); numeric -> standardized
@@ -125,14 +164,16 @@ class FeatureCodec:
     numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, table: pa.Table, columns: tuple[str, ...]) -> "FeatureCodec":
+    def fit(cls, table: pa.Table, columns: tuple[str, ...]) -> FeatureCodec:
         codec = cls()
         for name in columns:
             col = table.column(name)
             if kind_of(col.type) in (Kind.INT, Kind.FLOAT) and not _few_levels(col):
                 values = col.to_numpy(zero_copy_only=False).astype(np.float64)
                 values = values[~null_mask(col)]
-                mean, std = (float(values.mean()), float(values.std())) if len(values) else (0.0, 1.0)
+                mean, std = (
+                    (float(values.mean()), float(values.std())) if len(values) else (0.0, 1.0)
+                )
                 codec.numeric[name] = (mean, std if std > 1e-12 else 1.0)
             else:
                 uniq = pc.unique(pc.cast(col, pa.string()).drop_null()).to_pylist()
@@ -152,7 +193,9 @@ class FeatureCodec:
         n = table.num_rows
         cats = np.zeros((n, len(self.categorical)), dtype=np.int64)
         for j, (name, vocab) in enumerate(self.categorical.items()):
-            index = pc.index_in(pc.cast(table.column(name), pa.string()), value_set=pa.array(vocab, pa.string()))
+            index = pc.index_in(
+                pc.cast(table.column(name), pa.string()), value_set=pa.array(vocab, pa.string())
+            )
             cats[:, j] = pc.fill_null(index, -1).to_numpy() + 1
         nums = np.zeros((n, self.num_dim), dtype=np.float32)
         for j, (name, (mean, std)) in enumerate(self.numeric.items()):
@@ -165,16 +208,22 @@ class FeatureCodec:
 
     def to_dict(self) -> dict[str, Any]:
         # Lists, not mappings: the column order is the embedding order, and JSON writers may sort keys.
-        return {"categorical": [[k, v] for k, v in self.categorical.items()],
-                "numeric": [[k, *v] for k, v in self.numeric.items()]}
+        return {
+            "categorical": [[k, v] for k, v in self.categorical.items()],
+            "numeric": [[k, *v] for k, v in self.numeric.items()],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureCodec":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureCodec:
         if isinstance(data.get("categorical"), dict):  # written before feature order was kept
-            raise ModelError("this recommender was saved by an older synthrec whose feature order was lost; "
-                             "retrain it with this version")
-        return cls({k: list(v) for k, v in data["categorical"]},
-                   {k: (float(mean), float(std)) for k, mean, std in data["numeric"]})
+            raise ModelError(
+                "this recommender was saved by an older synthrec whose feature order was lost; "
+                "retrain it with this version"
+            )
+        return cls(
+            {k: list(v) for k, v in data["categorical"]},
+            {k: (float(mean), float(std)) for k, mean, std in data["numeric"]},
+        )
 
 
 def _few_levels(col: pa.ChunkedArray, max_levels: int = 12) -> bool:
@@ -183,6 +232,7 @@ def _few_levels(col: pa.ChunkedArray, max_levels: int = 12) -> bool:
 
 
 # ---------------------------------------------------------------------------- logs
+
 
 @dataclass
 class Log:
@@ -255,21 +305,36 @@ class Encoder:
         return self.num_items + 1
 
     @classmethod
-    def fit(cls, table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None) -> "Encoder":
+    def fit(
+        cls, table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None
+    ) -> Encoder:
         columns = discover_columns(table, cfg, schema)
         _check_ids(table, columns, "real table")
         item_ids = pc.unique(table.column(columns.item).combine_chunks()).sort()
         item_codec = FeatureCodec.fit(table, columns.item_features)
         user_codec = FeatureCodec.fit(table, columns.user_features)
-        index = pc.index_in(table.column(columns.item), value_set=item_ids).to_numpy().astype(np.int64) + 1
+        index = (
+            pc.index_in(table.column(columns.item), value_set=item_ids).to_numpy().astype(np.int64)
+            + 1
+        )
         last_row = _last_row_per_key(index, len(item_ids) + 1)
         cats, nums = item_codec.encode(table.take(pa.array(np.maximum(last_row, 0))))
         cats[last_row < 0], nums[last_row < 0] = 0, 0.0  # padding row
         buckets = cfg.query_buckets if columns.query else 0
-        return cls(columns, item_ids, item_codec, user_codec, cats, nums, buckets,
-                   cfg.query_max_tokens if columns.query else 0)
+        return cls(
+            columns,
+            item_ids,
+            item_codec,
+            user_codec,
+            cats,
+            nums,
+            buckets,
+            cfg.query_max_tokens if columns.query else 0,
+        )
 
-    def item_index(self, values: pa.Array | pa.ChunkedArray | list, where: str = "input") -> np.ndarray:
+    def item_index(
+        self, values: pa.Array | pa.ChunkedArray | list, where: str = "input"
+    ) -> np.ndarray:
         """Item indices 1..I of raw ids; unknown ids are a DataError naming a few."""
         if not isinstance(values, (pa.Array, pa.ChunkedArray)):
             values = pa.array(values)
@@ -280,7 +345,8 @@ class Encoder:
             shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
             raise DataError(
                 f"{where}: {len(unknown)} item id(s) the model does not know ({shown}); "
-                f"every item must appear in the real table the model was fitted on")
+                f"every item must appear in the real table the model was fitted on"
+            )
         return pc.fill_null(index, -1).to_numpy().astype(np.int64) + 1
 
     def check_compatible(self, table: pa.Table, where: str) -> None:
@@ -289,13 +355,17 @@ class Encoder:
             raise DataError(f"{where} is empty (0 rows); provide interactions or leave it out")
         missing = [c for c in self.columns.used if c not in table.column_names]
         if missing:
-            raise SchemaError(f"{where} lacks column(s) {', '.join(missing)} that the real table has; "
-                              f"generate it from a model fitted on the real table")
+            raise SchemaError(
+                f"{where} lacks column(s) {', '.join(missing)} that the real table has; "
+                f"generate it from a model fitted on the real table"
+            )
         for name in self.columns.used:
             ref = self.item_ids.type if name == self.columns.item else None
             got = kind_of(table.column(name).type)
             if ref is not None and got != kind_of(ref):
-                raise SchemaError(f"{where} column '{name}' is {table.column(name).type}, the real table's is {ref}")
+                raise SchemaError(
+                    f"{where} column '{name}' is {table.column(name).type}, the real table's is {ref}"
+                )
         _check_ids(table, self.columns, where)
 
     def encode(self, table: pa.Table, where: str = "table", user_prefix: str | None = None) -> Log:
@@ -319,8 +389,16 @@ class Encoder:
         if cols.label and cols.label in table.column_names:
             labels = _label_values(table.column(cols.label))[order]
         query = self.hash_queries(table.column(cols.query))[order] if cols.query else None
-        return Log(items[order], np.r_[starts, len(order)].astype(np.int64), codes.dictionary.take(
-            pa.array(sorted_codes[starts])), user_cat, user_num, order.astype(np.int64), labels, query)
+        return Log(
+            items[order],
+            np.r_[starts, len(order)].astype(np.int64),
+            codes.dictionary.take(pa.array(sorted_codes[starts])),
+            user_cat,
+            user_num,
+            order.astype(np.int64),
+            labels,
+            query,
+        )
 
     def hash_queries(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """(N, Q) bucket ids 1..B of the first Q lower-cased tokens of each query (0 = none)."""
@@ -333,8 +411,13 @@ class Encoder:
         enc = pc.dictionary_encode(flat)
         # crc32 of each distinct token (a loop over the vocabulary, not over rows): stable across
         # processes, unlike hash(); the empty token of an empty query maps to 0 (no token)
-        bucket_of = np.array([zlib.crc32(t.encode()) % self.query_buckets + 1 if t else 0
-                              for t in enc.dictionary.to_pylist()], dtype=np.int64)
+        bucket_of = np.array(
+            [
+                zlib.crc32(t.encode()) % self.query_buckets + 1 if t else 0
+                for t in enc.dictionary.to_pylist()
+            ],
+            dtype=np.int64,
+        )
         buckets = bucket_of[enc.indices.to_numpy()] if len(flat) else np.zeros(0, np.int64)
         out = np.zeros((len(col), self.query_max_tokens), dtype=np.int64)
         row_start = np.r_[0, np.cumsum(counts)[:-1]]
@@ -346,21 +429,45 @@ class Encoder:
     def to_dict(self) -> dict[str, Any]:
         c = self.columns
         return {
-            "columns": {"user": c.user, "item": c.item, "time": c.time, "user_features": list(c.user_features),
-                        "item_features": list(c.item_features), "query": c.query, "label": c.label},
-            "item_codec": self.item_codec.to_dict(), "user_codec": self.user_codec.to_dict(),
-            "query_buckets": self.query_buckets, "query_max_tokens": self.query_max_tokens,
+            "columns": {
+                "user": c.user,
+                "item": c.item,
+                "time": c.time,
+                "user_features": list(c.user_features),
+                "item_features": list(c.item_features),
+                "query": c.query,
+                "label": c.label,
+            },
+            "item_codec": self.item_codec.to_dict(),
+            "user_codec": self.user_codec.to_dict(),
+            "query_buckets": self.query_buckets,
+            "query_max_tokens": self.query_max_tokens,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], item_ids: pa.Array, item_cat: np.ndarray,
-                  item_num: np.ndarray) -> "Encoder":
+    def from_dict(
+        cls, data: dict[str, Any], item_ids: pa.Array, item_cat: np.ndarray, item_num: np.ndarray
+    ) -> Encoder:
         c = data["columns"]
-        columns = Columns(c["user"], c["item"], c["time"], tuple(c["user_features"]), tuple(c["item_features"]),
-                          c["query"], c["label"])
-        return cls(columns, item_ids, FeatureCodec.from_dict(data["item_codec"]),
-                   FeatureCodec.from_dict(data["user_codec"]), item_cat, item_num,
-                   int(data["query_buckets"]), int(data["query_max_tokens"]))
+        columns = Columns(
+            c["user"],
+            c["item"],
+            c["time"],
+            tuple(c["user_features"]),
+            tuple(c["item_features"]),
+            c["query"],
+            c["label"],
+        )
+        return cls(
+            columns,
+            item_ids,
+            FeatureCodec.from_dict(data["item_codec"]),
+            FeatureCodec.from_dict(data["user_codec"]),
+            item_cat,
+            item_num,
+            int(data["query_buckets"]),
+            int(data["query_max_tokens"]),
+        )
 
     def describe(self) -> str:
         return json.dumps(self.to_dict()["columns"])
@@ -372,7 +479,9 @@ def _check_ids(table: pa.Table, columns: Columns, where: str) -> None:
             raise SchemaError(f"{where} lacks column '{name}'")
         nulls = table.column(name).null_count
         if nulls:
-            raise DataError(f"{where} column '{name}': {nulls} nulls; every interaction needs a {name}")
+            raise DataError(
+                f"{where} column '{name}': {nulls} nulls; every interaction needs a {name}"
+            )
 
 
 def _cast_like(values: pa.Array | pa.ChunkedArray, target: pa.DataType, where: str):
@@ -385,7 +494,9 @@ def _cast_like(values: pa.Array | pa.ChunkedArray, target: pa.DataType, where: s
     try:
         return pc.cast(values, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"{where}: item ids of type {values.type} cannot match the model's {target} ids") from None
+        raise DataError(
+            f"{where}: item ids of type {values.type} cannot match the model's {target} ids"
+        ) from None
 
 
 def _time_values(col: pa.ChunkedArray, where: str, name: str) -> np.ndarray:
@@ -395,7 +506,9 @@ def _time_values(col: pa.ChunkedArray, where: str, name: str) -> np.ndarray:
         return pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64()).to_numpy()
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return col.to_numpy()
-    raise DataError(f"{where} time column '{name}' has type {col.type}; needs numbers or timestamps")
+    raise DataError(
+        f"{where} time column '{name}' has type {col.type}; needs numbers or timestamps"
+    )
 
 
 def _label_values(col: pa.ChunkedArray) -> np.ndarray:
@@ -414,6 +527,7 @@ def _last_row_per_key(keys: np.ndarray, num_keys: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- windows
 
+
 @dataclass
 class Windows:
     """Model inputs: one row per window."""
@@ -428,7 +542,9 @@ class Windows:
         return len(self.tokens)
 
 
-def windows(log: Log, group: np.ndarray, stop: np.ndarray, max_len: int, user_token: int) -> Windows:
+def windows(
+    log: Log, group: np.ndarray, stop: np.ndarray, max_len: int, user_token: int
+) -> Windows:
     """Windows ending at stream position `stop` (the user's stream is [USER, item_0, item_1, ...]).
 
     Slot s holds stream position q = stop - T + 1 + s; its target is item q. Slot 0 always holds
@@ -438,7 +554,9 @@ def windows(log: Log, group: np.ndarray, stop: np.ndarray, max_len: int, user_to
     q = stop[:, None] - T + 1 + np.arange(T)[None, :]  # (W, T) stream positions
     base = log.offsets[group][:, None]
     item_at = np.clip(base + q - 1, 0, max(len(log.items) - 1, 0))
-    tokens = np.where(q < 0, PAD, np.where(q == 0, user_token, log.items[item_at] if len(log.items) else PAD))
+    tokens = np.where(
+        q < 0, PAD, np.where(q == 0, user_token, log.items[item_at] if len(log.items) else PAD)
+    )
     target_at = np.clip(base + q, 0, max(len(log.items) - 1, 0))
     has_target = (q >= 0) & (q < n)
     targets = np.where(has_target, log.items[target_at] if len(log.items) else 0, 0)
@@ -448,7 +566,13 @@ def windows(log: Log, group: np.ndarray, stop: np.ndarray, max_len: int, user_to
     query = None
     if log.query is not None:
         query = np.where(has_target[..., None], log.query[target_at], 0)
-    return Windows(tokens.astype(np.int64), targets.astype(np.int64), log.user_cat[group], log.user_num[group], query)
+    return Windows(
+        tokens.astype(np.int64),
+        targets.astype(np.int64),
+        log.user_cat[group],
+        log.user_num[group],
+        query,
+    )
 
 
 def training_windows(log: Log, max_len: int, user_token: int) -> Windows:
@@ -466,6 +590,8 @@ def training_windows(log: Log, max_len: int, user_token: int) -> Windows:
 
 
 def concat_windows(parts: list[Windows]) -> Windows:
-    query = None if any(p.query is None for p in parts) else np.concatenate([p.query for p in parts])
+    query = (
+        None if any(p.query is None for p in parts) else np.concatenate([p.query for p in parts])
+    )
     fields = ("tokens", "targets", "user_cat", "user_num")
     return Windows(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields), query=query)

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
 from synthrec.errors import DataError
 from synthrec.recommender.artifacts import Recommender
 from synthrec.recommender.baselines import EASE, Popularity
-from synthrec.recommender.metrics import (SegmentSpec, click_auc, evaluate_ranking, segment_masks,
-                                          split_leave_last_out, split_temporal)
+from synthrec.recommender.metrics import (
+    SegmentSpec,
+    click_auc,
+    evaluate_ranking,
+    segment_masks,
+    split_leave_last_out,
+    split_temporal,
+)
 
 EASE_MAX_ITEMS = 30_000
 TEMPORAL_TRAIN_SHARE = 0.8  # ML-100K: 80,000 of 100,000 rows
 
 
-def evaluate_recommender(rec: Recommender, real: pa.Table, segments: SegmentSpec = SegmentSpec(),
-                         num_train: int | None = None, baselines: bool = True,
-                         progress: Callable[..., None] | None = None) -> dict[str, Any]:
+def evaluate_recommender(
+    rec: Recommender,
+    real: pa.Table,
+    segments: SegmentSpec = SegmentSpec(),
+    num_train: int | None = None,
+    baselines: bool = True,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, Any]:
     """Leave-last-out ranking metrics per segment and temporal click AUC, for the model and
     (optionally) popularity and EASE fitted on the same training rows."""
     enc = rec.encoder
@@ -48,13 +60,22 @@ def evaluate_recommender(rec: Recommender, real: pa.Table, segments: SegmentSpec
     holdout = rec.training.get("holdout", rec.config.holdout)
     notes = [
         "ranking: each user's last interaction, all items ranked except those seen before it",
-        f"F was trained with holdout={holdout}" + ("" if holdout == "leave_last_out" else
-                                                    ": it saw the test rows, so its ranking figures are optimistic"),
+        f"F was trained with holdout={holdout}"
+        + (
+            ""
+            if holdout == "leave_last_out"
+            else ": it saw the test rows, so its ranking figures are optimistic"
+        ),
         f"click AUC: rows after the first {num_train} in time order, scored from each user's earlier rows; "
         "F's weights were fitted on its own split, baselines on the first rows",
     ]
-    return {"ranking": ranking, "click_auc": clicks, "segments": info, "num_test_users": len(split.test),
-            "notes": notes}
+    return {
+        "ranking": ranking,
+        "click_auc": clicks,
+        "segments": info,
+        "num_test_users": len(split.test),
+        "notes": notes,
+    }
 
 
 def check_evaluable(real: pa.Table) -> None:

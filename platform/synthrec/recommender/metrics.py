@@ -11,8 +11,9 @@ the state "user `group` has seen entries before `stop`". F, popularity and EASE 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -46,11 +47,12 @@ class Queries:
     def __len__(self) -> int:
         return len(self.group)
 
-    def subset(self, mask: np.ndarray) -> "Queries":
+    def subset(self, mask: np.ndarray) -> Queries:
         return Queries(self.log, self.group[mask], self.stop[mask])
 
 
 # ---------------------------------------------------------------------------- splits
+
 
 @dataclass
 class LeaveLastOut:
@@ -71,7 +73,9 @@ def split_leave_last_out(table: pa.Table, encoder: Encoder) -> LeaveLastOut:
     if train.num_rows == 0:
         raise DataError("leave-last-out left no training rows: users need at least 3 interactions")
     log = encoder.encode(table, "real table")
-    return LeaveLastOut(train.drop_columns([ROW]), log, _queries_of(log, valid), _queries_of(log, test))
+    return LeaveLastOut(
+        train.drop_columns([ROW]), log, _queries_of(log, valid), _queries_of(log, test)
+    )
 
 
 def split_temporal(table: pa.Table, encoder: Encoder, num_train: int) -> tuple[pa.Table, Queries]:
@@ -89,7 +93,10 @@ def _queries_of(log: Log, rows_table: pa.Table) -> Queries:
 
 # ---------------------------------------------------------------------------- metrics
 
-def rank_targets(scores: np.ndarray, targets: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+
+def rank_targets(
+    scores: np.ndarray, targets: np.ndarray, exclude: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """0-based rank of each target among items 1..I, `exclude` (CSR) removed, ties by index."""
     scores = np.array(scores, dtype=np.float64, copy=True)
     flat, offsets = exclude
@@ -109,18 +116,26 @@ def ranking_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
         return {f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan"), "mrr": float("nan"), "n": 0}
     hit = ranks < k
     ndcg = np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return {f"recall@{k}": float(hit.mean()), f"ndcg@{k}": float(ndcg.mean()),
-            "mrr": float((1.0 / (ranks + 1.0)).mean()), f"ndcg@{k}_se": float(ndcg.std() / np.sqrt(len(ranks))),
-            "n": int(len(ranks))}
+    return {
+        f"recall@{k}": float(hit.mean()),
+        f"ndcg@{k}": float(ndcg.mean()),
+        "mrr": float((1.0 / (ranks + 1.0)).mean()),
+        f"ndcg@{k}_se": float(ndcg.std() / np.sqrt(len(ranks))),
+        "n": int(len(ranks)),
+    }
 
 
-def query_ranks(scorer: Scorer, queries: Queries, progress: Callable[..., None] | None = None) -> np.ndarray:
+def query_ranks(
+    scorer: Scorer, queries: Queries, progress: Callable[..., None] | None = None
+) -> np.ndarray:
     """Ranks of every query's target, scored in chunks."""
     out = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), CHUNK):
         part = queries.subset(slice(start, start + CHUNK))
         scores = scorer.score(part.log, part.group, part.stop)
-        out[start:start + CHUNK] = rank_targets(scores, part.targets, part.log.prefix_items(part.group, part.stop))
+        out[start : start + CHUNK] = rank_targets(
+            scores, part.targets, part.log.prefix_items(part.group, part.stop)
+        )
         if progress:
             progress(min(start + CHUNK, len(queries)))
     return out
@@ -150,22 +165,26 @@ def click_auc(scorer: Scorer, queries: Queries) -> dict[str, float]:
     for start in range(0, len(queries), CHUNK):
         part = queries.subset(slice(start, start + CHUNK))
         full = scorer.score(part.log, part.group, part.stop)
-        scores[start:start + CHUNK] = full[np.arange(len(part)), part.targets]
+        scores[start : start + CHUNK] = full[np.arange(len(part)), part.targets]
     labels = queries.log.labels[queries.log.offsets[queries.group] + queries.stop]
     return {"click_auc": roc_auc(scores, labels), "n": int(len(queries))}
 
 
 # ---------------------------------------------------------------------------- segments
 
+
 @dataclass
 class SegmentSpec:
     short_history_quantile: float = 0.25  # users at or below this quantile of train length
     rare_share: float = 0.10  # least frequent categories that together hold at most this share
-    category: str | None = None  # item column for rare categories; default: first categorical attribute
+    category: str | None = (
+        None  # item column for rare categories; default: first categorical attribute
+    )
 
 
-def segment_masks(queries: Queries, train_log: Log, encoder: Encoder, spec: SegmentSpec = SegmentSpec()
-                  ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+def segment_masks(
+    queries: Queries, train_log: Log, encoder: Encoder, spec: SegmentSpec = SegmentSpec()
+) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Boolean masks over `queries` per segment, and what defines each segment."""
     lengths = _train_lengths(queries, train_log)
     threshold = float(np.quantile(lengths, spec.short_history_quantile)) if len(lengths) else 0.0
@@ -175,7 +194,9 @@ def segment_masks(queries: Queries, train_log: Log, encoder: Encoder, spec: Segm
     if column is not None:
         j = list(encoder.item_codec.categorical).index(column)
         codes = encoder.item_cat[:, j]  # (I+1,)
-        counts = np.bincount(codes[train_log.items], minlength=len(encoder.item_codec.categorical[column]) + 1)
+        counts = np.bincount(
+            codes[train_log.items], minlength=len(encoder.item_codec.categorical[column]) + 1
+        )
         share = counts / max(counts.sum(), 1)
         order = np.argsort(share[1:], kind="stable") + 1  # code 0 (unknown/null) is no category
         rare = order[np.cumsum(share[order]) <= spec.rare_share]
@@ -193,8 +214,13 @@ def _train_lengths(queries: Queries, train_log: Log) -> np.ndarray:
     return np.where(where >= 0, train_log.lengths[np.maximum(where, 0)], 0)
 
 
-def evaluate_ranking(scorer: Scorer, queries: Queries, masks: dict[str, np.ndarray], k: int = 10,
-                     progress: Callable[..., None] | None = None) -> dict[str, dict[str, float]]:
+def evaluate_ranking(
+    scorer: Scorer,
+    queries: Queries,
+    masks: dict[str, np.ndarray],
+    k: int = 10,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, dict[str, float]]:
     """{"overall": metrics, <segment>: metrics} for one scorer on one set of queries."""
     ranks = query_ranks(scorer, queries, progress)
     result = {"overall": ranking_metrics(ranks, k)}

@@ -38,7 +38,7 @@ class ModelSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         return cls(**data)
 
 
@@ -52,7 +52,11 @@ class FeatureEmbedding(nn.Module):
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
         # cat (N, C) int64, num (N, M) float -> (N, dim)
-        out = self.num(num) if self.num is not None else cat.new_zeros(cat.shape[0], 1, dtype=torch.float)
+        out = (
+            self.num(num)
+            if self.num is not None
+            else cat.new_zeros(cat.shape[0], 1, dtype=torch.float)
+        )
         for j, emb in enumerate(self.cats):
             out = out + emb(cat[:, j])
         return out
@@ -66,7 +70,9 @@ class ItemTower(nn.Module):
         self.ids = nn.Embedding(spec.num_items + 1, spec.dim, padding_idx=0)
         self.attributes = FeatureEmbedding(spec.item_cat_sizes, spec.item_num_dim, spec.dim)
         # Attribute tables are buffers: saved with the weights, so the model is self-contained.
-        self.register_buffer("item_cat", torch.zeros(spec.num_items + 1, len(spec.item_cat_sizes), dtype=torch.long))
+        self.register_buffer(
+            "item_cat", torch.zeros(spec.num_items + 1, len(spec.item_cat_sizes), dtype=torch.long)
+        )
         self.register_buffer("item_num", torch.zeros(spec.num_items + 1, spec.item_num_dim))
 
     def forward(self) -> torch.Tensor:
@@ -83,13 +89,23 @@ class Block(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        x = x + F.dropout(self.proj(att.transpose(1, 2).reshape(B, T, C)), self.dropout, self.training)
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .view(B, T, 3, self.num_heads, C // self.num_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        att = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + F.dropout(
+            self.proj(att.transpose(1, 2).reshape(B, T, C)), self.dropout, self.training
+        )
         return x + self.mlp(self.norm2(x))
 
 
@@ -102,9 +118,14 @@ class RecommenderModel(nn.Module):
         self.user = FeatureEmbedding(spec.user_cat_sizes, spec.user_num_dim, d)
         self.user_token = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(spec.max_len, d)
-        self.query = (nn.EmbeddingBag(spec.query_buckets + 1, d, mode="sum", padding_idx=0)
-                      if spec.query_buckets else None)
-        self.blocks = nn.ModuleList(Block(d, spec.num_heads, spec.dropout) for _ in range(spec.num_layers))
+        self.query = (
+            nn.EmbeddingBag(spec.query_buckets + 1, d, mode="sum", padding_idx=0)
+            if spec.query_buckets
+            else None
+        )
+        self.blocks = nn.ModuleList(
+            Block(d, spec.num_heads, spec.dropout) for _ in range(spec.num_layers)
+        )
         self.norm = nn.LayerNorm(d)
         self.apply(_init)
 
@@ -115,8 +136,14 @@ class RecommenderModel(nn.Module):
     def item_vectors(self) -> torch.Tensor:
         return self.items()  # (I+1, d)
 
-    def encode(self, tokens: torch.Tensor, user_cat: torch.Tensor, user_num: torch.Tensor,
-               query: torch.Tensor | None = None, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        user_cat: torch.Tensor,
+        user_num: torch.Tensor,
+        query: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """tokens (B, T): 0 pad, 1..I items, I+1 user token -> user vectors per slot (B, T, d)."""
         B, T = tokens.shape
         vectors = self.item_vectors() if item_vectors is None else item_vectors
@@ -128,7 +155,9 @@ class RecommenderModel(nn.Module):
         valid = tokens != 0
         # causal, and padded keys are hidden; a padded query slot sees itself so no row is empty
         eye = torch.eye(T, dtype=torch.bool, device=tokens.device)
-        mask = (torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril() & valid[:, None, :]) | eye
+        mask = (
+            torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril() & valid[:, None, :]
+        ) | eye
         for block in self.blocks:
             x = block(x, mask[:, None])
         out = self.norm(x)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +21,14 @@ import torch.nn.functional as F
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError
-from synthrec.recommender.data import Encoder, Log, Windows, concat_windows, training_windows, windows
+from synthrec.recommender.data import (
+    Encoder,
+    Log,
+    Windows,
+    concat_windows,
+    training_windows,
+    windows,
+)
 from synthrec.recommender.metrics import Queries, query_ranks, ranking_metrics, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 
@@ -30,10 +37,18 @@ Batch = dict[str, torch.Tensor]
 
 def build_model(encoder: Encoder, cfg: RecommenderConfig) -> RecommenderModel:
     spec = ModelSpec(
-        num_items=encoder.num_items, item_cat_sizes=encoder.item_codec.cat_sizes,
-        item_num_dim=encoder.item_codec.num_dim, user_cat_sizes=encoder.user_codec.cat_sizes,
-        user_num_dim=encoder.user_codec.num_dim, query_buckets=encoder.query_buckets,
-        dim=cfg.dim, num_layers=cfg.num_layers, num_heads=cfg.num_heads, max_len=cfg.max_len, dropout=cfg.dropout)
+        num_items=encoder.num_items,
+        item_cat_sizes=encoder.item_codec.cat_sizes,
+        item_num_dim=encoder.item_codec.num_dim,
+        user_cat_sizes=encoder.user_codec.cat_sizes,
+        user_num_dim=encoder.user_codec.num_dim,
+        query_buckets=encoder.query_buckets,
+        dim=cfg.dim,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        max_len=cfg.max_len,
+        dropout=cfg.dropout,
+    )
     torch.manual_seed(cfg.seed)
     model = RecommenderModel(spec)
     model.set_item_features(torch.from_numpy(encoder.item_cat), torch.from_numpy(encoder.item_num))
@@ -41,6 +56,7 @@ def build_model(encoder: Encoder, cfg: RecommenderConfig) -> RecommenderModel:
 
 
 # ---------------------------------------------------------------------------- data
+
 
 @dataclass
 class TrainingData:
@@ -55,15 +71,23 @@ class TrainingData:
 
     @property
     def facts(self) -> dict:
-        return {"real_train_rows": int(len(self.train.items)), "real_users": int(self.train.num_groups),
-                "synthetic_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
-                "num_items": self.encoder.num_items, "columns": json.loads(self.encoder.describe())}
+        return {
+            "real_train_rows": int(len(self.train.items)),
+            "real_users": int(self.train.num_groups),
+            "synthetic_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
+            "num_items": self.encoder.num_items,
+            "columns": json.loads(self.encoder.describe()),
+        }
 
 
-def prepare_training(real: pa.Table | None, synthetic: pa.Table | None, cfg: RecommenderConfig) -> TrainingData:
+def prepare_training(
+    real: pa.Table | None, synthetic: pa.Table | None, cfg: RecommenderConfig
+) -> TrainingData:
     """Fit the encoder on the real table, check the synthetic one against it, split, encode."""
     if real is None or real.num_rows == 0:
-        raise DataError("the real table is empty (0 rows); model F is fitted and judged on real interactions")
+        raise DataError(
+            "the real table is empty (0 rows); model F is fitted and judged on real interactions"
+        )
     encoder = Encoder.fit(real, cfg)
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
@@ -73,13 +97,19 @@ def prepare_training(real: pa.Table | None, synthetic: pa.Table | None, cfg: Rec
     else:
         known = encoder.encode(real, "real table")
         train, valid = known, None
-    synth = encoder.encode(synthetic, "synthetic table", user_prefix="synthetic:") if synthetic is not None else None
+    synth = (
+        encoder.encode(synthetic, "synthetic table", user_prefix="synthetic:")
+        if synthetic is not None
+        else None
+    )
     popularity = np.bincount(train.items, minlength=encoder.num_items + 1).astype(np.float64)
     popularity[0] = 0.0
     return TrainingData(encoder, train, synth, valid, known, popularity)
 
-def training_arrays(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: Log | None = None
-                    ) -> dict[str, np.ndarray]:
+
+def training_arrays(
+    encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: Log | None = None
+) -> dict[str, np.ndarray]:
     """All training windows as named arrays (one row per window), with a `synthetic` flag."""
     parts, flags = [], []
     for log, flag in ((real, False), (synthetic, True)):
@@ -90,8 +120,13 @@ def training_arrays(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, 
     if not parts:
         raise DataError("no training interactions: the real and synthetic data are both empty")
     w = concat_windows(parts)
-    arrays = {"tokens": w.tokens, "targets": w.targets, "user_cat": w.user_cat,
-              "user_num": w.user_num, "synthetic": np.concatenate(flags)}
+    arrays = {
+        "tokens": w.tokens,
+        "targets": w.targets,
+        "user_cat": w.user_cat,
+        "user_num": w.user_num,
+        "synthetic": np.concatenate(flags),
+    }
     if w.query is not None:
         arrays["query"] = w.query
     return arrays
@@ -101,16 +136,20 @@ def iterate_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -
     """Shuffled mini-batches of windows as tensors."""
     order = np.random.default_rng(seed).permutation(len(arrays["tokens"]))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         yield {k: torch.from_numpy(v[idx]) for k, v in arrays.items()}
 
 
 # ---------------------------------------------------------------------------- loss
 
-def row_losses(model: torch.nn.Module, batch: Batch, cfg: RecommenderConfig, generator: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+
+def row_losses(
+    model: torch.nn.Module, batch: Batch, cfg: RecommenderConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss per target row (N,), synthetic flag per row (N,))."""
-    users, vectors = model(batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query"))
+    users, vectors = model(
+        batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query")
+    )
     targets = batch["targets"]
     has = targets > 0  # (B, T)
     u = users[has]  # (N, d)
@@ -120,8 +159,12 @@ def row_losses(model: torch.nn.Module, batch: Batch, cfg: RecommenderConfig, gen
     if cfg.loss == "softmax":
         if cfg.num_negatives == 0 or cfg.num_negatives >= num_items:
             return F.cross_entropy(u @ vectors[1:].T, y - 1, reduction="none"), synthetic
-        neg = torch.randint(1, num_items + 1, (cfg.num_negatives,), generator=generator).to(u.device)
-        neg_logits = (u @ vectors[neg].T).masked_fill(neg[None, :] == y[:, None], float("-inf"))  # (N, K)
+        neg = torch.randint(1, num_items + 1, (cfg.num_negatives,), generator=generator).to(
+            u.device
+        )
+        neg_logits = (u @ vectors[neg].T).masked_fill(
+            neg[None, :] == y[:, None], float("-inf")
+        )  # (N, K)
         pos_logits = (u * vectors[y]).sum(-1, keepdim=True)  # (N, 1)
         logits = torch.cat([pos_logits, neg_logits], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(y), reduction="none"), synthetic
@@ -133,7 +176,9 @@ def row_losses(model: torch.nn.Module, batch: Batch, cfg: RecommenderConfig, gen
     return F.softplus(-pos_logits) + neg_loss, synthetic
 
 
-def weighted_loss(losses: torch.Tensor, synthetic: torch.Tensor, synthetic_weight: float) -> torch.Tensor:
+def weighted_loss(
+    losses: torch.Tensor, synthetic: torch.Tensor, synthetic_weight: float
+) -> torch.Tensor:
     """mean over real rows + λ · mean over synthetic rows (a missing part contributes 0)."""
     real, synth = losses[~synthetic], losses[synthetic]
     total = losses.new_zeros(())
@@ -144,7 +189,9 @@ def weighted_loss(losses: torch.Tensor, synthetic: torch.Tensor, synthetic_weigh
     return total
 
 
-def train_step(model, optimizer, batch: Batch, cfg: RecommenderConfig, generator: torch.Generator) -> float:
+def train_step(
+    model, optimizer, batch: Batch, cfg: RecommenderConfig, generator: torch.Generator
+) -> float:
     model.train()
     losses, synthetic = row_losses(model, batch, cfg, generator)
     loss = weighted_loss(losses, synthetic, cfg.synthetic_weight)
@@ -154,7 +201,9 @@ def train_step(model, optimizer, batch: Batch, cfg: RecommenderConfig, generator
     return float(loss.detach())
 
 
-def train_epoch(model, optimizer, batches: Iterable[Batch], cfg: RecommenderConfig, generator: torch.Generator) -> dict:
+def train_epoch(
+    model, optimizer, batches: Iterable[Batch], cfg: RecommenderConfig, generator: torch.Generator
+) -> dict:
     total, steps, start = 0.0, 0, time.monotonic()
     for batch in batches:
         total += train_step(model, optimizer, batch, cfg, generator)
@@ -168,6 +217,7 @@ def make_optimizer(model: torch.nn.Module, cfg: RecommenderConfig) -> torch.opti
 
 # ---------------------------------------------------------------------------- scoring
 
+
 class ModelScorer:
     """Model F under the metrics `Scorer` protocol (eval mode, no grad, batched).
 
@@ -175,8 +225,19 @@ class ModelScorer:
     the same order within a query as the raw logits, but comparable across queries, which a
     pooled metric such as click AUC needs (softmax logits carry an arbitrary offset per query)."""
 
-    def __init__(self, model: RecommenderModel, user_token: int, batch_size: int = 512, log_probs: bool = True):
-        self.model, self.user_token, self.batch_size, self.log_probs = model, user_token, batch_size, log_probs
+    def __init__(
+        self,
+        model: RecommenderModel,
+        user_token: int,
+        batch_size: int = 512,
+        log_probs: bool = True,
+    ):
+        self.model, self.user_token, self.batch_size, self.log_probs = (
+            model,
+            user_token,
+            batch_size,
+            log_probs,
+        )
 
     @torch.no_grad()
     def user_vectors(self, w: Windows) -> torch.Tensor:
@@ -191,8 +252,13 @@ class ModelScorer:
         for s in range(0, len(w), self.batch_size):
             part = slice(s, s + self.batch_size)
             query = tensor(w.query[part]) if w.query is not None else None
-            h = self.model.encode(tensor(w.tokens[part]), tensor(w.user_cat[part]), tensor(w.user_num[part]),
-                                  query, vectors)
+            h = self.model.encode(
+                tensor(w.tokens[part]),
+                tensor(w.user_cat[part]),
+                tensor(w.user_num[part]),
+                query,
+                vectors,
+            )
             out.append(h[:, -1])
         return torch.cat(out) if out else vectors.new_zeros(0, vectors.shape[1])
 
@@ -206,11 +272,14 @@ class ModelScorer:
         return scores.float().cpu().numpy()
 
 
-def validation_ndcg(model: RecommenderModel, user_token: int, queries: Queries, k: int = 10) -> float:
+def validation_ndcg(
+    model: RecommenderModel, user_token: int, queries: Queries, k: int = 10
+) -> float:
     return ranking_metrics(query_ranks(ModelScorer(model, user_token), queries), k)[f"ndcg@{k}"]
 
 
 # ---------------------------------------------------------------------------- in-process fit
+
 
 @dataclass
 class FitResult:
@@ -235,8 +304,14 @@ class EarlyStopping:
         return self.bad >= self.patience
 
 
-def fit(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: Log | None = None,
-        valid: Queries | None = None, progress: Callable[..., None] | None = None) -> FitResult:
+def fit(
+    encoder: Encoder,
+    cfg: RecommenderConfig,
+    real: Log | None,
+    synthetic: Log | None = None,
+    valid: Queries | None = None,
+    progress: Callable[..., None] | None = None,
+) -> FitResult:
     """Train model F in this process; with `valid`, keep the best epoch and stop early."""
     arrays = training_arrays(encoder, cfg, real, synthetic)
     model = build_model(encoder, cfg)
@@ -245,7 +320,13 @@ def fit(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: L
     stopper = EarlyStopping(cfg.patience)
     history, start = [], time.monotonic()
     for epoch in range(1, (cfg.epochs or 10**9) + 1):
-        stats = train_epoch(model, optimizer, iterate_batches(arrays, cfg.batch_size, cfg.seed + epoch), cfg, generator)
+        stats = train_epoch(
+            model,
+            optimizer,
+            iterate_batches(arrays, cfg.batch_size, cfg.seed + epoch),
+            cfg,
+            generator,
+        )
         stats["epoch"] = epoch
         stop = False
         if valid is not None and epoch % cfg.eval_every == 0:
@@ -253,11 +334,18 @@ def fit(encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: L
             stop = stopper.update(model, epoch, stats["valid_ndcg@10"])
         history.append(stats)
         if progress:
-            progress(epoch, **{k: round(v, 4) for k, v in stats.items() if k in ("loss", "valid_ndcg@10")})
+            progress(
+                epoch,
+                **{k: round(v, 4) for k, v in stats.items() if k in ("loss", "valid_ndcg@10")},
+            )
         if stop or (cfg.time_budget_s and time.monotonic() - start > cfg.time_budget_s):
             break
     if stopper.state is not None:
         model.load_state_dict(stopper.state)
     model.eval()
-    return FitResult(model, history, stopper.best_epoch or len(history),
-                     stopper.best if stopper.state is not None else None)
+    return FitResult(
+        model,
+        history,
+        stopper.best_epoch or len(history),
+        stopper.best if stopper.state is not None else None,
+    )

@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Awaitable, Callable, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic_core import to_json
 
 from synthrec.config import ServeConfig
@@ -31,8 +32,13 @@ from synthrec.serving.auth import ApiKey
 from synthrec.serving.encode import ARROW_STREAM, MEDIA_TYPES
 from synthrec.serving.metrics import ServeMetrics
 from synthrec.serving.schemas import (
-    ErrorResponse, HealthResponse, ModelsResponse, OutputFormat, RecommendationRequest, RecommendationResponse,
-    SyntheticRequest, SyntheticResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelsResponse,
+    RecommendationRequest,
+    RecommendationResponse,
+    SyntheticRequest,
+    SyntheticResponse,
 )
 
 logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
@@ -67,15 +73,25 @@ class RequestRejected(Exception):
         self.field = field
 
 
-def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None = None,
-              recommender: RecommenderPort | None = None,
-              models: Callable[[], Awaitable[dict[str, Any]]] | None = None,
-              mount: Mount = "full", metrics: ServeMetrics | None = None) -> FastAPI:
+def build_api(
+    cfg: ServeConfig,
+    key: ApiKey,
+    *,
+    generator: GeneratorPort | None = None,
+    recommender: RecommenderPort | None = None,
+    models: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    mount: Mount = "full",
+    metrics: ServeMetrics | None = None,
+) -> FastAPI:
     """The ASGI app for one Serve application (or a whole plain server when mount="full")."""
     full = mount == "full"
     app = FastAPI(
-        title="synthrec", version="1", description=_DESCRIPTION,
-        openapi_url="/openapi.json" if full else None, docs_url="/docs" if full else None, redoc_url=None,
+        title="synthrec",
+        version="1",
+        description=_DESCRIPTION,
+        openapi_url="/openapi.json" if full else None,
+        docs_url="/docs" if full else None,
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     limits = cfg.limits
@@ -83,14 +99,25 @@ def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None 
     async def synthetic(body: SyntheticRequest) -> Response:
         """Exactly `rows` synthetic rows; same request and seed, same rows."""
         if generator is None:
-            return _error(503, "no generator model is deployed on this server; start it with --generator URI "
-                               "(or set generator_uri)")
+            return _error(
+                503,
+                "no generator model is deployed on this server; start it with --generator URI "
+                "(or set generator_uri)",
+            )
         if body.rows > limits.max_rows:
-            return _error(422, f"rows: {body.rows} is above this server's limit of {limits.max_rows}; "
-                               "ask for fewer rows per request", "rows")
+            return _error(
+                422,
+                f"rows: {body.rows} is above this server's limit of {limits.max_rows}; "
+                "ask for fewer rows per request",
+                "rows",
+            )
         if len(body.conditions) + len(body.rebalance) > limits.max_conditions:
-            return _error(422, f"conditions: {len(body.conditions) + len(body.rebalance)} conditions and rebalance "
-                               f"entries, the limit is {limits.max_conditions}", "conditions")
+            return _error(
+                422,
+                f"conditions: {len(body.conditions) + len(body.rebalance)} conditions and rebalance "
+                f"entries, the limit is {limits.max_conditions}",
+                "conditions",
+            )
         try:
             data, rows, version = await generator.generate(body)
         except ConditionError as err:
@@ -99,18 +126,27 @@ def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None 
             return _error(422, str(err), getattr(err, "field", None))
         if metrics:
             metrics.rows(rows, body.format.value)
-        return Response(data, media_type=MEDIA_TYPES[body.format], headers={"x-model-version": version})
+        return Response(
+            data, media_type=MEDIA_TYPES[body.format], headers={"x-model-version": version}
+        )
 
     async def recommendations(body: RecommendationRequest) -> Response:
         """Top-k items with scores; unknown users get a cold-start answer, flagged as such."""
         if recommender is None:
-            return _error(503, "no recommender model is deployed on this server; start it with --recommender URI "
-                               "(or set recommender_uri)")
+            return _error(
+                503,
+                "no recommender model is deployed on this server; start it with --recommender URI "
+                "(or set recommender_uri)",
+            )
         if body.k > limits.max_k:
             return _error(422, f"k: {body.k} is above this server's limit of {limits.max_k}", "k")
         if len(body.history) > limits.max_history:
-            return _error(422, f"history: {len(body.history)} items, the limit is {limits.max_history}; "
-                               "send the most recent ones", "history")
+            return _error(
+                422,
+                f"history: {len(body.history)} items, the limit is {limits.max_history}; "
+                "send the most recent ones",
+                "history",
+            )
         try:
             data = await recommender.recommend(body)
         except (RequestRejected, SynthrecError) as err:
@@ -129,15 +165,39 @@ def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None 
     errors = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503)}
     prefix = lambda path: path if full else ""  # noqa: E731 - Serve's route_prefix supplies the path
     if mount in ("full", "generator"):
-        app.add_api_route(prefix(SYNTHETIC), synthetic, methods=["POST"], response_model=None, tags=["generator"],
-                          responses={200: {"model": SyntheticResponse, "description": "rows in the asked format",
-                                           "content": {ARROW_STREAM: {}, "text/csv": {}}}, **errors})
+        app.add_api_route(
+            prefix(SYNTHETIC),
+            synthetic,
+            methods=["POST"],
+            response_model=None,
+            tags=["generator"],
+            responses={
+                200: {
+                    "model": SyntheticResponse,
+                    "description": "rows in the asked format",
+                    "content": {ARROW_STREAM: {}, "text/csv": {}},
+                },
+                **errors,
+            },
+        )
     if mount in ("full", "recommender"):
-        app.add_api_route(prefix(RECOMMENDATIONS), recommendations, methods=["POST"], response_model=None,
-                          tags=["recommender"], responses={200: {"model": RecommendationResponse}, **errors})
+        app.add_api_route(
+            prefix(RECOMMENDATIONS),
+            recommendations,
+            methods=["POST"],
+            response_model=None,
+            tags=["recommender"],
+            responses={200: {"model": RecommendationResponse}, **errors},
+        )
     if full:
-        app.add_api_route(MODELS, list_models, methods=["GET"], response_model=None, tags=["models"],
-                          responses={200: {"model": ModelsResponse}, 401: errors[401]})
+        app.add_api_route(
+            MODELS,
+            list_models,
+            methods=["GET"],
+            response_model=None,
+            tags=["models"],
+            responses={200: {"model": ModelsResponse}, 401: errors[401]},
+        )
         app.add_api_route(HEALTH, health, methods=["GET"], tags=["health"])
         _document_auth(app)
     app.add_middleware(_Edge, key=key, metrics=metrics, max_body=limits.max_body_bytes)
@@ -146,13 +206,20 @@ def build_api(cfg: ServeConfig, key: ApiKey, *, generator: GeneratorPort | None 
 
 def _local_models(generator: GeneratorPort | None, recommender: RecommenderPort | None):
     async def collect() -> dict[str, Any]:
-        return {"generator": await generator.model_info() if generator else {"loaded": False},
-                "recommender": await recommender.model_info() if recommender else {"loaded": False}}
+        return {
+            "generator": await generator.model_info() if generator else {"loaded": False},
+            "recommender": await recommender.model_info() if recommender else {"loaded": False},
+        }
+
     return collect
 
 
 def _error(status: int, detail: str, field: str | None = None) -> Response:
-    return Response(to_json({"detail": detail, "field": field}), status_code=status, media_type="application/json")
+    return Response(
+        to_json({"detail": detail, "field": field}),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -175,8 +242,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
         if len(errs) == 1:
             msg = e.get("msg", "invalid")
         else:  # a union: one line listing its members
-            tags = [str(p) for x in errs for p in x.get("loc", ()) if isinstance(p, str) and _UNION_TAG.match(p)]
-            msg = "expected one of " + ", ".join(dict.fromkeys(tags)) if tags else errs[0].get("msg", "invalid")
+            tags = [
+                str(p)
+                for x in errs
+                for p in x.get("loc", ())
+                if isinstance(p, str) and _UNION_TAG.match(p)
+            ]
+            msg = (
+                "expected one of " + ", ".join(dict.fromkeys(tags))
+                if tags
+                else errs[0].get("msg", "invalid")
+            )
         parts.append(f"{field}: {msg}{got}")
     return _error(422, "; ".join(parts), next(iter(by_field), None))
 
@@ -186,7 +262,9 @@ _UNION_TAG = re.compile(r"^(str|int|float|bool|literal\[.*\]|dict\[.*\]|list\[.*
 
 def _field_of(loc: tuple) -> str:
     """('body', 'conditions', 'genre', 'str') -> 'conditions.genre' (pydantic names union members)."""
-    parts = [str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_TAG.match(p))]
+    parts = [
+        str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_TAG.match(p))
+    ]
     return ".".join(parts) or "body"
 
 
@@ -197,14 +275,21 @@ def _short(value: Any) -> str:
 
 def _document_auth(app: FastAPI) -> None:
     """Declare the optional bearer key in OpenAPI without a per-request dependency."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "required on /v1/* when the server has an API key"}}
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "required on /v1/* when the server has an API key",
+                }
+            }
             for path, ops in schema["paths"].items():
                 if path.startswith("/v1/"):
                     for op in ops.values():
@@ -251,15 +336,31 @@ class _Edge:
             elif name == b"content-length":
                 length = value
         if path.startswith("/v1/") and not self.key.check(authorization):
-            return await _send(send_and_record, 401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
-                               "authorization", {b"www-authenticate": b"Bearer"})
+            return await _send(
+                send_and_record,
+                401,
+                "missing or wrong API key; send 'Authorization: Bearer <key>'",
+                "authorization",
+                {b"www-authenticate": b"Bearer"},
+            )
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return await _send(send_and_record, 413, f"body: over this server's limit of {self.max_body} bytes",
-                               "body")
+            return await _send(
+                send_and_record,
+                413,
+                f"body: over this server's limit of {self.max_body} bytes",
+                "body",
+            )
         try:
-            await self.app(scope, self._bounded(receive) if length is None else receive, send_and_record)
+            await self.app(
+                scope, self._bounded(receive) if length is None else receive, send_and_record
+            )
         except _BodyTooLarge:
-            await _send(send_and_record, 413, f"body: over this server's limit of {self.max_body} bytes", "body")
+            await _send(
+                send_and_record,
+                413,
+                f"body: over this server's limit of {self.max_body} bytes",
+                "body",
+            )
 
     def _bounded(self, receive: Callable) -> Callable:
         """Chunked bodies have no Content-Length: count as they arrive."""
@@ -271,10 +372,13 @@ class _Edge:
             if seen[0] > self.max_body:
                 raise _BodyTooLarge()
             return message
+
         return receive_bounded
 
 
-async def _send(send: Callable, status: int, detail: str, field: str | None, headers: dict | None = None) -> None:
+async def _send(
+    send: Callable, status: int, detail: str, field: str | None, headers: dict | None = None
+) -> None:
     body = to_json({"detail": detail, "field": field})
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += list((headers or {}).items())

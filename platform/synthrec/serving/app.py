@@ -31,8 +31,16 @@ from synthrec.serving.metrics import ServeMetrics
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
 from synthrec.storage import read_manifest
 
-GATEWAY_APP, GENERATOR_APP, RECOMMENDER_APP = "synthrec-gateway", "synthrec-generator", "synthrec-recommender"
-ROUTE_PREFIXES = {GATEWAY_APP: "/", GENERATOR_APP: "/v1/synthetic", RECOMMENDER_APP: "/v1/recommendations"}
+GATEWAY_APP, GENERATOR_APP, RECOMMENDER_APP = (
+    "synthrec-gateway",
+    "synthrec-generator",
+    "synthrec-recommender",
+)
+ROUTE_PREFIXES = {
+    GATEWAY_APP: "/",
+    GENERATOR_APP: "/v1/synthetic",
+    RECOMMENDER_APP: "/v1/recommendations",
+}
 
 
 @serve.deployment(name="Generator")
@@ -48,11 +56,19 @@ class GeneratorDeployment:
         from synthrec.serving.backends import GeneratorBackend
 
         self.cfg = cfg
-        self.backend = GeneratorBackend(cfg.generator_uri, cfg.storage, device=_device(cfg.generator))
+        self.backend = GeneratorBackend(
+            cfg.generator_uri, cfg.storage, device=_device(cfg.generator)
+        )
         self.metrics = ServeMetrics(GENERATOR_APP)
 
     def __serve_build_asgi_app__(self):
-        return build_api(self.cfg, load_api_key(self.cfg), generator=self, mount="generator", metrics=self.metrics)
+        return build_api(
+            self.cfg,
+            load_api_key(self.cfg),
+            generator=self,
+            mount="generator",
+            metrics=self.metrics,
+        )
 
     async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
         return self.backend.generate(request)
@@ -75,13 +91,21 @@ class RecommenderDeployment:
         from synthrec.serving.backends import RecommenderBackend
 
         self.cfg = cfg
-        self.backend = RecommenderBackend(cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender))
+        self.backend = RecommenderBackend(
+            cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender)
+        )
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RECOMMENDER_APP)
 
     def __serve_build_asgi_app__(self):
-        return build_api(self.cfg, load_api_key(self.cfg), recommender=self, mount="recommender", metrics=self.metrics)
+        return build_api(
+            self.cfg,
+            load_api_key(self.cfg),
+            recommender=self,
+            mount="recommender",
+            metrics=self.metrics,
+        )
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _score(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:
@@ -108,21 +132,30 @@ class GatewayDeployment:
         self.metrics = ServeMetrics(GATEWAY_APP)
 
     def __serve_build_asgi_app__(self):
-        return build_api(self.cfg, load_api_key(self.cfg), models=self.models, mount="full", metrics=self.metrics)
+        return build_api(
+            self.cfg, load_api_key(self.cfg), models=self.models, mount="full", metrics=self.metrics
+        )
 
     async def models(self) -> dict[str, Any]:
         """Ask each deployed model app (at most one replica each) for its version and metadata."""
         running = set(await asyncio.to_thread(lambda: serve.status().applications))
         out: dict[str, Any] = {}
-        for key, app, deployment in (("generator", GENERATOR_APP, "Generator"),
-                                     ("recommender", RECOMMENDER_APP, "Recommender")):
+        for key, app, deployment in (
+            ("generator", GENERATOR_APP, "Generator"),
+            ("recommender", RECOMMENDER_APP, "Recommender"),
+        ):
             out[key] = {"loaded": False}
             if app in running:
                 handle = serve.get_deployment_handle(deployment, app_name=app)
                 try:
-                    out[key] = await asyncio.wait_for(_await(handle.model_info.remote()), timeout=10)
+                    out[key] = await asyncio.wait_for(
+                        _await(handle.model_info.remote()), timeout=10
+                    )
                 except Exception as err:  # a replica that is starting or gone: say so, do not fail
-                    out[key] = {"loaded": False, "metadata": {"error": f"{type(err).__name__}: {err}"[:300]}}
+                    out[key] = {
+                        "loaded": False,
+                        "metadata": {"error": f"{type(err).__name__}: {err}"[:300]},
+                    }
         return out
 
 
@@ -131,6 +164,7 @@ async def _await(response: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ builders
+
 
 def build_generator(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder (serve/config.yaml import_path): the Generator on /v1/synthetic."""
@@ -144,7 +178,9 @@ def build_recommender(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder: the Recommender on /v1/recommendations."""
     cfg = _as_config(args)
     if not cfg.recommender_uri:
-        raise ConfigError("recommender_uri is not set; the recommender app needs a model directory URI")
+        raise ConfigError(
+            "recommender_uri is not set; the recommender app needs a model directory URI"
+        )
     return RecommenderDeployment.options(**deployment_options(cfg.recommender, cfg)).bind(cfg)
 
 
@@ -174,18 +210,32 @@ def deploy(cfg: ServeConfig) -> str:
 
     for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
         if uri and read_manifest(uri, cfg.storage) is None:
-            raise ModelError(f"{flag} {uri}: no published model directory there (no _manifest.json); "
-                             "check the URI or re-run the job that publishes the model")
+            raise ModelError(
+                f"{flag} {uri}: no published model directory there (no _manifest.json); "
+                "check the URI or re-run the job that publishes the model"
+            )
     load_api_key(cfg)  # a missing key file fails here, not in every replica
     import ray
 
     if not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-        _local_ingress_env(cfg.ingress)  # this process starts the Ray: its env reaches every Serve actor
+        _local_ingress_env(
+            cfg.ingress
+        )  # this process starts the Ray: its env reaches every Serve actor
     ensure_ray(cfg.ray_address)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.request_timeout_s},
-                logging_config={"encoding": "JSON", "enable_access_log": cfg.access_log})
-    serve.run_many([serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
-                    for name, app in build_apps(cfg).items()])
+    serve.start(
+        http_options={
+            "host": cfg.host,
+            "port": cfg.port,
+            "request_timeout_s": cfg.request_timeout_s,
+        },
+        logging_config={"encoding": "JSON", "enable_access_log": cfg.access_log},
+    )
+    serve.run_many(
+        [
+            serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
+            for name, app in build_apps(cfg).items()
+        ]
+    )
     return f"http://{cfg.host}:{cfg.port}"
 
 
@@ -228,7 +278,11 @@ def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, A
 
 
 def _as_config(args: dict[str, Any] | ServeConfig) -> ServeConfig:
-    return args if isinstance(args, ServeConfig) else validate_config(ServeConfig, args, source="serve app args")
+    return (
+        args
+        if isinstance(args, ServeConfig)
+        else validate_config(ServeConfig, args, source="serve app args")
+    )
 
 
 def _device(section: ReplicaSection) -> str:

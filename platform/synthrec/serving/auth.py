@@ -21,7 +21,9 @@ class ApiKey:
 
     def __init__(self, key: str | None, source: str = "none"):
         self._key = key.encode() if key else None
-        self.source = source  # e.g. "env SYNTHREC_API_KEY" or "file /run/secrets/key"; never the key
+        self.source = (
+            source  # e.g. "env SYNTHREC_API_KEY" or "file /run/secrets/key"; never the key
+        )
 
     @property
     def enabled(self) -> bool:
@@ -45,10 +47,14 @@ def load_api_key(cfg: ServeConfig) -> ApiKey:
         try:
             key = path.read_text().strip()
         except OSError as err:
-            raise ConfigError(f"api_key_file {path}: cannot be read ({err.strerror}); "
-                              "point it at a readable file holding the key") from None
+            raise ConfigError(
+                f"api_key_file {path}: cannot be read ({err.strerror}); "
+                "point it at a readable file holding the key"
+            ) from None
         if not key:
-            raise ConfigError(f"api_key_file {path} is empty; write the key into it or unset api_key_file")
+            raise ConfigError(
+                f"api_key_file {path} is empty; write the key into it or unset api_key_file"
+            )
         return ApiKey(key, f"file {path}")
     if cfg.api_key_env and os.environ.get(cfg.api_key_env, "").strip():
         return ApiKey(os.environ[cfg.api_key_env].strip(), f"env {cfg.api_key_env}")

@@ -29,8 +29,12 @@ class GeneratorBackend:
 
     def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
         try:
-            table = self.synth.sample(request.rows, conditions=request.conditions or None,
-                                      rebalance=request.rebalance or None, seed=request.seed)
+            table = self.synth.sample(
+                request.rows,
+                conditions=request.conditions or None,
+                rebalance=request.rebalance or None,
+                seed=request.seed,
+            )
         except ConditionError as err:
             field = "rebalance" if str(err).startswith("rebalance") else "conditions"
             raise RequestRejected(str(err), field) from None
@@ -41,7 +45,6 @@ class GeneratorBackend:
         meta["conditionable_columns"] = self.synth.conditionable_columns()
         meta["columns"] = list(self.synth.encoder.schema.names)
         return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": meta}
-
 
 
 class RecommenderBackend:
@@ -56,13 +59,26 @@ class RecommenderBackend:
         self.scorer = BatchRecommender(self.model, device)
         self.version = _content_version(uri, storage, "model.safetensors")
 
-    def recommend_many(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:
-        answers = self.scorer.recommend_many([(r.user_id, r.history, r.query, r.k, r.exclude_seen) for r in requests])
-        return [RequestRejected(str(a), _field_named_in(str(a))) if isinstance(a, DataError)
-                else encode_recommendations(a.item_ids, a.scores, a.cold_start, self.version) for a in answers]
+    def recommend_many(
+        self, requests: list[RecommendationRequest]
+    ) -> list[bytes | RequestRejected]:
+        answers = self.scorer.recommend_many(
+            [(r.user_id, r.history, r.query, r.k, r.exclude_seen) for r in requests]
+        )
+        return [
+            RequestRejected(str(a), _field_named_in(str(a)))
+            if isinstance(a, DataError)
+            else encode_recommendations(a.item_ids, a.scores, a.cold_start, self.version)
+            for a in answers
+        ]
 
     def model_info(self) -> dict[str, Any]:
-        return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": self.model.metadata}
+        return {
+            "loaded": True,
+            "uri": self.uri,
+            "version": self.version,
+            "metadata": self.model.metadata,
+        }
 
     @staticmethod
     def sample_users(uri: str, count: int, storage: StorageConfig | None = None) -> list[str]:
@@ -73,7 +89,9 @@ class RecommenderBackend:
 
         from synthrec.storage import read_files
 
-        ids = pq.read_table(io.BytesIO(read_files(uri, ["users.parquet"], storage)["users.parquet"])).column(0)
+        ids = pq.read_table(
+            io.BytesIO(read_files(uri, ["users.parquet"], storage)["users.parquet"])
+        ).column(0)
         step = max(1, len(ids) // count)
         return [str(u) for u in ids.to_pylist()[::step][:count]]
 
@@ -94,12 +112,18 @@ def _field_named_in(message: str) -> str | None:
             return field
     return None
 
+
 class _InProcess:
     """Async port over a backend in this process (plain uvicorn, no Ray). With `batch`,
     recommendations that queue while one batch runs are scored together, as @serve.batch
     (batch_wait_timeout_s=0) does in the Recommender replica."""
 
-    def __init__(self, backend: GeneratorBackend | RecommenderBackend, batch: bool = False, max_batch_size: int = 32):
+    def __init__(
+        self,
+        backend: GeneratorBackend | RecommenderBackend,
+        batch: bool = False,
+        max_batch_size: int = 32,
+    ):
         self.backend, self.batch, self.max_batch_size = backend, batch, max_batch_size
         self._pending: list[tuple[RecommendationRequest, asyncio.Future]] = []
 
@@ -110,7 +134,9 @@ class _InProcess:
         if self.batch:
             future = asyncio.get_running_loop().create_future()
             self._pending.append((request, future))
-            if len(self._pending) == 1:  # first in: run after the loop has taken in what else arrived
+            if (
+                len(self._pending) == 1
+            ):  # first in: run after the loop has taken in what else arrived
                 asyncio.get_running_loop().call_soon(self._run_batch)
             result = await future
         else:
@@ -120,7 +146,10 @@ class _InProcess:
         return result
 
     def _run_batch(self) -> None:
-        batch, self._pending = self._pending[:self.max_batch_size], self._pending[self.max_batch_size:]
+        batch, self._pending = (
+            self._pending[: self.max_batch_size],
+            self._pending[self.max_batch_size :],
+        )
         for (_, future), result in zip(batch, self.backend.recommend_many([r for r, _ in batch])):
             future.set_result(result)
         if self._pending:
@@ -139,7 +168,16 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
     from synthrec.serving.api import build_api
     from synthrec.serving.auth import load_api_key
 
-    gen = _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
-    rec = (_InProcess(RecommenderBackend(cfg.recommender_uri, cfg.storage), batch, cfg.recommender.max_batch_size)
-           if cfg.recommender_uri else None)
+    gen = (
+        _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
+    )
+    rec = (
+        _InProcess(
+            RecommenderBackend(cfg.recommender_uri, cfg.storage),
+            batch,
+            cfg.recommender.max_batch_size,
+        )
+        if cfg.recommender_uri
+        else None
+    )
     return build_api(cfg, load_api_key(cfg), generator=gen, recommender=rec, mount="full")

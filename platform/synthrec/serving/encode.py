@@ -6,7 +6,8 @@ validation pass through the response models (those document the shapes in OpenAP
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,8 +16,11 @@ from pydantic_core import to_json
 from synthrec.serving.schemas import OutputFormat
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-MEDIA_TYPES = {OutputFormat.json: "application/json", OutputFormat.arrow: ARROW_STREAM,
-               OutputFormat.csv: "text/csv; charset=utf-8"}
+MEDIA_TYPES = {
+    OutputFormat.json: "application/json",
+    OutputFormat.arrow: ARROW_STREAM,
+    OutputFormat.csv: "text/csv; charset=utf-8",
+}
 
 
 def encode_table(table: pa.Table, fmt: OutputFormat, model_version: str) -> bytes:
@@ -25,7 +29,9 @@ def encode_table(table: pa.Table, fmt: OutputFormat, model_version: str) -> byte
         return to_json({"rows": table.to_pylist(), "model_version": model_version})
     sink = pa.BufferOutputStream()
     if fmt is OutputFormat.arrow:
-        schema = table.schema.with_metadata({**(table.schema.metadata or {}), b"model_version": model_version.encode()})
+        schema = table.schema.with_metadata(
+            {**(table.schema.metadata or {}), b"model_version": model_version.encode()}
+        )
         with pa.ipc.new_stream(sink, schema) as writer:
             writer.write_table(table.replace_schema_metadata(schema.metadata))
     else:
@@ -33,8 +39,9 @@ def encode_table(table: pa.Table, fmt: OutputFormat, model_version: str) -> byte
     return sink.getvalue().to_pybytes()
 
 
-def encode_recommendations(item_ids: Sequence[Any], scores: Sequence[float], cold_start: bool,
-                           model_version: str) -> bytes:
+def encode_recommendations(
+    item_ids: Sequence[Any], scores: Sequence[float], cold_start: bool, model_version: str
+) -> bytes:
     """Body for /v1/recommendations: items best first, with float scores."""
     items = [{"item_id": str(i), "score": float(s)} for i, s in zip(item_ids, scores)]
     return to_json({"items": items, "cold_start": bool(cold_start), "model_version": model_version})

@@ -10,7 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 # Milliseconds: fine below 10 ms (recommendations), coarse up to minutes (large batches).
-LATENCY_BOUNDARIES_MS = [1, 2, 3, 5, 8, 12, 20, 35, 50, 75, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 60_000]
+LATENCY_BOUNDARIES_MS = [
+    1,
+    2,
+    3,
+    5,
+    8,
+    12,
+    20,
+    35,
+    50,
+    75,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    60_000,
+]
 
 REQUESTS = "synthrec_requests_total"
 LATENCY = "synthrec_request_latency_ms"
@@ -32,11 +51,20 @@ class ServeMetrics:
             return
         if not ray.is_initialized():
             return
-        self._requests = metrics.Counter(REQUESTS, "HTTP requests answered, by endpoint and status code",
-                                         tag_keys=("app", "endpoint", "status"))
-        self._latency = metrics.Histogram(LATENCY, "Time from request start to response start, ms",
-                                          boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("app", "endpoint"))
-        self._rows = metrics.Counter(ROWS, "Synthetic rows returned by /v1/synthetic", tag_keys=("app", "format"))
+        self._requests = metrics.Counter(
+            REQUESTS,
+            "HTTP requests answered, by endpoint and status code",
+            tag_keys=("app", "endpoint", "status"),
+        )
+        self._latency = metrics.Histogram(
+            LATENCY,
+            "Time from request start to response start, ms",
+            boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("app", "endpoint"),
+        )
+        self._rows = metrics.Counter(
+            ROWS, "Synthetic rows returned by /v1/synthetic", tag_keys=("app", "format")
+        )
 
     def request(self, endpoint: str, status: int, latency_ms: float) -> None:
         if self._requests is None:

@@ -30,13 +30,21 @@ class OutputFormat(str, Enum):
 class SyntheticRequest(Body):
     """POST /v1/synthetic: a batch of synthetic rows from the loaded generator."""
 
-    rows: int = Field(..., ge=1, description="exact number of rows to return (at most the server's limits.max_rows)",
-                      examples=[1000])
+    rows: int = Field(
+        ...,
+        ge=1,
+        description="exact number of rows to return (at most the server's limits.max_rows)",
+        examples=[1000],
+    )
     conditions: dict[str, ConditionValue] = Field(
-        default_factory=dict, description="column -> value every returned row must have (exact)",
-        examples=[{"genre": "Documentary"}])
+        default_factory=dict,
+        description="column -> value every returned row must have (exact)",
+        examples=[{"genre": "Documentary"}],
+    )
     rebalance: dict[str, Literal["uniform"] | dict[str, float]] = Field(
-        default_factory=dict, description="column -> 'uniform' or {value: probability} for the returned mix")
+        default_factory=dict,
+        description="column -> 'uniform' or {value: probability} for the returned mix",
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1, description="same seed, same request -> same rows")
     format: OutputFormat = Field(OutputFormat.json, description="json | arrow (IPC stream) | csv")
 
@@ -51,16 +59,20 @@ class SyntheticResponse(BaseModel):
 class RecommendationRequest(Body):
     """POST /v1/recommendations: top-k items for a user, a history of recent items, or both."""
 
-    user_id: str | None = Field(None, description="known user id; an unknown one gets a cold-start answer",
-                                examples=["42"])
-    history: list[str] = Field(default_factory=list, description="recent item ids, oldest first",
-                               examples=[["12", "7"]])
+    user_id: str | None = Field(
+        None, description="known user id; an unknown one gets a cold-start answer", examples=["42"]
+    )
+    history: list[str] = Field(
+        default_factory=list, description="recent item ids, oldest first", examples=[["12", "7"]]
+    )
     query: str | None = Field(None, max_length=1_000, description="optional search query text")
     k: int = Field(10, ge=1, description="number of items (at most the server's limits.max_k)")
-    exclude_seen: bool = Field(True, description="leave out items in the user's known history and in `history`")
+    exclude_seen: bool = Field(
+        True, description="leave out items in the user's known history and in `history`"
+    )
 
     @model_validator(mode="after")
-    def _someone_to_recommend_for(self) -> "RecommendationRequest":
+    def _someone_to_recommend_for(self) -> RecommendationRequest:
         if self.user_id is None and not self.history and not self.query:
             raise ValueError("give user_id, history or query (none was given)")
         return self
@@ -73,7 +85,9 @@ class ScoredItem(BaseModel):
 
 class RecommendationResponse(BaseModel):
     items: list[ScoredItem] = Field(description="best first")
-    cold_start: bool = Field(description="true: the user was unknown; the answer came from history or popularity")
+    cold_start: bool = Field(
+        description="true: the user was unknown; the answer came from history or popularity"
+    )
     model_version: str
 
 

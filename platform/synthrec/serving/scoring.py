@@ -46,7 +46,9 @@ class BatchRecommender:
         rec.model.to(self.device).eval()
         with torch.no_grad():
             self.vectors = rec.model.item_vectors().detach().contiguous()  # (I+1, d) float32
-        self.item_ids = np.asarray([str(v) for v in rec.encoder.item_ids.to_pylist()], dtype=object)  # index - 1
+        self.item_ids = np.asarray(
+            [str(v) for v in rec.encoder.item_ids.to_pylist()], dtype=object
+        )  # index - 1
         self.item_index = {s: i + 1 for i, s in enumerate(self.item_ids)}
         self.user_index = {str(u): i for i, u in enumerate(rec.user_ids.to_pylist())}
         pop = rec.popularity.astype(np.float64)
@@ -54,14 +56,25 @@ class BatchRecommender:
         self.popular = order[order != PAD]  # by popularity, ties by index (as `recommend` ranks)
         self.popularity = pop
 
-    def recommend_many(self, requests: list[tuple[str | None, list[str], str | None, int, bool]]
-                       ) -> list[Answer | DataError]:
+    def recommend_many(
+        self, requests: list[tuple[str | None, list[str], str | None, int, bool]]
+    ) -> list[Answer | DataError]:
         """(user_id, history, query, k, exclude_seen) per request -> Answer, or the DataError it raised."""
         resolved = [self._resolve(*r[:3]) for r in requests]
-        scored = [i for i, r in enumerate(resolved)
-                  if not isinstance(r, DataError) and not (r.cold and not len(r.seen) and r.query is None)]
-        tops = self._top_k([resolved[i] for i in scored], [requests[i][3] for i in scored],
-                           [requests[i][4] for i in scored]) if scored else []
+        scored = [
+            i
+            for i, r in enumerate(resolved)
+            if not isinstance(r, DataError) and not (r.cold and not len(r.seen) and r.query is None)
+        ]
+        tops = (
+            self._top_k(
+                [resolved[i] for i in scored],
+                [requests[i][3] for i in scored],
+                [requests[i][4] for i in scored],
+            )
+            if scored
+            else []
+        )
         top_of = dict(zip(scored, tops))
         out: list[Answer | DataError] = []
         for i, (r, request) in enumerate(zip(resolved, requests)):
@@ -71,11 +84,15 @@ class BatchRecommender:
                 top, top_scores = top_of[i]
                 out.append(Answer(self.item_ids[top - 1].tolist(), top_scores, r.cold))
             else:  # cold, nothing to go on: popularity (nothing seen to exclude)
-                top = self.popular[:request[3]]
-                out.append(Answer(self.item_ids[top - 1].tolist(), self.popularity[top].tolist(), True))
+                top = self.popular[: request[3]]
+                out.append(
+                    Answer(self.item_ids[top - 1].tolist(), self.popularity[top].tolist(), True)
+                )
         return out
 
-    def _resolve(self, user_id: str | None, history: list[str], query: str | None) -> _Resolved | DataError:
+    def _resolve(
+        self, user_id: str | None, history: list[str], query: str | None
+    ) -> _Resolved | DataError:
         rec = self.rec
         if query is not None and rec.encoder.query_buckets == 0:
             return DataError("query: this model was trained without a query column; send no query")
@@ -83,16 +100,22 @@ class BatchRecommender:
         if None in extra:
             unknown = list(dict.fromkeys(h for h, i in zip(history, extra) if i is None))
             shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
-            return DataError(f"history: {len(unknown)} item id(s) the model does not know ({shown})")
+            return DataError(
+                f"history: {len(unknown)} item id(s) the model does not know ({shown})"
+            )
         extra_idx = np.asarray(extra, np.int64)
         index = self.user_index.get(str(user_id)) if user_id is not None else None
         if index is None:
             user_num = np.zeros((1, rec.user_num.shape[1]), np.float32)
             user_num[:, 1::2] = 1.0  # numeric features unknown: null flags on
-            return _Resolved(extra_idx, np.zeros((1, rec.user_cat.shape[1]), np.int64), user_num, True, query)
+            return _Resolved(
+                extra_idx, np.zeros((1, rec.user_cat.shape[1]), np.int64), user_num, True, query
+            )
         stored = rec.histories[index]
         seen = np.concatenate([stored[stored != PAD], extra_idx])
-        return _Resolved(seen, rec.user_cat[index:index + 1], rec.user_num[index:index + 1], False, query)
+        return _Resolved(
+            seen, rec.user_cat[index : index + 1], rec.user_num[index : index + 1], False, query
+        )
 
     @torch.no_grad()
     def _score(self, batch: list[_Resolved]) -> torch.Tensor:
@@ -100,23 +123,38 @@ class BatchRecommender:
         rec = self.rec
         lengths = np.array([len(r.seen) for r in batch], np.int64)
         items = np.concatenate([r.seen for r in batch]).astype(np.int64)
-        log = Log(items, np.r_[0, np.cumsum(lengths)], pa.array(["request"] * len(batch)),
-                  np.concatenate([r.user_cat for r in batch]), np.concatenate([r.user_num for r in batch]),
-                  np.arange(len(items)))
-        w = windows(log, np.arange(len(batch)), lengths, rec.model.spec.max_len, rec.encoder.user_token)
+        log = Log(
+            items,
+            np.r_[0, np.cumsum(lengths)],
+            pa.array(["request"] * len(batch)),
+            np.concatenate([r.user_cat for r in batch]),
+            np.concatenate([r.user_num for r in batch]),
+            np.arange(len(items)),
+        )
+        w = windows(
+            log, np.arange(len(batch)), lengths, rec.model.spec.max_len, rec.encoder.user_token
+        )
         query = None
         with_query = [j for j, r in enumerate(batch) if r.query is not None]
         if with_query:
             query = np.zeros(w.tokens.shape + (rec.encoder.query_max_tokens,), np.int64)
-            query[with_query, -1] = rec.encoder.hash_queries(pa.array([batch[j].query for j in with_query]))
+            query[with_query, -1] = rec.encoder.hash_queries(
+                pa.array([batch[j].query for j in with_query])
+            )
             query = torch.from_numpy(query).to(self.device)
         dev = self.device
-        users = rec.model.encode(torch.from_numpy(w.tokens).to(dev), torch.from_numpy(w.user_cat).to(dev),
-                                 torch.from_numpy(w.user_num).to(dev), query, self.vectors)[:, -1]  # (B, d)
+        users = rec.model.encode(
+            torch.from_numpy(w.tokens).to(dev),
+            torch.from_numpy(w.user_cat).to(dev),
+            torch.from_numpy(w.user_num).to(dev),
+            query,
+            self.vectors,
+        )[:, -1]  # (B, d)
         return users @ self.vectors.T  # (B, I+1)
 
-    def _top_k(self, batch: list[_Resolved], ks: list[int], exclude: list[bool]
-               ) -> list[tuple[np.ndarray, list[float]]]:
+    def _top_k(
+        self, batch: list[_Resolved], ks: list[int], exclude: list[bool]
+    ) -> list[tuple[np.ndarray, list[float]]]:
         """Best k item indices per row (ties by index) and their scores; padding and seen items excluded."""
         scores = self._score(batch)
         scores[:, PAD] = -np.inf
@@ -124,14 +162,21 @@ class BatchRecommender:
         if hide:
             rows = np.concatenate([np.full(len(seen), j) for j, seen in hide])
             cols = np.concatenate([seen for _, seen in hide])
-            scores[torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device)] = -np.inf
+            scores[
+                torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device)
+            ] = -np.inf
         num_items = scores.shape[1] - 1
-        ks = [min(k, num_items - (len(np.unique(r.seen)) if ex else 0)) for k, r, ex in zip(ks, batch, exclude)]
+        ks = [
+            min(k, num_items - (len(np.unique(r.seen)) if ex else 0))
+            for k, r, ex in zip(ks, batch, exclude)
+        ]
         values, index = torch.topk(scores, max(max(ks), 1), dim=1)  # sorted, best first
         values, index = values.double().cpu().numpy(), index.cpu().numpy()
         out = []
         for j, k in enumerate(ks):
-            top, vals = index[j, :max(k, 0)], values[j, :max(k, 0)]
-            order = np.lexsort((top, -vals))  # equal scores: lower index first, as `recommend` ranks
+            top, vals = index[j, : max(k, 0)], values[j, : max(k, 0)]
+            order = np.lexsort(
+                (top, -vals)
+            )  # equal scores: lower index first, as `recommend` ranks
             out.append((top[order], vals[order].tolist()))
         return out
