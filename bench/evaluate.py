@@ -166,7 +166,8 @@ def main() -> None:
         events, synthetic13, args.skip_sdmetrics
     ):
         print(
-            f"{name:44s} {seconds:8.2f} {overall:8.4f} {'' if all_pairs is None else f'{all_pairs:10.4f}'}"
+            f"{name:44s} {seconds:8.2f} {overall:8.4f} "
+            f"{'' if all_pairs is None else f'{all_pairs:10.4f}'}"
         )
 
     real15 = with_activity(events)
@@ -178,7 +179,8 @@ def main() -> None:
         synthetic_path = str(tmp / "synthetic.parquet")
         pq.write_table(synthetic15, synthetic_path)
         print(
-            f"\n(b) whole evaluation from Parquet (run_evaluate, report included): {args.rows:,} synthetic x "
+            f"\n(b) whole evaluation from Parquet (run_evaluate, report included): {args.rows:,} "
+            "synthetic x "
             f"{synthetic15.num_columns} columns vs {real15.num_rows:,} real rows; target <= 60 s"
         )
         print(f"{'real side':34s} {'seconds':>8s}  stages (s)")
@@ -198,7 +200,8 @@ def main() -> None:
             print(
                 f"{'':34s} fidelity {m['fidelity']['overall']:.4f}, TSTR/TRTR "
                 f"{m['utility']['tstr_auc']:.3f}/{m['utility']['trtr_auc']:.3f}, exact copies "
-                f"{m['privacy']['exact_copy_rate']:.3f}, DCR share {m['privacy']['dcr_share_closer_than_holdout_p5']}, "
+                f"{m['privacy']['exact_copy_rate']:.3f}, DCR share "
+                f"{m['privacy']['dcr_share_closer_than_holdout_p5']}, "
                 f"MIA AUC {m['privacy']['mia_auc']}"
             )
     print(f"\nload average {os.getloadavg()[0]:.1f} at end")

@@ -92,7 +92,7 @@ def sampling_rate(draw) -> tuple[float, list[float], object]:
     draw(i) for SAMPLE_ROWS rows: one timing spreads ~5% run to run on a shared machine."""
     rates, out = [], None
     for i in range(SAMPLE_REPEATS):
-        out, s = timed(lambda: draw(i))
+        out, s = timed(lambda i=i: draw(i))
         rates.append(SAMPLE_ROWS / s)
     return float(np.median(rates)), rates, out
 
@@ -481,8 +481,10 @@ def main() -> None:
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
     text = (
         f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
-        f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load average "
-        f"{os.getloadavg()[0]:.1f} at the end), {time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n\n"
+        f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load "
+        "average "
+        f"{os.getloadavg()[0]:.1f} at the end), "
+        f"{time.strftime('%Y-%m-%d %H:%M')}\n\n{table(results)}\n\n"
         f"{dcr_table(results)}\n"
     )
     print(text)

@@ -1,6 +1,7 @@
 """Generation throughput: plain in-process vs the Ray Data path (local disk and S3), one run.
 
-    .venv/bin/python bench/generate.py [--rows 5000000] [--model URI] [--workers 1,2] [--fit-minutes 5]
+    .venv/bin/python bench/generate.py [--rows 5000000] [--model URI] [--workers 1,2] \
+        [--fit-minutes 5]
 
 (a) one process, one torch thread, blocks written to one local Parquet file (zstd);
 (b) `run_generate` (Ray Data actor pool of one-thread actors) to local disk, once per worker
@@ -147,7 +148,8 @@ def main() -> None:
             (f"(c) Ray Data, {max(workers)} actors -> SeaweedFS S3", c, c / cores(max(workers)))
         )
     print(
-        f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch {torch.__version__}"
+        f"\n{args.rows:,} rows, blocks of {args.block:,}; machine: {os.cpu_count()} cores; torch "
+        f"{torch.__version__}"
     )
     print(
         f"generator: {flops_row / 1e6:.2f} MFLOP/row; matmul {gflops:.1f} GFLOP/s on 1 thread; "

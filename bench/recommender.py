@@ -310,9 +310,11 @@ np.float_, np.complex_, np.unicode_, np.bool8 = np.float64, np.complex128, np.st
 from recbole.quick_start import run_recbole
 r = run_recbole(model='SASRec', dataset='ml100k', config_dict={{
     'data_path': {str(work)!r}, 'load_col': {{'inter': ['user_id', 'item_id', 'timestamp']}},
-    'eval_args': {{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'mode': 'full', 'group_by': 'user'}},
+    'eval_args': {{'split': {{'LS': 'valid_and_test'}}, 'order': 'TO', 'mode': 'full',
+                  'group_by': 'user'}},
     'metrics': ['Recall', 'NDCG', 'MRR'], 'topk': [10], 'valid_metric': 'NDCG@10',
-    'epochs': {args.recbole_epochs}, 'stopping_step': 6, 'train_neg_sample_args': None, 'loss_type': 'CE',
+    'epochs': {args.recbole_epochs}, 'stopping_step': 6, 'train_neg_sample_args': None,
+    'loss_type': 'CE',
     'checkpoint_dir': {str(work / "saved")!r}, 'show_progress': False, 'seed': 0, 'device': 'cpu',
     'train_batch_size': 512, 'MAX_ITEM_LIST_LENGTH': 50}}, saved=True)
 print('RESULT ' + json.dumps({{k: float(v) for k, v in r['test_result'].items()}}))
@@ -322,7 +324,7 @@ print('RESULT ' + json.dumps({{k: float(v) for k, v in r['test_result'].items()}
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True
     )
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
     r = json.loads(line[len("RESULT ") :])
@@ -341,8 +343,19 @@ print('RESULT ' + json.dumps({{k: float(v) for k, v in r['test_result'].items()}
 # ---------------------------------------------------------------------------- report
 
 
+def _cell(v) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) and v == v else "-"
+
+
+def _segment_cell(row: dict | None, segment: str) -> str:
+    return _cell(row.get(segment, {}).get("ndcg@10")) if row else "-"
+
+
 def markdown(result: dict) -> str:
-    head = "| model | NDCG@10 (± sd over seeds) | Recall@10 | MRR | NDCG@10 short-history | NDCG@10 rare-genre | stress: NDCG@10 sparse users | click AUC |"
+    head = (
+        "| model | NDCG@10 (± sd over seeds) | Recall@10 | MRR | NDCG@10 short-history | "
+        "NDCG@10 rare-genre | stress: NDCG@10 sparse users | click AUC |"
+    )
     lines = [head, "|" + "---|" * 8]
     main, stressed, auc = (
         result["leave_last_out"]["rows"],
@@ -353,13 +366,13 @@ def markdown(result: dict) -> str:
     for name in names:
         row = main.get(name) or result.get(name, {})
         o = row.get("overall", {})
-        cell = lambda v: f"{v:.4f}" if isinstance(v, (int, float)) and v == v else "-"  # noqa: E731
-        seg = lambda r, s: cell(r.get(s, {}).get("ndcg@10")) if r else "-"  # noqa: E731
         spread = f" ± {o['ndcg@10_seed_sd']:.4f}" if "ndcg@10_seed_sd" in o else ""
         lines.append(
-            f"| {name} | {cell(o.get('ndcg@10'))}{spread} | {cell(o.get('recall@10'))} | {cell(o.get('mrr'))} | "
-            f"{seg(row, 'short_history')} | {seg(row, 'rare_category')} | {seg(stressed.get(name), 'stressed_users')} | "
-            f"{cell(auc.get(name))} |"
+            f"| {name} | {_cell(o.get('ndcg@10'))}{spread} | {_cell(o.get('recall@10'))} | "
+            f"{_cell(o.get('mrr'))} | "
+            f"{_segment_cell(row, 'short_history')} | {_segment_cell(row, 'rare_category')} | "
+            f"{_segment_cell(stressed.get(name), 'stressed_users')} | "
+            f"{_cell(auc.get(name))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -224,7 +224,7 @@ def serve_plain(cfg_json: str, port: int, batch: bool) -> None:
 
 
 def workloads(port: int, users: list[str], endpoints: list[str]) -> dict[str, list[bytes]]:
-    """Requests per endpoint: k=10 for 2,048 known users in turn; 1,000 rows with 16 seeds in turn."""
+    """Requests per endpoint: k=10 for 2,048 known users in turn; 1,000 rows, 16 seeds in turn."""
     loads = {}
     if "recommendations" in endpoints:
         loads["/v1/recommendations"] = [
@@ -350,7 +350,8 @@ def print_table(results: list[Result]) -> None:
                 f"{r.rps / b.rps:.0%}" if r.server.startswith("serve") and b and b.rps else ""
             )
         print(
-            f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.rps:.1f} "
+            f"| {r.endpoint} | {r.clients} | {r.server} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+            f"{r.rps:.1f} "
             f"| {r.errors} | {ratios[0]} | {ratios[1]} |"
         )
 

@@ -126,7 +126,8 @@ def main() -> None:
         f"`{' '.join(['python', *sys.argv])}` ({time.strftime('%Y-%m-%d %H:%M')})\n\n"
         + "\n".join(lines)
         + f"\n\nsynthetic rows: {s['rows']:,}; (user, item) pairs found in the real training rows: "
-        f"{s['pairs_in_real_train']:.1%}; rows repeating a pair of their user: {s['repeated_pairs']:.1%}\n"
+        f"{s['pairs_in_real_train']:.1%}; rows repeating a pair of their user: "
+        f"{s['repeated_pairs']:.1%}\n"
     )
     save_results("synthetic_signal", result, text)
 

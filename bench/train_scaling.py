@@ -68,7 +68,7 @@ def main() -> None:
         start = time.perf_counter()
         summary = run_train_gan(
             cfg,
-            progress=lambda m: print(
+            progress=lambda m, workers=workers: print(
                 f"  workers={workers} epoch {m['epoch']}: {m['rows_per_s']:,.0f} rows/s",
                 file=sys.stderr,
             ),
@@ -89,10 +89,12 @@ def main() -> None:
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     rows = f"{args.data}" if args.data else f"{args.rows:,} ML-100K rows"
     print(
-        f"\nGAN training on {device}, {rows}, global batch {args.batch_size}, {args.epochs} epochs\n"
+        f"\nGAN training on {device}, {rows}, global batch {args.batch_size}, {args.epochs} "
+        "epochs\n"
     )
     print(
-        "| workers | rows/s | rows/s per worker | speed-up | wall s | fidelity proxy |\n|---:|---:|---:|---:|---:|---:|"
+        "| workers | rows/s | rows/s per worker | speed-up | wall s | fidelity proxy "
+        "|\n|---:|---:|---:|---:|---:|---:|"
     )
     for r in results:
         print(

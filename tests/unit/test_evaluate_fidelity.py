@@ -100,7 +100,8 @@ def test_pair_scores_known_answers():
     pairs = {tuple(p["columns"]): p for p in column_pairs(encode([real, syn], schema))}
     # r_real = 1, r_syn = -1 -> 1 - |1 - (-1)| / 2 = 0
     assert pairs[("x", "y")]["score"] == pytest.approx(0.0)
-    # x bins: real (1,a) (4,b) ... joint cells {(1,a),(4,a),(7,b),(11,b)} vs {(1,a),(4,b),(7,a),(11,b)}: TV = 0.5
+    # x bins: real (1,a) (4,b) ... joint cells {(1,a),(4,a),(7,b),(11,b)}
+    # vs {(1,a),(4,b),(7,a),(11,b)}: TV = 0.5
     assert pairs[("x", "c")]["metric"] == "ContingencySimilarity"
     assert pairs[("x", "c")]["score"] == pytest.approx(0.5)
     assert pairs[("x", "c")]["real"] == pytest.approx(1.0)  # c is a function of x's bin: V = 1

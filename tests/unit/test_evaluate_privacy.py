@@ -47,7 +47,8 @@ def test_distance_space_scales_numerics_and_counts_mismatches():
     cols = encode([train, query], SCHEMA)
     ref, q = distance_points(cols, [0, 1], [np.arange(2), np.arange(2)])
     d = nearest(q, ref, k=2)
-    # row 0 -> train 0: x 0.5 apart, c differs: sqrt(0.25 + 1); -> train 1: 0.5, user differs: sqrt(0.25 + 1)
+    # row 0 -> train 0: x 0.5 apart, c differs: sqrt(0.25 + 1);
+    #       -> train 1: 0.5, user differs: sqrt(0.25 + 1)
     assert d[0].tolist() == pytest.approx([np.sqrt(1.25), np.sqrt(1.25)])
     # row 1 -> train 1: only the user differs: 1; -> train 0: x 1 apart + user + c: sqrt(3)
     assert d[1].tolist() == pytest.approx([1.0, np.sqrt(3.0)])

@@ -53,7 +53,8 @@ def read_atomic(uri: str, storage: StorageConfig | None = None) -> pa.Table:
         name, _, kind = field.partition(":")
         if kind not in ATOMIC_TYPES:
             raise DataError(
-                f"{uri}: header field {field!r} needs a type suffix, one of :{', :'.join(ATOMIC_TYPES)}; "
+                f"{uri}: header field {field!r} needs a type suffix, one of "
+                f":{', :'.join(ATOMIC_TYPES)}; "
                 "is this a RecBole atomic file?"
             )
         names.append(name)

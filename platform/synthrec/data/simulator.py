@@ -194,7 +194,8 @@ def check_config(cfg: SimulateConfig) -> None:
     for key in ("num_items", "num_queries"):
         if getattr(cfg, key) < cfg.num_categories:
             raise ConfigError(
-                f"key '{key}': {getattr(cfg, key)} is fewer than num_categories={cfg.num_categories}; "
+                f"key '{key}': {getattr(cfg, key)} is fewer than "
+                f"num_categories={cfg.num_categories}; "
                 f"every category needs one; raise {key} or lower num_categories"
             )
 
@@ -294,7 +295,7 @@ def _ids(prefix: str, n: int) -> pa.Array:
 
 
 def _query_texts(names: list[str], query_category: np.ndarray) -> pa.Array:
-    """Query k of a category is its name, then the name plus a word (and a number past the words)."""
+    """Query k of a category is its name, then the name plus a word (a number past the words)."""
     order = np.argsort(query_category, kind="stable")
     first = np.searchsorted(query_category[order], query_category[order])
     k = np.empty_like(order)

@@ -60,7 +60,8 @@ def world_open(rules: list[dict[str, Any]]) -> list[str]:
         for source in sources:
             if source in WORLD:
                 found.append(
-                    f"{rule.get('IpProtocol')} {rule.get('FromPort', 'all')}-{rule.get('ToPort', 'all')} from {source}"
+                    f"{rule.get('IpProtocol')} "
+                    f"{rule.get('FromPort', 'all')}-{rule.get('ToPort', 'all')} from {source}"
                 )
     return found
 
@@ -71,13 +72,15 @@ def check_configured(cluster: dict[str, Any]) -> tuple[str, str, str]:
     name = provider.get("security_group", {}).get("GroupName")
     if not name:
         raise ConfigError(
-            "cluster.yaml: provider.security_group.GroupName is missing; name the group Ray should use"
+            "cluster.yaml: provider.security_group.GroupName is missing; name the group Ray should "
+            "use"
         )
     head = cluster.get("available_node_types", {}).get(cluster.get("head_node_type"), {})
     subnets = head.get("node_config", {}).get("SubnetIds") or []
     if not subnets or "CHANGE-ME" in subnets[0]:
         raise ConfigError(
-            "cluster.yaml: set the head node's SubnetIds to your subnet (it picks the VPC of the group)"
+            "cluster.yaml: set the head node's SubnetIds to your subnet (it picks the VPC of the "
+            "group)"
         )
     for rule in declared_rules(cluster):
         for source in rule.get("IpRanges", []):
@@ -93,7 +96,9 @@ def check_configured(cluster: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def ensure_security_group(cluster: dict[str, Any], ec2=None) -> tuple[str, bool]:
-    """Create the group with exactly the file's rules, or check an existing one. -> (id, created)."""
+    """Create the group with exactly the file's rules, or check an existing one.
+
+    Returns (group id, created)."""
     region, name, subnet = check_configured(cluster)
     if ec2 is None:
         import boto3
@@ -108,8 +113,10 @@ def ensure_security_group(cluster: dict[str, Any], ec2=None) -> tuple[str, bool]
             group = existing[0]
             if opened := world_open(group.get("IpPermissions", [])):
                 raise ClusterError(
-                    f"security group {name} ({group['GroupId']}) already allows {', '.join(opened)}; "
-                    "remove those rules (Ray adds SSH from anywhere when it creates the group) and run again"
+                    f"security group {name} ({group['GroupId']}) already allows "
+                    f"{', '.join(opened)}; "
+                    "remove those rules (Ray adds SSH from anywhere when it creates the group) and "
+                    "run again"
                 )
             return group["GroupId"], False
         group_id = ec2.create_security_group(

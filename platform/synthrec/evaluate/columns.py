@@ -6,7 +6,8 @@ work. How a column is treated follows SDMetrics' sdtypes:
 
 | schema role            | shape      | sdmetrics sdtype | fidelity metrics                 |
 |------------------------|------------|------------------|----------------------------------|
-| numeric, datetime      | continuous | numerical/datetime | KS complement, correlation, binned contingency |
+| numeric, datetime      | continuous | numerical/datetime | KS complement, correlation,     |
+|                        |            |                  | binned contingency               |
 | categorical, label     | discrete   | categorical      | TV complement, contingency       |
 | user_id, item_id       | id         | id               | none (sdmetrics skips ids)       |
 | text                   | other      | (not modelled)   | none                             |
@@ -104,7 +105,8 @@ def _check_same_columns(table: pa.Table, schema: Schema, where: str) -> None:
             [f"adds {', '.join(extra)}"] if extra else []
         )
         raise SchemaError(
-            f"{where} table's columns differ from the schema (the real table's columns unless one is given): "
+            f"{where} table's columns differ from the schema (the real table's columns unless one "
+            "is given): "
             f"{'; '.join(parts)}; expected: {', '.join(schema.names)}"
         )
 
@@ -120,7 +122,8 @@ def _check_same_kinds(real: pa.Table, table: pa.Table, schema: Schema, where: st
         )
         if not same:
             raise SchemaError(
-                f"{where} column '{spec.name}' is {table.column(spec.name).type} but the real column is "
+                f"{where} column '{spec.name}' is {table.column(spec.name).type} but the real "
+                "column is "
                 f"{real.column(spec.name).type}; write both with the same type"
             )
 

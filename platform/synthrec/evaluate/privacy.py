@@ -282,7 +282,10 @@ def evaluate_privacy(
             dcr_share_closer_than_holdout_p5=None,
             mia_auc=None,
             dcr_histogram=histogram(syn_dcr, None),
-            note="no holdout: the DCR baseline and the membership attack need real rows the generator never saw",
+            note=(
+                "no holdout: the DCR baseline and the membership attack need real rows the "
+                "generator never saw"
+            ),
         )
         return out
     hold_nn = nn(2, 0, 2)

@@ -77,14 +77,30 @@ def render_html(
 """
 
 
+PAIR_HEADER = ["Pair", "Metric", "Score", "Real", "Synthetic", "Counted by sdmetrics"]
+SEGMENT_HEADER = [
+    "Segment",
+    "Real rows",
+    "Synthetic rows",
+    "Real share",
+    "Synthetic share",
+    "Target share",
+    "Fidelity",
+]
+
 CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:24px auto;padding:0 16px;color:#222}
-h1{font-size:26px;margin-bottom:4px} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
-table{border-collapse:collapse;margin:10px 0;font-size:14px} th,td{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;
+ margin:24px auto;padding:0 16px;color:#222}
+h1{font-size:26px;margin-bottom:4px}
+h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
+table{border-collapse:collapse;margin:10px 0;font-size:14px}
+th,td{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
 th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{color:#fff;background:#2e7d32;padding:2px 8px;border-radius:4px} .fail{color:#fff;background:#c62828;padding:2px 8px;border-radius:4px}
+.pass{color:#fff;background:#2e7d32;padding:2px 8px;border-radius:4px}
+.fail{color:#fff;background:#c62828;padding:2px 8px;border-radius:4px}
 .skip{color:#555;background:#e0e0e0;padding:2px 8px;border-radius:4px}
-.verdict{font-size:22px;margin:12px 0} .bar{display:inline-block;height:10px;background:#1f4e79;vertical-align:middle}
+.verdict{font-size:22px;margin:12px 0}
+.bar{display:inline-block;height:10px;background:#1f4e79;vertical-align:middle}
 .note{color:#555;font-size:13px} img{max-width:100%;border:1px solid #eee;margin:8px 0}
 .grid{display:flex;gap:24px;flex-wrap:wrap}
 """
@@ -191,7 +207,8 @@ def _fidelity(f: dict, columns: dict[str, Column], max_categories: int) -> str:
     props = [
         ["Column shapes", _fmt(f["column_shapes"])],
         [
-            f"Column pair trends (sdmetrics thresholds: {f['num_pairs_counted']} of {f['all_pairs']['num_pairs']} pairs)",
+            f"Column pair trends (sdmetrics thresholds: {f['num_pairs_counted']} of "
+            f"{f['all_pairs']['num_pairs']} pairs)",
             _fmt(f["column_pair_trends"]),
         ],
         ["Column pair trends, every pair", _fmt(f["all_pairs"]["column_pair_trends"])],
@@ -216,10 +233,11 @@ def _fidelity(f: dict, columns: dict[str, Column], max_categories: int) -> str:
 <h3>Distributions: real vs synthetic</h3>
 {_png(_distribution_figure(columns, f["columns"], max_categories), "per-column distributions")}
 <h3>Associations</h3>
-<p class="note">Pearson r for two numeric columns, Cramér's V (0..1) otherwise; numerics binned as in the score.</p>
+<p class="note">Pearson r for two numeric columns, Cramér's V (0..1) otherwise; numerics binned as
+in the score.</p>
 {_png(_association_figure(f["pairs"], list(f["columns"])), "association heatmaps")}
 <h3>Weakest pairs</h3>
-{_table(["Pair", "Metric", "Score", "Real", "Synthetic", "Counted by sdmetrics"], pair_rows, numeric_from=2)}
+{_table(PAIR_HEADER, pair_rows, numeric_from=2)}
 </section>"""
 
 
@@ -240,7 +258,8 @@ def _utility(u: dict) -> str:
         rows.append(["Columns excluded", html.escape(", ".join(u["excluded"]))])
     note = f'<p class="note">{html.escape(u["note"])}</p>' if u.get("note") else ""
     return f"""<section id="utility"><h2>Utility</h2>
-<p class="note">HistGradientBoosting (100 iterations) on every other column; ids as integer codes.</p>
+<p class="note">HistGradientBoosting (100 iterations) on every other column; ids as integer
+codes.</p>
 {_table(["", "Value"], rows)}{note}</section>"""
 
 
@@ -279,7 +298,8 @@ def _privacy(p: dict) -> str:
 def _segments(segs: list[dict] | None) -> str:
     if not segs:
         return """<section id="segments"><h2>Segments</h2>
-<p class="note">No segment information (the data was not generated with conditions or rebalancing, or
+<p class="note">No segment information (the data was not generated with conditions or rebalancing,
+or
 none was passed).</p></section>"""
     rows = [
         [
@@ -294,7 +314,7 @@ none was passed).</p></section>"""
         for s in segs
     ]
     return f"""<section id="segments"><h2>Segments</h2>
-{_table(["Segment", "Real rows", "Synthetic rows", "Real share", "Synthetic share", "Target share", "Fidelity"], rows)}
+{_table(SEGMENT_HEADER, rows)}
 {_png(_segment_figure(segs), "segment fidelity")}</section>"""
 
 
@@ -303,13 +323,18 @@ def _notes(m: dict) -> str:
     sample = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in (p.get("sample") or {}).items())
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
     return f"""<section id="notes"><h2>How to read this</h2><ul>
-<li>Fidelity is defined as in sdmetrics 0.32's single-table QualityReport (KS / TV complement per column;
-correlation / contingency similarity per pair; pairs counted only where the real |r| &gt; 0.5 or Cramér's V &gt; 0.3),
+<li>Fidelity is defined as in sdmetrics 0.32's single-table QualityReport (KS / TV complement per
+column;
+correlation / contingency similarity per pair; pairs counted only where the real |r| &gt; 0.5 or
+Cramér's V &gt; 0.3),
 computed on every row. Ids and text are not scored.</li>
-<li>Privacy distances: numeric columns scaled by the real range (a full-range difference is 1); each differing categorical,
-label, user-id or item-id value adds 1 to the squared distance; text is left out. Exact copies compare every column.
+<li>Privacy distances: numeric columns scaled by the real range (a full-range difference is 1);
+each differing categorical,
+label, user-id or item-id value adds 1 to the squared distance; text is left out. Exact copies
+compare every column.
 Bounded samples: {html.escape(sample) or "n/a"}.</li>
-<li>The membership attack guesses "member" for rows close to a synthetic row; a holdout drawn at random from the same
+<li>The membership attack guesses "member" for rows close to a synthetic row; a holdout drawn at
+random from the same
 population as the training rows makes it meaningful (a later time window inflates it).</li>
 <li>Stage times: {html.escape(timing)}.</li></ul></section>"""
 
@@ -416,7 +441,7 @@ def _plot_popularity(ax, col: Column) -> None:
 
 
 def association_matrices(pairs: list[dict], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(real, synthetic) square matrices over `names`: Pearson r or Cramér's V; 1 on the diagonal."""
+    """(real, synthetic) square matrices over `names`: Pearson r or Cramér's V; 1 on diagonal."""
     at = {n: i for i, n in enumerate(names)}
     mats = [np.eye(len(names)), np.eye(len(names))]
     for p in pairs:

@@ -353,14 +353,16 @@ def check_settings(cfg: EvaluateConfig, schema: Schema, segments: dict | None = 
     unknown = [c for c in cfg.utility_exclude if c not in schema.names]
     if unknown:
         raise ConfigError(
-            f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}"
+            f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: "
+            f"{', '.join(schema.names)}"
         )
     coded = [c.name for c in schema.columns if SHAPE_OF_ROLE[c.role] in (Shape.DISCRETE, Shape.ID)]
     for key, spec in (segments or {}).items():
         for col in (spec or {}) if key in ("conditions", "rebalance") else [key]:
             if col not in coded:
                 raise ConfigError(
-                    f"segment column '{col}' is not a categorical column; use one of: {', '.join(coded)}"
+                    f"segment column '{col}' is not a categorical column; use one of: "
+                    f"{', '.join(coded)}"
                 )
     return default_label(schema, cfg.label)
 
