@@ -166,15 +166,24 @@ def same_rows(a: pa.Table, b: pa.Table) -> bool:
     return a.sort_by(keys).combine_chunks().equals(b.sort_by(keys).combine_chunks())
 
 
-def with_conflicts(table: pa.Table, column: str, key: str, num_keys: int, seed: int = 0):
-    """`table` with one row of each of `num_keys` repeated keys given another key's value in
-    `column` (noise in an attribute), and the keys touched."""
+def with_conflicts(
+    table: pa.Table, column: str, key: str, num_keys: int, seed: int = 0
+) -> tuple[pa.Table, np.ndarray]:
+    """`table` with the last row of each of `num_keys` keys (seen 3+ times, so the original
+    value stays the commonest) given another value in `column` (noise in an attribute); and
+    the keys touched."""
     rng = np.random.default_rng(seed)
     keys = table.column(key).to_numpy()
     values, counts = np.unique(keys, return_counts=True)
-    chosen = rng.choice(values[counts >= 2], num_keys, replace=False)
-    rows = np.array([np.flatnonzero(keys == k)[0] for k in chosen])  # test-sized loop
+    chosen = rng.choice(values[counts >= 3], num_keys, replace=False)
+    rows = np.array([np.flatnonzero(keys == k)[-1] for k in chosen], dtype=np.int64)
     col = table.column(column).to_numpy().copy()
     levels = np.unique(col)
     col[rows] = levels[(np.searchsorted(levels, col[rows]) + 1) % len(levels)]  # another value
     return table.set_column(table.column_names.index(column), column, pa.array(col)), chosen
+
+
+def repeated_keys(table: pa.Table, key: str) -> int:
+    """Keys that occur on two rows or more."""
+    _, counts = np.unique(table.column(key).to_numpy(), return_counts=True)
+    return int((counts >= 2).sum())

@@ -25,6 +25,9 @@ from synthrec.errors import DataError, SchemaError
 
 MIN_AGREEMENT = 0.999  # share of rows a rule must reproduce
 MAX_LEVELS = 64  # a band / label / behaviour column has at most this many values
+SAMPLE_ROWS = 4_096  # time rules are searched on this many rows, then checked on all
+SAMPLE_SLACK = 0.002  # share of sample rows a candidate may miss (noise), before the full check
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 SECONDS_PER = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 TIME_UNITS = (*SECONDS_PER, "timestamp", "iso")
 HOUR_S, DAY_S = 3_600, 86_400
@@ -293,53 +296,78 @@ def detect_rules(
     time_columns: list[str],
     skip: set[str],
     min_agreement: float = MIN_AGREEMENT,
+    categorical: set[str] = frozenset(),
 ) -> list[Rule]:
     """Rules that reproduce columns of `table`: hour / weekday / date of each time column, then
     monotone bands of numeric columns, then binary labels of categorical (behaviour) columns.
 
-    `skip` columns are neither sources nor targets (ids, declared rules' targets). A target is
-    claimed by its first accepted rule; a target is never a source (no chains)."""
+    `skip` columns are neither sources nor targets (keys, declared rules' targets); numbers in
+    `categorical` columns are codes (ids, categories), never binned. A target is claimed by
+    its first accepted rule; a target is never a source (no chains)."""
     if table.num_rows == 0:
         return []
     names = [n for n in table.column_names if n not in skip and n not in time_columns]
-    targets = {n: _Target.of(table, n) for n in names if _simple(table.column(n).type)}
+    counts = {n: pc.count_distinct(table.column(n), mode="all").as_py() for n in names}
+    targets = {  # few-valued columns, and dates (which have as many values as days)
+        n: _Target.of(table, n)
+        for n in names
+        if _simple(table.column(n).type)
+        and (counts[n] <= MAX_LEVELS or _date_like(table.column(n)))
+    }
     claimed: set[str] = set()
     rules: list[Rule] = []
 
-    def accept(rule: Rule | None) -> None:
-        if rule is not None:
-            rules.append(rule)
-            claimed.add(rule.target)
+    def open_targets(source: str):
+        return [t for t in targets.values() if t.name not in claimed and t.name != source]
 
     for source in time_columns:
         unit = time_unit(table.column(source))
         if unit is None:
             continue
         secs, valid = epoch_seconds(table.column(source), unit)
-        hour_offsets = []
-        for t in targets.values():
-            if t.name not in claimed:
-                rule = _time_rule(table, source, unit, secs, valid, t, hour_offsets, min_agreement)
-                accept(rule)
+        sample = np.arange(0, table.num_rows, max(table.num_rows // SAMPLE_ROWS, 1))
+        hour_offsets: list[int] = []
+        for t in open_targets(source):
+            rule = _time_rule(table, source, unit, secs, valid, t, hour_offsets, sample)
+            if rule is not None and _good(_errors(rule, table, t), t, min_agreement):
+                rules.append(rule)
+                claimed.add(t.name)
                 if isinstance(rule, HourRule):
                     hour_offsets.append(rule.offset_s)
     for source in names:
-        if source in claimed or not _is_numeric(table.column(source).type):
+        if source in claimed or source in categorical or not _is_numeric(table.column(source).type):
             continue
-        num_values = pc.count_distinct(table.column(source)).as_py()
-        for t in targets.values():
-            if t.name not in claimed and t.name != source and 2 <= t.num_levels < num_values:
-                accept(_bin_rule(table, source, t, min_agreement))
+        x = np.asarray(table.column(source).to_numpy(), dtype=np.float64)
+        if table.column(source).null_count or not np.isfinite(x).all():
+            continue
+        order = np.argsort(x, kind="stable")  # once per source, shared by its targets
+        for t in open_targets(source):
+            if 2 <= t.num_levels < counts[source]:
+                rule = _bin_rule(table, source, x, order, t, min_agreement)
+                if rule is not None:
+                    rules.append(rule)
+                    claimed.add(t.name)
     for source in names:
-        if source in claimed or source not in targets or _is_numeric(table.column(source).type):
+        s = targets.get(source)
+        numeric = _is_numeric(s.col.type) and source not in categorical if s else True
+        if source in claimed or s is None or numeric or s.num_levels < 2:
             continue
-        s = targets[source]
-        if not 2 <= s.num_levels <= MAX_LEVELS:
-            continue
-        for t in targets.values():
-            if t.name not in claimed and t.name != source and t.num_levels == 2:
-                accept(_map_rule(source, s, t, min_agreement))
+        for t in open_targets(source):
+            if t.num_levels == 2:
+                rule = _map_rule(source, s, t, min_agreement)
+                if rule is not None:
+                    rules.append(rule)
+                    claimed.add(t.name)
     return [r for r in rules if r.source not in claimed]  # no chains: a source is never derived
+
+
+def _date_like(col: pa.ChunkedArray) -> bool:
+    if pa.types.is_date32(col.type):
+        return True
+    if not pa.types.is_string(col.type):
+        return False
+    head = col.slice(0, 100).drop_null()
+    return len(head) > 0 and bool(pc.all(pc.match_substring_regex(head, DATE_PATTERN)).as_py())
 
 
 def _good(errors: int, target: _Target, min_agreement: float) -> bool:
@@ -356,12 +384,15 @@ def _time_rule(
     valid: np.ndarray,
     t: _Target,
     hour_offsets: list[int],
-    min_agreement: float,
+    sample: np.ndarray,
 ) -> Rule | None:
-    """An hour, weekday or date rule for target `t`, searching the UTC offset; or None."""
-    dtype = str(t.col.type)
+    """An hour, weekday or date rule for target `t`, its UTC offset searched on the `sample`
+    rows (a candidate that fits them; the caller checks it on every row)."""
+    secs, valid, dtype = secs[sample], valid[sample], str(t.col.type)
+    allowed = max(3, int(SAMPLE_SLACK * len(sample)))  # errors tolerated on the sample
+    offsets = (*hour_offsets, *(h * HOUR_S for h in HOUR_OFFSETS))
     if t.is_int() and t.num_levels >= 2:
-        tv = np.asarray(t.col.to_numpy(), dtype=np.int64)
+        tv = np.asarray(t.col.to_numpy(), dtype=np.int64)[sample]
         lo, hi = int(tv.min()), int(tv.max())
         if lo >= 0 and hi <= 23:
             for minutes in MINUTE_OFFSETS:
@@ -369,26 +400,24 @@ def _time_rule(
                 offset = _mode((tv - base) % 24, valid, 24) * HOUR_S + minutes * 60
                 offset = offset - DAY_S if offset > 14 * HOUR_S else offset
                 pred = np.floor_divide(secs + offset, HOUR_S) % 24
-                if _good(int(np.sum((pred != tv) | ~valid)), t, min_agreement):
+                if np.sum((pred != tv) | ~valid) <= allowed:
                     return HourRule(source, t.name, dtype, unit, int(offset))
         if lo >= 0 and hi <= 7:
-            for offset in (*hour_offsets, *(h * HOUR_S for h in HOUR_OFFSETS)):
+            for offset in offsets:
                 day = (np.floor_divide(secs + offset, DAY_S) + UNIX_THURSDAY) % 7
                 for base in (b for b in (0, 1) if lo >= b and hi <= 6 + b):
                     shift = _mode((tv - base - day) % 7, valid, 7)
-                    pred = (day + shift) % 7 + base
-                    if _good(int(np.sum((pred != tv) | ~valid)), t, min_agreement):
+                    if np.sum(((day + shift) % 7 + base != tv) | ~valid) <= allowed:
                         return WeekdayRule(source, t.name, dtype, unit, int(offset), shift, base)
         return None
-    days = _as_days(t.col)
+    days = _as_days(t.col.take(pa.array(sample)))
     if days is None:
         return None
     days, has_day = days
-    for offset in (*hour_offsets, *(h * HOUR_S for h in HOUR_OFFSETS)):
+    for offset in offsets:
         pred = np.floor_divide(secs + offset, DAY_S)
-        if _good(int(np.sum(((pred != days) & valid) | (valid != has_day))), t, min_agreement):
-            rule = DateRule(source, t.name, dtype, unit, int(offset))  # text: check its format
-            return rule if _good(_errors(rule, table, t), t, min_agreement) else None
+        if np.sum(((pred != days) & valid) | (valid != has_day)) <= allowed:
+            return DateRule(source, t.name, dtype, unit, int(offset))
     return None
 
 
@@ -407,12 +436,17 @@ def _as_days(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(pc.fill_null(days, 0).to_numpy(), np.int64), valid
 
 
-def _bin_rule(table: pa.Table, source: str, t: _Target, min_agreement: float) -> Rule | None:
-    col = table.column(source)
-    if col.null_count or t.num_levels > MAX_LEVELS or t.levels.null_count:
+def _bin_rule(
+    table: pa.Table,
+    source: str,
+    x: np.ndarray,
+    order: np.ndarray,
+    t: _Target,
+    min_agreement: float,
+) -> Rule | None:
+    """A monotone binning of `x` (the source, argsorted by `order`) that gives target `t`."""
+    if t.num_levels > MAX_LEVELS or t.levels.null_count:
         return None
-    x = np.asarray(col.to_numpy(), dtype=np.float64)
-    order = np.argsort(x, kind="stable")
     codes = t.codes[order]
     runs = 1 + int(np.count_nonzero(codes[1:] != codes[:-1]))
     # A clean binning of L levels has L runs along sorted x; each bad row adds at most two.

@@ -1,5 +1,5 @@
-"""Keys and functional dependencies of a log's columns, all vectorized (Arrow hash group-by,
-numpy sorts); the building blocks of synthrec.data.relational.
+"""Keys and functional dependencies of a log's columns, all vectorized (dictionary codes and
+O(N) numpy passes); the building blocks of synthrec.data.relational.
 
 - `constancy`: for a key (user, item) and columns, on how many repeated keys each column
   holds a single value;
@@ -23,7 +23,6 @@ from synthrec.errors import DataError
 
 MIN_REPEATED_KEYS = 5  # fewer keys seen twice are no evidence that a column is per key
 NUM_EXAMPLES = 5
-ALL = pc.CountOptions(mode="all")  # a null counts as a value
 
 
 @dataclass(frozen=True)
@@ -38,66 +37,79 @@ class Constancy:
         return self.repeated_keys >= MIN_REPEATED_KEYS and self.share >= threshold
 
 
-def constancy(table: pa.Table, key: str, columns: list[str]) -> dict[str, Constancy]:
+class Codes:
+    """Dictionary codes of a table's columns, each computed once: (N,) int64 in order of first
+    appearance, a null being a value of its own."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self._codes: dict[str, tuple[np.ndarray, pa.Array]] = {}
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, pa.Array]:
+        """(codes, distinct values)."""
+        if name not in self._codes:
+            enc = pc.dictionary_encode(
+                self.table.column(name).combine_chunks(), null_encoding="encode"
+            )
+            codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            self._codes[name] = (codes, enc.dictionary)
+        return self._codes[name]
+
+
+def inconsistent(key: np.ndarray, num_keys: int, value: np.ndarray) -> np.ndarray:
+    """(K,) bool: keys holding two or more values. O(N): each row is compared with its key's
+    first value (a reversed fancy assignment keeps the first write)."""
+    first = np.zeros(num_keys, dtype=np.int64)
+    first[key[::-1]] = value[::-1]
+    bad = np.zeros(num_keys, dtype=bool)
+    bad[key[value != first[key]]] = True
+    return bad
+
+
+def constancy(codes: Codes, key: str, columns: list[str]) -> dict[str, Constancy]:
     """Per column, the share of repeated keys (null keys left out) on which it is constant."""
-    if not columns:
-        return {}
-    rows = table.select([key, *columns]).filter(pc.is_valid(table.column(key)))
-    grouped = rows.group_by(key, use_threads=False).aggregate(
-        [([], "count_all")] + [(c, "count_distinct", ALL) for c in columns]
-    )
-    repeated = np.asarray(grouped.column("count_all").to_numpy()) >= 2
-    num_repeated = int(repeated.sum())
+    kc, levels = codes[key]
+    valid = np.asarray(levels.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[kc]
+    kc = kc[valid]
+    num_repeated = int(np.count_nonzero(np.bincount(kc, minlength=len(levels)) >= 2))
     out = {}
     for c in columns:
-        distinct = np.asarray(grouped.column(f"{c}_count_distinct").to_numpy())
-        bad = int(np.count_nonzero(distinct > 1))
+        bad = int(inconsistent(kc, len(levels), codes[c][0][valid]).sum())
         share = 1.0 - bad / num_repeated if num_repeated else 0.0
         out[c] = Constancy(share, num_repeated, bad)
     return out
 
 
 def entity_table(
-    table: pa.Table, key: str, columns: list[str], stats: dict[str, Constancy]
+    codes: Codes, key: str, columns: list[str], stats: dict[str, Constancy]
 ) -> tuple[pa.Table, dict[str, dict[str, int]], int]:
     """(one row per non-null key in first-appearance order: the key then `columns`,
     {column: {"keys", "rows"}} that disagreed with the chosen value, rows with a null key)."""
-    codes, valid = _codes(table.column(key))
+    table = codes.table
+    kc, levels = codes[key]
+    valid = np.asarray(levels.is_valid().to_numpy(zero_copy_only=False), dtype=bool)[kc]
     anonymous = int((~valid).sum())
-    keys_seen, first = np.unique(codes[valid], return_index=True)
-    first_rows = np.flatnonzero(valid)[first]
-    side = table.select([key, *columns]).take(pa.array(first_rows))
+    _, first = np.unique(kc[valid], return_index=True)  # codes follow first appearance
+    side = table.select([key, *columns]).take(pa.array(np.flatnonzero(valid)[first]))
     conflicts = {}
     for name in columns:
         if stats.get(name) is None or stats[name].inconsistent_keys == 0:
             continue
-        values, rows_off = _mode_per_key(
-            codes[valid], table.column(name).filter(valid), len(keys_seen)
-        )
+        values, rows_off = _mode_per_key(kc[valid], codes[name], valid)
         side = side.set_column(side.column_names.index(name), name, values)
         conflicts[name] = {"keys": stats[name].inconsistent_keys, "rows": rows_off}
     return side.combine_chunks(), conflicts, anonymous
 
 
-def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 codes in first-appearance order, valid mask); nulls get code -1."""
-    enc = pc.dictionary_encode(col.combine_chunks())
-    valid = np.asarray(enc.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(), dtype=np.int64)
-    return codes, valid
-
-
-def _mode_per_key(key_codes: np.ndarray, col: pa.ChunkedArray, num_keys: int):
+def _mode_per_key(key_codes: np.ndarray, column: tuple[np.ndarray, pa.Array], valid):
     """(each key's most frequent value (ties: first seen), rows that differ from it)."""
-    enc = pc.dictionary_encode(col.combine_chunks(), null_encoding="encode")
-    values = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    width = len(enc.dictionary)
+    values, dictionary = column[0][valid], column[1]
+    width = len(dictionary)
     pairs, counts = np.unique(key_codes * width + values, return_counts=True)
     pair_key = pairs // width
     order = np.lexsort((pairs % width, -counts, pair_key))  # per key: most rows, then first
     head = order[np.r_[True, pair_key[order][1:] != pair_key[order][:-1]]]
-    assert len(head) == num_keys
-    best = enc.dictionary.take(pa.array(pairs[head] % width))
+    best = dictionary.take(pa.array(pairs[head] % width))
     return best, int(len(key_codes) - counts[head].sum())
 
 
@@ -108,12 +120,12 @@ def dependency_dag(
     `candidates` (ids and categories: a float never determines anything); every column of an
     entity table has at least its key (`root`) above it. A -> B holds when B is constant
     within each A value (on `threshold` of the A values)."""
-    names = table.column_names
+    names, codes = table.column_names, Codes(table)
     parents_pool = [c for c in candidates if c in names]
     if root is not None and root not in parents_pool:
         parents_pool.insert(0, root)
     holds = {
-        a: _determined(table, a, [b for b in names if b != a], threshold) for a in parents_pool
+        a: _determined(codes, a, [b for b in names if b != a], threshold) for a in parents_pool
     }
     for a in parents_pool:
         holds[a].add(a)
@@ -144,21 +156,14 @@ def dependency_dag(
     return dag
 
 
-def _determined(table: pa.Table, a: str, others: list[str], threshold: float) -> set[str]:
+def _determined(codes: Codes, a: str, others: list[str], threshold: float) -> set[str]:
     """Columns B (of `others`) with one value per value of A, on `threshold` of A's values."""
-    if not others:
-        return set()
-    grouped = table.group_by(a, use_threads=False).aggregate(
-        [(b, "count_distinct", ALL) for b in others]
-    )
-    if grouped.num_rows == table.num_rows:  # A is unique per row: it determines everything
+    ka, levels = codes[a]
+    if len(levels) == len(ka):  # A is unique per row: it determines everything
         return set(others)
-    out = set()
-    for b in others:
-        distinct = np.asarray(grouped.column(f"{b}_count_distinct").to_numpy())
-        if np.mean(distinct <= 1) >= threshold:
-            out.add(b)
-    return out
+    return {
+        b for b in others if 1.0 - inconsistent(ka, len(levels), codes[b][0]).mean() >= threshold
+    }
 
 
 def check_side(events: pa.Table, side: pa.Table, key: str, name: str) -> pa.Table:

@@ -186,14 +186,14 @@ def relational_view(
     time_col, event_cols = find_time_column(table, schema), find_event_columns(table)
     _check_overrides(ov, table, user_col, item_col)
     key_cols = {c for c in (user_col, item_col) if c}
-    rules = _rules(table, ov, key_cols, time_col)
+    rules = _rules(table, schema, ov, key_cols, time_col)
     derived = {r.target for r in rules}
     pinned = _pinned(schema, table, time_col, event_cols) | key_cols | derived
     free = [c for c in table.column_names if c not in pinned and c not in _forced(ov)]
-    users_cols, items_cols, stats = _assign(table, user_col, item_col, free, ov)
+    users_cols, items_cols, stats, codes = _assign(table, user_col, item_col, free, ov)
     report: dict[str, Any] = {"conflicts": {}, "anonymous_rows": {}}
-    users = _side(table, user_col, users_cols, stats.get("users", {}), report, "users")
-    items = _side(table, item_col, items_cols, stats.get("items", {}), report, "items")
+    users = _side(codes, user_col, users_cols, stats.get("users", {}), report, "users")
+    items = _side(codes, item_col, items_cols, stats.get("items", {}), report, "items")
     moved = set(users_cols) | set(items_cols) | derived
     events = table.select([c for c in table.column_names if c not in moved])
     tables = {"users": users, "items": items, "events": events}
@@ -271,7 +271,9 @@ def _check_overrides(ov: ViewOverrides, table: pa.Table, user_col, item_col) -> 
         raise _no_key("item", table.column_names)
 
 
-def _rules(table: pa.Table, ov: ViewOverrides, key_cols: set[str], time_col) -> list[Rule]:
+def _rules(
+    table: pa.Table, schema: Schema, ov: ViewOverrides, key_cols: set[str], time_col
+) -> list[Rule]:
     """Declared rules (checked on the data), then detected ones for the other columns."""
     declared = [rule_from_dict(r) for r in ov.derived]
     for rule in declared:
@@ -280,7 +282,8 @@ def _rules(table: pa.Table, ov: ViewOverrides, key_cols: set[str], time_col) -> 
         return declared
     skip = key_cols | {r.target for r in declared} | set(ov.users) | set(ov.items)
     skip |= set(ov.events)  # a column placed by the caller is data, not recomputed
-    found = detect_rules(table, [time_col] if time_col else [], skip, ov.rule_agreement)
+    codes = set(_id_like(table, schema))
+    found = detect_rules(table, [time_col] if time_col else [], skip, ov.rule_agreement, codes)
     return declared + found
 
 
@@ -297,10 +300,10 @@ def _assign(table: pa.Table, user_col, item_col, free: list[str], ov: ViewOverri
     """Free columns constant per user / per item (on `key_threshold` of repeated keys) go to
     that side; one constant on both goes where it is more often constant, the catalog on a
     tie. Returns (users columns, items columns, per-side stats of every column checked)."""
-    stats = {}
+    stats, codes = {}, keys.Codes(table)
     for side, key, forced in (("users", user_col, ov.users), ("items", item_col, ov.items)):
         if key is not None:
-            stats[side] = keys.constancy(table, key, [*free, *forced])
+            stats[side] = keys.constancy(codes, key, [*free, *forced])
     users_cols, items_cols = list(ov.users), list(ov.items)
     for name in free:
         u = stats.get("users", {}).get(name)
@@ -312,13 +315,13 @@ def _assign(table: pa.Table, user_col, item_col, free: list[str], ov: ViewOverri
         elif u_ok:
             users_cols.append(name)
     order = table.column_names.index
-    return sorted(users_cols, key=order), sorted(items_cols, key=order), stats
+    return sorted(users_cols, key=order), sorted(items_cols, key=order), stats, codes
 
 
-def _side(table, key, cols, stats, report, name) -> pa.Table | None:
+def _side(codes, key, cols, stats, report, name) -> pa.Table | None:
     if key is None:
         return None
-    side, conflicts, anonymous = keys.entity_table(table, key, cols, stats)
+    side, conflicts, anonymous = keys.entity_table(codes, key, cols, stats)
     if conflicts:
         report["conflicts"][name] = conflicts
     if anonymous:
@@ -383,7 +386,9 @@ def view_from_tables(
         if side is not None and key is None:
             raise _no_key(name[:-1], events.column_names)
         if key is not None:  # without its table, a key still gets one (of the keys alone)
-            given = side if side is not None else keys.entity_table(events, key, [], {})[0]
+            given = (
+                side if side is not None else keys.entity_table(keys.Codes(events), key, [], {})[0]
+            )
             sides[name] = keys.check_side(events, given, key, name)
     names = [*events.column_names]
     for side in sides.values():
@@ -405,7 +410,9 @@ def view_from_tables(
         if ov.detect_derived:
             skip = {user_col, item_col} | {r.target for r in mine} | set(getattr(ov, table_name))
             times = [time_col] if table_name == "events" and time_col else []
-            rules += detect_rules(table, times, {c for c in skip if c}, ov.rule_agreement)
+            skip = {c for c in skip if c}
+            codes = set(_id_like(table, schema))
+            rules += detect_rules(table, times, skip, ov.rule_agreement, codes)
     derived = {r.target for r in rules}
     tables = {
         k: t.drop_columns([c for c in t.column_names if c in derived]) if t is not None else None
