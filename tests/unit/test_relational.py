@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from logshapes import (
+    PRICE_BANDS,
     PRICE_CUTS,
     SEARCH_UTC_OFFSET_S,
     repeated_keys,
@@ -33,13 +34,8 @@ from synthrec.data.derived import (
     time_unit,
 )
 from synthrec.data.movielens import load_atomic
-from synthrec.data.relational import (
-    RelationalLog,
-    read_atomic_view,
-    read_parquet_view,
-    relational_view,
-    view_from_tables,
-)
+from synthrec.data.relational import RelationalLog, ViewOverrides, read_overrides, relational_view
+from synthrec.data.relational_tables import read_atomic_view, read_parquet_view, view_from_tables
 from synthrec.errors import DataError, SchemaError
 from synthrec.schema import infer_schema
 
@@ -382,3 +378,43 @@ def test_relational_one_to_one_columns_hang_under_the_first():
     assert view.dependencies["items"]["cat"] == ["brand"]
     assert view.dependencies["items"]["cat_id"] == ["cat"]
     assert view.flatten().equals(log)
+
+
+def test_relational_overrides_from_a_schema_yaml(tmp_path):
+    spec = tmp_path / "schema.yaml"
+    spec.write_text(
+        "columns:\n  uid: user_id\n  sku: item_id\n"
+        "relational:\n  events: [brand]\n  key_threshold: 0.99\n"
+        "  derived:\n    - {rule: bins, source: price, target: price_band, dtype: string,\n"
+        "       edges: [20, 50, 100, 200],\n"
+        "       labels: [under 20, 20-50, 50-100, 100-200, 200+]}\n"
+    )
+    overrides = read_overrides(str(spec))
+    assert overrides == ViewOverrides(
+        events=("brand",),
+        derived=(overrides.derived[0],),
+        key_threshold=0.99,
+    )
+    log = search_log(rows=1_200)
+    view = relational_view(log, search_schema(log), overrides)
+    assert "brand" in view.events.column_names
+    assert view.derived[0] == BinRule(
+        "price", "price_band", "string", [20, 50, 100, 200], list(PRICE_BANDS)
+    )
+    assert view.flatten().equals(log)
+    (tmp_path / "plain.yaml").write_text("columns:\n  uid: user_id\n")
+    assert read_overrides(str(tmp_path / "plain.yaml")) is None
+    with pytest.raises(SchemaError, match="key_threshold is 2; use a share in"):
+        ViewOverrides.from_dict({"key_threshold": 2})
+
+
+def test_relational_dictionary_columns_and_flatten_checks_keys():
+    log = taobao_log()
+    encoded = log.set_column(2, "category_id", pc.dictionary_encode(log["category_id"]))
+    view = relational_view(encoded)
+    assert view.items.column_names == ["item_id", "category_id"]
+    assert view.flatten().equals(encoded)
+    fewer = view.items.slice(1)  # a synthetic catalog that lost an item the events use
+    broken = RelationalLog.from_dict(view.to_dict(), view.events, view.users, fewer)
+    with pytest.raises(DataError, match=r"\d+ events name a 'item_id' missing from the items"):
+        broken.flatten()

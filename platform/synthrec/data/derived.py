@@ -250,7 +250,16 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
             f"derived rule names column '{name}' that the table lacks; "
             f"columns: {', '.join(table.column_names)}"
         )
-    return table.column(name)
+    col = table.column(name)
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """`table` with dictionary columns cast to their values."""
+    for i, col in enumerate(table.columns):
+        if pa.types.is_dictionary(col.type):
+            table = table.set_column(i, table.column_names[i], col.cast(col.type.value_type))
+    return table
 
 
 def _same(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> int:
@@ -307,6 +316,8 @@ def detect_rules(
     if table.num_rows == 0:
         return []
     names = [n for n in table.column_names if n not in skip and n not in time_columns]
+    original = table
+    table = _decoded(table)  # Parquet dictionaries: sources read as plain values ...
     counts = {n: pc.count_distinct(table.column(n), mode="all").as_py() for n in names}
     targets = {  # few-valued columns, and dates (which have as many values as days)
         n: _Target.of(table, n)
@@ -317,8 +328,12 @@ def detect_rules(
     claimed: set[str] = set()
     rules: list[Rule] = []
 
-    def open_targets(source: str):
-        return [t for t in targets.values() if t.name not in claimed and t.name != source]
+    def open_targets(source: str):  # ... but a dictionary column is never recomputed
+        return [
+            t
+            for t in targets.values()
+            if t.name not in claimed and t.name != source and _simple(original[t.name].type)
+        ]
 
     for source in time_columns:
         unit = time_unit(table.column(source))

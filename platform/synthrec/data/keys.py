@@ -48,9 +48,10 @@ class Codes:
     def __getitem__(self, name: str) -> tuple[np.ndarray, pa.Array]:
         """(codes, distinct values)."""
         if name not in self._codes:
-            enc = pc.dictionary_encode(
-                self.table.column(name).combine_chunks(), null_encoding="encode"
-            )
+            col = self.table.column(name).combine_chunks()
+            if pa.types.is_dictionary(col.type):  # its dictionary may repeat or skip values
+                col = col.cast(col.type.value_type)
+            enc = pc.dictionary_encode(col, null_encoding="encode")
             codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
             self._codes[name] = (codes, enc.dictionary)
         return self._codes[name]

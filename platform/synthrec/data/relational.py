@@ -15,8 +15,8 @@ varies within a user or an item. It also finds
 
 Columns in a catalog that are not exactly constant per item (noise) take each item's most
 frequent value; `report["conflicts"]` counts the keys and rows that disagreed, and `flatten`
-gives those rows the catalog's value. `view_from_tables` builds the same view from separate
-users / items / events tables (RecBole atomic files, Parquet), validating their keys.
+gives those rows the catalog's value. synthrec.data.relational_tables builds the same view
+from separate users / items / events tables (RecBole atomic files, Parquet).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import yaml
 
 from synthrec import storage as st
 from synthrec.config import StorageConfig
@@ -75,6 +76,37 @@ class ViewOverrides:
             data[name] = tuple(data.get(name, ()))
         return cls(**data)
 
+    def __post_init__(self) -> None:
+        for name in ("key_threshold", "rule_agreement"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.5 <= value <= 1.0:
+                raise SchemaError(
+                    f"relational overrides: {name} is {value!r}; use a share in [0.5, 1]"
+                )
+
+
+def read_overrides(uri: str, storage: StorageConfig | None = None) -> ViewOverrides | None:
+    """The `relational:` section of a schema YAML (beside its `columns:`), if it has one:
+
+    relational:
+      items: [brand]          # columns forced into a table
+      derived: [{rule: hour, source: ts, target: hour, dtype: int64, unit: s, offset_s: 0}]
+    """
+    if not st.exists(uri, storage):
+        raise SchemaError(f"schema file {uri} does not exist; pass an existing YAML file")
+    try:
+        data = yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise SchemaError(
+            f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}"
+        ) from None
+    section = data.get("relational") if isinstance(data, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise SchemaError(f"schema file {uri}: 'relational' must be a mapping of key -> value")
+    return ViewOverrides.from_dict(section)
+
 
 @dataclass
 class RelationalLog:
@@ -95,21 +127,30 @@ class RelationalLog:
 
     def require_users(self) -> pa.Table:
         if self.users is None:
-            raise _no_key("user", self.columns)
+            raise no_key_error("user", self.columns)
         return self.users
 
     def require_items(self) -> pa.Table:
         if self.items is None:
-            raise _no_key("item", self.columns)
+            raise no_key_error("item", self.columns)
         return self.items
 
     def flatten(self) -> pa.Table:
         """One row per event with its user's and item's attributes and the derived columns,
         in the original column order."""
         flat = self.events
-        for side, key in ((self.users, self.user_col), (self.items, self.item_col)):
+        for side, key, what in (
+            (self.users, self.user_col, "users"),
+            (self.items, self.item_col, "items"),
+        ):
             if side is not None and side.num_columns > 1:
-                index = pc.index_in(flat.column(key), value_set=side.column(key))
+                index = pc.index_in(flat.column(key), value_set=side.column(key).combine_chunks())
+                lost = index.null_count - flat.column(key).null_count
+                if lost:
+                    raise DataError(
+                        f"{lost} events name a '{key}' missing from the {what} table; "
+                        f"every event's {key} needs a row there"
+                    )
                 for name in side.column_names[1:]:
                     flat = flat.append_column(name, side.column(name).take(index))
         for rule in self.derived:
@@ -182,7 +223,10 @@ def relational_view(
     """Split one flat log into users, items and events (see the module docstring)."""
     schema = schema or infer_schema(table)
     ov = overrides if isinstance(overrides, ViewOverrides) else ViewOverrides.from_dict(overrides)
-    user_col, item_col = _key(schema, table, Role.USER_ID), _key(schema, table, Role.ITEM_ID)
+    user_col, item_col = (
+        key_column(schema, table, Role.USER_ID),
+        key_column(schema, table, Role.ITEM_ID),
+    )
     time_col, event_cols = find_time_column(table, schema), find_event_columns(table)
     _check_overrides(ov, table, user_col, item_col)
     key_cols = {c for c in (user_col, item_col) if c}
@@ -205,7 +249,7 @@ def relational_view(
         item_col=item_col,
         time_col=time_col,
         event_cols=event_cols,
-        dependencies=_dependencies(tables, user_col, item_col, schema),
+        dependencies=dependencies_of(tables, user_col, item_col, schema),
         derived=rules,
         columns=table.column_names,
         report=report,
@@ -233,14 +277,16 @@ def find_event_columns(table: pa.Table) -> dict[str, str]:
     return found
 
 
-def _key(schema: Schema, table: pa.Table, role: Role) -> str | None:
+def key_column(schema: Schema, table: pa.Table, role: Role) -> str | None:
+    """The schema's column with `role` (user_id / item_id) present in `table`, or None."""
     name = next((c.name for c in schema.by_role(role) if c.name in table.column_names), None)
     if name is not None and table.column(name).null_count == table.num_rows:
         raise DataError(f"{role.value} column '{name}' holds only nulls; every event needs one")
     return name
 
 
-def _no_key(what: str, columns: list[str]) -> DataError:
+def no_key_error(what: str, columns: list[str]) -> DataError:
+    """The error for a step that needs a user / item column the log lacks."""
     return DataError(
         f"no {what} column: found columns [{', '.join(columns)}]; "
         f"set a column's role to {what}_id in the schema"
@@ -266,9 +312,9 @@ def _check_overrides(ov: ViewOverrides, table: pa.Table, user_col, item_col) -> 
     if keyed:
         raise SchemaError(f"relational overrides move key column(s) {', '.join(keyed)}; keys stay")
     if ov.users and user_col is None:
-        raise _no_key("user", table.column_names)
+        raise no_key_error("user", table.column_names)
     if ov.items and item_col is None:
-        raise _no_key("item", table.column_names)
+        raise no_key_error("item", table.column_names)
 
 
 def _rules(
@@ -282,7 +328,7 @@ def _rules(
         return declared
     skip = key_cols | {r.target for r in declared} | set(ov.users) | set(ov.items)
     skip |= set(ov.events)  # a column placed by the caller is data, not recomputed
-    codes = set(_id_like(table, schema))
+    codes = set(id_like_columns(table, schema))
     found = detect_rules(table, [time_col] if time_col else [], skip, ov.rule_agreement, codes)
     return declared + found
 
@@ -329,16 +375,17 @@ def _side(codes, key, cols, stats, report, name) -> pa.Table | None:
     return side
 
 
-def _dependencies(tables, user_col, item_col, schema: Schema) -> dict[str, dict[str, list[str]]]:
+def dependencies_of(tables, user_col, item_col, schema: Schema) -> dict[str, dict[str, list[str]]]:
+    """The dependency DAG of each table present (entity tables rooted at their key)."""
     roots = {"users": user_col, "items": item_col, "events": None}
     out = {}
     for name, table in tables.items():
         if table is not None:
-            out[name] = keys.dependency_dag(table, roots[name], _id_like(table, schema))
+            out[name] = keys.dependency_dag(table, roots[name], id_like_columns(table, schema))
     return out
 
 
-def _id_like(table: pa.Table, schema: Schema) -> list[str]:
+def id_like_columns(table: pa.Table, schema: Schema) -> list[str]:
     """Columns that can determine others: ids and categorical columns (not labels, not
     numbers, unless named like an id: Taobao's integer category_id)."""
     roles = {c.name: c.role for c in schema.columns}
@@ -363,101 +410,3 @@ def _select(table: pa.Table, names: list[str], what: str) -> pa.Table:
             f"lists; columns: {', '.join(table.column_names)}"
         )
     return table.select(names)
-
-
-# ---------------------------------------------------------------------------- separate tables
-
-
-def view_from_tables(
-    events: pa.Table,
-    users: pa.Table | None = None,
-    items: pa.Table | None = None,
-    schema: Schema | None = None,
-    overrides: ViewOverrides | dict[str, Any] | None = None,
-) -> RelationalLog:
-    """The view of a log given as separate tables. `schema` (of the events, or of all columns)
-    names the user / item keys; without it roles are inferred from the events. Every event's
-    user and item must exist in its table (DataError naming the count and examples)."""
-    ov = overrides if isinstance(overrides, ViewOverrides) else ViewOverrides.from_dict(overrides)
-    schema = schema or infer_schema(events)
-    user_col, item_col = _key(schema, events, Role.USER_ID), _key(schema, events, Role.ITEM_ID)
-    sides = {}
-    for name, side, key in (("users", users, user_col), ("items", items, item_col)):
-        if side is not None and key is None:
-            raise _no_key(name[:-1], events.column_names)
-        if key is not None:  # without its table, a key still gets one (of the keys alone)
-            given = (
-                side if side is not None else keys.entity_table(keys.Codes(events), key, [], {})[0]
-            )
-            sides[name] = keys.check_side(events, given, key, name)
-    names = [*events.column_names]
-    for side in sides.values():
-        clash = sorted(set(side.column_names[1:]) & set(names))
-        if clash:
-            raise DataError(
-                f"columns {', '.join(clash)} appear in two tables; rename or drop one copy"
-            )
-        names += side.column_names[1:]
-    time_col = find_time_column(events, schema)
-    rules = [rule_from_dict(r) for r in ov.derived]
-    tables = {"users": sides.get("users"), "items": sides.get("items"), "events": events}
-    for table_name, table in tables.items():
-        if table is None:
-            continue
-        mine = [r for r in rules if r.target in table.column_names]
-        for rule in mine:
-            check_rule(rule, table, ov.rule_agreement)
-        if ov.detect_derived:
-            skip = {user_col, item_col} | {r.target for r in mine} | set(getattr(ov, table_name))
-            times = [time_col] if table_name == "events" and time_col else []
-            skip = {c for c in skip if c}
-            codes = set(_id_like(table, schema))
-            rules += detect_rules(table, times, skip, ov.rule_agreement, codes)
-    derived = {r.target for r in rules}
-    tables = {
-        k: t.drop_columns([c for c in t.column_names if c in derived]) if t is not None else None
-        for k, t in tables.items()
-    }
-    return RelationalLog(
-        events=tables["events"],
-        users=tables["users"],
-        items=tables["items"],
-        user_col=user_col,
-        item_col=item_col,
-        time_col=time_col,
-        event_cols=find_event_columns(events),
-        dependencies=_dependencies(tables, user_col, item_col, schema),
-        derived=rules,
-        columns=names,
-        report={"conflicts": {}, "anonymous_rows": {}},
-    )
-
-
-def read_atomic_view(
-    dir_uri: str, name: str | None = None, storage: StorageConfig | None = None
-) -> RelationalLog:
-    """The view of a RecBole atomic dataset: `<name>.inter` with `.user` / `.item` if present."""
-    from synthrec.data.movielens import read_atomic  # the atomic-file reader lives there
-
-    name = name or str(dir_uri).rstrip("/").replace("\\", "/").rsplit("/", 1)[-1]
-    parts = {}
-    for suffix in ("inter", "user", "item"):
-        uri = st.join(dir_uri, f"{name}.{suffix}")
-        if suffix == "inter" or st.exists(uri, storage):
-            parts[suffix] = read_atomic(uri, storage)
-    inter = parts["inter"]
-    roles = {"user_id": "user_id", "item_id": "item_id"}
-    schema = infer_schema(inter, {k: v for k, v in roles.items() if k in inter.column_names})
-    return view_from_tables(inter, parts.get("user"), parts.get("item"), schema)
-
-
-def read_parquet_view(
-    events_uri: str,
-    users_uri: str | None = None,
-    items_uri: str | None = None,
-    schema: Schema | None = None,
-    storage: StorageConfig | None = None,
-) -> RelationalLog:
-    """The view of three Parquet / CSV tables (files or published datasets, local or s3://)."""
-    users, items = (st.read_table(u, storage) if u else None for u in (users_uri, items_uri))
-    return view_from_tables(st.read_table(events_uri, storage), users, items, schema)
