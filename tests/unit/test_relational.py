@@ -29,10 +29,10 @@ from synthrec.data.derived import (
     HourRule,
     MapRule,
     WeekdayRule,
-    detect_rules,
     rule_from_dict,
     time_unit,
 )
+from synthrec.data.derived_search import detect_rules
 from synthrec.data.movielens import load_atomic
 from synthrec.data.relational import RelationalLog, ViewOverrides, read_overrides, relational_view
 from synthrec.data.relational_tables import read_atomic_view, read_parquet_view, view_from_tables

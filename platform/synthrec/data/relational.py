@@ -31,7 +31,8 @@ import yaml
 from synthrec import storage as st
 from synthrec.config import StorageConfig
 from synthrec.data import keys
-from synthrec.data.derived import MIN_AGREEMENT, Rule, check_rule, detect_rules, rule_from_dict
+from synthrec.data.derived import MIN_AGREEMENT, Rule, check_rule, rule_from_dict
+from synthrec.data.derived_search import detect_rules
 from synthrec.errors import DataError, SchemaError
 from synthrec.schema import Role, Schema, infer_schema
 

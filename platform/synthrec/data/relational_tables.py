@@ -15,7 +15,8 @@ import pyarrow as pa
 from synthrec import storage as st
 from synthrec.config import StorageConfig
 from synthrec.data import keys
-from synthrec.data.derived import check_rule, detect_rules, rule_from_dict
+from synthrec.data.derived import check_rule, rule_from_dict
+from synthrec.data.derived_search import detect_rules
 from synthrec.data.movielens import read_atomic
 from synthrec.data.relational import (
     RelationalLog,
