@@ -36,17 +36,18 @@ def _times(rng: np.random.Generator, users: np.ndarray, start: int, span: int) -
     return start + np.sort(rng.integers(0, span, len(users)))
 
 
-def taobao_log(rows: int = 3_000, seed: int = 0) -> pa.Table:
+def taobao_log(rows: int = 3_000, seed: int = 0, clock_offset_s: int | None = None) -> pa.Table:
     """Taobao UserBehavior: user_id, item_id, category_id (integers), behavior_type
     (pv / fav / cart / buy), timestamp (Unix seconds over nine days). An item's category is
-    fixed; users carry no attributes."""
+    fixed; users carry no attributes. With `clock_offset_s`, also hour and weekday (Monday = 0)
+    of the local time at that UTC offset, as in the issue's behaviour log."""
     rng = np.random.default_rng(seed)
     num_users, num_items, num_cats = max(rows // 15, 10), max(rows // 6, 20), 40
     item_cat = 1_000 + _zipf(rng, num_cats, num_items)
     user = _zipf(rng, num_users, rows, 0.6)
     item = _zipf(rng, num_items, rows, 0.8)
     ts = _times(rng, user, TAOBAO_START_S, 9 * 86_400)
-    return pa.table(
+    table = pa.table(
         {
             "user_id": pa.array(100_000 + user, pa.int64()),
             "item_id": pa.array(5_000_000 + item, pa.int64()),
@@ -55,6 +56,11 @@ def taobao_log(rows: int = 3_000, seed: int = 0) -> pa.Table:
             "timestamp": pa.array(ts, pa.int64()),
         }
     )
+    if clock_offset_s is not None:
+        local = ts + clock_offset_s
+        table = table.append_column("hour", pa.array((local // 3_600) % 24, pa.int64()))
+        table = table.append_column("weekday", pa.array((local // 86_400 + 3) % 7, pa.int64()))
+    return table
 
 
 def retailrocket_log(rows: int = 3_000, seed: int = 0) -> pa.Table:

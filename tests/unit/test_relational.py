@@ -60,6 +60,17 @@ def test_relational_taobao_catalog_holds_the_category():
     assert view.flatten().equals(log)
 
 
+def test_relational_taobao_hour_and_weekday_follow_beijing_time():
+    log = taobao_log(clock_offset_s=8 * 3_600)
+    view = relational_view(log)
+    assert _rules(view) == {
+        "hour": HourRule("timestamp", "hour", "int64", "s", 8 * 3_600),
+        "weekday": WeekdayRule("timestamp", "weekday", "int64", "s", 8 * 3_600),
+    }
+    assert "hour" not in view.events.column_names
+    assert view.flatten().equals(log)
+
+
 def test_relational_retailrocket_keeps_transaction_ids_in_events():
     log = retailrocket_log()
     view = relational_view(log, infer_schema(log, {"visitorid": "user_id"}))

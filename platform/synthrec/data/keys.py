@@ -115,13 +115,18 @@ def _mode_per_key(key_codes: np.ndarray, column: tuple[np.ndarray, pa.Array], va
 
 
 def dependency_dag(
-    table: pa.Table, root: str | None, candidates: list[str], threshold: float = 1.0
+    table: pa.Table,
+    root: str | None,
+    candidates: list[str],
+    threshold: float = 1.0,
+    codes: Codes | None = None,
 ) -> dict[str, list[str]]:
     """{column: its minimal parents} over `table`'s columns. Parents are drawn from
     `candidates` (ids and categories: a float never determines anything); every column of an
     entity table has at least its key (`root`) above it. A -> B holds when B is constant
-    within each A value (on `threshold` of the A values)."""
-    names, codes = table.column_names, Codes(table)
+    within each A value (on `threshold` of the A values). `codes` may hold the columns'
+    codes already (those of a table with the same columns)."""
+    names, codes = table.column_names, codes or Codes(table)
     parents_pool = [c for c in candidates if c in names]
     if root is not None and root not in parents_pool:
         parents_pool.insert(0, root)
@@ -163,7 +168,11 @@ def _determined(codes: Codes, a: str, others: list[str], threshold: float) -> se
     if len(levels) == len(ka):  # A is unique per row: it determines everything
         return set(others)
     return {
-        b for b in others if 1.0 - inconsistent(ka, len(levels), codes[b][0]).mean() >= threshold
+        b
+        for b in others
+        # a function of A has no more values than A: a cheap test that skips most pairs
+        if (threshold < 1.0 or len(codes[b][1]) <= len(levels))
+        and 1.0 - inconsistent(ka, len(levels), codes[b][0]).mean() >= threshold
     }
 
 

@@ -250,7 +250,7 @@ def relational_view(
         item_col=item_col,
         time_col=time_col,
         event_cols=event_cols,
-        dependencies=dependencies_of(tables, user_col, item_col, schema),
+        dependencies=dependencies_of(tables, user_col, item_col, schema, codes),
         derived=rules,
         columns=table.column_names,
         report=report,
@@ -376,13 +376,21 @@ def _side(codes, key, cols, stats, report, name) -> pa.Table | None:
     return side
 
 
-def dependencies_of(tables, user_col, item_col, schema: Schema) -> dict[str, dict[str, list[str]]]:
-    """The dependency DAG of each table present (entity tables rooted at their key)."""
+def dependencies_of(
+    tables, user_col, item_col, schema: Schema, codes: keys.Codes | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """The dependency DAG of each table present (entity tables rooted at their key); `codes`
+    may hold the events' columns already encoded (the flat log's)."""
     roots = {"users": user_col, "items": item_col, "events": None}
     out = {}
     for name, table in tables.items():
         if table is not None:
-            out[name] = keys.dependency_dag(table, roots[name], id_like_columns(table, schema))
+            out[name] = keys.dependency_dag(
+                table,
+                roots[name],
+                id_like_columns(table, schema),
+                codes=codes if name == "events" else None,
+            )
     return out
 
 
