@@ -344,6 +344,10 @@ def test_relational_from_tables_validates_keys():
         view_from_tables(events, items=as_text)
     with pytest.raises(DataError, match="no user column"):
         view_from_tables(events, users=pa.table({"visitorid": [1]}))
+    unknown = pc.equal(events["event"], "view")  # a null key is an unknown item, not a missing one
+    anonymous = events.set_column(3, "itemid", pc.if_else(unknown, None, events["itemid"]))
+    flat = view_from_tables(anonymous, items=catalog).flatten()
+    assert flat["categoryid"].is_null().equals(unknown)
 
 
 def test_relational_from_parquet_files(tmp_path):

@@ -178,7 +178,7 @@ def _determined(codes: Codes, a: str, others: list[str], threshold: float) -> se
 
 def check_side(events: pa.Table, side: pa.Table, key: str, name: str) -> pa.Table:
     """`side` with its key first, after checking: it has the key, keys are unique and non-null,
-    of the events' type, and every event's key is in it."""
+    of the events' type, and every event's non-null key is in it."""
     if key not in side.column_names:
         raise DataError(
             f"{name} table has no '{key}' column to join on; "
@@ -200,8 +200,8 @@ def check_side(events: pa.Table, side: pa.Table, key: str, name: str) -> pa.Tabl
             f"{name} table: {len(dup)} '{key}' values appear more than once (e.g. {shown}); "
             f"a {name} table needs one row per key"
         )
-    present = pc.is_in(events.column(key), value_set=col)
-    missing = pc.invert(pc.fill_null(present, False))
+    present = pc.is_in(events.column(key), value_set=col)  # a null key is anonymous, not missing
+    missing = pc.and_(pc.is_valid(events.column(key)), pc.invert(present))
     num_missing = int(pc.sum(missing.cast(pa.int64())).as_py() or 0)
     if num_missing:
         examples = pc.unique(events.column(key).filter(missing)).slice(0, NUM_EXAMPLES)

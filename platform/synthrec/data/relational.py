@@ -402,10 +402,11 @@ def id_like_columns(table: pa.Table, schema: Schema) -> list[str]:
     for name in table.column_names:
         role = roles.get(name)
         lname = name.lower()
+        dtype = table.column(name).type
         if role in (Role.USER_ID, Role.ITEM_ID, Role.CATEGORICAL) or (
             role != Role.LABEL
             and lname.endswith("id")
-            and not pa.types.is_floating(table.column(name).type)
+            and (pa.types.is_integer(dtype) or pa.types.is_string(dtype))
         ):
             out.append(name)
     return out
