@@ -149,6 +149,8 @@ def test_relational_no_user_column_leaves_the_users_part_unavailable():
     with pytest.raises(DataError, match="set a column's role to user_id in the schema"):
         relational_view(log, overrides={"users": ["segment"]})
     assert view.flatten().equals(log)
+    with pytest.raises(DataError, match="the log is empty"):
+        relational_view(log.slice(0, 0))
     bare = taobao_log().drop_columns(["item_id"])
     with pytest.raises(DataError, match="no item column"):
         relational_view(bare).require_items()

@@ -124,7 +124,8 @@ def dependency_dag(
     """{column: its minimal parents} over `table`'s columns. Parents are drawn from
     `candidates` (ids and categories: a float never determines anything); every column of an
     entity table has at least its key (`root`) above it. A -> B holds when B is constant
-    within each A value (on `threshold` of the A values). `codes` may hold the columns'
+    within each A value (on `threshold` of the A values) and at least MIN_REPEATED_KEYS
+    values of A occur twice (a column unique per row says nothing). `codes` may hold the columns'
     codes already (those of a table with the same columns)."""
     names, codes = table.column_names, codes or Codes(table)
     parents_pool = [c for c in candidates if c in names]
@@ -165,8 +166,8 @@ def dependency_dag(
 def _determined(codes: Codes, a: str, others: list[str], threshold: float) -> set[str]:
     """Columns B (of `others`) with one value per value of A, on `threshold` of A's values."""
     ka, levels = codes[a]
-    if len(levels) == len(ka):  # A is unique per row: it determines everything
-        return set(others)
+    if np.count_nonzero(np.bincount(ka, minlength=len(levels)) >= 2) < MIN_REPEATED_KEYS:
+        return set()  # A (nearly) unique per row: true of every B, evidence of none
     return {
         b
         for b in others

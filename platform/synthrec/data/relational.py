@@ -222,6 +222,8 @@ def relational_view(
     overrides: ViewOverrides | dict[str, Any] | None = None,
 ) -> RelationalLog:
     """Split one flat log into users, items and events (see the module docstring)."""
+    if table.num_rows == 0:
+        raise DataError("the log is empty (0 rows); a relational view needs events")
     schema = schema or infer_schema(table)
     ov = overrides if isinstance(overrides, ViewOverrides) else ViewOverrides.from_dict(overrides)
     user_col, item_col = (
