@@ -69,7 +69,9 @@ def run_train_gan(
     ensure_ray(cfg.ray_address)
     matrix = encoder.transform(table, seed=cfg.gan.seed)
     rows = min(PROXY_ROWS, table.num_rows)
-    proxy = table.take(np.random.default_rng(cfg.gan.seed).choice(table.num_rows, rows, False))
+    proxy = table.take(
+        np.random.default_rng(cfg.gan.seed).choice(table.num_rows, rows, replace=False)
+    )
     task = GanWorkerConfig(
         gan=cfg.gan,
         encoder=ray.put(encoder),
