@@ -1,13 +1,19 @@
 """Distributed GAN training on a real local Ray (Train) with checkpoints in SeaweedFS S3."""
 
+import os
+import signal
+import threading
 import time
+import uuid
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from synthrec import storage
 from synthrec.config import GanConfig, ScalingSection, StorageConfig, TrainGanConfig
-from synthrec.distributed.gan_train import FAULT_ENV, run_train_gan
+from synthrec.distributed import faults
+from synthrec.distributed.gan_train import run_train_gan
 from synthrec.errors import ConfigError, DataError, StorageError
 
 pytestmark = pytest.mark.integration
@@ -36,38 +42,92 @@ def _cfg(data, out, workers, **kw) -> TrainGanConfig:
     )
 
 
+@pytest.fixture(scope="module")
+def two_worker_run(ray_local, s3_server, events_uri):
+    """A clean 3-epoch run on 2 workers with its model and checkpoints in S3 (shared: the
+    fault test compares its own run with this one)."""
+    bucket = s3_server.create_bucket(f"t-{uuid.uuid4().hex[:12]}")
+    uri = f"s3://{bucket}/gan2"
+    return uri, run_train_gan(_cfg(events_uri, uri, 2))
+
+
+def _generator_weights(uri: str) -> dict[str, torch.Tensor]:
+    from synthrec.artifacts import load_synthesizer
+
+    return load_synthesizer(uri).generator.state_dict()
+
+
 def test_gan_train_two_workers_checkpoints_in_s3_and_matches_one_worker(
-    ray_local, events_uri, s3_bucket, tmp_path
+    two_worker_run, events_uri, tmp_path
 ):
     from synthrec.artifacts import load_synthesizer
     from synthrec.evaluate import fidelity_score
 
-    two = run_train_gan(_cfg(events_uri, f"s3://{s3_bucket}/gan2", 2))
+    uri, two = two_worker_run
     assert two["epochs"] == 3 and len(two["worker_starts"]) == 2
-    checkpoints = [
-        p for p in storage.list_files(f"s3://{s3_bucket}/gan2-runs") if p.endswith("state.pt")
-    ]
-    assert checkpoints, "checkpoints must land in S3"
+    files = storage.list_files(f"{uri}-runs")
+    checkpoints = sorted(p.rsplit("/", 2)[-2] for p in files if p.endswith("state.safetensors"))
+    # checkpoint_every=1 and keep_checkpoints=2: the last two epochs, one format, no pickle
+    assert checkpoints == ["epoch-000002", "epoch-000003"], files
+    assert sum(p.endswith("state.json") for p in files) == 2
+    assert not [p for p in files if p.endswith((".pt", ".pkl"))], files
     run_train_gan(_cfg(events_uri, str(tmp_path / "gan1"), 1))
 
     real = pq.read_table(events_uri)
     scores = []
-    for uri in (f"s3://{s3_bucket}/gan2", str(tmp_path / "gan1")):
-        synth = load_synthesizer(uri)
+    for model_uri in (uri, str(tmp_path / "gan1")):
+        synth = load_synthesizer(model_uri)
         scores.append(fidelity_score(real, synth.sample(4_000, seed=1), synth.encoder.schema))
     assert abs(scores[0] - scores[1]) <= 0.02, scores
 
 
-def test_gan_train_resumes_after_worker_failure(ray_local, events_uri, tmp_path, monkeypatch):
-    marker = tmp_path / "failed-once"
-    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
-    summary = run_train_gan(_cfg(events_uri, str(tmp_path / "model"), 2, epochs=4, max_failures=1))
-    assert marker.exists(), "the injected failure must have happened"
+def _kill_when_written(pid_file, killed: list, timeout_s: float = 600) -> threading.Thread:
+    """SIGKILL the process whose id the worker's test hook writes to `pid_file`."""
+
+    def watch() -> None:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and not pid_file.exists():
+            time.sleep(0.05)
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_gan_train_sigkilled_worker_resumes_and_ends_like_a_clean_run(
+    two_worker_run, events_uri, tmp_path, monkeypatch
+):
+    """Rank 1's process is SIGKILLed in epoch 2 (after step 5 of 40): Ray Train restarts both
+    workers from the epoch-1 checkpoint, and the model equals the clean run's bit for bit."""
+    clean_uri, clean = two_worker_run
+    pid_file = tmp_path / "worker.pid"
+    monkeypatch.setenv(faults.ENV, f"2:5:{pid_file}")
+    killed: list[int] = []
+    watcher = _kill_when_written(pid_file, killed)
+    out = str(tmp_path / "model")
+    summary = run_train_gan(_cfg(events_uri, out, 2, max_failures=1))
+    watcher.join(timeout=5)
+
+    first, restarted = summary["worker_starts"][:2], summary["worker_starts"][2:]
+    assert killed == [next(s["pid"] for s in first if s["rank"] == 1)], (killed, first)
+    assert [s["start_epoch"] for s in first] == [0, 0]
+    assert sorted((s["rank"], s["start_epoch"]) for s in restarted) == [(0, 1), (1, 1)]
+    assert killed[0] not in [s["pid"] for s in restarted]
     history = summary["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    # epochs after the failure ran in an attempt that resumed from the epoch-2 checkpoint, not from 0
-    assert [h["resumed_from"] for h in history] == [0, 0, 2, 2]
-    assert min(s["start_epoch"] for s in summary["worker_starts"][2:]) == 2
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # nothing lost, nothing repeated
+    assert [h["resumed_from"] for h in history] == [0, 1, 1]
+    assert summary["epochs"] == 3
+    for key in ("critic_loss", "generator_loss", "fidelity"):
+        assert [h[key] for h in history] == [h[key] for h in clean["history"]], key
+    clean_weights, weights = _generator_weights(clean_uri), _generator_weights(out)
+    assert clean_weights.keys() == weights.keys()
+    for name, tensor in clean_weights.items():
+        assert torch.equal(tensor, weights[name]), name
 
 
 @pytest.mark.parametrize(
@@ -114,7 +174,8 @@ gan = GanConfig(batch_size=200, generator_dims=[32], critic_dims=[32], embedding
 cfg = TrainGanConfig(data=sys.argv[1], out=sys.argv[2], gan=gan, epochs=2,
                      scaling=ScalingSection(num_workers=2, cpus_per_worker=1))
 summary = run_train_gan(cfg)
-print("RESULT " + json.dumps({"nodes": [s["node_id"] for s in summary["worker_starts"]], "epochs": summary["epochs"]}))
+nodes = [s["node_id"] for s in summary["worker_starts"]]
+print("RESULT " + json.dumps({"nodes": nodes, "epochs": summary["epochs"]}))
 ray.shutdown()
 cluster.shutdown()
 """

@@ -64,7 +64,8 @@ def build_scaling_config(scaling: ScalingSection):
 
 
 def run_storage(uri: str, storage: StorageConfig | None = None) -> tuple[str, Any]:
-    """(storage_path, storage_filesystem) for RunConfig: S3 wants `bucket/prefix` plus a filesystem."""
+    """(storage_path, storage_filesystem) for RunConfig: S3 wants `bucket/prefix` and a
+    filesystem."""
     fs, path = filesystem(uri, storage)
     return (path, fs) if is_s3(uri) else (path, None)
 
@@ -75,8 +76,11 @@ def build_run_config(
     storage: StorageConfig | None = None,
     num_to_keep: int = 2,
     max_failures: int = 0,
+    worker_env: dict[str, str] | None = None,
 ):
-    """RunConfig for a Train run. Reusing `name` with the same storage resumes that run."""
+    """RunConfig for a Train run. Reusing `name` with the same storage resumes that run.
+    `worker_env`: environment variables for the Train workers only (never secrets: Ray logs
+    runtime envs)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
     path, fs = run_storage(storage_uri, storage)
@@ -86,6 +90,7 @@ def build_run_config(
         storage_filesystem=fs,
         checkpoint_config=CheckpointConfig(num_to_keep=num_to_keep),
         failure_config=FailureConfig(max_failures=max_failures),
+        worker_runtime_env={"env_vars": worker_env} if worker_env else None,
     )
 
 
