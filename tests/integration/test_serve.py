@@ -83,10 +83,11 @@ def server(ray_local, models):
         recommender_uri=models["rec"],
         access_log=False,
         api_key_env=None,
+        api_key_required=False,  # loopback test server, auth off (the roll below turns it on)
         limits={"max_rows": 5_000, "max_k": 50},
-        generator={"num_cpus": 0.2},
-        recommender={"num_cpus": 0.2},
-        gateway={"num_cpus": 0.1},
+        generator={"num_cpus": 0.2, "memory_gb": 0.25},
+        recommender={"num_cpus": 0.2, "memory_gb": 0.25},
+        gateway={"num_cpus": 0.1, "memory_gb": 0.1},
     )
     serve.run_many(
         [

@@ -1,7 +1,10 @@
-"""serve/config.yaml builds every application; `synthrec serve` fails fast on bad flags. No Ray cluster."""
+"""serve/config.yaml builds every application; `synthrec serve` fails fast on bad flags.
+
+No Ray cluster."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +31,12 @@ def test_serving_config_yaml_builds_every_app():
         built = call_user_app_builder_with_args_if_necessary(import_attr(app.import_path), app.args)
         prefixes[app.name] = app.route_prefix
         deployment = built._bound_deployment
+        config = deployment._deployment_config
+        assert 0 < config.max_queued_requests <= 1_000, app.name  # bounded: 503 beyond it
+        assert config.backpressure_config.status_code == 503
+        assert config.backpressure_config.retry_after_s >= 1  # clients are told when to retry
+        assert deployment.ray_actor_options["memory"] >= 1 << 28, app.name
+        assert app.args.get("api_key_required", True), app.name  # fail closed
         if app.name == "synthrec-recommender":
             assert deployment._deployment_config.autoscaling_config.max_replicas == 4
             assert deployment._deployment_config.max_surge_percent == 100
@@ -60,10 +69,46 @@ def test_serving_deployment_options_from_config():
     assert opts["num_replicas"] == 3 and opts["ray_actor_options"] == {
         "num_cpus": 0.5,
         "num_gpus": 1.0,
+        "memory": 1 << 30,
     }
+    assert opts["max_queued_requests"] == 64
+    assert opts["backpressure_config"] == {"status_code": 503, "retry_after_s": 2}
     assert opts["logging_config"] == {"encoding": "JSON", "enable_access_log": False}
     auto = ServeConfig(generator={"autoscaling": {"max_replicas": 8}})
     assert deployment_options(auto.generator, auto)["num_replicas"] == "auto"
+
+
+def test_serving_deployment_args_carry_no_secret():
+    """Credentials set only in the config reach replicas as env vars, never as pickled args."""
+    import pickle
+
+    from synthrec.serving.app import build_apps
+
+    cfg = ServeConfig(
+        generator_uri="s3://b/gen",
+        recommender_uri="s3://b/rec",
+        storage={"access_key_id": "AKIDFORTESTONLY", "secret_access_key": "s3cr3t-for-test"},
+    )
+    for name, app in build_apps(cfg).items():
+        deployment = app._bound_deployment
+        args = pickle.dumps((deployment.init_args, deployment.init_kwargs))
+        assert b"s3cr3t-for-test" not in args and b"AKIDFORTESTONLY" not in args, name
+        (arg,) = deployment.init_args
+        assert arg.storage.access_key_id is None and arg.storage.secret_access_key is None
+        assert deployment.ray_actor_options["runtime_env"]["env_vars"] == {
+            "AWS_ACCESS_KEY_ID": "AKIDFORTESTONLY",
+            "AWS_SECRET_ACCESS_KEY": "s3cr3t-for-test",
+        }
+    plain = build_apps(ServeConfig(generator_uri="s3://b/gen"))
+    assert all("runtime_env" not in a._bound_deployment.ray_actor_options for a in plain.values())
+
+
+def test_serving_yaml_args_refuse_credentials():
+    """serve/config.yaml args are stored by Serve as they are: credentials there are refused."""
+    from synthrec.serving.app import build_generator
+
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
+        build_generator({"generator_uri": "x", "storage": {"secret_access_key": "s"}})
 
 
 @pytest.mark.parametrize(
@@ -72,15 +117,22 @@ def test_serving_deployment_options_from_config():
         ([], "--generator URI, --recommender URI or both"),
         (["--generator", "/nonexistent/model"], "no published model directory"),
         (["--recommender", "out/x", "--port", "99999"], "port"),
+        (["--recommender", "out/x", "--host", "0.0.0.0"], "refusing to serve beyond loopback"),
+        (  # --insecure passes the auth check; the model directory is checked next
+            ["--generator", "/nonexistent/model", "--host", "0.0.0.0", "--insecure"],
+            "no published model directory",
+        ),
     ],
 )
 def test_serving_cli_fails_fast_with_one_line(args, message):
+    env = {k: v for k, v in os.environ.items() if k != "SYNTHREC_API_KEY"}
     proc = subprocess.run(
         [sys.executable, "-m", "synthrec.cli", "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
+        env=env,
     )
     assert proc.returncode == 2, proc.stderr
     assert message in " ".join(proc.stderr.split())
