@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,7 @@ from synthrec.local_s3 import free_port
 pytestmark = pytest.mark.integration
 
 SECRET = "t0p-secret-key-for-tests"
+PRIVATE_URI = "s3://private-training-bucket/events"  # in the models' metadata; never served
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def models(tmp_path_factory, ml100k_dir) -> dict[str, str]:
     synth = Synthesizer().fit(table, cfg=cfg, epochs=1)
     out = {}
     for version in ("gen-v1", "gen-v2"):
-        save_synthesizer(synth, str(root / version), metadata={"version": version})
+        meta = {"version": version, "data_uri": PRIVATE_URI, "run_name": "gan-run-private"}
+        save_synthesizer(synth, str(root / version), metadata=meta)
         out[version] = str(root / version)
     out["rec"] = _fit_recommender(
         pq.read_table(ml100k_dir / "events.parquet").slice(0, 5000), root / "rec"
@@ -64,7 +67,8 @@ def _fit_recommender(table: pa.Table, out: Path) -> str:
     known = encoder.encode(table)
     model = fit(encoder, cfg, known).model
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
-    save_recommender(build_recommender(model, encoder, cfg, known, popularity, {}), str(out))
+    training = {"real_uri": PRIVATE_URI, "epochs": 1}
+    save_recommender(build_recommender(model, encoder, cfg, known, popularity, training), str(out))
     return str(out)
 
 
@@ -107,13 +111,17 @@ def post(server, path: str, body=None, raw: bytes | None = None, **kw) -> reques
     return requests.post(server["url"] + path, json=body, timeout=60, **kw)
 
 
-def test_serve_health_models_and_docs(server):
+def test_serve_health_models_and_docs(server, models):
     assert requests.get(server["url"] + "/healthz", timeout=10).json() == {"status": "ok"}
-    models = requests.get(server["url"] + "/v1/models", timeout=30).json()
-    assert models["generator"]["loaded"] and models["generator"]["version"] == "gen-v1"
-    assert "genre" in models["generator"]["metadata"]["conditionable_columns"]
-    assert models["recommender"]["loaded"] and models["recommender"]["metadata"]["num_items"] > 100
-    assert len(models["recommender"]["version"]) == 16
+    info = requests.get(server["url"] + "/v1/models", timeout=30).json()
+    assert info["generator"]["loaded"] and info["generator"]["version"] == "gen-v1"
+    assert "genre" in info["generator"]["metadata"]["conditionable_columns"]
+    assert info["recommender"]["loaded"] and info["recommender"]["metadata"]["num_items"] > 100
+    assert len(info["recommender"]["version"]) == 16
+    assert info["recommender"]["metadata"]["training"] == {"epochs": 1}
+    text = requests.get(server["url"] + "/v1/models", timeout=30).text
+    assert "private" not in text  # no training data URI, no run name
+    assert models["gen-v1"] not in text and models["rec"] not in text  # no model URI
     paths = requests.get(server["url"] + "/openapi.json", timeout=10).json()["paths"]
     assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(paths)
 
@@ -217,12 +225,34 @@ def test_serve_recommendations_known_cold_and_seen(server, models):
             "rebalance",
         ),
         ("/v1/synthetic", {"rows": 10, "seeds": 1}, None, 422, "seeds"),  # unknown key
+        ("/v1/synthetic", None, b'{"rows": 10, "conditions": {"rating": NaN}}', 422, None),
+        ("/v1/synthetic", None, b'{"rows": 1, "conditions": {"\\ud800": 1}}', 422, None),
+        ("/v1/recommendations", None, b'{"user_id": "\\udfff"}', 422, "user_id"),
     ],
 )
 def test_serve_bad_input_is_4xx_naming_the_field(server, path, body, raw, status, field):
     res = post(server, path, body, raw)
     assert res.status_code == status, res.text
-    assert res.json()["field"] == field
+    if field is None:  # a condition field: its name depends on the union member that failed
+        assert res.json()["field"].startswith("conditions")
+    else:
+        assert res.json()["field"] == field
+
+
+def test_serve_chunked_body_over_the_limit_is_413(server):
+    def chunks():
+        yield b'{"rows": 1, "seed": 1'
+        for _ in range(40):
+            yield b" " * 32_768  # 1.25 MiB in all, over the default 1 MiB limit
+        yield b"}"
+
+    res = requests.post(
+        server["url"] + "/v1/synthetic",
+        data=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert res.status_code == 413 and res.json()["field"] == "body", res.text
 
 
 def test_serve_replicas_survive_bad_input(server):
@@ -345,6 +375,135 @@ def test_serve_exports_ray_metrics(server, ray_local):
         text = requests.get(url, timeout=10).text
     assert all(w in text for w in wanted), [w for w in wanted if w not in text]
     assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
+
+
+def _side_app(server, models, name: str, generator: dict):
+    """An extra generator application on its own route prefix, auth off, for one test."""
+    from ray import serve
+
+    from synthrec.serving.app import build_generator
+
+    cfg = server["cfg"].model_copy(
+        update={"generator_uri": models["gen-v1"], "api_key_file": None, "api_key_required": False}
+    )
+    cfg.generator = {"num_cpus": 0.1, "memory_gb": 0.2, **generator}
+    serve.run(build_generator(cfg), name=name, route_prefix=f"/{name}")
+    return f"{server['url']}/{name}"
+
+
+def test_serve_full_queue_answers_503_with_retry_after(server, models):
+    """One request in progress and one queued per caller: the rest are turned away at once."""
+    from ray import serve
+
+    url = _side_app(
+        server,
+        models,
+        "bp",
+        {"max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 3},
+    )
+    answers: list[requests.Response] = []
+
+    def client() -> None:
+        answers.append(requests.post(url, json={"rows": 5_000, "seed": 3}, timeout=120))
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(a.status_code for a in answers)
+        assert set(codes) == {200, 503} and codes.count(200) >= 1, codes
+        for busy in (a for a in answers if a.status_code == 503):
+            assert busy.headers["retry-after"] == "3"
+        ok = next(a for a in answers if a.ok)
+        assert len(ok.json()["rows"]) == 5_000
+    finally:
+        serve.delete("bp")
+
+
+def _replica_pids(app: str) -> dict[int, str]:
+    """pid -> process title of this app's Generator replicas (Ray titles them ServeReplica:...)."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"ServeReplica:{app}:Generator" in title:
+            out[int(proc.name)] = title
+    return out
+
+
+@pytest.mark.slow
+def test_serve_replica_sigkilled_under_load_loses_only_requests_in_flight(server, models):
+    """Two replicas; SIGKILL one mid-load: the other keeps answering, failures are at most the
+    requests in flight at the kill, and Serve starts a replacement replica."""
+    from ray import serve
+
+    app = f"fault{uuid.uuid4().hex[:6]}"  # unique: the /proc scan must find only our replicas
+    url = _side_app(server, models, app, {"num_replicas": 2})
+    pids = _replica_pids(app)
+    assert len(pids) == 2, pids
+    victim = min(pids)
+    lock = threading.Lock()
+    in_flight, results, at_kill = [0], [], {}
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        with requests.Session() as session:
+            for i in range(150):  # bounded: 2 x 150 requests at most
+                if stop.is_set():
+                    return
+                with lock:
+                    in_flight[0] += 1
+                try:
+                    res = session.post(url, json={"rows": 20, "seed": seed * 1000 + i}, timeout=30)
+                    code = res.status_code
+                except requests.RequestException:
+                    code = -1
+                with lock:
+                    in_flight[0] -= 1
+                    results.append((time.monotonic(), code))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(results) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with lock:
+            os.kill(victim, signal.SIGKILL)
+            at_kill = {"time": time.monotonic(), "in_flight": in_flight[0], "done": len(results)}
+        deadline = time.monotonic() + 40
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        for t in threads:
+            t.join()
+        before = [c for t0, c in results if t0 < at_kill["time"]]
+        after = [c for t0, c in results if t0 >= at_kill["time"]]
+        failed = [c for c in after if c != 200]
+        assert at_kill["done"] >= 40 and set(before) == {200}, before
+        assert len(after) >= 100, len(after)  # the surviving replica carried the load
+        assert len(failed) <= at_kill["in_flight"], (failed, at_kill)
+        # Serve notices the dead replica and starts a new one: two replicas again, new pid.
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            status = serve.status().applications[app].deployments["Generator"]
+            alive = _replica_pids(app)
+            if status.replica_states.get("RUNNING") == 2 and len(alive) == 2:
+                break
+            time.sleep(1)
+        assert status.replica_states.get("RUNNING") == 2, status.replica_states
+        assert victim not in alive and len(alive) == 2
+        assert requests.post(url, json={"rows": 5}, timeout=30).status_code == 200
+    finally:
+        stop.set()
+        serve.delete(app)
 
 
 @pytest.mark.slow
