@@ -497,10 +497,10 @@ class ServeConfig(Section):
     api_key_file: str | None = Field(
         None, description="file holding the API key (wins over the env var)"
     )
-    api_key_required: bool = Field(
-        True,
-        description="replicas refuse to start without a key (fail closed); `synthrec serve` "
-        "turns it off only on a loopback host without a key, or with --insecure",
+    api_key_required: bool | None = Field(
+        None,
+        description="true or unset: replicas refuse to start without a key (fail closed); "
+        "`synthrec serve` sets false only on a loopback host without a key, or with --insecure",
     )
     insecure: bool = Field(
         False, description="allow a non-loopback host without an API key (not for production)"

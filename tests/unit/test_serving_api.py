@@ -296,6 +296,8 @@ def test_serving_resolve_auth_refuses_an_open_non_loopback_host(monkeypatch):
     assert not key.enabled and cfg.api_key_required is False  # explicit opt-out
     cfg, _ = resolve_auth(ServeConfig(**base))  # loopback development: open
     assert cfg.api_key_required is False
+    sent = ServeConfig.model_validate_json(ServeConfig(**base).model_dump_json())
+    assert resolve_auth(sent)[0].api_key_required is False  # a config sent as JSON: the same
     with pytest.raises(ConfigError, match="api_key_required is true but no API key"):
         resolve_auth(ServeConfig(api_key_required=True, **base))
     monkeypatch.setenv("SYNTHREC_TEST_KEY", "k")

@@ -49,11 +49,11 @@ class ApiKey:
 def load_api_key(cfg: ServeConfig) -> ApiKey:
     """The key from `cfg.api_key_file` (wins) or the env var `cfg.api_key_env`.
 
-    No key found: auth off when `cfg.api_key_required` is false, else ConfigError (a replica
-    that raises here never starts, so it cannot serve unauthenticated).
+    No key found: auth off when `cfg.api_key_required` is false, else (true or unset)
+    ConfigError: a replica that raises here never starts, so it cannot serve unauthenticated.
     """
     key = read_api_key(cfg)
-    if not key.enabled and cfg.api_key_required:
+    if not key.enabled and cfg.api_key_required is not False:
         where = f"env {cfg.api_key_env} is unset or empty" if cfg.api_key_env else "no api_key_env"
         raise ConfigError(
             f"api_key_required: no API key here ({where} and api_key_file is not set); set the "
@@ -88,8 +88,8 @@ def resolve_auth(cfg: ServeConfig) -> tuple[ServeConfig, ApiKey]:
     """On the driver, before deploying: the config the replicas get and the key found here.
 
     A key here: replicas require one too. No key: allowed on a loopback host (replicas then run
-    open) or with `insecure`; a non-loopback host, or an explicit `api_key_required: true`,
-    without a key is a ConfigError naming the fix.
+    open) or with `insecure`; a non-loopback host, or `api_key_required: true`, without a key
+    is a ConfigError naming the fix.
     """
     key = read_api_key(cfg)
     if key.enabled:
@@ -101,7 +101,7 @@ def resolve_auth(cfg: ServeConfig) -> tuple[ServeConfig, ApiKey]:
             "(and terminate TLS in front, see serve/README.md), or pass --insecure "
             "(insecure: true) to serve without auth anyway"
         )
-    if cfg.api_key_required and "api_key_required" in cfg.model_fields_set and not cfg.insecure:
+    if cfg.api_key_required:
         raise ConfigError(f"api_key_required is true but no API key is set; {fix}")
     return cfg.model_copy(update={"api_key_required": False}), key
 

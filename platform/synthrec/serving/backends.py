@@ -194,7 +194,9 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
     Serve. `batch` scores concurrent recommendations together, like the Serve deployment.
     """
     from synthrec.serving.api import build_api
-    from synthrec.serving.auth import load_api_key
+    from synthrec.serving.auth import resolve_auth
+
+    cfg, key = resolve_auth(cfg)  # as `synthrec serve`: open only on loopback or --insecure
 
     gen = (
         _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
@@ -208,4 +210,4 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
         if cfg.recommender_uri
         else None
     )
-    return build_api(cfg, load_api_key(cfg), generator=gen, recommender=rec, mount="full")
+    return build_api(cfg, key, generator=gen, recommender=rec, mount="full")
