@@ -422,8 +422,8 @@ def test_serve_full_queue_answers_503_with_retry_after(server, models):
         serve.delete("bp")
 
 
-def _replica_pids(app: str) -> dict[int, str]:
-    """pid -> process title of this app's Generator replicas (Ray titles them ServeReplica:...)."""
+def _replica_pids(app: str, deployment: str = "Generator") -> dict[int, str]:
+    """pid -> process title of an app's replicas (Ray titles them ServeReplica:app:name)."""
     out = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -432,7 +432,7 @@ def _replica_pids(app: str) -> dict[int, str]:
             title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if f"ServeReplica:{app}:Generator" in title:
+        if f"ServeReplica:{app}:{deployment}" in title:
             out[int(proc.name)] = title
     return out
 
@@ -513,6 +513,12 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
     port, key = free_port(), "env-key-for-the-cli-test"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"SYNTHREC_API_KEY": key}
     log = tmp_path / "serve.log"
+    # S3 credentials set only in the config: the replicas get them through the environment of
+    # the Ray this command starts, never through pickled args or a (logged) runtime_env.
+    s3_secret = "cli-test-s3-secret-8d2f41"
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"storage: {{access_key_id: AKIDCLITEST, secret_access_key: {s3_secret}}}\n")
+    started = time.time()
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [
@@ -527,6 +533,8 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--config",
+                str(config),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -562,6 +570,16 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
         )
         assert bad.status_code == 400
         assert "ingress: haproxy" in log.read_text()
+        environs = [
+            Path(f"/proc/{pid}/environ").read_bytes()
+            for pid in _replica_pids("synthrec-generator", "Generator")
+        ]
+        assert any(f"AWS_SECRET_ACCESS_KEY={s3_secret}".encode() in e for e in environs)
+        for session in Path("/tmp/ray").glob("session_2*"):  # the sessions started by this test
+            if session.stat().st_mtime >= started - 1:
+                for path in (session / "logs").rglob("*"):
+                    if path.is_file() and path.stat().st_size < 50 << 20:
+                        assert s3_secret.encode() not in path.read_bytes(), path
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(90)

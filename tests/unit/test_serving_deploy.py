@@ -94,37 +94,38 @@ def test_serving_deployment_options_from_config():
     assert deployment_options(auto.generator, auto)["num_replicas"] == "auto"
 
 
-def test_serving_deployment_args_carry_no_secret():
-    """Credentials set only in the config reach replicas as env vars, never as pickled args."""
+CREDENTIALS = {"access_key_id": "AKIDFORTESTONLY", "secret_access_key": "s3cr3t-for-test"}
+
+
+def test_serving_builders_refuse_credentials_in_args():
+    """Args are pickled into Serve's controller and every replica: never with a secret."""
+    from synthrec.serving.app import build_apps, build_generator
+
+    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
+        build_apps(ServeConfig(generator_uri="s3://b/gen", storage=CREDENTIALS))
+    with pytest.raises(ConfigError, match="pickled"):  # serve/config.yaml args
+        build_generator({"generator_uri": "x", "storage": {"secret_access_key": "s"}})
+
+
+def test_serving_credentials_go_to_the_environment_of_a_ray_we_start(monkeypatch):
     import pickle
 
-    from synthrec.serving.app import build_apps
+    from synthrec.serving.app import _credentials_to_environment, build_apps
 
-    cfg = ServeConfig(
-        generator_uri="s3://b/gen",
-        recommender_uri="s3://b/rec",
-        storage={"access_key_id": "AKIDFORTESTONLY", "secret_access_key": "s3cr3t-for-test"},
-    )
-    for name, app in build_apps(cfg).items():
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    cfg = ServeConfig(generator_uri="s3://b/gen", recommender_uri="s3://b/r", storage=CREDENTIALS)
+    with pytest.raises(ConfigError, match="running Ray"):
+        _credentials_to_environment(cfg, starts_ray=False)  # joining a cluster: refused
+    assert "AWS_SECRET_ACCESS_KEY" not in os.environ
+    sent = _credentials_to_environment(cfg, starts_ray=True)
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-for-test"  # the local Ray inherits it
+    assert sent.storage.resolved()["secret_access_key"] == "s3cr3t-for-test"  # replicas find it
+    for name, app in build_apps(sent).items():
         deployment = app._bound_deployment
         args = pickle.dumps((deployment.init_args, deployment.init_kwargs))
         assert b"s3cr3t-for-test" not in args and b"AKIDFORTESTONLY" not in args, name
-        (arg,) = deployment.init_args
-        assert arg.storage.access_key_id is None and arg.storage.secret_access_key is None
-        assert deployment.ray_actor_options["runtime_env"]["env_vars"] == {
-            "AWS_ACCESS_KEY_ID": "AKIDFORTESTONLY",
-            "AWS_SECRET_ACCESS_KEY": "s3cr3t-for-test",
-        }
-    plain = build_apps(ServeConfig(generator_uri="s3://b/gen"))
-    assert all("runtime_env" not in a._bound_deployment.ray_actor_options for a in plain.values())
-
-
-def test_serving_yaml_args_refuse_credentials():
-    """serve/config.yaml args are stored by Serve as they are: credentials there are refused."""
-    from synthrec.serving.app import build_generator
-
-    with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
-        build_generator({"generator_uri": "x", "storage": {"secret_access_key": "s"}})
+        assert "runtime_env" not in deployment.ray_actor_options  # Ray logs runtime envs
 
 
 @pytest.mark.parametrize(

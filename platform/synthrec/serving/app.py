@@ -15,8 +15,10 @@ recommender_uri redeploys only synthrec-recommender. Models load once, in `__ini
 Fail closed and bounded: a replica without its API key refuses to start (auth.py); each
 deployment queues at most `max_queued_requests` (more answer 503 with Retry-After); model
 work runs on one worker thread per replica, so the event loop keeps answering (and
-rejecting) while a large batch samples. Secrets never travel in deployment args: S3
-credentials go to the replicas as environment variables (`_split_secrets`).
+rejecting) while a large batch samples. Secrets never travel in deployment args (pickled
+into Serve's controller and every replica) nor in a runtime_env (Ray writes runtime envs,
+values included, to runtime_env_agent.log): S3 credentials reach replicas only through the
+environment of the Ray processes or the nodes' IAM role (`_credentials_to_environment`).
 """
 
 from __future__ import annotations
@@ -182,27 +184,26 @@ async def _await(response: Any) -> Any:
 
 def build_generator(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder (serve/config.yaml import_path): the Generator on /v1/synthetic."""
-    cfg, env = _split_secrets(_as_config(args))
+    cfg = _as_config(args)
     if not cfg.generator_uri:
         raise ConfigError("generator_uri is not set; the generator app needs a model directory URI")
-    return GeneratorDeployment.options(**deployment_options(cfg.generator, cfg, env)).bind(cfg)
+    return GeneratorDeployment.options(**deployment_options(cfg.generator, cfg)).bind(cfg)
 
 
 def build_recommender(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder: the Recommender on /v1/recommendations."""
-    cfg, env = _split_secrets(_as_config(args))
+    cfg = _as_config(args)
     if not cfg.recommender_uri:
         raise ConfigError(
             "recommender_uri is not set; the recommender app needs a model directory URI"
         )
-    opts = deployment_options(cfg.recommender, cfg, env)
-    return RecommenderDeployment.options(**opts).bind(cfg)
+    return RecommenderDeployment.options(**deployment_options(cfg.recommender, cfg)).bind(cfg)
 
 
 def build_gateway(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder: the Gateway on / (models, health, docs)."""
-    cfg, env = _split_secrets(_as_config(args))
-    return GatewayDeployment.options(**deployment_options(cfg.gateway, cfg, env)).bind(cfg)
+    cfg = _as_config(args)
+    return GatewayDeployment.options(**deployment_options(cfg.gateway, cfg)).bind(cfg)
 
 
 def build_apps(cfg: ServeConfig) -> dict[str, Application]:
@@ -234,10 +235,10 @@ def deploy(cfg: ServeConfig) -> str:
             )
     import ray
 
-    if not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-        _local_ingress_env(
-            cfg.ingress
-        )  # this process starts the Ray: its env reaches every Serve actor
+    starts_ray = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    cfg = _credentials_to_environment(cfg, starts_ray)
+    if starts_ray:  # this process starts the Ray: its env reaches every Serve actor
+        _local_ingress_env(cfg.ingress)
     ensure_ray(cfg.ray_address)
     serve.start(
         http_options={
@@ -278,17 +279,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def deployment_options(
-    section: ReplicaSection, cfg: ServeConfig, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """`.options(...)` for one deployment from its typed section; `env` reaches its replicas."""
+def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, Any]:
+    """`.options(...)` for one deployment from its typed section."""
     actor: dict[str, Any] = {
         "num_cpus": section.num_cpus,
         "num_gpus": section.num_gpus,
         "memory": int(section.memory_gb * (1 << 30)),
     }
-    if env:
-        actor["runtime_env"] = {"env_vars": env}
     opts: dict[str, Any] = {
         "max_ongoing_requests": section.max_ongoing_requests,
         "max_queued_requests": section.max_queued_requests,
@@ -306,38 +303,53 @@ def deployment_options(
 
 
 def _as_config(args: dict[str, Any] | ServeConfig) -> ServeConfig:
-    if isinstance(args, ServeConfig):
-        return args
-    cfg = validate_config(ServeConfig, args, source="serve app args")
-    if cfg.storage.access_key_id or cfg.storage.secret_access_key:
+    cfg = (
+        args
+        if isinstance(args, ServeConfig)
+        else validate_config(ServeConfig, args, source="serve app args")
+    )
+    if _credentials(cfg):
         raise ConfigError(
-            "serve app args: storage.access_key_id / secret_access_key would be stored in "
-            "Serve's config and sent to every replica; remove them and set AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY on the nodes (or the application's runtime_env env_vars), "
-            "or give the nodes an IAM role"
+            "serve app args: storage.access_key_id / secret_access_key would be pickled into "
+            "Serve's controller and every replica; remove them and set AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY in the environment of the nodes' Ray, or give the nodes an "
+            "IAM role (`synthrec serve` does the former for a Ray it starts)"
         )
     return cfg
 
 
-_SECRET_ENV = {"access_key_id": "AWS_ACCESS_KEY_ID", "secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+_CREDENTIAL_ENV = {
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+}
 
 
-def _split_secrets(cfg: ServeConfig) -> tuple[ServeConfig, dict[str, str]]:
-    """The config without S3 credentials, and those credentials as replica env vars.
-
-    Deployment args are pickled into Serve's controller state and every replica's init
-    call; runtime_env variables are the environment Ray gives the replica process, where
-    StorageConfig.resolved() reads them (as it does on nodes with an IAM role, without any).
-    """
-    env = {
-        name: getattr(cfg.storage, field).get_secret_value()
-        for field, name in _SECRET_ENV.items()
+def _credentials(cfg: ServeConfig) -> dict[str, str]:
+    """AWS variable -> value of the S3 credentials set in `cfg` (none: empty)."""
+    return {
+        env: getattr(cfg.storage, field).get_secret_value()
+        for field, env in _CREDENTIAL_ENV.items()
         if getattr(cfg.storage, field) is not None
     }
-    if not env:
-        return cfg, {}
-    storage = cfg.storage.model_copy(update=dict.fromkeys(_SECRET_ENV))
-    return cfg.model_copy(update={"storage": storage}), env
+
+
+def _credentials_to_environment(cfg: ServeConfig, starts_ray: bool) -> ServeConfig:
+    """Move S3 credentials from the config into this process's environment, which the local
+    Ray this process is about to start (and so every replica) inherits; returns the config
+    without them. Ray workers of an existing cluster cannot get them that way: ConfigError."""
+    found = _credentials(cfg)
+    if not found:
+        return cfg
+    if not starts_ray:
+        raise ConfigError(
+            "storage credentials in the serve config cannot reach the replicas of a running "
+            "Ray without being logged or pickled; set AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY on that cluster's nodes (or give them an IAM role) and "
+            "remove them from the config"
+        )
+    os.environ.update(found)
+    storage = cfg.storage.model_copy(update=dict.fromkeys(_CREDENTIAL_ENV))
+    return cfg.model_copy(update={"storage": storage})
 
 
 def _device(section: ReplicaSection) -> str:
