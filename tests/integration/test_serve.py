@@ -377,7 +377,7 @@ def test_serve_exports_ray_metrics(server, ray_local):
     assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
 
 
-def _side_app(server, models, name: str, generator: dict):
+def _side_app(server, models, name: str, generator: dict, max_rows: int = 5_000):
     """An extra generator application on its own route prefix, auth off, for one test."""
     from ray import serve
 
@@ -387,33 +387,56 @@ def _side_app(server, models, name: str, generator: dict):
         update={"generator_uri": models["gen-v1"], "api_key_file": None, "api_key_required": False}
     )
     cfg.generator = {"num_cpus": 0.1, "memory_gb": 0.2, **generator}
+    cfg.limits = {**cfg.limits.model_dump(), "max_rows": max_rows}
     serve.run(build_generator(cfg), name=name, route_prefix=f"/{name}")
     return f"{server['url']}/{name}"
 
 
-def test_serve_full_queue_answers_503_with_retry_after(server, models):
-    """One request in progress and one queued per caller: the rest are turned away at once."""
+def test_serve_backpressure_sampling_off_the_loop_and_a_bounded_queue(server, models):
+    """While one large batch samples, the replica still answers (sampling runs off its event
+    loop); two requests in progress and one queued per caller, the rest turned away at once
+    with 503 and Retry-After."""
     from ray import serve
 
     url = _side_app(
         server,
         models,
         "bp",
-        {"max_ongoing_requests": 1, "max_queued_requests": 1, "retry_after_s": 3},
+        {"max_ongoing_requests": 2, "max_queued_requests": 1, "retry_after_s": 3},
+        max_rows=300_000,
     )
-    answers: list[requests.Response] = []
-
-    def client() -> None:
-        answers.append(requests.post(url, json={"rows": 5_000, "seed": 3}, timeout=120))
-
     try:
+        big: dict = {}
+
+        def large() -> None:
+            start = time.monotonic()
+            big["res"] = requests.post(url, json={"rows": 300_000, "seed": 1}, timeout=120)
+            big["took"] = time.monotonic() - start
+
+        thread = threading.Thread(target=large)
+        thread.start()
+        time.sleep(0.5)  # the large request is sampling now
+        start = time.monotonic()
+        small = requests.post(url, json={"rows": 0}, timeout=60)  # 422 from the replica's loop
+        small_took = time.monotonic() - start
+        thread.join()
+        assert small.status_code == 422 and big["res"].status_code == 200
+        assert len(big["res"].json()["rows"]) == 300_000
+        # Before: the loop sampled, so the 422 waited for the whole batch.
+        assert small_took < big["took"] - 1.0 and small_took < 1.5, (small_took, big["took"])
+
+        answers: list[requests.Response] = []
+
+        def client() -> None:
+            answers.append(requests.post(url, json={"rows": 5_000, "seed": 3}, timeout=120))
+
         threads = [threading.Thread(target=client) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         codes = sorted(a.status_code for a in answers)
-        assert set(codes) == {200, 503} and codes.count(200) >= 1, codes
+        assert set(codes) == {200, 503} and codes.count(200) >= 2, codes
         for busy in (a for a in answers if a.status_code == 503):
             assert busy.headers["retry-after"] == "3"
         ok = next(a for a in answers if a.ok)
