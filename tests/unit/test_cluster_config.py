@@ -153,6 +153,12 @@ def test_requirements_lock_pins_every_package_with_hashes():
         names.add(first.split("==")[0].split("[")[0])
     assert {"ray", "pyarrow", "pydantic", "fastapi", "numpy", "sympy"} <= names
     assert "torch" not in names  # installed on its own, pinned by version (CPU index)
+    # Every runtime dependency of pyproject is locked: adding one means re-running the lock.
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-") for d in deps}
+    assert wanted - {"torch"} <= names, wanted - {"torch"} - names
 
 
 def test_dockerfile_pins_the_base_by_digest_and_installs_the_lock():
