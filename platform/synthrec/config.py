@@ -433,19 +433,39 @@ class ReplicaSection(Section):
         description="extra replicas while rolling: old ones serve until new ones are ready "
         "(needs spare CPUs/GPUs; 0 stops old replicas first)",
     )
+    max_queued_requests: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="requests waiting per caller (proxy/handle) or per replica (direct ingress) "
+        "beyond max_ongoing_requests; more answer 503 with Retry-After",
+    )
+    retry_after_s: int = Field(
+        2, ge=0, le=3_600, description="Retry-After of the 503 answered when the queue is full"
+    )
+    memory_gb: float = Field(
+        1.0,
+        gt=0,
+        le=2_048,
+        description="memory Ray reserves per replica (scheduling: replicas go where it fits)",
+    )
 
 
 class ServeLimits(Section):
     """Per-request bounds; requests above them get a 422 naming the field."""
 
-    max_rows: int = Field(
-        100_000, ge=1, le=10_000_000, description="rows per /v1/synthetic request"
-    )
+    max_rows: int = Field(100_000, ge=1, le=1_000_000, description="rows per /v1/synthetic request")
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
     max_body_bytes: int = Field(
         1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)"
+    )
+    max_response_bytes: int = Field(
+        256 << 20,
+        ge=1 << 16,
+        le=4 << 30,
+        description="encoded /v1/synthetic body size (413 naming rows above)",
     )
 
 
@@ -465,22 +485,31 @@ class ServeConfig(Section):
     generator: ReplicaSection = Field(default_factory=ReplicaSection)
     recommender: ReplicaSection = Field(default_factory=ReplicaSection)
     gateway: ReplicaSection = Field(
-        default_factory=lambda: ReplicaSection(num_cpus=0.1, max_ongoing_requests=256),
+        default_factory=lambda: ReplicaSection(
+            num_cpus=0.1, max_ongoing_requests=256, memory_gb=0.25
+        ),
         description="the app serving /v1/models, /healthz and /docs",
     )
     limits: ServeLimits = Field(default_factory=ServeLimits)
     api_key_env: str | None = Field(
-        "SYNTHREC_API_KEY",
-        description="env var holding the bearer API key; unset or empty: no auth",
+        "SYNTHREC_API_KEY", description="env var holding the bearer API key"
     )
     api_key_file: str | None = Field(
         None, description="file holding the API key (wins over the env var)"
     )
+    api_key_required: bool | None = Field(
+        None,
+        description="true or unset: replicas refuse to start without a key (fail closed); "
+        "`synthrec serve` sets false only on a loopback host without a key, or with --insecure",
+    )
+    insecure: bool = Field(
+        False, description="allow a non-loopback host without an API key (not for production)"
+    )
     access_log: bool = Field(True, description="Serve's structured (JSON) per-request logs")
     ingress: Literal["haproxy", "proxy"] = Field(
         "haproxy",
-        description="HTTP front of a Ray that `synthrec serve` starts: haproxy (Serve's HAProxy with "
-        "direct ingress: each request goes straight to a replica's HTTP server) or proxy "
+        description="HTTP front of a Ray that `synthrec serve` starts: haproxy (Serve's HAProxy "
+        "with direct ingress: each request goes straight to a replica's HTTP server) or proxy "
         "(Serve's Python proxy). A cluster's own setting wins when joining one.",
     )
     request_timeout_s: float = Field(

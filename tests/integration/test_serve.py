@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +29,7 @@ from synthrec.local_s3 import free_port
 pytestmark = pytest.mark.integration
 
 SECRET = "t0p-secret-key-for-tests"
+PRIVATE_URI = "s3://private-training-bucket/events"  # in the models' metadata; never served
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def models(tmp_path_factory, ml100k_dir) -> dict[str, str]:
     synth = Synthesizer().fit(table, cfg=cfg, epochs=1)
     out = {}
     for version in ("gen-v1", "gen-v2"):
-        save_synthesizer(synth, str(root / version), metadata={"version": version})
+        meta = {"version": version, "data_uri": PRIVATE_URI, "run_name": "gan-run-private"}
+        save_synthesizer(synth, str(root / version), metadata=meta)
         out[version] = str(root / version)
     out["rec"] = _fit_recommender(
         pq.read_table(ml100k_dir / "events.parquet").slice(0, 5000), root / "rec"
@@ -64,7 +67,8 @@ def _fit_recommender(table: pa.Table, out: Path) -> str:
     known = encoder.encode(table)
     model = fit(encoder, cfg, known).model
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
-    save_recommender(build_recommender(model, encoder, cfg, known, popularity, {}), str(out))
+    training = {"real_uri": PRIVATE_URI, "epochs": 1}
+    save_recommender(build_recommender(model, encoder, cfg, known, popularity, training), str(out))
     return str(out)
 
 
@@ -83,10 +87,11 @@ def server(ray_local, models):
         recommender_uri=models["rec"],
         access_log=False,
         api_key_env=None,
+        api_key_required=False,  # loopback test server, auth off (the roll below turns it on)
         limits={"max_rows": 5_000, "max_k": 50},
-        generator={"num_cpus": 0.2},
-        recommender={"num_cpus": 0.2},
-        gateway={"num_cpus": 0.1},
+        generator={"num_cpus": 0.2, "memory_gb": 0.25},
+        recommender={"num_cpus": 0.2, "memory_gb": 0.25},
+        gateway={"num_cpus": 0.1, "memory_gb": 0.1},
     )
     serve.run_many(
         [
@@ -106,13 +111,17 @@ def post(server, path: str, body=None, raw: bytes | None = None, **kw) -> reques
     return requests.post(server["url"] + path, json=body, timeout=60, **kw)
 
 
-def test_serve_health_models_and_docs(server):
+def test_serve_health_models_and_docs(server, models):
     assert requests.get(server["url"] + "/healthz", timeout=10).json() == {"status": "ok"}
-    models = requests.get(server["url"] + "/v1/models", timeout=30).json()
-    assert models["generator"]["loaded"] and models["generator"]["version"] == "gen-v1"
-    assert "genre" in models["generator"]["metadata"]["conditionable_columns"]
-    assert models["recommender"]["loaded"] and models["recommender"]["metadata"]["num_items"] > 100
-    assert len(models["recommender"]["version"]) == 16
+    info = requests.get(server["url"] + "/v1/models", timeout=30).json()
+    assert info["generator"]["loaded"] and info["generator"]["version"] == "gen-v1"
+    assert "genre" in info["generator"]["metadata"]["conditionable_columns"]
+    assert info["recommender"]["loaded"] and info["recommender"]["metadata"]["num_items"] > 100
+    assert len(info["recommender"]["version"]) == 16
+    assert info["recommender"]["metadata"]["training"] == {"epochs": 1}
+    text = requests.get(server["url"] + "/v1/models", timeout=30).text
+    assert "private" not in text  # no training data URI, no run name
+    assert models["gen-v1"] not in text and models["rec"] not in text  # no model URI
     paths = requests.get(server["url"] + "/openapi.json", timeout=10).json()["paths"]
     assert {"/v1/synthetic", "/v1/recommendations", "/v1/models", "/healthz"} <= set(paths)
 
@@ -216,12 +225,34 @@ def test_serve_recommendations_known_cold_and_seen(server, models):
             "rebalance",
         ),
         ("/v1/synthetic", {"rows": 10, "seeds": 1}, None, 422, "seeds"),  # unknown key
+        ("/v1/synthetic", None, b'{"rows": 10, "conditions": {"rating": NaN}}', 422, None),
+        ("/v1/synthetic", None, b'{"rows": 1, "conditions": {"\\ud800": 1}}', 422, None),
+        ("/v1/recommendations", None, b'{"user_id": "\\udfff"}', 422, "user_id"),
     ],
 )
 def test_serve_bad_input_is_4xx_naming_the_field(server, path, body, raw, status, field):
     res = post(server, path, body, raw)
     assert res.status_code == status, res.text
-    assert res.json()["field"] == field
+    if field is None:  # a condition field: its name depends on the union member that failed
+        assert res.json()["field"].startswith("conditions")
+    else:
+        assert res.json()["field"] == field
+
+
+def test_serve_chunked_body_over_the_limit_is_413(server):
+    def chunks():
+        yield b'{"rows": 1, "seed": 1'
+        for _ in range(40):
+            yield b" " * 32_768  # 1.25 MiB in all, over the default 1 MiB limit
+        yield b"}"
+
+    res = requests.post(
+        server["url"] + "/v1/synthetic",
+        data=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert res.status_code == 413 and res.json()["field"] == "body", res.text
 
 
 def test_serve_replicas_survive_bad_input(server):
@@ -346,6 +377,158 @@ def test_serve_exports_ray_metrics(server, ray_local):
     assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
 
 
+def _side_app(server, models, name: str, generator: dict, max_rows: int = 5_000):
+    """An extra generator application on its own route prefix, auth off, for one test."""
+    from ray import serve
+
+    from synthrec.serving.app import build_generator
+
+    cfg = server["cfg"].model_copy(
+        update={"generator_uri": models["gen-v1"], "api_key_file": None, "api_key_required": False}
+    )
+    cfg.generator = {"num_cpus": 0.1, "memory_gb": 0.2, **generator}
+    cfg.limits = {**cfg.limits.model_dump(), "max_rows": max_rows}
+    serve.run(build_generator(cfg), name=name, route_prefix=f"/{name}")
+    return f"{server['url']}/{name}"
+
+
+def test_serve_backpressure_sampling_off_the_loop_and_a_bounded_queue(server, models):
+    """While one large batch samples, the replica still answers (sampling runs off its event
+    loop); two requests in progress and one queued per caller, the rest turned away at once
+    with 503 and Retry-After."""
+    from ray import serve
+
+    url = _side_app(
+        server,
+        models,
+        "bp",
+        {"max_ongoing_requests": 2, "max_queued_requests": 1, "retry_after_s": 3},
+        max_rows=300_000,
+    )
+    try:
+        big: dict = {}
+
+        def large() -> None:
+            start = time.monotonic()
+            big["res"] = requests.post(url, json={"rows": 300_000, "seed": 1}, timeout=120)
+            big["took"] = time.monotonic() - start
+
+        thread = threading.Thread(target=large)
+        thread.start()
+        time.sleep(0.5)  # the large request is sampling now
+        start = time.monotonic()
+        small = requests.post(url, json={"rows": 0}, timeout=60)  # 422 from the replica's loop
+        small_took = time.monotonic() - start
+        thread.join()
+        assert small.status_code == 422 and big["res"].status_code == 200
+        assert len(big["res"].json()["rows"]) == 300_000
+        # Before: the loop sampled, so the 422 waited for the whole batch.
+        assert small_took < big["took"] - 1.0 and small_took < 1.5, (small_took, big["took"])
+
+        answers: list[requests.Response] = []
+
+        def client() -> None:
+            answers.append(requests.post(url, json={"rows": 5_000, "seed": 3}, timeout=120))
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(a.status_code for a in answers)
+        assert set(codes) == {200, 503} and codes.count(200) >= 2, codes
+        for busy in (a for a in answers if a.status_code == 503):
+            assert busy.headers["retry-after"] == "3"
+        ok = next(a for a in answers if a.ok)
+        assert len(ok.json()["rows"]) == 5_000
+    finally:
+        serve.delete("bp")
+
+
+def _replica_pids(app: str, deployment: str = "Generator") -> dict[int, str]:
+    """pid -> process title of an app's replicas (Ray titles them ServeReplica:app:name)."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"ServeReplica:{app}:{deployment}" in title:
+            out[int(proc.name)] = title
+    return out
+
+
+@pytest.mark.slow
+def test_serve_replica_sigkilled_under_load_loses_only_requests_in_flight(server, models):
+    """Two replicas; SIGKILL one mid-load: the other keeps answering, failures are at most the
+    requests in flight at the kill, and Serve starts a replacement replica."""
+    from ray import serve
+
+    app = f"fault{uuid.uuid4().hex[:6]}"  # unique: the /proc scan must find only our replicas
+    url = _side_app(server, models, app, {"num_replicas": 2})
+    pids = _replica_pids(app)
+    assert len(pids) == 2, pids
+    victim = min(pids)
+    lock = threading.Lock()
+    in_flight, results, at_kill = [0], [], {}
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        with requests.Session() as session:
+            for i in range(150):  # bounded: 2 x 150 requests at most
+                if stop.is_set():
+                    return
+                with lock:
+                    in_flight[0] += 1
+                try:
+                    res = session.post(url, json={"rows": 20, "seed": seed * 1000 + i}, timeout=30)
+                    code = res.status_code
+                except requests.RequestException:
+                    code = -1
+                with lock:
+                    in_flight[0] -= 1
+                    results.append((time.monotonic(), code))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(results) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with lock:
+            os.kill(victim, signal.SIGKILL)
+            at_kill = {"time": time.monotonic(), "in_flight": in_flight[0], "done": len(results)}
+        deadline = time.monotonic() + 40
+        while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        for t in threads:
+            t.join()
+        before = [c for t0, c in results if t0 < at_kill["time"]]
+        after = [c for t0, c in results if t0 >= at_kill["time"]]
+        failed = [c for c in after if c != 200]
+        assert at_kill["done"] >= 40 and set(before) == {200}, before
+        assert len(after) >= 100, len(after)  # the surviving replica carried the load
+        assert len(failed) <= at_kill["in_flight"], (failed, at_kill)
+        # Serve notices the dead replica and starts a new one: two replicas again, new pid.
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            status = serve.status().applications[app].deployments["Generator"]
+            alive = _replica_pids(app)
+            if status.replica_states.get("RUNNING") == 2 and len(alive) == 2:
+                break
+            time.sleep(1)
+        assert status.replica_states.get("RUNNING") == 2, status.replica_states
+        assert victim not in alive and len(alive) == 2
+        assert requests.post(url, json={"rows": 5}, timeout=30).status_code == 200
+    finally:
+        stop.set()
+        serve.delete(app)
+
+
 @pytest.mark.slow
 def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
     """`synthrec serve` as users start it: its own local Ray, the default HAProxy ingress, the API
@@ -353,6 +536,12 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
     port, key = free_port(), "env-key-for-the-cli-test"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"SYNTHREC_API_KEY": key}
     log = tmp_path / "serve.log"
+    # S3 credentials set only in the config: the replicas get them through the environment of
+    # the Ray this command starts, never through pickled args or a (logged) runtime_env.
+    s3_secret = "cli-test-s3-secret-8d2f41"
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"storage: {{access_key_id: AKIDCLITEST, secret_access_key: {s3_secret}}}\n")
+    started = time.time()
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [
@@ -367,6 +556,8 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
                 "--port",
                 str(port),
                 "--no-access-log",
+                "--config",
+                str(config),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -402,6 +593,16 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
         )
         assert bad.status_code == 400
         assert "ingress: haproxy" in log.read_text()
+        environs = [
+            Path(f"/proc/{pid}/environ").read_bytes()
+            for pid in _replica_pids("synthrec-generator", "Generator")
+        ]
+        assert any(f"AWS_SECRET_ACCESS_KEY={s3_secret}".encode() in e for e in environs)
+        for session in Path("/tmp/ray").glob("session_2*"):  # the sessions started by this test
+            if session.stat().st_mtime >= started - 1:
+                for path in (session / "logs").rglob("*"):
+                    if path.is_file() and path.stat().st_size < 50 << 20:
+                        assert s3_secret.encode() not in path.read_bytes(), path
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(90)

@@ -1,4 +1,5 @@
-"""cluster.yaml (Ray's schema, private by design), its security-group helper, and the KubeRay manifests."""
+"""cluster.yaml (Ray's schema, private by design), its security-group helper, the KubeRay
+manifests, the image and the dependency lock."""
 
 from __future__ import annotations
 
@@ -115,13 +116,60 @@ def test_cluster_config_gpu_workers_scale_from_zero_beside_cpu_workers(cluster):
 def test_cluster_config_installs_torch_before_synthrec_with_cpu_wheel_off_gpu(cluster):
     commands = cluster["setup_commands"]
     torch_at = next(i for i, c in enumerate(commands) if "torch==" in c)
-    synthrec_at = next(i for i, c in enumerate(commands) if "install -q -e ~/synthrec" in c)
-    assert torch_at < synthrec_at
+    lock_at = next(i for i, c in enumerate(commands) if "requirements.lock" in c)
+    synthrec_at = next(i for i, c in enumerate(commands) if "-e ~/synthrec" in c)
+    assert torch_at < lock_at < synthrec_at
+    assert "--require-hashes -r ~/synthrec/requirements.lock" in commands[lock_at]
+    assert "--no-deps" in commands[synthrec_at]  # nothing unpinned comes with synthrec
     assert (
         "nvidia-smi" in commands[torch_at] and "download.pytorch.org/whl/cpu" in commands[torch_at]
     )
     assert cluster["file_mounts"]["~/synthrec"] == "."
     assert {".venv", ".git"} <= set(cluster["rsync_exclude"])
+
+
+def test_cluster_config_pins_the_ami_by_id(cluster):
+    for name, node_type in cluster["available_node_types"].items():
+        assert re.fullmatch(r"ami-[0-9a-f]{8,17}", node_type["node_config"]["ImageId"]), name
+
+
+def test_cluster_config_gives_every_node_the_serve_api_key(cluster):
+    """Replicas run on any node and fail closed without the key: every node must have it."""
+    assert cluster["file_mounts"]["~/.synthrec/api_key"] == "~/.synthrec/api_key"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in cluster[key] if "ray start" in c)
+        assert 'SYNTHREC_API_KEY="$(cat ~/.synthrec/api_key)"' in start, key
+    assert "~/.synthrec/api_key" in next(c for c in cluster["setup_commands"] if "chmod 600" in c)
+
+
+def test_requirements_lock_pins_every_package_with_hashes():
+    text = (REPO / "requirements.lock").read_text()
+    blocks = re.split(r"\n(?=[a-z0-9])", text.split("\n", 4)[-1].strip())
+    names = set()
+    for block in blocks:
+        first = block.splitlines()[0]
+        assert re.match(r"^[a-z0-9._-]+(\[[a-z0-9,_-]+\])?==[\w.+-]+ \\$", first), first
+        assert "--hash=sha256:" in block, first
+        names.add(first.split("==")[0].split("[")[0])
+    assert {"ray", "pyarrow", "pydantic", "fastapi", "numpy", "sympy"} <= names
+    assert "torch" not in names  # installed on its own, pinned by version (CPU index)
+    # Every runtime dependency of pyproject is locked: adding one means re-running the lock.
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-") for d in deps}
+    assert wanted - {"torch"} <= names, wanted - {"torch"} - names
+
+
+def test_dockerfile_pins_the_base_by_digest_and_installs_the_lock():
+    text = (REPO / "k8s" / "Dockerfile").read_text()
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms == ["FROM ${BASE}@${BASE_DIGEST}"]
+    assert re.search(r"^ARG BASE_DIGEST$", text, re.M)  # no default: unpinned does not build
+    assert "--require-hashes -r requirements.lock" in text
+    assert "pip install --no-cache-dir --no-deps -e ." in text
+    assert re.search(r"^USER 1000$", text, re.M)
+    assert (REPO / "k8s" / "base_digest.sh").stat().st_mode & 0o111
 
 
 # ------------------------------------------------------------------ security group helper
@@ -249,21 +297,149 @@ def test_k8s_raycluster_has_head_cpu_and_gpu_groups_with_token_auth():
         not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     )
     for group in [spec["headGroupSpec"], *groups.values()]:
-        assert group["template"]["spec"]["serviceAccountName"] == "synthrec-ray"  # IRSA, no keys
+        assert group["template"]["spec"]["serviceAccountName"] == "synthrec-train"  # IRSA
         for c in group["template"]["spec"]["containers"]:
             assert not any(e.get("name", "").startswith("AWS_") for e in c.get("env", []))
 
 
+K8S_FILES = ("raycluster.yaml", "rayjob.yaml", "rayservice.yaml")
+
+
+def _all_k8s_docs() -> list[dict]:
+    return [d for name in K8S_FILES for d in _docs(name)]
+
+
+def _cluster_specs() -> list[tuple[str, dict]]:
+    """(name, RayCluster spec) of the training cluster and of the RayService's cluster."""
+    out = []
+    for doc in _all_k8s_docs():
+        if doc["kind"] == "RayCluster":
+            out.append((doc["metadata"]["name"], doc["spec"]))
+        elif doc["kind"] == "RayService":
+            out.append((doc["metadata"]["name"], doc["spec"]["rayClusterConfig"]))
+    return out
+
+
+def _pod_specs() -> list[tuple[str, dict]]:
+    pods = []
+    for name, spec in _cluster_specs():
+        groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        pods += [(f"{name}/{g.get('groupName', 'head')}", g["template"]["spec"]) for g in groups]
+    for doc in _all_k8s_docs():
+        if doc["kind"] == "RayJob":
+            pods.append((doc["metadata"]["name"], doc["spec"]["submitterPodTemplate"]["spec"]))
+    return pods
+
+
 def test_k8s_exposes_only_serve_publicly():
-    docs = _docs("raycluster.yaml") + _docs("rayjob.yaml")
-    (ray_cluster,) = [d for d in docs if d["kind"] == "RayCluster"]
-    assert ray_cluster["spec"]["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
+    docs = _all_k8s_docs()
+    for name, spec in _cluster_specs():
+        assert spec["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP", name
+    public = []
     for service in (d for d in docs if d["kind"] == "Service"):
         if service["spec"].get("type", "ClusterIP") in ("LoadBalancer", "NodePort"):
+            public.append(service["metadata"]["name"])
             ports = {p.get("targetPort", p["port"]) for p in service["spec"]["ports"]}
             assert ports == {SERVE_PORT}, f"{service['metadata']['name']} exposes {ports}"
             ranges = service["spec"].get("loadBalancerSourceRanges", [])
             assert ranges and "0.0.0.0/0" not in ranges
+            annotations = service["metadata"].get("annotations", {})
+            assert "service.beta.kubernetes.io/aws-load-balancer-ssl-cert" in annotations  # TLS
+    assert public == ["synthrec-serve-public"]
+    assert not any(d["kind"] == "Service" for d in _docs("raycluster.yaml"))  # training: none
+
+
+def test_k8s_every_pod_runs_unprivileged():
+    pods = _pod_specs()
+    assert len(pods) == 6  # train head, cpu, gpu; serve head, workers; the job submitter
+    for name, pod in pods:
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True and security["runAsUser"] != 0, name
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        mounts = set()
+        for c in pod["containers"]:
+            cs = c["securityContext"]
+            assert cs["allowPrivilegeEscalation"] is False, name
+            assert cs["capabilities"]["drop"] == ["ALL"], name
+            assert cs["readOnlyRootFilesystem"] is True, name
+            mounts |= {m["mountPath"] for m in c.get("volumeMounts", [])}
+        assert "/tmp" in mounts, name  # Ray's session dir and spilling stay writable
+
+
+def test_k8s_images_are_pinned_by_digest():
+    for name, pod in _pod_specs():
+        for c in pod["containers"]:
+            assert re.fullmatch(r"[\w./-]+@sha256:[\w-]+", c["image"]), (name, c["image"])
+
+
+def test_k8s_network_policies_cover_every_cluster_and_open_only_serve():
+    policies = [d for d in _all_k8s_docs() if d["kind"] == "NetworkPolicy"]
+    assert {p["metadata"]["name"] for p in policies} == {"synthrec-train", "synthrec-serve"}
+    selected = []
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        selected.append(spec["podSelector"]["matchLabels"])
+        for rule in spec["ingress"]:
+            ports = {p["port"] for p in rule.get("ports", [])}
+            peers = rule.get("from")
+            if not peers:  # from anywhere: Serve's port alone, and only on the serving pods
+                assert ports == {SERVE_PORT} and policy["metadata"]["name"] == "synthrec-serve"
+                continue
+            for peer in peers:
+                assert "ipBlock" not in peer, policy["metadata"]["name"]
+                assert peer.get("podSelector", {}).get("matchLabels"), peer  # named pods only
+    # Each cluster's pods are selected: the training cluster by name, the serving one by label.
+    assert {"ray.io/cluster": "synthrec"} in selected and {"synthrec/cluster": "serve"} in selected
+    (service,) = [d for d in _docs("rayservice.yaml") if d["kind"] == "RayService"]
+    for group in [
+        service["spec"]["rayClusterConfig"]["headGroupSpec"],
+        *service["spec"]["rayClusterConfig"]["workerGroupSpecs"],
+    ]:
+        assert group["template"]["metadata"]["labels"] == {"synthrec/cluster": "serve"}
+    (job,) = _docs("rayjob.yaml")
+    assert job["spec"]["submitterPodTemplate"]["metadata"]["labels"] == {
+        "synthrec/role": "submitter"
+    }
+
+
+def test_k8s_training_writes_serving_only_reads():
+    accounts = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        for d in _all_k8s_docs()
+        if d["kind"] == "ServiceAccount"
+    }
+    assert set(accounts) == {"synthrec-train", "synthrec-serve"}
+    assert accounts["synthrec-train"] != accounts["synthrec-serve"]
+    for name, spec in _cluster_specs():
+        expected = "synthrec-serve" if name == "synthrec-serve" else "synthrec-train"
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            assert group["template"]["spec"]["serviceAccountName"] == expected, name
+
+    def actions(policy: str) -> set[str]:
+        doc = json.loads((REPO / "k8s" / "iam" / policy).read_text())
+        return {a for st in doc["Statement"] for a in st["Action"] if st["Effect"] == "Allow"}
+
+    assert actions("serve-policy.json") == {"s3:GetObject", "s3:ListBucket"}
+    assert {"s3:PutObject", "s3:DeleteObject"} <= actions("train-policy.json")
+
+
+def test_k8s_serving_fails_closed_with_the_key_from_a_secret():
+    (service,) = [d for d in _docs("rayservice.yaml") if d["kind"] == "RayService"]
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"]["mode"] == "token"
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        for c in group["template"]["spec"]["containers"]:
+            (key,) = [e for e in c["env"] if e["name"] == "SYNTHREC_API_KEY"]
+            assert "value" not in key and key["valueFrom"]["secretKeyRef"]["name"]
+    serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ours = yaml.safe_load((REPO / "serve" / "config.yaml").read_text())
+    assert [
+        (a["name"], a["route_prefix"], a["import_path"]) for a in serve_config["applications"]
+    ] == [(a["name"], a["route_prefix"], a["import_path"]) for a in ours["applications"]]
+    for app in serve_config["applications"]:
+        assert app["args"]["api_key_required"] is True, app["name"]
+        assert not app["args"].get("insecure"), app["name"]
 
 
 def test_k8s_rayjob_runs_a_job_entrypoint_on_the_cluster():

@@ -73,6 +73,11 @@ def client(key: str | None = None, **cfg) -> TestClient:
             422,
             "conditions",
         ),  # the model refuses it
+        (b'{"rows": 3, "conditions": {"rating": NaN}}', 422, "conditions.rating"),
+        (b'{"rows": 3, "conditions": {"rating": -Infinity}}', 422, "conditions.rating"),
+        (b'{"rows": 3, "rebalance": {"genre": {"Drama": Infinity}}}', 422, "rebalance.genre"),
+        (b'{"rows": 3, "conditions": {"\\ud800": 1}}', 422, "conditions"),  # lone surrogate
+        (b'{"rows": 3, "conditions": {"genre": "\\udc00x"}}', 422, "conditions.genre"),
     ],
 )
 def test_serving_api_synthetic_rejects_bad_input(body, status, field):
@@ -94,10 +99,16 @@ def test_serving_api_synthetic_rejects_bad_input(body, status, field):
         ({"history": "12"}, "history"),
         ({}, "body"),  # nobody to recommend for
         ({"user_id": "1", "exclude_seen": "perhaps"}, "exclude_seen"),
+        ({"user_id": "\ud800"}, "user_id"),  # lone surrogate: not UTF-8
+        ({"history": ["1", "\udfff"]}, "history.1"),
     ],
 )
 def test_serving_api_recommendations_reject_bad_input(body, field):
-    res = client(limits={"max_k": 10, "max_history": 3}).post("/v1/recommendations", json=body)
+    res = client(limits={"max_k": 10, "max_history": 3}).post(
+        "/v1/recommendations",
+        content=json.dumps(body).encode(),  # ASCII escapes: a lone surrogate survives the trip
+        headers={"content-type": "application/json"},
+    )
     assert res.status_code == 422, res.text
     assert res.json()["field"] == field
 
@@ -139,6 +150,74 @@ def test_serving_api_refuses_large_and_non_json_bodies():
     assert form.status_code == 422 and "Content-Type: application/json" in form.json()["detail"]
 
 
+def test_serving_api_chunked_body_over_the_limit_is_413():
+    """No Content-Length to check up front: the body is counted as it arrives."""
+    c = client(limits={"max_body_bytes": 1024})
+
+    def chunks(size: int):
+        yield b'{"rows": 1, "seed": 1'
+        yield b" " * size
+        yield b"}"
+
+    headers = {"content-type": "application/json"}
+    big = c.post("/v1/synthetic", content=chunks(4000), headers=headers)
+    assert big.status_code == 413, big.text
+    assert big.json()["field"] == "body" and "1024" in big.json()["detail"]
+    small = c.post("/v1/synthetic", content=chunks(100), headers=headers)
+    assert small.status_code == 200, small.text
+
+
+def test_serving_api_response_over_the_limit_is_413_naming_rows():
+    class Wide(Gen):
+        async def generate(self, request):
+            return b"x" * (request.rows * 1000), request.rows, "g1"
+
+    config = ServeConfig(limits={"max_response_bytes": 1 << 16})
+    c = TestClient(build_api(config, ApiKey(None), generator=Wide()))
+    assert c.post("/v1/synthetic", json={"rows": 60}).status_code == 200
+    res = c.post("/v1/synthetic", json={"rows": 70})
+    assert res.status_code == 413 and res.json()["field"] == "rows"
+    assert "fewer rows" in res.json()["detail"]
+
+
+def test_serving_limits_cap_rows_per_request():
+    from synthrec.config import ServeLimits
+
+    with pytest.raises(ValueError, match="max_rows"):
+        ServeLimits(max_rows=10_000_000)  # ~8 GB of JSON in one answer
+
+
+def test_serving_api_unencodable_error_text_is_4xx_not_500():
+    """A model error that repeats a lone surrogate still gives JSON (escaped), not a 500."""
+
+    class Echo(Gen):
+        async def generate(self, request):
+            raise RequestRejected("condition column '\ud800x': never seen", "conditions")
+
+    c = TestClient(
+        build_api(ServeConfig(), ApiKey(None), generator=Echo()), raise_server_exceptions=False
+    )
+    res = c.post("/v1/synthetic", json={"rows": 1})
+    assert res.status_code == 422 and "\\ud800x" in res.json()["detail"]
+
+
+def test_serving_api_unexpected_errors_are_generic_with_a_reference(caplog):
+    class Broken(Gen):
+        async def generate(self, request):
+            raise RuntimeError("cannot open /srv/private/bucket-layout/model.bin")
+
+    c = TestClient(
+        build_api(ServeConfig(), ApiKey(None), generator=Broken()), raise_server_exceptions=False
+    )
+    with caplog.at_level("ERROR", logger="ray.serve"):
+        res = c.post("/v1/synthetic", json={"rows": 1})
+    assert res.status_code == 500 and res.headers["content-type"] == "application/json"
+    assert "private" not in res.text and "RuntimeError" not in res.text
+    ref = res.json()["detail"].split("ref ")[1].split(")")[0]
+    assert any(ref in r.getMessage() for r in caplog.records)  # the detail is in the log
+    assert "bucket-layout" in caplog.text
+
+
 def test_serving_api_missing_model_is_503_naming_the_flag():
     c = TestClient(build_api(ServeConfig(), ApiKey(None)))
     res = c.post("/v1/recommendations", json={"user_id": "1"})
@@ -170,12 +249,60 @@ def test_serving_auth_reads_file_before_env(tmp_path, monkeypatch):
     assert key.check(b"Bearer from-file") and not key.check(b"Bearer from-env")
     assert "from-file" not in repr(key) and str(secret) in key.source
     monkeypatch.delenv("SYNTHREC_TEST_KEY")
-    assert not load_api_key(ServeConfig(api_key_env="SYNTHREC_TEST_KEY")).enabled
+    open_cfg = ServeConfig(api_key_env="SYNTHREC_TEST_KEY", api_key_required=False)
+    assert not load_api_key(open_cfg).enabled
     secret.write_text("")
     with pytest.raises(ConfigError, match="empty"):
         load_api_key(ServeConfig(api_key_file=str(secret)))
     with pytest.raises(ConfigError, match="cannot be read"):
         load_api_key(ServeConfig(api_key_file=str(tmp_path / "missing")))
+
+
+def test_serving_auth_fails_closed_on_a_replica_without_the_key(monkeypatch):
+    """The default requires a key: a replica whose node lacks the variable refuses to start."""
+    monkeypatch.delenv("SYNTHREC_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="env SYNTHREC_TEST_KEY is unset") as err:
+        load_api_key(ServeConfig(api_key_env="SYNTHREC_TEST_KEY"))
+    assert "api_key_required" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("serve.internal", False),
+    ],
+)
+def test_serving_auth_knows_loopback(host, loopback):
+    from synthrec.serving.auth import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+def test_serving_resolve_auth_refuses_an_open_non_loopback_host(monkeypatch):
+    from synthrec.serving.auth import resolve_auth
+
+    monkeypatch.delenv("SYNTHREC_TEST_KEY", raising=False)
+    base = {"api_key_env": "SYNTHREC_TEST_KEY"}
+    with pytest.raises(ConfigError, match="host 0.0.0.0: refusing .* --insecure"):
+        resolve_auth(ServeConfig(host="0.0.0.0", **base))
+    cfg, key = resolve_auth(ServeConfig(host="0.0.0.0", insecure=True, **base))
+    assert not key.enabled and cfg.api_key_required is False  # explicit opt-out
+    cfg, _ = resolve_auth(ServeConfig(**base))  # loopback development: open
+    assert cfg.api_key_required is False
+    sent = ServeConfig.model_validate_json(ServeConfig(**base).model_dump_json())
+    assert resolve_auth(sent)[0].api_key_required is False  # a config sent as JSON: the same
+    with pytest.raises(ConfigError, match="api_key_required is true but no API key"):
+        resolve_auth(ServeConfig(api_key_required=True, **base))
+    monkeypatch.setenv("SYNTHREC_TEST_KEY", "k")
+    cfg, key = resolve_auth(ServeConfig(host="0.0.0.0", **base))
+    assert key.enabled and cfg.api_key_required is True  # replicas must find it too
 
 
 def test_serving_openapi_documents_every_endpoint():
@@ -204,7 +331,7 @@ def test_serving_schemas_forbid_unknown_keys():
 
 
 def test_serving_in_process_batches_concurrent_recommendations():
-    """The plain-uvicorn twin of @serve.batch: queued requests form one batch, answers go back in order."""
+    """The plain-uvicorn twin of @serve.batch: queued requests form one batch, answers in order."""
     import asyncio
 
     from synthrec.serving.backends import _InProcess

@@ -21,7 +21,15 @@ def serve_command(
         None, "--recommender", help="Recommender model directory (path or s3://)."
     ),
     host: str | None = typer.Option(
-        None, "--host", help="Bind address (default 127.0.0.1: loopback only)."
+        None,
+        "--host",
+        help="Bind address (default 127.0.0.1: loopback only). Any other address needs an API "
+        "key (SYNTHREC_API_KEY or api_key_file) or --insecure.",
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Serve a non-loopback --host without an API key (not for production).",
     ),
     port: int | None = typer.Option(None, "--port", help="HTTP port (default 8000)."),
     config: Path | None = typer.Option(
@@ -40,7 +48,8 @@ def serve_command(
 ) -> None:
     """Serve /v1/synthetic, /v1/recommendations, /v1/models and /healthz until interrupted.
 
-    Set SYNTHREC_API_KEY (or api_key_file in --config) to require `Authorization: Bearer <key>`.
+    Set SYNTHREC_API_KEY (or api_key_file in --config) to require `Authorization: Bearer <key>`;
+    without one, only a loopback --host is served (or pass --insecure).
     """
     cfg = load_config(
         ServeConfig,
@@ -53,6 +62,7 @@ def serve_command(
             "ray_address": address,
             "access_log": False if no_access_log else None,
             "ingress": ingress,
+            "insecure": True if insecure else None,
         },
     )
     if not cfg.generator_uri and not cfg.recommender_uri:
@@ -60,11 +70,11 @@ def serve_command(
             "give --generator URI, --recommender URI or both", param_hint="--generator"
         )
     from synthrec.serving.app import deploy  # imports Ray: only when serving
-    from synthrec.serving.auth import load_api_key
+    from synthrec.serving.auth import read_api_key
 
     console.print("[bold]starting[/bold] Ray Serve (model directories load once per replica) ...")
     url = deploy(cfg)
-    auth = load_api_key(cfg)
+    auth = read_api_key(cfg)
     console.print(
         f"serving on [bold]{url}[/bold]  docs: {url}/docs  "
         f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  ingress: {cfg.ingress}  "

@@ -243,7 +243,11 @@ def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None =
 
 
 def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommender:
-    files = read_files(uri, FILES, storage)
+    return recommender_from_files(read_files(uri, FILES, storage), uri)
+
+
+def recommender_from_files(files: dict[str, bytes], uri: str) -> Recommender:
+    """A Recommender from the FILES of one published directory (`uri` names it in errors)."""
     try:
         config = json.loads(files["config.json"])
     except ValueError as err:
@@ -256,7 +260,8 @@ def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommen
         )
     if config.get("version") != VERSION:
         raise ModelError(
-            f"{uri}: model format version {config.get('version')}, this synthrec reads {VERSION}; retrain"
+            f"{uri}: model format version {config.get('version')}, "
+            f"this synthrec reads {VERSION}; retrain"
         )
     item_ids = pq.read_table(io.BytesIO(files["items.parquet"])).column("item_id").combine_chunks()
     state = load_tensors(files["model.safetensors"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
@@ -114,8 +115,8 @@ def build_api(
         if len(body.conditions) + len(body.rebalance) > limits.max_conditions:
             return _error(
                 422,
-                f"conditions: {len(body.conditions) + len(body.rebalance)} conditions and rebalance "
-                f"entries, the limit is {limits.max_conditions}",
+                f"conditions: {len(body.conditions) + len(body.rebalance)} conditions and "
+                f"rebalance entries, the limit is {limits.max_conditions}",
                 "conditions",
             )
         try:
@@ -124,6 +125,14 @@ def build_api(
             return _error(422, str(err), "conditions")
         except (RequestRejected, SynthrecError) as err:
             return _error(422, str(err), getattr(err, "field", None))
+        if len(data) > limits.max_response_bytes:
+            return _error(
+                413,
+                f"rows: {body.rows} rows encode to {len(data)} bytes in {body.format.value}, over "
+                f"this server's response limit of {limits.max_response_bytes} bytes; ask for "
+                "fewer rows per request (format arrow is the most compact)",
+                "rows",
+            )
         if metrics:
             metrics.rows(rows, body.format.value)
         return Response(
@@ -162,7 +171,7 @@ def build_api(
         """Liveness: this replica answers."""
         return HealthResponse()
 
-    errors = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 503)}
+    errors = {code: {"model": ErrorResponse} for code in (400, 401, 413, 422, 500, 503)}
     prefix = lambda path: path if full else ""  # noqa: E731 - Serve's route_prefix supplies the path
     if mount in ("full", "generator"):
         app.add_api_route(
@@ -215,11 +224,17 @@ def _local_models(generator: GeneratorPort | None, recommender: RecommenderPort 
 
 
 def _error(status: int, detail: str, field: str | None = None) -> Response:
-    return Response(
-        to_json({"detail": detail, "field": field}),
-        status_code=status,
-        media_type="application/json",
-    )
+    return Response(_error_body(detail, field), status_code=status, media_type="application/json")
+
+
+def _error_body(detail: str, field: str | None) -> bytes:
+    """JSON of an error; text that is not valid UTF-8 (a lone surrogate a client sent and a
+    model error repeats) is escaped instead of failing the response with a 500."""
+    return to_json({"detail": _utf8(detail), "field": _utf8(field) if field else field})
+
+
+def _utf8(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -239,11 +254,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     for field, errs in list(by_field.items())[:10]:
         e = errs[0]
         got = f" (got {_short(e['input'])})" if "input" in e and e.get("type") != "missing" else ""
-        if len(errs) == 1:
+        plain = [x for x in errs if x.get("type") in _SPECIFIC]  # NaN, lone surrogate
+        if plain:
+            e = plain[0]
+        if len(errs) == 1 or plain:
             msg = e.get("msg", "invalid")
         else:  # a union: one line listing its members
             tags = [
-                str(p)
+                _UNION_TAG.match(p).group(2) or p
                 for x in errs
                 for p in x.get("loc", ())
                 if isinstance(p, str) and _UNION_TAG.match(p)
@@ -257,11 +275,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     return _error(422, "; ".join(parts), next(iter(by_field), None))
 
 
-_UNION_TAG = re.compile(r"^(str|int|float|bool|literal\[.*\]|dict\[.*\]|list\[.*\])$")
+# pydantic's names for union members in an error's loc; group 2: the type a validator wraps
+_UNION_TAG = re.compile(
+    r"^(str|int|float|bool|literal\[.*\]|dict\[.*\]|list\[.*\]|function-after\[.*, (\w+)\])$"
+)
+_SPECIFIC = {"finite_number", "value_error"}
 
 
 def _field_of(loc: tuple) -> str:
-    """('body', 'conditions', 'genre', 'str') -> 'conditions.genre' (pydantic names union members)."""
+    """('body', 'conditions', 'genre', 'str') -> 'conditions.genre' (pydantic names union members);
+    a dict key's own error ('conditions', '<key>', '[key]') names the dict."""
+    if "[key]" in loc:
+        loc = loc[: loc.index("[key]") - 1]
     parts = [
         str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_TAG.match(p))
     ]
@@ -300,12 +325,9 @@ def _document_auth(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class _Edge:
-    """Pure-ASGI middleware (no per-request task or body copy): API key, body size, metrics.
+    """Pure-ASGI middleware (no per-request task or body copy): API key, body size, metrics,
+    and the last word on unexpected errors (a generic 500 with a reference; detail in the log).
 
     Runs before routing so a rejected request costs no parsing; records one count and one
     latency sample per request, tagged with a bounded endpoint name.
@@ -320,13 +342,15 @@ class _Edge:
         start = time.perf_counter()
         path = scope["path"]
         endpoint = path if path in _ENDPOINTS else "other"
-        status = [500]
+        started = [False]
 
         async def send_and_record(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                started[0] = True
                 if self.metrics:
-                    self.metrics.request(endpoint, status[0], (time.perf_counter() - start) * 1e3)
+                    self.metrics.request(
+                        endpoint, message["status"], (time.perf_counter() - start) * 1e3
+                    )
             await send(message)
 
         authorization, length = None, None
@@ -343,43 +367,59 @@ class _Edge:
                 "authorization",
                 {b"www-authenticate": b"Bearer"},
             )
+        too_large = f"body: over this server's limit of {self.max_body} bytes"
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return await _send(
-                send_and_record,
-                413,
-                f"body: over this server's limit of {self.max_body} bytes",
-                "body",
-            )
+            return await _send(send_and_record, 413, too_large, "body")
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # Chunked: no Content-Length to check, so read it here (at most max_body bytes)
+            # and answer 413 ourselves; an error raised inside the route's body read would
+            # reach the client as FastAPI's 400.
+            body = await _read_bounded(receive, self.max_body)
+            if body is None:
+                return await _send(send_and_record, 413, too_large, "body")
+            receive = _replay(body, receive)
         try:
-            await self.app(
-                scope, self._bounded(receive) if length is None else receive, send_and_record
-            )
-        except _BodyTooLarge:
-            await _send(
-                send_and_record,
-                413,
-                f"body: over this server's limit of {self.max_body} bytes",
-                "body",
-            )
+            await self.app(scope, receive, send_and_record)
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            logger.exception("%s %s failed (ref %s)", scope.get("method"), path, ref)
+            if not started[0]:
+                await _send(
+                    send_and_record, 500, f"internal error (ref {ref}); the server log has it", None
+                )
 
-    def _bounded(self, receive: Callable) -> Callable:
-        """Chunked bodies have no Content-Length: count as they arrive."""
-        seen = [0]
 
-        async def receive_bounded() -> dict:
-            message = await receive()
-            seen[0] += len(message.get("body", b""))
-            if seen[0] > self.max_body:
-                raise _BodyTooLarge()
-            return message
+async def _read_bounded(receive: Callable, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it passes `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
-        return receive_bounded
+
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """A `receive` that hands the app the buffered body once, then defers to the real one."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 async def _send(
     send: Callable, status: int, detail: str, field: str | None, headers: dict | None = None
 ) -> None:
-    body = to_json({"detail": detail, "field": field})
+    body = _error_body(detail, field)
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += list((headers or {}).items())
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -390,5 +430,6 @@ _DESCRIPTION = """\
 Synthetic interaction rows from a conditional GAN, and top-k recommendations.
 
 Bad input answers 4xx with `{"detail": ..., "field": ...}`. When the server has an API key,
-every `/v1/*` route needs `Authorization: Bearer <key>` (401 without it).
+every `/v1/*` route needs `Authorization: Bearer <key>` (401 without it). A full queue answers
+503 with `Retry-After`.
 """

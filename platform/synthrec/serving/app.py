@@ -11,13 +11,24 @@ A model deployment is itself the ingress of its route, so a request crosses one 
 model replica) instead of two (proxy -> gateway -> model): on 2 cores the extra hop doubled
 the latency. Each model app scales, rolls and is redeployed on its own: changing
 recommender_uri redeploys only synthrec-recommender. Models load once, in `__init__`.
+
+Fail closed and bounded: a replica without its API key refuses to start (auth.py); each
+deployment queues at most `max_queued_requests` (more answer 503 with Retry-After); model
+work runs on one worker thread per replica, so the event loop keeps answering (and
+rejecting) while a large batch samples. Secrets never travel in deployment args (pickled
+into Serve's controller and every replica) nor in a runtime_env (Ray writes runtime envs,
+values included, to runtime_env_agent.log): S3 credentials reach replicas only through the
+environment of the Ray processes or the nodes' IAM role (`_credentials_to_environment`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ray import serve
@@ -26,7 +37,7 @@ from ray.serve import Application
 from synthrec.config import ReplicaSection, ServeConfig, validate_config
 from synthrec.errors import ConfigError, ModelError
 from synthrec.serving.api import RequestRejected, build_api
-from synthrec.serving.auth import load_api_key
+from synthrec.serving.auth import load_api_key, resolve_auth
 from synthrec.serving.metrics import ServeMetrics
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
 from synthrec.storage import read_manifest
@@ -41,6 +52,7 @@ ROUTE_PREFIXES = {
     GENERATOR_APP: "/v1/synthetic",
     RECOMMENDER_APP: "/v1/recommendations",
 }
+logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
 
 
 @serve.deployment(name="Generator")
@@ -56,22 +68,23 @@ class GeneratorDeployment:
         from synthrec.serving.backends import GeneratorBackend
 
         self.cfg = cfg
+        self.key = load_api_key(cfg)  # no key while one is required: this replica never starts
         self.backend = GeneratorBackend(
             cfg.generator_uri, cfg.storage, device=_device(cfg.generator)
         )
         self.metrics = ServeMetrics(GENERATOR_APP)
+        # One sampling thread: requests sample one after another (as before), but off the
+        # event loop, which keeps reading, rejecting and answering health checks meanwhile.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
 
     def __serve_build_asgi_app__(self):
         return build_api(
-            self.cfg,
-            load_api_key(self.cfg),
-            generator=self,
-            mount="generator",
-            metrics=self.metrics,
+            self.cfg, self.key, generator=self, mount="generator", metrics=self.metrics
         )
 
     async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
-        return self.backend.generate(request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self.backend.generate, request)
 
     async def model_info(self) -> dict[str, Any]:
         return self.backend.model_info()
@@ -91,26 +104,25 @@ class RecommenderDeployment:
         from synthrec.serving.backends import RecommenderBackend
 
         self.cfg = cfg
+        self.key = load_api_key(cfg)
         self.backend = RecommenderBackend(
             cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender)
         )
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RECOMMENDER_APP)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recommend")
 
     def __serve_build_asgi_app__(self):
         return build_api(
-            self.cfg,
-            load_api_key(self.cfg),
-            recommender=self,
-            mount="recommender",
-            metrics=self.metrics,
+            self.cfg, self.key, recommender=self, mount="recommender", metrics=self.metrics
         )
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _score(self, requests: list[RecommendationRequest]) -> list[bytes | RequestRejected]:
         # Per-request errors come back as values: one bad request must not fail its batch.
-        return self.backend.recommend_many(requests)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self.backend.recommend_many, requests)
 
     async def recommend(self, request: RecommendationRequest) -> bytes:
         result = await self._score(request)
@@ -125,16 +137,15 @@ class RecommenderDeployment:
 @serve.deployment(name="Gateway")
 @serve.ingress()
 class GatewayDeployment:
-    """GET /v1/models, /healthz, /docs and the OpenAPI schema; 503 for a model that is not deployed."""
+    """GET /v1/models, /healthz, /docs and the OpenAPI schema; 503 for a model not deployed."""
 
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
+        self.key = load_api_key(cfg)
         self.metrics = ServeMetrics(GATEWAY_APP)
 
     def __serve_build_asgi_app__(self):
-        return build_api(
-            self.cfg, load_api_key(self.cfg), models=self.models, mount="full", metrics=self.metrics
-        )
+        return build_api(self.cfg, self.key, models=self.models, mount="full", metrics=self.metrics)
 
     async def models(self) -> dict[str, Any]:
         """Ask each deployed model app (at most one replica each) for its version and metadata."""
@@ -151,10 +162,15 @@ class GatewayDeployment:
                     out[key] = await asyncio.wait_for(
                         _await(handle.model_info.remote()), timeout=10
                     )
-                except Exception as err:  # a replica that is starting or gone: say so, do not fail
+                except Exception:  # a replica that is starting or gone: say so, do not fail
+                    # The detail (paths, hosts, tracebacks) goes to the log, never to the client.
+                    ref = uuid.uuid4().hex[:12]
+                    logger.exception("models: %s app did not answer (ref %s)", app, ref)
                     out[key] = {
                         "loaded": False,
-                        "metadata": {"error": f"{type(err).__name__}: {err}"[:300]},
+                        "metadata": {
+                            "error": f"{key} did not answer (ref {ref}; the gateway log has it)"
+                        },
                     }
         return out
 
@@ -201,26 +217,28 @@ def build_apps(cfg: ServeConfig) -> dict[str, Application]:
 
 
 def deploy(cfg: ServeConfig) -> str:
-    """Start Serve on local Ray (or join cfg.ray_address) and deploy every app; returns the base URL.
+    """Start Serve on local Ray (or join cfg.ray_address), deploy every app, return the base URL.
 
-    Model directories are checked on the driver first, so a wrong URI fails in seconds with
-    its name instead of replicas failing to start. Returns once every app is running.
+    Auth and model directories are checked on the driver first, so a wrong URI or a missing
+    key fails in seconds with its name instead of replicas failing to start. Returns once
+    every app is running.
     """
     from synthrec.distributed.common import ensure_ray
 
+    # No key on a non-loopback host, or an unreadable key file, fails here, before any I/O.
+    cfg, _ = resolve_auth(cfg)
     for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
         if uri and read_manifest(uri, cfg.storage) is None:
             raise ModelError(
                 f"{flag} {uri}: no published model directory there (no _manifest.json); "
                 "check the URI or re-run the job that publishes the model"
             )
-    load_api_key(cfg)  # a missing key file fails here, not in every replica
     import ray
 
-    if not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
-        _local_ingress_env(
-            cfg.ingress
-        )  # this process starts the Ray: its env reaches every Serve actor
+    starts_ray = not ray.is_initialized() and not (cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+    cfg = _credentials_to_environment(cfg, starts_ray)
+    if starts_ray:  # this process starts the Ray: its env reaches every Serve actor
+        _local_ingress_env(cfg.ingress)
     ensure_ray(cfg.ray_address)
     serve.start(
         http_options={
@@ -263,9 +281,16 @@ def _free_port() -> int:
 
 def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, Any]:
     """`.options(...)` for one deployment from its typed section."""
+    actor: dict[str, Any] = {
+        "num_cpus": section.num_cpus,
+        "num_gpus": section.num_gpus,
+        "memory": int(section.memory_gb * (1 << 30)),
+    }
     opts: dict[str, Any] = {
         "max_ongoing_requests": section.max_ongoing_requests,
-        "ray_actor_options": {"num_cpus": section.num_cpus, "num_gpus": section.num_gpus},
+        "max_queued_requests": section.max_queued_requests,
+        "backpressure_config": {"status_code": 503, "retry_after_s": section.retry_after_s},
+        "ray_actor_options": actor,
         "logging_config": {"encoding": "JSON", "enable_access_log": cfg.access_log},
         "max_surge_percent": section.max_surge_percent,
     }
@@ -278,11 +303,53 @@ def deployment_options(section: ReplicaSection, cfg: ServeConfig) -> dict[str, A
 
 
 def _as_config(args: dict[str, Any] | ServeConfig) -> ServeConfig:
-    return (
+    cfg = (
         args
         if isinstance(args, ServeConfig)
         else validate_config(ServeConfig, args, source="serve app args")
     )
+    if _credentials(cfg):
+        raise ConfigError(
+            "serve app args: storage.access_key_id / secret_access_key would be pickled into "
+            "Serve's controller and every replica; remove them and set AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY in the environment of the nodes' Ray, or give the nodes an "
+            "IAM role (`synthrec serve` does the former for a Ray it starts)"
+        )
+    return cfg
+
+
+_CREDENTIAL_ENV = {
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+}
+
+
+def _credentials(cfg: ServeConfig) -> dict[str, str]:
+    """AWS variable -> value of the S3 credentials set in `cfg` (none: empty)."""
+    return {
+        env: getattr(cfg.storage, field).get_secret_value()
+        for field, env in _CREDENTIAL_ENV.items()
+        if getattr(cfg.storage, field) is not None
+    }
+
+
+def _credentials_to_environment(cfg: ServeConfig, starts_ray: bool) -> ServeConfig:
+    """Move S3 credentials from the config into this process's environment, which the local
+    Ray this process is about to start (and so every replica) inherits; returns the config
+    without them. Ray workers of an existing cluster cannot get them that way: ConfigError."""
+    found = _credentials(cfg)
+    if not found:
+        return cfg
+    if not starts_ray:
+        raise ConfigError(
+            "storage credentials in the serve config cannot reach the replicas of a running "
+            "Ray without being logged or pickled; set AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY on that cluster's nodes (or give them an IAM role) and "
+            "remove them from the config"
+        )
+    os.environ.update(found)
+    storage = cfg.storage.model_copy(update=dict.fromkeys(_CREDENTIAL_ENV))
+    return cfg.model_copy(update={"storage": storage})
 
 
 def _device(section: ReplicaSection) -> str:

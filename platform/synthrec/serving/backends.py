@@ -2,11 +2,15 @@
 
 No Ray and no HTTP here: the Serve deployments and the plain-uvicorn baseline call the same
 methods. Input the model refuses becomes `RequestRejected` (a 422 naming the field).
+
+`model_info` is public (GET /v1/models): it shows only whitelisted metadata keys, never the
+model's or its training data's URIs or run names.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from synthrec.config import ServeConfig, StorageConfig
@@ -14,7 +18,7 @@ from synthrec.errors import ConditionError, DataError
 from synthrec.serving.api import RequestRejected
 from synthrec.serving.encode import encode_recommendations, encode_table
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
-from synthrec.storage import read_manifest
+from synthrec.storage import read_files
 
 
 class GeneratorBackend:
@@ -41,23 +45,26 @@ class GeneratorBackend:
         return encode_table(table, request.format, self.version), table.num_rows, self.version
 
     def model_info(self) -> dict[str, Any]:
-        meta = {k: v for k, v in self.synth.metadata.items() if k != "version"}
+        meta = public_metadata(self.synth.metadata, GENERATOR_PUBLIC)
         meta["conditionable_columns"] = self.synth.conditionable_columns()
         meta["columns"] = list(self.synth.encoder.schema.names)
-        return {"loaded": True, "uri": self.uri, "version": self.version, "metadata": meta}
+        return {"loaded": True, "version": self.version, "metadata": meta}
 
 
 class RecommenderBackend:
-    """A loaded recommender; `recommend_many` answers each request with a JSON body or a rejection."""
+    """A loaded recommender; `recommend_many` answers each request with a body or a rejection."""
 
     def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
-        from synthrec.recommender.artifacts import load_recommender
+        from synthrec.recommender.artifacts import FILES, recommender_from_files
         from synthrec.serving.scoring import BatchRecommender
 
         self.uri = uri
-        self.model = load_recommender(uri, storage)
+        # One manifest read: the files come from it (checked against its sha256), and the
+        # version is the hash of the very weights loaded, whatever is published meanwhile.
+        files = read_files(uri, FILES, storage)
+        self.model = recommender_from_files(files, uri)
         self.scorer = BatchRecommender(self.model, device)
-        self.version = _content_version(uri, storage, "model.safetensors")
+        self.version = hashlib.sha256(files["model.safetensors"]).hexdigest()[:16]
 
     def recommend_many(
         self, requests: list[RecommendationRequest]
@@ -73,16 +80,13 @@ class RecommenderBackend:
         ]
 
     def model_info(self) -> dict[str, Any]:
-        return {
-            "loaded": True,
-            "uri": self.uri,
-            "version": self.version,
-            "metadata": self.model.metadata,
-        }
+        meta = public_metadata(self.model.metadata, RECOMMENDER_PUBLIC)
+        meta["training"] = public_metadata(self.model.metadata.get("training", {}), TRAINING_PUBLIC)
+        return {"loaded": True, "version": self.version, "metadata": meta}
 
     @staticmethod
     def sample_users(uri: str, count: int, storage: StorageConfig | None = None) -> list[str]:
-        """Up to `count` known user ids of a model directory, evenly spaced (benchmarks, smoke tests)."""
+        """Up to `count` known user ids of a model directory, evenly spaced (benchmarks, tests)."""
         import io
 
         import pyarrow.parquet as pq
@@ -96,13 +100,37 @@ class RecommenderBackend:
         return [str(u) for u in ids.to_pylist()[::step][:count]]
 
 
-def _content_version(uri: str, storage: StorageConfig | None, weights: str) -> str:
-    """A model version from the published weights' sha256 (the manifest has it): same weights, same id."""
-    manifest = read_manifest(uri, storage)
-    for entry in manifest.files if manifest else []:
-        if entry.path.rsplit("/", 1)[-1] == weights:
-            return entry.sha256[:16]
-    return manifest.run_id if manifest else "unknown"
+# What GET /v1/models may show. Everything else in a model's metadata (training data URIs,
+# run names, fingerprints, per-epoch history) stays private: a new key is hidden until listed.
+GENERATOR_PUBLIC = frozenset(
+    {"created_at", "synthrec_version", "num_workers", "train_seconds", "metrics"}
+)
+RECOMMENDER_PUBLIC = frozenset(
+    {"format", "version", "num_items", "num_users", "dim", "max_len", "columns", "accepts_query"}
+)
+TRAINING_PUBLIC = frozenset(
+    {
+        "num_workers",
+        "gpu",
+        "holdout",
+        "synthetic_weight",
+        "epochs",
+        "best_epoch",
+        "best_valid_ndcg@10",
+        "train_seconds",
+    }
+)
+
+
+def public_metadata(meta: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The whitelisted keys of `meta`; a nested dict (metrics) keeps only its numbers."""
+    out: dict[str, Any] = {}
+    for key in sorted(allowed & set(meta)):
+        value = meta[key]
+        if isinstance(value, dict) and key == "metrics":
+            value = {k: v for k, v in value.items() if isinstance(v, (int, float))}
+        out[key] = value
+    return out
 
 
 def _field_named_in(message: str) -> str | None:
@@ -128,7 +156,7 @@ class _InProcess:
         self._pending: list[tuple[RecommendationRequest, asyncio.Future]] = []
 
     async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
-        return self.backend.generate(request)
+        return await asyncio.to_thread(self.backend.generate, request)
 
     async def recommend(self, request: RecommendationRequest) -> bytes:
         if self.batch:
@@ -166,7 +194,9 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
     Serve. `batch` scores concurrent recommendations together, like the Serve deployment.
     """
     from synthrec.serving.api import build_api
-    from synthrec.serving.auth import load_api_key
+    from synthrec.serving.auth import resolve_auth
+
+    cfg, key = resolve_auth(cfg)  # as `synthrec serve`: open only on loopback or --insecure
 
     gen = (
         _InProcess(GeneratorBackend(cfg.generator_uri, cfg.storage)) if cfg.generator_uri else None
@@ -180,4 +210,4 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
         if cfg.recommender_uri
         else None
     )
-    return build_api(cfg, load_api_key(cfg), generator=gen, recommender=rec, mount="full")
+    return build_api(cfg, key, generator=gen, recommender=rec, mount="full")

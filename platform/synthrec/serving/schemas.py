@@ -1,22 +1,34 @@
 """Request and response bodies of the HTTP API, as they appear in the OpenAPI schema.
 
 Requests forbid unknown keys, so a typo (`"row": 10`) is a 422 naming the field instead of a
-silently ignored option. Per-server limits (rows, k, history) are checked in the routes,
-because they come from the deployment's config rather than from the schema.
+silently ignored option. NaN and Infinity (which Python's JSON parser accepts) are 422s, and
+so is text that cannot be encoded as UTF-8 (a lone surrogate such as "\\ud800"), which could
+not be echoed back in an error. Per-server limits (rows, k, history) are checked in the
+routes, because they come from the deployment's config rather than from the schema.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-ConditionValue = str | int | float | bool
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid UTF-8 (it holds a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+ConditionValue = Text | int | float | bool
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OutputFormat(str, Enum):
@@ -36,12 +48,12 @@ class SyntheticRequest(Body):
         description="exact number of rows to return (at most the server's limits.max_rows)",
         examples=[1000],
     )
-    conditions: dict[str, ConditionValue] = Field(
+    conditions: dict[Text, ConditionValue] = Field(
         default_factory=dict,
         description="column -> value every returned row must have (exact)",
         examples=[{"genre": "Documentary"}],
     )
-    rebalance: dict[str, Literal["uniform"] | dict[str, float]] = Field(
+    rebalance: dict[Text, Literal["uniform"] | dict[Text, float]] = Field(
         default_factory=dict,
         description="column -> 'uniform' or {value: probability} for the returned mix",
     )
@@ -50,7 +62,7 @@ class SyntheticRequest(Body):
 
 
 class SyntheticResponse(BaseModel):
-    """JSON answer of /v1/synthetic (format=json). Arrow and CSV carry the version in X-Model-Version."""
+    """JSON answer of /v1/synthetic (format=json); Arrow and CSV carry X-Model-Version."""
 
     rows: list[dict[str, Any]]
     model_version: str
@@ -59,13 +71,13 @@ class SyntheticResponse(BaseModel):
 class RecommendationRequest(Body):
     """POST /v1/recommendations: top-k items for a user, a history of recent items, or both."""
 
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         None, description="known user id; an unknown one gets a cold-start answer", examples=["42"]
     )
-    history: list[str] = Field(
+    history: list[Text] = Field(
         default_factory=list, description="recent item ids, oldest first", examples=[["12", "7"]]
     )
-    query: str | None = Field(None, max_length=1_000, description="optional search query text")
+    query: Text | None = Field(None, max_length=1_000, description="optional search query text")
     k: int = Field(10, ge=1, description="number of items (at most the server's limits.max_k)")
     exclude_seen: bool = Field(
         True, description="leave out items in the user's known history and in `history`"
