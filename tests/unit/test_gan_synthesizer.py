@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from synthrec.config import GanConfig
+from synthrec.config import EncoderConfig, GanConfig
 from synthrec.errors import ConditionError, ConfigError, ModelError
 from synthrec.gan import Synthesizer
 
@@ -18,8 +18,7 @@ CFG = GanConfig(
     critic_dims=[32, 32],
     batch_size=100,
     pac=10,
-    mode_fit_rows=500,
-    id_profile_rows=1_000,
+    encoder=EncoderConfig(mode_fit_rows=500, id_profile_rows=1_000),
     sample_batch_rows=300,
 )
 
@@ -83,11 +82,21 @@ def test_synthesizer_fit_calibrates_id_draws_and_records_it(synth, table):
     record = synth.metadata["id_calibration"]
     assert record["rows"] == 10_000  # 2 x 1,500 rows, at least 10,000
     assert {c: len(v) for c, v in record["total_variation"].items()} == {"user_id": 4, "item_id": 4}
-    assert all(synth.encoder.codec(c).calib.any() for c in ("user_id", "item_id"))
+    # the draw weights are generator state (saved with its weights), one buffer per id column
+    state = synth.generator.state_dict()
+    weights = [state[f"id_calibration.log_weight_{k}"] for k in range(2)]
+    assert all(w.abs().max() > 0 for w in weights)
+    assert [len(w) for w in weights] == [
+        len(synth.encoder.codec(c).freq) for c in ("user_id", "item_id")
+    ]
+    again = Synthesizer.from_parts(synth.encoder, synth.cfg, state)  # saved with the model
+    assert again.sample(300, seed=4).equals(synth.sample(300, seed=4))
     plain = Synthesizer().fit(
         table, cfg=CFG.model_copy(update={"id_calibration_rounds": 0}), epochs=2
     )
-    assert "id_calibration" not in plain.metadata and not plain.encoder.codec("user_id").calib.any()
+    plain_state = plain.generator.state_dict()
+    assert "id_calibration" not in plain.metadata
+    assert not plain_state["id_calibration.log_weight_0"].any()
     assert plain.metadata["version"] != synth.metadata["version"]  # the weights change the draws
     conditioned = synth.sample(
         500, conditions={"genre": "Documentary"}, seed=2

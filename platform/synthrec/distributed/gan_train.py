@@ -34,7 +34,7 @@ PROXY_ROWS = 2_000
 def prepare(cfg: TrainGanConfig):
     """Read and validate the data and destinations; fit the encoder. Fails before any worker."""
     from synthrec.data.eventlog import load_event_log
-    from synthrec.transform import Encoder
+    from synthrec.encoding import Encoder
 
     table, schema = load_event_log(cfg.data, cfg.schema_path, cfg.storage)
     storage.check_writable(cfg.out, cfg.storage)
@@ -45,7 +45,7 @@ def prepare(cfg: TrainGanConfig):
             f"gan.batch_size {cfg.gan.batch_size} split over {cfg.scaling.num_workers} workers "
             f"must give each a multiple of pac ({cfg.gan.pac})"
         )
-    encoder = Encoder.fit(table, schema, cfg.gan)
+    encoder = Encoder.fit(table, schema, cfg.gan.encoder, seed=cfg.gan.seed)
     return table, schema, encoder
 
 
@@ -184,8 +184,8 @@ def train_loop(config: dict[str, Any]) -> None:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from synthrec.encoding import Encoder
     from synthrec.gan.train import build_gan, build_sampler, train_epoch
-    from synthrec.transform import Encoder
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
