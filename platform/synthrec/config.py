@@ -113,9 +113,30 @@ class EncoderConfig(Section):
     id_profile_rows: int = Field(
         200_000, ge=100, description="bounded sample for id profile vectors"
     )
+    id_policy: Literal["pseudonymize", "keep"] = Field(
+        "pseudonymize",
+        description="user-id columns in synthetic output: pseudonymize (keyed HMAC-SHA256 "
+        "pseudonyms, a random key per model: stable within a model, never a real id, not "
+        "reversible from the output; the model stores no real user ids) or keep (real ids)",
+    )
+    min_text_count: int = Field(
+        5,
+        ge=1,
+        description="a free-text value (text role, e.g. search queries) is emitted only if at "
+        "least this many training rows hold it; rarer values are neither stored nor emitted "
+        "(1: keep every value)",
+    )
 
 
-ENCODER_KEYS = tuple(EncoderConfig.model_fields)
+# keys that lived at the top of `gan` before the `encoder` section (still accepted there)
+ENCODER_KEYS = (
+    "max_onehot_cardinality",
+    "id_embedding_dim",
+    "num_modes",
+    "mode_fit_rows",
+    "max_discrete_int_levels",
+    "id_profile_rows",
+)
 
 
 class GanConfig(Section):

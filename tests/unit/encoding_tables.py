@@ -9,7 +9,11 @@ from synthrec.config import EncoderConfig
 from synthrec.encoding import Encoder
 from synthrec.schema import infer_schema
 
-CFG = EncoderConfig(mode_fit_rows=1_000, id_profile_rows=2_000, max_onehot_cardinality=16)
+# real ids kept, so round trips compare values; test_encoding_privacy uses PSEUDONYMS
+CFG = EncoderConfig(
+    mode_fit_rows=1_000, id_profile_rows=2_000, max_onehot_cardinality=16, id_policy="keep"
+)
+PSEUDONYMS = CFG.model_copy(update={"id_policy": "pseudonymize"})
 
 
 def make_table(n: int = 3_000, seed: int = 0) -> pa.Table:
@@ -36,6 +40,6 @@ def make_table(n: int = 3_000, seed: int = 0) -> pa.Table:
     )
 
 
-def fit_table():
+def fit_table(cfg: EncoderConfig = CFG) -> tuple[pa.Table, Encoder]:
     table = make_table()
-    return table, Encoder.fit(table, infer_schema(table, {"genre": "categorical"}), CFG)
+    return table, Encoder.fit(table, infer_schema(table, {"genre": "categorical"}), cfg)

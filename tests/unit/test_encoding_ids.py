@@ -108,7 +108,7 @@ def test_transform_id_calibration_corrects_a_per_id_bias_of_the_draws():
         ]
         parts[span] = rng.choice(len(clusters), n, p=clusters)  # clusters as in training
         out = enc.decode(parts, rng=rng, id_weights=weights)
-        return np.bincount(ids.codes(out.column("user_id")), minlength=len(ids.freq))
+        return np.bincount(ids.output_codes(out.column("user_id")), minlength=ids.num_ids)
 
     def total_variation_of(counts: np.ndarray) -> float:
         return 0.5 * np.abs(counts / counts.sum() - ids.freq / ids.freq.sum()).sum()

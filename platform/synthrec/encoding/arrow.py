@@ -74,9 +74,11 @@ def categories(col: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     return values.take(order), np.asarray(freq.take(order).to_numpy(), np.int64)
 
 
-def lookup(col: pa.ChunkedArray, values: pa.Array, name: str) -> np.ndarray:
-    """Index of each row's value in `values`, (n,) int64; -1 for null. Unseen values are a
-    DataError."""
+def lookup(
+    col: pa.ChunkedArray, values: pa.Array, name: str, unseen_code: int | None = None
+) -> np.ndarray:
+    """Index of each row's value in `values`, (n,) int64; -1 for null. Unseen values get
+    `unseen_code`, or are a DataError when it is None."""
     col_plain = plain(col)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         col_plain = col_plain.cast(pa.large_string())
@@ -90,7 +92,9 @@ def lookup(col: pa.ChunkedArray, values: pa.Array, name: str) -> np.ndarray:
         dtype=np.int64,
     )
     unseen = (out < 0) & ~nulls
-    if unseen.any():
+    if unseen_code is not None:
+        out[unseen] = unseen_code
+    elif unseen.any():
         example = col_plain.filter(pa.array(unseen))[0].as_py()
         raise DataError(
             f"column '{name}': {int(unseen.sum())} rows have values the encoder never saw "

@@ -74,7 +74,9 @@ class Encoder:
             small = [codecs[n] for n in schema.names if n in codecs]
             profile_rows = table.take(_sample_rows(table.num_rows, cfg.id_profile_rows, rng))
             codecs |= _fit_ids(id_specs, table, profile_rows, small, schema, cfg, seed)
-        out_schema = pa.schema([pa.field(n, table.schema.field(n).type) for n in schema.names])
+        out_schema = pa.schema(
+            [pa.field(n, _output_type(codecs[n], table.schema.field(n).type)) for n in schema.names]
+        )
         return cls(schema, [codecs[n] for n in schema.names], out_schema, table.num_rows)
 
     # -- transform -----------------------------------------------------------------------
@@ -142,6 +144,22 @@ class Encoder:
         """The codecs of one kind, in column order."""
         return [c for c in self.codecs if c.kind == kind]
 
+    def privacy(self) -> dict[str, Any]:
+        """What the output withholds: the id policy of each user-id column and, per text
+        column, the minimum count and how many values (and training rows) are withheld."""
+        users = {
+            c.name: "pseudonymize" if c.meta.get("pseudonymized") else "keep"
+            for c in self.codecs
+            if self.schema[c.name].role == Role.USER_ID
+        }
+        keys = ("min_count", "withheld_values", "withheld_rows")
+        text = {
+            c.name: {k: c.meta.get(k, 1 if k == "min_count" else 0) for k in keys}
+            for c in self.codecs
+            if self.schema[c.name].role == Role.TEXT
+        }
+        return {"user_id_policy": users, "text_min_count": text}
+
     # -- state ---------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """JSON-able metadata and named arrays; `Encoder.from_state` rebuilds it."""
@@ -176,6 +194,14 @@ class Encoder:
                 f"encoder state is incomplete or corrupt ({err!r}); re-save the model"
             ) from None
         return cls(Schema.from_dict(meta["schema"]), codecs, out_schema, int(meta["num_rows"]))
+
+
+def _output_type(codec: Codec, dtype: pa.DataType) -> pa.DataType:
+    """The column's type in decoded tables: its input type, but integer user ids under
+    pseudonymization widen to int64 (pseudonyms are 63-bit)."""
+    if codec.meta.get("pseudonymized") and pa.types.is_integer(dtype):
+        return pa.int64()
+    return dtype
 
 
 def _sample_rows(n: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -96,9 +96,10 @@ class IdTable:
         log_weight: np.ndarray,
         inv_h2: float,
         labels: list[np.ndarray],
+        allowed: np.ndarray,
     ) -> IdTable:
         """`group` (n,) of each id in `ids` (n,), `k` groups; vectors (C, d), log_weight (C,),
-        labels: log P(value | id) tables (C, K)."""
+        labels: log P(value | id) tables (C, K); ids not `allowed` (C,) score as pads."""
         order = np.argsort(group, kind="stable")
         sizes = np.bincount(group, minlength=k)
         start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -107,6 +108,7 @@ class IdTable:
         members[group[order], slot] = ids[order]
         valid = np.zeros(members.shape, bool)
         valid[group[order], slot] = True
+        valid &= allowed[members]
         v = vectors[members]
         half = 0.5 * (v.astype(np.float64) ** 2).sum(-1)
         near = np.where(valid, -half, -PAD_SCORE)[..., None]

@@ -11,6 +11,12 @@ their label rates. Candidates are the ids of the chosen cluster, narrowed to the
 dependent columns (found at fit: item -> genre, user -> age) match the row, so ids and the
 columns they determine agree. Memory is C x id_embedding_dim; decoding costs about
 sqrt(C) x dim per row.
+
+What is stored and emitted (privacy.py): user ids under `id_policy: pseudonymize` are kept
+and emitted as keyed pseudonyms only. Text values (queries) held by fewer than
+`min_text_count` training rows are merged into one *withheld* id (the last, index C-1):
+their strings are not stored, the id is never drawn (its search score is that of a pad),
+and a row that can reach no other id (its cluster holds only that one) gets a null.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthrec.config import EncoderConfig
 from synthrec.encoding.arrow import categories, lookup, pack_values, to_float, unpack_values
 from synthrec.encoding.codecs import Codec, CodecKind, DecodeRows, FitData, SpanSpec
 from synthrec.encoding.id_search import IdTable, group_keys, group_levels, search
+from synthrec.encoding.privacy import new_vocabulary, pseudonymize
 from synthrec.errors import DataError
+from synthrec.schema import Role
 
 PROFILE_PRIOR_ROWS = 5.0  # shrinkage of rare ids' profiles toward the global mean
 
@@ -37,7 +46,11 @@ class IdCodec:
 
     def __init__(self, name: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.name, self.meta = name, meta
-        self.values = unpack_values(meta["values"], arrays, f"{name}.values")  # (C,)
+        self.values = unpack_values(meta["values"], arrays, f"{name}.values")  # (C or C-1,)
+        # pseudonym key (user ids under id_policy pseudonymize): `values` are pseudonyms
+        self.key = arrays[f"{name}.key"].tobytes() if meta.get("pseudonymized") else None
+        # the withheld id of rare text values (never drawn), or None
+        self.withheld = len(self.values) if meta.get("withheld_values") else None
         self.vectors = arrays[f"{name}.vectors"].astype(np.float32)  # (C, d) in (-1, 1)
         self.cluster = arrays[f"{name}.cluster"].astype(np.int64)  # (C,)
         self.freq = arrays[f"{name}.counts"]  # (C,) rows per id
@@ -65,13 +78,27 @@ class IdCodec:
         other columns encoded on the sample rows `data.sample`."""
         name, dim = data.spec.name, cfg.id_embedding_dim
         values, freq = categories(data.column)
-        codes = lookup(data.sample, values, name)
+        meta: dict[str, Any] = {"codec": cls.kind}
+        arrays: dict[str, np.ndarray] = {}
+        if data.spec.role == Role.TEXT and cfg.min_text_count > 1:
+            rare = freq < cfg.min_text_count
+            values, freq = values.filter(pa.array(~rare)), np.append(freq[~rare], freq[rare].sum())
+            meta |= {"min_count": cfg.min_text_count, "withheld_values": int(rare.sum())}
+            meta["withheld_rows"] = int(freq[-1])
+            if not rare.any():
+                freq = freq[:-1]
+        key = None
+        if data.spec.role == Role.USER_ID and cfg.id_policy == "pseudonymize":
+            key, values = new_vocabulary(values, name)
+            meta["pseudonymized"] = True
+            arrays[f"{name}.key"] = np.frombuffer(key, np.uint8).copy()
+        withheld = len(values) if meta.get("withheld_values") else None
+        codes = _index(data.sample, values, name, key, withheld)
         profile = data.profile if data.profile is not None else np.zeros((len(codes), 0))
-        vectors = _profile_vectors(freq, profile, codes, len(values), dim, seed)
+        vectors = _profile_vectors(freq, profile, codes, len(freq), dim, seed)
         num_clusters, cluster = _balanced_clusters(vectors, freq)
-        vmeta, arrays = pack_values(values, f"{name}.values")
-        meta = {
-            "codec": cls.kind,
+        vmeta, packed = pack_values(values, f"{name}.values")
+        meta |= {
             "values": vmeta,
             "num_clusters": int(num_clusters),
             "dim": dim,
@@ -79,6 +106,7 @@ class IdCodec:
         }
         arrays.update(
             {
+                **packed,
                 f"{name}.vectors": vectors,
                 f"{name}.cluster": cluster.astype(np.int32),
                 f"{name}.counts": freq.astype(np.int64),
@@ -96,14 +124,25 @@ class IdCodec:
         clusters = np.bincount(self.cluster, weights=self.freq, minlength=self.meta["num_clusters"])
         return [clusters.astype(np.int64), None]
 
+    @property
+    def num_ids(self) -> int:
+        return len(self.freq)
+
     def codes(self, col: pa.ChunkedArray) -> np.ndarray:
-        """(n,) id index per row of a table with this column."""
-        idx = lookup(col, self.values, self.name)
+        """(n,) id index per row of a real table with this column (real ids; rare text
+        values get the withheld id)."""
+        idx = _index(col, self.values, self.name, self.key, self.withheld)
         if (idx < 0).any():
             raise DataError(
                 f"column '{self.name}': {int((idx < 0).sum())} null ids; every row needs an id"
             )
         return idx
+
+    def output_codes(self, col: pa.ChunkedArray) -> np.ndarray:
+        """(n,) id index per row of a table this codec decoded (pseudonyms as they are;
+        nulls: the withheld id)."""
+        idx = lookup(col, self.values, self.name)
+        return np.where(idx < 0, len(self.values), idx)
 
     def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
         idx = self.codes(col)
@@ -146,7 +185,14 @@ class IdCodec:
         rows.ids[self.name] = idx
 
     def decode(self, rows: DecodeRows, dtype: pa.DataType) -> pa.Array:
-        return self.values.take(pa.array(rows.ids[self.name])).cast(dtype)
+        idx = rows.ids[self.name]
+        if self.withheld is None:
+            return self.values.take(pa.array(idx)).cast(dtype)
+        if len(self.values) == 0:  # every text value was rare
+            return pa.nulls(len(idx), dtype)
+        out = self.values.take(pa.array(np.minimum(idx, len(self.values) - 1)))
+        mask = pa.array(idx == self.withheld)
+        return pc.if_else(mask, pa.nulls(len(out), out.type), out).cast(dtype)
 
     def _pick(
         self,
@@ -177,9 +223,12 @@ class IdCodec:
         w = np.asarray(w, np.float32)
         if self._tables is None or not np.array_equal(self._tables[0], w):
             labels, score = list(self.label_logp.values()), self.log_freq + w
+            allowed = np.arange(self.num_ids) != self.withheld  # (C,)
 
             def table(group: np.ndarray, ids: np.ndarray, k: int) -> IdTable:
-                return IdTable.build(group, ids, k, self.vectors, score, self.inv_h2, labels)
+                return IdTable.build(
+                    group, ids, k, self.vectors, score, self.inv_h2, labels, allowed
+                )
 
             all_ids = np.arange(len(self.cluster))
             tables = [table(self.cluster, all_ids, self.meta["num_clusters"])]
@@ -215,6 +264,8 @@ class IdCodec:
 
     def arrays(self) -> dict[str, np.ndarray]:
         _, arrays = pack_values(self.values, f"{self.name}.values")
+        if self.key is not None:
+            arrays[f"{self.name}.key"] = np.frombuffer(self.key, np.uint8).copy()
         deps = {f"{self.name}.dep.{c}": v.astype(np.int32) for c, v in self.dep_discrete.items()}
         deps.update({f"{self.name}.label.{c}": t for c, t in self.label_logp.items()})
         for c, (v, nulls) in self.dep_numeric.items():
@@ -227,6 +278,15 @@ class IdCodec:
             f"{self.name}.cluster": self.cluster.astype(np.int32),
             f"{self.name}.counts": self.freq,
         }
+
+
+def _index(
+    col: pa.ChunkedArray, values: pa.Array, name: str, key: bytes | None, withheld: int | None
+) -> np.ndarray:
+    """(n,) index of each real row's id in `values` (pseudonymized first when `key`)."""
+    if key is not None:
+        col = pseudonymize(col, key)
+    return lookup(col, values, name, unseen_code=withheld)
 
 
 # ------------------------------------------------------------------------------ profiles
@@ -320,7 +380,10 @@ def attach_dependents(
     """Find the columns whose value is the same on every sample row of each id (item ->
     genre, user -> age) and store that value per id. Returns the names attached."""
     code = ids.codes(sample.column(ids.name))
-    c = len(ids.values)
+    if ids.withheld is not None:  # rare text values share one id: it determines nothing
+        sample = sample.filter(pa.array(code != ids.withheld))
+        code = code[code != ids.withheld]
+    c = ids.num_ids
     rows_per_id = np.bincount(code, minlength=c)
     if (rows_per_id > 1).sum() < 2:
         return set()  # no id repeats in the sample: nothing can be established
@@ -360,7 +423,7 @@ def attach_labels(ids: IdCodec, sample: pa.Table, labels: list[Codec]) -> None:
     can be drawn consistently with the labels a row already has (the targets downstream
     models learn from ids)."""
     code = ids.codes(sample.column(ids.name))
-    c = len(ids.values)
+    c = ids.num_ids
     tables = {}
     for codec in labels:
         if codec.name in ids.dep_sizes:

@@ -99,6 +99,7 @@ class Synthesizer:
         self._prepare_sampling()
         self.metadata = dict(metadata or {})
         self.metadata.setdefault("version", _model_version(gen.state_dict(), encoder))
+        self.metadata.setdefault("privacy", encoder.privacy())
         return self
 
     def fit(
@@ -176,7 +177,7 @@ class Synthesizer:
             sample = self.sample(rows, seed=CALIBRATION_SEED + r)
             for codec, buffer in zip(codecs, buffers):
                 drawn = np.bincount(
-                    codec.codes(sample.column(codec.name)), minlength=len(codec.freq)
+                    codec.output_codes(sample.column(codec.name)), minlength=codec.num_ids
                 )
                 tv[codec.name].append(round(total_variation(codec.freq, drawn), 4))
                 if r < rounds:  # each round's sample moves the weights; the last one measures
@@ -304,6 +305,8 @@ class Synthesizer:
         """Validate conditions -> {cond span number: code}, rebalance -> {cond span number:
         probs}."""
         fixed, balanced = {}, {}
+        for col in [*(conditions or {}), *(rebalance or {})]:
+            _check_text(col)
         for col, value in (conditions or {}).items():
             codec, k = self._cond_codec(col, "condition")
             fixed[k] = self._code_of(codec, value, "condition")
@@ -324,6 +327,12 @@ class Synthesizer:
                 f"conditionable columns: {allowed}"
             )
         codec = self.encoder.codec(col)
+        if codec.meta.get("pseudonymized"):
+            raise ConditionError(
+                f"{what} column '{col}' holds pseudonymous user ids (id_policy pseudonymize): "
+                f"the model keeps no real user ids to condition on; conditionable columns: "
+                f"{allowed}"
+            )
         if codec.kind != "discrete":
             raise ConditionError(
                 f"{what} column '{col}' is not a categorical column of the model "
@@ -341,9 +350,11 @@ class Synthesizer:
         try:
             return labels.index(_label(value))
         except ValueError:
-            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
+            # the training values are not listed: they are the real data
             raise ConditionError(
-                f"{what} {codec.name}={value!r}: value never seen in training; seen values: {shown}"
+                f"{what} {codec.name}={value!r}: not a value of the model's data; the column has "
+                f"{len(labels)} values the model can generate (draw rows without this "
+                f"{what} to see them)"
             ) from None
 
     def _probs(self, codec: DiscreteCodec, dist: Any) -> np.ndarray:
@@ -431,6 +442,18 @@ def _allocate(n: int, probs: np.ndarray, rng: torch.Generator, dev: torch.device
         torch.arange(len(probs), device=dev), torch.as_tensor(counts, device=dev)
     )
     return codes[torch.randperm(n, generator=rng, device=dev)]
+
+
+def _check_text(col: Any) -> None:
+    """Column names must be text that UTF-8 can carry (JSON's lone-surrogate escapes can
+    not), or no error message about them could be sent back."""
+    try:
+        str(col).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConditionError(
+            f"column name {ascii(col)} is not valid UTF-8 text (it holds a lone surrogate, "
+            f"e.g. from a broken \\u escape); send the name of one of the model's columns"
+        ) from None
 
 
 def _label(value: Any) -> str:
