@@ -85,6 +85,8 @@ class IdTable:
     sizes: np.ndarray
     nearest: np.ndarray
     kernel: np.ndarray
+    inv_h2: float  # 1 / bandwidth^2
+    label_sizes: list[int]  # K of each label table
 
     @classmethod
     def build(
@@ -118,7 +120,51 @@ class IdTable:
             sizes,
             np.concatenate([v, near], -1).astype(np.float32),
             np.concatenate([v, kern] + [t[members] for t in labels], -1).astype(np.float32),
+            inv_h2,
+            [t.shape[1] for t in labels],
         )
+
+    def pick(
+        self,
+        group: np.ndarray,
+        query: np.ndarray,
+        label_codes: list[np.ndarray],
+        rng: np.random.Generator | None,
+    ) -> np.ndarray:
+        """Id per row (n,) among the members of its group (n,), for query vectors (n, d) and
+        the rows' label codes ((n,) per label table, used by draws): the nearest id, or with
+        `rng` a draw ~ weight x kernel x label likelihood."""
+        ones = np.ones((len(query), 1), np.float32)
+        if rng is None:
+            aug = np.concatenate([query, ones], axis=1)
+            return search(group, aug, self.members, self.nearest, self.sizes)
+        parts = [query * self.inv_h2, ones]
+        for codes, k in zip(label_codes, self.label_sizes):  # the row's label values, one-hot
+            onehot = np.zeros((len(query), k), np.float32)
+            onehot[np.arange(len(query)), codes] = 1.0
+            parts.append(onehot)
+        aug = np.concatenate(parts, axis=1)
+        return search(group, aug, self.members, self.kernel, self.sizes, rng)
+
+
+def build_tables(
+    vectors: np.ndarray,
+    log_weight: np.ndarray,
+    inv_h2: float,
+    cluster: np.ndarray,
+    num_clusters: int,
+    levels: list[GroupLevel],
+    labels: list[np.ndarray],
+    allowed: np.ndarray,
+) -> list[IdTable]:
+    """[cluster level, *group levels] tables of ids with vectors (C, d), log weights (C,),
+    clusters (C,), label tables (C, K) and the ids that may be drawn (C,) bool."""
+
+    def table(group: np.ndarray, ids: np.ndarray, k: int) -> IdTable:
+        return IdTable.build(group, ids, k, vectors, log_weight, inv_h2, labels, allowed)
+
+    tables = [table(cluster, np.arange(len(cluster)), num_clusters)]
+    return tables + [table(lv.group, lv.ids, len(lv.keys)) for lv in levels]
 
 
 def search(

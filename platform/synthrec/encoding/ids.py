@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from synthrec.config import EncoderConfig
 from synthrec.encoding.arrow import categories, lookup, pack_values, to_float, unpack_values
 from synthrec.encoding.codecs import Codec, CodecKind, DecodeRows, FitData, SpanSpec
-from synthrec.encoding.id_search import IdTable, group_keys, group_levels, search
+from synthrec.encoding.id_search import IdTable, build_tables, group_keys, group_levels
 from synthrec.encoding.privacy import new_vocabulary, pseudonymize
 from synthrec.errors import DataError
 from synthrec.schema import Role
@@ -162,18 +162,18 @@ class IdCodec:
         cluster, query = rows.parts[self.name]
         idx, todo = np.empty(len(cluster), np.int64), np.ones(len(cluster), bool)
         dep_codes = [rows.codes(c) for c in self.dep_sizes]
-        labels = {c: rows.codes(c) for c in self.label_logp}
+        labels = [rows.codes(c) for c in self.label_logp]  # (n,) each
         base, *tables = self._search_tables(rows.id_weights.get(self.name))
         for level, table in zip(self.levels, tables):
             key = group_keys(dep_codes + ([cluster] if level.with_cluster else []), level.sizes)
             pos = np.minimum(np.searchsorted(level.keys, key), len(level.keys) - 1)
             hit = todo & (level.keys[pos] == key)
-            hit_labels = {c: v[hit] for c, v in labels.items()}
-            idx[hit] = self._pick(table, pos[hit], query[hit], hit_labels, rows.rng)
+            hit_labels = [v[hit] for v in labels]
+            idx[hit] = table.pick(pos[hit], query[hit], hit_labels, rows.rng)
             todo &= ~hit
         matched = ~todo
-        rest_labels = {c: v[todo] for c, v in labels.items()}
-        idx[todo] = self._pick(base, cluster[todo], query[todo], rest_labels, rows.rng)
+        rest_labels = [v[todo] for v in labels]
+        idx[todo] = base.pick(cluster[todo], query[todo], rest_labels, rows.rng)
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
             fix = ~matched & (value >= 0)
@@ -194,45 +194,23 @@ class IdCodec:
         mask = pa.array(idx == self.withheld)
         return pc.if_else(mask, pa.nulls(len(out), out.type), out).cast(dtype)
 
-    def _pick(
-        self,
-        table: IdTable,
-        group: np.ndarray,
-        query: np.ndarray,
-        labels: dict[str, np.ndarray],
-        rng: np.random.Generator | None,
-    ) -> np.ndarray:
-        """Id per row (n,) among its group's members; `labels`: the rows' label codes (n,)
-        each, used by draws (with rng)."""
-        ones = np.ones((len(query), 1), np.float32)
-        if rng is None:
-            aug = np.concatenate([query, ones], axis=1)
-            return search(group, aug, table.members, table.nearest, table.sizes)
-        parts = [query * self.inv_h2, ones]
-        for col, logp in self.label_logp.items():  # the row's label values: log P(value | id)
-            onehot = np.zeros((len(query), logp.shape[1]), np.float32)
-            onehot[np.arange(len(query)), labels[col]] = 1.0
-            parts.append(onehot)
-        aug = np.concatenate(parts, axis=1)
-        return search(group, aug, table.members, table.kernel, table.sizes, rng)
-
     def _search_tables(self, log_weight: np.ndarray | None) -> list[IdTable]:
-        """[cluster level, *group levels] search tables for these per-id log draw weights
-        (C,) (None: all 0), built on first use and kept while the weights stay the same."""
-        w = np.zeros(len(self.freq), np.float32) if log_weight is None else log_weight
+        """Search tables for these per-id log draw weights (C,) (None: all 0), built on
+        first use and kept while the weights stay the same."""
+        w = np.zeros(self.num_ids, np.float32) if log_weight is None else log_weight
         w = np.asarray(w, np.float32)
         if self._tables is None or not np.array_equal(self._tables[0], w):
-            labels, score = list(self.label_logp.values()), self.log_freq + w
             allowed = np.arange(self.num_ids) != self.withheld  # (C,)
-
-            def table(group: np.ndarray, ids: np.ndarray, k: int) -> IdTable:
-                return IdTable.build(
-                    group, ids, k, self.vectors, score, self.inv_h2, labels, allowed
-                )
-
-            all_ids = np.arange(len(self.cluster))
-            tables = [table(self.cluster, all_ids, self.meta["num_clusters"])]
-            tables += [table(lv.group, lv.ids, len(lv.keys)) for lv in self.levels]
+            tables = build_tables(
+                self.vectors,
+                self.log_freq + w,
+                self.inv_h2,
+                self.cluster,
+                self.meta["num_clusters"],
+                self.levels,
+                list(self.label_logp.values()),
+                allowed,
+            )
             self._tables = (w.copy(), tables)
         return self._tables[1]
 
