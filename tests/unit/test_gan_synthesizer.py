@@ -170,7 +170,7 @@ def test_synthesizer_rebalance_uniform_and_given_probabilities(synth):
             {"conditions": {"\ud800x": "a"}},
             "column name '\\ud800x' is not valid UTF-8 text",
         ),
-        ({"rebalance": {"\udfff": "uniform"}}, "is not valid UTF-8 text"),
+        ({"rebalance": {"\udfff": "uniform"}}, "rebalance column name '\\udfff' is not valid"),
         ({"conditions": {"price": 3}}, "'price' is not a categorical column"),
         ({"conditions": {"user_id": "u1"}}, "'user_id' holds pseudonymous user ids"),
         ({"conditions": {"item_id": 3}}, "'item_id' is not a categorical column"),

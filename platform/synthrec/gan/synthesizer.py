@@ -305,8 +305,9 @@ class Synthesizer:
         """Validate conditions -> {cond span number: code}, rebalance -> {cond span number:
         probs}."""
         fixed, balanced = {}, {}
-        for col in [*(conditions or {}), *(rebalance or {})]:
-            _check_text(col)
+        for what, given in (("condition", conditions), ("rebalance", rebalance)):
+            for col in given or {}:
+                _check_text(col, what)
         for col, value in (conditions or {}).items():
             codec, k = self._cond_codec(col, "condition")
             fixed[k] = self._code_of(codec, value, "condition")
@@ -444,14 +445,14 @@ def _allocate(n: int, probs: np.ndarray, rng: torch.Generator, dev: torch.device
     return codes[torch.randperm(n, generator=rng, device=dev)]
 
 
-def _check_text(col: Any) -> None:
+def _check_text(col: Any, what: str) -> None:
     """Column names must be text that UTF-8 can carry (JSON's lone-surrogate escapes can
     not), or no error message about them could be sent back."""
     try:
         str(col).encode("utf-8")
     except UnicodeEncodeError:
         raise ConditionError(
-            f"column name {ascii(col)} is not valid UTF-8 text (it holds a lone surrogate, "
+            f"{what} column name {ascii(col)} is not valid UTF-8 text (it holds a lone surrogate, "
             f"e.g. from a broken \\u escape); send the name of one of the model's columns"
         ) from None
 
