@@ -107,7 +107,9 @@ def child_synthrec(budget_s: float, out: Path, overrides: dict) -> dict:
     from synthrec.gan import Synthesizer, generator_flops_per_row
 
     train, _ = splits()
-    cfg = GanConfig(**overrides)
+    # user_id is scored against real users (sdmetrics, TSTR), as CTGAN emits them: keep real
+    # ids here (the library's default pseudonymizes them)
+    cfg = GanConfig(**{"encoder": {"id_policy": "keep"}, **overrides})
     synth, fit_s = timed(lambda: Synthesizer().fit(train, cfg=cfg, time_budget_s=budget_s))
     m = synth.metadata["metrics"]
     res = {

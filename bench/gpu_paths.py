@@ -24,6 +24,7 @@ import torch
 
 from synthrec.config import GanConfig, RecommenderConfig, SimulateConfig
 from synthrec.data.simulator import simulate, simulated_schema
+from synthrec.encoding import Encoder
 from synthrec.gan import Synthesizer
 from synthrec.gan.train import build_gan, build_sampler, train_epoch
 from synthrec.recommender.artifacts import build_recommender
@@ -31,7 +32,6 @@ from synthrec.recommender.data import Encoder as RecEncoder
 from synthrec.recommender.train import build_model, iterate_batches, make_optimizer, training_arrays
 from synthrec.recommender.train import train_epoch as rec_train_epoch
 from synthrec.serving.scoring import BatchRecommender
-from synthrec.transform import Encoder
 
 CONDITION = "category"
 
@@ -175,7 +175,7 @@ def main() -> None:
     }
     table = simulate(SimulateConfig(rows=args.rows, seed=0))
     cfg = GanConfig(seed=0)
-    encoder = Encoder.fit(table, simulated_schema(), cfg)
+    encoder = Encoder.fit(table, simulated_schema(), cfg.encoder, seed=cfg.seed)
     data = torch.from_numpy(encoder.transform(table, seed=0))
 
     def report(key: str, value: dict) -> None:

@@ -24,8 +24,8 @@ from safetensors.torch import save as torch_save
 
 from synthrec import storage as store
 from synthrec.config import GanConfig, StorageConfig, validate_config
+from synthrec.encoding import Encoder
 from synthrec.errors import ConfigError, ModelError
-from synthrec.transform import Encoder
 
 MODEL_FORMAT = 1
 FILES = ("config.json", "generator.safetensors", "encoder.safetensors", "metadata.json")

@@ -7,6 +7,7 @@ errors into one `ConfigError` that names each bad key and what is allowed.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -92,6 +93,52 @@ class SimulateConfig(Section):
     rows_per_file: int = Field(1_000_000, ge=1_000)
 
 
+class EncoderConfig(Section):
+    """How the encoder turns a table into the matrix the GAN learns from (encoding/)."""
+
+    max_onehot_cardinality: int = Field(64, ge=2, description="above this, ids use embeddings")
+    id_embedding_dim: int = Field(16, ge=2)
+    num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
+    mode_fit_rows: int = Field(
+        5_000,
+        ge=100,
+        description="bounded sample for each numeric column's mode fit (a 1-D mixture)",
+    )
+    max_discrete_int_levels: int = Field(
+        32,
+        ge=0,
+        description="integer numeric columns with at most this many values are one-hot "
+        "(exact marginals)",
+    )
+    id_profile_rows: int = Field(
+        200_000, ge=100, description="bounded sample for id profile vectors"
+    )
+    id_policy: Literal["pseudonymize", "keep"] = Field(
+        "pseudonymize",
+        description="user-id columns in synthetic output: pseudonymize (keyed HMAC-SHA256 "
+        "pseudonyms, a random key per model: stable within a model, never a real id, not "
+        "reversible from the output; the model stores no real user ids) or keep (real ids)",
+    )
+    min_text_count: int = Field(
+        5,
+        ge=1,
+        description="a free-text value (text role, e.g. search queries) is emitted only if at "
+        "least this many training rows hold it; rarer values are neither stored nor emitted "
+        "(1: keep every value)",
+    )
+
+
+# keys that lived at the top of `gan` before the `encoder` section (still accepted there)
+ENCODER_KEYS = (
+    "max_onehot_cardinality",
+    "id_embedding_dim",
+    "num_modes",
+    "mode_fit_rows",
+    "max_discrete_int_levels",
+    "id_profile_rows",
+)
+
+
 class GanConfig(Section):
     """Conditional WGAN-GP hyperparameters (CTGAN-class defaults)."""
 
@@ -106,23 +153,10 @@ class GanConfig(Section):
     critic_steps: int = Field(1, ge=1)
     gp_weight: float = Field(10.0, ge=0)
     gumbel_tau: float = Field(0.2, gt=0)
-    max_onehot_cardinality: int = Field(64, ge=2, description="above this, ids use embeddings")
-    id_embedding_dim: int = Field(16, ge=2)
-    num_modes: int = Field(10, ge=1, le=50, description="max Gaussian modes per numeric column")
-    mode_fit_rows: int = Field(
-        5_000,
-        ge=100,
-        description="bounded sample for each numeric column's mode fit (a 1-D mixture)",
+    encoder: EncoderConfig = Field(
+        default_factory=lambda: EncoderConfig(), description="how the table becomes a matrix"
     )
-    seed: int = 0
-    max_discrete_int_levels: int = Field(
-        32,
-        ge=0,
-        description="integer numeric columns with at most this many values are one-hot (exact marginals)",
-    )
-    id_profile_rows: int = Field(
-        200_000, ge=100, description="bounded sample for id profile vectors"
-    )
+    seed: int = Field(0, description="weights, noise and the encoder's bounded samples")
     generator_norm: Literal["batch", "layer"] = Field(
         "batch", description="normalization in residual blocks"
     )
@@ -147,6 +181,34 @@ class GanConfig(Section):
         description="after training, rounds of per-id draw-weight calibration so that sampled "
         "id columns keep their training frequencies (0: off)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_encoder_keys(cls, data: Any) -> Any:
+        """Encoder settings written at the top of `gan` (before the `encoder` section) still
+        load, with a deprecation warning; both places at once is an error."""
+        if not isinstance(data, dict):
+            return data
+        flat = [k for k in ENCODER_KEYS if k in data]
+        if not flat:
+            return data
+        section = data.get("encoder") or {}
+        section = (
+            section.model_dump(exclude_unset=True)
+            if isinstance(section, BaseModel)
+            else dict(section)
+        )
+        both = [k for k in flat if k in section]
+        if both:
+            raise ValueError(f"{', '.join(both)} given both in gan and in gan.encoder; keep one")
+        warnings.warn(
+            f"gan.{', gan.'.join(flat)}: write these under gan.encoder (the old place is "
+            f"accepted for one release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        rest = {k: v for k, v in data.items() if k not in flat}
+        return {**rest, "encoder": {**section, **{k: data[k] for k in flat}}}
 
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> GanConfig:

@@ -109,3 +109,12 @@ def test_without_holdout_baseline_metrics_are_none():
     assert out["exact_copy_rate"] == 1.0
     assert out["mia_auc"] is None and out["dcr_share_closer_than_holdout_p5"] is None
     assert "holdout" in out["note"]
+
+
+def test_pseudonymous_user_ids_neither_hide_copies_nor_push_rows_away():
+    train = _t(["u1", "u2", "u3"], [0.0, 1.0, 2.0], ["a", "b", "c"])
+    fake_users = ["u_0f3a9c1b2d4e5f60", "u_11aa22bb33cc44dd", "u_99ee88ff77aa6655"]
+    syn = _t(fake_users, [0.0, 1.0, 2.0], ["a", "b", "c"])  # rows copied, users pseudonymized
+    out = evaluate_privacy(encode([train, syn], SCHEMA), False, 10, 10, seed=0)
+    assert out["exact_copy_rate"] == 1.0
+    assert out["dcr"]["synthetic"]["median"] == 0.0 and "user_id" not in out["distance_columns"]

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from synthrec.config import GanConfig
+from synthrec.config import EncoderConfig, GanConfig
+from synthrec.encoding import Encoder
 from synthrec.errors import ConfigError
 from synthrec.gan import build_gan, build_sampler, critic_step, generator_step, train_epoch
 from synthrec.schema import infer_schema
-from synthrec.transform import Encoder
 
 CFG = GanConfig(
     embedding_dim=16,
@@ -23,8 +23,7 @@ CFG = GanConfig(
     critic_dims=[32, 32],
     batch_size=40,
     pac=4,
-    mode_fit_rows=500,
-    id_profile_rows=1_000,
+    encoder=EncoderConfig(mode_fit_rows=500, id_profile_rows=1_000),
 )
 
 
@@ -44,7 +43,7 @@ def make_table(n: int = 1_200, seed: int = 0) -> pa.Table:
 @functools.lru_cache(maxsize=4)
 def fit_encoder(seed: int = 0, n: int = 1_200) -> Encoder:
     table = make_table(n)
-    return Encoder.fit(table, infer_schema(table), CFG.model_copy(update={"seed": seed}))
+    return Encoder.fit(table, infer_schema(table), CFG.encoder, seed=seed)
 
 
 def setup(seed: int = 0, rank: int = 0, n: int = 1_200):

@@ -21,7 +21,7 @@ def test_gan_catalog_scale_fit_and_sample_under_8_gib():
     cfg = GanConfig(batch_size=1_000, sample_batch_rows=20_000)
     synth = Synthesizer().fit(table, simulated_schema(), cfg=cfg, time_budget_s=60)
     ids = synth.encoder.codec("item_id")
-    assert ids.vectors.shape == (num_items, cfg.id_embedding_dim)
+    assert ids.vectors.shape == (num_items, cfg.encoder.id_embedding_dim)
     assert synth.encoder.output_dim < 2_000  # no one-hot over 10^5 items
     out = synth.sample(100_000, seed=0, conditions={"category": table["category"][0].as_py()})
     assert out.num_rows == 100_000 and pc.count_distinct(out["item_id"]).as_py() > 1_000

@@ -30,7 +30,7 @@ PROXY_ROWS = 2_000
 def prepare(cfg: TrainGanConfig):
     """Read and validate the data; fit the encoder. Fails before any worker starts."""
     from synthrec.data.eventlog import load_event_log
-    from synthrec.transform import Encoder
+    from synthrec.encoding import Encoder
 
     per_worker = cfg.gan.batch_size // cfg.scaling.num_workers
     if per_worker < cfg.gan.pac or per_worker % cfg.gan.pac:
@@ -39,7 +39,7 @@ def prepare(cfg: TrainGanConfig):
             f"must give each a multiple of pac ({cfg.gan.pac})"
         )
     table, schema = load_event_log(cfg.data, cfg.schema_path, cfg.storage)
-    encoder = Encoder.fit(table, schema, cfg.gan)
+    encoder = Encoder.fit(table, schema, cfg.gan.encoder, seed=cfg.gan.seed)
     return table, schema, encoder
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synthrec.encoding.arrow import plain
 from synthrec.errors import DataError, SchemaError
 from synthrec.schema import Kind, Role, Schema, infer_schema, kind_of, validate_table
 
@@ -144,8 +145,7 @@ def encode(tables: list[pa.Table], schema: Schema) -> dict[str, Column]:
 
 def to_float(col: pa.ChunkedArray) -> np.ndarray:
     """float64 with NaN for nulls; timestamps and dates become integer nanoseconds."""
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
+    col = plain(col)
     if pa.types.is_date(col.type):
         col = col.cast(pa.timestamp("s"))
     if pa.types.is_timestamp(col.type):

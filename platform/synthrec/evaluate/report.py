@@ -330,8 +330,8 @@ Cramér's V &gt; 0.3),
 computed on every row. Ids and text are not scored.</li>
 <li>Privacy distances: numeric columns scaled by the real range (a full-range difference is 1);
 each differing categorical,
-label, user-id or item-id value adds 1 to the squared distance; text is left out. Exact copies
-compare every column.
+label or item-id value adds 1 to the squared distance; user ids (pseudonyms in a model's output)
+and text are left out. Exact copies compare every other column.
 Bounded samples: {html.escape(sample) or "n/a"}.</li>
 <li>The membership attack guesses "member" for rows close to a synthetic row; a holdout drawn at
 random from the same

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from synthrec.transform import Encoder
+from synthrec.encoding import Encoder
 
 INFERENCE_ROWS = 256  # rows per matmul when sampling (eval mode): activations stay in L2 cache
 
@@ -126,14 +126,40 @@ class Residual(nn.Module):
         return torch.cat([torch.relu(self.norm(self.fc(x))), x], dim=1)
 
 
+class IdCalibration(nn.Module):
+    """Per-id log draw weights of the encoder's id columns, one buffer `log_weight_k` (C_k,)
+    per id column in column order (0 until `Synthesizer.calibrate_ids` fits them after
+    training). They correct how often the generator's rows land on each id, so they belong
+    to the generator's state, not to the fitted encoder."""
+
+    def __init__(self, num_ids: list[int]):
+        super().__init__()
+        self.num_ids = list(num_ids)
+        for k, c in enumerate(self.num_ids):
+            self.register_buffer(f"log_weight_{k}", torch.zeros(c))
+
+    def weights(self) -> list[torch.Tensor]:
+        return [getattr(self, f"log_weight_{k}") for k in range(len(self.num_ids))]
+
+
 class Generator(nn.Module):
-    """(noise (B, E), cond (B, Dc)) -> logits (B, D); activations applied outside."""
+    """(noise (B, E), cond (B, Dc)) -> logits (B, D); activations applied outside.
+
+    `num_ids` (ids per id column) gives the sampling generator its `id_calibration`; the
+    generator being trained has none (nothing extra for DDP to broadcast)."""
 
     def __init__(
-        self, noise_dim: int, cond_dim: int, dims: list[int], data_dim: int, norm: str = "batch"
+        self,
+        noise_dim: int,
+        cond_dim: int,
+        dims: list[int],
+        data_dim: int,
+        norm: str = "batch",
+        num_ids: list[int] | None = None,
     ):
         super().__init__()
         self.cond_dim = cond_dim
+        self.id_calibration = IdCalibration(num_ids or [])
         blocks, width = [], noise_dim + cond_dim
         for d in dims:
             blocks.append(Residual(width, d, norm))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from synthrec.encoding import Encoder
 from synthrec.gan.networks import GanLayout
-from synthrec.transform import Encoder
 
 
 class CondSampler:
@@ -28,7 +28,7 @@ class CondSampler:
         self.span_start = []  # first flat category id of each conditional span
         rows_by_cat, counts, weights = [], [], []
         flat = 0
-        for j, si in enumerate(layout.cond_spans):
+        for si in layout.cond_spans:
             span = encoder.spans[si]
             cat = shard[:, span.start : span.stop].argmax(1)  # (N,)
             order = torch.argsort(cat, stable=True)

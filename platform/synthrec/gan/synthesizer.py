@@ -1,6 +1,6 @@
 """`Synthesizer`: fit a conditional GAN on an Arrow table, sample Arrow tables from it.
 
-Composes the encoder (transform.py), the training functions (train.py) and the networks;
+Composes the encoder (encoding/), the training functions (train.py) and the networks;
 knows nothing of files (artifacts.py saves and loads it) or Ray (distributed/ wraps it).
 
 Sampling is block-deterministic: `sample_block(i, n, seed)` draws all randomness from a
@@ -23,11 +23,12 @@ import torch
 
 import synthrec
 from synthrec.config import GanConfig
+from synthrec.encoding import DiscreteCodec, Encoder
+from synthrec.encoding.id_search import calibration_step, total_variation
 from synthrec.errors import ConditionError, ConfigError, ModelError
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
 from synthrec.schema import Schema, infer_schema, validate_table
-from synthrec.transform import DiscreteCodec, Encoder, IdCodec
 
 Conditions = dict[str, Any]
 Rebalance = dict[str, "str | dict[Any, float]"]
@@ -72,26 +73,33 @@ class Synthesizer:
     ) -> Synthesizer:
         self.encoder, self.cfg, self.device = encoder, cfg, torch.device(device)
         layout = GanLayout.from_encoder(encoder)
+        num_ids = [len(c.freq) for c in encoder.codecs_of("id")]
         gen = Generator(
             cfg.embedding_dim,
             layout.cond_dim,
             cfg.generator_dims,
             layout.data_dim,
             cfg.generator_norm,
+            num_ids,
         )
+        state = {k: v.float() if v.is_floating_point() else v for k, v in generator_state.items()}
         try:
-            gen.load_state_dict(
-                {k: v.float() if v.is_floating_point() else v for k, v in generator_state.items()}
-            )
+            # weights straight from training have no id calibration yet (it stays 0)
+            missing, unexpected = gen.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("id_calibration.")]
+            if missing or unexpected:
+                raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
         except RuntimeError as err:
             raise ModelError(
                 f"generator weights do not match the config and encoder: {err}"
             ) from None
         self.generator = gen.to(self.device).eval()
+        self._read_id_weights()
         self._layout = layout.to(self.device)
         self._prepare_sampling()
         self.metadata = dict(metadata or {})
         self.metadata.setdefault("version", _model_version(gen.state_dict(), encoder))
+        self.metadata.setdefault("privacy", encoder.privacy())
         return self
 
     def fit(
@@ -114,7 +122,7 @@ class Synthesizer:
         start = time.monotonic()
         schema = schema or infer_schema(table)
         validate_table(table, schema)
-        encoder = Encoder.fit(table, schema, cfg)
+        encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)
         data = torch.from_numpy(encoder.transform(table, seed=cfg.seed))
         encode_s = time.monotonic() - start
         state = build_gan(encoder, cfg, device)
@@ -159,24 +167,32 @@ class Synthesizer:
         each round's sample (and a final one) in metadata["id_calibration"]; returns it."""
         self._check_fitted()
         rounds = self.cfg.id_calibration_rounds if rounds is None else rounds
-        codecs = [c for c in self.encoder.codecs if isinstance(c, IdCodec)]
+        codecs = self.encoder.codecs_of("id")
         if not codecs or rounds <= 0:
             return {}
         rows = int(np.clip(2 * self.encoder.num_rows, CALIBRATION_ROWS[0], CALIBRATION_ROWS[1]))
         tv: dict[str, list[float]] = {c.name: [] for c in codecs}
+        buffers = self.generator.id_calibration.weights()
         for r in range(rounds + 1):
             sample = self.sample(rows, seed=CALIBRATION_SEED + r)
-            for codec in codecs:
+            for codec, buffer in zip(codecs, buffers):
                 drawn = np.bincount(
-                    codec.codes(sample.column(codec.name)), minlength=len(codec.freq)
+                    codec.output_codes(sample.column(codec.name)), minlength=codec.num_ids
                 )
-                # each round's sample moves the weights; the last one only measures
-                tv[codec.name].append(
-                    round(codec.calibrate(drawn) if r < rounds else codec.total_variation(drawn), 4)
-                )
+                tv[codec.name].append(round(total_variation(codec.freq, drawn), 4))
+                if r < rounds:  # each round's sample moves the weights; the last one measures
+                    step = calibration_step(codec.freq, drawn, self._id_weights[codec.name])
+                    buffer.copy_(torch.from_numpy(step))
+            self._read_id_weights()
         self.metadata["id_calibration"] = {"rows": rows, "total_variation": tv}
         self.metadata["version"] = _model_version(self.generator.state_dict(), self.encoder)
         return tv
+
+    def _read_id_weights(self) -> None:
+        """The generator's per-id draw weights as the encoder's decode takes them."""
+        codecs = self.encoder.codecs_of("id")
+        weights = self.generator.id_calibration.weights()
+        self._id_weights = {c.name: w.cpu().numpy() for c, w in zip(codecs, weights)}
 
     # -- sampling --------------------------------------------------------------------------
     def sample(
@@ -219,7 +235,8 @@ class Synthesizer:
         if not parts:
             parts.append(self._generate(0, fixed, balanced, rng, draws))
         keep = set(conditions or {}) | set(rebalance or {})  # ids adapt to these, never the reverse
-        return self.encoder.decode([np.concatenate(p) for p in zip(*parts)], keep=keep, rng=draws)
+        parts = [np.concatenate(p) for p in zip(*parts)]
+        return self.encoder.decode(parts, keep=keep, rng=draws, id_weights=self._id_weights)
 
     @torch.no_grad()
     def _generate(
@@ -280,13 +297,17 @@ class Synthesizer:
 
     # -- conditions ------------------------------------------------------------------------
     def conditionable_columns(self) -> list[str]:
-        return [c.name for c in self.encoder.codecs if isinstance(c, DiscreteCodec)]
+        return [c.name for c in self.encoder.codecs_of("discrete")]
 
     def _resolve(
         self, conditions: Conditions | None, rebalance: Rebalance | None
     ) -> tuple[dict[int, int], dict[int, np.ndarray]]:
-        """Validate conditions -> {cond span number: code}, rebalance -> {cond span number: probs}."""
+        """Validate conditions -> {cond span number: code}, rebalance -> {cond span number:
+        probs}."""
         fixed, balanced = {}, {}
+        for what, given in (("condition", conditions), ("rebalance", rebalance)):
+            for col in given or {}:
+                _check_text(col, what)
         for col, value in (conditions or {}).items():
             codec, k = self._cond_codec(col, "condition")
             fixed[k] = self._code_of(codec, value, "condition")
@@ -303,10 +324,17 @@ class Synthesizer:
         allowed = ", ".join(self.conditionable_columns()) or "(none)"
         if col not in self.encoder.schema.names:
             raise ConditionError(
-                f"{what} column '{col}' is not in the model's data; conditionable columns: {allowed}"
+                f"{what} column '{col}' is not in the model's data; "
+                f"conditionable columns: {allowed}"
             )
         codec = self.encoder.codec(col)
-        if not isinstance(codec, DiscreteCodec):
+        if codec.meta.get("pseudonymized"):
+            raise ConditionError(
+                f"{what} column '{col}' holds pseudonymous user ids (id_policy pseudonymize): "
+                f"the model keeps no real user ids to condition on; conditionable columns: "
+                f"{allowed}"
+            )
+        if codec.kind != "discrete":
             raise ConditionError(
                 f"{what} column '{col}' is not a categorical column of the model "
                 f"(it is encoded as {codec.meta['codec']}); conditionable columns: {allowed}"
@@ -323,9 +351,11 @@ class Synthesizer:
         try:
             return labels.index(_label(value))
         except ValueError:
-            shown = ", ".join(labels[:20]) + (", ..." if len(labels) > 20 else "")
+            # the training values are not listed: they are the real data
             raise ConditionError(
-                f"{what} {codec.name}={value!r}: value never seen in training; seen values: {shown}"
+                f"{what} {codec.name}={value!r}: not a value of the model's data; the column has "
+                f"{len(labels)} values the model can generate (draw rows without this "
+                f"{what} to see them)"
             ) from None
 
     def _probs(self, codec: DiscreteCodec, dist: Any) -> np.ndarray:
@@ -342,12 +372,14 @@ class Synthesizer:
         for value, p in dist.items():
             if not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
                 raise ConditionError(
-                    f"rebalance {codec.name}={value!r}: probability must be a number >= 0, got {p!r}"
+                    f"rebalance {codec.name}={value!r}: probability must be a number >= 0, "
+                    f"got {p!r}"
                 )
             probs[self._code_of(codec, value, "rebalance")] += p
         if abs(probs.sum() - 1.0) > 1e-3:
             raise ConditionError(
-                f"rebalance {codec.name}: probabilities sum to {probs.sum():.4f}; they must sum to 1"
+                f"rebalance {codec.name}: probabilities sum to {probs.sum():.4f}; "
+                f"they must sum to 1"
             )
         return probs / probs.sum()
 
@@ -413,6 +445,18 @@ def _allocate(n: int, probs: np.ndarray, rng: torch.Generator, dev: torch.device
     return codes[torch.randperm(n, generator=rng, device=dev)]
 
 
+def _check_text(col: Any, what: str) -> None:
+    """Column names must be text that UTF-8 can carry (JSON's lone-surrogate escapes can
+    not), or no error message about them could be sent back."""
+    try:
+        str(col).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConditionError(
+            f"{what} column name {ascii(col)} is not valid UTF-8 text (it holds a lone surrogate, "
+            f"e.g. from a broken \\u escape); send the name of one of the model's columns"
+        ) from None
+
+
 def _label(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -449,9 +493,6 @@ def _model_version(gen_state: dict[str, torch.Tensor], encoder: Encoder) -> str:
         h.update(name.encode())
         h.update(gen_state[name].detach().cpu().contiguous().numpy().tobytes())
     h.update(str(encoder.output_dim).encode())
-    for codec in encoder.codecs:
-        if isinstance(codec, IdCodec) and codec.calib.any():
-            h.update(codec.calib.tobytes())
     return h.hexdigest()[:16]
 
 

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from synthrec.config import GanConfig
+from synthrec.encoding import Encoder
 from synthrec.errors import ConfigError
 from synthrec.gan.networks import Critic, GanLayout, Generator, activate, cond_cross_entropy
 from synthrec.gan.sampler import CondSampler
-from synthrec.transform import Encoder
 
 
 @dataclass
@@ -203,7 +203,7 @@ def train_epoch(
     steps = max(1, shard.shape[0] // batch_size) if max_steps is None else max_steps
     sums: dict[str, torch.Tensor] = {}
     start, done = time.monotonic(), 0
-    for step in range(steps):
+    for _ in range(steps):
         for _ in range(cfg.critic_steps):
             real, cond = sampler.sample(batch_size, state.rng)
             _accumulate(
