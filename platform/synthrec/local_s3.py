@@ -50,6 +50,7 @@ class LocalS3:
     def __init__(self, data_dir: str | None = None, startup_timeout_s: float = 60.0):
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="synthrec-s3-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.timeout = startup_timeout_s
         self.port = free_port()
         # Fixed for this instance, so a restart answers where clients already point.
@@ -133,7 +134,7 @@ class LocalS3:
                     f"weed exited with {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
                 )
             try:
-                client.list_buckets()
+                self._read_one_object(client)
                 return
             except Exception:
                 time.sleep(0.3)
@@ -141,6 +142,16 @@ class LocalS3:
         raise StorageError(
             f"SeaweedFS did not answer on {self.endpoint_url} within {self.timeout:.0f} s"
         )
+
+    @staticmethod
+    def _read_one_object(client) -> None:
+        """Ready means data answers, not only the S3 front: after a restart the volume
+        server comes back seconds after the bucket list does."""
+        for bucket in client.list_buckets()["Buckets"]:
+            listed = client.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents")
+            if listed:
+                client.get_object(Bucket=bucket["Name"], Key=listed[0]["Key"])["Body"].read()
+                return
 
     def client(self, boto3_module=None):
         import boto3
