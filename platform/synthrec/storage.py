@@ -846,7 +846,7 @@ def read_part(
         if cfg.verify_checksums:
             data = with_retries(lambda: fs.open_input_stream(path).readall(), furi, cfg, "read")
             _check_entry(furi, entry, len(data), hashlib.sha256(data).hexdigest())
-            table = pq.read_table(pa.BufferReader(data), columns=columns)
+            table = pq.read_table(pa.py_buffer(data), columns=columns)
         else:
             info = with_retries(lambda: fs.get_file_info(path), furi, cfg, "look up")
             if info.type == pafs.FileType.NotFound:
