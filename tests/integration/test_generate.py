@@ -295,7 +295,7 @@ def test_generate_actor_sigkilled_mid_run_gives_exact_rows_and_clean_bytes(
     import threading
 
     out = tmp_path / "actor-killed"
-    cfg = _gen(model_uri, str(out), rows=60_000, rows_per_file=1_000, concurrency=1)
+    cfg = _gen(model_uri, str(out), rows=40_000, rows_per_file=1_000, concurrency=1)
     run_dir = out / content_key(cfg, storage.read_manifest(model_uri))
     result: dict = {}
 
@@ -317,11 +317,11 @@ def test_generate_actor_sigkilled_mid_run_gives_exact_rows_and_clean_bytes(
     written_at_kill = len(list(run_dir.glob("part-*.parquet")))
     thread.join(300)
     assert "error" not in result, result.get("error")
-    assert 3 <= written_at_kill < 60, "the kill must land mid-run"
-    assert result["summary"].rows == 60_000 and result["summary"].reused_blocks == 0
+    assert 3 <= written_at_kill < 40, "the kill must land mid-run"
+    assert result["summary"].rows == 40_000 and result["summary"].reused_blocks == 0
 
-    run_generate(_gen(model_uri, str(tmp_path / "clean"), rows=60_000, rows_per_file=1_000))
+    run_generate(_gen(model_uri, str(tmp_path / "clean"), rows=40_000, rows_per_file=1_000))
     got, want = storage.read_manifest(str(out)), storage.read_manifest(str(tmp_path / "clean"))
-    assert [e.rows for e in got.files] == [1_000] * 60
+    assert [e.rows for e in got.files] == [1_000] * 40
     assert [e.sha256 for e in got.files] == [e.sha256 for e in want.files]
-    assert storage.read_table(str(out)).num_rows == 60_000
+    assert storage.read_table(str(out)).num_rows == 40_000
