@@ -289,6 +289,7 @@ def _block_writer_pids(ray_module) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_generate_actor_sigkilled_mid_run_gives_exact_rows_and_clean_bytes(
     ray_local, model_uri, tmp_path
 ):
