@@ -248,6 +248,11 @@ def test_generate_to_s3_with_credentials_only_in_the_config(ray_local, model_uri
         return run_generate(cfg).rows
 
     assert ray_local.get(generate_as_a_job.remote(model_uri, out, endpoint), timeout=300) == 2_000
+    from synthrec.distributed.credentials import share
+
+    shared = share(StorageConfig(access_key_id="k", secret_access_key=CONFIG_ONLY_SECRET_KEY))
+    assert CONFIG_ONLY_SECRET_KEY.encode() not in ray_local.cloudpickle.dumps(shared)
+    assert shared.resolve().secrets()["secret_access_key"] == CONFIG_ONLY_SECRET_KEY
     assert storage.read_table(out).num_rows == 2_000
     logs = ray_local._private.worker._global_node.get_session_dir_path()
     leaked = subprocess.run(
