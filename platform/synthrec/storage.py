@@ -5,10 +5,21 @@ Layout of a published dataset or model directory at URI:
     URI/_manifest.json          written last; the only thing readers trust
     URI/<run_id>/part-00000.parquet ...   (or named model files)
 
-A writer puts its files under a fresh `<run_id>/` prefix (the staging prefix), then writes
-the manifest (files, row counts, sizes, sha256) in one PUT / one rename. Until then readers
-see nothing (or the previous version); after it, run folders the manifest does not name are
-deleted. A crash at any point leaves nothing that looks complete. No torch here.
+A writer puts its files under a fresh `<run_id>/` folder, then publishes the manifest (files,
+row counts, sizes, sha256) with a conditional write: S3 `If-None-Match`/`If-Match` on the
+manifest's ETag, or on local disk a compare under an exclusive `flock` and a rename. A writer
+that lost the race re-reads the manifest and tries again, so concurrent publishers serialize
+(the last one wins, none is lost). Afterwards run folders are deleted only when the newest
+manifest does not name them (neither current nor among the `keep_versions - 1` retained older
+versions, which readers in flight may still be reading) and they have been idle for
+`stale_after_s` (so another writer's folder in flight is never taken). A crash at any point
+leaves nothing that looks complete.
+
+Single files, retries and the conditional write live in `filestore` (re-exported here).
+Reading follows one rule (see `plan_read`): a location with a manifest is read through it,
+every file checked against the manifest's size and (by default) sha256; plain files are read
+only where the user points at them: a .parquet/.csv file, or a folder with no manifest that
+holds no run folder and is not one. No torch here.
 """
 
 from __future__ import annotations
@@ -16,32 +27,51 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import posixpath
+import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from synthrec.config import StorageConfig
 from synthrec.errors import DataError, ModelError, StorageError
 
+# The file layer, re-exported: callers use `storage.join`, `storage.write_bytes`, ...
+from synthrec.filestore import _short, file_infos, read_versioned, write_if
+from synthrec.filestore import boto3_client as boto3_client
+from synthrec.filestore import check_writable as check_writable
+from synthrec.filestore import delete as delete
+from synthrec.filestore import ensure_bucket as ensure_bucket
+from synthrec.filestore import exists as exists
+from synthrec.filestore import filesystem as filesystem
+from synthrec.filestore import is_s3 as is_s3
+from synthrec.filestore import join as join
+from synthrec.filestore import list_files as list_files
+from synthrec.filestore import read_bytes as read_bytes
+from synthrec.filestore import with_retries as with_retries
+from synthrec.filestore import write_bytes as write_bytes
+
 MANIFEST = "_manifest.json"
 FORMAT_VERSION = 1
-T = TypeVar("T")
+RUN_PREFIXES = ("run-", "_staging")  # folders the storage layer owns inside a published URI
+COMMIT_ATTEMPTS = 20
+
+_RUN_ID = re.compile(r"run-[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
 class FileEntry:
-    path: str  # relative to the dataset URI
+    path: str  # "<run_id>/<name>", relative to the dataset URI
     bytes: int
     sha256: str
     rows: int | None = None
@@ -56,6 +86,7 @@ class Manifest:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     format_version: int = FORMAT_VERSION
+    retained: list[str] = field(default_factory=list)  # older run folders kept, newest first
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -65,220 +96,32 @@ class Manifest:
         try:
             data = json.loads(text)
             data["files"] = [FileEntry(**f) for f in data["files"]]
-            return cls(**data)
+            manifest = cls(**data)
         except (ValueError, KeyError, TypeError) as err:
             raise StorageError(
                 f"{join(uri, MANIFEST)} is corrupt ({err}); re-run the job that wrote it"
             ) from None
+        return manifest.check(uri)
 
-
-# ---------------------------------------------------------------------------- filesystems
-
-
-def is_s3(uri: str) -> bool:
-    return str(uri).startswith("s3://")
-
-
-def join(uri: str, *parts: str) -> str:
-    if is_s3(uri):
-        return "/".join([str(uri).rstrip("/"), *[p.strip("/") for p in parts]])
-    return str(Path(uri, *parts))
-
-
-def filesystem(uri: str, storage: StorageConfig | None = None) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem for `uri` and the path inside it (`bucket/key` for S3)."""
-    uri = str(uri)
-    if is_s3(uri):
-        path = uri[len("s3://") :].rstrip("/")
-        if not path or path.startswith("/"):
-            raise StorageError(f"{uri!r} is not a valid S3 URI; expected s3://bucket/prefix")
-        return _s3_filesystem(**_s3_settings(storage)), path
-    if "://" in uri:
-        raise StorageError(f"{uri!r}: only local paths and s3:// URIs are supported")
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def _s3_settings(storage: StorageConfig | None) -> dict[str, Any]:
-    cfg = (storage or StorageConfig()).resolved()
-    return {
-        "endpoint": cfg["endpoint_url"],
-        "region": cfg["region"],
-        "access_key": cfg["access_key_id"],
-        "secret_key": cfg["secret_access_key"],
-        "session_token": cfg["session_token"],
-        "attempts": (storage or StorageConfig()).max_attempts,
-    }
-
-
-@lru_cache(maxsize=16)
-def _s3_filesystem(
-    endpoint, region, access_key, secret_key, session_token, attempts
-) -> pafs.S3FileSystem:
-    kwargs: dict[str, Any] = {
-        "region": region,
-        "connect_timeout": 3,
-        "request_timeout": 30,
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
-    }
-    if endpoint:
-        kwargs["endpoint_override"] = endpoint
-        kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
-    if access_key and secret_key:
-        kwargs.update(access_key=access_key, secret_key=secret_key, session_token=session_token)
-    return pafs.S3FileSystem(**kwargs)
-
-
-def boto3_client(storage: StorageConfig | None = None, connect_timeout: float = 3):
-    """A boto3 S3 client for what pyarrow lacks (buckets, probes). Few retries: callers retry."""
-    import boto3
-    from botocore.config import Config
-
-    cfg = (storage or StorageConfig()).resolved()
-    return boto3.client(
-        "s3",
-        endpoint_url=cfg["endpoint_url"],
-        region_name=cfg["region"],
-        aws_access_key_id=cfg["access_key_id"],
-        aws_secret_access_key=cfg["secret_access_key"],
-        aws_session_token=cfg["session_token"],
-        config=Config(
-            retries={"max_attempts": 2}, connect_timeout=connect_timeout, read_timeout=30
-        ),
-    )
-
-
-def with_retries(
-    fn: Callable[[], T], uri: str, storage: StorageConfig | None = None, what: str = "access"
-) -> T:
-    """Run `fn`, retrying transient I/O errors with exponential backoff; missing files are not retried."""
-    cfg = storage or StorageConfig()
-    for attempt in range(cfg.max_attempts):
-        try:
-            return fn()
-        except (
-            FileNotFoundError,
-            IsADirectoryError,
-            NotADirectoryError,
-            PermissionError,
-            StorageError,
-            DataError,
-        ):
-            raise
-        except OSError as err:
-            if attempt + 1 == cfg.max_attempts:
+    def check(self, uri: str) -> Manifest:
+        """Every path must be `<run_id>/<name>` inside this manifest's run folder: nothing
+        absolute, no `..`, no other folder, so a manifest can never point outside `uri`."""
+        where = join(uri, MANIFEST)
+        runs = [self.run_id, *self.retained]
+        if not all(isinstance(r, str) and _RUN_ID.fullmatch(r) for r in runs):
+            raise StorageError(
+                f"{where}: run folder names {runs!r} must look like 'run-<id>' "
+                "(letters, digits, '.', '_', '-'); re-publish it"
+            )
+        for entry in self.files:
+            parts = entry.path.split("/") if isinstance(entry.path, str) else []
+            if len(parts) != 2 or parts[0] != self.run_id or not _FILE_NAME.fullmatch(parts[1]):
                 raise StorageError(
-                    f"cannot {what} {uri} after {cfg.max_attempts} attempts: {_short(err)}"
-                ) from None
-            time.sleep(cfg.retry_base_delay_s * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def _short(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
-
-
-# ---------------------------------------------------------------------------- low-level I/O
-
-
-def write_bytes(uri: str, data: bytes, storage: StorageConfig | None = None) -> None:
-    """Write one object; on local disk through a temp file and rename, so it is all or nothing."""
-    fs, path = filesystem(uri, storage)
-
-    def put() -> None:
-        if isinstance(fs, pafs.LocalFileSystem):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        else:
-            with fs.open_output_stream(path) as out:
-                out.write(data)
-
-    with_retries(put, uri, storage, "write")
-
-
-def read_bytes(uri: str, storage: StorageConfig | None = None) -> bytes:
-    fs, path = filesystem(uri, storage)
-    try:
-        return with_retries(lambda: fs.open_input_stream(path).readall(), uri, storage, "read")
-    except FileNotFoundError:
-        raise StorageError(f"{uri} does not exist") from None
-
-
-def exists(uri: str, storage: StorageConfig | None = None) -> bool:
-    fs, path = filesystem(uri, storage)
-    info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
-    return info.type != pafs.FileType.NotFound
-
-
-def delete(uri: str, storage: StorageConfig | None = None) -> None:
-    """Delete a file or a whole folder; absent is fine."""
-    fs, path = filesystem(uri, storage)
-    info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
-    if info.type == pafs.FileType.Directory:
-        with_retries(lambda: fs.delete_dir(path), uri, storage, "delete")
-    elif info.type == pafs.FileType.File:
-        with_retries(lambda: fs.delete_file(path), uri, storage, "delete")
-
-
-def list_files(uri: str, storage: StorageConfig | None = None) -> list[str]:
-    """Relative paths of all files under a folder URI, sorted."""
-    fs, path = filesystem(uri, storage)
-    selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
-    infos = with_retries(lambda: fs.get_file_info(selector), uri, storage, "list")
-    prefix = path.rstrip("/") + "/"  # string prefix, not relpath: S3 keys are not filesystem paths
-    return sorted(
-        i.path[len(prefix) :]
-        for i in infos
-        if i.type == pafs.FileType.File and i.path.startswith(prefix)
-    )
-
-
-def ensure_bucket(uri: str, storage: StorageConfig | None = None) -> None:
-    """Create the bucket of an s3:// URI if it is missing (no-op for local paths)."""
-    if not is_s3(uri):
-        return
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket = uri[len("s3://") :].split("/", 1)[0]
-    client = boto3_client(storage)
-    try:
-        client.head_bucket(Bucket=bucket)
-        return
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
-            raise StorageError(f"cannot access the bucket of {uri}: {_short(err)}") from None
-    except BotoCoreError as err:  # unreachable endpoint, missing credentials, ...
-        raise StorageError(f"cannot reach S3 for {uri}: {_short(err)}") from None
-    try:
-        client.create_bucket(Bucket=bucket)
-    except (ClientError, BotoCoreError) as err:
-        raise StorageError(
-            f"bucket of {uri} does not exist and cannot be created: {_short(err)}"
-        ) from None
-
-
-def check_writable(uri: str, storage: StorageConfig | None = None) -> None:
-    """Fail fast (seconds) if `uri` cannot be written: write and delete a probe object."""
-    probe = join(uri, f"_probe-{uuid.uuid4().hex[:8]}")
-    try:
-        if is_s3(uri):
-            ensure_bucket(uri, storage)
-        write_bytes(
-            probe,
-            b"ok",
-            storage.model_copy(update={"max_attempts": 1})
-            if storage
-            else StorageConfig(max_attempts=1),
-        )
-        delete(probe, storage)
-    except StorageError as err:
-        raise StorageError(f"destination {uri} is not writable: {err}") from None
-    except OSError as err:
-        raise StorageError(f"destination {uri} is not writable: {_short(err)}") from None
+                    f"{where} names file {entry.path!r}; entries must be "
+                    f"'{self.run_id}/<file name>' (inside the run folder, no '..', not "
+                    "absolute); re-publish it"
+                )
+        return self
 
 
 # ---------------------------------------------------------------------------- publishing
@@ -300,22 +143,90 @@ def read_manifest(uri: str, storage: StorageConfig | None = None) -> Manifest | 
 
 
 def commit(uri: str, manifest: Manifest, storage: StorageConfig | None = None) -> Manifest:
-    """Publish: write the manifest (one atomic write), then delete run folders it does not name."""
-    write_bytes(join(uri, MANIFEST), manifest.to_json().encode(), storage)
-    cleanup_stale(uri, manifest, storage)
-    return manifest
+    """Publish `manifest` (its run folder already written) with a conditional write, retrying
+    when another writer published first; then delete run folders nobody needs any more.
+    Returns the manifest as published (with the older versions it retains)."""
+    cfg = storage or StorageConfig()
+    manifest.check(uri)
+    _check_run_written(uri, manifest, storage)
+    sent = None
+    for attempt in range(COMMIT_ATTEMPTS):
+        current_bytes, token = read_versioned(join(uri, MANIFEST), storage)
+        if sent is not None and current_bytes == sent:
+            break  # our previous try landed; only its answer was lost
+        current = _parse_or_none(current_bytes, uri)
+        published = replace(
+            manifest, retained=_retained(current, manifest.run_id, cfg.keep_versions)
+        )
+        sent = published.to_json().encode()
+        if write_if(join(uri, MANIFEST), sent, token, storage):
+            break
+        time.sleep(random.uniform(0, 0.02 * (attempt + 1)))  # another writer won: re-read
+    else:
+        raise StorageError(
+            f"cannot publish {uri}: other writers replaced {MANIFEST} {COMMIT_ATTEMPTS} times "
+            "while this one tried; publish to separate URIs or retry later"
+        )
+    cleanup_stale(uri, storage)
+    return published
 
 
-def cleanup_stale(
-    uri: str, manifest: Manifest | None, storage: StorageConfig | None = None
-) -> list[str]:
-    """Delete staging/run folders under `uri` that the published manifest does not reference."""
-    keep = {manifest.run_id} if manifest else set()
-    stale = {p.split("/", 1)[0] for p in list_files(uri, storage) if "/" in p}
-    removed = sorted(d for d in stale - keep if d.startswith(("run-", "_staging")))
+def _retained(current: Manifest | None, run_id: str, keep_versions: int) -> list[str]:
+    """Run folders of the versions before this one that stay readable, newest first."""
+    if current is None:
+        return []
+    older = dict.fromkeys([current.run_id, *current.retained])
+    return [r for r in older if r != run_id][: keep_versions - 1]
+
+
+def _parse_or_none(data: bytes | None, uri: str) -> Manifest | None:
+    if data is None:
+        return None
+    try:
+        return Manifest.from_json(data.decode(), uri)
+    except (StorageError, UnicodeDecodeError):
+        return None  # a corrupt manifest is replaced, not kept
+
+
+def _check_run_written(uri: str, manifest: Manifest, storage: StorageConfig | None) -> None:
+    """Every file the manifest names exists with its size: never publish a dangling manifest."""
+    infos = file_infos(join(uri, manifest.run_id), storage)
+    bad = [
+        e.path
+        for e in manifest.files
+        if (info := infos.get(e.path.split("/", 1)[1])) is None or info.size != e.bytes
+    ]
+    if bad:
+        raise StorageError(
+            f"cannot publish {uri}: {len(bad)} of its files are missing or changed "
+            f"({', '.join(bad[:3])}); the write failed or another writer removed "
+            f"{manifest.run_id}; re-run the job"
+        )
+
+
+def cleanup_stale(uri: str, storage: StorageConfig | None = None) -> list[str]:
+    """Delete run folders under `uri` that the newest manifest does not keep (as its current
+    or a retained version) and that nobody has written to for `stale_after_s`."""
+    cfg = storage or StorageConfig()
+    manifest = read_manifest(uri, storage)  # re-read: a later publish may have replaced ours
+    keep = {manifest.run_id, *manifest.retained} if manifest else set()
+    newest: dict[str, float] = {}
+    for rel, info in file_infos(uri, storage).items():
+        folder = rel.split("/", 1)[0]
+        if "/" in rel and folder.startswith(RUN_PREFIXES):
+            newest[folder] = max(newest.get(folder, 0.0), _mtime(info))
+    now = time.time()
+    removed = sorted(
+        f for f, mtime in newest.items() if f not in keep and now - mtime >= cfg.stale_after_s
+    )
     for folder in removed:
         delete(join(uri, folder), storage)
     return removed
+
+
+def _mtime(info: pafs.FileInfo) -> float:
+    mtime = info.mtime
+    return mtime.timestamp() if mtime is not None else 0.0
 
 
 def entry_for(
@@ -349,13 +260,18 @@ def publish_files(
 
 
 def read_files(
-    uri: str, names: Iterable[str] | None = None, storage: StorageConfig | None = None
+    uri: str,
+    names: Iterable[str] | None = None,
+    storage: StorageConfig | None = None,
+    manifest: Manifest | None = None,
 ) -> dict[str, bytes]:
-    """Files of a published directory by name, checked against the manifest's sha256."""
-    manifest = read_manifest(uri, storage)
+    """Files of a published directory by name, checked against the manifest's sha256. Pass
+    the `manifest` already read to get exactly that version (kept for `keep_versions`)."""
+    manifest = manifest or read_manifest(uri, storage)
     if manifest is None:
         raise ModelError(
-            f"nothing is published at {uri} (no {MANIFEST}); check the URI or re-run the job that writes it"
+            f"nothing is published at {uri} (no {MANIFEST}); "
+            "check the URI or re-run the job that writes it"
         )
     by_name = {e.path.split("/", 1)[1]: e for e in manifest.files}
     wanted = list(names) if names is not None else list(by_name)
@@ -364,10 +280,11 @@ def read_files(
         raise ModelError(f"{uri} lacks {', '.join(missing)}; it holds {', '.join(sorted(by_name))}")
     out = {}
     for name in wanted:
-        data = read_bytes(join(uri, by_name[name].path), storage)
-        if hashlib.sha256(data).hexdigest() != by_name[name].sha256:
+        entry = by_name[name]
+        data = read_bytes(join(uri, entry.path), storage)
+        if len(data) != entry.bytes or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise ModelError(
-                f"{join(uri, by_name[name].path)} does not match its manifest checksum; re-publish it"
+                f"{join(uri, entry.path)} does not match its manifest checksum; re-publish it"
             )
         out[name] = data
     return out
@@ -415,7 +332,8 @@ def write_dataset(
 
 
 def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
-    """Regroup a table or a stream of batches into tables of exactly rows_per_file rows (last may be short)."""
+    """Regroup a table or a stream of batches into tables of exactly rows_per_file rows
+    (the last may be short)."""
     batches = data.to_batches() if isinstance(data, pa.Table) else data
     pending: list[pa.Table] = []
     count = 0
@@ -432,6 +350,87 @@ def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
         yield pa.concat_tables(pending)
 
 
+# ---------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """What the one reading rule says to read at `uri`, for readers that schedule the reads
+    themselves (Ray Data). `paths` are inside `filesystem(uri)`. For a published dataset
+    `manifest` is set and `paths[i]` holds `manifest.files[i]`: read each with `read_part`,
+    which checks it against its entry."""
+
+    uri: str
+    format: Literal["parquet", "csv", "tsv"]
+    paths: list[str]
+    num_bytes: int
+    manifest: Manifest | None = None
+
+
+def plan_read(uri: str, storage: StorageConfig | None = None) -> ReadPlan:
+    """Decide what a reader may read at `uri`:
+
+    - a folder with a manifest: exactly the files the manifest names (a dataset, not a model);
+    - a .parquet/.pq/.csv/.tsv file: that file, as the user pointed at it;
+    - a folder without a manifest: its Parquet files, unless it is a run folder (`run-*`,
+      `_staging*`) or holds one at any depth: that is a crashed or unfinished write, refused.
+    """
+    fs, path = filesystem(uri, storage)
+    info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"no file or dataset at {uri}; check the path")
+    if info.type == pafs.FileType.Directory:
+        manifest = read_manifest(uri, storage)
+        if manifest is None:
+            return _plain_folder_plan(uri, path, storage)
+        if manifest.kind != "dataset":
+            raise DataError(f"{uri} is a published {manifest.kind}, not a dataset")
+        paths = [f"{path}/{e.path}" for e in manifest.files]
+        return ReadPlan(uri, "parquet", paths, sum(e.bytes for e in manifest.files), manifest)
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    formats = {"parquet": "parquet", "pq": "parquet", "csv": "csv", "tsv": "tsv"}
+    if suffix not in formats:
+        raise DataError(
+            f"{uri}: unknown format '.{suffix}'; use a .parquet or .csv file or a dataset folder"
+        )
+    return ReadPlan(uri, formats[suffix], [path], info.size or 0)
+
+
+def _plain_folder_plan(uri: str, path: str, storage: StorageConfig | None) -> ReadPlan:
+    if path.rstrip("/").rsplit("/", 1)[-1].startswith(RUN_PREFIXES):
+        raise DataError(
+            f"{uri} is a run folder of a publish, not a dataset: read the folder above it, "
+            f"which holds {MANIFEST} once the write has finished"
+        )
+    infos = file_infos(uri, storage)
+    if any(part.startswith(RUN_PREFIXES) for rel in infos for part in rel.split("/")[:-1]):
+        raise DataError(
+            f"{uri} holds an unfinished or crashed write (run folders, no {MANIFEST}); "
+            "re-run the job that writes it"
+        )
+    files = sorted(
+        rel
+        for rel in infos
+        if rel.lower().endswith((".parquet", ".pq"))
+        and not any(part.startswith(("_", ".")) for part in rel.split("/"))
+    )
+    if not files:
+        raise DataError(
+            f"{uri} holds no Parquet files and no {MANIFEST}; "
+            "point at a dataset folder or a .parquet/.csv file"
+        )
+    paths = [f"{path.rstrip('/')}/{rel}" for rel in files]
+    return ReadPlan(uri, "parquet", paths, sum(infos[rel].size or 0 for rel in files))
+
+
+def read_table(
+    uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """Read a published dataset (checked against its manifest), a .parquet/.csv file, or a
+    plain folder of Parquet files; `plan_read` says which and refuses unfinished writes."""
+    return read_plan(plan_read(uri, storage), storage, columns)
+
+
 def read_dataset(
     uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
 ) -> pa.Table:
@@ -439,61 +438,123 @@ def read_dataset(
     manifest = read_manifest(uri, storage)
     if manifest is None:
         raise DataError(
-            f"{uri} holds no published dataset (no {MANIFEST}); it may be incomplete — re-run the job that writes it"
+            f"{uri} holds no published dataset (no {MANIFEST}); it may be incomplete: "
+            "re-run the job that writes it"
         )
     if manifest.kind != "dataset":
         raise DataError(f"{uri} is a published {manifest.kind}, not a dataset")
-    fs, base = filesystem(uri, storage)
-    paths = [
-        posixpath.join(base, e.path) if is_s3(uri) else os.path.join(base, e.path)
-        for e in manifest.files
-    ]
-    table = with_retries(
-        lambda: pq.ParquetDataset(paths, filesystem=fs).read(columns=columns), uri, storage, "read"
-    )
-    if table.num_rows != manifest.num_rows:
-        raise DataError(
-            f"{uri}: manifest says {manifest.num_rows} rows but the files hold {table.num_rows}; re-publish it"
+    base = filesystem(uri, storage)[1]
+    paths = [f"{base}/{e.path}" for e in manifest.files]
+    plan = ReadPlan(uri, "parquet", paths, sum(e.bytes for e in manifest.files), manifest)
+    return read_plan(plan, storage, columns)
+
+
+def read_plan(
+    plan: ReadPlan, storage: StorageConfig | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """Read everything a `ReadPlan` names (published parts in parallel, each one checked)."""
+    if plan.manifest is not None:
+        entries = plan.manifest.files
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(entries)))) as pool:
+            tables = list(pool.map(lambda e: read_part(plan.uri, e, storage, columns), entries))
+        if not tables:
+            raise DataError(f"{plan.uri}: the manifest names no files; re-publish it")
+        table = pa.concat_tables(tables)
+        if table.num_rows != plan.manifest.num_rows:
+            raise DataError(
+                f"{plan.uri}: manifest says {plan.manifest.num_rows} rows but the files hold "
+                f"{table.num_rows}; re-publish it"
+            )
+        return table
+    fs, base = filesystem(plan.uri, storage)
+    if plan.format in ("csv", "tsv"):
+        return _read_csv(plan, fs, storage, columns, "\t" if plan.format == "tsv" else ",")
+
+    def read() -> pa.Table:
+        if plan.paths == [base]:  # one file
+            return pq.read_table(base, filesystem=fs, columns=columns)
+        dataset = pads.dataset(
+            plan.paths,
+            filesystem=fs,
+            format="parquet",
+            partitioning="hive",
+            partition_base_dir=base,
+        )
+        return dataset.to_table(columns=columns)
+
+    try:
+        return with_retries(read, plan.uri, storage, "read")
+    except pa.ArrowInvalid as err:
+        raise DataError(f"{plan.uri} is not readable as Parquet: {_short(err)}") from None
+
+
+def read_part(
+    uri: str,
+    entry: FileEntry,
+    storage: StorageConfig | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """One file of the published dataset at `uri`, checked against its manifest entry: size
+    always, sha256 unless `storage.verify_checksums` is off. Safe to call in a Ray task."""
+    cfg = storage or StorageConfig()
+    furi = join(uri, entry.path)
+    fs, path = filesystem(furi, storage)
+    try:
+        if cfg.verify_checksums:
+            data = with_retries(lambda: fs.open_input_stream(path).readall(), furi, cfg, "read")
+            _check_entry(furi, entry, len(data), hashlib.sha256(data).hexdigest())
+            table = pq.read_table(pa.py_buffer(data), columns=columns)
+        else:
+            info = with_retries(lambda: fs.get_file_info(path), furi, cfg, "look up")
+            if info.type == pafs.FileType.NotFound:
+                raise FileNotFoundError(path)
+            _check_entry(furi, entry, info.size, None)
+            table = with_retries(
+                lambda: pq.read_table(path, filesystem=fs, columns=columns), furi, cfg, "read"
+            )
+    except FileNotFoundError:
+        raise StorageError(
+            f"{furi} is missing although the manifest names it: the version being read was "
+            f"replaced more than keep_versions ({cfg.keep_versions}) times since (read again) "
+            "or the folder was damaged (re-publish it)"
+        ) from None
+    except pa.ArrowInvalid as err:
+        raise DataError(f"{furi} is not readable as Parquet: {_short(err)}") from None
+    if entry.rows is not None and table.num_rows != entry.rows:
+        raise StorageError(
+            f"{furi} holds {table.num_rows} rows but its manifest entry says {entry.rows}; "
+            "re-publish it"
         )
     return table
 
 
-def read_table(
-    uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
-) -> pa.Table:
-    """Read a .parquet or .csv file, a published dataset folder, or a folder of Parquet files."""
-    fs, path = filesystem(uri, storage)
-    info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
-    if info.type == pafs.FileType.NotFound:
-        raise DataError(f"no file or dataset at {uri}; check the path")
-    if info.type == pafs.FileType.Directory:
-        if read_manifest(uri, storage) is not None:
-            return read_dataset(uri, storage, columns)
-        return _read_parquet(uri, fs, path, storage, columns)
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if suffix in ("parquet", "pq"):
-        return _read_parquet(uri, fs, path, storage, columns)
-    if suffix in ("csv", "tsv"):
-        return _read_csv(
-            uri, fs, path, storage, columns, delimiter="\t" if suffix == "tsv" else ","
+def verify_dataset(uri: str, manifest: Manifest, storage: StorageConfig | None = None) -> None:
+    """Check every file of a published dataset against its entry, streaming (bounded memory),
+    so later reads of single columns may skip the check."""
+    for entry in manifest.files:
+        try:
+            found = entry_for(uri, entry.path, storage)
+        except FileNotFoundError:
+            raise StorageError(f"{join(uri, entry.path)} is missing; re-publish {uri}") from None
+        _check_entry(join(uri, entry.path), entry, found.bytes, found.sha256)
+
+
+def _check_entry(furi: str, entry: FileEntry, size: int | None, sha256: str | None) -> None:
+    if size != entry.bytes:
+        raise StorageError(
+            f"{furi} holds {size} bytes but its manifest entry says {entry.bytes}: the file "
+            "changed after it was published; re-publish the dataset"
         )
-    raise DataError(
-        f"{uri}: unknown format '.{suffix}'; use a .parquet or .csv file or a dataset folder"
-    )
-
-
-def _read_parquet(uri, fs, path, storage, columns) -> pa.Table:
-    try:
-        return with_retries(
-            lambda: pq.read_table(path, filesystem=fs, columns=columns), uri, storage, "read"
+    if sha256 is not None and sha256 != entry.sha256:
+        raise StorageError(
+            f"{furi} does not match its manifest's sha256: the file changed after it was "
+            "published; re-publish the dataset"
         )
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{uri} is not readable as Parquet: {_short(err)}") from None
 
 
-def _read_csv(uri, fs, path, storage, columns, delimiter: str) -> pa.Table:
+def _read_csv(plan: ReadPlan, fs, storage, columns, delimiter: str) -> pa.Table:
     def read() -> pa.Table:
-        with fs.open_input_stream(path) as stream:
+        with fs.open_input_stream(plan.paths[0]) as stream:
             return pacsv.read_csv(
                 stream,
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),
@@ -501,6 +562,6 @@ def _read_csv(uri, fs, path, storage, columns, delimiter: str) -> pa.Table:
             )
 
     try:
-        return with_retries(read, uri, storage, "read")
+        return with_retries(read, plan.uri, storage, "read")
     except pa.ArrowInvalid as err:
-        raise DataError(f"{uri} is not readable as CSV: {_short(err)}") from None
+        raise DataError(f"{plan.uri} is not readable as CSV: {_short(err)}") from None

@@ -66,3 +66,25 @@ def test_storage_unreachable_endpoint_fails_fast_naming_the_uri():
     with pytest.raises(StorageError, match="s3://nobucket/x"):
         storage.check_writable("s3://nobucket/x", cfg)
     assert time.monotonic() - start < 30
+
+
+def test_storage_ray_read_checks_every_part_where_it_is_read(ray_local, s3_bucket):
+    """The Ray read path follows the same rule: parts checked against the manifest in the
+    tasks that read them; a crashed run folder is refused."""
+    from synthrec.distributed.reading import read_table_ray
+
+    uri = f"s3://{s3_bucket}/ray-read"
+    table = pa.table({"i": list(range(3_000)), "x": [float(i) for i in range(3_000)]})
+    manifest = storage.write_dataset(table, uri, rows_per_file=1_000)
+    assert read_table_ray(uri).equals(table)
+
+    part = f"{uri}/{manifest.files[2].path}"
+    body = storage.read_bytes(part)
+    storage.write_bytes(part, body.replace(b"parquet-cpp-arrow", b"parquet-cpp-ARROW"))
+    with pytest.raises(StorageError, match="sha256"):
+        read_table_ray(uri)
+
+    crashed = f"s3://{s3_bucket}/crashed"
+    storage.write_bytes(f"{crashed}/run-gen-00/part-00000.parquet", storage.parquet_bytes(table))
+    with pytest.raises(DataError, match="unfinished or crashed write"):
+        read_table_ray(crashed)

@@ -24,7 +24,7 @@ import yaml
 
 from synthrec import storage as st
 from synthrec.config import StorageConfig
-from synthrec.errors import DataError, SchemaError
+from synthrec.errors import SchemaError
 from synthrec.schema import (
     ID_ROLES,
     ColumnSpec,
@@ -58,14 +58,8 @@ def load_event_log(
 def read_events(
     uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
 ) -> pa.Table:
-    """`storage.read_table`, refusing a folder that holds an unfinished publish (run folders, no
-    manifest): readers trust only manifests."""
-    if _is_dir(uri, storage) and st.read_manifest(uri, storage) is None:
-        if any(p.startswith(("run-", "_staging")) for p in st.list_files(uri, storage)):
-            raise DataError(
-                f"{uri} holds an unfinished or crashed write (no {st.MANIFEST}); "
-                "re-run the job that writes it"
-            )
+    """`storage.read_table`: a published dataset through its checked manifest, a file, or a
+    plain folder; unfinished writes are refused there."""
     return st.read_table(uri, storage, columns)
 
 
@@ -94,7 +88,8 @@ def check_table(table: pa.Table, schema: Schema, where: str) -> None:
 
 
 def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
-    """The `columns` mapping of a schema YAML, checked for shape: {name: {role, kind?, nullable?}}."""
+    """The `columns` mapping of a schema YAML, checked for shape:
+    {name: {role, kind?, nullable?}}."""
     if not st.exists(uri, storage):
         raise SchemaError(f"schema file {uri} does not exist; pass an existing YAML file")
     try:
@@ -172,7 +167,8 @@ def _reject_all_null(table: pa.Table, where: str) -> None:
         col = table.column(name)
         if col.null_count == len(col):
             raise SchemaError(
-                f"{where} column '{name}': all {len(col)} values are null; drop the column or fill it"
+                f"{where} column '{name}': all {len(col)} values are null; "
+                "drop the column or fill it"
             )
 
 
@@ -209,12 +205,15 @@ def describe(uri: str, storage: StorageConfig | None = None) -> Description:
         ]
         return Description(uri, table.num_rows, cols, None)
     schema = manifest_schema(uri, storage)
-    fs, base = st.filesystem(uri, storage)
-    first = base + "/" + manifest.files[0].path
-    names = pq.read_schema(first, filesystem=fs).names
+    plan = st.plan_read(uri, storage)  # one version of the manifest for every column read
+    manifest = plan.manifest or manifest
+    names = pq.read_schema(plan.paths[0], filesystem=st.filesystem(uri, storage)[0]).names
+    if (storage or StorageConfig()).verify_checksums:
+        st.verify_dataset(uri, manifest, storage)  # once, streaming; then one column at a time
+    checked = (storage or StorageConfig()).model_copy(update={"verify_checksums": False})
     cols = []
     for name in names:
-        col = st.read_dataset(uri, storage, columns=[name]).column(name)
+        col = st.read_plan(plan, checked, columns=[name]).column(name)
         spec = (
             schema[name]
             if schema and name in schema.names

@@ -6,15 +6,18 @@ seed `seed + i` (inside `Synthesizer.sample_block`) and written by the actor tha
 small row of file metadata per block flows back through Ray, never the generated rows: that
 is what keeps the pipeline near the speed of one plain process per core.
 
-Files go under a run folder named by a hash of everything that determines the content; a
-re-run after a crash finds the blocks already written, skips them, and publishes the manifest
-(storage.commit), which also removes stale run folders.
+Files go under a run folder named by a hash of everything that determines the content (the
+model's file checksums, not its editable version label); a re-run after a crash finds the
+blocks already written, skips them, and publishes the manifest (storage.commit). Actors load
+the model version the driver read (its manifest travels with them) and get S3 credentials
+from a config through the object store (distributed.credentials), never as task arguments.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +26,12 @@ import numpy as np
 
 from synthrec import storage
 from synthrec.config import GenerateConfig
-from synthrec.errors import ModelError
+from synthrec.distributed.credentials import WorkerStorage, share
+from synthrec.errors import ConfigError, ModelError
 from synthrec.storage import FileEntry, Manifest
+
+MAX_BLOCKS = 100_000  # part names have five digits: part-00000 .. part-99999
+_PART = re.compile(r"part-(\d{5})\.parquet")
 
 
 @dataclass
@@ -47,10 +54,12 @@ def block_sizes(num_rows: int, rows_per_block: int) -> np.ndarray:
     return np.array([rows_per_block] * full + ([rest] if rest else []), dtype=np.int64)
 
 
-def content_key(cfg: GenerateConfig, model_version: str) -> str:
-    """Run-folder name: equal for runs that must produce identical bytes."""
+def content_key(cfg: GenerateConfig, model: Manifest) -> str:
+    """Run-folder name: equal for runs that must produce identical bytes. The model is named
+    by its files' sha256 (weights, encoder, config), so two models that share a version
+    label never share blocks."""
     spec = {
-        "model": model_version,
+        "model": sorted(e.sha256 for e in model.files),
         "rows": cfg.rows,
         "seed": cfg.seed,
         "block": cfg.rows_per_file,
@@ -64,19 +73,40 @@ def part_name(run_id: str, block: int) -> str:
     return f"{run_id}/part-{block:05d}.parquet"
 
 
+def check_blocks(cfg: GenerateConfig) -> int:
+    """Number of blocks, at most MAX_BLOCKS (so every part name has five digits)."""
+    blocks = -(-cfg.rows // cfg.rows_per_file)
+    if blocks > MAX_BLOCKS:
+        raise ConfigError(
+            f"rows {cfg.rows:,} in files of rows_per_file {cfg.rows_per_file:,} make {blocks:,} "
+            f"files; at most {MAX_BLOCKS:,} are allowed: set rows_per_file to at least "
+            f"{-(-cfg.rows // MAX_BLOCKS):,}"
+        )
+    return blocks
+
+
 class BlockWriter:
     """Actor: loads the model once, then generates and writes whole blocks."""
 
-    def __init__(self, cfg_json: str, run_id: str, threads: int):
+    def __init__(
+        self,
+        cfg_json: str,
+        run_id: str,
+        threads: int,
+        storage_ref: WorkerStorage,
+        model_manifest_json: str,
+    ):
         import torch
 
         from synthrec.artifacts import load_synthesizer
 
         torch.set_num_threads(max(1, threads))
         self.cfg = GenerateConfig.model_validate_json(cfg_json)
+        self.storage = storage_ref.resolve()
         self.run_id = run_id
         device = "cuda" if self.cfg.gpu else "cpu"
-        self.synth = load_synthesizer(self.cfg.model, self.cfg.storage, device=device)
+        model = Manifest.from_json(model_manifest_json, self.cfg.model)
+        self.synth = load_synthesizer(self.cfg.model, self.storage, device, manifest=model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {"block": [], "path": [], "rows": [], "bytes": [], "sha256": []}
@@ -90,7 +120,7 @@ class BlockWriter:
             )
             body = storage.parquet_bytes(table)
             rel = part_name(self.run_id, block)
-            storage.write_bytes(storage.join(self.cfg.out, rel), body, self.cfg.storage)
+            storage.write_bytes(storage.join(self.cfg.out, rel), body, self.storage)
             for key, value in (
                 ("block", block),
                 ("path", rel),
@@ -103,20 +133,23 @@ class BlockWriter:
 
 
 def preflight(cfg: GenerateConfig):
-    """Everything that can fail fast, on the driver, before any actor starts."""
+    """Everything that can fail fast, on the driver, before any actor starts. Returns the
+    synthesizer and the manifest of the model version it was loaded from."""
     from synthrec.artifacts import load_synthesizer
 
-    if storage.read_manifest(cfg.model, cfg.storage) is None:
+    check_blocks(cfg)
+    model = storage.read_manifest(cfg.model, cfg.storage)
+    if model is None:
         raise ModelError(
             f"no published model at {cfg.model}; train one with `synthrec train-gan` first"
         )
-    synth = load_synthesizer(cfg.model, cfg.storage, device="cpu")
+    synth = load_synthesizer(cfg.model, cfg.storage, device="cpu", manifest=model)
     # Raises ConditionError for an unknown column or value (a 1-row probe is cheap).
     synth.sample_block(
         0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
     )
     storage.check_writable(cfg.out, cfg.storage)
-    return synth
+    return synth, model
 
 
 def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dict[int, FileEntry]:
@@ -125,13 +158,14 @@ def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dic
 
     found = {}
     for rel in storage.list_files(storage.join(cfg.out, run_id), cfg.storage):
-        if not (rel.startswith("part-") and rel.endswith(".parquet")):
+        match = _PART.fullmatch(rel)
+        if match is None or int(match.group(1)) >= len(sizes):
             continue
-        block = int(rel[5:10])
+        block = int(match.group(1))
         path = f"{run_id}/{rel}"
         fs, fpath = storage.filesystem(storage.join(cfg.out, path), cfg.storage)
         rows = pq.ParquetFile(fs.open_input_file(fpath)).metadata.num_rows
-        if block < len(sizes) and rows == sizes[block]:
+        if rows == sizes[block]:
             found[block] = storage.entry_for(cfg.out, path, cfg.storage, rows)
     return found
 
@@ -145,9 +179,9 @@ def run_generate(
 
     from synthrec.distributed.common import ensure_ray
 
-    synth = preflight(cfg)
+    synth, model = preflight(cfg)
     version = synth.metadata.get("version", "unknown")
-    run_id = content_key(cfg, version)
+    run_id = content_key(cfg, model)
     sizes = block_sizes(cfg.rows, cfg.rows_per_file)
     start = time.monotonic()
     done = _existing_blocks(cfg, run_id, sizes)
@@ -163,9 +197,17 @@ def run_generate(
             [{"block": int(b), "rows": int(sizes[b])} for b in todo], override_num_blocks=len(todo)
         )
         actor_args = dict(num_gpus=1 if cfg.gpu else 0, num_cpus=cfg.cpus_per_actor)
+        shared = share(cfg.storage)  # owns the secrets' object until the actors are done
+        bare = cfg.model_copy(update={"storage": cfg.storage.without_secrets()})
         ds = ds.map_batches(
             BlockWriter,
-            fn_constructor_args=(cfg.model_dump_json(), run_id, max(1, int(cfg.cpus_per_actor))),
+            fn_constructor_args=(
+                bare.model_dump_json(),
+                run_id,
+                max(1, int(cfg.cpus_per_actor)),
+                shared,
+                model.to_json(),
+            ),
             batch_size=1,
             compute=ActorPoolStrategy(size=workers),
             **actor_args,
@@ -184,6 +226,7 @@ def run_generate(
     metadata = {
         "model_uri": cfg.model,
         "model_version": version,
+        "model_run": model.run_id,
         "seed": cfg.seed,
         "rows_per_file": cfg.rows_per_file,
         "conditions": cfg.conditions,

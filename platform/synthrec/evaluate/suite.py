@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from synthrec.config import EvaluateConfig, VerdictConfig
-from synthrec.errors import ConfigError, StorageError
+from synthrec.errors import ConfigError
 from synthrec.evaluate.columns import SHAPE_OF_ROLE, Column, Shape, check_inputs, encode
 from synthrec.evaluate.fidelity import fidelity, pick
 from synthrec.evaluate.privacy import evaluate_privacy
@@ -309,12 +309,13 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     check_config(cfg)
     storage.check_writable(cfg.out, cfg.storage)
     real = storage.read_table(cfg.real, cfg.storage)
-    synthetic = storage.read_table(cfg.synthetic, cfg.storage)
+    plan = storage.plan_read(cfg.synthetic, cfg.storage)  # the manifest once: rows and segments
+    synthetic = storage.read_plan(plan, cfg.storage)
     holdout = storage.read_table(cfg.holdout, cfg.storage) if cfg.holdout else None
     schema = check_inputs(
         real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None
     )
-    segments = cfg.segments if cfg.segments is not None else _manifest_segments(cfg.synthetic, cfg)
+    segments = cfg.segments if cfg.segments is not None else _manifest_segments(plan.manifest)
     check_settings(cfg, schema, segments)
     return Inputs(real, synthetic, holdout, schema, segments)
 
@@ -375,14 +376,8 @@ def check_config(cfg: EvaluateConfig) -> None:
         )
 
 
-def _manifest_segments(uri: str, cfg: EvaluateConfig) -> dict | None:
+def _manifest_segments(manifest) -> dict | None:
     """conditions/rebalance recorded by `synthrec generate` in the dataset manifest, if any."""
-    from synthrec import storage
-
-    try:
-        manifest = storage.read_manifest(uri, cfg.storage)
-    except (StorageError, OSError, ValueError):
-        return None  # a plain file, not a published dataset
     meta = manifest.metadata if manifest is not None else {}
     found = {k: meta[k] for k in ("conditions", "rebalance") if meta.get(k)}
     return found or None
