@@ -1,20 +1,21 @@
 """Model F directories and the `Recommender` inference object. Loading never unpickles.
 
-A model directory is published atomically with `synthrec.storage.publish_files`:
+The directory follows `synthrec.model_dir` (kind "recommender"): its header holds the
+RecommenderConfig, the columns it reads (schema) and the JSON state (ModelSpec, the
+interaction encoder's columns and codecs); metadata.json holds the training facts. Beside them:
 
-    config.json          format, ModelSpec, Encoder (columns, codecs), RecommenderConfig, training facts
     model.safetensors    weights (item attribute tables are buffers inside)
     items.parquet        item ids (original type) in index order (index = row + 1)
-    item_index.safetensors   "vectors" (I+1, d): the item-embedding index for serving; "popularity" (I+1,)
+    item_index.safetensors   "vectors" (I+1, d): the item-embedding index for serving;
+                         "popularity" (I+1,)
     users.parquet        known user ids in index order
-    users.safetensors    "history" (U, L) last L item indices (left-padded with 0), "user_cat", "user_num"
+    users.safetensors    "history" (U, L) last L item indices (left-padded with 0),
+                         "user_cat", "user_num"
 """
 
 from __future__ import annotations
 
 import io
-import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +26,16 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from synthrec import model_dir
 from synthrec.config import RecommenderConfig, StorageConfig
 from synthrec.errors import DataError, ModelError
 from synthrec.recommender.data import PAD, Encoder, Log, windows
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 from synthrec.recommender.train import ModelScorer
-from synthrec.storage import parquet_bytes, publish_files, read_files
+from synthrec.storage import parquet_bytes
 
-FORMAT = "synthrec-recommender"
-VERSION = 1
-FILES = (
-    "config.json",
+KIND = "recommender"
+PARTS = (
     "model.safetensors",
     "items.parquet",
     "item_index.safetensors",
@@ -72,8 +72,8 @@ class Recommender:
     def metadata(self) -> dict[str, Any]:
         c = self.encoder.columns
         return {
-            "format": FORMAT,
-            "version": VERSION,
+            "format_version": model_dir.FORMAT_VERSION,
+            "kind": KIND,
             "num_items": self.encoder.num_items,
             "num_users": len(self.user_ids),
             "dim": self.model.spec.dim,
@@ -203,17 +203,8 @@ def build_recommender(
 
 
 def recommender_files(rec: Recommender) -> dict[str, bytes]:
-    config = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model_spec": rec.model.spec.to_dict(),
-        "encoder": rec.encoder.to_dict(),
-        "config": rec.config.model_dump(mode="json"),
-        "training": rec.training,
-    }
     state = {k: v.detach().cpu().contiguous() for k, v in rec.model.state_dict().items()}
-    return {
-        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+    parts = {
         "model.safetensors": save_tensors(state),
         "items.parquet": parquet_bytes(pa.table({"item_id": rec.encoder.item_ids})),
         "item_index.safetensors": save_tensors(
@@ -231,62 +222,67 @@ def recommender_files(rec: Recommender) -> dict[str, bytes]:
             }
         ),
     }
+    encoder = rec.encoder.to_dict()
+    return model_dir.model_files(
+        KIND,
+        {"columns": encoder["columns"]},
+        rec.config,
+        {"model_spec": rec.model.spec.to_dict(), "encoder": encoder},
+        {"training": rec.training},
+        parts,
+    )
 
 
 def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None = None) -> None:
-    publish_files(
-        uri,
-        recommender_files(rec),
-        storage,
-        metadata={"format": FORMAT, "version": VERSION, "created_at": time.time()},
-    )
+    model_dir.publish_model_dir(uri, recommender_files(rec), storage)
 
 
 def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommender:
-    files = read_files(uri, FILES, storage)
-    try:
-        config = json.loads(files["config.json"])
-    except ValueError as err:
-        raise ModelError(
-            f"{uri}/config.json is not valid JSON ({err}); re-publish the model"
-        ) from None
-    if config.get("format") != FORMAT:
-        raise ModelError(
-            f"{uri} is not a recommender model directory (format {config.get('format')!r})"
-        )
-    if config.get("version") != VERSION:
-        raise ModelError(
-            f"{uri}: model format version {config.get('version')}, this synthrec reads {VERSION}; retrain"
-        )
-    item_ids = pq.read_table(io.BytesIO(files["items.parquet"])).column("item_id").combine_chunks()
-    state = load_tensors(files["model.safetensors"])
-    spec = ModelSpec.from_dict(config["model_spec"])
-    encoder = Encoder.from_dict(
-        config["encoder"],
-        item_ids,
-        state["items.item_cat"].numpy(),
-        state["items.item_num"].numpy(),
-    )
+    d = model_dir.read_model_dir(uri, KIND, RecommenderConfig, PARTS, storage)
+    with d.reading("items.parquet"):
+        item_ids = _column(d.files["items.parquet"], "item_id")
+    with d.reading("model.safetensors"):
+        state = load_tensors(d.files["model.safetensors"])
+        item_cat, item_num = state["items.item_cat"].numpy(), state["items.item_num"].numpy()
+    with d.reading("config.json state.model_spec"):
+        spec = ModelSpec.from_dict(d.part("model_spec"))
+    with d.reading("config.json state.encoder"):
+        encoder = Encoder.from_dict(d.part("encoder"), item_ids, item_cat, item_num)
     model = RecommenderModel(spec)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ModelError(
-            f"{uri}: weights do not fit the model spec ({first}); re-publish it"
+            f"{uri}/model.safetensors: weights do not fit the model spec "
+            f"({(lines[1:] or lines)[0]}); re-save the model"
         ) from None
-    index = load_tensors(files["item_index.safetensors"])
-    users = load_tensors(files["users.safetensors"])
-    user_ids = pq.read_table(io.BytesIO(files["users.parquet"])).column("user_id").combine_chunks()
+    with d.reading("item_index.safetensors"):
+        index = load_tensors(d.files["item_index.safetensors"])
+        vectors, popularity = index["vectors"], index["popularity"].numpy()
+    with d.reading("users.safetensors"):
+        users = load_tensors(d.files["users.safetensors"])
+        history, user_cat, user_num = (
+            users[k].numpy() for k in ("history", "user_cat", "user_num")
+        )
+    with d.reading("users.parquet"):
+        user_ids = _column(d.files["users.parquet"], "user_id")
     return Recommender(
         model,
         encoder,
-        RecommenderConfig.model_validate(config["config"]),
-        index["vectors"],
-        index["popularity"].numpy(),
+        d.config,
+        vectors,
+        popularity,
         user_ids,
-        users["history"].numpy(),
-        users["user_cat"].numpy(),
-        users["user_num"].numpy(),
-        config.get("training", {}),
+        history,
+        user_cat,
+        user_num,
+        d.metadata.get("training", {}),
     )
+
+
+def _column(data: bytes, name: str) -> pa.Array:
+    table = pq.read_table(io.BytesIO(data))
+    if name not in table.column_names:
+        raise KeyError(name)
+    return table.column(name).combine_chunks()
