@@ -29,8 +29,9 @@ from safetensors.torch import save as save_tensors
 from synthrec import model_dir
 from synthrec.config import RecommenderConfig, StorageConfig
 from synthrec.errors import DataError, ModelError
-from synthrec.recommender.data import PAD, Encoder, Log, windows
+from synthrec.recommender.data import PAD, Encoder, Log
 from synthrec.recommender.model import ModelSpec, RecommenderModel
+from synthrec.recommender.recommend import BatchRecommender
 from synthrec.recommender.train import ModelScorer
 from synthrec.storage import parquet_bytes
 
@@ -65,6 +66,7 @@ class Recommender:
         self._scorer = ModelScorer(
             self.model, self.encoder.user_token, log_probs=self.config.loss == "softmax"
         )
+        self._batch: BatchRecommender | None = None
 
     # ------------------------------------------------------------------ serving
 
@@ -100,63 +102,19 @@ class Recommender:
     ) -> tuple[list, list[float], bool]:
         """Top-k (item ids, scores, cold_start). A known user's stored history is extended by
         `history`; an unknown user is a cold start, served from `history`/`query` by the model
-        or, with neither, by popularity."""
-        if k < 1:
-            raise DataError(f"k must be >= 1, got {k}")
-        if query is not None and self.encoder.query_buckets == 0:
-            raise DataError("this model was trained without a query column; send no query")
-        extra = (
-            self.encoder.item_index(list(history), "history") if history else np.zeros(0, np.int64)
-        )
-        index = self._user_index.get(str(user_id)) if user_id is not None else None
-        cold = index is None
-        if cold:
-            seen = extra
-            user_cat = np.zeros((1, self.user_cat.shape[1]), np.int64)
-            user_num = np.zeros((1, self.user_num.shape[1]), np.float32)
-            user_num[:, 1::2] = 1.0  # numeric features unknown: null flags on
-        else:
-            stored = self.histories[index]
-            seen = np.concatenate([stored[stored != PAD], extra])
-            user_cat, user_num = self.user_cat[index : index + 1], self.user_num[index : index + 1]
-        if cold and not len(seen) and query is None:
-            scores = self.popularity.astype(np.float64).copy()
-        else:
-            scores = self._score_one(seen, user_cat, user_num, query)
-        return self._top_k(scores, seen if exclude_seen else np.zeros(0, np.int64), k) + (cold,)
+        or, with neither, by popularity. Serving answers batches with the same code
+        (`synthrec.recommender.recommend.BatchRecommender`)."""
+        if self._batch is None:
+            self._batch = BatchRecommender(self, self.item_vectors.device)
+        (answer,) = self._batch.rank_many([(user_id, history, query, k, exclude_seen)])
+        if isinstance(answer, DataError):
+            raise answer
+        ids = self.encoder.item_ids.take(pa.array(answer.items - 1)).to_pylist()
+        return ids, answer.scores, answer.cold_start
 
-    def _score_one(
-        self, seen: np.ndarray, user_cat: np.ndarray, user_num: np.ndarray, query: str | None
-    ) -> np.ndarray:
-        log = Log(
-            seen.astype(np.int64),
-            np.array([0, len(seen)]),
-            pa.array(["request"]),
-            user_cat,
-            user_num,
-            np.arange(len(seen)),
-        )
-        w = windows(
-            log,
-            np.array([0]),
-            np.array([len(seen)]),
-            self.model.spec.max_len,
-            self.encoder.user_token,
-        )
-        if query is not None:
-            w.query = np.zeros(w.tokens.shape + (self.encoder.query_max_tokens,), np.int64)
-            w.query[0, -1] = self.encoder.hash_queries(pa.array([query]))[0]
-        with torch.no_grad():
-            return (self._scorer.user_vectors(w) @ self.item_vectors.T)[0].double().numpy()
-
-    def _top_k(self, scores: np.ndarray, seen: np.ndarray, k: int) -> tuple[list, list[float]]:
-        scores = scores.copy()
-        scores[PAD] = -np.inf
-        scores[seen] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, np.int64)
-        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by index (as the metrics rank)
-        return self.encoder.item_ids.take(pa.array(top - 1)).to_pylist(), scores[top].tolist()
+    def user_row(self, user_id: Any) -> int | None:
+        """Row of a known user in `histories`, `user_cat` and `user_num`; None for a new one."""
+        return None if user_id is None else self._user_index.get(str(user_id))
 
     # ------------------------------------------------------------------ evaluation
 
