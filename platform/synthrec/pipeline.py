@@ -27,6 +27,7 @@ from synthrec.config import (
     TrainRecommenderConfig,
 )
 from synthrec.errors import DataError
+from synthrec.schema import TIME_NAMES, time_column
 
 Progress = Callable[..., None]
 
@@ -107,7 +108,13 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
         )
     table, schema = load_event_log(real_uri, cfg.schema_path, cfg.storage)
     user, item = _id_columns(schema)
-    time_col = _time_column(schema, table)
+    time_col = time_column(schema)
+    if time_col is None:
+        raise DataError(
+            "the pipeline splits by time and needs a time column: one with role datetime, or a "
+            f"numeric one named {'/'.join(TIME_NAMES)}; set a column's role to datetime in the "
+            "schema"
+        )
     # The GAN learns only what the recommender trains on: each user's last two interactions
     # (its validation and test items) are held out. Those rows are later in time than the rest,
     # so as a privacy reference they would make any generator look like it memorizes; the
@@ -141,7 +148,8 @@ def _privacy_holdout(
         return train, later, ("", "leave_last_out valid+test")
     if held == train.num_rows:
         raise DataError(
-            f"privacy_holdout_share={share} leaves no rows for the GAN ({train.num_rows} training rows)"
+            f"privacy_holdout_share={share} leaves no rows for the GAN "
+            f"({train.num_rows} training rows)"
         )
     chosen = np.zeros(train.num_rows, dtype=bool)
     chosen[np.random.default_rng(cfg.gan.seed).choice(train.num_rows, held, replace=False)] = True
@@ -318,19 +326,6 @@ def _common_value(schema, table) -> dict[str, str]:
     return {}
 
 
-def _time_column(schema, table) -> str:
-    from synthrec.schema import Role
-
-    cols = [c.name for c in schema.by_role(Role.DATETIME)] + [
-        n for n in ("timestamp", "time", "ts") if n in table.column_names
-    ]
-    if not cols:
-        raise DataError(
-            "the pipeline needs a time column (role datetime, or one named timestamp) to split by time"
-        )
-    return cols[0]
-
-
 _INPUTS = {
     "data": [],
     "train_gan": ["gan_train"],
@@ -400,7 +395,8 @@ def _write_record(cfg: PipelineConfig, name: str, key: str, outputs: dict) -> No
 
 
 def _outputs_exist(outputs: dict, cfg: PipelineConfig) -> bool:
-    """Published outputs (dataset/model folders) or report files named in a stage record still exist."""
+    """Published outputs (dataset/model folders) or report files named in a stage record still
+    exist."""
     uris = [v for k, v in outputs.items() if k in _URI_KEYS and v]
     return all(storage.exists(uri, cfg.storage) for uri in uris)
 

@@ -56,11 +56,11 @@ def _fit_recommender(table: pa.Table, out: Path) -> str:
 
     from synthrec.config import RecommenderConfig
     from synthrec.recommender.artifacts import build_recommender, save_recommender
-    from synthrec.recommender.data import Encoder
+    from synthrec.recommender.data import InteractionEncoder
     from synthrec.recommender.train import fit
 
     cfg = RecommenderConfig(dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0)
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     model = fit(encoder, cfg, known).model
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)

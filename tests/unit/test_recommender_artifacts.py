@@ -19,7 +19,7 @@ from synthrec.recommender.artifacts import (
     save_recommender,
 )
 from synthrec.recommender.baselines import Popularity
-from synthrec.recommender.data import Encoder
+from synthrec.recommender.data import InteractionEncoder
 from synthrec.recommender.train import fit
 from synthrec.storage import publish_files, read_files
 
@@ -33,7 +33,7 @@ def _one_thread():
 def recommender():
     table = toy_table(num_users=20)
     cfg = RecommenderConfig(dim=16, num_layers=1, num_heads=1, max_len=6, epochs=3, batch_size=16)
-    enc = Encoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     log = enc.encode(table)
     model = fit(enc, cfg, log).model
     return build_recommender(
@@ -150,7 +150,7 @@ def test_recommend_with_query_uses_the_hashed_tokens(tmp_path):
     cfg = RecommenderConfig(
         dim=16, num_layers=1, max_len=6, epochs=5, batch_size=16, lr=1e-2, query_buckets=64
     )
-    enc = Encoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     assert enc.columns.query == "query"
     log = enc.encode(table)
     rec = build_recommender(

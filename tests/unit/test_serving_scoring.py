@@ -10,7 +10,7 @@ from synthrec.config import RecommenderConfig, SimulateConfig
 from synthrec.data.simulator import simulate
 from synthrec.errors import DataError
 from synthrec.recommender.artifacts import build_recommender
-from synthrec.recommender.data import PAD, Encoder, Log
+from synthrec.recommender.data import PAD, InteractionEncoder, Log
 from synthrec.recommender.train import ModelScorer, fit
 from synthrec.serving.scoring import BatchRecommender
 
@@ -24,7 +24,7 @@ def recommender():
     cfg = RecommenderConfig(
         dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0, query_column="query"
     )
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     result = fit(encoder, cfg, known)
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)

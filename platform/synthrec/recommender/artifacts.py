@@ -29,7 +29,7 @@ from safetensors.torch import save as save_tensors
 from synthrec import model_dir
 from synthrec.config import RecommenderConfig, StorageConfig
 from synthrec.errors import DataError, ModelError
-from synthrec.recommender.data import PAD, Encoder, Log
+from synthrec.recommender.data import PAD, InteractionEncoder, Log
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 from synthrec.recommender.recommend import BatchRecommender
 from synthrec.recommender.train import ModelScorer
@@ -50,7 +50,7 @@ class Recommender:
     """Model F ready to serve: `recommend(...)` for one request, `score(...)` for evaluation."""
 
     model: RecommenderModel
-    encoder: Encoder
+    encoder: InteractionEncoder
     config: RecommenderConfig
     item_vectors: torch.Tensor  # (I+1, d)
     popularity: np.ndarray  # (I+1,) training interactions per item
@@ -128,7 +128,7 @@ class Recommender:
 
 def build_recommender(
     model: RecommenderModel,
-    encoder: Encoder,
+    encoder: InteractionEncoder,
     cfg: RecommenderConfig,
     known: Log,
     popularity: np.ndarray,
@@ -205,7 +205,7 @@ def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommen
     with d.reading("config.json state.model_spec"):
         spec = ModelSpec.from_dict(d.part("model_spec"))
     with d.reading("config.json state.encoder"):
-        encoder = Encoder.from_dict(d.part("encoder"), item_ids, item_cat, item_num)
+        encoder = InteractionEncoder.from_dict(d.part("encoder"), item_ids, item_cat, item_num)
     model = RecommenderModel(spec)
     try:
         model.load_state_dict(state)
