@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from synthrec.config import GanConfig, RecommenderConfig
+from synthrec.config import SYNTHETIC_WEIGHT, GanConfig, RecommenderConfig  # λ = 0.3, chosen here
 from synthrec.data.splits import leave_last_out
 from synthrec.recommender.baselines import EASE, Popularity
 from synthrec.recommender.data import InteractionEncoder
@@ -73,7 +73,6 @@ F_CONFIG = RecommenderConfig(
     num_negatives=0,
     seed=0,
 )
-SYNTHETIC_WEIGHT = 0.3
 # Synthetic rows are sampled with genre shares tempered toward uniform, p(g) ∝ share(g)^0.5
 # (uniform would give the one Fantasy film 5% of all rows). Chosen on validation over plain
 # sampling and λ in {0.1, 0.3, 1.0}.

@@ -1,4 +1,5 @@
-"""cluster.yaml (Ray's schema, private by design), its security-group helper, and the KubeRay manifests."""
+"""cluster.yaml (Ray's schema, private by design), its security-group helper, and the KubeRay
+manifests."""
 
 from __future__ import annotations
 

@@ -69,9 +69,9 @@ def test_serving_deployment_options_from_config():
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "--generator URI, --recommender URI or both"),
-        (["--generator", "/nonexistent/model"], "no published model directory"),
-        (["--recommender", "out/x", "--port", "99999"], "port"),
+        ([], "--generator-uri, --recommender-uri or both"),
+        (["--generator-uri", "/nonexistent/model"], "no published model directory"),
+        (["--recommender-uri", "out/x", "--port", "99999"], "port"),
     ],
 )
 def test_serving_cli_fails_fast_with_one_line(args, message):

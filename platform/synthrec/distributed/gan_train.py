@@ -36,8 +36,8 @@ def prepare(cfg: TrainGanConfig):
     from synthrec.data.eventlog import load_event_log
     from synthrec.transform import Encoder
 
-    table, schema = load_event_log(cfg.data, cfg.schema_path, cfg.storage)
-    storage.check_writable(cfg.out, cfg.storage)
+    table, schema = load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)
+    storage.check_writable(cfg.out_uri, cfg.storage)
     storage.check_writable(checkpoint_uri(cfg), cfg.storage)
     per_worker = cfg.gan.batch_size // cfg.scaling.num_workers
     if per_worker < cfg.gan.pac or per_worker % cfg.gan.pac:
@@ -50,7 +50,7 @@ def prepare(cfg: TrainGanConfig):
 
 
 def checkpoint_uri(cfg: TrainGanConfig) -> str:
-    return cfg.checkpoint_uri or f"{cfg.out.rstrip('/')}-runs"
+    return cfg.run.checkpoint_uri or f"{cfg.out_uri.rstrip('/')}-runs"
 
 
 def shard_refs(matrix: np.ndarray, num_workers: int, seed: int) -> list:
@@ -73,7 +73,7 @@ def table_to_ipc(table: pa.Table) -> bytes:
 def run_train_gan(
     cfg: TrainGanConfig, progress: Callable[[dict], None] | None = None
 ) -> dict[str, Any]:
-    """Train with Ray Train and publish the model at cfg.out; returns a summary."""
+    """Train with Ray Train and publish the model at cfg.out_uri; returns a summary."""
     import ray
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
@@ -87,7 +87,9 @@ def run_train_gan(
     )
 
     start = time.monotonic()
-    name = resolve_run_name("gan", cfg.run_name, cfg.resume, checkpoint_uri(cfg), cfg.storage)
+    name = resolve_run_name(
+        "gan", cfg.run.run_name, cfg.run.resume, checkpoint_uri(cfg), cfg.storage
+    )
     table, schema, encoder = prepare(cfg)
     ensure_ray(cfg.ray_address)
     meta, arrays = encoder.state()
@@ -106,7 +108,7 @@ def run_train_gan(
         "proxy": table_to_ipc(proxy),
         "epochs": cfg.epochs,
         "deadline": time.time() + cfg.time_budget_min * 60 if cfg.time_budget_min else None,
-        "checkpoint_every": cfg.checkpoint_every,
+        "checkpoint_every": cfg.run.checkpoint_every,
         "bf16": cfg.bf16,
         "patience": cfg.early_stop_patience,
         "events": events,
@@ -118,7 +120,7 @@ def run_train_gan(
         train_loop_config=loop_cfg,
         scaling_config=build_scaling_config(cfg.scaling),
         run_config=build_run_config(
-            name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures
+            name, checkpoint_uri(cfg), cfg.storage, cfg.run.keep_checkpoints, cfg.run.max_failures
         ),
     )
     starts: list[dict] = []  # one per worker start: rank, node, epoch it resumed from
@@ -139,15 +141,15 @@ def run_train_gan(
         "num_workers": cfg.scaling.num_workers,
         "history": history,
         "train_seconds": round(time.monotonic() - start, 2),
-        "data_uri": cfg.data,
+        "data_uri": cfg.data_uri,
         "fingerprint": table_fingerprint(table),
         "metrics": history[-1] if history else {},
     }
     synth = _synthesizer_from_checkpoint(result.checkpoint, encoder, cfg.gan, metadata)
     synth.calibrate_ids()
-    save_synthesizer(synth, cfg.out, cfg.storage)
+    save_synthesizer(synth, cfg.out_uri, cfg.storage)
     return {
-        "model_uri": cfg.out,
+        "model_uri": cfg.out_uri,
         "run_name": name,
         "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
         "epochs": len(history),

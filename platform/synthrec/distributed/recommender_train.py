@@ -100,13 +100,13 @@ def windows_dataset(arrays: dict[str, np.ndarray], seed: int):
 
 
 def checkpoint_uri(cfg: TrainRecommenderConfig) -> str:
-    return cfg.checkpoint_uri or f"{cfg.out.rstrip('/')}-runs"
+    return cfg.run.checkpoint_uri or f"{cfg.out_uri.rstrip('/')}-runs"
 
 
 def run_train_recommender(
     cfg: TrainRecommenderConfig, progress: Callable[[dict], None] | None = None
 ) -> dict[str, Any]:
-    """Train model F with Ray Train and publish it at cfg.out; returns a summary."""
+    """Train model F with Ray Train and publish it at cfg.out_uri; returns a summary."""
     import ray
     from ray.train import DataConfig
     from ray.train.torch import TorchTrainer
@@ -129,12 +129,14 @@ def run_train_recommender(
             f"model.batch_size {model_cfg.batch_size} is smaller than num_workers "
             f"{cfg.scaling.num_workers}; raise the batch size or use fewer workers"
         )
-    storage.check_writable(cfg.out, cfg.storage)
+    storage.check_writable(cfg.out_uri, cfg.storage)
     storage.check_writable(checkpoint_uri(cfg), cfg.storage)
     ensure_ray(cfg.ray_address)
-    real = read_table_ray(cfg.real, cfg.storage, cfg.ray_data_min_mb)
+    real = read_table_ray(cfg.real_uri, cfg.storage, cfg.ray_data_min_mb)
     synthetic = (
-        read_table_ray(cfg.synthetic, cfg.storage, cfg.ray_data_min_mb) if cfg.synthetic else None
+        read_table_ray(cfg.synthetic_uri, cfg.storage, cfg.ray_data_min_mb)
+        if cfg.synthetic_uri
+        else None
     )
     data = prepare_training(real, synthetic, model_cfg)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
@@ -143,19 +145,19 @@ def run_train_recommender(
         "model": model_cfg.model_dump_json(),
         "payload": ray.put({"encoder": data.encoder, "valid": data.valid}),
         "deadline": time.time() + model_cfg.time_budget_s if model_cfg.time_budget_s else None,
-        "checkpoint_every": cfg.checkpoint_every,
+        "checkpoint_every": cfg.run.checkpoint_every,
         "events": events,
         "threads": max(1, int(cfg.scaling.cpus_per_worker)),
     }
     name = resolve_run_name(
-        "recommender", cfg.run_name, cfg.resume, checkpoint_uri(cfg), cfg.storage
+        "recommender", cfg.run.run_name, cfg.run.resume, checkpoint_uri(cfg), cfg.storage
     )
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_cfg,
         scaling_config=build_scaling_config(cfg.scaling),
         run_config=build_run_config(
-            name, checkpoint_uri(cfg), cfg.storage, cfg.keep_checkpoints, cfg.max_failures
+            name, checkpoint_uri(cfg), cfg.storage, cfg.run.keep_checkpoints, cfg.run.max_failures
         ),
         datasets={"train": windows_dataset(arrays, model_cfg.seed)},
         dataset_config=DataConfig(datasets_to_split=["train"]),
@@ -170,17 +172,17 @@ def run_train_recommender(
         "gpu": cfg.scaling.use_gpu,
         "holdout": model_cfg.holdout,
         "synthetic_weight": model_cfg.synthetic_weight,
-        "real_uri": cfg.real,
-        "synthetic_uri": cfg.synthetic,
+        "real_uri": cfg.real_uri,
+        "synthetic_uri": cfg.synthetic_uri,
         "epochs": state["epoch"],
         "best_epoch": state["best_epoch"],
         "best_valid_ndcg@10": state["best"],
         "train_seconds": round(time.monotonic() - start, 2),
     }
     rec = build_recommender(model, data.encoder, model_cfg, data.known, data.popularity, training)
-    save_recommender(rec, cfg.out, cfg.storage)
+    save_recommender(rec, cfg.out_uri, cfg.storage)
     return {
-        "model_uri": cfg.out,
+        "model_uri": cfg.out_uri,
         "checkpoints": f"{checkpoint_uri(cfg)}/{name}",
         **training,
         "history": state["history"],
