@@ -105,7 +105,7 @@ class Recommender:
         or, with neither, by popularity. Serving answers batches with the same code
         (`synthrec.recommender.recommend.BatchRecommender`)."""
         if self._batch is None:
-            self._batch = BatchRecommender(self, self.item_vectors.device)
+            self._batch = BatchRecommender(self, next(self.model.parameters()).device)
         (answer,) = self._batch.rank_many([(user_id, history, query, k, exclude_seen)])
         if isinstance(answer, DataError):
             raise answer
