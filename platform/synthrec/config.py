@@ -52,6 +52,15 @@ class Section(BaseModel):
     def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
         return data
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """pydantic's copy, refusing unknown keys in `update` (it would set them silently)."""
+        unknown = sorted(set(update or {}) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.model_copy: unknown field(s) {', '.join(unknown)}"
+            )
+        return super().model_copy(update=update, deep=deep)
+
 
 def _apply_renames(cls: type[Section], data: dict[str, Any]) -> dict[str, Any]:
     old_keys = [k for k in cls.RENAMED if k in data]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -63,7 +63,7 @@ class ModelDir:
             )
         return self.state[key]
 
-    def reading(self, name: str):
+    def reading(self, name: str) -> AbstractContextManager[None]:
         """Context in which what a malformed `name` (file or state key) raises is a ModelError."""
         return reading(f"{self.uri}/{name}")
 

@@ -104,7 +104,7 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     if real_uri is None:
         real_uri = paths.real
         run_simulate(
-            cfg.simulate.model_copy(update={"out": real_uri}),
+            cfg.simulate.model_copy(update={"out_uri": real_uri}),
             cfg.storage,
             progress=lambda rows: emit("rows", stage="data", done=rows, total=cfg.simulate.rows),
         )

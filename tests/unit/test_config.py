@@ -126,3 +126,11 @@ def test_config_one_synthetic_weight_default():
     assert PipelineConfig().recommender.synthetic_weight == SYNTHETIC_WEIGHT
     assert TrainRecommenderConfig(real_uri="r", out_uri="m").model.synthetic_weight == 0.3
     assert "synthetic_weight" not in PipelineConfig.model_fields
+
+
+def test_config_model_copy_refuses_unknown_fields():
+    """pydantic's model_copy sets unknown keys silently: an old field name would be ignored."""
+    cfg = SimulateConfig()
+    assert cfg.model_copy(update={"out_uri": "x"}).out_uri == "x"
+    with pytest.raises(TypeError, match="unknown field"):
+        cfg.model_copy(update={"out": "x"})
