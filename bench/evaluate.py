@@ -130,10 +130,10 @@ def bench_whole(real: pa.Table, synthetic_path: str, tmp: Path, holdout: pa.Tabl
     if holdout is not None:
         pq.write_table(holdout, paths["holdout"])
     cfg = EvaluateConfig(
-        real=paths["real"],
-        synthetic=synthetic_path,
-        holdout=paths["holdout"],
-        out=str(tmp / f"report-{'holdout' if holdout is not None else 'all'}"),
+        real_uri=paths["real"],
+        synthetic_uri=synthetic_path,
+        holdout_uri=paths["holdout"],
+        out_uri=str(tmp / f"report-{'holdout' if holdout is not None else 'all'}"),
         utility_exclude=["rating"],
         segments={"genre": None},
     )

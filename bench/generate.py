@@ -56,9 +56,9 @@ def plain_in_process(model_uri: str, rows: int, block: int, path: Path) -> float
 
 def ray_path(model_uri: str, rows: int, block: int, out: str, workers: int) -> float:
     cfg = GenerateConfig(
-        model=model_uri,
+        model_uri=model_uri,
         rows=rows,
-        out=out,
+        out_uri=out,
         rows_per_file=block,
         concurrency=workers,
         cpus_per_actor=min(1.0, (os.cpu_count() or 2) / (workers + 0.5)),

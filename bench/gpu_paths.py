@@ -28,7 +28,7 @@ from synthrec.encoding import Encoder
 from synthrec.gan import Synthesizer
 from synthrec.gan.train import build_gan, build_sampler, train_epoch
 from synthrec.recommender.artifacts import build_recommender
-from synthrec.recommender.data import Encoder as RecEncoder
+from synthrec.recommender.data import InteractionEncoder
 from synthrec.recommender.train import build_model, iterate_batches, make_optimizer, training_arrays
 from synthrec.recommender.train import train_epoch as rec_train_epoch
 from synthrec.serving.scoring import BatchRecommender
@@ -104,7 +104,7 @@ def recommender(table, device: torch.device, epochs: int, state: dict | None, se
     cfg = RecommenderConfig(
         dim=64, num_layers=2, num_heads=1, max_len=50, batch_size=256, epochs=epochs, seed=seed
     )
-    enc = RecEncoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     log = enc.encode(table, "simulated rows")
     arrays = training_arrays(enc, cfg, log, None)
     torch.manual_seed(seed)

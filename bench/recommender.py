@@ -39,10 +39,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from synthrec.config import GanConfig, RecommenderConfig
+from synthrec.config import SYNTHETIC_WEIGHT, GanConfig, RecommenderConfig  # λ = 0.3, chosen here
 from synthrec.data.splits import leave_last_out
 from synthrec.recommender.baselines import EASE, Popularity
-from synthrec.recommender.data import Encoder
+from synthrec.recommender.data import InteractionEncoder
 from synthrec.recommender.metrics import (
     Queries,
     SegmentSpec,
@@ -73,7 +73,6 @@ F_CONFIG = RecommenderConfig(
     num_negatives=0,
     seed=0,
 )
-SYNTHETIC_WEIGHT = 0.3
 # Synthetic rows are sampled with genre shares tempered toward uniform, p(g) ∝ share(g)^0.5
 # (uniform would give the one Fantasy film 5% of all rows). Chosen on validation over plain
 # sampling and λ in {0.1, 0.3, 1.0}.
@@ -163,7 +162,7 @@ def synthesize(
 
 
 def f_arm(
-    enc: Encoder,
+    enc: InteractionEncoder,
     split,
     real_train: pa.Table | None,
     synthetic: pa.Table | None,
@@ -196,7 +195,7 @@ def f_arm(
 
 def ranking_block(
     table: pa.Table,
-    enc: Encoder,
+    enc: InteractionEncoder,
     synthetic: pa.Table | None,
     args,
     extra_masks=None,
@@ -251,7 +250,7 @@ def mean_over_seeds(runs: list[dict]) -> dict:
 
 
 def temporal_block(
-    table: pa.Table, enc: Encoder, synthetic_fn, args, best_epochs: dict[str, int]
+    table: pa.Table, enc: InteractionEncoder, synthetic_fn, args, best_epochs: dict[str, int]
 ) -> dict:
     """Click AUC on the temporal split. No validation item here: each arm of F trains for the
     epoch count at which the same arm peaked on the leave-last-out validation."""
@@ -402,7 +401,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.monotonic()
     table = load()
-    enc = Encoder.fit(table, F_CONFIG)
+    enc = InteractionEncoder.fit(table, F_CONFIG)
     result: dict = {
         "config": F_CONFIG.model_dump(),
         "synthetic_weight": SYNTHETIC_WEIGHT,

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recommender import F_CONFIG, f_arm, load, log, mean_over_seeds, save_results, synthesize  # noqa: E402
 
 from synthrec.data.splits import leave_last_out  # noqa: E402
-from synthrec.recommender.data import Encoder  # noqa: E402
+from synthrec.recommender.data import InteractionEncoder  # noqa: E402
 from synthrec.recommender.metrics import (
     SegmentSpec,
     evaluate_ranking,
@@ -55,7 +55,7 @@ class Template:
     """The real training rows in F's order (user, then time, then file order: `enc.encode`),
     with each row's item index."""
 
-    def __init__(self, train: pa.Table, enc: Encoder):
+    def __init__(self, train: pa.Table, enc: InteractionEncoder):
         log = enc.encode(train, "template")
         n = len(log.rows)
         self.rows = train.take(pa.array(log.rows))
@@ -146,7 +146,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.monotonic()
     table = load()
-    enc = Encoder.fit(table, F_CONFIG)
+    enc = InteractionEncoder.fit(table, F_CONFIG)
     split = split_leave_last_out(table, enc)
     masks, _ = segment_masks(split.test, enc.encode(split.train, "real train"), enc, SegmentSpec())
     train = leave_last_out(table)[0]

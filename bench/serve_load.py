@@ -150,7 +150,7 @@ def build_recommender_model(
 
     from synthrec.config import RecommenderConfig
     from synthrec.recommender.artifacts import build_recommender, save_recommender
-    from synthrec.recommender.data import Encoder
+    from synthrec.recommender.data import InteractionEncoder
     from synthrec.recommender.train import build_model
 
     rng = np.random.default_rng(0)
@@ -166,7 +166,7 @@ def build_recommender_model(
         }
     )
     cfg = RecommenderConfig(item_features=["category"], user_features=[])
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
     rec = build_recommender(
@@ -271,7 +271,10 @@ def start_serve(cfg, ingress: str, access_log: bool) -> tuple[int, subprocess.Po
         "--ingress",
         ingress,
     ]
-    for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
+    for flag, uri in (
+        ("--generator-uri", cfg.generator_uri),
+        ("--recommender-uri", cfg.recommender_uri),
+    ):
         command += [flag, uri] if uri else []
     proc = subprocess.Popen(
         command + ([] if access_log else ["--no-access-log"]),

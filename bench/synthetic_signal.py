@@ -34,7 +34,7 @@ from recommender import F_CONFIG, load, log, save_results, synthesize  # noqa: E
 
 from synthrec.data.splits import leave_last_out  # noqa: E402
 from synthrec.recommender.baselines import EASE, Popularity  # noqa: E402
-from synthrec.recommender.data import Encoder, Log  # noqa: E402
+from synthrec.recommender.data import InteractionEncoder, Log  # noqa: E402
 from synthrec.recommender.metrics import (
     SegmentSpec,
     evaluate_ranking,
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     table = load()
-    enc = Encoder.fit(table, F_CONFIG)
+    enc = InteractionEncoder.fit(table, F_CONFIG)
     split = split_leave_last_out(table, enc)
     real = enc.encode(split.train, "real train")
     masks, _ = segment_masks(split.test, real, enc, SegmentSpec())

@@ -1,6 +1,7 @@
 """Ray job: simulate a search log and publish it atomically.
 
-ray job submit --working-dir . -- python jobs/simulate.py --config sim.yaml   (or an inline JSON object)
+ray job submit --working-dir . -- python jobs/simulate.py --config sim.yaml
+(or an inline JSON object)
 """
 
 from synthrec.cli.jobs import job_main
@@ -11,6 +12,6 @@ if __name__ == "__main__":
     job_main(
         SimulateConfig,
         lambda cfg, progress: (
-            f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out}"
+            f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out_uri}"
         ),
     )

@@ -2,6 +2,10 @@
 
 No torch, no ray here. Every section forbids unknown keys; `load_config` turns pydantic's
 errors into one `ConfigError` that names each bad key and what is allowed.
+
+Renamed keys (synthrec 0.2: locations end in `_uri`; run and checkpoint settings moved into
+one `run` section; the pipeline's `synthetic_weight` moved into `recommender`) are still
+accepted, with a `FutureWarning`, until the next release; `RENAMED` in each section lists them.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -20,10 +24,69 @@ T = TypeVar("T", bound="Section")
 MASKED = "**********"  # what pydantic dumps for a SecretStr
 
 
+# λ of the recommender loss L = mean(real rows) + λ · mean(synthetic rows). 0.3 is the value
+# chosen on the validation item of the ML-100K benchmark among λ in {0.1, 0.3, 1} (README,
+# "Recommender F on ML-100K"; bench/recommender.py); the former defaults (1.0 for
+# train-recommender, 0.5 for the pipeline) were never measured.
+SYNTHETIC_WEIGHT = 0.3
+
+
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated.
+
+    `RENAMED` maps a deprecated key to its new dotted path (relative to the section); a
+    deprecated key is moved there with a FutureWarning. `_fill_defaults` (a hook on the raw
+    input, run after the renames) sets defaults that depend on other keys, so that they are
+    validated like any value."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return cls._fill_defaults(_apply_renames(cls, data))
+
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """pydantic's copy, refusing unknown keys in `update` (it would set them silently)."""
+        unknown = sorted(set(update or {}) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}.model_copy: unknown field(s) {', '.join(unknown)}"
+            )
+        return super().model_copy(update=update, deep=deep)
+
+
+def _apply_renames(cls: type[Section], data: dict[str, Any]) -> dict[str, Any]:
+    old_keys = [k for k in cls.RENAMED if k in data]
+    if not old_keys:
+        return data
+    data = dict(data)
+    for old in old_keys:
+        new = cls.RENAMED[old]
+        *parents, leaf = new.split(".")
+        target = data
+        for part in parents:
+            sub = target.get(part)
+            sub = sub.model_dump(exclude_unset=True) if isinstance(sub, BaseModel) else sub
+            target[part] = dict(sub or {})
+            target = target[part]
+        if leaf in target:
+            raise ValueError(f"'{old}' is the old name of '{new}'; give only '{new}'")
+        target[leaf] = data.pop(old)
+        warnings.warn(
+            f"config key '{old}' is deprecated, use '{new}' ({cls.__name__}); the old name "
+            "stops working in the next synthrec release",
+            FutureWarning,
+            stacklevel=2,
+        )
+    return data
 
 
 class StorageConfig(Section):
@@ -136,8 +199,10 @@ class SimulateConfig(Section):
     num_brands: int = Field(300, ge=1)
     num_queries: int = Field(2_000, ge=1)
     seed: int = Field(0, ge=0, description="block b draws from the stream (seed, b)")
-    out: str = "out/simulated"
+    out_uri: str = Field("out/simulated", description="dataset URI to publish")
     rows_per_file: int = Field(1_000_000, ge=1_000)
+
+    RENAMED: ClassVar[dict[str, str]] = {"out": "out_uri"}
 
 
 class EncoderConfig(Section):
@@ -264,27 +329,59 @@ class GanConfig(Section):
         return self
 
 
-class TrainGanConfig(Section):
-    """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
+class RunSection(Section):
+    """How a Ray Train run checkpoints, restarts and resumes (the GAN and the recommender)."""
 
-    data: str = Field(
-        ..., description="table URI: .parquet/.csv file or dataset folder, local or s3://"
-    )
-    out: str = Field(..., description="model directory URI to publish")
-    schema_path: str | None = Field(
-        None, alias="schema", description="schema YAML overriding inferred roles"
-    )
-    gan: GanConfig = Field(default_factory=GanConfig)
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
-    storage: StorageConfig = Field(default_factory=StorageConfig)
-    epochs: int | None = Field(None, ge=1, le=100_000)
-    time_budget_min: float | None = Field(None, gt=0, description="stop after this many minutes")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
     max_failures: int = Field(2, ge=0, description="automatic restarts from the last checkpoint")
-    checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
-    run_name: str | None = Field(None, description="reuse a name with --resume to continue a run")
+    checkpoint_uri: str | None = Field(None, description="run storage; default: <out_uri>-runs")
+    run_name: str | None = Field(None, description="reuse a name with resume to continue a run")
     resume: bool = False
+
+    @model_validator(mode="after")
+    def _resume_needs_name(self) -> RunSection:
+        if self.resume and not self.run_name:
+            raise ValueError("resume needs run_name (the name printed by the run to continue)")
+        return self
+
+
+class RecommenderRunSection(RunSection):
+    """RunSection for model F: its epochs are short, so it checkpoints every 5 by default."""
+
+    checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
+
+
+# Keys that moved from a training job's top level into its `run` section.
+_RUN_KEYS = {
+    k: f"run.{k}"
+    for k in (
+        "checkpoint_every",
+        "keep_checkpoints",
+        "max_failures",
+        "checkpoint_uri",
+        "run_name",
+        "resume",
+    )
+}
+
+
+class TrainGanConfig(Section):
+    """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
+
+    data_uri: str = Field(
+        ..., description="table URI: .parquet/.csv file or dataset folder, local or s3://"
+    )
+    out_uri: str = Field(..., description="model directory URI to publish")
+    schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
+    gan: GanConfig = Field(default_factory=GanConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    run: RunSection = Field(default_factory=RunSection)
+    epochs: int | None = Field(
+        None, ge=1, le=100_000, description="default 30 when time_budget_min is not set"
+    )
+    time_budget_min: float | None = Field(None, gt=0, description="stop after this many minutes")
     bf16: bool = Field(
         False,
         description="bf16 autocast on GPU (ignored on CPU); pays only with large "
@@ -293,23 +390,26 @@ class TrainGanConfig(Section):
     early_stop_patience: int | None = Field(None, ge=1, description="epochs without fidelity gain")
     ray_address: str | None = None
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    RENAMED: ClassVar[dict[str, str]] = {
+        "data": "data_uri",
+        "out": "out_uri",
+        "schema": "schema_uri",
+        **_RUN_KEYS,
+    }
 
-    @model_validator(mode="after")
-    def _one_stop_rule(self) -> TrainGanConfig:
-        if self.epochs is None and self.time_budget_min is None:
-            self.__dict__["epochs"] = 30
-        if self.resume and not self.run_name:
-            raise ValueError("resume needs run_name (the name printed by the run to continue)")
-        return self
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("epochs") is None and data.get("time_budget_min") is None:
+            return {**data, "epochs": 30}
+        return data
 
 
 class GenerateConfig(Section):
     """`synthrec generate` / jobs/generate.py: Ray Data generation to Parquet."""
 
-    model: str = Field(..., description="model directory URI")
+    model_uri: str = Field(..., description="model directory URI")
     rows: int = Field(..., ge=1, le=10_000_000_000)
-    out: str = Field(..., description="dataset URI to publish")
+    out_uri: str = Field(..., description="dataset URI to publish")
     conditions: dict[str, str] = Field(
         default_factory=dict, description="exact column=value conditions"
     )
@@ -325,6 +425,8 @@ class GenerateConfig(Section):
     gpu: bool = False
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
+
+    RENAMED: ClassVar[dict[str, str]] = {"model": "model_uri", "out": "out_uri"}
 
 
 class RecommenderConfig(Section):
@@ -342,13 +444,20 @@ class RecommenderConfig(Section):
         0, ge=0, description="shared sampled negatives per step; 0 = all items (exact softmax)"
     )
     synthetic_weight: float = Field(
-        1.0, ge=0, description="λ in L = mean(real rows) + λ · mean(synthetic rows)"
+        SYNTHETIC_WEIGHT,
+        ge=0,
+        description="λ in L = mean(real rows) + λ · mean(synthetic rows); 0.3 was chosen on "
+        "validation data (ML-100K benchmark, README)",
     )
     batch_size: int = Field(64, ge=1, description="windows per step, global (split across workers)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     epochs: int | None = Field(
-        None, ge=1, le=100_000, description="upper bound; early stopping may end sooner"
+        None,
+        ge=1,
+        le=100_000,
+        description="upper bound; early stopping may end sooner; default 200 when "
+        "time_budget_s is not set",
     )
     time_budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
     patience: int = Field(10, ge=1, description="validations without NDCG@10 gain before stopping")
@@ -371,10 +480,14 @@ class RecommenderConfig(Section):
     query_max_tokens: int = Field(8, ge=1, le=64)
     seed: int = 0
 
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("epochs") is None and data.get("time_budget_s") is None:
+            return {**data, "epochs": 200}
+        return data
+
     @model_validator(mode="after")
-    def _default_stop_rule(self) -> RecommenderConfig:
-        if self.epochs is None and self.time_budget_s is None:
-            self.__dict__["epochs"] = 200
+    def _heads_divide_dim(self) -> RecommenderConfig:
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} must be a multiple of num_heads {self.num_heads}")
         return self
@@ -383,22 +496,17 @@ class RecommenderConfig(Section):
 class TrainRecommenderConfig(Section):
     """`synthrec train-recommender` / jobs/train_recommender.py: Ray Train data-parallel model F."""
 
-    real: str = Field(
+    real_uri: str = Field(
         ..., description="real interactions: .parquet/.csv file or dataset folder, local or s3://"
     )
-    synthetic: str | None = Field(
+    synthetic_uri: str | None = Field(
         None, description="synthetic interactions with the real table's columns"
     )
-    out: str = Field(..., description="model directory URI to publish")
+    out_uri: str = Field(..., description="model directory URI to publish")
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
-    keep_checkpoints: int = Field(2, ge=1)
-    max_failures: int = Field(2, ge=0, description="automatic restarts from the last checkpoint")
-    checkpoint_uri: str | None = Field(None, description="run storage; default: <out>-runs")
-    run_name: str | None = Field(None, description="reuse a name with resume to continue a run")
-    resume: bool = False
+    run: RecommenderRunSection = Field(default_factory=RecommenderRunSection)
     ray_data_min_mb: float = Field(
         64,
         ge=0,
@@ -406,11 +514,12 @@ class TrainRecommenderConfig(Section):
     )
     ray_address: str | None = None
 
-    @model_validator(mode="after")
-    def _resume_needs_name(self) -> TrainRecommenderConfig:
-        if self.resume and not self.run_name:
-            raise ValueError("resume needs run_name (the name printed by the run to continue)")
-        return self
+    RENAMED: ClassVar[dict[str, str]] = {
+        "real": "real_uri",
+        "synthetic": "synthetic_uri",
+        "out": "out_uri",
+        **_RUN_KEYS,
+    }
 
 
 class VerdictConfig(Section):
@@ -420,13 +529,15 @@ class VerdictConfig(Section):
         0.01,
         ge=0,
         le=1,
-        description="synthetic rows identical to a train row; the holdout's own rate, if higher, is used",
+        description="synthetic rows identical to a train row; the holdout's own rate, if "
+        "higher, is used",
     )
     max_dcr_share: float | None = Field(
         0.10,
         ge=0,
         le=1,
-        description="synthetic rows closer to train than the holdout's 5th percentile (0.05 expected)",
+        description="synthetic rows closer to train than the holdout's 5th percentile "
+        "(0.05 expected)",
     )
     max_mia_auc: float | None = Field(
         0.60, ge=0.5, le=1, description="distance-based membership attack AUC"
@@ -440,14 +551,16 @@ class VerdictConfig(Section):
 class EvaluateConfig(Section):
     """`synthrec evaluate` / run_evaluate: fidelity, utility and privacy of a synthetic table."""
 
-    real: str | None = Field(
+    real_uri: str | None = Field(
         None, description="real rows the generator was trained on: file or dataset URI"
     )
-    synthetic: str | None = Field(None, description="synthetic rows with the real table's columns")
-    holdout: str | None = Field(
+    synthetic_uri: str | None = Field(
+        None, description="synthetic rows with the real table's columns"
+    )
+    holdout_uri: str | None = Field(
         None, description="real rows the generator never saw (privacy baseline, utility test)"
     )
-    out: str = Field("out/evaluate", description="folder URI for report.html and metrics.json")
+    out_uri: str = Field("out/evaluate", description="folder URI for report.html and metrics.json")
     label: str | None = Field(
         None, description="binary label for TSTR/TRTR; default: the schema's first label"
     )
@@ -459,7 +572,8 @@ class EvaluateConfig(Section):
     )
     segments: dict[str, Any] | None = Field(
         None,
-        description="column -> [values] or null (top values); default: the synthetic manifest's conditions/rebalance",
+        description="column -> [values] or null (top values); default: the synthetic "
+        "manifest's conditions/rebalance",
     )
     seed: int = Field(0, ge=0)
     num_bins: int = Field(
@@ -491,6 +605,13 @@ class EvaluateConfig(Section):
     )
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "real": "real_uri",
+        "synthetic": "synthetic_uri",
+        "holdout": "holdout_uri",
+        "out": "out_uri",
+    }
 
 
 class AutoscalingSection(Section):
@@ -628,6 +749,7 @@ class ServeConfig(Section):
     ray_address: str | None = None
 
 
+PIPELINE_RECOMMENDER_BUDGET_S = 150.0  # model F's default time budget inside the pipeline
 PipelineStage = Literal[
     "data", "train_gan", "generate", "evaluate", "train_recommender", "evaluate_recommender"
 ]
@@ -637,16 +759,16 @@ PIPELINE_STAGES: tuple[str, ...] = PipelineStage.__args__  # type: ignore[attr-d
 class PipelineConfig(Section):
     """`synthrec pipeline` / jobs/pipeline.py: GAN -> synthetic data -> report -> recommender.
 
-    Every output lives under `out` (local folder or s3:// prefix): data/, models/gan,
+    Every output lives under `out_uri` (local folder or s3:// prefix): data/, models/gan,
     synthetic/, reports/synthetic, models/recommender, reports/recommender. A stage whose
     published output matches its inputs and settings is reused, not recomputed.
     """
 
-    out: str = Field("pipeline-output", description="root URI of every output")
-    data: str | None = Field(
+    out_uri: str = Field("pipeline-output", description="root URI of every output")
+    data_uri: str | None = Field(
         None, description="real event log URI; default: the built-in simulator"
     )
-    schema_path: str | None = Field(None, alias="schema", description="schema YAML for `data`")
+    schema_uri: str | None = Field(None, description="schema YAML for `data_uri`")
     simulate: SimulateConfig = Field(
         default_factory=lambda: SimulateConfig(
             rows=60_000,
@@ -665,16 +787,16 @@ class PipelineConfig(Section):
         ge=0,
         lt=1,
         description="random share of the GAN's training rows held out as the privacy and utility "
-        "reference; 0 uses each user's last two rows instead (later in time, so the privacy checks run pessimistic)",
+        "reference; 0 uses each user's last two rows instead (later in time, so the privacy "
+        "checks run pessimistic)",
     )
     synthetic_rows: int = Field(100_000, ge=1)
     conditions: dict[str, str] = Field(default_factory=dict)
     rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)
-    synthetic_weight: float = Field(
-        0.5, ge=0, description="λ for synthetic rows in the recommender loss"
-    )
     recommender: RecommenderConfig = Field(
-        default_factory=lambda: RecommenderConfig(time_budget_s=150)
+        default_factory=lambda: RecommenderConfig(time_budget_s=PIPELINE_RECOMMENDER_BUDGET_S),
+        description="model F and its training, synthetic_weight (λ) included; time_budget_s "
+        f"defaults to {PIPELINE_RECOMMENDER_BUDGET_S} s here unless epochs or time_budget_s is set",
     )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
@@ -685,7 +807,19 @@ class PipelineConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     ray_address: str | None = None
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    RENAMED: ClassVar[dict[str, str]] = {
+        "out": "out_uri",
+        "data": "data_uri",
+        "schema": "schema_uri",
+        "synthetic_weight": "recommender.synthetic_weight",
+    }
+
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        rec = data.get("recommender")
+        if isinstance(rec, dict) and rec.get("epochs") is None and rec.get("time_budget_s") is None:
+            return {**data, "recommender": {**rec, "time_budget_s": PIPELINE_RECOMMENDER_BUDGET_S}}
+        return data
 
 
 def load_config(
@@ -720,6 +854,9 @@ def validate_config(cls: type[T], data: Any, source: str = "config") -> T:
 
 def _describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
     key = ".".join(str(p) for p in error["loc"]) or "(root)"
+    if error["type"] == "value_error":  # a validator's own message names the keys
+        message = error["msg"].removeprefix("Value error, ")
+        return message if key == "(root)" else f"key '{key}': {message}"
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(_fields_at(cls, error["loc"][:-1])))
         return f"unknown key '{key}' (allowed here: {allowed})"

@@ -1,6 +1,6 @@
 """The end-to-end pipeline: real data -> GAN -> synthetic data -> report -> recommender -> report.
 
-Each stage writes published outputs under `cfg.out` and then a stage record
+Each stage writes published outputs under `cfg.out_uri` and then a stage record
 `_stages/<stage>.json` holding a key (a hash of the stage's settings and of the run ids of
 its inputs). A re-run reuses a stage whose record matches and whose outputs are still
 published, so a finished pipeline costs seconds to re-run, and a failed stage can be re-run
@@ -23,10 +23,13 @@ from synthrec.config import (
     PIPELINE_STAGES,
     GenerateConfig,
     PipelineConfig,
+    RecommenderRunSection,
+    RunSection,
     TrainGanConfig,
     TrainRecommenderConfig,
 )
 from synthrec.errors import DataError
+from synthrec.schema import TIME_NAMES, time_column
 
 Progress = Callable[..., None]
 
@@ -62,8 +65,8 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
     from synthrec.distributed.common import ensure_ray
 
     emit = progress or (lambda *a, **k: None)
-    paths = Paths(cfg.out)
-    storage.check_writable(cfg.out, cfg.storage)
+    paths = Paths(cfg.out_uri)
+    storage.check_writable(cfg.out_uri, cfg.storage)
     ensure_ray(cfg.ray_address)
     wanted = cfg.stages or list(PIPELINE_STAGES)
     outcomes: dict[str, StageOutcome] = {}
@@ -83,7 +86,7 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[
         outcomes[name] = StageOutcome(name, False, time.monotonic() - start, outputs)
         emit("stage_done", name=name, seconds=outcomes[name].seconds)
     return {
-        "out": cfg.out,
+        "out": cfg.out_uri,
         "stages": {n: o.__dict__ for n, o in outcomes.items()},
         "headline": _headline(outcomes),
     }
@@ -97,17 +100,23 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.data.simulator import run_simulate
     from synthrec.data.splits import leave_last_out
 
-    real_uri = cfg.data
+    real_uri = cfg.data_uri
     if real_uri is None:
         real_uri = paths.real
         run_simulate(
-            cfg.simulate.model_copy(update={"out": real_uri}),
+            cfg.simulate.model_copy(update={"out_uri": real_uri}),
             cfg.storage,
             progress=lambda rows: emit("rows", stage="data", done=rows, total=cfg.simulate.rows),
         )
-    table, schema = load_event_log(real_uri, cfg.schema_path, cfg.storage)
+    table, schema = load_event_log(real_uri, cfg.schema_uri, cfg.storage)
     user, item = _id_columns(schema)
-    time_col = _time_column(schema, table)
+    time_col = time_column(schema)
+    if time_col is None:
+        raise DataError(
+            "the pipeline splits by time and needs a time column: one with role datetime, or a "
+            f"numeric one named {'/'.join(TIME_NAMES)}; set a column's role to datetime in the "
+            "schema"
+        )
     # The GAN learns only what the recommender trains on: each user's last two interactions
     # (its validation and test items) are held out. Those rows are later in time than the rest,
     # so as a privacy reference they would make any generator look like it memorizes; the
@@ -141,7 +150,8 @@ def _privacy_holdout(
         return train, later, ("", "leave_last_out valid+test")
     if held == train.num_rows:
         raise DataError(
-            f"privacy_holdout_share={share} leaves no rows for the GAN ({train.num_rows} training rows)"
+            f"privacy_holdout_share={share} leaves no rows for the GAN "
+            f"({train.num_rows} training rows)"
         )
     chosen = np.zeros(train.num_rows, dtype=bool)
     chosen[np.random.default_rng(cfg.gan.seed).choice(train.num_rows, held, replace=False)] = True
@@ -159,15 +169,15 @@ def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.distributed.gan_train import run_train_gan
 
     train_cfg = TrainGanConfig(
-        data=paths.gan_train,
-        out=paths.gan,
+        data_uri=paths.gan_train,
+        out_uri=paths.gan,
         gan=cfg.gan,
         scaling=cfg.scaling,
         storage=cfg.storage,
         epochs=cfg.gan_epochs,
         time_budget_min=cfg.gan_time_budget_min,
         ray_address=cfg.ray_address,
-        checkpoint_uri=storage.join(cfg.out, "runs/gan"),
+        run=RunSection(checkpoint_uri=storage.join(cfg.out_uri, "runs/gan")),
     )
     summary = run_train_gan(train_cfg, progress=lambda m: emit("epoch", stage="train_gan", **m))
     return {
@@ -181,9 +191,9 @@ def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     from synthrec.distributed.generate import run_generate
 
     gen_cfg = GenerateConfig(
-        model=paths.gan,
+        model_uri=paths.gan,
         rows=cfg.synthetic_rows,
-        out=paths.synthetic,
+        out_uri=paths.synthetic,
         conditions=cfg.conditions,
         rebalance=cfg.rebalance,
         seed=cfg.gan.seed,
@@ -208,10 +218,10 @@ def _stage_evaluate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
 
     eval_cfg = cfg.evaluate.model_copy(
         update={
-            "real": paths.gan_train,
-            "synthetic": paths.synthetic,
-            "holdout": paths.holdout,
-            "out": paths.synthetic_report,
+            "real_uri": paths.gan_train,
+            "synthetic_uri": paths.synthetic,
+            "holdout_uri": paths.holdout,
+            "out_uri": paths.synthetic_report,
             "storage": cfg.storage,
         }
     )
@@ -232,14 +242,14 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
     from synthrec.distributed.recommender_train import run_train_recommender
 
     rec_cfg = TrainRecommenderConfig(
-        real=_real_uri(cfg, paths),
-        synthetic=paths.synthetic,
-        out=paths.recommender,
-        model=cfg.recommender.model_copy(update={"synthetic_weight": cfg.synthetic_weight}),
+        real_uri=_real_uri(cfg, paths),
+        synthetic_uri=paths.synthetic,
+        out_uri=paths.recommender,
+        model=cfg.recommender,  # synthetic_weight (λ) included, as configured
         scaling=cfg.scaling,
         storage=cfg.storage,
         ray_address=cfg.ray_address,
-        checkpoint_uri=storage.join(cfg.out, "runs/recommender"),
+        run=RecommenderRunSection(checkpoint_uri=storage.join(cfg.out_uri, "runs/recommender")),
     )
     summary = run_train_recommender(
         rec_cfg, progress=lambda m: emit("epoch", stage="train_recommender", **m)
@@ -290,7 +300,7 @@ STAGE_FUNCS: dict[str, Callable[[PipelineConfig, Paths, Progress], dict]] = {
 
 
 def _real_uri(cfg: PipelineConfig, paths: Paths) -> str:
-    return cfg.data or paths.real
+    return cfg.data_uri or paths.real
 
 
 def _id_columns(schema) -> tuple[str, str]:
@@ -318,19 +328,6 @@ def _common_value(schema, table) -> dict[str, str]:
     return {}
 
 
-def _time_column(schema, table) -> str:
-    from synthrec.schema import Role
-
-    cols = [c.name for c in schema.by_role(Role.DATETIME)] + [
-        n for n in ("timestamp", "time", "ts") if n in table.column_names
-    ]
-    if not cols:
-        raise DataError(
-            "the pipeline needs a time column (role datetime, or one named timestamp) to split by time"
-        )
-    return cols[0]
-
-
 _INPUTS = {
     "data": [],
     "train_gan": ["gan_train"],
@@ -341,9 +338,9 @@ _INPUTS = {
 }
 _SETTINGS = {
     "data": lambda c: [
-        c.data,
-        c.schema_path,
-        c.simulate.model_dump() if c.data is None else None,
+        c.data_uri,
+        c.schema_uri,
+        c.simulate.model_dump() if c.data_uri is None else None,
         c.privacy_holdout_share,
         c.gan.seed,
     ],
@@ -355,11 +352,12 @@ _SETTINGS = {
     ],
     "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
     "evaluate": lambda c: [
-        c.evaluate.model_dump(exclude={"real", "synthetic", "holdout", "out", "storage"})
+        c.evaluate.model_dump(
+            exclude={"real_uri", "synthetic_uri", "holdout_uri", "out_uri", "storage"}
+        )
     ],
     "train_recommender": lambda c: [
         c.recommender.model_dump(),
-        c.synthetic_weight,
         c.scaling.num_workers,
     ],
     "evaluate_recommender": lambda c: [],
@@ -379,7 +377,7 @@ def _stage_key(name: str, cfg: PipelineConfig, paths: Paths) -> str:
 
 
 def _record_uri(cfg: PipelineConfig, name: str) -> str:
-    return storage.join(cfg.out, "_stages", f"{name}.json")
+    return storage.join(cfg.out_uri, "_stages", f"{name}.json")
 
 
 def _read_record(cfg: PipelineConfig, name: str) -> dict | None:
@@ -400,7 +398,8 @@ def _write_record(cfg: PipelineConfig, name: str, key: str, outputs: dict) -> No
 
 
 def _outputs_exist(outputs: dict, cfg: PipelineConfig) -> bool:
-    """Published outputs (dataset/model folders) or report files named in a stage record still exist."""
+    """Published outputs (dataset/model folders) or report files named in a stage record still
+    exist."""
     uris = [v for k, v in outputs.items() if k in _URI_KEYS and v]
     return all(storage.exists(uri, cfg.storage) for uri in uris)
 

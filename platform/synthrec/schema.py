@@ -40,6 +40,7 @@ class Kind(str, Enum):
 ID_ROLES = (Role.USER_ID, Role.ITEM_ID)
 USER_ID_NAMES = ("user_id", "userid", "user", "customer_id", "visitor_id")
 ITEM_ID_NAMES = ("item_id", "itemid", "item", "product_id", "sku", "movie_id")
+TIME_NAMES = ("timestamp", "time", "ts", "event_time", "datetime")
 TEXT_MIN_MEAN_WORDS = 3.0  # a string column averaging this many words is text, not a category
 
 
@@ -101,6 +102,18 @@ class Schema:
             ) from None
 
 
+def time_column(schema: Schema) -> str | None:
+    """The column that orders events: the first datetime column, else the first numeric or
+    datetime column named one of TIME_NAMES (epoch numbers); None when there is neither."""
+    dated = schema.by_role(Role.DATETIME)
+    if dated:
+        return dated[0].name
+    return next(
+        (c.name for c in schema.columns if c.name.lower() in TIME_NAMES and c.kind != Kind.STRING),
+        None,
+    )
+
+
 def kind_of(dtype: pa.DataType) -> Kind | None:
     """Physical kind of an Arrow type, or None when synthrec cannot handle it."""
     if pa.types.is_boolean(dtype):
@@ -145,7 +158,8 @@ def infer_schema(table: pa.Table, overrides: dict[str, Any] | None = None) -> Sc
         kind = kind_of(col.type)
         if kind is None:
             raise SchemaError(
-                f"column '{name}': type {col.type} is not supported; use string, integer, float, bool or timestamp"
+                f"column '{name}': type {col.type} is not supported; use string, integer, float, "
+                "bool or timestamp"
             )
         spec = overrides.get(name)
         role = (
@@ -208,7 +222,8 @@ def validate_table(table: pa.Table, schema: Schema, where: str = "table") -> Non
     extra = [n for n in table.column_names if n not in schema.names]
     if extra:
         raise SchemaError(
-            f"{where} has unexpected column(s) {', '.join(extra)}; add them to the schema or drop them"
+            f"{where} has unexpected column(s) {', '.join(extra)}; add them to the schema or "
+            "drop them"
         )
     for spec in schema.columns:
         _validate_column(table.column(spec.name), spec, where)

@@ -24,7 +24,7 @@ def _simulate(out: str) -> subprocess.CompletedProcess:
             "simulate",
             "--rows",
             str(ROWS),
-            "--out",
+            "--out-uri",
             out,
             "--rows-per-file",
             "400000",
@@ -80,9 +80,9 @@ def test_data_cli_validate_csv_and_schema_on_s3(s3_bucket):
             SYNTHREC,
             "data",
             "validate",
-            "--data",
+            "--data-uri",
             f"{base}/log.csv",
-            "--schema",
+            "--schema-uri",
             f"{base}/schema.yaml",
         ],
         capture_output=True,
@@ -92,7 +92,7 @@ def test_data_cli_validate_csv_and_schema_on_s3(s3_bucket):
     assert proc.returncode == 0, proc.stderr
     assert "valid: 2 rows, 3 columns" in proc.stdout and "user_id" in proc.stdout
     proc = subprocess.run(
-        [SYNTHREC, "data", "validate", "--data", f"{base}/nothing.csv"],
+        [SYNTHREC, "data", "validate", "--data-uri", f"{base}/nothing.csv"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -53,10 +53,10 @@ def test_evaluate_s3_round_trip_reads_segments_from_the_manifest(s3_bucket, ml10
         metadata={"conditions": {}, "rebalance": {"gender": "uniform"}, "generator": "synthrec"},
     )
     cfg = EvaluateConfig(
-        real=f"{root}/real",
-        synthetic=f"{root}/synthetic",
-        holdout=f"{root}/holdout",
-        out=f"{root}/report",
+        real_uri=f"{root}/real",
+        synthetic_uri=f"{root}/synthetic",
+        holdout_uri=f"{root}/holdout",
+        out_uri=f"{root}/report",
         utility_exclude=["rating"],
         privacy_query_rows=1_000,
     )
@@ -86,15 +86,15 @@ def test_ml100k_report_renders_every_section_in_chromium(tmp_path, ml100k, capsy
     code = main(
         [
             "evaluate",
-            "--real",
+            "--real-uri",
             paths["real"],
-            "--synthetic",
+            "--synthetic-uri",
             paths["synthetic"],
-            "--holdout",
+            "--holdout-uri",
             paths["holdout"],
             "--utility-exclude",
             "rating",
-            "--out",
+            "--out-uri",
             str(out_dir),
         ]
     )

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from synthrec import storage
-from synthrec.config import GanConfig, ScalingSection, StorageConfig, TrainGanConfig
+from synthrec.config import GanConfig, RunSection, ScalingSection, StorageConfig, TrainGanConfig
 from synthrec.distributed import faults
 from synthrec.distributed.gan_train import run_train_gan
 from synthrec.errors import ConfigError, DataError, StorageError
@@ -33,12 +33,14 @@ def events_uri(ml100k_dir, tmp_path_factory):
 
 
 def _cfg(data, out, workers, **kw) -> TrainGanConfig:
+    run = {k: kw.pop(k) for k in list(kw) if k in RunSection.model_fields}
     return TrainGanConfig(
-        data=data,
-        out=out,
+        data_uri=data,
+        out_uri=out,
         gan=SMALL_GAN,
         scaling=ScalingSection(num_workers=workers, cpus_per_worker=0.5),
-        **{"epochs": 3, "checkpoint_every": 1, "max_failures": 0, **kw},
+        run=RunSection(**{"checkpoint_every": 1, "max_failures": 0, **run}),
+        **{"epochs": 3, **kw},
     )
 
 
@@ -133,11 +135,11 @@ def test_gan_train_sigkilled_worker_resumes_and_ends_like_a_clean_run(
 @pytest.mark.parametrize(
     "change, error, match",
     [
-        ({"data": "/nonexistent/events.parquet"}, DataError, "no file or dataset"),
+        ({"data_uri": "/nonexistent/events.parquet"}, DataError, "no file or dataset"),
         ({"gan": GanConfig(batch_size=30, pac=10)}, ConfigError, "multiple of pac"),
         (
             {
-                "out": "s3://nobucket/model",
+                "out_uri": "s3://nobucket/model",
                 "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1),
             },
             StorageError,
@@ -148,8 +150,8 @@ def test_gan_train_sigkilled_worker_resumes_and_ends_like_a_clean_run(
 def test_gan_train_bad_input_fails_on_driver_in_seconds(events_uri, tmp_path, change, error, match):
     cfg = TrainGanConfig(
         **{
-            "data": events_uri,
-            "out": str(tmp_path / "m"),
+            "data_uri": events_uri,
+            "out_uri": str(tmp_path / "m"),
             "scaling": ScalingSection(num_workers=2),
             "epochs": 1,
             **change,
@@ -171,7 +173,7 @@ ray.init(address=cluster.address)
 from synthrec.config import GanConfig, ScalingSection, TrainGanConfig
 from synthrec.distributed.gan_train import run_train_gan
 gan = GanConfig(batch_size=200, generator_dims=[32], critic_dims=[32], embedding_dim=16)
-cfg = TrainGanConfig(data=sys.argv[1], out=sys.argv[2], gan=gan, epochs=2,
+cfg = TrainGanConfig(data_uri=sys.argv[1], out_uri=sys.argv[2], gan=gan, epochs=2,
                      scaling=ScalingSection(num_workers=2, cpus_per_worker=1))
 summary = run_train_gan(cfg)
 nodes = [s["node_id"] for s in summary["worker_starts"]]
@@ -208,11 +210,13 @@ def test_gan_train_named_run_resumes_only_when_asked(ray_local, events_uri, tmp_
     """A named run continues from its last checkpoint with resume, and is never resumed silently."""
     cfg = _cfg(events_uri, str(tmp_path / "model"), 1, epochs=2, run_name="gan-resume-me")
     with pytest.raises(ConfigError, match="cannot resume run gan-resume-me"):
-        run_train_gan(cfg.model_copy(update={"resume": True}))
+        run_train_gan(cfg.model_copy(update={"run": cfg.run.model_copy(update={"resume": True})}))
     first = run_train_gan(cfg)
     assert [h["epoch"] for h in first["history"]] == [1, 2]
     with pytest.raises(ConfigError, match="already exists"):
         run_train_gan(cfg)
-    resumed = run_train_gan(cfg.model_copy(update={"resume": True, "epochs": 3}))
+    resumed = run_train_gan(
+        cfg.model_copy(update={"run": cfg.run.model_copy(update={"resume": True}), "epochs": 3})
+    )
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     assert resumed["history"][-1]["resumed_from"] == 2

@@ -43,8 +43,8 @@ def model_uri(ml100k_dir, tmp_path_factory):
 def _gen(model_uri, out, **kw) -> GenerateConfig:
     return GenerateConfig(
         **{
-            "model": model_uri,
-            "out": out,
+            "model_uri": model_uri,
+            "out_uri": out,
             "rows": 10_500,
             "rows_per_file": 1_000,
             "seed": 3,
@@ -103,12 +103,12 @@ def test_generate_rebalance_spreads_a_column(ray_local, model_uri, tmp_path):
 @pytest.mark.parametrize(
     "change, error, match",
     [
-        ({"model": "/nonexistent/model"}, ModelError, "no published model"),
+        ({"model_uri": "/nonexistent/model"}, ModelError, "no published model"),
         ({"conditions": {"nosuchcolumn": "x"}}, ConditionError, "nosuchcolumn"),
         ({"conditions": {"genre": "Telenovela"}}, ConditionError, "Telenovela"),
         (
             {
-                "out": "s3://nobucket/x",
+                "out_uri": "s3://nobucket/x",
                 "storage": StorageConfig(endpoint_url="http://127.0.0.1:9", max_attempts=1),
             },
             StorageError,
@@ -124,8 +124,8 @@ def test_generate_bad_input_fails_before_work_and_publishes_nothing(
     with pytest.raises(error, match=match):
         run_generate(cfg)
     assert time.monotonic() - start < 20
-    if not cfg.out.startswith("s3://"):
-        assert storage.read_manifest(cfg.out) is None
+    if not cfg.out_uri.startswith("s3://"):
+        assert storage.read_manifest(cfg.out_uri) is None
 
 
 def test_generate_rejects_non_positive_rows():
@@ -133,7 +133,7 @@ def test_generate_rejects_non_positive_rows():
     from synthrec.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rows"):
-        validate_config(GenerateConfig, {"model": "m", "out": "o", "rows": 0})
+        validate_config(GenerateConfig, {"model_uri": "m", "out_uri": "o", "rows": 0})
 
 
 def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(
@@ -150,7 +150,7 @@ def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(
         "-m",
         "synthrec.cli",
         "generate",
-        "--model",
+        "--model-uri",
         model_uri,
         "--rows",
         "40000",
@@ -160,7 +160,7 @@ def test_generate_killed_driver_then_rerun_gives_complete_identical_dataset(
         "3",
         "--concurrency",
         "1",
-        "--out",
+        "--out-uri",
         str(out),
         "--address",
         address,

@@ -9,7 +9,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from synthrec.config import RecommenderConfig, ScalingSection, TrainRecommenderConfig
+from synthrec.config import (
+    RecommenderConfig,
+    RecommenderRunSection,
+    ScalingSection,
+    TrainRecommenderConfig,
+)
 from synthrec.data.splits import leave_last_out
 from synthrec.errors import ConfigError, DataError, SchemaError
 from synthrec.storage import write_dataset
@@ -57,12 +62,12 @@ def stand_in_synthetic(real: pa.Table, rows: int, seed: int = 0) -> pa.Table:
 
 def _cfg(bucket: str, real: str, synthetic: str | None, **extra) -> TrainRecommenderConfig:
     return TrainRecommenderConfig(
-        real=real,
-        synthetic=synthetic,
-        out=f"s3://{bucket}/models/f",
+        real_uri=real,
+        synthetic_uri=synthetic,
+        out_uri=f"s3://{bucket}/models/f",
         model=SMALL,
         scaling=ScalingSection(num_workers=2, cpus_per_worker=0.5),
-        max_failures=0,
+        run=RecommenderRunSection(max_failures=0),
         **extra,
     )
 
@@ -131,11 +136,10 @@ def test_train_resumes_a_named_run_from_its_last_checkpoint(ray_local, real_slic
     real = tmp_path / "real.parquet"
     pq.write_table(real_slice, real)
     cfg = TrainRecommenderConfig(
-        real=str(real),
-        out=str(tmp_path / "model"),
-        run_name="resume-me",
+        real_uri=str(real),
+        out_uri=str(tmp_path / "model"),
+        run=RecommenderRunSection(run_name="resume-me", checkpoint_every=1),
         model=SMALL.model_copy(update={"epochs": 2}),
-        checkpoint_every=1,
         scaling=ScalingSection(num_workers=1, cpus_per_worker=1.0),
     )
     first = run_train_recommender(cfg)
@@ -144,7 +148,12 @@ def test_train_resumes_a_named_run_from_its_last_checkpoint(ray_local, real_slic
         run_train_recommender(cfg)  # same name without resume: refused, never silently resumed
     epochs = []
     resumed = run_train_recommender(
-        cfg.model_copy(update={"resume": True, "model": SMALL.model_copy(update={"epochs": 3})}),
+        cfg.model_copy(
+            update={
+                "run": cfg.run.model_copy(update={"resume": True}),
+                "model": SMALL.model_copy(update={"epochs": 3}),
+            }
+        ),
         progress=epochs.append,
     )
     assert resumed["epochs"] == 3 and [e["epoch"] for e in epochs] == [3]

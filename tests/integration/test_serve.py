@@ -59,11 +59,11 @@ def _fit_recommender(table: pa.Table, out: Path) -> str:
 
     from synthrec.config import RecommenderConfig
     from synthrec.recommender.artifacts import build_recommender, save_recommender
-    from synthrec.recommender.data import Encoder
+    from synthrec.recommender.data import InteractionEncoder
     from synthrec.recommender.train import fit
 
     cfg = RecommenderConfig(dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0)
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     model = fit(encoder, cfg, known).model
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
@@ -549,9 +549,9 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
                 "-m",
                 "synthrec.cli",
                 "serve",
-                "--generator",
+                "--generator-uri",
                 models["gen-v1"],
-                "--recommender",
+                "--recommender-uri",
                 models["rec"],
                 "--port",
                 str(port),

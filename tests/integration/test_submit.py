@@ -210,7 +210,7 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
 
     assert cluster.alive_nodes() == 2
     out = f"s3://{s3_bucket}/simulated"
-    config = write_config(tmp_path / "sim.yaml", out=out)
+    config = write_config(tmp_path / "sim.yaml", out_uri=out)
 
     run = synthrec(
         "submit",
@@ -236,7 +236,8 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
 
 
 def test_plain_ray_job_submit_trains_the_gan(cluster, ml100k_dir, tmp_path):
-    """The documented `ray job submit --working-dir . -- python jobs/train_gan.py --config ...` path."""
+    """The documented `ray job submit --working-dir . -- python jobs/train_gan.py --config ...`
+    path."""
     import json
 
     import pyarrow.parquet as pq
@@ -244,8 +245,8 @@ def test_plain_ray_job_submit_trains_the_gan(cluster, ml100k_dir, tmp_path):
     data = tmp_path / "events.parquet"
     pq.write_table(pq.read_table(ml100k_dir / "events.parquet").slice(0, 3_000), data)
     config = {
-        "data": str(data),
-        "out": str(tmp_path / "gan"),
+        "data_uri": str(data),
+        "out_uri": str(tmp_path / "gan"),
         "epochs": 1,
         "gan": {
             "batch_size": 200,
@@ -293,7 +294,7 @@ def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_p
     config.write_text(
         yaml.safe_dump(
             {
-                "out": out,
+                "out_uri": out,
                 "gan_epochs": 1,
                 "gan_time_budget_min": None,
                 "synthetic_rows": 3_000,
@@ -353,7 +354,7 @@ def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_p
 def test_submit_failing_job_exits_nonzero_with_its_message(cluster, tmp_path):
     # Valid for the schema (so it is submitted), rejected by the simulator on the cluster.
     config = write_config(
-        tmp_path / "bad.yaml", num_categories=50, num_items=10, out=str(tmp_path / "never")
+        tmp_path / "bad.yaml", num_categories=50, num_items=10, out_uri=str(tmp_path / "never")
     )
 
     run = synthrec(

@@ -69,7 +69,8 @@ def test_artifacts_files_are_json_and_safetensors_only(synth):
         "metadata.json",
     }
     config = json.loads(files["config.json"])
-    assert config["gan_config"]["seed"] == CFG.seed and "columns" in config["schema"]
+    assert config["format_version"] == 2 and config["kind"] == "row-gan"
+    assert config["config"]["seed"] == CFG.seed and "columns" in config["schema"]
     for name in ("generator.safetensors", "encoder.safetensors"):
         header_len = int.from_bytes(files[name][:8], "little")  # safetensors: JSON header
         json.loads(files[name][8 : 8 + header_len])
@@ -86,21 +87,88 @@ def test_artifacts_unfitted_synthesizer_is_model_error(tmp_path):
         save_synthesizer(Synthesizer(), str(tmp_path / "m"))
 
 
-def test_artifacts_incompatible_format_and_weights_are_model_errors(synth, tmp_path):
+def _publish_with_header(synth, uri, **changes) -> str:
     files = model_files(synth)
-    config = json.loads(files["config.json"])
-    storage.publish_files(
-        str(tmp_path / "old"),
-        {**files, "config.json": json.dumps({**config, "format": 0}).encode()},
-    )
-    with pytest.raises(ModelError, match="format 0 is not supported"):
-        load_synthesizer(str(tmp_path / "old"))
-    wide = {**config, "gan_config": {**config["gan_config"], "generator_dims": [32]}}
-    storage.publish_files(
-        str(tmp_path / "wide"), {**files, "config.json": json.dumps(wide).encode()}
+    header = {**json.loads(files["config.json"]), **changes}
+    storage.publish_files(uri, {**files, "config.json": json.dumps(header).encode()})
+    return uri
+
+
+def test_artifacts_incompatible_format_and_weights_are_model_errors(synth, tmp_path):
+    old = _publish_with_header(synth, str(tmp_path / "old"), format_version=0)
+    with pytest.raises(ModelError, match="format_version 0, this synthrec reads 2.*re-save"):
+        load_synthesizer(old)
+    new = _publish_with_header(synth, str(tmp_path / "new"), format_version=3)
+    with pytest.raises(ModelError, match="format_version 3.*upgrade synthrec"):
+        load_synthesizer(new)
+    config = json.loads(model_files(synth)["config.json"])["config"]
+    wide = _publish_with_header(
+        synth, str(tmp_path / "wide"), config={**config, "generator_dims": [32]}
     )
     with pytest.raises(ModelError, match="do not match the config"):
-        load_synthesizer(str(tmp_path / "wide"))
+        load_synthesizer(wide)
+    files = model_files(synth)
     storage.publish_files(str(tmp_path / "bad"), {**files, "generator.safetensors": b"garbage"})
-    with pytest.raises(ModelError, match="unreadable"):
+    with pytest.raises(ModelError, match="bad/generator.safetensors: unreadable"):
         load_synthesizer(str(tmp_path / "bad"))
+
+
+def test_artifacts_header_problems_name_file_key_and_expectation(synth, tmp_path):
+    from synthrec.recommender.artifacts import load_recommender
+
+    uri = str(tmp_path / "gan")
+    save_synthesizer(synth, uri)
+    with pytest.raises(ModelError, match="kind 'row-gan', expected 'recommender'"):
+        load_recommender(uri)
+    files = model_files(synth)
+    header = json.loads(files["config.json"])
+    cases = {
+        "no-state": (
+            {k: v for k, v in header.items() if k != "state"},
+            r"config.json: missing key\(s\) state",
+        ),
+        "no-encoder": ({**header, "state": {}}, "config.json: missing key 'state.encoder'"),
+        "bad-config": (
+            {**header, "config": {**header["config"], "pac": "ten"}},
+            "config.json config: key 'pac'",
+        ),
+        "extra-config": (
+            {**header, "config": {**header["config"], "nope": 1}},
+            "unknown key 'nope'",
+        ),
+    }
+    for name, (bad, message) in cases.items():
+        storage.publish_files(
+            str(tmp_path / name), {**files, "config.json": json.dumps(bad).encode()}
+        )
+        with pytest.raises(ModelError, match=message):
+            load_synthesizer(str(tmp_path / name))
+    storage.publish_files(str(tmp_path / "json"), {**files, "metadata.json": b"{not json"})
+    with pytest.raises(ModelError, match="json/metadata.json is not valid JSON"):
+        load_synthesizer(str(tmp_path / "json"))
+    del files["encoder.safetensors"]
+    storage.publish_files(str(tmp_path / "part"), files)
+    with pytest.raises(ModelError, match="part lacks encoder.safetensors"):
+        load_synthesizer(str(tmp_path / "part"))
+
+
+def test_artifacts_format_1_directories_still_load(synth, tmp_path):
+    """A directory written before the common header (config.json with "format": 1)."""
+    files = model_files(synth)
+    header = json.loads(files["config.json"])
+    old = {
+        "format": 1,
+        "gan_config": header["config"],
+        "schema": header["schema"],
+        "encoder": header["state"]["encoder"],
+    }
+    uri = str(tmp_path / "v1")
+    storage.publish_files(uri, {**files, "config.json": json.dumps(old).encode()})
+    loaded = load_synthesizer(uri)
+    assert loaded.metadata["version"] == synth.metadata["version"]
+    assert loaded.sample_block(0, 100, seed=3).equals(synth.sample_block(0, 100, seed=3))
+    storage.publish_files(
+        str(tmp_path / "v0"), {**files, "config.json": json.dumps({**old, "format": 0}).encode()}
+    )
+    with pytest.raises(ModelError, match="unknown model format 0.*retrain"):
+        load_synthesizer(str(tmp_path / "v0"))

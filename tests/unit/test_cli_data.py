@@ -32,7 +32,7 @@ def test_cli_simulate_publishes_exact_rows(tmp_path, capsys):
             "simulate",
             "--rows",
             "12345",
-            "--out",
+            "--out-uri",
             str(out_dir),
             "--seed",
             "2",
@@ -52,7 +52,9 @@ def test_cli_simulate_publishes_exact_rows(tmp_path, capsys):
 
 def test_cli_simulate_config_file_and_flags(tmp_path, capsys):
     cfg = tmp_path / "sim.yaml"
-    cfg.write_text(f"rows: 3000\nnum_users: 100\nnum_items: 400\nout: {tmp_path / 'from_yaml'}\n")
+    cfg.write_text(
+        f"rows: 3000\nnum_users: 100\nnum_items: 400\nout_uri: {tmp_path / 'from_yaml'}\n"
+    )
     code, _, _ = run(["data", "simulate", "--config", str(cfg), "--rows", "2000"], capsys)
     assert code == 0
     assert storage.read_manifest(str(tmp_path / "from_yaml")).num_rows == 2000  # the flag wins
@@ -73,7 +75,7 @@ def test_cli_simulate_config_errors_exit_2_with_one_line(tmp_path, capsys, yaml_
     cfg = tmp_path / "sim.yaml"
     cfg.write_text(yaml_text)
     code, _, err = run(
-        ["data", "simulate", "--config", str(cfg), "--out", str(tmp_path / "x")], capsys
+        ["data", "simulate", "--config", str(cfg), "--out-uri", str(tmp_path / "x")], capsys
     )
     assert code == 2
     assert expected in one_error_line(err)
@@ -81,7 +83,9 @@ def test_cli_simulate_config_errors_exit_2_with_one_line(tmp_path, capsys, yaml_
 
 
 def test_cli_simulate_bad_flag_value_exit_2(tmp_path, capsys):
-    code, _, err = run(["data", "simulate", "--rows", "0", "--out", str(tmp_path / "x")], capsys)
+    code, _, err = run(
+        ["data", "simulate", "--rows", "0", "--out-uri", str(tmp_path / "x")], capsys
+    )
     assert code == 2 and "key 'rows'" in one_error_line(err)
 
 
@@ -97,7 +101,7 @@ def _events(tmp_path) -> str:
 
 
 def test_cli_validate_prints_schema_table(tmp_path, capsys):
-    code, out, _ = run(["data", "validate", "--data", _events(tmp_path)], capsys)
+    code, out, _ = run(["data", "validate", "--data-uri", _events(tmp_path)], capsys)
     assert code == 0
     assert "schema (inferred)" in out and "valid: 2 rows, 4 columns" in out
     assert "user_id" in out and "label" in out
@@ -125,10 +129,10 @@ def test_cli_validate_bad_input_exit_2_with_one_line(tmp_path, capsys, content, 
     data = tmp_path / "log.csv"
     if content is not None:
         data.write_text(content)
-    argv = ["data", "validate", "--data", str(data)]
+    argv = ["data", "validate", "--data-uri", str(data)]
     if schema:
         (tmp_path / "s.yaml").write_text(schema)
-        argv += ["--schema", str(tmp_path / "s.yaml")]
+        argv += ["--schema-uri", str(tmp_path / "s.yaml")]
     code, _, err = run(argv, capsys)
     assert code == 2
     assert expected in one_error_line(err)
@@ -151,3 +155,18 @@ def test_cli_describe_refuses_unfinished_publish(tmp_path, capsys):
     )  # a crash before the manifest
     code, _, err = run(["data", "describe", str(tmp_path / "ds")], capsys)
     assert code == 2 and "unfinished" in one_error_line(err)
+
+
+def test_cli_old_flag_and_yaml_names_work_with_one_warning_line(tmp_path, capsys):
+    small = ["data", "simulate", "--rows", "1000", "--num-users", "50", "--num-items", "90"]
+    code, _, err = run([*small, "--out", str(tmp_path / "a")], capsys)
+    assert code == 0 and storage.read_manifest(str(tmp_path / "a")).num_rows == 1000
+    assert err.startswith("warning: --out is deprecated, use --out-uri")
+    cfg = tmp_path / "old.yaml"
+    cfg.write_text(f"out: {tmp_path / 'b'}\n")
+    code, _, err = run([*small, "--config", str(cfg)], capsys)
+    assert code == 0 and storage.read_manifest(str(tmp_path / "b")).num_rows == 1000
+    assert err.startswith("warning: config key 'out' is deprecated, use 'out_uri'")
+    assert err.count("warning:") == 1
+    code, _, err = run([*small, "--out", "x", "--out-uri", "y"], capsys)
+    assert code == 2 and "--out is the old name of --out-uri" in err

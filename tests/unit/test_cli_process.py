@@ -17,7 +17,7 @@ def _run(args, **kwargs):
 
 
 def test_cli_process_user_error_is_one_line_exit_2(tmp_path):
-    proc = _run([SYNTHREC, "data", "validate", "--data", str(tmp_path / "missing.parquet")])
+    proc = _run([SYNTHREC, "data", "validate", "--data-uri", str(tmp_path / "missing.parquet")])
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no file or dataset" in lines[0]
@@ -26,7 +26,7 @@ def test_cli_process_user_error_is_one_line_exit_2(tmp_path):
 
 def test_cli_process_debug_shows_traceback(tmp_path):
     proc = _run(
-        [SYNTHREC, "--debug", "data", "validate", "--data", str(tmp_path / "missing.parquet")]
+        [SYNTHREC, "--debug", "data", "validate", "--data-uri", str(tmp_path / "missing.parquet")]
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "DataError" in proc.stderr
@@ -43,7 +43,7 @@ def test_cli_process_stdlib_platform_not_shadowed(tmp_path):
 
 def test_cli_process_simulate_job_script(tmp_path):
     out = tmp_path / "sim"
-    cfg = json.dumps({"rows": 4321, "num_users": 200, "num_items": 500, "out": str(out)})
+    cfg = json.dumps({"rows": 4321, "num_users": 200, "num_items": 500, "out_uri": str(out)})
     proc = _run([sys.executable, str(REPO / "jobs" / "simulate.py"), "--config", cfg])
     assert proc.returncode == 0, proc.stderr
     assert storage.read_manifest(str(out)).num_rows == 4321

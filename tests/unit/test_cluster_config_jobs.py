@@ -41,14 +41,15 @@ def test_jobs_config_is_validated_before_submission_where_its_class_is_known(pro
 
 
 def test_jobs_spec_uploads_the_project_without_venv_git_or_outputs(project):
-    spec = jobs.build_job_spec("simulate.py", project, {"rows": 10, "out": "s3://b/x"})
+    with pytest.warns(FutureWarning, match="'out' is deprecated, use 'out_uri'"):
+        spec = jobs.build_job_spec("simulate.py", project, {"rows": 10, "out": "s3://b/x"})
     env = spec.runtime_env
     assert env["working_dir"] == str(project)
     assert env["py_modules"] == [str(project / "platform" / "synthrec")]
     assert env["excludes"] == jobs.WORKING_DIR_EXCLUDES
     argv = shlex.split(spec.entrypoint)
     assert argv[:3] == ["python", "jobs/simulate.py", "--config"]
-    assert json.loads(argv[3]) == {"rows": 10, "out": "s3://b/x"}
+    assert json.loads(argv[3]) == {"rows": 10, "out_uri": "s3://b/x"}  # current key names
     assert spec.submission_id.startswith("synthrec-simulate-")
 
 

@@ -56,15 +56,15 @@ def test_cli_evaluate_prints_headline_and_writes_files(tmp_path, files, capsys):
     code, out, _ = run(
         [
             "evaluate",
-            "--real",
+            "--real-uri",
             files["real"],
-            "--synthetic",
+            "--synthetic-uri",
             files["syn"],
-            "--holdout",
+            "--holdout-uri",
             files["hold"],
             "--config",
             files["config"],
-            "--out",
+            "--out-uri",
             str(tmp_path / "rep"),
         ],
         capsys,
@@ -86,15 +86,15 @@ def test_cli_evaluate_prints_headline_and_writes_files(tmp_path, files, capsys):
 def test_cli_evaluate_strict_exits_1_when_the_verdict_fails(tmp_path, files, capsys):
     argv = [
         "evaluate",
-        "--real",
+        "--real-uri",
         files["real"],
-        "--synthetic",
+        "--synthetic-uri",
         files["copy"],
-        "--holdout",
+        "--holdout-uri",
         files["hold"],
         "--config",
         files["config"],
-        "--out",
+        "--out-uri",
         str(tmp_path / "rep"),
     ]
     code, out, _ = run(argv + ["--strict"], capsys)
@@ -114,11 +114,11 @@ def test_cli_evaluate_user_errors_are_one_line(tmp_path, files, capsys, syntheti
     code, _, err = run(
         [
             "evaluate",
-            "--real",
+            "--real-uri",
             files["real"],
-            "--synthetic",
+            "--synthetic-uri",
             files[synthetic],
-            "--out",
+            "--out-uri",
             str(tmp_path / "rep"),
             *extra,
         ],
@@ -132,6 +132,6 @@ def test_cli_evaluate_user_errors_are_one_line(tmp_path, files, capsys, syntheti
 
 def test_cli_evaluate_needs_both_tables(tmp_path, files, capsys):
     code, _, err = run(
-        ["evaluate", "--real", files["real"], "--out", str(tmp_path / "rep")], capsys
+        ["evaluate", "--real-uri", files["real"], "--out-uri", str(tmp_path / "rep")], capsys
     )
     assert code == 2 and "needs both a real and a synthetic table" in err

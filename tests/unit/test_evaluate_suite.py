@@ -188,9 +188,9 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     pq.write_table(syn, tmp_path / "syn.parquet")
     cfg = FAST.model_copy(
         update={
-            "real": str(tmp_path / "real.parquet"),
-            "synthetic": str(tmp_path / "syn.parquet"),
-            "out": str(tmp_path / "out"),
+            "real_uri": str(tmp_path / "real.parquet"),
+            "synthetic_uri": str(tmp_path / "syn.parquet"),
+            "out_uri": str(tmp_path / "out"),
         }
     )
     stages = []
@@ -200,7 +200,7 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     assert metrics["privacy"]["mia_auc"] is None  # no holdout
     assert metrics["utility"]["test"] == "20% of real rows"
     with pytest.raises(ConfigError, match="needs both a real and a synthetic"):
-        run_evaluate(EvaluateConfig(real=str(tmp_path / "real.parquet")))
+        run_evaluate(EvaluateConfig(real_uri=str(tmp_path / "real.parquet")))
 
 
 def test_bad_segment_column_fails_before_any_work(tables):

@@ -3,6 +3,8 @@ rebalancing, and every error a user can hit."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -120,12 +122,27 @@ def test_synthesizer_fit_calibrates_id_draws_and_records_it(synth, table):
 
 
 def test_synthesizer_time_budget_stops_training(table):
-    synth = Synthesizer().fit(table, cfg=CFG, time_budget_s=0.5)
-    m = synth.metadata["metrics"]
-    assert m["epochs"] >= 1
-    # training stops at the budget (which encoding, slow on a loaded machine, may already have
-    # used up: then one step runs); cfg.epochs = 100 would take far longer. Calibration follows.
-    assert m["train_seconds"] < max(0.0, 0.5 - m["encode_seconds"]) + 1.5, m
+    """The budget (encoding included) ends training at the first step past its deadline,
+    long before the requested epochs would: later epochs start only before the deadline,
+    and the last one is cut there (a loaded machine may spend the budget before the first
+    step; that first step still runs)."""
+    budget, epochs, log = 2.0, 200, []
+    start = time.monotonic()
+    synth = Synthesizer().fit(
+        table,
+        cfg=CFG,
+        epochs=epochs,
+        time_budget_s=budget,
+        progress=lambda **m: log.append((time.monotonic(), m["seconds"], m["steps"])),
+    )
+    deadline = start + budget
+    assert 1 <= len(log) == synth.metadata["metrics"]["epochs"] < epochs
+    assert all(end - seconds < deadline for end, seconds, _ in log[1:])
+    end, seconds, steps = log[-1]
+    step = seconds / steps
+    assert deadline <= end <= max(deadline, end - seconds) + 1.5 * step + 0.1
+    full_epoch = step * (table.num_rows // CFG.batch_size)
+    assert epochs * full_epoch > 10 * budget  # without the budget: many times longer
 
 
 def test_synthesizer_exact_conditions_on_one_and_two_columns(synth):

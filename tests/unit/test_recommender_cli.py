@@ -33,11 +33,11 @@ def test_cli_evaluate_writes_json_and_table(tmp_path, capsys):
     main(
         [
             "evaluate-recommender",
-            "--model",
+            "--model-uri",
             str(tmp_path / "model"),
-            "--real",
+            "--real-uri",
             str(tmp_path / "real.parquet"),
-            "--out",
+            "--out-dir",
             str(tmp_path / "eval"),
         ]
     )
@@ -64,11 +64,11 @@ def test_cli_evaluate_rejects_a_table_with_unknown_items(tmp_path, capsys):
         main(
             [
                 "evaluate-recommender",
-                "--model",
+                "--model-uri",
                 str(tmp_path / "m"),
-                "--real",
+                "--real-uri",
                 str(tmp_path / "other.parquet"),
-                "--out",
+                "--out-dir",
                 str(tmp_path / "eval"),
             ]
         )
@@ -79,9 +79,15 @@ def test_cli_evaluate_rejects_a_table_with_unknown_items(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--real", "r.parquet", "--out", "m", "--synthetic-weight", "0.5"], "needs --synthetic"),
-        (["--real", "r.parquet", "--out", "m", "--epochs", "3", "--time-budget", "1"], "not both"),
-        (["--real", "r.parquet", "--out", "m", "--holdout", "sometimes"], "holdout"),
+        (
+            ["--real-uri", "r.parquet", "--out-uri", "m", "--synthetic-weight", "0.5"],
+            "needs --synthetic-uri",
+        ),
+        (
+            ["--real-uri", "r.parquet", "--out-uri", "m", "--epochs", "3", "--time-budget", "1"],
+            "not both",
+        ),
+        (["--real-uri", "r.parquet", "--out-uri", "m", "--holdout", "sometimes"], "holdout"),
     ],
 )
 def test_cli_train_rejects_bad_flags_before_starting_ray(argv, message, capsys):

@@ -7,7 +7,7 @@ import pytest
 from synthrec.config import RecommenderConfig
 from synthrec.data.splits import leave_last_out
 from synthrec.errors import DataError, SchemaError
-from synthrec.recommender.data import Encoder, training_windows, windows
+from synthrec.recommender.data import InteractionEncoder, training_windows, windows
 from synthrec.recommender.metrics import split_leave_last_out
 
 
@@ -37,7 +37,7 @@ def toy_table(num_users: int = 12, num_items: int = 10, seed: int = 0) -> pa.Tab
 
 
 def test_data_discovers_user_and_item_attributes():
-    enc = Encoder.fit(toy_table(), RecommenderConfig())
+    enc = InteractionEncoder.fit(toy_table(), RecommenderConfig())
     c = enc.columns
     assert (c.user, c.item, c.time, c.label) == ("user_id", "item_id", "timestamp", "click")
     assert set(c.user_features) == {"age", "gender"}
@@ -47,7 +47,7 @@ def test_data_discovers_user_and_item_attributes():
 
 def test_data_training_windows_cover_each_interaction_once():
     table = toy_table(num_users=5)
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     log = enc.encode(table)
     w = training_windows(
         log, max_len=4, user_token=enc.user_token
@@ -63,7 +63,7 @@ def test_data_training_windows_cover_each_interaction_once():
 
 def test_data_window_at_stop_holds_the_history_before_it():
     table = toy_table(num_users=3)
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     log = enc.encode(table)
     n = int(log.lengths[0])
     w = windows(log, np.array([0]), np.array([n - 1]), max_len=n + 2, user_token=enc.user_token)
@@ -74,7 +74,7 @@ def test_data_window_at_stop_holds_the_history_before_it():
 
 def test_data_encode_orders_by_time_within_user():
     table = toy_table().take(pa.array(np.random.default_rng(1).permutation(toy_table().num_rows)))
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     log = enc.encode(table)
     times = table.column("timestamp").to_numpy()[log.rows]
     for g in range(log.num_groups):
@@ -84,7 +84,7 @@ def test_data_encode_orders_by_time_within_user():
 
 def test_data_unknown_items_fail_with_their_ids():
     table = toy_table()
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     bad = table.set_column(1, "item_id", pa.array(["i1"] * (table.num_rows - 1) + ["zz-new"]))
     with pytest.raises(DataError, match="zz-new"):
         enc.encode(bad, "synthetic table")
@@ -92,7 +92,7 @@ def test_data_unknown_items_fail_with_their_ids():
 
 def test_data_mismatched_or_empty_tables_fail_early():
     table = toy_table()
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     with pytest.raises(SchemaError, match="lacks column.*genre"):
         enc.check_compatible(table.drop_columns(["genre"]), "synthetic table")
     with pytest.raises(SchemaError, match="item_id"):
@@ -102,19 +102,19 @@ def test_data_mismatched_or_empty_tables_fail_early():
     with pytest.raises(DataError, match="empty"):
         enc.check_compatible(table.slice(0, 0), "synthetic table")
     with pytest.raises(DataError, match="empty"):
-        Encoder.fit(table.slice(0, 0), RecommenderConfig())
+        InteractionEncoder.fit(table.slice(0, 0), RecommenderConfig())
 
 
 def test_data_user_prefix_keeps_synthetic_users_apart():
     table = toy_table()
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     log = enc.encode(table, user_prefix="syn:")
     assert all(u.startswith("syn:") for u in log.user_ids.to_pylist())
 
 
 def test_data_leave_last_out_queries_match_the_shared_split():
     table = toy_table()
-    enc = Encoder.fit(table, RecommenderConfig())
+    enc = InteractionEncoder.fit(table, RecommenderConfig())
     split = split_leave_last_out(table, enc)
     _, _, test = leave_last_out(table)
     expected = sorted(zip(test.column("user_id").to_pylist(), test.column("item_id").to_pylist()))
@@ -127,7 +127,7 @@ def test_data_leave_last_out_queries_match_the_shared_split():
 
 def test_data_query_hashing_is_stable_and_padded():
     table = toy_table().append_column("query", pa.array(["red shoes"] * toy_table().num_rows))
-    enc = Encoder.fit(table, RecommenderConfig(query_column="query", query_max_tokens=3))
+    enc = InteractionEncoder.fit(table, RecommenderConfig(query_column="query", query_max_tokens=3))
     hashed = enc.hash_queries(pa.array(["Red shoes", "shoes", None]))
     assert hashed[0, 1] == hashed[1, 0] != 0 and hashed[0, 2] == 0
     assert (hashed[2] == 0).all()

@@ -7,7 +7,7 @@ from test_recommender_data import toy_table
 
 from synthrec.config import RecommenderConfig
 from synthrec.recommender.baselines import Popularity
-from synthrec.recommender.data import Encoder
+from synthrec.recommender.data import InteractionEncoder
 from synthrec.recommender.metrics import evaluate_ranking, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 from synthrec.recommender.train import (
@@ -104,7 +104,7 @@ def test_loss_weighting_is_real_mean_plus_lambda_synthetic_mean():
 def test_loss_synthetic_rows_give_no_gradient_at_lambda_zero(loss, negatives):
     table = toy_table()
     cfg = RecommenderConfig(**SMALL, loss=loss, num_negatives=negatives, synthetic_weight=0.0)
-    enc = Encoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     arrays = training_arrays(enc, cfg, None, enc.encode(table, user_prefix="syn:"))
     assert arrays["synthetic"].all()
     model = build_model(enc, cfg)
@@ -118,7 +118,7 @@ def test_loss_synthetic_rows_give_no_gradient_at_lambda_zero(loss, negatives):
 def test_fit_learns_a_sequential_pattern_beyond_popularity():
     table = toy_table(num_users=60, num_items=15)
     cfg = RecommenderConfig(**SMALL, epochs=40, patience=40)
-    enc = Encoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     split = split_leave_last_out(table, enc)
     train_log = enc.encode(split.train)
     result = fit(enc, cfg, train_log, valid=split.valid)
@@ -135,7 +135,7 @@ def test_fit_learns_a_sequential_pattern_beyond_popularity():
 def test_scorer_log_probs_keep_each_ranking_and_normalize_across_queries():
     table = toy_table()
     cfg = RecommenderConfig(**SMALL)
-    enc = Encoder.fit(table, cfg)
+    enc = InteractionEncoder.fit(table, cfg)
     log = enc.encode(table)
     model = build_model(enc, cfg)
     group, stop = np.arange(log.num_groups), log.lengths - 1

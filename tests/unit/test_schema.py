@@ -3,7 +3,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthrec.errors import SchemaError
-from synthrec.schema import Kind, Role, Schema, infer_schema, null_mask, validate_table
+from synthrec.schema import (
+    Kind,
+    Role,
+    Schema,
+    infer_schema,
+    null_mask,
+    time_column,
+    validate_table,
+)
 
 
 def test_schema_infers_roles_on_ml100k(ml100k_dir):
@@ -59,3 +67,11 @@ def test_schema_infers_dictionary_encoded_strings():
 
     table = pa.table({"genre": pa.array(["Drama", "Comedy", "Drama"]).dictionary_encode()})
     assert infer_schema(table)["genre"].role == Role.CATEGORICAL
+
+
+def test_schema_time_column_prefers_datetime_then_numeric_time_names():
+    when = pa.array([0, 1], pa.timestamp("s"))
+    assert time_column(infer_schema(pa.table({"ts": [5, 6], "placed": when}))) == "placed"
+    assert time_column(infer_schema(pa.table({"x": [1, 2], "event_time": [5, 6]}))) == "event_time"
+    assert time_column(infer_schema(pa.table({"timestamp": ["monday", "tuesday"]}))) is None
+    assert time_column(infer_schema(pa.table({"x": [1, 2]}))) is None

@@ -131,12 +131,12 @@ def test_serving_credentials_go_to_the_environment_of_a_ray_we_start(monkeypatch
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "--generator URI, --recommender URI or both"),
-        (["--generator", "/nonexistent/model"], "no published model directory"),
-        (["--recommender", "out/x", "--port", "99999"], "port"),
-        (["--recommender", "out/x", "--host", "0.0.0.0"], "refusing to serve beyond loopback"),
+        ([], "--generator-uri, --recommender-uri or both"),
+        (["--generator-uri", "/nonexistent/model"], "no published model directory"),
+        (["--recommender-uri", "out/x", "--port", "99999"], "port"),
+        (["--recommender-uri", "out/x", "--host", "0.0.0.0"], "refusing to serve beyond loopback"),
         (  # --insecure passes the auth check; the model directory is checked next
-            ["--generator", "/nonexistent/model", "--host", "0.0.0.0", "--insecure"],
+            ["--generator-uri", "/nonexistent/model", "--host", "0.0.0.0", "--insecure"],
             "no published model directory",
         ),
     ],

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from synthrec.config import RecommenderConfig, SimulateConfig
 from synthrec.data.simulator import simulate
 from synthrec.errors import DataError
 from synthrec.recommender.artifacts import build_recommender
-from synthrec.recommender.data import Encoder
-from synthrec.recommender.train import fit
+from synthrec.recommender.data import PAD, InteractionEncoder, Log
+from synthrec.recommender.train import ModelScorer, fit
 from synthrec.serving.scoring import BatchRecommender
 
 
@@ -23,7 +24,7 @@ def recommender():
     cfg = RecommenderConfig(
         dim=16, num_layers=1, max_len=12, epochs=1, batch_size=256, seed=0, query_column="query"
     )
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     result = fit(encoder, cfg, known)
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
@@ -69,3 +70,27 @@ def test_serving_scoring_rejects_what_recommend_rejects_without_failing_the_batc
     with pytest.raises(DataError):
         recommender.recommend(history=["no-such-item"])
     assert out[0].item_ids == out[2].item_ids and len(out[0].item_ids) == 10
+
+
+def test_serving_scoring_ranks_as_the_evaluation_scorer(recommender):
+    """The batched path (serving and `recommend`) orders items as `ModelScorer`, the scorer the
+    ranking metrics use, does for each known user's stored history."""
+    rec = recommender
+    users = rec.user_ids.to_pylist()[:5]
+    ranked = BatchRecommender(rec).rank_many([(u, [], None, 10, False) for u in users])
+    scorer = ModelScorer(rec.model, rec.encoder.user_token, log_probs=False)
+    for user, got in zip(users, ranked):
+        row = rec.user_row(user)
+        seen = rec.histories[row][rec.histories[row] != PAD]
+        log = Log(
+            seen,
+            np.array([0, len(seen)]),
+            pa.array([user]),
+            rec.user_cat[row : row + 1],
+            rec.user_num[row : row + 1],
+            np.arange(len(seen)),
+        )
+        scores = scorer.score(log, np.array([0]), np.array([len(seen)]))[0]
+        scores[PAD] = -np.inf
+        assert got.items.tolist() == np.argsort(-scores, kind="stable")[:10].tolist(), user
+        np.testing.assert_allclose(got.scores, np.sort(scores)[::-1][:10], rtol=1e-5, atol=1e-5)

@@ -6,6 +6,7 @@ Each command group lives in its own module and registers itself on `app` when im
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -23,7 +24,7 @@ from synthrec.cli import gan as _gan  # noqa: E402,F401
 from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
 from synthrec.cli import recommender as _recommender  # noqa: E402,F401
 from synthrec.cli import serving as _serving  # noqa: E402,F401
-from synthrec.cli.app import app, console
+from synthrec.cli.app import app, console, warn
 from synthrec.errors import SynthrecError
 
 
@@ -34,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     try:
-        code = app(
-            args=args, prog_name="synthrec", standalone_mode=False
-        )  # typer.Exit(n) returns n here
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # deprecated config keys: one yellow line
+            code = app(
+                args=args, prog_name="synthrec", standalone_mode=False
+            )  # typer.Exit(n) returns n here
     except SynthrecError as err:
         if debug:
             raise
@@ -51,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]interrupted[/yellow]")
         return _exit(130)
     return _exit(code if isinstance(code, int) else 0)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, FutureWarning):
+        warn(str(message))
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 def _exit(code: int) -> int:

@@ -23,7 +23,8 @@ out = Console()  # results (tables, summaries) go to stdout
 
 app = typer.Typer(
     name="synthrec",
-    help="Synthetic interaction logs with a conditional GAN, and recommenders trained on them, on Ray.",
+    help="Synthetic interaction logs with a conditional GAN, and recommenders trained on them, "
+    "on Ray.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -61,6 +62,30 @@ def progress_bar(description: str, total: float | None, unit: str = "rows") -> I
             progress.update(task, completed=completed, rate=f"{rate} {extra}".strip())
 
         yield update
+
+
+def old_flag(name: str) -> Any:
+    """A flag's name before synthrec 0.2 (locations now end in -uri): hidden from --help and
+    accepted, with a warning, until the next release. Read it with `renamed`."""
+    return typer.Option(None, name, hidden=True)
+
+
+def renamed(value: Any, old_value: Any, flag: str, old: str, required: bool = False) -> Any:
+    """The value of `flag`, or of its deprecated name `old` (with a warning); never both."""
+    if old_value is not None:
+        if value is not None:
+            raise typer.BadParameter(
+                f"{old} is the old name of {flag}; give only {flag}", param_hint=old
+            )
+        warn(f"{old} is deprecated, use {flag}; the old name stops working in the next release")
+        return old_value
+    if value is None and required:
+        raise typer.BadParameter("missing; it is required", param_hint=flag)
+    return value
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:

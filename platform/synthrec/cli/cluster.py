@@ -135,12 +135,14 @@ def cluster_security_group(
     name = cluster["provider"]["security_group"]["GroupName"]
     if created:
         console.print(
-            f"[green]created security group {name} ({group_id})[/green] with the rules of {cluster_yaml}",
+            f"[green]created security group {name} ({group_id})[/green] "
+            f"with the rules of {cluster_yaml}",
             highlight=False,
         )
     else:
         console.print(
-            f"security group {name} ({group_id}) exists and allows no ingress from anywhere; left unchanged",
+            f"security group {name} ({group_id}) exists and allows no ingress from anywhere; "
+            "left unchanged",
             highlight=False,
         )
     out.print(group_id, highlight=False)

@@ -8,14 +8,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import data_app, out, progress_bar
+from synthrec.cli.app import data_app, old_flag, out, progress_bar, renamed
 from synthrec.config import SimulateConfig, load_config
 
 
 @data_app.command("simulate")
 def simulate(
     rows: int = typer.Option(None, "--rows", help="Exact number of rows (impressions) to publish."),
-    out_uri: str = typer.Option(None, "--out", help="Local folder or s3://bucket/prefix."),
+    out_uri: str = typer.Option(None, "--out-uri", help="Local folder or s3://bucket/prefix."),
     seed: int = typer.Option(None, "--seed", help="Same seed and rows give the same data."),
     config: Path = typer.Option(None, "--config", help="YAML with SimulateConfig keys; flags win."),
     num_users: int = typer.Option(None, "--num-users"),
@@ -24,6 +24,7 @@ def simulate(
     num_brands: int = typer.Option(None, "--num-brands"),
     num_queries: int = typer.Option(None, "--num-queries"),
     rows_per_file: int = typer.Option(None, "--rows-per-file"),
+    out_old: str | None = old_flag("--out"),
 ) -> None:
     """Generate a SIMULATED e-commerce search log and publish it atomically (with a manifest)."""
     from synthrec.data.simulator import run_simulate
@@ -33,7 +34,7 @@ def simulate(
         config,
         {
             "rows": rows,
-            "out": out_uri,
+            "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "seed": seed,
             "num_users": num_users,
             "num_items": num_items,
@@ -49,7 +50,7 @@ def simulate(
     seconds = time.monotonic() - start
     size_mb = sum(f.bytes for f in manifest.files) / 1e6
     out.print(
-        f"published {manifest.num_rows:,} rows of simulated data to {cfg.out} "
+        f"published {manifest.num_rows:,} rows of simulated data to {cfg.out_uri} "
         f"({len(manifest.files)} file(s), {size_mb:,.1f} MB, seed {cfg.seed}) "
         f"in {seconds:,.1f} s ({manifest.num_rows / max(seconds, 1e-9):,.0f} rows/s)",
         highlight=False,
@@ -59,15 +60,20 @@ def simulate(
 
 @data_app.command("validate")
 def validate(
-    data: str = typer.Option(
-        ..., "--data", help="A .parquet/.csv file or dataset folder, local or s3://."
+    data_uri: str | None = typer.Option(
+        None, "--data-uri", help="A .parquet/.csv file or dataset folder, local or s3://."
     ),
-    schema: str = typer.Option(
-        None, "--schema", help="YAML: columns: {name: {role: ...}}; else inferred."
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."
     ),
+    data: str | None = old_flag("--data"),
+    schema_old: str | None = old_flag("--schema"),
 ) -> None:
     """Check a dataset against a schema (or infer one) and print the column roles."""
     from synthrec.data.eventlog import load_event_log, manifest_schema
+
+    data = renamed(data_uri, data, "--data-uri", "--data", required=True)
+    schema = renamed(schema_uri, schema_old, "--schema-uri", "--schema")
 
     table, result = load_event_log(data, schema)
     source = (

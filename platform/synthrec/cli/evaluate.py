@@ -7,22 +7,24 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, out, progress_bar
+from synthrec.cli.app import app, old_flag, out, progress_bar, renamed
 from synthrec.config import EvaluateConfig, load_config
 
 
 @app.command("evaluate")
 def evaluate(
-    real: str | None = typer.Option(
+    real_uri: str | None = typer.Option(
         None,
-        "--real",
+        "--real-uri",
         help="real rows the generator was trained on (file or dataset, local or s3://)",
     ),
-    synthetic: str | None = typer.Option(
-        None, "--synthetic", help="synthetic rows with the real table's columns"
+    synthetic_uri: str | None = typer.Option(
+        None, "--synthetic-uri", help="synthetic rows with the real table's columns"
     ),
-    holdout: str | None = typer.Option(
-        None, "--holdout", help="real rows the generator never saw (privacy baseline, utility test)"
+    holdout_uri: str | None = typer.Option(
+        None,
+        "--holdout-uri",
+        help="real rows the generator never saw (privacy baseline, utility test)",
     ),
     label: str | None = typer.Option(
         None, "--label", help="binary label for TSTR/TRTR (default: the first label column)"
@@ -34,9 +36,13 @@ def evaluate(
         None, "--config", help="YAML with EvaluateConfig keys (thresholds, samples)"
     ),
     out_uri: str | None = typer.Option(
-        None, "--out", help="folder for report.html and metrics.json (local or s3://)"
+        None, "--out-uri", help="folder for report.html and metrics.json (local or s3://)"
     ),
     strict: bool = typer.Option(False, "--strict", help="exit with code 1 when the verdict fails"),
+    real: str | None = old_flag("--real"),
+    synthetic: str | None = old_flag("--synthetic"),
+    holdout: str | None = old_flag("--holdout"),
+    out_old: str | None = old_flag("--out"),
 ) -> None:
     """Score synthetic data against real data and write report.html + metrics.json."""
     from synthrec.evaluate import run_evaluate
@@ -46,11 +52,11 @@ def evaluate(
         EvaluateConfig,
         config,
         {
-            "real": real,
-            "synthetic": synthetic,
-            "holdout": holdout,
+            "real_uri": renamed(real_uri, real, "--real-uri", "--real"),
+            "synthetic_uri": renamed(synthetic_uri, synthetic, "--synthetic-uri", "--synthetic"),
+            "holdout_uri": renamed(holdout_uri, holdout, "--holdout-uri", "--holdout"),
             "label": label,
-            "out": out_uri,
+            "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "utility_exclude": exclude or None,
         },
     )
@@ -61,7 +67,8 @@ def evaluate(
         )
     out.print(headline_table(metrics))
     out.print(
-        f"report: [bold]{cfg.out.rstrip('/')}/report.html[/bold]  metrics: {cfg.out.rstrip('/')}/metrics.json"
+        f"report: [bold]{cfg.out_uri.rstrip('/')}/report.html[/bold]  "
+        f"metrics: {cfg.out_uri.rstrip('/')}/metrics.json"
     )
     if strict and not metrics["verdict"]["passed"]:
         raise typer.Exit(1)

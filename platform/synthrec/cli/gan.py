@@ -7,19 +7,24 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, out, parse_pairs, progress_bar
+from synthrec.cli.app import app, old_flag, out, parse_pairs, progress_bar, renamed
 from synthrec.config import GenerateConfig, TrainGanConfig, load_config
 
 
 @app.command("train-gan")
 def train_gan(
-    data: str | None = typer.Option(
-        None, "--data", help="training table: .parquet/.csv file or dataset folder (local or s3://)"
+    data_uri: str | None = typer.Option(
+        None,
+        "--data-uri",
+        help="training table: .parquet/.csv file or dataset folder (local or s3://)",
     ),
-    out_uri: str | None = typer.Option(None, "--out", help="model directory URI to publish"),
-    schema: str | None = typer.Option(
-        None, "--schema", help="schema YAML overriding inferred column roles"
+    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="schema YAML overriding inferred column roles"
     ),
+    data: str | None = old_flag("--data"),
+    out_old: str | None = old_flag("--out"),
+    schema: str | None = old_flag("--schema"),
     config: Path | None = typer.Option(None, "--config", help="YAML with TrainGanConfig keys"),
     num_workers: int | None = typer.Option(None, "--num-workers", help="Ray Train workers"),
     gpu: bool | None = typer.Option(None, "--gpu/--cpu", help="one GPU per worker"),
@@ -32,7 +37,7 @@ def train_gan(
     ),
     run_name: str | None = typer.Option(None, "--run-name"),
     checkpoint_uri: str | None = typer.Option(
-        None, "--checkpoint-uri", help="where runs and checkpoints go (default <out>-runs)"
+        None, "--checkpoint-uri", help="where runs and checkpoints go (default <out-uri>-runs)"
     ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
@@ -45,16 +50,16 @@ def train_gan(
         TrainGanConfig,
         config,
         {
-            "data": data,
-            "out": out_uri,
-            "schema": schema,
+            "data_uri": renamed(data_uri, data, "--data-uri", "--data"),
+            "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
+            "schema_uri": renamed(schema_uri, schema, "--schema-uri", "--schema"),
             "scaling.num_workers": num_workers,
             "scaling.use_gpu": gpu,
             "epochs": epochs,
             "time_budget_min": time_budget,
-            "resume": resume or None,
-            "run_name": run_name,
-            "checkpoint_uri": checkpoint_uri,
+            "run.resume": resume or None,
+            "run.run_name": run_name,
+            "run.checkpoint_uri": checkpoint_uri,
             "ray_address": address,
         },
     )
@@ -73,15 +78,18 @@ def train_gan(
         summary = run_train_gan(cfg, progress=show)
     out.print(
         f"published model [bold]{summary['model_uri']}[/bold] after {summary['epochs']} epochs "
-        f"in {summary['seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})"
+        f"in {summary['seconds']:.0f} s (run {summary['run_name']}, "
+        f"checkpoints {summary['checkpoints']})"
     )
 
 
 @app.command("generate")
 def generate(
-    model: str | None = typer.Option(None, "--model", help="model directory URI"),
+    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
     rows: int | None = typer.Option(None, "--rows", help="exact number of rows"),
-    out_uri: str | None = typer.Option(None, "--out", help="dataset URI to publish"),
+    out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish"),
+    model: str | None = old_flag("--model"),
+    out_old: str | None = old_flag("--out"),
     condition: list[str] | None = typer.Option(
         None, "--condition", help="col=value; repeatable; exact on every row"
     ),
@@ -104,9 +112,9 @@ def generate(
         GenerateConfig,
         config,
         {
-            "model": model,
+            "model_uri": renamed(model_uri, model, "--model-uri", "--model"),
             "rows": rows,
-            "out": out_uri,
+            "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "seed": seed,
             "rows_per_file": rows_per_file,
             "concurrency": concurrency,
@@ -132,7 +140,8 @@ def generate(
 
 
 def _parse_rebalance(values: list[str] | None) -> dict:
-    """`genre` or `genre:uniform` -> uniform; `genre:Drama=0.5,Comedy=0.5` -> explicit probabilities."""
+    """`genre` or `genre:uniform` -> uniform; `genre:Drama=0.5,Comedy=0.5` -> explicit
+    probabilities."""
     result: dict = {}
     for item in values or []:
         column, _, dist = item.partition(":")

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, out
+from synthrec.cli.app import app, console, old_flag, out, renamed
 from synthrec.config import PIPELINE_STAGES, PipelineConfig, load_config
 
 STAGE_TITLES = {
@@ -80,9 +80,9 @@ def _summary(result: dict) -> Table:
 @app.command("pipeline")
 def pipeline(
     config: Path | None = typer.Option(None, "--config", help="YAML with PipelineConfig keys"),
-    out_uri: str | None = typer.Option(None, "--out", help="root URI of all outputs"),
-    data: str | None = typer.Option(
-        None, "--data", help="real event log URI (default: simulated data)"
+    out_uri: str | None = typer.Option(None, "--out-uri", help="root URI of all outputs"),
+    data_uri: str | None = typer.Option(
+        None, "--data-uri", help="real event log URI (default: simulated data)"
     ),
     stage: list[str] | None = typer.Option(
         None, "--stage", help=f"run only these: {', '.join(PIPELINE_STAGES)}"
@@ -90,14 +90,22 @@ def pipeline(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
+    out_old: str | None = old_flag("--out"),
+    data: str | None = old_flag("--data"),
 ) -> None:
-    """Train the GAN, generate, evaluate, train and evaluate the recommender; reuse finished stages."""
+    """Train the GAN, generate, evaluate, train and evaluate the recommender; reuse finished
+    stages."""
     from synthrec.pipeline import run_pipeline
 
     cfg = load_config(
         PipelineConfig,
         config,
-        {"out": out_uri, "data": data, "stages": stage or None, "ray_address": address},
+        {
+            "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
+            "data_uri": renamed(data_uri, data, "--data-uri", "--data"),
+            "stages": stage or None,
+            "ray_address": address,
+        },
     )
     result = run_pipeline(cfg, progress=_Printer())
     out.print(_summary(result))
@@ -105,15 +113,17 @@ def pipeline(
 
 @app.command("demo")
 def demo(
-    out_uri: str = typer.Option(
-        "demo-output", "--out", help="local folder (or s3:// prefix) for every output"
+    out_uri: str | None = typer.Option(
+        None, "--out-uri", help="local folder (or s3:// prefix) for every output [demo-output]"
     ),
     port: int = typer.Option(8000, "--port", help="port used in the printed serve/curl commands"),
+    out_old: str | None = old_flag("--out"),
 ) -> None:
     """The pipeline on built-in simulated data with small sizes (minutes on a laptop)."""
     from synthrec.pipeline import run_pipeline
 
-    cfg = PipelineConfig(out=out_uri)
+    out_uri = renamed(out_uri, out_old, "--out-uri", "--out") or "demo-output"
+    cfg = PipelineConfig(out_uri=out_uri)
     console.print(
         f"[bold]synthrec demo[/bold]: simulated e-commerce search log "
         f"({cfg.simulate.rows:,} impressions) -> GAN -> {cfg.synthetic_rows:,} synthetic rows -> "
@@ -123,7 +133,8 @@ def demo(
     result = run_pipeline(cfg, progress=_Printer())
     out.print(_summary(result))
     out.print(
-        f"finished in {time.monotonic() - start:.0f} s. Report: {result['headline'].get('evaluate.report')}\n"
+        f"finished in {time.monotonic() - start:.0f} s. "
+        f"Report: {result['headline'].get('evaluate.report')}\n"
     )
     out.print(
         _next_steps(result, port), soft_wrap=True, highlight=False, markup=False
@@ -144,14 +155,16 @@ def _next_steps(result: dict, port: int) -> str:
         {"user_id": data.get("sample_user", "42"), "k": 5, "exclude_seen": True}
     )
     base = f"http://127.0.0.1:{port}"
+    json_header = "-H 'Content-Type: application/json'"
     return "\n".join(
         [
             "Serve the models it made:",
-            f"  .venv/bin/synthrec serve --generator {gan} --recommender {rec} --port {port}",
+            f"  .venv/bin/synthrec serve --generator-uri {gan} --recommender-uri {rec} "
+            f"--port {port}",
             "Then, from another shell:",
             f"  curl -s {base}/healthz",
             f"  curl -s {base}/v1/models",
-            f"  curl -s -X POST {base}/v1/synthetic -H 'Content-Type: application/json' -d '{synthetic_body}'",
-            f"  curl -s -X POST {base}/v1/recommendations -H 'Content-Type: application/json' -d '{recommend_body}'",
+            f"  curl -s -X POST {base}/v1/synthetic {json_header} -d '{synthetic_body}'",
+            f"  curl -s -X POST {base}/v1/recommendations {json_header} -d '{recommend_body}'",
         ]
     )

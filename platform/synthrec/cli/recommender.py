@@ -8,22 +8,24 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, out, progress_bar
+from synthrec.cli.app import app, console, old_flag, out, progress_bar, renamed
 from synthrec.config import TrainRecommenderConfig, load_config
 
 
 @app.command("train-recommender")
 def train_recommender(
-    real: str | None = typer.Option(
-        None, "--real", help="real interactions: .parquet/.csv or dataset folder (local or s3://)"
+    real_uri: str | None = typer.Option(
+        None,
+        "--real-uri",
+        help="real interactions: .parquet/.csv or dataset folder (local or s3://)",
     ),
-    synthetic: str | None = typer.Option(
-        None, "--synthetic", help="synthetic interactions with the real table's columns"
+    synthetic_uri: str | None = typer.Option(
+        None, "--synthetic-uri", help="synthetic interactions with the real table's columns"
     ),
     synthetic_weight: float | None = typer.Option(
         None, "--synthetic-weight", help="λ in L = mean(real) + λ·mean(synthetic)"
     ),
-    out_uri: str | None = typer.Option(None, "--out", help="model directory URI to publish"),
+    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
     config: Path | None = typer.Option(
         None, "--config", help="YAML with TrainRecommenderConfig keys"
     ),
@@ -43,17 +45,24 @@ def train_recommender(
     ),
     run_name: str | None = typer.Option(None, "--run-name"),
     checkpoint_uri: str | None = typer.Option(
-        None, "--checkpoint-uri", help="runs and checkpoints (default <out>-runs)"
+        None, "--checkpoint-uri", help="runs and checkpoints (default <out-uri>-runs)"
     ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
+    real: str | None = old_flag("--real"),
+    synthetic: str | None = old_flag("--synthetic"),
+    out_old: str | None = old_flag("--out"),
 ) -> None:
-    """Train recommender F on real (+ λ-weighted synthetic) interactions with Ray Train and publish it."""
+    """Train recommender F on real (+ λ-weighted synthetic) interactions with Ray Train and
+    publish it."""
     from synthrec.distributed.recommender_train import run_train_recommender
 
-    if synthetic_weight is not None and synthetic is None and config is None:
-        raise typer.BadParameter("needs --synthetic", param_hint="--synthetic-weight")
+    real_uri = renamed(real_uri, real, "--real-uri", "--real")
+    synthetic_uri = renamed(synthetic_uri, synthetic, "--synthetic-uri", "--synthetic")
+    out_uri = renamed(out_uri, out_old, "--out-uri", "--out")
+    if synthetic_weight is not None and synthetic_uri is None and config is None:
+        raise typer.BadParameter("needs --synthetic-uri", param_hint="--synthetic-weight")
     if epochs is not None and time_budget is not None:
         raise typer.BadParameter(
             "give --epochs or --time-budget, not both", param_hint="--time-budget"
@@ -62,18 +71,18 @@ def train_recommender(
         TrainRecommenderConfig,
         config,
         {
-            "real": real,
-            "synthetic": synthetic,
-            "out": out_uri,
+            "real_uri": real_uri,
+            "synthetic_uri": synthetic_uri,
+            "out_uri": out_uri,
             "model.synthetic_weight": synthetic_weight,
             "scaling.num_workers": num_workers,
             "scaling.use_gpu": gpu,
             "model.epochs": epochs,
             "model.time_budget_s": time_budget * 60 if time_budget is not None else None,
             "model.holdout": holdout,
-            "resume": resume or None,
-            "run_name": run_name,
-            "checkpoint_uri": checkpoint_uri,
+            "run.resume": resume or None,
+            "run.run_name": run_name,
+            "run.checkpoint_uri": checkpoint_uri,
             "ray_address": address,
         },
     )
@@ -90,25 +99,32 @@ def train_recommender(
 
         summary = run_train_recommender(cfg, progress=show)
     out.print(
-        f"published model [bold]{summary['model_uri']}[/bold]: {summary['epochs']} epochs, best epoch "
-        f"{summary['best_epoch']} (valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}), "
-        f"{summary['train_seconds']:.0f} s (run {summary['run_name']}, checkpoints {summary['checkpoints']})"
+        f"published model [bold]{summary['model_uri']}[/bold]: {summary['epochs']} epochs, "
+        f"best epoch {summary['best_epoch']} "
+        f"(valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}), "
+        f"{summary['train_seconds']:.0f} s (run {summary['run_name']}, "
+        f"checkpoints {summary['checkpoints']})"
     )
 
 
 @app.command("evaluate-recommender")
 def evaluate_recommender(
-    model: str = typer.Option(..., "--model", help="model directory URI"),
-    real: str = typer.Option(
-        ..., "--real", help="real interactions the model was trained from (local or s3://)"
+    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
+    real_uri: str | None = typer.Option(
+        None, "--real-uri", help="real interactions the model was trained from (local or s3://)"
     ),
-    out_dir: Path = typer.Option(..., "--out", help="local folder for metrics.json and metrics.md"),
+    out_dir: Path | None = typer.Option(
+        None, "--out-dir", help="local folder for metrics.json and metrics.md"
+    ),
     baselines: bool = typer.Option(
         True, "--baselines/--no-baselines", help="also score popularity and EASE"
     ),
     num_train: int | None = typer.Option(
         None, "--num-train", help="rows in the temporal train part (default 80%)"
     ),
+    model: str | None = old_flag("--model"),
+    real: str | None = old_flag("--real"),
+    out_old: Path | None = old_flag("--out"),
 ) -> None:
     """Leave-last-out Recall/NDCG@10/MRR per segment and temporal click AUC on real data."""
     from synthrec.recommender.artifacts import load_recommender
@@ -116,10 +132,13 @@ def evaluate_recommender(
     from synthrec.recommender.evaluation import evaluate_recommender as evaluate
     from synthrec.storage import read_table
 
-    rec = load_recommender(model)
-    table = read_table(real)
+    model_uri = renamed(model_uri, model, "--model-uri", "--model", required=True)
+    real_uri = renamed(real_uri, real, "--real-uri", "--real", required=True)
+    out_dir = renamed(out_dir, out_old, "--out-dir", "--out", required=True)
+    rec = load_recommender(model_uri)
+    table = read_table(real_uri)
     check_evaluable(table)
-    console.print(f"evaluating {model} on {table.num_rows:,} real rows")
+    console.print(f"evaluating {model_uri} on {table.num_rows:,} real rows")
     report = evaluate(rec, table, num_train=num_train)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import typer
 
-from synthrec.cli.app import app, console
+from synthrec.cli.app import app, console, old_flag, renamed
 from synthrec.config import ServeConfig, load_config
 
 
 @app.command("serve")
 def serve_command(
-    generator: str | None = typer.Option(
-        None, "--generator", help="Generator model directory (path or s3:// URI)."
+    generator_uri: str | None = typer.Option(
+        None, "--generator-uri", help="Generator model directory (path or s3:// URI)."
     ),
-    recommender: str | None = typer.Option(
-        None, "--recommender", help="Recommender model directory (path or s3://)."
+    recommender_uri: str | None = typer.Option(
+        None, "--recommender-uri", help="Recommender model directory (path or s3://)."
     ),
     host: str | None = typer.Option(
         None,
@@ -45,6 +45,8 @@ def serve_command(
         help="haproxy (default; fastest) or proxy (Serve's Python "
         "proxy). Only for a Ray this command starts.",
     ),
+    generator: str | None = old_flag("--generator"),
+    recommender: str | None = old_flag("--recommender"),
 ) -> None:
     """Serve /v1/synthetic, /v1/recommendations, /v1/models and /healthz until interrupted.
 
@@ -55,8 +57,10 @@ def serve_command(
         ServeConfig,
         config,
         {
-            "generator_uri": generator,
-            "recommender_uri": recommender,
+            "generator_uri": renamed(generator_uri, generator, "--generator-uri", "--generator"),
+            "recommender_uri": renamed(
+                recommender_uri, recommender, "--recommender-uri", "--recommender"
+            ),
             "host": host,
             "port": port,
             "ray_address": address,
@@ -67,7 +71,7 @@ def serve_command(
     )
     if not cfg.generator_uri and not cfg.recommender_uri:
         raise typer.BadParameter(
-            "give --generator URI, --recommender URI or both", param_hint="--generator"
+            "give --generator-uri, --recommender-uri or both", param_hint="--generator-uri"
         )
     from synthrec.serving.app import deploy  # imports Ray: only when serving
     from synthrec.serving.auth import read_api_key

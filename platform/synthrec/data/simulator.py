@@ -577,13 +577,13 @@ def run_simulate(
     storage: StorageConfig | None = None,
     progress: Callable[..., None] | None = None,
 ) -> st.Manifest:
-    """Simulate `cfg.rows` rows and publish them atomically at `cfg.out` (local or s3://).
+    """Simulate `cfg.rows` rows and publish them atomically at `cfg.out_uri` (local or s3://).
 
     Streams block by block (bounded memory); `progress(rows_done)` after each block. The
     manifest carries the exact row count, the config and the column roles.
     """
     check_config(cfg)
-    st.check_writable(cfg.out, storage)  # fail in seconds, before generating anything
+    st.check_writable(cfg.out_uri, storage)  # fail in seconds, before generating anything
     metadata = {
         "source": "simulator",
         "description": "SIMULATED e-commerce search log (synthrec.data.simulator); not real data",
@@ -592,7 +592,7 @@ def run_simulate(
     }
     return st.write_dataset(
         simulate_batches(cfg, progress=progress),
-        cfg.out,
+        cfg.out_uri,
         storage,
         rows_per_file=cfg.rows_per_file,
         metadata=metadata,

@@ -38,7 +38,7 @@ def prepare(cfg: TrainGanConfig):
             f"gan.batch_size {cfg.gan.batch_size} split over {cfg.scaling.num_workers} workers "
             f"must give each a multiple of pac ({cfg.gan.pac})"
         )
-    table, schema = load_event_log(cfg.data, cfg.schema_path, cfg.storage)
+    table, schema = load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)
     encoder = Encoder.fit(table, schema, cfg.gan.encoder, seed=cfg.gan.seed)
     return table, schema, encoder
 
@@ -56,7 +56,7 @@ def shard_refs(matrix: np.ndarray, num_workers: int, seed: int) -> list:
 def run_train_gan(
     cfg: TrainGanConfig, progress: Callable[[dict], None] | None = None
 ) -> dict[str, Any]:
-    """Train with Ray Train and publish the model at cfg.out; returns a summary."""
+    """Train with Ray Train and publish the model at cfg.out_uri; returns a summary."""
     import ray
 
     from synthrec.artifacts import save_synthesizer
@@ -82,7 +82,7 @@ def run_train_gan(
     )
     del matrix
     deadline = time.time() + cfg.time_budget_min * 60 if cfg.time_budget_min else None
-    loop = LoopConfig(cfg.epochs, deadline, cfg.checkpoint_every, cfg.gan.seed)
+    loop = LoopConfig(cfg.epochs, deadline, cfg.run.checkpoint_every, cfg.gan.seed)
     run = run_training(task, loop, cfg, name, "GAN training", progress)
 
     metadata = {
@@ -90,16 +90,16 @@ def run_train_gan(
         "num_workers": cfg.scaling.num_workers,
         "history": run.history,
         "train_seconds": round(time.monotonic() - start, 2),
-        "data_uri": cfg.data,
+        "data_uri": cfg.data_uri,
         "fingerprint": table_fingerprint(table),
         "metrics": run.history[-1] if run.history else {},
     }
     generator = run.task_state["gan"]["generator"]
     synth = Synthesizer.from_parts(encoder, cfg.gan, generator, metadata=metadata)
     synth.calibrate_ids()
-    save_synthesizer(synth, cfg.out, cfg.storage)
+    save_synthesizer(synth, cfg.out_uri, cfg.storage)
     return {
-        "model_uri": cfg.out,
+        "model_uri": cfg.out_uri,
         "run_name": name,
         "checkpoints": run.checkpoints_uri,
         "epochs": run.epochs,

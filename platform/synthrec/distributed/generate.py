@@ -105,8 +105,8 @@ class BlockWriter:
         self.storage = storage_ref.resolve()
         self.run_id = run_id
         device = "cuda" if self.cfg.gpu else "cpu"
-        model = Manifest.from_json(model_manifest_json, self.cfg.model)
-        self.synth = load_synthesizer(self.cfg.model, self.storage, device, manifest=model)
+        model = Manifest.from_json(model_manifest_json, self.cfg.model_uri)
+        self.synth = load_synthesizer(self.cfg.model_uri, self.storage, device, manifest=model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {"block": [], "path": [], "rows": [], "bytes": [], "sha256": []}
@@ -120,7 +120,7 @@ class BlockWriter:
             )
             body = storage.parquet_bytes(table)
             rel = part_name(self.run_id, block)
-            storage.write_bytes(storage.join(self.cfg.out, rel), body, self.storage)
+            storage.write_bytes(storage.join(self.cfg.out_uri, rel), body, self.storage)
             for key, value in (
                 ("block", block),
                 ("path", rel),
@@ -138,17 +138,17 @@ def preflight(cfg: GenerateConfig):
     from synthrec.artifacts import load_synthesizer
 
     check_blocks(cfg)
-    model = storage.read_manifest(cfg.model, cfg.storage)
+    model = storage.read_manifest(cfg.model_uri, cfg.storage)
     if model is None:
         raise ModelError(
-            f"no published model at {cfg.model}; train one with `synthrec train-gan` first"
+            f"no published model at {cfg.model_uri}; train one with `synthrec train-gan` first"
         )
-    synth = load_synthesizer(cfg.model, cfg.storage, device="cpu", manifest=model)
+    synth = load_synthesizer(cfg.model_uri, cfg.storage, device="cpu", manifest=model)
     # Raises ConditionError for an unknown column or value (a 1-row probe is cheap).
     synth.sample_block(
         0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
     )
-    storage.check_writable(cfg.out, cfg.storage)
+    storage.check_writable(cfg.out_uri, cfg.storage)
     return synth, model
 
 
@@ -157,23 +157,23 @@ def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dic
     import pyarrow.parquet as pq
 
     found = {}
-    for rel in storage.list_files(storage.join(cfg.out, run_id), cfg.storage):
+    for rel in storage.list_files(storage.join(cfg.out_uri, run_id), cfg.storage):
         match = _PART.fullmatch(rel)
         if match is None or int(match.group(1)) >= len(sizes):
             continue
         block = int(match.group(1))
         path = f"{run_id}/{rel}"
-        fs, fpath = storage.filesystem(storage.join(cfg.out, path), cfg.storage)
+        fs, fpath = storage.filesystem(storage.join(cfg.out_uri, path), cfg.storage)
         rows = pq.ParquetFile(fs.open_input_file(fpath)).metadata.num_rows
         if rows == sizes[block]:
-            found[block] = storage.entry_for(cfg.out, path, cfg.storage, rows)
+            found[block] = storage.entry_for(cfg.out_uri, path, cfg.storage, rows)
     return found
 
 
 def run_generate(
     cfg: GenerateConfig, progress: Callable[..., None] | None = None
 ) -> GenerateSummary:
-    """Generate exactly cfg.rows rows to cfg.out with Ray Data and publish them atomically."""
+    """Generate exactly cfg.rows rows to cfg.out_uri with Ray Data and publish them atomically."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -224,7 +224,7 @@ def run_generate(
     entries = [done[b] for b in range(len(sizes))]
     assert sum(e.rows for e in entries) == cfg.rows, "every block must be accounted for"
     metadata = {
-        "model_uri": cfg.model,
+        "model_uri": cfg.model_uri,
         "model_version": version,
         "model_run": model.run_id,
         "seed": cfg.seed,
@@ -234,12 +234,12 @@ def run_generate(
         "generator": "synthrec",
     }
     storage.commit(
-        cfg.out,
+        cfg.out_uri,
         Manifest("dataset", run_id, entries, num_rows=cfg.rows, metadata=metadata),
         cfg.storage,
     )
     return GenerateSummary(
-        cfg.out,
+        cfg.out_uri,
         cfg.rows,
         len(entries),
         sum(e.bytes for e in entries),

@@ -5,7 +5,8 @@ Ray glue only. What travels with a job:
   `platform/synthrec` as a `py_module`, which comes first on the workers' path, so a job runs
   the code it was submitted with even where the nodes have an older synthrec installed;
 - the job's config as one inline JSON argument (`--config '{...}'`, which every job in jobs/
-  accepts besides a YAML path), re-validated by the job;
+  accepts besides a YAML path), validated here (deprecated key names are renamed, with a
+  warning) and again by the job;
 - S3 endpoint and region variables, and variables named with `--env`. Never secrets: Ray
   writes a job's runtime env, values included, to runtime_env_agent.log on every node, and
   prints the entrypoint in the job's log and the dashboard. So secret-looking variables and
@@ -86,7 +87,8 @@ class JobSpec:
             env["py_modules"] = [os.path.relpath(p, self.project_dir) for p in env["py_modules"]]
         command = (
             f"ray job submit --address {shlex.quote(address)} --working-dir . "
-            f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} -- {self.entrypoint}"
+            f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} "
+            f"-- {self.entrypoint}"
         )
         here = Path(cwd or Path.cwd()).resolve()
         if here != self.project_dir.resolve():
@@ -134,7 +136,8 @@ def find_project_dir(start: Path | None = None) -> Path:
         if (candidate / JOBS_DIR).is_dir() and (candidate / "pyproject.toml").is_file():
             return candidate
     raise ConfigError(
-        f"no synthrec project found at or above {here} (a folder with {JOBS_DIR}/ and pyproject.toml); "
+        f"no synthrec project found at or above {here} "
+        f"(a folder with {JOBS_DIR}/ and pyproject.toml); "
         "run from the checkout or pass --project-dir"
     )
 
@@ -158,7 +161,8 @@ def build_job_spec(
     env_names: Sequence[str] = (),
     config_source: str = "config",
 ) -> JobSpec:
-    """Check the job name, the config (where its class is known) and the env names; build the submission."""
+    """Check the job name, the config (where its class is known) and the env names; build the
+    submission."""
     name = job.removesuffix(".py").removeprefix(f"{JOBS_DIR}/")
     jobs = available_jobs(project_dir)
     if name not in jobs:
@@ -169,13 +173,15 @@ def build_job_spec(
     data = dict(config or {})
     if secrets_in := secret_keys(data):
         raise ConfigError(
-            f"{config_source}: {', '.join(secrets_in)} would travel in the job's command line, which Ray "
-            "shows in job logs and the dashboard; remove it and give the cluster its credentials "
-            "(instance profile on AWS, or AWS_* variables in the nodes' environment at `ray start`)"
+            f"{config_source}: {', '.join(secrets_in)} would travel in the job's command line, "
+            "which Ray shows in job logs and the dashboard; remove it and give the cluster its "
+            "credentials (instance profile on AWS, or AWS_* variables in the nodes' environment "
+            "at `ray start`)"
         )
     config_cls = getattr(config_module, JOB_CONFIGS.get(name, ""), None)
-    if config_cls is not None:
-        validate_config(config_cls, data, source=config_source)
+    if config_cls is not None:  # the job gets the validated config, under current key names
+        cfg = validate_config(config_cls, data, source=config_source)
+        data = cfg.model_dump(mode="json", exclude_unset=True)
     runtime_env: dict[str, Any] = {
         "working_dir": str(project_dir),
         "excludes": list(WORKING_DIR_EXCLUDES),
@@ -194,19 +200,21 @@ def build_job_spec(
 def forwarded_env(
     extra_names: Sequence[str] = (), environ: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """Environment variables the job gets from this machine: S3 endpoint/region, plus `extra_names`."""
+    """Environment variables the job gets from this machine: S3 endpoint/region, plus
+    `extra_names`."""
     env = os.environ if environ is None else environ
     names = [n for n in FORWARDED_ENV if env.get(n)]
     for name in extra_names:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ConfigError(
-                f"--env {name!r}: give a variable name such as MY_VAR (its value is read from your environment)"
+                f"--env {name!r}: give a variable name such as MY_VAR "
+                "(its value is read from your environment)"
             )
         if SECRET_NAME.search(name):
             raise ConfigError(
-                f"--env {name}: looks like a secret, and Ray logs a job's environment on every node "
-                "(runtime_env_agent.log); give the cluster its credentials instead (instance profile, "
-                "Kubernetes Secret, or the nodes' environment at `ray start`)"
+                f"--env {name}: looks like a secret, and Ray logs a job's environment on every "
+                "node (runtime_env_agent.log); give the cluster its credentials instead "
+                "(instance profile, Kubernetes Secret, or the nodes' environment at `ray start`)"
             )
         if name not in env:
             raise ConfigError(f"--env {name}: the variable is not set here; export it first")
@@ -245,15 +253,17 @@ def connect(address: str, timeout_s: float = 5.0):
     mode = _server_auth_mode(requests, url, timeout_s)
     if mode == "token" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         raise ClusterError(
-            f"{url} uses Ray token authentication: set RAY_AUTH_MODE=token and provide the cluster's token "
-            "(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; print it on the head with `ray get-auth-token`)"
+            f"{url} uses Ray token authentication: set RAY_AUTH_MODE=token and provide the "
+            "cluster's token (~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; print it "
+            "on the head with `ray get-auth-token`)"
         )
     try:
         return JobSubmissionClient(url)
     except AuthenticationError:
         raise ClusterError(
             f"{url} rejected the Ray token: use the token the cluster was started with "
-            "(on the head: `ray get-auth-token`) in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
+            "(on the head: `ray get-auth-token`) in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or "
+            "RAY_AUTH_TOKEN"
         ) from None
     except (ConnectionError, RuntimeError, requests.exceptions.RequestException) as err:
         raise ClusterError(
@@ -262,7 +272,8 @@ def connect(address: str, timeout_s: float = 5.0):
 
 
 def _server_auth_mode(requests, url: str, timeout_s: float) -> str:
-    """The cluster's auth mode from a public endpoint; raises ClusterError if it cannot be reached."""
+    """The cluster's auth mode from a public endpoint; raises ClusterError if it cannot be
+    reached."""
     hint = (
         "is the head node running, and is this its dashboard port (8265 by default)? "
         "A private cluster is reached through `ray dashboard cluster.yaml` at http://127.0.0.1:8265"
@@ -326,7 +337,8 @@ def follow_job(
     except (RuntimeError, aiohttp.ClientError, OSError) as err:
         raise ClusterError(
             f"lost the connection to {address} while following job {job_id} ({_first_line(err)}): "
-            f"the head node may have stopped; check with `ray job status {job_id} --address {address}`"
+            "the head node may have stopped; check with "
+            f"`ray job status {job_id} --address {address}`"
         ) from None
     info = _terminal_info(client, job_id)
     status = str(getattr(info.status, "value", info.status))
@@ -352,7 +364,8 @@ async def _stream_logs(
         if failures >= 3:
             task.cancel()
             raise ClusterError(
-                f"the head node at {client.get_address()} stopped answering while job {job_id} ran; "
+                f"the head node at {client.get_address()} stopped answering while job {job_id} "
+                "ran; "
                 f"check with `ray job status {job_id} --address {client.get_address()}`"
             )
 

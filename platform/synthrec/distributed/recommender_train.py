@@ -65,7 +65,7 @@ def windows_dataset(arrays: dict[str, np.ndarray], seed: int):
 def run_train_recommender(
     cfg: TrainRecommenderConfig, progress: Callable[[dict], None] | None = None
 ) -> dict[str, Any]:
-    """Train model F with Ray Train and publish it at cfg.out; returns a summary."""
+    """Train model F with Ray Train and publish it at cfg.out_uri; returns a summary."""
     import ray
 
     from synthrec.distributed.common import ensure_ray
@@ -87,8 +87,8 @@ def run_train_recommender(
             stacklevel=2,
         )
     name = start_run("recommender", cfg)
-    real = read_interactions(cfg.real, cfg.storage)
-    synthetic = read_interactions(cfg.synthetic, cfg.storage) if cfg.synthetic else None
+    real = read_interactions(cfg.real_uri, cfg.storage)
+    synthetic = read_interactions(cfg.synthetic_uri, cfg.storage) if cfg.synthetic_uri else None
     data = prepare_training(real, synthetic, model_cfg)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)
@@ -101,7 +101,7 @@ def run_train_recommender(
     datasets = {"train": windows_dataset(arrays, model_cfg.seed)}
     del arrays
     deadline = time.time() + model_cfg.time_budget_s if model_cfg.time_budget_s else None
-    loop = LoopConfig(model_cfg.epochs, deadline, cfg.checkpoint_every, model_cfg.seed)
+    loop = LoopConfig(model_cfg.epochs, deadline, cfg.run.checkpoint_every, model_cfg.seed)
     run = run_training(task, loop, cfg, name, "recommender training", progress, datasets)
 
     state = run.task_state
@@ -115,17 +115,17 @@ def run_train_recommender(
         "gpu": cfg.scaling.use_gpu,
         "holdout": model_cfg.holdout,
         "synthetic_weight": model_cfg.synthetic_weight,
-        "real_uri": cfg.real,
-        "synthetic_uri": cfg.synthetic,
+        "real_uri": cfg.real_uri,
+        "synthetic_uri": cfg.synthetic_uri,
         "epochs": run.epochs,
         "best_epoch": state["best_epoch"],
         "best_valid_ndcg@10": state["best_score"],
         "train_seconds": round(time.monotonic() - start, 2),
     }
     rec = build_recommender(model, data.encoder, model_cfg, data.known, data.popularity, training)
-    save_recommender(rec, cfg.out, cfg.storage)
+    save_recommender(rec, cfg.out_uri, cfg.storage)
     return {
-        "model_uri": cfg.out,
+        "model_uri": cfg.out_uri,
         "checkpoints": run.checkpoints_uri,
         **training,
         "history": run.history,

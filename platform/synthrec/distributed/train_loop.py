@@ -121,7 +121,7 @@ class RunResult:
 
 def runs_uri(cfg: TrainRunConfig) -> str:
     """Where runs and their checkpoints go: `checkpoint_uri`, by default `<out>-runs`."""
-    return cfg.checkpoint_uri or f"{cfg.out.rstrip('/')}-runs"
+    return cfg.run.checkpoint_uri or f"{cfg.out_uri.rstrip('/')}-runs"
 
 
 def start_run(prefix: str, cfg: TrainRunConfig) -> str:
@@ -129,9 +129,9 @@ def start_run(prefix: str, cfg: TrainRunConfig) -> str:
     from synthrec import storage
     from synthrec.distributed.common import resolve_run_name
 
-    storage.check_writable(cfg.out, cfg.storage)
+    storage.check_writable(cfg.out_uri, cfg.storage)
     storage.check_writable(runs_uri(cfg), cfg.storage)
-    return resolve_run_name(prefix, cfg.run_name, cfg.resume, runs_uri(cfg), cfg.storage)
+    return resolve_run_name(prefix, cfg.run.run_name, cfg.run.resume, runs_uri(cfg), cfg.storage)
 
 
 def run_training(
@@ -171,8 +171,8 @@ def run_training(
             name,
             runs_uri(cfg),
             cfg.storage,
-            cfg.keep_checkpoints,
-            cfg.max_failures,
+            cfg.run.keep_checkpoints,
+            cfg.run.max_failures,
             worker_env=faults.worker_env(),
         ),
         **data,

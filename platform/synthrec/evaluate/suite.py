@@ -307,11 +307,11 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     from synthrec import storage
 
     check_config(cfg)
-    storage.check_writable(cfg.out, cfg.storage)
-    real = storage.read_table(cfg.real, cfg.storage)
-    plan = storage.plan_read(cfg.synthetic, cfg.storage)  # the manifest once: rows and segments
+    storage.check_writable(cfg.out_uri, cfg.storage)
+    real = storage.read_table(cfg.real_uri, cfg.storage)
+    plan = storage.plan_read(cfg.synthetic_uri, cfg.storage)  # the manifest once: rows and segments
     synthetic = storage.read_plan(plan, cfg.storage)
-    holdout = storage.read_table(cfg.holdout, cfg.storage) if cfg.holdout else None
+    holdout = storage.read_table(cfg.holdout_uri, cfg.storage) if cfg.holdout_uri else None
     schema = check_inputs(
         real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None
     )
@@ -324,22 +324,22 @@ def run_evaluate(
     cfg: EvaluateConfig, progress: Callable[..., None] | None = None, inputs: Inputs | None = None
 ) -> dict:
     """Evaluate the tables `cfg` names (or already loaded `inputs`) and write report.html and
-    metrics.json under `cfg.out`. Returns the metrics."""
+    metrics.json under `cfg.out_uri`. Returns the metrics."""
     from synthrec.evaluate.report import write_report
 
     real, synthetic, holdout, schema, segments = inputs or load_inputs(cfg)
     metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments, progress)
     metrics["meta"]["inputs"] = {
-        "real": cfg.real,
-        "synthetic": cfg.synthetic,
-        "holdout": cfg.holdout,
+        "real": cfg.real_uri,
+        "synthetic": cfg.synthetic_uri,
+        "holdout": cfg.holdout_uri,
     }
     write_report(
         metrics,
         real,
         synthetic,
         holdout,
-        cfg.out,
+        cfg.out_uri,
         storage_cfg=cfg.storage,
         max_categories=cfg.report_max_categories,
     )
@@ -370,7 +370,7 @@ def check_settings(cfg: EvaluateConfig, schema: Schema, segments: dict | None = 
 
 def check_config(cfg: EvaluateConfig) -> None:
     """Fail in milliseconds on a config that names no tables."""
-    if not cfg.real or not cfg.synthetic:
+    if not cfg.real_uri or not cfg.synthetic_uri:
         raise ConfigError(
             "evaluate needs both a real and a synthetic table URI (--real, --synthetic)"
         )

@@ -1,20 +1,21 @@
 """Model F directories and the `Recommender` inference object. Loading never unpickles.
 
-A model directory is published atomically with `synthrec.storage.publish_files`:
+The directory follows `synthrec.model_dir` (kind "recommender"): its header holds the
+RecommenderConfig, the columns it reads (schema) and the JSON state (ModelSpec, the
+interaction encoder's columns and codecs); metadata.json holds the training facts. Beside them:
 
-    config.json          format, ModelSpec, Encoder (columns, codecs), RecommenderConfig, training facts
     model.safetensors    weights (item attribute tables are buffers inside)
     items.parquet        item ids (original type) in index order (index = row + 1)
-    item_index.safetensors   "vectors" (I+1, d): the item-embedding index for serving; "popularity" (I+1,)
+    item_index.safetensors   "vectors" (I+1, d): the item-embedding index for serving;
+                         "popularity" (I+1,)
     users.parquet        known user ids in index order
-    users.safetensors    "history" (U, L) last L item indices (left-padded with 0), "user_cat", "user_num"
+    users.safetensors    "history" (U, L) last L item indices (left-padded with 0),
+                         "user_cat", "user_num"
 """
 
 from __future__ import annotations
 
 import io
-import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +26,17 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from synthrec import model_dir
 from synthrec.config import RecommenderConfig, StorageConfig
 from synthrec.errors import DataError, ModelError
-from synthrec.recommender.data import PAD, Encoder, Log, windows
+from synthrec.recommender.data import PAD, InteractionEncoder, Log
 from synthrec.recommender.model import ModelSpec, RecommenderModel
+from synthrec.recommender.recommend import BatchRecommender
 from synthrec.recommender.train import ModelScorer
-from synthrec.storage import parquet_bytes, publish_files, read_files
+from synthrec.storage import parquet_bytes
 
-FORMAT = "synthrec-recommender"
-VERSION = 1
-FILES = (
-    "config.json",
+KIND = "recommender"
+PARTS = (
     "model.safetensors",
     "items.parquet",
     "item_index.safetensors",
@@ -49,7 +50,7 @@ class Recommender:
     """Model F ready to serve: `recommend(...)` for one request, `score(...)` for evaluation."""
 
     model: RecommenderModel
-    encoder: Encoder
+    encoder: InteractionEncoder
     config: RecommenderConfig
     item_vectors: torch.Tensor  # (I+1, d)
     popularity: np.ndarray  # (I+1,) training interactions per item
@@ -65,6 +66,7 @@ class Recommender:
         self._scorer = ModelScorer(
             self.model, self.encoder.user_token, log_probs=self.config.loss == "softmax"
         )
+        self._batch: BatchRecommender | None = None
 
     # ------------------------------------------------------------------ serving
 
@@ -72,8 +74,8 @@ class Recommender:
     def metadata(self) -> dict[str, Any]:
         c = self.encoder.columns
         return {
-            "format": FORMAT,
-            "version": VERSION,
+            "format_version": model_dir.FORMAT_VERSION,
+            "kind": KIND,
             "num_items": self.encoder.num_items,
             "num_users": len(self.user_ids),
             "dim": self.model.spec.dim,
@@ -100,63 +102,19 @@ class Recommender:
     ) -> tuple[list, list[float], bool]:
         """Top-k (item ids, scores, cold_start). A known user's stored history is extended by
         `history`; an unknown user is a cold start, served from `history`/`query` by the model
-        or, with neither, by popularity."""
-        if k < 1:
-            raise DataError(f"k must be >= 1, got {k}")
-        if query is not None and self.encoder.query_buckets == 0:
-            raise DataError("this model was trained without a query column; send no query")
-        extra = (
-            self.encoder.item_index(list(history), "history") if history else np.zeros(0, np.int64)
-        )
-        index = self._user_index.get(str(user_id)) if user_id is not None else None
-        cold = index is None
-        if cold:
-            seen = extra
-            user_cat = np.zeros((1, self.user_cat.shape[1]), np.int64)
-            user_num = np.zeros((1, self.user_num.shape[1]), np.float32)
-            user_num[:, 1::2] = 1.0  # numeric features unknown: null flags on
-        else:
-            stored = self.histories[index]
-            seen = np.concatenate([stored[stored != PAD], extra])
-            user_cat, user_num = self.user_cat[index : index + 1], self.user_num[index : index + 1]
-        if cold and not len(seen) and query is None:
-            scores = self.popularity.astype(np.float64).copy()
-        else:
-            scores = self._score_one(seen, user_cat, user_num, query)
-        return self._top_k(scores, seen if exclude_seen else np.zeros(0, np.int64), k) + (cold,)
+        or, with neither, by popularity. Serving answers batches with the same code
+        (`synthrec.recommender.recommend.BatchRecommender`)."""
+        if self._batch is None:
+            self._batch = BatchRecommender(self, next(self.model.parameters()).device)
+        (answer,) = self._batch.rank_many([(user_id, history, query, k, exclude_seen)])
+        if isinstance(answer, DataError):
+            raise answer
+        ids = self.encoder.item_ids.take(pa.array(answer.items - 1)).to_pylist()
+        return ids, answer.scores, answer.cold_start
 
-    def _score_one(
-        self, seen: np.ndarray, user_cat: np.ndarray, user_num: np.ndarray, query: str | None
-    ) -> np.ndarray:
-        log = Log(
-            seen.astype(np.int64),
-            np.array([0, len(seen)]),
-            pa.array(["request"]),
-            user_cat,
-            user_num,
-            np.arange(len(seen)),
-        )
-        w = windows(
-            log,
-            np.array([0]),
-            np.array([len(seen)]),
-            self.model.spec.max_len,
-            self.encoder.user_token,
-        )
-        if query is not None:
-            w.query = np.zeros(w.tokens.shape + (self.encoder.query_max_tokens,), np.int64)
-            w.query[0, -1] = self.encoder.hash_queries(pa.array([query]))[0]
-        with torch.no_grad():
-            return (self._scorer.user_vectors(w) @ self.item_vectors.T)[0].double().numpy()
-
-    def _top_k(self, scores: np.ndarray, seen: np.ndarray, k: int) -> tuple[list, list[float]]:
-        scores = scores.copy()
-        scores[PAD] = -np.inf
-        scores[seen] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.zeros(0, np.int64)
-        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by index (as the metrics rank)
-        return self.encoder.item_ids.take(pa.array(top - 1)).to_pylist(), scores[top].tolist()
+    def user_row(self, user_id: Any) -> int | None:
+        """Row of a known user in `histories`, `user_cat` and `user_num`; None for a new one."""
+        return None if user_id is None else self._user_index.get(str(user_id))
 
     # ------------------------------------------------------------------ evaluation
 
@@ -170,7 +128,7 @@ class Recommender:
 
 def build_recommender(
     model: RecommenderModel,
-    encoder: Encoder,
+    encoder: InteractionEncoder,
     cfg: RecommenderConfig,
     known: Log,
     popularity: np.ndarray,
@@ -203,17 +161,8 @@ def build_recommender(
 
 
 def recommender_files(rec: Recommender) -> dict[str, bytes]:
-    config = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model_spec": rec.model.spec.to_dict(),
-        "encoder": rec.encoder.to_dict(),
-        "config": rec.config.model_dump(mode="json"),
-        "training": rec.training,
-    }
     state = {k: v.detach().cpu().contiguous() for k, v in rec.model.state_dict().items()}
-    return {
-        "config.json": json.dumps(config, indent=2, sort_keys=True).encode(),
+    parts = {
         "model.safetensors": save_tensors(state),
         "items.parquet": parquet_bytes(pa.table({"item_id": rec.encoder.item_ids})),
         "item_index.safetensors": save_tensors(
@@ -231,67 +180,77 @@ def recommender_files(rec: Recommender) -> dict[str, bytes]:
             }
         ),
     }
+    encoder = rec.encoder.to_dict()
+    return model_dir.model_files(
+        KIND,
+        {"columns": encoder["columns"]},
+        rec.config,
+        {"model_spec": rec.model.spec.to_dict(), "encoder": encoder},
+        {"training": rec.training},
+        parts,
+    )
 
 
 def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None = None) -> None:
-    publish_files(
-        uri,
-        recommender_files(rec),
-        storage,
-        metadata={"format": FORMAT, "version": VERSION, "created_at": time.time()},
-    )
+    model_dir.publish_model_dir(uri, recommender_files(rec), storage)
 
 
 def load_recommender(uri: str, storage: StorageConfig | None = None) -> Recommender:
-    return recommender_from_files(read_files(uri, FILES, storage), uri)
+    return recommender_from_dir(read_recommender_dir(uri, storage))
 
 
-def recommender_from_files(files: dict[str, bytes], uri: str) -> Recommender:
-    """A Recommender from the FILES of one published directory (`uri` names it in errors)."""
-    try:
-        config = json.loads(files["config.json"])
-    except ValueError as err:
-        raise ModelError(
-            f"{uri}/config.json is not valid JSON ({err}); re-publish the model"
-        ) from None
-    if config.get("format") != FORMAT:
-        raise ModelError(
-            f"{uri} is not a recommender model directory (format {config.get('format')!r})"
-        )
-    if config.get("version") != VERSION:
-        raise ModelError(
-            f"{uri}: model format version {config.get('version')}, "
-            f"this synthrec reads {VERSION}; retrain"
-        )
-    item_ids = pq.read_table(io.BytesIO(files["items.parquet"])).column("item_id").combine_chunks()
-    state = load_tensors(files["model.safetensors"])
-    spec = ModelSpec.from_dict(config["model_spec"])
-    encoder = Encoder.from_dict(
-        config["encoder"],
-        item_ids,
-        state["items.item_cat"].numpy(),
-        state["items.item_num"].numpy(),
-    )
+def read_recommender_dir(uri: str, storage: StorageConfig | None = None) -> model_dir.ModelDir:
+    """The checked model directory of a recommender: header, metadata and files, one read."""
+    return model_dir.read_model_dir(uri, KIND, RecommenderConfig, PARTS, storage)
+
+
+def recommender_from_dir(d: model_dir.ModelDir) -> Recommender:
+    """A Recommender from a directory read once (serving hashes the same weight bytes)."""
+    uri = d.uri
+    with d.reading("items.parquet"):
+        item_ids = _column(d.files["items.parquet"], "item_id")
+    with d.reading("model.safetensors"):
+        state = load_tensors(d.files["model.safetensors"])
+        item_cat, item_num = state["items.item_cat"].numpy(), state["items.item_num"].numpy()
+    with d.reading("config.json state.model_spec"):
+        spec = ModelSpec.from_dict(d.part("model_spec"))
+    with d.reading("config.json state.encoder"):
+        encoder = InteractionEncoder.from_dict(d.part("encoder"), item_ids, item_cat, item_num)
     model = RecommenderModel(spec)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).splitlines()[0]
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise ModelError(
-            f"{uri}: weights do not fit the model spec ({first}); re-publish it"
+            f"{uri}/model.safetensors: weights do not fit the model spec "
+            f"({(lines[1:] or lines)[0]}); re-save the model"
         ) from None
-    index = load_tensors(files["item_index.safetensors"])
-    users = load_tensors(files["users.safetensors"])
-    user_ids = pq.read_table(io.BytesIO(files["users.parquet"])).column("user_id").combine_chunks()
+    with d.reading("item_index.safetensors"):
+        index = load_tensors(d.files["item_index.safetensors"])
+        vectors, popularity = index["vectors"], index["popularity"].numpy()
+    with d.reading("users.safetensors"):
+        users = load_tensors(d.files["users.safetensors"])
+        history, user_cat, user_num = (
+            users[k].numpy() for k in ("history", "user_cat", "user_num")
+        )
+    with d.reading("users.parquet"):
+        user_ids = _column(d.files["users.parquet"], "user_id")
     return Recommender(
         model,
         encoder,
-        RecommenderConfig.model_validate(config["config"]),
-        index["vectors"],
-        index["popularity"].numpy(),
+        d.config,
+        vectors,
+        popularity,
         user_ids,
-        users["history"].numpy(),
-        users["user_cat"].numpy(),
-        users["user_num"].numpy(),
-        config.get("training", {}),
+        history,
+        user_cat,
+        user_num,
+        d.metadata.get("training", {}),
     )
+
+
+def _column(data: bytes, name: str) -> pa.Array:
+    table = pq.read_table(io.BytesIO(data))
+    if name not in table.column_names:
+        raise KeyError(name)
+    return table.column(name).combine_chunks()

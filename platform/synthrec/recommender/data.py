@@ -1,10 +1,11 @@
 """Interaction tables -> index arrays for model F and the baselines. Vectorized; no torch.
 
-An `Encoder` is fitted once on the real table. It fixes the column roles (user, item, time,
-user features, item features, optional query), the item vocabulary (index 0 = padding, items
-1..I, I+1 = the user token) and the feature codecs. `Encoder.encode(table)` turns any table
-with the same columns (real, synthetic, a split) into a `Log`: rows grouped by user, in time
-order, ties in row order (the order of `synthrec.data.splits`).
+An `InteractionEncoder` is fitted once on the real table. It fixes the column roles (user,
+item, time, user features, item features, optional query), the item vocabulary (index 0 =
+padding, items 1..I, I+1 = the user token) and the feature codecs.
+`InteractionEncoder.encode(table)` turns any table with the same columns (real, synthetic, a
+split) into a `Log`: rows grouped by user, in time order, ties in row order (the order of
+`synthrec.data.splits`).
 
 Model F reads a log through `windows(log, group, stop, max_len)`: a window ends at stream
 position `stop` of the user's stream [USER, item_0, item_1, ...]; its output at the last slot
@@ -25,10 +26,18 @@ import pyarrow.compute as pc
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError, ModelError, SchemaError
-from synthrec.schema import Kind, Role, Schema, infer_schema, kind_of, null_mask
+from synthrec.schema import (
+    TIME_NAMES,
+    Kind,
+    Role,
+    Schema,
+    infer_schema,
+    kind_of,
+    null_mask,
+    time_column,
+)
 
 PAD = 0
-TIME_NAMES = ("timestamp", "time", "ts", "event_time", "datetime")
 QUERY_NAMES = ("query", "search", "search_query", "query_text")
 ATTRIBUTE_MIN_PURITY = (
     0.99  # share of entities with one value for a column to count as their attribute
@@ -68,13 +77,14 @@ def discover_columns(
     if not user or not item:
         raise SchemaError(
             f"model F needs a user id and an item id column; found user={user}, item={item} among "
-            f"{', '.join(table.column_names)}; name them user_id/item_id or set their roles in the schema"
+            f"{', '.join(table.column_names)}; name them user_id/item_id or set their roles in "
+            "the schema"
         )
-    time = cfg.time_column or _time_column(schema)
+    time = cfg.time_column or time_column(schema)
     if time is None or time not in table.column_names:
         raise SchemaError(
-            f"no time column ({'configured ' + repr(time) if time else 'none found'}); set time_column "
-            f"to a datetime or numeric column (tried {', '.join(TIME_NAMES)})"
+            f"no time column ({'configured ' + repr(time) if time else 'none found'}); set "
+            f"time_column to a datetime or numeric column (tried {', '.join(TIME_NAMES)})"
         )
     # short queries look categorical to schema inference, so the name decides
     query = cfg.query_column or next(
@@ -107,7 +117,8 @@ def discover_columns(
     for name in [*user_feats, *item_feats, *([query] if query else [])]:
         if name not in table.column_names:
             raise SchemaError(
-                f"feature column '{name}' is not in the table; columns: {', '.join(table.column_names)}"
+                f"feature column '{name}' is not in the table; columns: "
+                f"{', '.join(table.column_names)}"
             )
     return Columns(
         user,
@@ -117,16 +128,6 @@ def discover_columns(
         tuple(c for c in item_feats if c not in user_feats),
         query,
         label,
-    )
-
-
-def _time_column(schema: Schema) -> str | None:
-    dated = schema.by_role(Role.DATETIME)
-    if dated:
-        return dated[0].name
-    return next(
-        (c.name for c in schema.columns if c.name.lower() in TIME_NAMES and c.kind != Kind.STRING),
-        None,
     )
 
 
@@ -207,7 +208,8 @@ class FeatureCodec:
         return cats, nums
 
     def to_dict(self) -> dict[str, Any]:
-        # Lists, not mappings: the column order is the embedding order, and JSON writers may sort keys.
+        # Lists, not mappings: the column order is the embedding order, and JSON writers may
+        # sort keys.
         return {
             "categorical": [[k, v] for k, v in self.categorical.items()],
             "numeric": [[k, *v] for k, v in self.numeric.items()],
@@ -284,7 +286,7 @@ class Log:
 
 
 @dataclass
-class Encoder:
+class InteractionEncoder:
     """Columns, item vocabulary and feature codecs, fitted on the real table. Plain data."""
 
     columns: Columns
@@ -307,7 +309,7 @@ class Encoder:
     @classmethod
     def fit(
         cls, table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None
-    ) -> Encoder:
+    ) -> InteractionEncoder:
         columns = discover_columns(table, cfg, schema)
         _check_ids(table, columns, "real table")
         item_ids = pc.unique(table.column(columns.item).combine_chunks()).sort()
@@ -364,7 +366,8 @@ class Encoder:
             got = kind_of(table.column(name).type)
             if ref is not None and got != kind_of(ref):
                 raise SchemaError(
-                    f"{where} column '{name}' is {table.column(name).type}, the real table's is {ref}"
+                    f"{where} column '{name}' is {table.column(name).type}, "
+                    f"the real table's is {ref}"
                 )
         _check_ids(table, self.columns, where)
 
@@ -447,7 +450,7 @@ class Encoder:
     @classmethod
     def from_dict(
         cls, data: dict[str, Any], item_ids: pa.Array, item_cat: np.ndarray, item_num: np.ndarray
-    ) -> Encoder:
+    ) -> InteractionEncoder:
         c = data["columns"]
         columns = Columns(
             c["user"],

@@ -66,7 +66,8 @@ def evaluate_recommender(
             if holdout == "leave_last_out"
             else ": it saw the test rows, so its ranking figures are optimistic"
         ),
-        f"click AUC: rows after the first {num_train} in time order, scored from each user's earlier rows; "
+        f"click AUC: rows after the first {num_train} in time order, scored from each user's "
+        "earlier rows; "
         "F's weights were fitted on its own split, baselines on the first rows",
     ]
     return {

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from synthrec.data.splits import leave_last_out, temporal_split
 from synthrec.errors import DataError
-from synthrec.recommender.data import Encoder, Log
+from synthrec.recommender.data import InteractionEncoder, Log
 
 ROW = "__synthrec_row__"
 CHUNK = 1024  # queries scored at once: (CHUNK, I) floats
@@ -64,7 +64,7 @@ class LeaveLastOut:
     test: Queries
 
 
-def split_leave_last_out(table: pa.Table, encoder: Encoder) -> LeaveLastOut:
+def split_leave_last_out(table: pa.Table, encoder: InteractionEncoder) -> LeaveLastOut:
     """Split with `synthrec.data.splits.leave_last_out` (the shared protocol) and locate the
     validation and test rows in the full log."""
     c = encoder.columns
@@ -78,8 +78,11 @@ def split_leave_last_out(table: pa.Table, encoder: Encoder) -> LeaveLastOut:
     )
 
 
-def split_temporal(table: pa.Table, encoder: Encoder, num_train: int) -> tuple[pa.Table, Queries]:
-    """(first `num_train` rows, queries at every later row with the user's earlier rows as history)."""
+def split_temporal(
+    table: pa.Table, encoder: InteractionEncoder, num_train: int
+) -> tuple[pa.Table, Queries]:
+    """(first `num_train` rows, queries at every later row with the user's earlier rows as
+    history)."""
     indexed = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     train, test = temporal_split(indexed, num_train)
     log = encoder.encode(table, "real table")
@@ -183,7 +186,7 @@ class SegmentSpec:
 
 
 def segment_masks(
-    queries: Queries, train_log: Log, encoder: Encoder, spec: SegmentSpec = SegmentSpec()
+    queries: Queries, train_log: Log, encoder: InteractionEncoder, spec: SegmentSpec = SegmentSpec()
 ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Boolean masks over `queries` per segment, and what defines each segment."""
     lengths = _train_lengths(queries, train_log)

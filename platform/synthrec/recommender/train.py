@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError
 from synthrec.recommender.data import (
-    Encoder,
+    InteractionEncoder,
     Log,
     Windows,
     concat_windows,
@@ -35,7 +35,7 @@ from synthrec.recommender.model import ModelSpec, RecommenderModel
 Batch = dict[str, torch.Tensor]
 
 
-def build_model(encoder: Encoder, cfg: RecommenderConfig) -> RecommenderModel:
+def build_model(encoder: InteractionEncoder, cfg: RecommenderConfig) -> RecommenderModel:
     spec = ModelSpec(
         num_items=encoder.num_items,
         item_cat_sizes=encoder.item_codec.cat_sizes,
@@ -62,7 +62,7 @@ def build_model(encoder: Encoder, cfg: RecommenderConfig) -> RecommenderModel:
 class TrainingData:
     """What one training run needs, validated and encoded on the driver before any worker starts."""
 
-    encoder: Encoder
+    encoder: InteractionEncoder
     train: Log  # real rows the model learns from
     synthetic: Log | None  # synthetic rows, users renamed apart from real ones
     valid: Queries | None  # validation item per user (leave_last_out holdout)
@@ -88,7 +88,7 @@ def prepare_training(
         raise DataError(
             "the real table is empty (0 rows); model F is fitted and judged on real interactions"
         )
-    encoder = Encoder.fit(real, cfg)
+    encoder = InteractionEncoder.fit(real, cfg)
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
     if cfg.holdout == "leave_last_out":
@@ -108,7 +108,10 @@ def prepare_training(
 
 
 def training_arrays(
-    encoder: Encoder, cfg: RecommenderConfig, real: Log | None, synthetic: Log | None = None
+    encoder: InteractionEncoder,
+    cfg: RecommenderConfig,
+    real: Log | None,
+    synthetic: Log | None = None,
 ) -> dict[str, np.ndarray]:
     """All training windows as named arrays (one row per window), with a `synthetic` flag."""
     parts, flags = [], []
@@ -290,7 +293,8 @@ class FitResult:
 
 
 class EarlyStopping:
-    """Keeps the best state by validation NDCG@10; says stop after `patience` checks without gain."""
+    """Keeps the best state by validation NDCG@10; says stop after `patience` checks without
+    gain."""
 
     def __init__(self, patience: int):
         self.patience, self.best, self.best_epoch, self.state, self.bad = patience, -1.0, 0, None, 0
@@ -305,7 +309,7 @@ class EarlyStopping:
 
 
 def fit(
-    encoder: Encoder,
+    encoder: InteractionEncoder,
     cfg: RecommenderConfig,
     real: Log | None,
     synthetic: Log | None = None,

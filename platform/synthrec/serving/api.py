@@ -102,7 +102,7 @@ def build_api(
         if generator is None:
             return _error(
                 503,
-                "no generator model is deployed on this server; start it with --generator URI "
+                "no generator model is deployed on this server; start it with --generator-uri URI "
                 "(or set generator_uri)",
             )
         if body.rows > limits.max_rows:
@@ -144,8 +144,8 @@ def build_api(
         if recommender is None:
             return _error(
                 503,
-                "no recommender model is deployed on this server; start it with --recommender URI "
-                "(or set recommender_uri)",
+                "no recommender model is deployed on this server; start it with "
+                "--recommender-uri URI (or set recommender_uri)",
             )
         if body.k > limits.max_k:
             return _error(422, f"k: {body.k} is above this server's limit of {limits.max_k}", "k")

@@ -227,7 +227,10 @@ def deploy(cfg: ServeConfig) -> str:
 
     # No key on a non-loopback host, or an unreadable key file, fails here, before any I/O.
     cfg, _ = resolve_auth(cfg)
-    for flag, uri in (("--generator", cfg.generator_uri), ("--recommender", cfg.recommender_uri)):
+    for flag, uri in (
+        ("--generator-uri", cfg.generator_uri),
+        ("--recommender-uri", cfg.recommender_uri),
+    ):
         if uri and read_manifest(uri, cfg.storage) is None:
             raise ModelError(
                 f"{flag} {uri}: no published model directory there (no _manifest.json); "

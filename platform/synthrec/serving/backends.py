@@ -55,16 +55,17 @@ class RecommenderBackend:
     """A loaded recommender; `recommend_many` answers each request with a body or a rejection."""
 
     def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
-        from synthrec.recommender.artifacts import FILES, recommender_from_files
+        from synthrec.recommender.artifacts import read_recommender_dir, recommender_from_dir
         from synthrec.serving.scoring import BatchRecommender
 
         self.uri = uri
         # One manifest read: the files come from it (checked against its sha256), and the
         # version is the hash of the very weights loaded, whatever is published meanwhile.
-        files = read_files(uri, FILES, storage)
-        self.model = recommender_from_files(files, uri)
+        model_dir = read_recommender_dir(uri, storage)
+        self.model = recommender_from_dir(model_dir)
         self.scorer = BatchRecommender(self.model, device)
-        self.version = hashlib.sha256(files["model.safetensors"]).hexdigest()[:16]
+        weights = model_dir.files["model.safetensors"]
+        self.version = hashlib.sha256(weights).hexdigest()[:16]
 
     def recommend_many(
         self, requests: list[RecommendationRequest]
@@ -90,8 +91,6 @@ class RecommenderBackend:
         import io
 
         import pyarrow.parquet as pq
-
-        from synthrec.storage import read_files
 
         ids = pq.read_table(
             io.BytesIO(read_files(uri, ["users.parquet"], storage)["users.parquet"])
