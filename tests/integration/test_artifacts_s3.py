@@ -8,7 +8,7 @@ import pytest
 
 from synthrec import storage
 from synthrec.artifacts import load_synthesizer, save_synthesizer
-from synthrec.config import GanConfig
+from synthrec.config import EncoderConfig, GanConfig
 from synthrec.gan import Synthesizer
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,7 @@ def test_artifacts_s3_round_trip(s3_bucket):
         critic_dims=[16],
         batch_size=50,
         pac=5,
-        mode_fit_rows=200,
-        id_profile_rows=200,
+        encoder=EncoderConfig(mode_fit_rows=200, id_profile_rows=200),
     )
     synth = Synthesizer().fit(table, cfg=cfg, epochs=1)
     uri = f"s3://{s3_bucket}/models/gan"

@@ -10,7 +10,7 @@ import pytest
 
 from synthrec import storage
 from synthrec.artifacts import load_synthesizer, model_files, save_synthesizer
-from synthrec.config import GanConfig
+from synthrec.config import EncoderConfig, GanConfig
 from synthrec.errors import ModelError
 from synthrec.gan import Synthesizer
 
@@ -20,8 +20,7 @@ CFG = GanConfig(
     critic_dims=[16],
     batch_size=50,
     pac=5,
-    mode_fit_rows=300,
-    id_profile_rows=500,
+    encoder=EncoderConfig(mode_fit_rows=300, id_profile_rows=500),
     sample_batch_rows=200,
 )
 

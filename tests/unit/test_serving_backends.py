@@ -8,7 +8,7 @@ import pytest
 from synthrec.config import RecommenderConfig, SimulateConfig
 from synthrec.data.simulator import simulate
 from synthrec.recommender.artifacts import build_recommender, save_recommender
-from synthrec.recommender.data import Encoder
+from synthrec.recommender.data import InteractionEncoder
 from synthrec.recommender.train import fit
 from synthrec.serving.backends import RecommenderBackend, public_metadata
 from synthrec.storage import read_manifest
@@ -19,7 +19,7 @@ PRIVATE = {"real_uri": "s3://private-bucket/real", "synthetic_uri": "s3://privat
 def _recommender(seed: int):
     table = simulate(SimulateConfig(rows=2_000, num_users=60, num_items=200, seed=3))
     cfg = RecommenderConfig(dim=8, num_layers=1, max_len=8, epochs=1, batch_size=256, seed=seed)
-    encoder = Encoder.fit(table, cfg)
+    encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     model = fit(encoder, cfg, known).model
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
