@@ -126,7 +126,7 @@ def test_synthesizer_time_budget_stops_training(table):
     long before the requested epochs would: later epochs start only before the deadline,
     and the last one is cut there (a loaded machine may spend the budget before the first
     step; that first step still runs)."""
-    budget, epochs, log = 2.0, 200, []
+    budget, epochs, log = 2.0, 2_000, []
     start = time.monotonic()
     synth = Synthesizer().fit(
         table,
