@@ -449,6 +449,16 @@ def read_dataset(
     return read_plan(plan, storage, columns)
 
 
+def check_row_count(uri: str, manifest: Manifest, table: pa.Table) -> pa.Table:
+    """`table` if it holds the manifest's row count, else a DataError."""
+    if table.num_rows != manifest.num_rows:
+        raise DataError(
+            f"{uri}: manifest says {manifest.num_rows} rows but the files hold "
+            f"{table.num_rows}; re-publish it"
+        )
+    return table
+
+
 def read_plan(
     plan: ReadPlan, storage: StorageConfig | None = None, columns: list[str] | None = None
 ) -> pa.Table:
@@ -459,13 +469,7 @@ def read_plan(
             tables = list(pool.map(lambda e: read_part(plan.uri, e, storage, columns), entries))
         if not tables:
             raise DataError(f"{plan.uri}: the manifest names no files; re-publish it")
-        table = pa.concat_tables(tables)
-        if table.num_rows != plan.manifest.num_rows:
-            raise DataError(
-                f"{plan.uri}: manifest says {plan.manifest.num_rows} rows but the files hold "
-                f"{table.num_rows}; re-publish it"
-            )
-        return table
+        return check_row_count(plan.uri, plan.manifest, pa.concat_tables(tables))
     fs, base = filesystem(plan.uri, storage)
     if plan.format in ("csv", "tsv"):
         return _read_csv(plan, fs, storage, columns, "\t" if plan.format == "tsv" else ",")

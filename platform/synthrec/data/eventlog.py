@@ -87,17 +87,22 @@ def check_table(table: pa.Table, schema: Schema, where: str) -> None:
             )
 
 
-def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
-    """The `columns` mapping of a schema YAML, checked for shape:
-    {name: {role, kind?, nullable?}}."""
+def read_schema_yaml(uri: str, storage: StorageConfig | None = None) -> Any:
+    """A schema file's parsed YAML (its sections are checked by their readers)."""
     if not st.exists(uri, storage):
         raise SchemaError(f"schema file {uri} does not exist; pass an existing YAML file")
     try:
-        data = yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
+        return yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise SchemaError(
             f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}"
         ) from None
+
+
+def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
+    """The `columns` mapping of a schema YAML, checked for shape:
+    {name: {role, kind?, nullable?}}."""
+    data = read_schema_yaml(uri, storage)
     columns = data.get("columns") if isinstance(data, dict) else None
     if not isinstance(columns, dict) or not columns:
         raise SchemaError(

@@ -26,13 +26,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
-from synthrec import storage as st
 from synthrec.config import StorageConfig
 from synthrec.data import keys
 from synthrec.data.derived import MIN_AGREEMENT, Rule, check_rule, rule_from_dict
 from synthrec.data.derived_search import detect_rules
+from synthrec.data.eventlog import read_schema_yaml
 from synthrec.errors import DataError, SchemaError
 from synthrec.schema import Role, Schema, infer_schema
 
@@ -93,14 +92,7 @@ def read_overrides(uri: str, storage: StorageConfig | None = None) -> ViewOverri
       items: [brand]          # columns forced into a table
       derived: [{rule: hour, source: ts, target: hour, dtype: int64, unit: s, offset_s: 0}]
     """
-    if not st.exists(uri, storage):
-        raise SchemaError(f"schema file {uri} does not exist; pass an existing YAML file")
-    try:
-        data = yaml.safe_load(st.read_bytes(uri, storage).decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SchemaError(
-            f"schema file {uri} is not valid YAML: {str(err).splitlines()[0]}"
-        ) from None
+    data = read_schema_yaml(uri, storage)
     section = data.get("relational") if isinstance(data, dict) else None
     if section is None:
         return None

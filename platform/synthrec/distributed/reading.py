@@ -13,7 +13,7 @@ import pyarrow as pa
 from synthrec import storage
 from synthrec.config import StorageConfig
 from synthrec.distributed.credentials import WorkerStorage, share
-from synthrec.errors import DataError, SynthrecError
+from synthrec.errors import SynthrecError
 
 
 def _read_part(uri: str, entry: storage.FileEntry, shared: WorkerStorage, columns) -> pa.Table:
@@ -43,10 +43,4 @@ def read_table_ray(
         if isinstance(err.cause, SynthrecError):
             raise err.cause from None  # the storage layer's message, not a remote traceback
         raise
-    table = pa.concat_tables(tables)
-    if table.num_rows != plan.manifest.num_rows:
-        raise DataError(
-            f"{uri}: manifest says {plan.manifest.num_rows} rows but the files hold "
-            f"{table.num_rows}; re-publish it"
-        )
-    return table
+    return storage.check_row_count(uri, plan.manifest, pa.concat_tables(tables))
