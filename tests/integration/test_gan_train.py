@@ -104,11 +104,13 @@ def _kill_when_written(pid_file, killed: list, timeout_s: float = 600) -> thread
 def test_gan_train_sigkilled_worker_resumes_and_ends_like_a_clean_run(
     two_worker_run, events_uri, tmp_path, monkeypatch
 ):
-    """Rank 1's process is SIGKILLed in epoch 2 (after step 5 of 40): Ray Train restarts both
-    workers from the epoch-1 checkpoint, and the model equals the clean run's bit for bit."""
+    """Rank 1's process is SIGKILLed in epoch 3 (after step 5 of 40): Ray Train restarts both
+    workers from the last checkpoint it had registered (epoch 1 or 2: the controller registers
+    a reported checkpoint on its next poll, so the newest may still be in flight), never from
+    scratch, and the model equals the clean run's bit for bit."""
     clean_uri, clean = two_worker_run
     pid_file = tmp_path / "worker.pid"
-    monkeypatch.setenv(faults.ENV, f"2:5:{pid_file}")
+    monkeypatch.setenv(faults.ENV, f"3:5:{pid_file}")
     killed: list[int] = []
     watcher = _kill_when_written(pid_file, killed)
     out = str(tmp_path / "model")
@@ -118,11 +120,14 @@ def test_gan_train_sigkilled_worker_resumes_and_ends_like_a_clean_run(
     first, restarted = summary["worker_starts"][:2], summary["worker_starts"][2:]
     assert killed == [next(s["pid"] for s in first if s["rank"] == 1)], (killed, first)
     assert [s["start_epoch"] for s in first] == [0, 0]
-    assert sorted((s["rank"], s["start_epoch"]) for s in restarted) == [(0, 1), (1, 1)]
+    resumed = {s["start_epoch"] for s in restarted}
+    assert len(restarted) == 2 and len(resumed) == 1, restarted
+    epoch = resumed.pop()
+    assert epoch in (1, 2), restarted  # from a checkpoint, not from scratch
     assert killed[0] not in [s["pid"] for s in restarted]
     history = summary["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]  # nothing lost, nothing repeated
-    assert [h["resumed_from"] for h in history] == [0, 1, 1]
+    assert [h["resumed_from"] for h in history] == [0] * epoch + [epoch] * (3 - epoch)
     assert summary["epochs"] == 3
     for key in ("critic_loss", "generator_loss", "fidelity"):
         assert [h[key] for h in history] == [h[key] for h in clean["history"]], key
