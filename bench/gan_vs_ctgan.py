@@ -34,6 +34,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synthrec.data.movielens import EVENT_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
 TRAIN_ROWS = 80_000
@@ -41,19 +43,8 @@ SAMPLE_ROWS = 100_000
 SAMPLE_REPEATS = 3  # sampling rates are the median of this many timed draws of SAMPLE_ROWS rows
 DISCRETE = ["user_id", "item_id", "gender", "occupation", "zip_region", "genre"]
 NUMERIC = ["age", "release_year", "hour", "weekday", "timestamp", "rating"]
-FEATURES = [
-    "user_id",
-    "item_id",
-    "age",
-    "gender",
-    "occupation",
-    "zip_region",
-    "genre",
-    "release_year",
-    "hour",
-    "weekday",
-    "timestamp",
-]  # TSTR features: all but the target and rating (click = rating >= 4)
+# TSTR features: every event column but the target and rating (click = rating >= 4)
+FEATURES = [c for c in EVENT_COLUMNS if c not in ("rating", "click")]
 CONDITION = ("genre", "Documentary")
 
 
