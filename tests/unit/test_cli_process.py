@@ -60,3 +60,17 @@ def test_cli_process_simulate_job_script(tmp_path):
         and "unknown key 'colour'" in proc.stderr
         and "Traceback" not in proc.stderr
     )
+
+
+def test_cli_pipeline_printer_says_when_training_resumed():
+    """A worker restart mid-run shows as a line before the re-run epoch, once."""
+    from synthrec.cli.app import console
+    from synthrec.cli.pipeline import _Printer
+
+    printer = _Printer()
+    with console.capture() as captured:
+        for epoch, resumed in [(6, 0), (7, 0), (7, 6), (8, 6), (1, 0)]:
+            printer("epoch", epoch=epoch, resumed_from=resumed, loss=0.5)
+    out = captured.get()
+    assert out.count("resumed from epoch 6") == 1
+    assert out.index("resumed from epoch 6") < out.rindex("epoch=7")

@@ -27,6 +27,7 @@ class _Printer:
 
     def __init__(self) -> None:
         self.last_rows = 0.0
+        self.resumed_from = 0
 
     def __call__(self, kind: str, **event: Any) -> None:
         if kind == "stage":
@@ -35,6 +36,10 @@ class _Printer:
         elif kind == "stage_done":
             console.print(f"[green]done[/green] {event['name']} in {event['seconds']:.0f} s")
         elif kind == "epoch":
+            resumed = event.get("resumed_from") or 0
+            if resumed > self.resumed_from:  # Ray Train restarted the workers mid-run
+                console.print(f"  [yellow]workers restarted: resumed from epoch {resumed}[/yellow]")
+            self.resumed_from = resumed
             shown = {
                 k: event[k]
                 for k in (
