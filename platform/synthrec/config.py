@@ -329,6 +329,54 @@ class GanConfig(Section):
         return self
 
 
+class SequenceConfig(Section):
+    """The sequence generator (synthrec.sequences): a causal transformer over each user's
+    events, maximum-likelihood training, then an optional adversarial phase against a critic."""
+
+    d_model: int = Field(128, ge=8, le=2048, description="width of the transformer")
+    n_layers: int = Field(2, ge=1, le=24)
+    n_heads: int = Field(4, ge=1, le=32)
+    window: int = Field(
+        128,
+        ge=4,
+        le=4096,
+        description="events the model attends to; longer users are split into windows for "
+        "training and generated with a sliding window",
+    )
+    dropout: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1, le=65_536, description="windows per training step")
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(30, ge=1, le=100_000, description="maximum-likelihood epochs (cap)")
+    patience: int = Field(
+        3, ge=1, description="epochs without a better validation likelihood before stopping"
+    )
+    valid_share: float = Field(
+        0.1, ge=0, lt=0.5, description="users held out to early-stop on (0: no early stop)"
+    )
+    adversarial_steps: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="policy-gradient steps against the sequence critic after "
+        "maximum-likelihood training (0: none; bench/sequences.py measures both)",
+    )
+    adversarial_lr: float = Field(1e-4, gt=0)
+    adversarial_mle_weight: float = Field(
+        1.0, ge=0, description="maximum-likelihood loss kept beside the critic's reward"
+    )
+    temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of the item")
+    sample_batch_users: int = Field(2_048, ge=1, le=1_000_000)
+    users_epochs: int = Field(
+        300, ge=1, description="epochs cap of the users-table GAN (it also gets a time share)"
+    )
+    users_budget_share: float = Field(
+        0.2, gt=0, lt=1, description="share of a time budget given to the users-table GAN"
+    )
+    seed: int = 0
+
+
 class RunSection(Section):
     """How a Ray Train run checkpoints, restarts and resumes (the GAN and the recommender)."""
 

@@ -1,0 +1,449 @@
+"""SequenceSynthesizer: users, catalog and per-user event sequences.
+
+    synth = SequenceSynthesizer().fit(log, time_budget_s=600)    # a flat table or RelationalLog
+    out = synth.sample(users=1000, seed=1)                       # a RelationalLog
+    flat = out.flatten()                                         # one row per event
+
+Fitting: the log's relational view (synthrec.data.relational) gives the users table, the
+catalog and the events. The users table, with each user's number of events and first event
+time, is learnt by the row GAN (synthrec.gan.Synthesizer); the events by the sequence model
+(synthrec.sequences.model) conditioned on the user's attributes: maximum likelihood with early
+stopping on held-out users, then optionally an adversarial phase against a sequence critic.
+The catalog is kept as given (a shop's catalog is public); item attributes are read from it,
+so they always agree with the item. Derived columns (hour of the time...) are recomputed by
+`RelationalLog.flatten`.
+
+Sampling is in blocks of users: block i is determined by (seed, i) alone, so any split of the
+blocks over workers gives the same bytes. Synthetic users get fresh pseudonymous ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+import synthrec
+from synthrec.config import GanConfig, SequenceConfig
+from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
+from synthrec.errors import ConfigError, DataError, ModelError
+from synthrec.schema import Schema
+from synthrec.sequences import train as steps
+from synthrec.sequences.encoding import (
+    LENGTH_COL,
+    SESSION_FLAG,
+    START_COL,
+    SequenceEncoder,
+    Sequences,
+)
+from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
+
+Conditions = dict[str, Any]
+Rebalance = dict[str, dict[Any, float]]
+BLOCK_USERS = 4_096  # users per block of `sample`
+
+
+class SequenceSynthesizer:
+    def __init__(self) -> None:
+        self.encoder: SequenceEncoder | None = None
+        self.model: SequenceModel | None = None
+        self.users_model = None  # synthrec.gan.Synthesizer
+        self.items: pa.Table | None = None
+        self.item_counts: np.ndarray | None = None
+        self.cfg = SequenceConfig()
+        self.metadata: dict[str, Any] = {}
+        self.id_prefix = "syn-"
+        self.id_floor = 0  # integer user ids: synthetic ids start above every real id
+        self.device = torch.device("cpu")
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(
+        self,
+        data: pa.Table | RelationalLog,
+        schema: Schema | None = None,
+        cfg: SequenceConfig | None = None,
+        epochs: int | None = None,
+        time_budget_s: float | None = None,
+        progress: Callable[..., None] | None = None,
+        overrides: ViewOverrides | dict | None = None,
+        device: str | torch.device = "cpu",
+    ) -> SequenceSynthesizer:
+        """Learn users, catalog and sequences. Stops after `epochs` (default cfg.epochs) or
+        `time_budget_s` (the users GAN gets cfg.users_budget_share of it)."""
+        self.cfg = cfg = cfg or SequenceConfig()
+        if epochs is not None and epochs < 1:
+            raise ConfigError(f"epochs must be >= 1 (got {epochs})")
+        if time_budget_s is not None and time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
+        start = time.monotonic()
+        self.device = torch.device(device)
+        log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
+        enc, seqs, users_table = SequenceEncoder.fit(log)
+        self.encoder, self.items = enc, log.require_items()
+        self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
+        self._set_id_policy(log.require_users().column(0))
+        report = progress or (lambda **_: None)
+        budget = time_budget_s
+        users_budget = budget * cfg.users_budget_share if budget else None
+        self.users_model = _fit_users(users_table, cfg, users_budget, device, report)
+        seq_budget = budget - (time.monotonic() - start) if budget else None
+        history = self._fit_sequences(seqs, cfg, epochs, seq_budget, report)
+        self.metadata = {
+            "version": self._version(),
+            "synthrec_version": synthrec.__version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "metrics": {
+                "users": seqs.num_users,
+                "events": int(len(seqs.item)),
+                "items": int(self.items.num_rows),
+                "fit_seconds": round(time.monotonic() - start, 1),
+                **history,
+            },
+        }
+        return self
+
+    def _fit_sequences(self, seqs: Sequences, cfg, epochs, budget_s, report) -> dict[str, Any]:
+        start = time.monotonic()
+        deadline = start + budget_s if budget_s else None
+        torch.manual_seed(cfg.seed)
+        enc = self.encoder
+        grid = steps.item_grid(seqs, self.items.num_rows, cfg.seed)
+        fields = [f.num_classes for f in enc.fields]
+        spec = SequenceSpec(
+            num_items=self.items.num_rows,
+            num_clusters=grid.shape[0],
+            cluster_size=grid.shape[1],
+            gap_classes=enc.gap.num_classes,
+            field_classes=fields,
+            user_classes=[f.num_classes for f in enc.users],
+            session_field=enc.event_field_names.index(SESSION_FLAG)
+            if SESSION_FLAG in enc.event_field_names
+            else -1,
+            d_model=cfg.d_model,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            window=cfg.window,
+            dropout=cfg.dropout,
+        )
+        model = SequenceModel(spec).to(self.device)
+        _set_grid(model, grid, self.item_counts)
+        rng = np.random.default_rng(cfg.seed)
+        users = rng.permutation(seqs.num_users)
+        n_valid = int(round(cfg.valid_share * seqs.num_users)) if seqs.num_users >= 10 else 0
+        train_win = steps.make_windows(seqs, spec, np.sort(users[n_valid:]))
+        valid_win = steps.make_windows(seqs, spec, np.sort(users[:n_valid])) if n_valid else None
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        max_epochs = epochs or cfg.epochs
+        adv_share = 0.3 if cfg.adversarial_steps else 0.0
+        mle_deadline = start + budget_s * (1 - adv_share) if budget_s else None
+        best, best_state, bad, history = math.inf, None, 0, []
+        events = 0
+        for epoch in range(1, max_epochs + 1):
+            t0 = time.monotonic()
+            order = rng.permutation(len(train_win))
+            sums: dict[str, float] = {}
+            n_batches = 0
+            for lo in range(0, len(order), cfg.batch_size):
+                rows = order[lo : lo + cfg.batch_size]
+                batch = steps.batch_of(train_win, rows, seqs.user, self.device)
+                for k, v in steps.mle_step(model, opt, batch).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_batches += 1
+                events += int(train_win.valid[rows].sum())
+                if mle_deadline and time.monotonic() > mle_deadline:
+                    break
+            metrics = {k: round(v / max(n_batches, 1), 4) for k, v in sums.items()}
+            if valid_win is not None:
+                metrics["valid_nll"] = round(
+                    steps.evaluate_nll(model, valid_win, seqs.user, 256, self.device), 4
+                )
+            metrics["seconds"] = round(time.monotonic() - t0, 2)
+            history.append({"epoch": epoch, **metrics})
+            report(epoch=epoch, phase="likelihood", **metrics)
+            score = metrics.get("valid_nll", metrics.get("nll", math.inf))
+            if score < best - 1e-4:
+                best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
+            else:
+                bad += 1
+            if (valid_win is not None and bad >= cfg.patience) or (
+                mle_deadline and time.monotonic() > mle_deadline
+            ):
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        mle_seconds = time.monotonic() - start
+        adv = self._adversarial(model, seqs, train_win, cfg, deadline, report)
+        self.model = model.eval()
+        best_epoch = min(history, key=lambda h: h.get("valid_nll", h.get("nll", 0)))["epoch"]
+        return {
+            "epochs": len(history),
+            "best_epoch": best_epoch,
+            "best_valid_nll": None if valid_win is None else round(best, 4),
+            "train_events_per_s": round(events / max(mle_seconds, 1e-9), 1),
+            "likelihood_seconds": round(mle_seconds, 1),
+            "adversarial": adv,
+            "history": history,
+        }
+
+    def _adversarial(self, model, seqs, win, cfg, deadline, report) -> dict[str, Any]:
+        if not cfg.adversarial_steps:
+            return {"steps": 0}
+        start = time.monotonic()
+        critic = SequenceCritic(model.spec).to(self.device)
+        opt_g = torch.optim.AdamW(model.parameters(), lr=cfg.adversarial_lr)
+        opt_c = torch.optim.AdamW(critic.parameters(), lr=1e-3)
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        firsts = np.flatnonzero(win.first)
+        rng = np.random.default_rng(cfg.seed + 1)
+        done, last = 0, {}
+        for step in range(cfg.adversarial_steps):
+            rows = rng.choice(firsts, min(cfg.batch_size, len(firsts)), replace=False)
+            real = steps.batch_of(win, rows, seqs.user, self.device)
+            last = steps.adversarial_step(
+                model, critic, opt_g, opt_c, real, cfg.adversarial_mle_weight, gen
+            )
+            done = step + 1
+            if done % 10 == 0:
+                report(epoch=done, phase="adversarial", **{k: round(v, 4) for k, v in last.items()})
+            if deadline and time.monotonic() > deadline:
+                break
+        return {"steps": done, "seconds": round(time.monotonic() - start, 1), **last}
+
+    def _set_id_policy(self, real_ids: pa.ChunkedArray) -> None:
+        if pa.types.is_integer(real_ids.type):
+            self.id_floor = int(pc.max(real_ids).as_py() or 0) + 1
+            return
+        text = real_ids.cast(pa.string())
+        prefix, k = "syn-", 0
+        while pc.any(pc.starts_with(text, prefix)).as_py():
+            k += 1
+            prefix = f"syn{k}-"
+        self.id_prefix = prefix
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(
+        self,
+        users: int | None = None,
+        events: int | None = None,
+        conditions: Conditions | None = None,
+        rebalance: Rebalance | None = None,
+        seed: int = 0,
+    ) -> RelationalLog:
+        """Exactly `users` synthetic users with their events, or users until exactly `events`
+        events (the last user's sequence cut)."""
+        self._check_fitted()
+        if (users is None) == (events is None):
+            raise ConfigError("sample needs exactly one of users=N or events=N")
+        count = users if users is not None else events
+        if count < 0:
+            raise ConfigError(f"number of {'users' if users is not None else 'events'} must be >= 0")
+        parts, got, block = [], 0, 0
+        while True:
+            n = BLOCK_USERS if events is not None else min(BLOCK_USERS, users - got)
+            if n <= 0 and parts:
+                break
+            part = self.sample_block(block, max(n, 0), seed, conditions, rebalance)
+            parts.append(part)
+            got += part.users.num_rows if events is None else part.events.num_rows
+            block += 1
+            if (events is None and got >= users) or (events is not None and got >= events):
+                break
+        out = _concat(parts, self.encoder)
+        if events is not None:
+            out = _cut_events(out, events, self.encoder)
+        return out
+
+    def sample_block(
+        self,
+        block_index: int,
+        num_users: int,
+        seed: int,
+        conditions: Conditions | None = None,
+        rebalance: Rebalance | None = None,
+    ) -> RelationalLog:
+        """`num_users` users determined only by (seed, block_index, conditions, rebalance);
+        their ids are numbered from block_index * BLOCK_USERS."""
+        self._check_fitted()
+        enc = self.encoder
+        user_cond, sampling = self._resolve(conditions, rebalance)
+        block_seed = _block_seed(seed, block_index)
+        users = self.users_model.sample_block(block_index, num_users, seed, conditions=user_cond)
+        lengths = np.maximum(
+            1,
+            np.round(pc.fill_null(users.column(LENGTH_COL).cast(pa.float64()), 1.0).to_numpy()),
+        ).astype(np.int64)
+        codes = np.stack([f.encode(users.column(f.name)) for f in enc.users], 1)
+        gen = torch.Generator(device=self.device).manual_seed(block_seed)
+        out = steps.sample_sequences(
+            self.model,
+            torch.from_numpy(codes).to(self.device),
+            torch.from_numpy(lengths).to(self.device),
+            gen,
+            sampling,
+        )
+        ids = self._user_ids(block_index * BLOCK_USERS, num_users)
+        return enc.decode(
+            users,
+            lengths,
+            out["gap"].cpu().numpy(),
+            out["item"].cpu().numpy(),
+            out["fields"].cpu().numpy(),
+            self.items,
+            ids,
+            np.random.default_rng(block_seed),
+        )
+
+    def _user_ids(self, first: int, n: int) -> pa.Array:
+        number = np.arange(first, first + n, dtype=np.int64)
+        if self.encoder.user_type.startswith(("int", "uint")):
+            return pa.array(self.id_floor + number).cast(pa.type_for_alias(self.encoder.user_type))
+        return pa.array([f"{self.id_prefix}{i}" for i in number.tolist()], pa.string())
+
+    def _resolve(self, conditions, rebalance) -> tuple[Conditions, steps.Sampling]:
+        """Split conditions into the users model's, item masks and fixed event fields."""
+        enc = self.encoder
+        tables = enc.structure["tables"]
+        user_cols, item_cols = tables.get("users", [])[1:], tables.get("items", [])[1:]
+        s = steps.Sampling(temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        user_cond: Conditions = {}
+        allowed = np.ones(self.items.num_rows, bool)
+        fixed: dict[int, int] = {}
+        for col, value in (conditions or {}).items():
+            if col in user_cols:
+                user_cond[col] = value
+            elif col in item_cols or col == enc.item_col:
+                hit = pc.equal(self.items.column(col), pa.scalar(value).cast(self.items.column(col).type))
+                hit = pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+                if not hit.any():
+                    raise ConfigError(f"condition {col}={value!r}: no catalog item has that value")
+                allowed &= hit
+            elif col in enc.event_field_names:
+                j = enc.event_field_names.index(col)
+                codec = enc.fields[j]
+                code = int(codec.encode(pa.array([value]).cast(_arrow(codec.arrow_type)))[0])
+                if codec.kind != "category" or code >= len(codec.values):
+                    raise ConfigError(
+                        f"condition {col}={value!r}: not a value this model generates "
+                        f"(known: {', '.join(map(str, codec.values[:20]))})"
+                    )
+                fixed[j] = code
+            else:
+                raise ConfigError(
+                    f"cannot condition on '{col}': conditions take a user attribute "
+                    f"({', '.join(user_cols) or 'none'}), an item attribute "
+                    f"({', '.join(item_cols) or 'none'}) or an event column "
+                    f"({', '.join(c for c in enc.event_field_names if c != SESSION_FLAG)})"
+                )
+        if not allowed.all():
+            if not (allowed & (self.item_counts > 0)).any():
+                raise ConfigError("the conditions leave no item that occurs in the training log")
+            s.item_allowed = torch.from_numpy(allowed)
+        if fixed:
+            s.fixed_fields = fixed
+        if rebalance:
+            s.item_log_weight = torch.from_numpy(self._rebalance_weights(rebalance, item_cols))
+        return user_cond, s
+
+    def _rebalance_weights(self, rebalance: Rebalance, item_cols: list[str]) -> np.ndarray:
+        """Per-item log weights that move the item attribute shares to the asked ones."""
+        w = np.zeros(self.items.num_rows, np.float32)
+        for col, target in rebalance.items():
+            if col not in item_cols:
+                raise ConfigError(
+                    f"rebalance: '{col}' is not an item attribute ({', '.join(item_cols)})"
+                )
+            codes = pc.dictionary_encode(self.items.column(col)).combine_chunks()
+            values = codes.dictionary.to_pylist()
+            idx = pc.fill_null(codes.indices, len(values)).to_numpy(zero_copy_only=False)
+            real = np.bincount(idx, weights=self.item_counts, minlength=len(values) + 1)
+            real = real / max(real.sum(), 1)
+            unknown = [v for v in target if v not in values]
+            if unknown:
+                raise ConfigError(f"rebalance {col}: unknown value(s) {unknown[:5]}")
+            share = np.array([float(target.get(v, 0.0)) for v in values] + [0.0])
+            if share.sum() <= 0:
+                raise ConfigError(f"rebalance {col}: shares must sum to more than 0")
+            share = share / share.sum()
+            with np.errstate(divide="ignore"):
+                ratio = np.where(real > 0, np.log(share / np.maximum(real, 1e-12)), -np.inf)
+            w += ratio[idx].astype(np.float32)
+        return w
+
+    def _version(self) -> str:
+        h = hashlib.sha256()
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def _check_fitted(self) -> None:
+        if self.model is None:
+            raise ModelError("this SequenceSynthesizer is not fitted; call fit() or load one")
+
+
+def _fit_users(table: pa.Table, cfg: SequenceConfig, budget_s, device, report):
+    from synthrec.gan import Synthesizer
+
+    if table.num_rows < 2:
+        raise DataError(f"sequence generation needs at least 2 users (got {table.num_rows})")
+    gan_cfg = GanConfig(seed=cfg.seed, batch_size=min(500, max(10, table.num_rows // 10 * 10)))
+    return Synthesizer().fit(
+        table,
+        cfg=gan_cfg,
+        epochs=cfg.users_epochs,
+        time_budget_s=budget_s,
+        device=device,
+        progress=lambda **m: report(phase="users", **m),
+    )
+
+
+def _set_grid(model: SequenceModel, grid: np.ndarray, counts: np.ndarray) -> None:
+    head = model.item_head
+    g = torch.from_numpy(grid)
+    head.grid.copy_(g)
+    valid = g < model.spec.num_items
+    head.cluster_of[g[valid]] = torch.nonzero(valid, as_tuple=True)[0]
+    head.slot_of[g[valid]] = torch.nonzero(valid, as_tuple=True)[1]
+    with torch.no_grad():  # start from item popularity
+        head.bias[:-1] = torch.from_numpy(np.log1p(counts).astype(np.float32))
+
+
+def _block_seed(seed: int, block_index: int) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"sequences:{seed}:{block_index}".encode()).digest()[:8], "little"
+    ) & ((1 << 63) - 1)
+
+
+def _arrow(alias: str) -> pa.DataType:
+    try:
+        return pa.type_for_alias(alias)
+    except ValueError:
+        return pa.string()
+
+
+def _concat(parts: list[RelationalLog], enc: SequenceEncoder) -> RelationalLog:
+    if len(parts) == 1:
+        return parts[0]
+    return RelationalLog.from_dict(
+        enc.structure,
+        events=pa.concat_tables([p.events for p in parts]),
+        users=pa.concat_tables([p.users for p in parts]),
+        items=parts[0].items,
+    )
+
+
+def _cut_events(log: RelationalLog, n: int, enc: SequenceEncoder) -> RelationalLog:
+    """The first n events (users in order); users left without events dropped."""
+    events = log.events.slice(0, n)
+    kept = pc.unique(events.column(enc.user_col))
+    users = log.users.filter(pc.is_in(log.users.column(0), value_set=kept))
+    return RelationalLog.from_dict(enc.structure, events=events, users=users, items=log.items)
