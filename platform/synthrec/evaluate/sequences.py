@@ -29,7 +29,7 @@ Fidelity (real = the generator's training log)
 - `category_entropy` (with a category column): entropy in bits of each user's category
   distribution; KS complement and quantiles.
 
-Privacy, per user (training users = the users of `real`)
+Privacy, per user (training users = the users of `real`; computed in sequence_privacy.py)
 - `exact_copies`: share of synthetic users whose whole item sequence equals a training
   user's (64-bit sequence hashes; collisions are negligible), and the same share for
   held-out users, who never were in training (the baseline for coincidence).
@@ -40,11 +40,11 @@ Privacy, per user (training users = the users of `real`)
 - `membership_auc`: an attacker scores every real user (training members vs held-out
   non-members) by closeness to the synthetic users: the longest run shared with any
   synthetic user (`auc_run`) and the largest Jaccard similarity of item sets with any
-  synthetic user (`auc_jaccard`, on at most MAX_ATTACK_USERS users per side drawn with
-  `seed`). `membership_auc` is the larger of the two (the attacker keeps the better score,
-  which biases it slightly above 0.5 on small holdouts); 0.5 = no leak.
+  synthetic user (`auc_jaccard`, on at most 2,000 users per side drawn with `seed`;
+  `attack_users_per_side`). `membership_auc` is the larger of the two (the attacker keeps
+  the better score, which biases it slightly above 0.5 on small holdouts); 0.5 = no leak.
 Holdout users whose id also occurs in the real table (a temporal split of the same users)
-are dropped from every user-level figure; with none left those figures are None with a note.
+are dropped from every holdout figure; with none left those figures are None with a note.
 
 `histograms` holds what the report plots (shared bins, real / synthetic counts).
 `sequence_section` reads the column names from a schema and an EvaluateConfig.
@@ -57,18 +57,16 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy import sparse
-from sklearn.metrics import roc_auc_score
 
 from synthrec.config import EvaluateConfig
 from synthrec.data.derived import epoch_seconds, time_unit
 from synthrec.errors import ConfigError, DataError
 from synthrec.evaluate.fidelity import ks_complement
+from synthrec.evaluate.sequence_privacy import user_privacy
 from synthrec.schema import Role, Schema, time_column
 
 SESSION_GAP_S = 30 * 60  # a longer gap between a user's events starts a new session
 SHARED_RUN_LIMIT = 5  # the issue's privacy target: runs of >= 5 shared consecutive items
-MAX_ATTACK_USERS = 2_000  # users per side scored by the Jaccard membership attack
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SESSION_NAMES = ("session_id", "session", "sessionid", "visit_id")
 CATEGORY_NAMES = ("category", "category_id", "categoryid", "genre", "cat_id")
@@ -437,115 +435,6 @@ def _category_entropy(real: EventLog, syn: EventLog) -> dict:
 
 # ---------------------------------------------------------------------------- privacy
 
-TRAIN, SYN, HOLD = 0, 1, 2  # log positions in the suffix-array text
-HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: its powers never vanish modulo 2**64
-
-
-class _Text(NamedTuple):
-    """Logs laid end to end, each user's items followed by a sentinel unique to that user
-    (so no shared run crosses users), with the suffix array of the whole text."""
-
-    levels: list[np.ndarray]  # levels[l][i]: rank of the 2**l symbols from position i
-    order: np.ndarray  # (N,) positions sorted by their suffixes (the suffix array)
-    group: np.ndarray  # (N,) the log each position belongs to
-    user_start: list[np.ndarray]  # per log: the text position of each user's first item
-
-
-def _text(logs: list[EventLog], num_items: int) -> _Text:
-    lengths = [log.lengths for log in logs]
-    block = np.concatenate(lengths) + 1  # a user's items and its sentinel
-    ends = np.cumsum(block)
-    sym = np.empty(int(ends[-1]), dtype=np.int64)
-    is_item = np.ones(len(sym), dtype=bool)
-    is_item[ends - 1] = False
-    sym[is_item] = np.concatenate([log.item for log in logs])
-    sym[ends - 1] = num_items + np.arange(len(block))
-    users_per_log = [len(x) for x in lengths]
-    group = np.repeat(np.repeat(np.arange(len(logs)), users_per_log), block)
-    first = np.split(ends - block, np.cumsum(users_per_log)[:-1])
-    levels, order = _suffix_array(sym)
-    return _Text(levels, order, group, first)
-
-
-def _suffix_array(sym: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Prefix doubling: ranks of the 1, 2, 4, ... symbols from each position, until every
-    suffix has its own rank. O(N log N) per round, log2(longest repeat) rounds."""
-    n = len(sym)
-    rank = np.unique(sym, return_inverse=True)[1].reshape(-1).astype(np.int64)
-    levels, h = [], 1
-    while True:
-        levels.append(rank.astype(np.int32))
-        nxt = np.zeros(n, dtype=np.int64)  # 0: past the end of the text
-        if h < n:
-            nxt[: n - h] = rank[h:] + 1
-        key = rank * (n + 1) + nxt
-        order = np.argsort(key)
-        ordered = key[order]
-        new = np.ones(n, dtype=bool)
-        new[1:] = ordered[1:] != ordered[:-1]
-        if new.all():
-            return levels, order
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.cumsum(new) - 1
-        h *= 2
-
-
-def _lcp(a: np.ndarray, b: np.ndarray, levels: list[np.ndarray]) -> np.ndarray:
-    """Longest common prefix of the suffixes at positions a and b (pairwise), read off the
-    doubling ranks from the longest level down."""
-    a, b, lcp = a.copy(), b.copy(), np.zeros(len(a), dtype=np.int64)
-    n = len(levels[0])
-    for level in range(len(levels) - 1, -1, -1):
-        idx = np.flatnonzero((a < n) & (b < n))
-        hit = idx[levels[level][a[idx]] == levels[level][b[idx]]]
-        step = 1 << level
-        a[hit] += step
-        b[hit] += step
-        lcp[hit] += step
-    return lcp
-
-
-def _runs_against(text: _Text, query: int, ref: int) -> np.ndarray:
-    """Per user of log `query`: the longest run of consecutive items it shares with any user
-    of log `ref`. The longest common prefix with any ref suffix is the one with the nearest
-    ref suffix on either side in suffix-array order."""
-    starts = text.user_start[query]
-    if not len(starts):
-        return np.zeros(0, dtype=np.int64)
-    n = len(text.order)
-    slot_group = text.group[text.order]
-    slots = np.arange(n)
-    is_ref = slot_group == ref
-    left = np.maximum.accumulate(np.where(is_ref, slots, -1))
-    right = np.minimum.accumulate(np.where(is_ref, slots, n)[::-1])[::-1]
-    q = np.flatnonzero(slot_group == query)
-    best = np.zeros(len(q), dtype=np.int64)
-    for nb in (left[q], right[q]):
-        ok = (nb >= 0) & (nb < n)
-        found = _lcp(text.order[q[ok]], text.order[nb[ok]], text.levels)
-        best[ok] = np.maximum(best[ok], found)
-    run = np.zeros(n, dtype=np.int64)
-    run[text.order[q]] = best
-    return np.maximum.reduceat(run, starts)  # past its last user: other logs' zeros
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer (wrapping uint64 arithmetic)."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def _sequence_hashes(log: EventLog) -> np.ndarray:
-    """A 64-bit hash of each user's whole item sequence (order and length included)."""
-    if not len(log.item):
-        return np.zeros(0, dtype=np.uint64)
-    x = _mix64(log.item.astype(np.uint64) + np.uint64(1))
-    powers = np.cumprod(np.full(int(log.lengths.max()), HASH_BASE, dtype=np.uint64))
-    pos = np.arange(len(log.item)) - log.starts[log.user]
-    h = np.add.reduceat(x * powers[pos], log.starts[:-1])
-    return _mix64(h ^ _mix64(log.lengths.astype(np.uint64)))
-
 
 def _run_summary(runs: np.ndarray) -> dict:
     return {
@@ -559,85 +448,27 @@ def _run_summary(runs: np.ndarray) -> dict:
 def _privacy(
     real: EventLog, syn: EventLog, hold: EventLog | None, num_items: int, seed: int
 ) -> dict:
-    logs = [real, syn] + ([hold] if hold is not None else [])
-    text = _text(logs, num_items)
-    syn_runs = _runs_against(text, SYN, TRAIN)
-    train_hashes = np.unique(_sequence_hashes(real))
-    out = {
+    found = user_privacy(real, syn, hold, num_items, seed)
+    runs = {"synthetic": found.synthetic_runs}
+    if found.holdout_runs is not None:
+        runs["holdout"] = found.holdout_runs
+    aucs = [a for a in (found.auc_run, found.auc_jaccard) if a is not None]
+    return {
         "exact_copies": {
-            "synthetic": float(np.isin(_sequence_hashes(syn), train_hashes).mean()),
-            "holdout": None,
+            "synthetic": found.synthetic_copy_share,
+            "holdout": found.holdout_copy_share,
         },
         "longest_shared_run": {
             "limit": SHARED_RUN_LIMIT,
-            "synthetic": _run_summary(syn_runs),
-            "holdout": None,
+            "synthetic": _run_summary(found.synthetic_runs),
+            "holdout": _run_summary(found.holdout_runs) if found.holdout_runs is not None else None,
+            "histogram": _run_histogram(runs),
         },
-        "membership_auc": None,
-        "auc_run": None,
-        "auc_jaccard": None,
-        "attack_users": None,
+        "membership_auc": max(aucs) if aucs else None,
+        "auc_run": found.auc_run,
+        "auc_jaccard": found.auc_jaccard,
+        "attack_users_per_side": found.attack_users,
     }
-    hist_runs = {"synthetic": syn_runs}
-    if hold is not None:
-        hold_runs = _runs_against(text, HOLD, TRAIN)
-        hist_runs["holdout"] = hold_runs
-        out["exact_copies"]["holdout"] = float(np.isin(_sequence_hashes(hold), train_hashes).mean())
-        out["longest_shared_run"]["holdout"] = _run_summary(hold_runs)
-        member_runs = _runs_against(text, TRAIN, SYN)
-        nonmember_runs = _runs_against(text, HOLD, SYN)
-        out["auc_run"] = _auc(member_runs, nonmember_runs)
-        out.update(_jaccard_attack(real, hold, syn, num_items, seed))
-        out["membership_auc"] = max(out["auc_run"], out["auc_jaccard"])
-    out["longest_shared_run"]["histogram"] = _run_histogram(hist_runs)
-    return out
-
-
-def _auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
-    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
-    return float(roc_auc_score(labels, np.r_[members, nonmembers].astype(np.float64)))
-
-
-def _item_sets(log: EventLog, users: np.ndarray, num_items: int) -> sparse.csr_matrix:
-    """(len(users), num_items) 0/1 matrix of the items each chosen user had."""
-    pick = np.isin(log.user, users)
-    row = np.searchsorted(users, log.user[pick])
-    mat = sparse.csr_matrix(
-        (np.ones(len(row), dtype=np.float32), (row, log.item[pick])),
-        shape=(len(users), num_items),
-    )
-    mat.sum_duplicates()
-    mat.data[:] = 1.0
-    return mat
-
-
-def _max_jaccard(query: sparse.csr_matrix, ref: sparse.csr_matrix) -> np.ndarray:
-    """Largest Jaccard similarity of each query row's item set with any ref row's."""
-    q_size = np.asarray(query.sum(axis=1)).ravel()
-    r_size = np.asarray(ref.sum(axis=1)).ravel()
-    best = np.zeros(query.shape[0])
-    chunk = max(1, 4_000_000 // max(ref.shape[0], 1))  # a dense (chunk, refs) block <= 32 MB
-    ref_t = ref.T.tocsc()
-    for lo in range(0, query.shape[0], chunk):
-        inter = (query[lo : lo + chunk] @ ref_t).toarray()
-        union = q_size[lo : lo + chunk, None] + r_size[None, :] - inter
-        best[lo : lo + chunk] = (inter / np.maximum(union, 1.0)).max(axis=1, initial=0.0)
-    return best
-
-
-def _jaccard_attack(
-    real: EventLog, hold: EventLog, syn: EventLog, num_items: int, seed: int
-) -> dict:
-    rng = np.random.default_rng(seed)
-    num = min(len(real.starts) - 1, len(hold.starts) - 1, MAX_ATTACK_USERS)
-    members = np.sort(rng.choice(len(real.starts) - 1, num, replace=False))
-    nonmembers = np.sort(rng.choice(len(hold.starts) - 1, num, replace=False))
-    ref = _item_sets(syn, np.arange(len(syn.starts) - 1), num_items)
-    scores = [
-        _max_jaccard(_item_sets(log, users, num_items), ref)
-        for log, users in ((real, members), (hold, nonmembers))
-    ]
-    return {"auc_jaccard": _auc(*scores), "attack_users": {"members": num, "nonmembers": num}}
 
 
 # ---------------------------------------------------------------------------- histograms
