@@ -16,7 +16,7 @@ from synthrec.errors import ConfigError, SchemaError
 from synthrec.evaluate import evaluate_synthetic, run_evaluate, write_report
 from synthrec.evaluate.columns import encode
 from synthrec.evaluate.report import SECTIONS
-from synthrec.evaluate.suite import segment_plan, verdict
+from synthrec.evaluate.suite import STAGES, segment_plan, verdict
 from synthrec.schema import infer_schema
 
 FAST = EvaluateConfig(
@@ -174,7 +174,7 @@ def test_report_is_self_contained_with_every_section(tmp_path, tables, metrics):
     for section in SECTIONS:
         assert f'<section id="{section}">' in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 4  # distributions, associations, DCR, segments
+    assert len(images) == 5  # distributions, associations, DCR, segments, sequences
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
     assert (
@@ -195,7 +195,7 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     )
     stages = []
     metrics = run_evaluate(cfg, progress=lambda done, stage: stages.append(stage))
-    assert stages[-1] == "report" and len(stages) == 6
+    assert stages[-1] == "report" and len(stages) == len(STAGES) + 1
     assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
     assert metrics["privacy"]["mia_auc"] is None  # no holdout
     assert metrics["utility"]["test"] == "20% of real rows"

@@ -483,8 +483,9 @@ def _hist(sides: dict[str, np.ndarray], edges: np.ndarray) -> dict:
 
 def _count_edges(values: list[np.ndarray]) -> np.ndarray:
     """Geometric edges for counts >= 1 (events per user, per session)."""
+    low = max(min(float(v.min(initial=1)) for v in values), 1.0)
     top = max(float(v.max(initial=1)) for v in values)
-    return np.unique(np.floor(np.geomspace(1, top + 1, HIST_BINS + 1))) - 0.5
+    return np.unique(np.floor(np.geomspace(low, top + 1, HIST_BINS + 1))) - 0.5
 
 
 def _rank_curve(items: np.ndarray, num_items: int) -> dict:
