@@ -69,7 +69,7 @@ SESSION_GAP_S = 30 * 60  # a longer gap between a user's events starts a new ses
 SHARED_RUN_LIMIT = 5  # the issue's privacy target: runs of >= 5 shared consecutive items
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 SESSION_NAMES = ("session_id", "session", "sessionid", "visit_id")
-CATEGORY_NAMES = ("category", "category_id", "categoryid", "genre", "cat_id")
+CATEGORY_NAMES = ("category", "category_id", "categoryid", "cat", "cat_id", "genre")
 HIST_BINS = 40
 
 
@@ -155,7 +155,18 @@ def sequence_metrics(
     }
     if hold_note:
         out["note"] = hold_note
-    return out
+    return _finite(out)
+
+
+def _finite(obj):
+    """JSON-ready copy: NaN and inf (a KS test with an empty side) become None."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 def sequence_columns(schema: Schema, cfg: EvaluateConfig) -> dict | None:
