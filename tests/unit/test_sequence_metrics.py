@@ -191,6 +191,8 @@ def test_sequence_holdout_of_the_same_users_is_left_out_with_a_note():
     assert "20 of 20 holdout users also occur" in m["note"]
     assert m["privacy"]["longest_shared_run"]["holdout"] is None
     assert m["privacy"]["membership_auc"] is None
+    empty = sequence_metrics(real, real, holdout=real.slice(0, 0), **COLS)
+    assert "no events" in empty["note"] and empty["transitions"]["holdout_matrix_distance"] is None
 
 
 def test_sequence_categories_of_a_taobao_log():
@@ -232,4 +234,7 @@ def test_sequence_missing_column_fails_clearly():
     real = log(random_seqs(5, 13))
     with pytest.raises(DataError, match="synthetic table lacks column"):
         sequence_metrics(real, real.drop_columns(["ts"]), **COLS)
+    nulls = real.set_column(1, "item", pa.nulls(real.num_rows, pa.int64()))
+    with pytest.raises(DataError, match="synthetic table has no event"):
+        sequence_metrics(real, nulls, **COLS)
     assert infer_schema(real).names == ["user", "item", "ts"]

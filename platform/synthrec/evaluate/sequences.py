@@ -121,6 +121,12 @@ def sequence_metrics(
     if not real.num_rows or not synthetic.num_rows:
         raise DataError("sequence metrics need events in both the real and the synthetic table")
     logs, dropped = _event_logs(tables, user_col, item_col, time_col, session_col, category_col)
+    for name in ("real", "synthetic"):
+        if not len(logs[name].item):
+            raise DataError(
+                f"{name} table has no event with a {user_col}, {item_col} and {time_col} value "
+                f"({dropped[name]} rows with nulls)"
+            )
     num_items = int(max(log.item.max(initial=-1) for log in logs.values())) + 1
     real_log, syn_log = logs["real"], logs["synthetic"]
     hold_log, hold_note = _new_users(logs.get("holdout"), real_log)
@@ -312,6 +318,8 @@ def _new_users(hold: EventLog | None, real: EventLog) -> tuple[EventLog | None, 
     """The holdout less any user who also occurs in the real table."""
     if hold is None:
         return None, None
+    if not len(hold.item):
+        return None, "the holdout has no events; holdout figures are left out"
     known = np.isin(hold.user_code, real.user_code)
     if not known.any():
         return hold, None
@@ -494,8 +502,9 @@ def _hist(sides: dict[str, np.ndarray], edges: np.ndarray) -> dict:
 
 def _count_edges(values: list[np.ndarray]) -> np.ndarray:
     """Geometric edges for counts >= 1 (events per user, per session)."""
-    low = max(min(float(v.min(initial=1)) for v in values), 1.0)
-    top = max(float(v.max(initial=1)) for v in values)
+    present = [v for v in values if len(v)]
+    low = max(min((float(v.min()) for v in present), default=1.0), 1.0)
+    top = max((float(v.max()) for v in present), default=1.0)
     return np.unique(np.floor(np.geomspace(low, top + 1, HIST_BINS + 1))) - 0.5
 
 
