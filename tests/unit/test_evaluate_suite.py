@@ -92,6 +92,15 @@ def test_independent_draws_score_high_and_pass(metrics):
     assert metrics["verdict"]["passed"], metrics["verdict"]
 
 
+def test_sequence_section_comes_with_user_item_and_time_columns(metrics):
+    seqs = metrics["sequences"]
+    assert seqs["columns"]["user"] == "user_id" and seqs["columns"]["time"] == "ts"
+    assert seqs["columns"]["category"] == "category"
+    assert 0 < seqs["events_per_user"]["ks_complement"] <= 1
+    assert "80 of 80 holdout users also occur" in seqs["note"]  # same ids: no user baseline
+    assert seqs["privacy"]["membership_auc"] is None
+
+
 def test_segments_cover_the_top_values(metrics):
     segs = metrics["segments"]
     assert [s["value"] for s in segs] == ["books", "games", "music", "garden"]
