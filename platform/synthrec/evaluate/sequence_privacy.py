@@ -49,7 +49,7 @@ def user_privacy(
     `holdout` (users never trained on) gives the baselines and the attack's non-members."""
     logs = [train, synthetic] + ([holdout] if holdout is not None else [])
     text = _text(logs, num_items)
-    train_hashes = np.unique(_sequence_hashes(train))
+    train_hashes = sorted_distinct(_sequence_hashes(train))
     syn_runs = _runs_against(text, SYN, TRAIN)
     syn_copies = float(np.isin(_sequence_hashes(synthetic), train_hashes).mean())
     if holdout is None:
@@ -64,6 +64,15 @@ def user_privacy(
         auc_jaccard,
         attack_users,
     )
+
+
+def sorted_distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) by sorting: numpy 2.4's plain np.unique takes a hash path that is
+    ~80x slower on a million int64 keys."""
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
 
 
 # ---------------------------------------------------------------------------- shared runs

@@ -62,7 +62,7 @@ from synthrec.config import EvaluateConfig
 from synthrec.data.derived import epoch_seconds, time_unit
 from synthrec.errors import ConfigError, DataError
 from synthrec.evaluate.fidelity import ks_complement
-from synthrec.evaluate.sequence_privacy import user_privacy
+from synthrec.evaluate.sequence_privacy import sorted_distinct, user_privacy
 from synthrec.schema import Role, Schema, time_column
 
 SESSION_GAP_S = 30 * 60  # a longer gap between a user's events starts a new session
@@ -390,7 +390,7 @@ def _pair_keys(log: EventLog, num_items: int) -> np.ndarray:
 
 def _transitions(real: EventLog, syn: EventLog, hold: EventLog | None, num_items: int) -> dict:
     real_keys, syn_keys = _pair_keys(real, num_items), _pair_keys(syn, num_items)
-    real_set = np.unique(real_keys)
+    real_set = sorted_distinct(real_keys)
     out = {
         "pairs": {"real": len(real_keys), "synthetic": len(syn_keys)},
         "pair_share_in_real": _share_in(syn_keys, real_set),
@@ -436,7 +436,7 @@ def transition_distance(real_keys: np.ndarray, other_keys: np.ndarray, num_items
 def _repeat_rate(log: EventLog, num_items: int) -> float | None:
     if not len(log.item):
         return None
-    return 1.0 - len(np.unique(log.user * num_items + log.item)) / len(log.item)
+    return 1.0 - len(sorted_distinct(log.user * num_items + log.item)) / len(log.item)
 
 
 def _user_entropy(log: EventLog) -> np.ndarray:
