@@ -651,6 +651,15 @@ class EvaluateConfig(Section):
     report_max_categories: int = Field(
         20, ge=2, le=200, description="bars per categorical in the report"
     )
+    sequences: bool = Field(
+        True, description="per-user sequence metrics when there are user, item and time columns"
+    )
+    sequence_session_column: str | None = Field(
+        None, description="session id column; default: one named session_id or session"
+    )
+    sequence_category_column: str | None = Field(
+        None, description="item category column; default: one named category or genre"
+    )
     verdict: VerdictConfig = Field(default_factory=VerdictConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 

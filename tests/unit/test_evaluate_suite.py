@@ -16,7 +16,7 @@ from synthrec.errors import ConfigError, SchemaError
 from synthrec.evaluate import evaluate_synthetic, run_evaluate, write_report
 from synthrec.evaluate.columns import encode
 from synthrec.evaluate.report import SECTIONS
-from synthrec.evaluate.suite import segment_plan, verdict
+from synthrec.evaluate.suite import STAGES, segment_plan, verdict
 from synthrec.schema import infer_schema
 
 FAST = EvaluateConfig(
@@ -90,6 +90,15 @@ def test_independent_draws_score_high_and_pass(metrics):
     assert metrics["fidelity"]["overall"] > 0.85
     assert metrics["privacy"]["exact_copy_rate"] == 0.0
     assert metrics["verdict"]["passed"], metrics["verdict"]
+
+
+def test_sequence_section_comes_with_user_item_and_time_columns(metrics):
+    seqs = metrics["sequences"]
+    assert seqs["columns"]["user"] == "user_id" and seqs["columns"]["time"] == "ts"
+    assert seqs["columns"]["category"] == "category"
+    assert 0 < seqs["events_per_user"]["ks_complement"] <= 1
+    assert "80 of 80 holdout users also occur" in seqs["note"]  # same ids: no user baseline
+    assert seqs["privacy"]["membership_auc"] is None
 
 
 def test_segments_cover_the_top_values(metrics):
@@ -174,7 +183,7 @@ def test_report_is_self_contained_with_every_section(tmp_path, tables, metrics):
     for section in SECTIONS:
         assert f'<section id="{section}">' in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 4  # distributions, associations, DCR, segments
+    assert len(images) == 5  # distributions, associations, DCR, segments, sequences
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
     assert (
@@ -195,7 +204,7 @@ def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     )
     stages = []
     metrics = run_evaluate(cfg, progress=lambda done, stage: stages.append(stage))
-    assert stages[-1] == "report" and len(stages) == 6
+    assert stages[-1] == "report" and len(stages) == len(STAGES) + 1
     assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
     assert metrics["privacy"]["mia_auc"] is None  # no holdout
     assert metrics["utility"]["test"] == "20% of real rows"

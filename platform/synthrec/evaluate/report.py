@@ -23,7 +23,7 @@ from synthrec.evaluate.fidelity import CORRELATION
 from synthrec.schema import Role, Schema
 
 REAL_COLOR, SYN_COLOR, HOLD_COLOR = "#1f4e79", "#e07b39", "#6a9f3a"
-SECTIONS = ("summary", "fidelity", "utility", "privacy", "segments", "notes")
+SECTIONS = ("summary", "fidelity", "utility", "privacy", "segments", "sequences", "notes")
 
 
 def write_report(
@@ -65,6 +65,7 @@ def render_html(
             _utility(metrics["utility"]),
             _privacy(metrics["privacy"]),
             _segments(metrics.get("segments")),
+            _sequences(metrics.get("sequences")),
             _notes(metrics),
         ]
     )
@@ -318,6 +319,107 @@ none was passed).</p></section>"""
 {_png(_segment_figure(segs), "segment fidelity")}</section>"""
 
 
+def _sequences(q: dict | None) -> str:
+    """Per-user sequence figures (synthrec.evaluate.sequences) as two tables and a figure."""
+    if not q or "events_per_user" not in q:
+        why = (q or {}).get("note", "no sequence metrics in these metrics")
+        return f"""<section id="sequences"><h2>Sequences</h2>
+<p class="note">{html.escape(why)}</p></section>"""
+    users, events, t, p = q["users"], q["events"], q["transitions"], q["privacy"]
+
+    def dist(key: str, stat: str) -> list[str]:
+        d = q.get(key) or {}
+        real, syn = d.get("real", {}), d.get("synthetic", {})
+        return [f"{_fmt(syn.get(stat))} ({_fmt(d.get('ks_complement'))})", _fmt(real.get(stat))]
+
+    def hold(value: Any, digits: int = 3) -> str:
+        return f"holdout {_fmt(value, digits)}" if value is not None else "n/a (no holdout)"
+
+    pop = q["item_popularity"]
+    fidelity = [
+        [
+            "Users / events",
+            f"{users['synthetic']:,} / {events['synthetic']:,}",
+            f"{users['real']:,} / {events['real']:,}",
+        ],
+        ["Events per user: median (KS complement)", *dist("events_per_user", "p50")],
+        [
+            "Seconds between a user's events: median (KS complement)",
+            *dist("inter_event_seconds", "p50"),
+        ],
+        [
+            f"Events per session ({html.escape(q['session_lengths']['definition'])}): mean (KS "
+            "complement)",
+            *dist("session_lengths", "mean"),
+        ],
+        [
+            "Item popularity: TV distance (0 = same) / coverage of real items",
+            f"{_fmt(pop['tv_distance'])} / {_fmt(pop['coverage'])}",
+            "",
+        ],
+        [
+            "(previous → next item) pairs found in the real log",
+            _fmt(t["pair_share_in_real"]),
+            hold(t["holdout_pair_share_in_real"]),
+        ],
+        [
+            "Transition-matrix distance (0 = same)",
+            _fmt(t["matrix_distance"]),
+            hold(t["holdout_matrix_distance"]),
+        ],
+        [
+            "Repeat rate (items a user had before)",
+            _fmt(q["repeat_rate"]["synthetic"]),
+            _fmt(q["repeat_rate"]["real"]),
+        ],
+    ]
+    if q.get("category_entropy"):
+        fidelity.append(
+            [
+                "Category entropy per user (bits): mean (KS complement)",
+                *dist("category_entropy", "mean"),
+            ]
+        )
+    runs, copies = p["longest_shared_run"], p["exact_copies"]
+    syn_runs, hold_runs = runs["synthetic"], runs.get("holdout") or {}
+    limit = f"share_at_least_{runs['limit']}"
+    privacy = [
+        [
+            "Exact sequence copies of a training user",
+            _fmt(copies["synthetic"], 4),
+            hold(copies["holdout"], 4),
+        ],
+        [
+            "Longest run shared with a training user: median / p90 / max",
+            " / ".join(_fmt(syn_runs.get(k), 0) for k in ("p50", "p90", "max")),
+            " / ".join(_fmt(hold_runs.get(k), 0) for k in ("p50", "p90", "max"))
+            if hold_runs
+            else "n/a (no holdout)",
+        ],
+        [
+            f"Users sharing a run of ≥ {runs['limit']} items",
+            _fmt(syn_runs.get(limit), 4),
+            hold(hold_runs.get(limit), 4) if hold_runs else "n/a (no holdout)",
+        ],
+        [
+            "Membership attack AUC: run / Jaccard (0.5 = no leak)",
+            f"{_fmt(p['auc_run'])} / {_fmt(p['auc_jaccard'])}",
+            "",
+        ],
+    ]
+    note = f'<p class="note">{html.escape(q["note"])}</p>' if q.get("note") else ""
+    header = ["", "Synthetic", "Real (holdout where named)"]
+    return f"""<section id="sequences"><h2>Sequences</h2>
+<p class="note">Each table grouped by user, events in time order. KS complement: 1 = same
+distribution. Shared runs compare item sequences; held-out users show how often real people
+coincide with the training users by chance.</p>
+{_table(header, fidelity)}
+<h3>User-level privacy</h3>
+{_table(header, privacy)}{note}
+{_png(_sequence_figure(q["histograms"], runs.get("histogram")), "sequence distributions")}
+</section>"""
+
+
 def _notes(m: dict) -> str:
     p, secs = m["privacy"], m["meta"].get("seconds", {})
     sample = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in (p.get("sample") or {}).items())
@@ -537,5 +639,60 @@ def _segment_figure(segs: list[dict]) -> Figure:
     ax2.invert_yaxis()
     ax2.set_title("share of rows", fontsize=10)
     ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+DURATION_TICKS = ((1, "1 s"), (60, "1 min"), (3_600, "1 h"), (86_400, "1 d"), (2_592_000, "30 d"))
+
+
+def _sequence_figure(h: dict, runs: dict | None) -> Figure:
+    panels = [
+        ("events per user", h["events_per_user"], True),
+        ("time between a user's events", h["log10_inter_event_seconds"], False),
+        ("events per session", h["session_lengths"], True),
+        ("item popularity by rank", h["item_rank"], None),
+        ("longest run shared with a training user", runs, False),
+        ("category entropy per user (bits)", h.get("category_entropy"), False),
+    ]
+    panels = [panel for panel in panels if panel[1]]
+    fig = Figure(figsize=(15, 3.4 * -(-len(panels) // 3)))
+    for i, (title, data, log_x) in enumerate(panels):
+        ax = fig.add_subplot(-(-len(panels) // 3), 3, i + 1)
+        if log_x is None:  # rank curves
+            for key, color in (("real", REAL_COLOR), ("synthetic", SYN_COLOR)):
+                ax.loglog(data[key]["rank"], data[key]["share"], color=color, label=key)
+            ax.set_xlabel("rank", fontsize=8)
+        else:
+            edges = np.asarray(data["edges"])
+            for key, color in (
+                ("real", REAL_COLOR),
+                ("synthetic", SYN_COLOR),
+                ("holdout", HOLD_COLOR),
+            ):
+                if key in data:
+                    counts = np.asarray(data[key], dtype=float)
+                    ax.stairs(
+                        counts / max(counts.sum(), 1),
+                        edges,
+                        color=color,
+                        label=key,
+                        fill=key == "real",
+                        alpha=0.35 if key == "real" else 1.0,
+                        linewidth=1.6,
+                    )
+            if log_x:
+                ax.set_xscale("log")
+        if title.startswith("time"):
+            ticks = [
+                (np.log10(1 + s), name)
+                for s, name in DURATION_TICKS
+                if np.log10(1 + s) <= edges[-1]
+            ]
+            ax.set_xticks([t for t, _ in ticks], [name for _, name in ticks])
+        ax.set_ylabel("share", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

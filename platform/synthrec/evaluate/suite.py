@@ -19,10 +19,11 @@ from synthrec.errors import ConfigError
 from synthrec.evaluate.columns import SHAPE_OF_ROLE, Column, Shape, check_inputs, encode
 from synthrec.evaluate.fidelity import fidelity, pick
 from synthrec.evaluate.privacy import evaluate_privacy
+from synthrec.evaluate.sequences import sequence_columns, sequence_section
 from synthrec.evaluate.utility import default_label, tstr_trtr
 from synthrec.schema import Schema, infer_schema
 
-STAGES = ("encode", "fidelity", "utility", "privacy", "segments")
+STAGES = ("encode", "fidelity", "utility", "privacy", "segments", "sequences")
 MIN_SEGMENT_ROWS = 20  # fewer rows on either side: the segment's fidelity is not scored
 REAL, SYNTHETIC, HOLDOUT = 0, 1, 2
 
@@ -37,7 +38,8 @@ def evaluate_synthetic(
     progress: Callable[..., None] | None = None,
 ) -> dict:
     """Metrics of `synthetic` against `real` (the generator's training rows) as a nested,
-    JSON-ready dict: fidelity, utility, privacy, segments, verdict and meta.
+    JSON-ready dict: fidelity, utility, privacy, segments, sequences (per-user sequence
+    metrics when the schema has user id, item id and time columns), verdict and meta.
 
     `holdout` (real rows the generator never saw) enables the DCR baseline and the
     membership attack and is the utility test set. `segments` names the conditioned or
@@ -90,12 +92,15 @@ def evaluate_synthetic(
         else None
     )
     report("segments")
+    seqs = sequence_section(real, synthetic, holdout, schema, cfg)
+    report("sequences")
 
     metrics = {
         "fidelity": fid,
         "utility": util,
         "privacy": priv,
         "segments": segs,
+        "sequences": seqs,
         "meta": {
             "rows": {
                 "real": real.num_rows,
@@ -357,6 +362,7 @@ def check_settings(cfg: EvaluateConfig, schema: Schema, segments: dict | None = 
             f"utility_exclude names unknown column(s) {', '.join(unknown)}; columns: "
             f"{', '.join(schema.names)}"
         )
+    sequence_columns(schema, cfg)  # a named session or category column must exist
     coded = [c.name for c in schema.columns if SHAPE_OF_ROLE[c.role] in (Shape.DISCRETE, Shape.ID)]
     for key, spec in (segments or {}).items():
         for col in (spec or {}) if key in ("conditions", "rebalance") else [key]:
