@@ -33,9 +33,36 @@ data_app = typer.Typer(help="Simulate, validate and describe datasets.", no_args
 app.add_typer(data_app, name="data")
 
 
+def installed_version() -> str:
+    """The installed distribution's version; the package's own `__version__` when synthrec runs
+    from a source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("synthrec")
+    except PackageNotFoundError:
+        import synthrec
+
+        return synthrec.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"synthrec {installed_version()}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
+        help="Print the installed synthrec version and exit.",
+    ),
 ) -> None:
     """Global options (--debug is handled in main before parsing)."""
 
