@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import data_app, old_flag, out, progress_bar, renamed
-from synthrec.config import SimulateConfig, load_config
+from synthrec.cli.app import config_from_flags, data_app, old_flag, out, progress_bar, renamed
+from synthrec.config import SimulateConfig
 
 
 @data_app.command("simulate")
@@ -29,7 +29,7 @@ def simulate(
     """Generate a SIMULATED e-commerce search log and publish it atomically (with a manifest)."""
     from synthrec.data.simulator import run_simulate
 
-    cfg = load_config(
+    cfg = config_from_flags(
         SimulateConfig,
         config,
         {

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, old_flag, out, progress_bar, renamed
-from synthrec.config import TrainRecommenderConfig, load_config
+from synthrec.cli.app import app, config_from_flags, console, old_flag, out, progress_bar, renamed
+from synthrec.config import TrainRecommenderConfig
 
 
 @app.command("train-recommender")
@@ -67,7 +67,7 @@ def train_recommender(
         raise typer.BadParameter(
             "give --epochs or --time-budget, not both", param_hint="--time-budget"
         )
-    cfg = load_config(
+    cfg = config_from_flags(
         TrainRecommenderConfig,
         config,
         {
