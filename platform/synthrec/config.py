@@ -31,6 +31,9 @@ MASKED = "**********"  # what pydantic dumps for a SecretStr
 # "Recommender F on ML-100K"; bench/recommender.py); the former defaults (1.0 for
 # train-recommender, 0.5 for the pipeline) were never measured.
 SYNTHETIC_WEIGHT = 0.3
+# GAN epochs when neither epochs nor a time budget is given: `synthrec train-gan` and
+# `Synthesizer.fit` alike.
+GAN_EPOCHS = 30
 
 
 class Section(BaseModel):
@@ -283,7 +286,7 @@ class GanConfig(Section):
         description="chance each other discrete column is also revealed in the conditional vector",
     )
     epochs: int = Field(
-        100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget"
+        GAN_EPOCHS, ge=1, le=100_000, description="default when fit() gets no epochs or time budget"
     )
     sample_batch_rows: int = Field(
         16_384, ge=1, le=1_000_000, description="rows per generator call when sampling"
@@ -381,7 +384,7 @@ class TrainGanConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     run: RunSection = Field(default_factory=RunSection)
     epochs: int | None = Field(
-        None, ge=1, le=100_000, description="default 30 when time_budget_min is not set"
+        None, ge=1, le=100_000, description=f"default {GAN_EPOCHS} when time_budget_min is not set"
     )
     time_budget_min: float | None = Field(None, gt=0, description="stop after this many minutes")
     bf16: bool = Field(
@@ -402,7 +405,7 @@ class TrainGanConfig(Section):
     @classmethod
     def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("epochs") is None and data.get("time_budget_min") is None:
-            return {**data, "epochs": 30}
+            return {**data, "epochs": GAN_EPOCHS}
         return data
 
 
