@@ -66,11 +66,16 @@ def validate(
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."
     ),
+    write_schema_uri: str | None = typer.Option(
+        None,
+        "--write-schema",
+        help="Also write the schema to this YAML (local or s3://): a start for --schema-uri.",
+    ),
     data: str | None = old_flag("--data"),
     schema_old: str | None = old_flag("--schema"),
 ) -> None:
     """Check a dataset against a schema (or infer one) and print the column roles."""
-    from synthrec.data.eventlog import load_event_log, manifest_schema
+    from synthrec.data.eventlog import load_event_log, manifest_schema, write_schema
 
     data = renamed(data_uri, data, "--data-uri", "--data", required=True)
     schema = renamed(schema_uri, schema_old, "--schema-uri", "--schema")
@@ -88,6 +93,9 @@ def validate(
         grid.add_row(spec.name, spec.role.value, spec.kind.value, "yes" if spec.nullable else "no")
     out.print(grid)
     out.print(f"valid: {table.num_rows:,} rows, {table.num_columns} columns", highlight=False)
+    if write_schema_uri:
+        write_schema(result, write_schema_uri, source=data)
+        out.print(f"wrote the schema to {write_schema_uri}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("describe")
