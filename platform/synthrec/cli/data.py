@@ -61,7 +61,9 @@ def simulate(
 @data_app.command("validate")
 def validate(
     data_uri: str | None = typer.Option(
-        None, "--data-uri", help="A .parquet/.csv file or dataset folder, local or s3://."
+        None,
+        "--data-uri",
+        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://.",
     ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."
@@ -100,7 +102,9 @@ def validate(
 
 @data_app.command("describe")
 def describe(
-    uri: str = typer.Argument(..., help="A .parquet/.csv file or dataset folder, local or s3://."),
+    uri: str = typer.Argument(
+        ..., help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://."
+    ),
 ) -> None:
     """Rows, columns, roles, nulls and cardinality; manifest details for a published dataset."""
     from synthrec.data.eventlog import describe as describe_data

@@ -24,7 +24,7 @@ def train_gan(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="training table: .parquet/.csv file or dataset folder (local or s3://)",
+        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
     ),
     out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
     schema_uri: str | None = typer.Option(

@@ -17,7 +17,7 @@ def train_recommender(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real interactions: .parquet/.csv or dataset folder (local or s3://)",
+        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
     ),
     synthetic_uri: str | None = typer.Option(
         None, "--synthetic-uri", help="synthetic interactions with the real table's columns"
