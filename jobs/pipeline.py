@@ -1,14 +1,10 @@
 """Ray job: the end-to-end pipeline (GAN -> synthetic data -> report -> recommender).
 
-ray job submit --working-dir . -- python jobs/pipeline.py --config pipeline.yaml
+The same as `python -m synthrec.jobs.pipeline` (which needs no checkout):
+ray job submit --working-dir . -- python jobs/pipeline.py --config cfg.yaml
 """
 
-from synthrec.cli.jobs import job_main
-from synthrec.config import PipelineConfig
-from synthrec.pipeline import run_pipeline
+from synthrec.jobs.pipeline import main
 
 if __name__ == "__main__":
-    job_main(
-        PipelineConfig,
-        lambda cfg, progress: run_pipeline(cfg, progress=lambda kind, **e: progress({kind: e})),
-    )
+    main()

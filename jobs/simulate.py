@@ -1,17 +1,10 @@
 """Ray job: simulate a search log and publish it atomically.
 
-ray job submit --working-dir . -- python jobs/simulate.py --config sim.yaml
-(or an inline JSON object)
+The same as `python -m synthrec.jobs.simulate` (which needs no checkout):
+ray job submit --working-dir . -- python jobs/simulate.py --config cfg.yaml
 """
 
-from synthrec.cli.jobs import job_main
-from synthrec.config import SimulateConfig
-from synthrec.data.simulator import run_simulate
+from synthrec.jobs.simulate import main
 
 if __name__ == "__main__":
-    job_main(
-        SimulateConfig,
-        lambda cfg, progress: (
-            f"published {run_simulate(cfg, progress=progress).num_rows} rows to {cfg.out_uri}"
-        ),
-    )
+    main()

@@ -1,11 +1,10 @@
 """Ray job: train the GAN with Ray Train and publish the model.
 
+The same as `python -m synthrec.jobs.train_gan` (which needs no checkout):
 ray job submit --working-dir . -- python jobs/train_gan.py --config cfg.yaml
 """
 
-from synthrec.cli.jobs import job_main
-from synthrec.config import TrainGanConfig
-from synthrec.distributed.gan_train import run_train_gan
+from synthrec.jobs.train_gan import main
 
 if __name__ == "__main__":
-    job_main(TrainGanConfig, run_train_gan)
+    main()

@@ -1,11 +1,10 @@
-"""Ray job: train recommender F (real + λ-weighted synthetic) with Ray Train and publish it.
+"""Ray job: train recommender F with Ray Train and publish it.
 
+The same as `python -m synthrec.jobs.train_recommender` (which needs no checkout):
 ray job submit --working-dir . -- python jobs/train_recommender.py --config cfg.yaml
 """
 
-from synthrec.cli.jobs import job_main
-from synthrec.config import TrainRecommenderConfig
-from synthrec.distributed.recommender_train import run_train_recommender
+from synthrec.jobs.train_recommender import main
 
 if __name__ == "__main__":
-    job_main(TrainRecommenderConfig, run_train_recommender)
+    main()

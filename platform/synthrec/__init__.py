@@ -1,6 +1,30 @@
-"""synthrec: synthetic interaction logs and recommenders on Ray."""
+"""synthrec: synthetic interaction logs and recommenders on Ray.
+
+    import synthrec
+    synth = synthrec.Synthesizer().fit(df)   # a pandas DataFrame or a pyarrow Table
+    rows = synth.sample(1_000, conditions={"genre": "Drama"})
+
+`import synthrec` stays light: `Synthesizer` (and torch with it) loads on first use.
+"""
 
 __version__ = "0.1.0"
+
+# Public names loaded on first access (module that defines each), so importing the package
+# does not import torch.
+_LAZY = {"Synthesizer": "synthrec.gan.synthesizer"}
+__all__ = ["Synthesizer", "read_synthetic", "__version__"]
+
+
+def __getattr__(name: str):  # no typing import: it alone would cost more than the package
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'synthrec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def read_synthetic(uri: str, storage=None):

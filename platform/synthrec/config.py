@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -29,6 +31,9 @@ MASKED = "**********"  # what pydantic dumps for a SecretStr
 # "Recommender F on ML-100K"; bench/recommender.py); the former defaults (1.0 for
 # train-recommender, 0.5 for the pipeline) were never measured.
 SYNTHETIC_WEIGHT = 0.3
+# GAN epochs when neither epochs nor a time budget is given: `synthrec train-gan` and
+# `Synthesizer.fit` alike.
+GAN_EPOCHS = 30
 
 
 class Section(BaseModel):
@@ -281,7 +286,7 @@ class GanConfig(Section):
         description="chance each other discrete column is also revealed in the conditional vector",
     )
     epochs: int = Field(
-        100, ge=1, le=100_000, description="default when fit() gets no epochs or time budget"
+        GAN_EPOCHS, ge=1, le=100_000, description="default when fit() gets no epochs or time budget"
     )
     sample_batch_rows: int = Field(
         16_384, ge=1, le=1_000_000, description="rows per generator call when sampling"
@@ -427,7 +432,7 @@ class TrainGanConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     run: RunSection = Field(default_factory=RunSection)
     epochs: int | None = Field(
-        None, ge=1, le=100_000, description="default 30 when time_budget_min is not set"
+        None, ge=1, le=100_000, description=f"default {GAN_EPOCHS} when time_budget_min is not set"
     )
     time_budget_min: float | None = Field(None, gt=0, description="stop after this many minutes")
     bf16: bool = Field(
@@ -448,7 +453,7 @@ class TrainGanConfig(Section):
     @classmethod
     def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("epochs") is None and data.get("time_budget_min") is None:
-            return {**data, "epochs": 30}
+            return {**data, "epochs": GAN_EPOCHS}
         return data
 
 
@@ -880,11 +885,16 @@ class PipelineConfig(Section):
 
 
 def load_config(
-    cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> T:
     """Validate YAML at `path` (optional) plus dotted-key `overrides` into `cls`.
 
-    Overrides with value None are ignored, so CLI flags left unset keep YAML values.
+    Overrides with value None are ignored, so CLI flags left unset keep YAML values. `flags`
+    names the CLI flag that sets an override key: an error about a value a flag gave, or about
+    a required key that nothing gave, names the flag the user types, not the config key.
     """
     data: dict[str, Any] = {}
     if path is not None:
@@ -892,10 +902,23 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, value)
-    return validate_config(cls, data, source=str(path) if path else "flags")
+    given = {k: f for k, f in (flags or {}).items() if (overrides or {}).get(k) is not None}
+    names = FlagNames(given=given, settable=dict(flags or {}), config_file=path is not None)
+    return validate_config(cls, data, source=str(path) if path else "flags", flags=names)
 
 
-def validate_config(cls: type[T], data: Any, source: str = "config") -> T:
+@dataclass(frozen=True)
+class FlagNames:
+    """Which config keys a command line set (`given`) or could set (`settable`), by flag."""
+
+    given: dict[str, str]
+    settable: dict[str, str]
+    config_file: bool  # a --config YAML could have given the key too
+
+
+def validate_config(
+    cls: type[T], data: Any, source: str = "config", flags: FlagNames | None = None
+) -> T:
     """Validate a plain dict (e.g. JSON shipped with a Ray job) into `cls`."""
     if not isinstance(data, dict):
         raise ConfigError(
@@ -904,9 +927,28 @@ def validate_config(cls: type[T], data: Any, source: str = "config") -> T:
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(
-            f"{source}: " + "; ".join(_describe(cls, e) for e in err.errors())
-        ) from None
+        by_flag, by_key = [], []
+        for e in err.errors():
+            flag_message = _describe_flag(e, flags, source) if flags else None
+            if flag_message:
+                by_flag.append(flag_message)
+            else:
+                by_key.append(_describe(cls, e))
+        parts = by_flag + ([f"{source}: " + "; ".join(by_key)] if by_key else [])
+        raise ConfigError("; ".join(parts)) from None
+
+
+def _describe_flag(error: dict[str, Any], flags: FlagNames, source: str) -> str | None:
+    """The error in the words of the command line, where a flag gave (or could give) the key."""
+    key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "missing" and key in flags.settable:
+        also = f" (or '{key}' in {source})" if flags.config_file else ""
+        return f"{flags.settable[key]} is required{also}"
+    if key not in flags.given:
+        return None
+    if error["type"] == "value_error":
+        return f"{flags.given[key]}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{flags.given[key]}: {error['msg']} (got {error.get('input')!r})"
 
 
 def _describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
@@ -917,6 +959,8 @@ def _describe(cls: type[BaseModel], error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(_fields_at(cls, error["loc"][:-1])))
         return f"unknown key '{key}' (allowed here: {allowed})"
+    if error["type"] == "missing":  # its input is the enclosing mapping: noise
+        return f"key '{key}' is required"
     return f"key '{key}': {error['msg']} (got {error.get('input')!r})"
 
 

@@ -18,8 +18,8 @@ leaves nothing that looks complete.
 Single files, retries and the conditional write live in `filestore` (re-exported here).
 Reading follows one rule (see `plan_read`): a location with a manifest is read through it,
 every file checked against the manifest's size and (by default) sha256; plain files are read
-only where the user points at them: a .parquet/.csv file, or a folder with no manifest that
-holds no run folder and is not one. No torch here.
+only where the user points at them: a .parquet/.csv file (CSV maybe compressed), a RecBole
+`.inter` file, or a folder with no manifest that holds no run folder and is not one. No torch here.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from synthrec import atomic
 from synthrec.config import StorageConfig
 from synthrec.errors import DataError, ModelError, StorageError
 
@@ -353,6 +354,17 @@ def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
 # ---------------------------------------------------------------------------- reading
 
 
+FILE_FORMATS: dict[str, Literal["parquet", "csv", "tsv", "atomic"]] = {
+    "parquet": "parquet",
+    "pq": "parquet",
+    "csv": "csv",
+    "tsv": "tsv",
+    "inter": "atomic",
+}
+# Compression a CSV or TSV file may carry (suffix -> pyarrow codec), undone while reading.
+COMPRESSED_SUFFIXES = {"gz": "gzip", "bz2": "bz2", "zst": "zstd", "lz4": "lz4"}
+
+
 @dataclass(frozen=True)
 class ReadPlan:
     """What the one reading rule says to read at `uri`, for readers that schedule the reads
@@ -361,7 +373,7 @@ class ReadPlan:
     which checks it against its entry."""
 
     uri: str
-    format: Literal["parquet", "csv", "tsv"]
+    format: Literal["parquet", "csv", "tsv", "atomic"]
     paths: list[str]
     num_bytes: int
     manifest: Manifest | None = None
@@ -371,9 +383,11 @@ def plan_read(uri: str, storage: StorageConfig | None = None) -> ReadPlan:
     """Decide what a reader may read at `uri`:
 
     - a folder with a manifest: exactly the files the manifest names (a dataset, not a model);
-    - a .parquet/.pq/.csv/.tsv file: that file, as the user pointed at it;
+    - a .parquet/.pq/.csv/.tsv file (CSV and TSV maybe compressed): that file, as the user
+      pointed at it; a RecBole `.inter` file: it and the `.user`/`.item` files beside it;
     - a folder without a manifest: its Parquet files, unless it is a run folder (`run-*`,
-      `_staging*`) or holds one at any depth: that is a crashed or unfinished write, refused.
+      `_staging*`) or holds one at any depth: that is a crashed or unfinished write, refused;
+      a folder with no Parquet file but one `.inter` file: that RecBole dataset.
     """
     fs, path = filesystem(uri, storage)
     info = with_retries(lambda: fs.get_file_info(path), uri, storage, "look up")
@@ -387,13 +401,23 @@ def plan_read(uri: str, storage: StorageConfig | None = None) -> ReadPlan:
             raise DataError(f"{uri} is a published {manifest.kind}, not a dataset")
         paths = [f"{path}/{e.path}" for e in manifest.files]
         return ReadPlan(uri, "parquet", paths, sum(e.bytes for e in manifest.files), manifest)
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    formats = {"parquet": "parquet", "pq": "parquet", "csv": "csv", "tsv": "tsv"}
-    if suffix not in formats:
+    return ReadPlan(uri, file_format(uri), [path], info.size or 0)
+
+
+def file_format(uri: str) -> Literal["parquet", "csv", "tsv", "atomic"]:
+    """The format a file's name says: `.parquet`/`.pq`, `.csv`/`.tsv` (also compressed:
+    `.gz`, `.bz2`, `.zst`, `.lz4`, undone while reading), or a RecBole `.inter` file."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
+    stem, _, suffix = name.rpartition(".")
+    if suffix in COMPRESSED_SUFFIXES and stem.rpartition(".")[2] in ("csv", "tsv"):
+        suffix = stem.rpartition(".")[2]
+    if not stem or suffix not in FILE_FORMATS:
+        shown = f"'.{suffix}'" if stem else "(no suffix)"
         raise DataError(
-            f"{uri}: unknown format '.{suffix}'; use a .parquet or .csv file or a dataset folder"
+            f"{uri}: unknown format {shown}; use a .parquet, .csv or .tsv file (optionally "
+            f".gz, .bz2, .zst or .lz4 compressed), a RecBole .inter file, or a dataset folder"
         )
-    return ReadPlan(uri, formats[suffix], [path], info.size or 0)
+    return FILE_FORMATS[suffix]
 
 
 def _plain_folder_plan(uri: str, path: str, storage: StorageConfig | None) -> ReadPlan:
@@ -414,9 +438,14 @@ def _plain_folder_plan(uri: str, path: str, storage: StorageConfig | None) -> Re
         if rel.lower().endswith((".parquet", ".pq"))
         and not any(part.startswith(("_", ".")) for part in rel.split("/"))
     )
+    inter = [rel for rel in infos if "/" not in rel and rel.lower().endswith(".inter")]
+    if not files and len(inter) == 1:  # a RecBole atomic dataset folder
+        return ReadPlan(
+            uri, "atomic", [f"{path.rstrip('/')}/{inter[0]}"], infos[inter[0]].size or 0
+        )
     if not files:
         raise DataError(
-            f"{uri} holds no Parquet files and no {MANIFEST}; "
+            f"{uri} holds no Parquet files, no single RecBole .inter file and no {MANIFEST}; "
             "point at a dataset folder or a .parquet/.csv file"
         )
     paths = [f"{path.rstrip('/')}/{rel}" for rel in files]
@@ -471,6 +500,9 @@ def read_plan(
             raise DataError(f"{plan.uri}: the manifest names no files; re-publish it")
         return check_row_count(plan.uri, plan.manifest, pa.concat_tables(tables))
     fs, base = filesystem(plan.uri, storage)
+    if plan.format == "atomic":
+        table = atomic.load_inter_file(_atomic_uri(plan), storage)
+        return table.select(columns) if columns is not None else table
     if plan.format in ("csv", "tsv"):
         return _read_csv(plan, fs, storage, columns, "\t" if plan.format == "tsv" else ",")
 
@@ -556,9 +588,18 @@ def _check_entry(furi: str, entry: FileEntry, size: int | None, sha256: str | No
         )
 
 
+def _atomic_uri(plan: ReadPlan) -> str:
+    """The `.inter` file's URI: the one the user named, or the one found in their folder."""
+    if plan.uri.rstrip("/").lower().endswith(".inter"):
+        return plan.uri
+    return join(plan.uri, plan.paths[0].rsplit("/", 1)[-1])
+
+
 def _read_csv(plan: ReadPlan, fs, storage, columns, delimiter: str) -> pa.Table:
     def read() -> pa.Table:
-        with fs.open_input_stream(plan.paths[0]) as stream:
+        suffix = plan.paths[0].rsplit(".", 1)[-1].lower()
+        compression = COMPRESSED_SUFFIXES.get(suffix)  # by our suffix rule, any letter case
+        with fs.open_input_stream(plan.paths[0], compression=compression) as stream:
             return pacsv.read_csv(
                 stream,
                 parse_options=pacsv.ParseOptions(delimiter=delimiter),

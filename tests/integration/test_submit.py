@@ -225,7 +225,8 @@ def test_submit_simulate_to_s3_succeeds_on_two_nodes(cluster, s3_server, s3_buck
     assert run.returncode == 0, run.stdout + run.stderr
     assert "published 2000 rows" in run.stdout  # the job's own log line, streamed
     assert "succeeded" in run.stderr
-    assert "ray job submit --address" in run.stderr and "jobs/simulate.py --config" in run.stderr
+    assert "ray job submit --address" in run.stderr
+    assert "python -m synthrec.jobs.simulate --config" in run.stderr
     manifest = read_manifest(out)
     assert manifest is not None and manifest.num_rows == 2_000
     assert SECRET_KEY not in run.stdout + run.stderr

@@ -447,6 +447,6 @@ def test_k8s_rayjob_runs_a_job_entrypoint_on_the_cluster():
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": "synthrec"}
     entry = job["spec"]["entrypoint"]
-    script = re.search(r"/home/ray/synthrec/(jobs/\w+\.py)", entry).group(1)
-    assert (REPO / script).is_file()
+    module = re.search(r"python -m (synthrec\.jobs\.\w+)", entry).group(1)
+    assert importlib.util.find_spec(module) is not None
     assert json.loads(re.search(r"--config '(\{.*\})'", entry).group(1))

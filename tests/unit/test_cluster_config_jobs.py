@@ -27,17 +27,41 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+ALL_JOBS = "evaluate, generate, pipeline, simulate, train_gan, train_recommender"
+
+
 def test_jobs_unknown_job_lists_the_available_ones(project):
-    with pytest.raises(ConfigError, match=r"unknown job 'simulat'.*: simulate, tiny$"):
+    with pytest.raises(ConfigError, match=rf"unknown job 'simulat': available jobs: {ALL_JOBS}$"):
         jobs.build_job_spec("simulat", project)
 
 
-def test_jobs_config_is_validated_before_submission_where_its_class_is_known(project):
+def test_jobs_config_is_validated_before_submission(project):
     with pytest.raises(ConfigError, match="key 'rows'"):
         jobs.build_job_spec("simulate", project, {"rows": 0})
     with pytest.raises(ConfigError, match="unknown key 'rowz'"):
         jobs.build_job_spec("simulate", project, {"rowz": 5})
-    jobs.build_job_spec("tiny", project, {"anything": 1})  # no known class: the job validates
+    with pytest.raises(ConfigError, match="unknown key 'rowz'"):
+        jobs.build_job_spec("evaluate", project, {"rowz": 5})
+
+
+def test_jobs_evaluate_is_submitted_as_a_module_with_its_validated_config(project):
+    with pytest.warns(FutureWarning, match="'real' is deprecated"):
+        spec = jobs.build_job_spec("evaluate", project, {"real": "s3://b/r", "synthetic_uri": "x"})
+    argv = shlex.split(spec.entrypoint)
+    assert argv[:4] == ["python", "-m", "synthrec.jobs.evaluate", "--config"]
+    assert json.loads(argv[4]) == {"real_uri": "s3://b/r", "synthetic_uri": "x"}
+
+
+def test_jobs_outside_a_checkout_only_the_running_package_travels(tmp_path):
+    import synthrec
+
+    assert jobs.find_project_dir(tmp_path) in (None, REPO)  # REPO: the package's own checkout
+    spec = jobs.build_job_spec("synthrec.jobs.simulate", None, {"rows": 10})
+    assert "working_dir" not in spec.runtime_env
+    assert spec.runtime_env["py_modules"] == [str(Path(synthrec.__file__).resolve().parent)]
+    command = spec.ray_job_submit_command("http://h:8265", cwd=tmp_path)
+    assert command.startswith("ray job submit --address http://h:8265 --runtime-env-json ")
+    assert "-- python -m synthrec.jobs.simulate --config" in command
 
 
 def test_jobs_spec_uploads_the_project_without_venv_git_or_outputs(project):
@@ -48,8 +72,8 @@ def test_jobs_spec_uploads_the_project_without_venv_git_or_outputs(project):
     assert env["py_modules"] == [str(project / "platform" / "synthrec")]
     assert env["excludes"] == jobs.WORKING_DIR_EXCLUDES
     argv = shlex.split(spec.entrypoint)
-    assert argv[:3] == ["python", "jobs/simulate.py", "--config"]
-    assert json.loads(argv[3]) == {"rows": 10, "out_uri": "s3://b/x"}  # current key names
+    assert argv[:4] == ["python", "-m", "synthrec.jobs.simulate", "--config"]
+    assert json.loads(argv[4]) == {"rows": 10, "out_uri": "s3://b/x"}  # current key names
     assert spec.submission_id.startswith("synthrec-simulate-")
 
 
@@ -126,7 +150,7 @@ def test_jobs_printed_command_is_the_plain_ray_equivalent_from_the_project(proje
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
     spec = jobs.build_job_spec(
-        "tiny", project, {"rows": 10, "storage": {"endpoint_url": "http://e"}}
+        "evaluate", project, {"real_uri": "r", "storage": {"endpoint_url": "http://e"}}
     )
     command = spec.ray_job_submit_command("http://127.0.0.1:8265", cwd=project)
     assert "s3cr3t-value" not in command and "s3cr3t-value" not in json.dumps(spec.runtime_env)
@@ -140,7 +164,7 @@ def test_jobs_printed_command_is_the_plain_ray_equivalent_from_the_project(proje
     }
     assert argv[argv.index("--") + 1 :] == shlex.split(spec.entrypoint)
     assert json.loads(argv[argv.index("--config") + 1]) == {
-        "rows": 10,
+        "real_uri": "r",
         "storage": {"endpoint_url": "http://e"},
     }
     assert spec.ray_job_submit_command("http://h:8265", cwd=project.parent).startswith(
@@ -153,9 +177,9 @@ def test_jobs_refuse_secrets_in_the_config_that_would_show_in_job_logs(project):
     with pytest.raises(
         ConfigError, match=r"sim.yaml: storage.secret_access_key would travel"
     ) as err:
-        jobs.build_job_spec("tiny", project, config, config_source="sim.yaml")
+        jobs.build_job_spec("evaluate", project, config, config_source="sim.yaml")
     assert "yaml-secret" not in str(err.value)
-    jobs.build_job_spec("tiny", project, {"storage": {"secret_access_key": None}})  # unset is fine
+    jobs.build_job_spec("evaluate", project, {"storage": {"secret_access_key": None}})  # unset ok
 
 
 def test_jobs_address_is_normalized_or_rejected():

@@ -135,3 +135,4 @@ def test_cli_evaluate_needs_both_tables(tmp_path, files, capsys):
         ["evaluate", "--real-uri", files["real"], "--out-uri", str(tmp_path / "rep")], capsys
     )
     assert code == 2 and "needs both a real and a synthetic table" in err
+    assert "--real-uri and --synthetic-uri" in err  # the flags' current names

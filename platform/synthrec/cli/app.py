@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +19,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+try:  # typer >= 0.29 vendors its own click
+    from typer._click.globals import get_current_context
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import get_current_context
+
+from synthrec.config import load_config
+
+T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()  # results (tables, summaries) go to stdout
 
@@ -33,9 +42,36 @@ data_app = typer.Typer(help="Simulate, validate and describe datasets.", no_args
 app.add_typer(data_app, name="data")
 
 
+def installed_version() -> str:
+    """The installed distribution's version; the package's own `__version__` when synthrec runs
+    from a source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("synthrec")
+    except PackageNotFoundError:
+        import synthrec
+
+        return synthrec.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"synthrec {installed_version()}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
+        help="Print the installed synthrec version and exit.",
+    ),
 ) -> None:
     """Global options (--debug is handled in main before parsing)."""
 
@@ -82,6 +118,40 @@ def renamed(value: Any, old_value: Any, flag: str, old: str, required: bool = Fa
     if value is None and required:
         raise typer.BadParameter("missing; it is required", param_hint=flag)
     return value
+
+
+# Flags whose names differ from the config key they set (checked against the command's own
+# options, so a flag is named only where the command has it).
+FLAG_OF_KEY = {
+    "ray_address": "--address",
+    "scaling.use_gpu": "--gpu",
+    "time_budget_min": "--time-budget",
+    "model.time_budget_s": "--time-budget",
+    "utility_exclude": "--utility-exclude",
+    "conditions": "--condition",
+    "stages": "--stage",
+}
+
+
+def config_from_flags(cls: type[T], config: Path | None, overrides: dict[str, Any]) -> T:
+    """`load_config` for a command: errors about values its flags gave, or about required keys,
+    name the flags (`--data-uri is required`), not the config keys. A key's flag is
+    `FLAG_OF_KEY[key]`, else `--<last part of the key, dashed>`, if the command has it."""
+    ctx = get_current_context(silent=True)
+    options = {
+        opt
+        for param in (ctx.command.params if ctx else [])
+        if not getattr(param, "hidden", False)
+        for opt in param.opts
+    }
+    names = {}
+    for key in overrides:
+        leaf = key.rsplit(".", 1)[-1].replace("_", "-")
+        for flag in (FLAG_OF_KEY.get(key), f"--{leaf}"):
+            if flag in options:
+                names[key] = flag
+                break
+    return load_config(cls, config, overrides, flags=names)
 
 
 def warn(message: str) -> None:

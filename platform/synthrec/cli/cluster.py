@@ -1,5 +1,6 @@
-"""Cluster commands: `synthrec submit` runs a `jobs/` entrypoint on a Ray cluster and exits with
-its status; `synthrec cluster-security-group` prepares cluster.yaml's security group."""
+"""Cluster commands: `synthrec submit` runs a job (`python -m synthrec.jobs.NAME`) on a Ray
+cluster and exits with its status; `synthrec cluster-security-group` prepares cluster.yaml's
+security group."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from rich.markup import escape
 
 from synthrec.cli.app import app, console, out
 
-SUBMIT_HELP = """Submit jobs/JOB.py to a Ray cluster, stream its logs, exit with its status.
+SUBMIT_HELP = """Submit a job (python -m synthrec.jobs.JOB) to a Ray cluster, stream its logs,
+exit with its status.
+
+Jobs: simulate, train_gan, generate, train_recommender, evaluate, pipeline.
 
 Exit status: 0 succeeded, 1 failed, 3 stopped, 2 not submitted (bad input, cluster unreachable,
 connection lost). The cluster's job API stays private: reach it with `ray dashboard cluster.yaml`
@@ -24,7 +28,7 @@ with the job; credentials never do (Ray logs a job's environment): the cluster h
 
 @app.command("submit", help=SUBMIT_HELP)
 def submit(
-    job: str = typer.Argument(..., help="Job name: a file in jobs/ without .py, e.g. simulate."),
+    job: str = typer.Argument(..., help="Job name, e.g. simulate or evaluate."),
     address: str = typer.Option(
         ...,
         "--address",
@@ -41,7 +45,10 @@ def submit(
         help="Also forward this environment variable (name only; repeatable; not for secrets).",
     ),
     project_dir: Path = typer.Option(
-        None, "--project-dir", help="The synthrec checkout to upload (default: found from cwd)."
+        None,
+        "--project-dir",
+        help="The synthrec checkout to upload as the working dir (default: found from cwd; "
+        "outside a checkout only the installed package travels).",
     ),
 ) -> None:
     from synthrec.distributed import jobs

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import data_app, old_flag, out, progress_bar, renamed
-from synthrec.config import SimulateConfig, load_config
+from synthrec.cli.app import config_from_flags, data_app, old_flag, out, progress_bar, renamed
+from synthrec.config import SimulateConfig
 
 
 @data_app.command("simulate")
@@ -29,7 +29,7 @@ def simulate(
     """Generate a SIMULATED e-commerce search log and publish it atomically (with a manifest)."""
     from synthrec.data.simulator import run_simulate
 
-    cfg = load_config(
+    cfg = config_from_flags(
         SimulateConfig,
         config,
         {
@@ -61,16 +61,23 @@ def simulate(
 @data_app.command("validate")
 def validate(
     data_uri: str | None = typer.Option(
-        None, "--data-uri", help="A .parquet/.csv file or dataset folder, local or s3://."
+        None,
+        "--data-uri",
+        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://.",
     ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."
+    ),
+    write_schema_uri: str | None = typer.Option(
+        None,
+        "--write-schema",
+        help="Also write the schema to this YAML (local or s3://): a start for --schema-uri.",
     ),
     data: str | None = old_flag("--data"),
     schema_old: str | None = old_flag("--schema"),
 ) -> None:
     """Check a dataset against a schema (or infer one) and print the column roles."""
-    from synthrec.data.eventlog import load_event_log, manifest_schema
+    from synthrec.data.eventlog import load_event_log, manifest_schema, write_schema
 
     data = renamed(data_uri, data, "--data-uri", "--data", required=True)
     schema = renamed(schema_uri, schema_old, "--schema-uri", "--schema")
@@ -88,11 +95,16 @@ def validate(
         grid.add_row(spec.name, spec.role.value, spec.kind.value, "yes" if spec.nullable else "no")
     out.print(grid)
     out.print(f"valid: {table.num_rows:,} rows, {table.num_columns} columns", highlight=False)
+    if write_schema_uri:
+        write_schema(result, write_schema_uri, source=data)
+        out.print(f"wrote the schema to {write_schema_uri}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("describe")
 def describe(
-    uri: str = typer.Argument(..., help="A .parquet/.csv file or dataset folder, local or s3://."),
+    uri: str = typer.Argument(
+        ..., help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://."
+    ),
 ) -> None:
     """Rows, columns, roles, nulls and cardinality; manifest details for a published dataset."""
     from synthrec.data.eventlog import describe as describe_data

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, old_flag, out, progress_bar, renamed
-from synthrec.config import EvaluateConfig, load_config
+from synthrec.cli.app import app, config_from_flags, old_flag, out, progress_bar, renamed
+from synthrec.config import EvaluateConfig
 
 
 @app.command("evaluate")
@@ -48,7 +48,7 @@ def evaluate(
     from synthrec.evaluate import run_evaluate
     from synthrec.evaluate.suite import STAGES, load_inputs
 
-    cfg = load_config(
+    cfg = config_from_flags(
         EvaluateConfig,
         config,
         {

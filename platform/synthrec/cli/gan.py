@@ -7,8 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, old_flag, out, parse_pairs, progress_bar, renamed
-from synthrec.config import GenerateConfig, TrainGanConfig, load_config
+from synthrec.cli.app import (
+    app,
+    config_from_flags,
+    old_flag,
+    out,
+    parse_pairs,
+    progress_bar,
+    renamed,
+)
+from synthrec.config import GenerateConfig, TrainGanConfig
 
 
 @app.command("train-gan")
@@ -16,7 +24,7 @@ def train_gan(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="training table: .parquet/.csv file or dataset folder (local or s3://)",
+        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
     ),
     out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
     schema_uri: str | None = typer.Option(
@@ -46,7 +54,7 @@ def train_gan(
     """Train the conditional GAN on Ray Train (CPU or GPU workers) and publish the model."""
     from synthrec.distributed.gan_train import run_train_gan
 
-    cfg = load_config(
+    cfg = config_from_flags(
         TrainGanConfig,
         config,
         {
@@ -108,7 +116,7 @@ def generate(
     """Generate exactly N synthetic rows with Ray Data and publish them atomically as Parquet."""
     from synthrec.distributed.generate import run_generate
 
-    cfg = load_config(
+    cfg = config_from_flags(
         GenerateConfig,
         config,
         {

@@ -1,4 +1,4 @@
-"""Shared entry for the thin scripts in jobs/ (the targets of `ray job submit`).
+"""Shared entry of the job modules in synthrec.jobs (the targets of `ray job submit`).
 
 `--config` takes a YAML file path or an inline JSON object (what `synthrec submit` ships);
 further `key=value` arguments override dotted keys. The result is printed as JSON.

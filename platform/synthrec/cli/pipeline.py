@@ -9,8 +9,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, old_flag, out, renamed
-from synthrec.config import PIPELINE_STAGES, PipelineConfig, load_config
+from synthrec.cli.app import app, config_from_flags, console, old_flag, out, renamed
+from synthrec.config import PIPELINE_STAGES, PipelineConfig
 
 STAGE_TITLES = {
     "data": "real data (split: each user's last two interactions, then a random privacy holdout)",
@@ -102,7 +102,7 @@ def pipeline(
     stages."""
     from synthrec.pipeline import run_pipeline
 
-    cfg = load_config(
+    cfg = config_from_flags(
         PipelineConfig,
         config,
         {

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, console, old_flag, out, progress_bar, renamed
-from synthrec.config import TrainRecommenderConfig, load_config
+from synthrec.cli.app import app, config_from_flags, console, old_flag, out, progress_bar, renamed
+from synthrec.config import TrainRecommenderConfig
 
 
 @app.command("train-recommender")
@@ -17,7 +17,7 @@ def train_recommender(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real interactions: .parquet/.csv or dataset folder (local or s3://)",
+        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
     ),
     synthetic_uri: str | None = typer.Option(
         None, "--synthetic-uri", help="synthetic interactions with the real table's columns"
@@ -67,7 +67,7 @@ def train_recommender(
         raise typer.BadParameter(
             "give --epochs or --time-budget, not both", param_hint="--time-budget"
         )
-    cfg = load_config(
+    cfg = config_from_flags(
         TrainRecommenderConfig,
         config,
         {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from synthrec.cli.app import app, console, old_flag, renamed
-from synthrec.config import ServeConfig, load_config
+from synthrec.cli.app import app, config_from_flags, console, old_flag, renamed
+from synthrec.config import ServeConfig
 
 
 @app.command("serve")
@@ -53,7 +53,7 @@ def serve_command(
     Set SYNTHREC_API_KEY (or api_key_file in --config) to require `Authorization: Bearer <key>`;
     without one, only a loopback --host is served (or pass --insecure).
     """
-    cfg = load_config(
+    cfg = config_from_flags(
         ServeConfig,
         config,
         {

@@ -157,6 +157,24 @@ def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: s
     return Schema(columns)
 
 
+def schema_yaml(schema: Schema, source: str) -> str:
+    """`schema` as a schema file (the YAML `--schema-uri` reads), headed by how to edit it."""
+    header = (
+        f"# Column roles of {source}. Edit them, then pass this file as --schema-uri.\n"
+        f"# role: {', '.join(r.value for r in Role)}\n"
+        f"# kind: {', '.join(k.value for k in Kind)} (checked against the data)\n"
+        "# nullable: true lets the column hold nulls\n"
+    )
+    return header + yaml.safe_dump(schema.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def write_schema(
+    schema: Schema, uri: str, source: str, storage: StorageConfig | None = None
+) -> None:
+    """Write `schema_yaml` to `uri` (local or s3://), replacing any file there."""
+    st.write_bytes(uri, schema_yaml(schema, source).encode("utf-8"), storage)
+
+
 def manifest_schema(uri: str, storage: StorageConfig | None = None) -> Schema | None:
     """The schema a published dataset carries in its manifest, if any."""
     if not st.exists(st.join(uri, st.MANIFEST), storage):  # e.g. a single file

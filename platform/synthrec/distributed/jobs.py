@@ -1,12 +1,15 @@
-"""Submit a `jobs/` entrypoint to a Ray cluster's job API, follow its logs, report how it ended.
+"""Submit a job (`python -m synthrec.jobs.NAME`) to a Ray cluster's job API, follow its logs,
+report how it ended.
 
 Ray glue only. What travels with a job:
-- the project folder as `working_dir` (without venvs, git, outputs and bench results), and
-  `platform/synthrec` as a `py_module`, which comes first on the workers' path, so a job runs
-  the code it was submitted with even where the nodes have an older synthrec installed;
-- the job's config as one inline JSON argument (`--config '{...}'`, which every job in jobs/
-  accepts besides a YAML path), validated here (deprecated key names are renamed, with a
-  warning) and again by the job;
+- the synthrec package the submitter runs as a `py_module` (a checkout's `platform/synthrec`,
+  else the installed package), which comes first on the workers' path, so a job runs the code
+  it was submitted with even where the nodes have an older synthrec installed; from a
+  checkout, also the project folder as `working_dir` (without venvs, git, outputs and bench
+  results). The entrypoint is the module, so no checkout is needed on either side;
+- the job's config as one inline JSON argument (`--config '{...}'`, which every job accepts
+  besides a YAML path), validated here against the job module's `CONFIG` (deprecated key
+  names are renamed, with a warning) and again by the job;
 - S3 endpoint and region variables, and variables named with `--env`. Never secrets: Ray
   writes a job's runtime env, values included, to runtime_env_agent.log on every node, and
   prints the entrypoint in the job's log and the dashboard. So secret-looking variables and
@@ -18,8 +21,10 @@ No printing here: log chunks go to a callback; errors are `ClusterError`/`Config
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
+import pkgutil
 import re
 import secrets
 import shlex
@@ -32,10 +37,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import synthrec.config as config_module
+import synthrec.jobs as job_modules
 from synthrec.config import validate_config
 from synthrec.errors import ClusterError, ConfigError
 
-JOBS_DIR = "jobs"
+JOBS_DIR = "jobs"  # a checkout's thin wrappers around synthrec.jobs (how a checkout is found)
 # gitwildmatch patterns relative to the project root (Ray's `excludes`). No trailing slashes:
 # Ray tests a folder's own path without one, and a match there skips the whole folder.
 WORKING_DIR_EXCLUDES = [
@@ -53,16 +59,6 @@ WORKING_DIR_EXCLUDES = [
     "/dist",
 ]
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
-# Jobs whose config class is known are validated before submission (fails in seconds, not on
-# the cluster). Names, not classes: a class that does not exist yet just skips the check.
-JOB_CONFIGS = {
-    "simulate": "SimulateConfig",
-    "train_gan": "TrainGanConfig",
-    "generate": "GenerateConfig",
-    "train_recommender": "TrainRecommenderConfig",
-    "evaluate": "EvaluateConfig",
-    "pipeline": "PipelineConfig",
-}
 EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 # Whole name parts, so `secret_access_key`, `AWS_SESSION_TOKEN` match and `max_tokens` does not.
 SECRET_NAME = re.compile(
@@ -75,23 +71,24 @@ class JobSpec:
     """Everything one submission sends. `runtime_env` holds real values: never log it."""
 
     job: str
-    project_dir: Path
+    project_dir: Path | None  # None: no checkout; nothing but the package travels
     entrypoint: str
     runtime_env: dict[str, Any]
     submission_id: str
 
     def ray_job_submit_command(self, address: str, cwd: Path | None = None) -> str:
-        """The plain `ray job submit` equivalent; runs from the project root."""
+        """The plain `ray job submit` equivalent; runs from the project root, if there is one."""
         env = {k: v for k, v in self.runtime_env.items() if k != "working_dir"}
-        if "py_modules" in env:
+        if self.project_dir is not None and "py_modules" in env:
             env["py_modules"] = [os.path.relpath(p, self.project_dir) for p in env["py_modules"]]
+        working_dir = "--working-dir . " if self.project_dir is not None else ""
         command = (
-            f"ray job submit --address {shlex.quote(address)} --working-dir . "
+            f"ray job submit --address {shlex.quote(address)} {working_dir}"
             f"--runtime-env-json {shlex.quote(json.dumps(env, separators=(',', ':')))} "
             f"-- {self.entrypoint}"
         )
         here = Path(cwd or Path.cwd()).resolve()
-        if here != self.project_dir.resolve():
+        if self.project_dir is not None and here != self.project_dir.resolve():
             command = f"cd {shlex.quote(str(self.project_dir))} && {command}"
         return command
 
@@ -127,26 +124,28 @@ def secret_keys(values: Any, prefix: str = "") -> list[str]:
 # ---------------------------------------------------------------- what gets submitted
 
 
-def find_project_dir(start: Path | None = None) -> Path:
+def find_project_dir(start: Path | None = None) -> Path | None:
     """The synthrec checkout: the first folder at or above `start` (default: cwd) with jobs/ and
-    pyproject.toml, else the checkout the imported package lives in."""
+    pyproject.toml, else the checkout the imported package lives in; None for an installed
+    synthrec used outside a checkout (jobs then run from the package alone)."""
     here = Path(start or Path.cwd()).resolve()
     package_root = Path(config_module.__file__).resolve().parents[2]
     for candidate in [here, *here.parents, package_root]:
         if (candidate / JOBS_DIR).is_dir() and (candidate / "pyproject.toml").is_file():
             return candidate
-    raise ConfigError(
-        f"no synthrec project found at or above {here} "
-        f"(a folder with {JOBS_DIR}/ and pyproject.toml); "
-        "run from the checkout or pass --project-dir"
-    )
+    return None
 
 
-def available_jobs(project_dir: Path) -> list[str]:
-    """Names of the entrypoints in `project_dir/jobs/` (file stems, private `_*.py` left out)."""
+def available_jobs() -> list[str]:
+    """Names of the job modules in `synthrec.jobs` (private `_*` modules left out)."""
     return sorted(
-        p.stem for p in (project_dir / JOBS_DIR).glob("*.py") if not p.name.startswith("_")
+        m.name for m in pkgutil.iter_modules(job_modules.__path__) if not m.name.startswith("_")
     )
+
+
+def job_name(job: str) -> str:
+    """`simulate` from `simulate`, `simulate.py`, `jobs/simulate.py` or `synthrec.jobs.simulate`."""
+    return job.removesuffix(".py").removeprefix(f"{JOBS_DIR}/").removeprefix("synthrec.jobs.")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -156,20 +155,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def build_job_spec(
     job: str,
-    project_dir: Path,
+    project_dir: Path | None,
     config: dict[str, Any] | None = None,
     env_names: Sequence[str] = (),
     config_source: str = "config",
 ) -> JobSpec:
-    """Check the job name, the config (where its class is known) and the env names; build the
-    submission."""
-    name = job.removesuffix(".py").removeprefix(f"{JOBS_DIR}/")
-    jobs = available_jobs(project_dir)
+    """Check the job name, the config and the env names; build the submission. `project_dir`
+    (a checkout) travels as the working dir; without one only the package travels."""
+    name = job_name(job)
+    jobs = available_jobs()
     if name not in jobs:
-        listed = ", ".join(jobs) or f"none: {project_dir / JOBS_DIR} has no .py files"
-        raise ConfigError(
-            f"unknown job '{job}': available jobs in {project_dir / JOBS_DIR}: {listed}"
-        )
+        raise ConfigError(f"unknown job '{job}': available jobs: {', '.join(jobs)}")
     data = dict(config or {})
     if secrets_in := secret_keys(data):
         raise ConfigError(
@@ -178,20 +174,29 @@ def build_job_spec(
             "credentials (instance profile on AWS, or AWS_* variables in the nodes' environment "
             "at `ray start`)"
         )
-    config_cls = getattr(config_module, JOB_CONFIGS.get(name, ""), None)
-    if config_cls is not None:  # the job gets the validated config, under current key names
-        cfg = validate_config(config_cls, data, source=config_source)
-        data = cfg.model_dump(mode="json", exclude_unset=True)
+    # Validated here, so bad input fails in seconds, not on the cluster; the job gets the
+    # config under current key names.
+    config_cls = importlib.import_module(f"synthrec.jobs.{name}").CONFIG
+    cfg = validate_config(config_cls, data, source=config_source)
+    data = cfg.model_dump(mode="json", exclude_unset=True)
     runtime_env: dict[str, Any] = {
-        "working_dir": str(project_dir),
         "excludes": list(WORKING_DIR_EXCLUDES),
         "env_vars": forwarded_env(env_names),
     }
-    package_dir = project_dir / "platform" / "synthrec"
-    if package_dir.is_dir():
-        runtime_env["py_modules"] = [str(package_dir)]
+    package_dir = Path(job_modules.__file__).resolve().parents[1]  # the running synthrec
+    if project_dir is not None:
+        runtime_env = {"working_dir": str(project_dir), **runtime_env}
+        if (project_dir / "platform" / "synthrec").is_dir():
+            package_dir = project_dir / "platform" / "synthrec"
+    runtime_env["py_modules"] = [str(package_dir)]
     entrypoint = shlex.join(
-        ["python", f"{JOBS_DIR}/{name}.py", "--config", json.dumps(data, separators=(",", ":"))]
+        [
+            "python",
+            "-m",
+            f"synthrec.jobs.{name}",
+            "--config",
+            json.dumps(data, separators=(",", ":")),
+        ]
     )
     submission_id = f"synthrec-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return JobSpec(name, project_dir, entrypoint, runtime_env, submission_id)

@@ -378,7 +378,8 @@ def check_config(cfg: EvaluateConfig) -> None:
     """Fail in milliseconds on a config that names no tables."""
     if not cfg.real_uri or not cfg.synthetic_uri:
         raise ConfigError(
-            "evaluate needs both a real and a synthetic table URI (--real, --synthetic)"
+            "evaluate needs both a real and a synthetic table URI: --real-uri and "
+            "--synthetic-uri (real_uri and synthetic_uri in a config)"
         )
 
 

@@ -1,21 +1,25 @@
-"""`Synthesizer`: fit a conditional GAN on an Arrow table, sample Arrow tables from it.
+"""`Synthesizer`: fit a conditional GAN on an Arrow table or a pandas DataFrame, sample rows
+of the same kind from it.
 
 Composes the encoder (encoding/), the training functions (train.py) and the networks;
 knows nothing of files (artifacts.py saves and loads it) or Ray (distributed/ wraps it).
 
 Sampling is block-deterministic: `sample_block(i, n, seed)` draws all randomness from a
 generator seeded by (seed, i), so a Ray Data pipeline gives identical rows whatever its
-parallelism, and `sample(n, seed)` is the concatenation of its blocks.
+parallelism, and `sample(n, seed=seed)` is the concatenation of its blocks. Without a seed,
+`sample` draws a fresh one per call (as other synthesizers do); give one to repeat rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import secrets
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -25,12 +29,13 @@ import synthrec
 from synthrec.config import GanConfig
 from synthrec.encoding import DiscreteCodec, Encoder
 from synthrec.encoding.id_search import calibration_step, total_variation
-from synthrec.errors import ConditionError, ConfigError, ModelError
+from synthrec.errors import ConditionError, ConfigError, DataError, ModelError
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
 from synthrec.schema import Schema, infer_schema, validate_table
 
 Conditions = dict[str, Any]
+ReturnType = Literal["arrow", "pandas"]
 Rebalance = dict[str, "str | dict[Any, float]"]
 CALIBRATION_ROWS = (
     10_000,
@@ -48,6 +53,7 @@ class Synthesizer:
         self.cfg: GanConfig | None = None
         self.metadata: dict[str, Any] = {}
         self.device = torch.device("cpu")
+        self.return_type: ReturnType = "arrow"  # what `sample` returns: what `fit` was given
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -104,7 +110,7 @@ class Synthesizer:
 
     def fit(
         self,
-        table: pa.Table,
+        table: Any,
         schema: Schema | None = None,
         cfg: GanConfig | None = None,
         epochs: int | None = None,
@@ -112,8 +118,11 @@ class Synthesizer:
         progress: Callable[..., None] | None = None,
         device: str | torch.device = "cpu",
     ) -> Synthesizer:
-        """Train on `table`. Stops after `epochs` (default cfg.epochs) or `time_budget_s`,
-        whichever comes first. `progress(epoch=..., **metrics)` is called after each epoch."""
+        """Train on `table`, a pyarrow Table or a pandas DataFrame (then `sample` returns
+        DataFrames too). Stops after `epochs` (default cfg.epochs: 30, as `synthrec train-gan`)
+        or `time_budget_s`, whichever comes first. `progress(epoch=..., **metrics)` is called
+        after each epoch."""
+        table, return_type = _as_arrow(table)
         cfg = cfg or GanConfig()
         if epochs is not None and epochs < 1:
             raise ConfigError(f"epochs must be >= 1 (got {epochs})")
@@ -144,6 +153,7 @@ class Synthesizer:
                 progress(**metrics)
         self._attach(encoder, cfg, state.generator.state_dict(), None, device)
         self.calibrate_ids()
+        self.return_type = return_type
         self.metadata.update(
             fingerprint=table_fingerprint(table),
             synthrec_version=synthrec.__version__,
@@ -174,7 +184,7 @@ class Synthesizer:
         tv: dict[str, list[float]] = {c.name: [] for c in codecs}
         buffers = self.generator.id_calibration.weights()
         for r in range(rounds + 1):
-            sample = self.sample(rows, seed=CALIBRATION_SEED + r)
+            sample = self.sample(rows, seed=CALIBRATION_SEED + r, return_type="arrow")
             for codec, buffer in zip(codecs, buffers):
                 drawn = np.bincount(
                     codec.output_codes(sample.column(codec.name)), minlength=codec.num_ids
@@ -200,18 +210,27 @@ class Synthesizer:
         n: int,
         conditions: Conditions | None = None,
         rebalance: Rebalance | None = None,
-        seed: int = 0,
-    ) -> pa.Table:
-        """`n` rows; blocks of cfg.sample_batch_rows, block i identical to sample_block(i, ...)."""
+        seed: int | None = None,
+        return_type: ReturnType | None = None,
+    ) -> Any:
+        """`n` rows; blocks of cfg.sample_batch_rows, block i identical to sample_block(i, ...).
+
+        `seed=None` draws a fresh seed, so two calls give different rows; the same seed gives
+        the same rows. Returns a pyarrow Table, or a pandas DataFrame when `fit` was given one
+        (`return_type` chooses: "arrow" or "pandas")."""
         self._check_fitted()
         if n < 0:
             raise ConfigError(f"number of rows must be >= 0 (got {n})")
+        if return_type not in (None, "arrow", "pandas"):
+            raise ConfigError(f"return_type must be 'arrow' or 'pandas' (got {return_type!r})")
+        seed = secrets.randbits(32) if seed is None else seed  # _block_seed keeps 32 bits
         size = self.cfg.sample_batch_rows
         tables = [
             self.sample_block(i, min(size, n - i * size), seed, conditions, rebalance)
             for i in range(max(1, math.ceil(n / size)))
         ]
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return table.to_pandas() if (return_type or self.return_type) == "pandas" else table
 
     def sample_block(
         self,
@@ -463,6 +482,20 @@ def _label(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _as_arrow(table: Any) -> tuple[pa.Table, ReturnType]:
+    """An Arrow table, and which kind `table` was. pandas is looked up, never imported: a
+    DataFrame means pandas is loaded already."""
+    if isinstance(table, pa.Table):
+        return table, "arrow"
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(table, pandas.DataFrame):
+        return pa.Table.from_pandas(table, preserve_index=False), "pandas"
+    raise DataError(
+        f"fit takes a pyarrow Table or a pandas DataFrame, got {type(table).__name__}; "
+        "convert it first (pa.table(...) or pandas.DataFrame(...))"
+    )
 
 
 def _block_seed(seed: int, block_index: int) -> int:
