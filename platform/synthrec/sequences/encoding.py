@@ -97,7 +97,9 @@ class FieldCodec:
         null = col.is_null().to_numpy(zero_copy_only=False)
         if self.kind == "bins":
             x = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-            codes = np.clip(np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.edges) - 2)
+            codes = np.clip(
+                np.searchsorted(self.edges, x, side="right") - 1, 0, len(self.edges) - 2
+            )
         else:
             index = pc.index_in(col, value_set=pa.array(self.values, col.type))
             codes = pc.fill_null(index, len(self.values)).to_numpy(zero_copy_only=False)
@@ -243,9 +245,7 @@ class SequenceEncoder:
         field_codecs = [FieldCodec.fit(events.column(c), c) for c in event_cols]
         if flag is not None:
             field_codecs.insert(0, FieldCodec(SESSION_FLAG, "category", values=[False, True]))
-        user_codecs = [
-            FieldCodec.fit(users_table.column(c), c) for c in users_table.column_names
-        ]
+        user_codecs = [FieldCodec.fit(users_table.column(c), c) for c in users_table.column_names]
         enc = cls(
             structure=log.to_dict(),
             time_unit=time_unit(log.events.column(log.time_col)) or "s",
@@ -254,9 +254,7 @@ class SequenceEncoder:
             fields=field_codecs,
             users=user_codecs,
             session_col=session_col,
-            session_type=(
-                str(events.schema.field(session_col).type) if session_col else None
-            ),
+            session_type=(str(events.schema.field(session_col).type) if session_col else None),
             user_type=str(log.events.schema.field(log.user_col).type),
         )
         return enc, enc._encode(log, events, starts, gaps, flag, users_table), users_table
@@ -287,9 +285,7 @@ class SequenceEncoder:
             gap=self.gap.encode(gaps),
             item=item.to_numpy(zero_copy_only=False).astype(np.int64),
             fields=np.stack(codes, 1) if codes else np.zeros((len(gaps), 0), np.int64),
-            user=(
-                np.stack(user_codes, 1) if user_codes else np.zeros((num_users, 0), np.int64)
-            ),
+            user=(np.stack(user_codes, 1) if user_codes else np.zeros((num_users, 0), np.int64)),
         )
 
     # -- decoding ---------------------------------------------------------------------------
@@ -312,7 +308,8 @@ class SequenceEncoder:
         seconds = self.gap.decode(gap, rng)
         seconds[starts[lengths > 0]] = 0.0
         start_s = pc.fill_null(users.column(START_COL).cast(pa.float64()), 0.0).to_numpy()
-        t = np.cumsum(seconds) - np.repeat(np.cumsum(seconds)[starts] - seconds[starts], lengths)
+        cum = np.cumsum(seconds)
+        t = cum - np.repeat(cum[starts] - seconds[starts], lengths) if num_events else cum
         t = start_s[user_of] + t
         columns: dict[str, pa.Array] = {
             self.user_col: user_ids.take(pa.array(user_of)),
@@ -434,6 +431,9 @@ def _users_table(log: RelationalLog, events: pa.Table, starts, seconds) -> pa.Ta
 
 
 def _time_array(t: np.ndarray, unit: str, type_str: str) -> pa.Array:
+    if unit == "iso":  # ISO 8601 text in UTC, to the second
+        text = np.datetime_as_string(np.round(t).astype("datetime64[s]"), unit="s")
+        return pa.array(np.char.add(text, "Z"))
     scale = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}.get(unit, 1)
     target = _arrow_type(type_str) if not type_str.startswith("timestamp") else None
     if type_str.startswith("timestamp"):

@@ -235,7 +235,7 @@ class SequenceModel(nn.Module):
             flat,
             batch["gap"].reshape(-1)[valid],
             batch["item"].reshape(-1)[valid],
-            batch["fields"].reshape(-1, batch["fields"].shape[-1])[valid],
+            batch["fields"].reshape(valid.shape[0], -1)[valid],
         )
         out = {}
         for name, lp in parts.items():

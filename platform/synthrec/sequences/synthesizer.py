@@ -36,7 +36,7 @@ import synthrec
 from synthrec.config import GanConfig, SequenceConfig
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
-from synthrec.schema import Schema
+from synthrec.schema import Schema, infer_schema
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import (
     LENGTH_COL,
@@ -63,6 +63,9 @@ class SequenceSynthesizer:
         self.metadata: dict[str, Any] = {}
         self.id_prefix = "syn-"
         self.id_floor = 0  # integer user ids: synthetic ids start above every real id
+        self.calibration: dict[str, dict[str, list[float]]] = {}
+        self.flat_types: dict[str, str] = {}
+        self.schema: dict[str, Any] = {}
         self.device = torch.device("cpu")
 
     # -- fitting ----------------------------------------------------------------------------
@@ -86,7 +89,10 @@ class SequenceSynthesizer:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
         self.device = torch.device(device)
+        if not isinstance(data, RelationalLog):
+            schema = schema or infer_schema(data)
         log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
+        self.schema = (schema or infer_schema(log.flatten())).to_dict()
         enc, seqs, users_table = SequenceEncoder.fit(log)
         self.encoder, self.items = enc, log.require_items()
         self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
@@ -95,6 +101,8 @@ class SequenceSynthesizer:
         budget = time_budget_s
         users_budget = budget * cfg.users_budget_share if budget else None
         self.users_model = _fit_users(users_table, cfg, users_budget, device, report)
+        self.calibration = _calibration(self.users_model, users_table, cfg.seed)
+        self.flat_types = {f.name: str(f.type) for f in log.flatten().schema}
         seq_budget = budget - (time.monotonic() - start) if budget else None
         history = self._fit_sequences(seqs, cfg, epochs, seq_budget, report)
         self.metadata = {
@@ -245,7 +253,9 @@ class SequenceSynthesizer:
             raise ConfigError("sample needs exactly one of users=N or events=N")
         count = users if users is not None else events
         if count < 0:
-            raise ConfigError(f"number of {'users' if users is not None else 'events'} must be >= 0")
+            raise ConfigError(
+                f"number of {'users' if users is not None else 'events'} must be >= 0"
+            )
         parts, got, block = [], 0, 0
         while True:
             n = BLOCK_USERS if events is not None else min(BLOCK_USERS, users - got)
@@ -277,6 +287,7 @@ class SequenceSynthesizer:
         user_cond, sampling = self._resolve(conditions, rebalance)
         block_seed = _block_seed(seed, block_index)
         users = self.users_model.sample_block(block_index, num_users, seed, conditions=user_cond)
+        users = _calibrate(users, self.calibration)
         lengths = np.maximum(
             1,
             np.round(pc.fill_null(users.column(LENGTH_COL).cast(pa.float64()), 1.0).to_numpy()),
@@ -302,6 +313,11 @@ class SequenceSynthesizer:
             np.random.default_rng(block_seed),
         )
 
+    def sample_table(self, users: int | None = None, events: int | None = None, **kw) -> pa.Table:
+        """`sample` flattened to one row per event, in the training log's columns and types."""
+        flat = self.sample(users=users, events=events, **kw).flatten()
+        return cast_like(flat, self.flat_types)
+
     def _user_ids(self, first: int, n: int) -> pa.Array:
         number = np.arange(first, first + n, dtype=np.int64)
         if self.encoder.user_type.startswith(("int", "uint")):
@@ -321,7 +337,9 @@ class SequenceSynthesizer:
             if col in user_cols:
                 user_cond[col] = value
             elif col in item_cols or col == enc.item_col:
-                hit = pc.equal(self.items.column(col), pa.scalar(value).cast(self.items.column(col).type))
+                hit = pc.equal(
+                    self.items.column(col), pa.scalar(value).cast(self.items.column(col).type)
+                )
                 hit = pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
                 if not hit.any():
                     raise ConfigError(f"condition {col}={value!r}: no catalog item has that value")
@@ -404,6 +422,53 @@ def _fit_users(table: pa.Table, cfg: SequenceConfig, budget_s, device, report):
         device=device,
         progress=lambda **m: report(phase="users", **m),
     )
+
+
+CALIBRATION_DRAWS = 20_000
+QUANTILES = np.linspace(0, 1, 201)
+
+
+def _calibration(users_model, table: pa.Table, seed: int) -> dict[str, dict[str, list[float]]]:
+    """Quantiles of each user's event count and first time, in the real users table and in
+    the users GAN's draws: sampling maps a drawn value through the GAN's distribution onto the
+    real one, so the marginals match while the GAN keeps their joint with the attributes
+    (rank-preserving). Heavy-tailed counts are what a GAN's numeric heads get most wrong."""
+    drawn = users_model.sample(CALIBRATION_DRAWS, seed=seed + 7919)
+    out = {}
+    for col in (LENGTH_COL, START_COL):
+        real = table.column(col).cast(pa.float64()).to_numpy()
+        fake = pc.fill_null(drawn.column(col).cast(pa.float64()), 0.0).to_numpy()
+        out[col] = {
+            "drawn": np.quantile(fake, QUANTILES).tolist(),
+            "real": np.quantile(real, QUANTILES).tolist(),
+        }
+    return out
+
+
+def _calibrate(users: pa.Table, calibration: dict) -> pa.Table:
+    for col, q in calibration.items():
+        x = pc.fill_null(users.column(col).cast(pa.float64()), 0.0).to_numpy()
+        drawn = np.maximum.accumulate(np.asarray(q["drawn"]))
+        p = np.interp(x, drawn + np.arange(len(drawn)) * 1e-9, QUANTILES)
+        value = np.interp(p, QUANTILES, q["real"])
+        if col == LENGTH_COL:
+            value = np.maximum(1, np.round(value)).astype(np.int64)
+        i = users.column_names.index(col)
+        users = users.set_column(i, col, pa.array(value))
+    return users
+
+
+def cast_like(table: pa.Table, types: dict[str, str]) -> pa.Table:
+    """Cast columns back to the training log's types (where Arrow names them)."""
+    for i, name in enumerate(table.column_names):
+        want = types.get(name)
+        if want and str(table.schema.field(i).type) != want:
+            try:
+                target = pa.type_for_alias(want)
+            except ValueError:
+                continue
+            table = table.set_column(i, name, table.column(i).cast(target))
+    return table
 
 
 def _set_grid(model: SequenceModel, grid: np.ndarray, counts: np.ndarray) -> None:

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from synthrec.sequences.encoding import Sequences
 from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 
-
 # ---------------------------------------------------------------------------- catalog grid
 
 
@@ -62,7 +61,9 @@ def _item_embedding(seqs: Sequences, num_items: int, seed: int, rank: int) -> np
     idx = torch.from_numpy(np.stack([pairs // seqs.num_users, pairs % seqs.num_users]))
     deg = np.bincount(pairs // seqs.num_users, minlength=num_items).astype(np.float32)
     val = torch.from_numpy(1.0 / np.sqrt(np.maximum(deg[pairs // seqs.num_users], 1.0)))
-    mat = torch.sparse_coo_tensor(idx, val.float(), (num_items, seqs.num_users)).coalesce()
+    mat = torch.sparse_coo_tensor(
+        idx, val.float(), (num_items, seqs.num_users), check_invariants=False
+    ).coalesce()
     q = min(rank, num_items - 1, seqs.num_users - 1)
     if q < 1:
         return np.zeros((num_items, 1))
@@ -103,7 +104,9 @@ def make_windows(seqs: Sequences, spec: SequenceSpec, users: np.ndarray) -> Wind
     win_start = win_start * w  # (N,) first target's step index
     step = win_start[:, None] + np.arange(w)[None, :]  # (N, W)
     valid = step < np.diff(seqs.offsets)[win_user][:, None]
-    pos = seqs.offsets[win_user][:, None] + np.minimum(step, np.diff(seqs.offsets)[win_user, None] - 1)
+    pos = seqs.offsets[win_user][:, None] + np.minimum(
+        step, np.diff(seqs.offsets)[win_user, None] - 1
+    )
     prev = pos - 1
     bos = step == 0
     nf = seqs.fields.shape[1]
@@ -148,7 +151,7 @@ def nll(model: SequenceModel, batch: dict) -> tuple[torch.Tensor, dict[str, floa
     parts = model.log_prob(batch)
     n = batch["valid"].sum().clamp(min=1)
     per_part = {k: -(v.sum() / n) for k, v in parts.items()}
-    return sum(per_part.values()), {k: float(v) for k, v in per_part.items()}
+    return sum(per_part.values()), {k: float(v.detach()) for k, v in per_part.items()}
 
 
 def mle_step(model, opt, batch) -> dict[str, float]:
@@ -158,7 +161,7 @@ def mle_step(model, opt, batch) -> dict[str, float]:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return {"nll": float(loss), **parts}
+    return {"nll": float(loss.detach()), **parts}
 
 
 @torch.no_grad()
