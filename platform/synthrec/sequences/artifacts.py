@@ -69,6 +69,7 @@ def model_files(synth, metadata: dict[str, Any] | None = None) -> dict[str, byte
         "id_floor": synth.id_floor,
         "calibration": synth.calibration,
         "flat_types": synth.flat_types,
+        "repeat_rate": synth.repeat_rate,
         "users_header": json.loads(users[model_dir.HEADER]),
     }
     return model_dir.model_files(
@@ -132,6 +133,7 @@ def from_model_dir(d: model_dir.ModelDir, device: str | torch.device = "cpu"):
         synth.calibration, synth.flat_types = state["calibration"], state["flat_types"]
         synth.metadata = dict(d.metadata)
         synth.schema = d.schema
+        synth.repeat_rate = float(state["repeat_rate"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelError(
             f"{d.uri}: the sequence model's state is incomplete or does not fit its network "

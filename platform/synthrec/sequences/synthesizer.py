@@ -50,6 +50,7 @@ from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 Conditions = dict[str, Any]
 Rebalance = dict[str, dict[Any, float]]
 BLOCK_USERS = 4_096  # users per block of `sample`
+NO_REPEAT_BELOW = 0.005  # a log repeating fewer of its items: samples never repeat an item
 
 
 class SequenceSynthesizer:
@@ -66,6 +67,7 @@ class SequenceSynthesizer:
         self.calibration: dict[str, dict[str, list[float]]] = {}
         self.flat_types: dict[str, str] = {}
         self.schema: dict[str, Any] = {}
+        self.repeat_rate = 0.0  # share of events whose item the user already had
         self.device = torch.device("cpu")
 
     # -- fitting ----------------------------------------------------------------------------
@@ -96,6 +98,7 @@ class SequenceSynthesizer:
         enc, seqs, users_table = SequenceEncoder.fit(log)
         self.encoder, self.items = enc, log.require_items()
         self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
+        self.repeat_rate = _repeat_rate(seqs)
         self._set_id_policy(log.require_users().column(0))
         report = progress or (lambda **_: None)
         budget = time_budget_s
@@ -294,13 +297,20 @@ class SequenceSynthesizer:
         ).astype(np.int64)
         codes = np.stack([f.encode(users.column(f.name)) for f in enc.users], 1)
         gen = torch.Generator(device=self.device).manual_seed(block_seed)
-        out = steps.sample_sequences(
-            self.model,
-            torch.from_numpy(codes).to(self.device),
-            torch.from_numpy(lengths).to(self.device),
-            gen,
-            sampling,
-        )
+        # users per generator call: the config's, fewer for a large catalog (the no-repeat
+        # mask holds one byte per user and item); fixed per model, so output stays the same
+        chunk = max(1, min(self.cfg.sample_batch_users, 2**27 // (self.items.num_rows + 1)))
+        parts = [
+            steps.sample_sequences(
+                self.model,
+                torch.from_numpy(codes[lo : lo + chunk]).to(self.device),
+                torch.from_numpy(lengths[lo : lo + chunk]).to(self.device),
+                gen,
+                sampling,
+            )
+            for lo in range(0, max(num_users, 1), chunk)
+        ]
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         ids = self._user_ids(block_index * BLOCK_USERS, num_users)
         return enc.decode(
             users,
@@ -329,7 +339,11 @@ class SequenceSynthesizer:
         enc = self.encoder
         tables = enc.structure["tables"]
         user_cols, item_cols = tables.get("users", [])[1:], tables.get("items", [])[1:]
-        s = steps.Sampling(temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        s = steps.Sampling(
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            no_repeat=self.repeat_rate < NO_REPEAT_BELOW,
+        )
         user_cond: Conditions = {}
         allowed = np.ones(self.items.num_rows, bool)
         fixed: dict[int, int] = {}
@@ -406,6 +420,13 @@ class SequenceSynthesizer:
     def _check_fitted(self) -> None:
         if self.model is None:
             raise ModelError("this SequenceSynthesizer is not fitted; call fit() or load one")
+
+
+def _repeat_rate(seqs: Sequences) -> float:
+    """Share of events whose item the same user had before (ratings logs: 0)."""
+    user = np.repeat(np.arange(seqs.num_users), np.diff(seqs.offsets))
+    distinct = len(np.unique(user * (int(seqs.item.max(initial=0)) + 1) + seqs.item))
+    return 1.0 - distinct / max(len(seqs.item), 1)
 
 
 def _fit_users(table: pa.Table, cfg: SequenceConfig, budget_s, device, report):

@@ -260,6 +260,7 @@ class Sampling:
     item_allowed: torch.Tensor | None = None  # (num_items,) bool: items that may be drawn
     item_log_weight: torch.Tensor | None = None  # (num_items,) added to item log-probs
     fixed_fields: dict[int, int] | None = None  # field index -> code
+    no_repeat: bool = False  # never draw an item the user already has (logs without repeats)
 
 
 def _draw(logits: torch.Tensor, gen, temperature: float, top_p: float = 1.0) -> torch.Tensor:
@@ -299,6 +300,8 @@ def sample_sequences(
     cluster_mask, member_mask, item_bias = _item_constraints(model, s)
     head = model.item_head
     max_len = int(lengths_sorted[0]) if b else 0
+    # (B, num_items + 1) items each user already has; only when the log never repeats
+    seen = torch.zeros(b, spec.num_items + 1, dtype=torch.bool, device=dev) if s.no_repeat else None
     for t in range(max_len):
         n = int((lengths_sorted > t).sum())
         cache = [{"k": c["k"][:n], "v": c["v"][:n]} for c in cache]
@@ -321,7 +324,13 @@ def sample_sequences(
         logits_k = head.cluster_logits(h) + cluster_mask
         cluster = _draw(logits_k, gen, s.temperature, s.top_p)
         logits_m = head.member_logits(h, cluster) + member_mask[cluster] + item_bias[cluster]
+        if seen is not None:
+            taken = seen[:n].gather(1, head.grid[cluster])
+            full = taken.all(1, keepdim=True)  # a cluster the user has exhausted: allow repeats
+            logits_m = logits_m.masked_fill(taken & ~full, float("-inf"))
         item = head.grid[cluster, _draw(logits_m, gen, s.temperature, s.top_p)]
+        if seen is not None:
+            seen[torch.arange(n, device=dev), item] = True
         h = h + model.item_emb(item)
         for j in range(nf):
             if j == sf:
