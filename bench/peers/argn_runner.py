@@ -1,6 +1,6 @@
 """Fit and sample MOSTLY AI's TabularARGN (`mostlyai-engine`) inside its own venv.
 
-    bench/.venv-argn/bin/python bench/peers/argn_runner.py SPEC.json
+    bench/.venv/argn/bin/python bench/peers/argn_runner.py SPEC.json
 
 Run by bench/peers/tabular_argn.py as a subprocess; it imports nothing of synthrec. SPEC.json
 names the mode, the Parquet inputs, the output folder and the parameters:

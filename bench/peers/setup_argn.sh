@@ -6,7 +6,8 @@
 #
 #     bash bench/peers/setup_argn.sh          # idempotent: does nothing if the env works
 #
-# env: ARGN_VENV (default bench/.venv-argn), ARGN_ENGINE_VERSION (default 2.7.3),
+# env: ARGN_VENV (default bench/.venv/argn: inside a `.venv` folder, which git, ruff and the
+#      Ray working_dir of synthrec's jobs all leave out), ARGN_ENGINE_VERSION (default 2.7.3),
 #      ARGN_PYTHON (default python3; the engine needs Python >= 3.11, < 3.14)
 #
 # torch is installed first as the CPU wheel (torch==2.13.0 resolves to 2.13.0+cpu here) and
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="${ARGN_VENV:-$(dirname "$here")/.venv-argn}"
+venv="${ARGN_VENV:-$(dirname "$here")/.venv/argn}"
 engine_version="${ARGN_ENGINE_VERSION:-2.7.3}"
 torch_version="2.13.0"
 python="${ARGN_PYTHON:-python3}"
