@@ -27,7 +27,6 @@ seconds of each stage, the epochs and why training stopped, versions and paramet
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
@@ -112,7 +111,9 @@ def fit(workspace: Path, tgt: pd.DataFrame, budget_s: float, seed: int, **keys) 
             update_progress=clock,
         )
     )
-    return {**stages, **training_summary(workspace, clock, budget_s, max_epochs)}
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    summary = training_summary(workspace, clock, budget_s, max_epochs)
+    return {**stages, **summary, "peak_rss_gib": peak_rss_gib}
 
 
 def generate(workspace: Path, seed: int, **kwargs) -> tuple[pd.DataFrame, float]:
@@ -135,12 +136,18 @@ def run_flat(spec: dict, work: Path, out: Path) -> dict:
     info = {"fit": fit(ws, train, spec["budget_s"], spec["seed"])}
     sample, sample_s = generate(ws, spec["seed"], sample_size=spec["rows"])
     sample[list(train.columns)].to_parquet(out / "sample.parquet", index=False)
-    info["sample"] = {"rows": len(sample), "seconds": sample_s, "rows_per_s": len(sample) / sample_s}
+    info["sample"] = {
+        "rows": len(sample),
+        "seconds": sample_s,
+        "rows_per_s": len(sample) / sample_s,
+    }
     info["draws"] = []
     for d in spec.get("draws", []):
         conditions = d.get("conditions") or {}
         if conditions:  # the engine's conditional sampling: seed rows fixing those columns
-            kwargs = {"seed_data": pd.DataFrame({c: [v] * d["rows"] for c, v in conditions.items()})}
+            kwargs = {
+                "seed_data": pd.DataFrame({c: [v] * d["rows"] for c, v in conditions.items()})
+            }
         else:
             kwargs = {"sample_size": d["rows"]}
         draw, s = generate(ws, d["seed"], **kwargs)
