@@ -12,13 +12,17 @@ names the mode, the Parquet inputs, the output folder and the parameters:
   `out/users.parquet` for `num_users` users. With `context: real` the events are generated
   for real users drawn from `users`; with `context: synthetic` a flat model of `users` is
   trained first (its key not modelled), its synthetic users are the context of the events
-  (the engine's two-table recipe), and the users get fresh ids.
+  (the engine's two-table recipe), and the users get fresh ids. With `time_relative` (the
+  default), `time_col` is encoded as the engine's TABULAR_DATETIME_RELATIVE (each user's first
+  time, then the gaps between events; integer times are read as Unix seconds and returned so);
+  without it, the engine's default encoding of the column's type.
 
 The engine's own pipeline is used stage by stage (split -> analyze -> encode -> train ->
 generate), so each stage is timed. `budget_s` caps the training loops only (the engine's
 `max_training_time`, in minutes, checked after every step); the engine's own early stopping
-(validation loss on its 20% split, patience 4 epochs) stays on. With synthetic users, the
-users model gets at most `users_share` of the budget and the events model what is left.
+(validation loss on its 20% split: it stops after 5 epochs without a new best) stays on.
+With synthetic users, the users model gets at most `users_share` of the budget and the
+events model what is left.
 Value protection stays on, with rare categories replaced by samples of frequent ones
 (`SAMPLE`) instead of the `_RARE_` token, so ids stay real ids. `out/info.json` reports the
 seconds of each stage, the epochs and why training stopped, versions and parameters.
@@ -174,9 +178,22 @@ def fresh_ids(like: pd.Series, n: int) -> pd.Series:
 
 def run_sequential(spec: dict, work: Path, out: Path) -> dict:
     users, events = pd.read_parquet(spec["users"]), pd.read_parquet(spec["events"])
-    key, seed, budget_s = spec["user_col"], spec["seed"], spec["budget_s"]
+    key, time_col, seed, budget_s = (
+        spec["user_col"],
+        spec["time_col"],
+        spec["seed"],
+        spec["budget_s"],
+    )
     # the engine keeps each sequence in the order given: time order within each user
-    events = events.sort_values([key, spec["time_col"]], kind="stable").reset_index(drop=True)
+    events = events.sort_values([key, time_col], kind="stable").reset_index(drop=True)
+    encodings = None
+    seconds = pd.api.types.is_integer_dtype(events[time_col])
+    if spec.get("time_relative", True):
+        # the engine's encoding for event times in sequences: each user's first time, then the
+        # gaps between consecutive events; it needs datetimes (integer times are Unix seconds)
+        if seconds:
+            events = events.assign(**{time_col: pd.to_datetime(events[time_col], unit="s")})
+        encodings = {time_col: "TABULAR_DATETIME_RELATIVE"}
     num_users = spec.get("num_users") or len(users)
     info, events_budget_s = {}, budget_s
     if spec["context"] == "synthetic":
@@ -194,7 +211,7 @@ def run_sequential(spec: dict, work: Path, out: Path) -> dict:
     ws = work / "events"
     info["events_fit"] = fit(
         ws, events, events_budget_s, seed,
-        ctx_data=users, ctx_primary_key=key, tgt_context_key=key,
+        ctx_data=users, ctx_primary_key=key, tgt_context_key=key, tgt_encoding_types=encodings,
     )  # fmt: skip
     synth, s = generate(ws, seed, ctx_data=context.reset_index(drop=True))
     info["events_sample"] = {"rows": len(synth), "seconds": s, "rows_per_s": len(synth) / s}
@@ -205,7 +222,10 @@ def run_sequential(spec: dict, work: Path, out: Path) -> dict:
     # the engine writes sequences step by step (all users' first events, then their second ...):
     # a stable sort by user keeps each user's events in the order generated
     synth = synth.sort_values(key, kind="stable")[list(events.columns)].reset_index(drop=True)
-    t = synth[spec["time_col"]]
+    if seconds and not pd.api.types.is_integer_dtype(synth[time_col]):  # back to Unix seconds
+        since = pd.to_datetime(synth[time_col]) - pd.Timestamp("1970-01-01")
+        synth[time_col] = since.dt.total_seconds().round().astype("Int64")
+    t = synth[time_col]
     in_order = t.groupby(synth[key], sort=False).apply(lambda x: x.is_monotonic_increasing)
     info["events_sample"]["share_users_in_time_order"] = float(in_order.mean())
     info["events_sample"]["users_with_events"] = int(synth[key].nunique())

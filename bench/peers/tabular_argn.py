@@ -155,6 +155,7 @@ def sequential(
     threads: int = 1,
     context: Literal["real", "synthetic"] = "real",
     users_share: float = 0.2,
+    time_relative: bool = True,
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Fit TabularARGN's sequential model of each user's events (in `time_col` order) with the
     users table as context, and generate `num_users` users with their events (None: as many as
@@ -162,7 +163,9 @@ def sequential(
     a flat model of `users` (trained first, at most `users_share` of the budget; the events
     model gets the rest) makes the users, with fresh ids. Returns (events, users, info); the
     events come in the order generated within each user (info["events_sample"] says the share
-    of users whose `time_col` is in order)."""
+    of users whose `time_col` is in order). time_relative: `time_col` as the engine's encoding
+    for event times in sequences (first time, then gaps; integer times are Unix seconds),
+    else the engine's default for its type."""
     if context not in ("real", "synthetic"):
         raise ValueError(f"context={context!r}: use 'real' or 'synthetic'")
     for name, table in (("events", events), ("users", users)):
@@ -177,6 +180,7 @@ def sequential(
         "num_users": num_users,
         "context": context,
         "users_share": users_share,
+        "time_relative": time_relative,
         "budget_s": budget_s,
         "seed": seed,
         "threads": threads,
