@@ -67,6 +67,8 @@ def training_summary(workspace: Path, clock: StepClock, budget_s: float, max_epo
     progress messages come only at epoch ends, so they miss a loop stopped by time), epochs
     and validation losses from ModelStore/model-data/progress-messages.csv."""
     msgs = pd.read_csv(workspace / "ModelStore" / "model-data" / "progress-messages.csv")
+    if "val_loss" not in msgs:  # stopped by time before its first epoch ended: no validation
+        msgs["val_loss"] = np.nan
     loop_s = clock.step_times[-1] - clock.start if clock.step_times else 0.0
     steps = len(clock.step_times)
     epoch_ends = msgs[msgs["epoch"] == 1.0]
