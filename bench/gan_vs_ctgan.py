@@ -1,11 +1,16 @@
-"""synthrec vs SDV's ctgan 0.12.1 on MovieLens-100K, same machine, same wall-clock budget.
+"""synthrec vs SDV's ctgan 0.12.1 vs MOSTLY AI's TabularARGN on MovieLens-100K, same machine,
+same wall-clock budget.
 
-    .venv/bin/python bench/gan_vs_ctgan.py [--budget-min 10] [--systems ctgan,synthrec]
+    .venv/bin/python bench/gan_vs_ctgan.py [--budget-min 10] [--systems ctgan,synthrec,tabular_argn]
 
 Train = first 80,000 rows of events.parquet, test = last 20,000. Each system is fitted in
 its own child process (so its peak RSS is its own) for the same wall-clock budget, counted
 from the start of fit() (encoding included); ctgan has no time budget, so SIGALRM stops its
-training loop and the model trained so far is used. Then, per system: training rows/s,
+training loop and the model trained so far is used. TabularARGN (`mostlyai-engine`, flat mode,
+its defaults) runs in its own venv (`bash bench/peers/setup_argn.sh`; skipped, with the reason,
+when it is not installed): its budget caps its training loop only (its `max_training_time`;
+encoding comes on top) and its own early stopping on a 20% validation split stays on, so the
+table says the seconds each system used and what stopped it. Then, per system: training rows/s,
 encoder fit + transform seconds, sampling rows/s (median of 3 timed draws of 100,000 rows;
 unconditional, and conditioned on genre=Documentary with the share of rows meeting it),
 SDMetrics 0.32 QualityReport of 20,000 synthetic rows vs the train split (default pair
@@ -33,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from peers import tabular_argn
 
 from synthrec.data.movielens import EVENT_COLUMNS
 
@@ -109,6 +115,7 @@ def child_synthrec(budget_s: float, out: Path, overrides: dict) -> dict:
         "encoder_s": m["encode_seconds"],
         "epochs": m["epochs"],
         "train_rows_per_s": m["train_rows_per_s"],
+        "stopped_by": "time budget",
         "config": cfg.model_dump(mode="json"),
         "id_calibration": synth.metadata.get("id_calibration"),
     }
@@ -198,6 +205,7 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
         "train_rows_per_s": timers["rows"] / max(fit_s - encode_s, 1e-9),
         "threads": torch.get_num_threads(),
         "epochs": round(timers["rows"] / len(df), 2),
+        "stopped_by": "time budget",
     }
     model.sample(20_000)  # warm-up
     res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(
@@ -213,6 +221,48 @@ def child_ctgan(budget_s: float, out: Path, overrides: dict) -> dict:
     pa_synth = pa.Table.from_pandas(synth, preserve_index=False).cast(train.schema)
     pq.write_table(pa_synth, out / "ctgan.parquet")
     return res
+
+
+def child_argn(budget_s: float, out: Path, overrides: dict) -> dict:
+    """TabularARGN through bench/peers/tabular_argn.py: fit, the 80,000-row sample and the same
+    timed draws as the others (warm-up, 3 unconditional, 3 conditional) all in its runner; the
+    engine reloads its model from its workspace on every draw, so that is in the timings."""
+    import torch
+
+    train, _ = splits()
+    condition = {CONDITION[0]: CONDITION[1]}
+    draws = [{"rows": 20_000, "seed": 99}]  # warm-up
+    draws += [{"rows": SAMPLE_ROWS, "seed": 1 + i} for i in range(SAMPLE_REPEATS)]
+    draws += [
+        {"rows": SAMPLE_ROWS, "seed": 11 + i, "conditions": condition}
+        for i in range(SAMPLE_REPEATS)
+    ]
+    synth, info = tabular_argn.flat(
+        train, TRAIN_ROWS, budget_s, seed=3, threads=torch.get_num_threads(), draws=draws
+    )
+    pq.write_table(synth, out / "tabular_argn.parquet")
+    fit, timed_draws = info["fit"], info["draws"][1:]
+    uncond = [d["rows_per_s"] for d in timed_draws[:SAMPLE_REPEATS]]
+    cond = [d["rows_per_s"] for d in timed_draws[SAMPLE_REPEATS:]]
+    return {
+        "fit_s": sum(fit[k] for k in ("split_s", "analyze_s", "encode_s", "train_s")),
+        "train_loop_s": fit["train_loop_s"],
+        "stopped_by": fit["stopped_by"],
+        "peak_rss_gib": fit["peak_rss_gib"],  # the runner's, at the end of its fit
+        "encoder_s": fit["split_s"] + fit["analyze_s"] + fit["encode_s"],
+        "epochs": fit["epochs"],
+        "train_rows_per_s": fit["train_rows_per_s"],
+        "sample_rows_per_s": float(np.median(uncond)),
+        "sample_rows_per_s_each": uncond,
+        "cond_rows_per_s": float(np.median(cond)),
+        "cond_rows_per_s_each": cond,
+        "cond_share": timed_draws[-1]["condition_share"],
+        "threads": info["threads"],
+        "argn": info,
+    }
+
+
+CHILDREN = {"ctgan": child_ctgan, "synthrec": child_synthrec, "tabular_argn": child_argn}
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -339,6 +389,9 @@ def evaluate(system: str, out: Path) -> dict:
 
 def table(results: dict) -> str:
     rows = [
+        ("fit wall-clock s (encoding included)", "fit_s", "{:,.0f}"),
+        ("training loop s (TabularARGN's budget counts only this)", "train_loop_s", "{:,.0f}"),
+        ("stopped by", "stopped_by", "{}"),
         ("training rows/s", "train_rows_per_s", "{:,.0f}"),
         ("epochs in budget", "epochs", "{}"),
         ("encoder fit + transform s", "encoder_s", "{:.1f}"),
@@ -367,6 +420,11 @@ def table(results: dict) -> str:
     ]
     systems = list(results)
     lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---|" * len(systems)]
+    skipped = [
+        f"skipped: {results[s]['skipped']}" if "skipped" in results[s] else "" for s in systems
+    ]
+    if any(skipped):
+        lines.append("| status | " + " | ".join(skipped) + " |")
     for label, key, fmt in rows:
         cells = []
         for s in systems:
@@ -381,6 +439,9 @@ def table(results: dict) -> str:
 def dcr_table(results: dict) -> str:
     """Per column, at each row's closest train row: mean squared z-difference (numeric) or share
     differing (categorical), for each system's synthetic rows and for the real reference rows."""
+    results = {s: r for s, r in results.items() if "skipped" not in r}
+    if not results:
+        return ""
     first = next(iter(results.values()))
     columns = [
         ("real test", first["dcr_parts_real_test"]),
@@ -401,7 +462,9 @@ def main() -> None:
     ap.add_argument(
         "--budget-min", type=float, default=10.0, help="wall-clock fit budget per system (minutes)"
     )
-    ap.add_argument("--systems", default="ctgan,synthrec")
+    ap.add_argument(
+        "--systems", default=",".join(CHILDREN), help=f"comma-separated, of {','.join(CHILDREN)}"
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "gan_vs_ctgan"))
     ap.add_argument("--synthrec-config", default="{}", help="JSON GanConfig overrides for synthrec")
     ap.add_argument(
@@ -415,7 +478,7 @@ def main() -> None:
         action="store_true",
         help="re-evaluate the systems' saved samples and fit results in --out (no fitting)",
     )
-    ap.add_argument("--child", choices=["ctgan", "synthrec"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -423,13 +486,19 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        fn = child_ctgan if args.child == "ctgan" else child_synthrec
         overrides = json.loads(args.synthrec_config) if args.child == "synthrec" else {}
-        res = fn(args.budget_min * 60, out, overrides)
+        res = CHILDREN[args.child](args.budget_min * 60, out, overrides)
         (out / f"{args.child}.json").write_text(json.dumps(res, indent=1))
         return
+    systems = args.systems.split(",")
+    if unknown := set(systems) - set(CHILDREN):
+        ap.error(f"--systems: unknown {sorted(unknown)}; choose from {','.join(CHILDREN)}")
     results = {}
-    for system in args.systems.split(","):
+    for system in systems:
+        if system == "tabular_argn" and (reason := tabular_argn.available()) is not None:
+            print(f"skipping tabular_argn: {reason}", file=sys.stderr)
+            results[system] = {"skipped": reason}
+            continue
         if not args.evaluate_only:
             print(
                 f"[{time.strftime('%H:%M:%S')}] fitting {system} for {args.budget_min} min ...",
@@ -464,16 +533,23 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
         res.update(evaluate(system, out))
         results[system] = res
-    if {"ctgan", "synthrec"} <= set(results):
-        base, ours = results["ctgan"], results["synthrec"]
-        ours.update(
-            encoder_speedup=base["encoder_s"] / ours["encoder_s"],
-            sample_speedup=ours["sample_rows_per_s"] / base["sample_rows_per_s"],
-            cond_speedup=ours["cond_rows_per_s"] / base["sample_rows_per_s"],
-        )
+    base = results.get("ctgan", {})
+    for system, res in results.items():
+        if system != "ctgan" and "skipped" not in res and "skipped" not in base and base:
+            res.update(
+                encoder_speedup=base["encoder_s"] / res["encoder_s"],
+                sample_speedup=res["sample_rows_per_s"] / base["sample_rows_per_s"],
+                cond_speedup=res["cond_rows_per_s"] / base["sample_rows_per_s"],
+            )
+    labels = {
+        "ctgan": "ctgan 0.12.1",
+        "synthrec": "synthrec",
+        "tabular_argn": f"TabularARGN (mostlyai-engine {tabular_argn.version() or 'skipped'})",
+    }
+    names = [labels[s] for s in results]
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
     text = (
-        f"# synthrec vs ctgan 0.12.1 on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
+        f"# {' vs '.join(names)} on ML-100K ({args.budget_min:g} min fit budget each)\n\n"
         f"`{cmd}` on {os.cpu_count()} CPU cores ({args.threads} torch thread(s) per system, load "
         "average "
         f"{os.getloadavg()[0]:.1f} at the end), "
