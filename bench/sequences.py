@@ -63,14 +63,15 @@ from synthrec.recommender.metrics import (  # noqa: E402
 from synthrec.sequences import SequenceSynthesizer  # noqa: E402
 
 SYSTEMS = ("synthrec", "synthrec+critic", "argn", "argn-real-users")
-SCORES = (
-    "events_per_user",
-    "inter_event_time",
-    "item_popularity_tv",
-    "transition_pair_share",
-    "repeat_rate",
-    "category_entropy",
-)
+ARMS = (("synthetic_only", "synthetic users only"), ("real_plus", "real + synthetic"))
+SCORES = {  # column of the table -> path in sequence_metrics' output
+    "events/user KS": ("events_per_user", "ks_complement"),
+    "gaps KS": ("inter_event_seconds", "ks_complement"),
+    "item popularity TV": ("item_popularity", "tv_distance"),
+    "pairs seen in real": ("transitions", "pair_share_in_real"),
+    "repeat rate": ("repeat_rate", "synthetic"),
+    "genre entropy KS": ("category_entropy", "ks_complement"),
+}
 
 
 # ---------------------------------------------------------------------------- generators
@@ -138,11 +139,12 @@ def _progress(name: str):
 # ---------------------------------------------------------------------------- F arms
 
 
-def f_runs(enc, split, masks, real, synthetic, seeds: int) -> dict:
+def f_runs(enc, split, masks, real, synthetic, seeds: int, epochs: int | None = None) -> dict:
     """F's ranking metrics, mean and spread over seeds."""
     runs = []
     for seed in range(seeds):
-        cfg = F_CONFIG.model_copy(update={"seed": seed, "synthetic_weight": SYNTHETIC_WEIGHT})
+        update = {"seed": seed, "synthetic_weight": SYNTHETIC_WEIGHT}
+        cfg = F_CONFIG.model_copy(update=update | ({"epochs": epochs} if epochs else {}))
         scorer, info = f_arm(enc, split, real, synthetic, cfg)
         r = evaluate_ranking(scorer, split.test, masks)
         runs.append(
@@ -209,9 +211,7 @@ def demo_block(budget_s: float, seed: int) -> dict:
     out["rows_seconds"] = round(time.monotonic() - t0, 1)
     for name, synthetic in (("sequences", seq_flat), ("rows", row_flat)):
         m = evaluate_synthetic(real, synthetic, schema=schema)
-        pairs = {
-            tuple(sorted((p["a"], p["b"]))): p["score"] for p in m["fidelity"]["column_pairs"]
-        }
+        pairs = {tuple(sorted((p["a"], p["b"]))): p["score"] for p in m["fidelity"]["column_pairs"]}
         shapes = m["fidelity"]["column_shapes"]
         out[name] = {
             "overall": m["fidelity"].get("score"),
@@ -243,24 +243,26 @@ def markdown(result: dict) -> str:
         if "skipped" in s:
             lines.append(f"| {name} | skipped: {s['skipped']} | | | |")
             continue
-        for arm, label in (("synthetic_only", "synthetic users only"), ("real_plus", "real + synthetic")):
+        short_ref = result["real"]["short_ndcg@10"]
+        for arm, label in ARMS:
             r = s[arm]
-            gain = (
-                f"{r['ndcg@10'] / ref - 1:+.1%} (short {r['short_ndcg@10'] / result['real']['short_ndcg@10'] - 1:+.1%})"
-                if arm == "real_plus"
-                else ""
-            )
+            gain = ""
+            if arm == "real_plus":
+                gain = (
+                    f"{r['ndcg@10'] / ref - 1:+.1%} "
+                    f"(short {r['short_ndcg@10'] / short_ref - 1:+.1%})"
+                )
             lines.append(
                 f"| {name}: {label} | {r['ndcg@10']:.4f} ({r['ndcg@10_spread']:.4f}) | "
                 f"{r['ndcg@10'] / ref:.0%} | {r['short_ndcg@10']:.4f} | {gain} |"
             )
-    lines += ["", "| system | " + " | ".join(SCORES) + " | fit s | train events/s | sample events/s |"]
+    extra = " | fit s | train events/s | sample events/s |"
+    lines += ["", "| system | " + " | ".join(SCORES) + extra]
     lines.append("|---" * (len(SCORES) + 4) + "|")
     for name, s in result["systems"].items():
         if "skipped" in s:
             continue
-        f = s["scores"]["fidelity"]
-        cells = [_cell(f.get(k)) for k in SCORES]
+        cells = [_cell(_at(s["scores"], *path)) for path in SCORES.values()]
         info = s["info"]
         lines.append(
             f"| {name} | " + " | ".join(cells) + f" | {info.get('fit_seconds')} | "
@@ -298,6 +300,12 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _at(d: dict, *keys):
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
 def _cell(v) -> str:
     if isinstance(v, dict):
         v = v.get("score", v.get("value"))
@@ -312,6 +320,7 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--skip-privacy", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--f-epochs", type=int, default=None, help="cap F's epochs (smoke runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -330,7 +339,7 @@ def main() -> None:
         "systems": {},
     }
     log("F on the real rows")
-    result["real"] = f_runs(enc, split, masks, split.train, None, args.seeds)
+    result["real"] = f_runs(enc, split, masks, split.train, None, args.seeds, args.f_epochs)
     systems = [s for s in args.systems.split(",") if s]
     for name in systems:
         log(f"{name}: fitting for {args.budget_min} min")
@@ -341,9 +350,9 @@ def main() -> None:
             continue
         entry = {"info": info, "scores": scores(train, flat)}
         log(f"{name}: F on synthetic users only")
-        entry["synthetic_only"] = f_runs(enc, split, masks, None, flat, args.seeds)
+        entry["synthetic_only"] = f_runs(enc, split, masks, None, flat, args.seeds, args.f_epochs)
         log(f"{name}: F on real + synthetic")
-        entry["real_plus"] = f_runs(enc, split, masks, split.train, flat, args.seeds)
+        entry["real_plus"] = f_runs(enc, split, masks, split.train, flat, args.seeds, args.f_epochs)
         result["systems"][name] = entry
     if not args.skip_privacy:
         result["privacy"] = {}
@@ -363,11 +372,10 @@ def main() -> None:
 
 
 def _privacy_summary(p: dict) -> dict:
-    runs = p.get("shared_runs", {})
     return {
-        "run5_synthetic": runs.get("synthetic", {}).get("share_at_least_5"),
-        "run5_holdout": runs.get("holdout", {}).get("share_at_least_5"),
-        "exact_copies": p.get("exact_copies", {}).get("share"),
+        "run5_synthetic": _at(p, "longest_shared_run", "synthetic", "share_at_least_5"),
+        "run5_holdout": _at(p, "longest_shared_run", "holdout", "share_at_least_5"),
+        "exact_copies": _at(p, "exact_copies", "synthetic"),
         "membership_auc": p.get("membership_auc"),
         "raw": p,
     }

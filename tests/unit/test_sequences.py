@@ -260,3 +260,16 @@ def test_save_and_load_give_the_same_samples(taobao, tmp_path):
     b = loaded.sample_table(users=12, seed=4, conditions={"category_id": 1_000})
     assert a.equals(b)
     assert set(a["category_id"].to_pylist()) == {1_000}
+
+
+def test_adversarial_phase_moves_the_generator_towards_the_critic():
+    table = taobao_log(800, seed=6)
+    cfg = TINY.model_copy(update={"adversarial_steps": 4, "epochs": 1})
+    synth = SequenceSynthesizer().fit(table, cfg=cfg)
+    adv = synth.metadata["metrics"]["adversarial"]
+    assert adv["steps"] == 4
+    assert np.isfinite([adv["critic_loss"], adv["mle"]]).all()
+    plain = SequenceSynthesizer().fit(table, cfg=cfg.model_copy(update={"adversarial_steps": 0}))
+    a = dict(plain.model.named_parameters())
+    moved = [k for k, v in synth.model.named_parameters() if not torch.equal(v, a[k])]
+    assert moved  # the policy-gradient steps changed the weights the likelihood phase left

@@ -80,11 +80,13 @@ class Attention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.h, self.d).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
         q, k = rotary(q, pos), rotary(k, pos)
-        if cache is not None:
+        if cache is not None:  # one step: plain attention beats the fused kernel at T == 1
             ck, cv, slot = cache["k"], cache["v"], cache["slot"]
             ck[:, :, slot] = k[:, :, 0]
             cv[:, :, slot] = v[:, :, 0]
-            k, v = ck, cv
+            att = (q @ ck.transpose(-1, -2)) / math.sqrt(self.d)  # (B, H, 1, W)
+            att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+            return self.out((att @ cv).transpose(1, 2).reshape(b, t, c))
         drop = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.out(y.transpose(1, 2).reshape(b, t, c))

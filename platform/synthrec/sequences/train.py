@@ -220,29 +220,25 @@ def adversarial_step(
 @torch.no_grad()
 def generate_windows(model: SequenceModel, user, lengths, gen) -> dict:
     """Sample windows from scratch (training form: targets and shifted inputs)."""
-    spec = model.spec
-    n, w = user.shape[0], spec.window
-    out = sample_sequences(model, user, lengths.clamp(max=w), gen, Sampling())
-    valid = torch.arange(w, device=user.device)[None] < lengths.clamp(max=w)[:, None]
-    gap = torch.zeros(n, w, dtype=torch.long, device=user.device)
-    item, fields = torch.zeros_like(gap), torch.zeros(n, w, len(spec.field_classes)).long()
-    pos = torch.nonzero(valid, as_tuple=True)
-    order = torch.argsort(pos[0], stable=True)  # flat outputs are in user order
-    gap[pos[0][order], pos[1][order]] = out["gap"]
-    item[pos[0][order], pos[1][order]] = out["item"]
-    fields[pos[0][order], pos[1][order]] = out["fields"]
-    in_gap = torch.cat([torch.full((n, 1), spec.gap_classes), gap[:, :-1]], 1)
-    in_item = torch.cat([torch.full((n, 1), spec.num_items), item[:, :-1]], 1)
-    bos = torch.tensor(spec.field_classes).long().expand(n, 1, -1)
-    in_fields = torch.cat([bos, fields[:, :-1]], 1)
+    spec, dev = model.spec, user.device
+    n, w, nf = user.shape[0], spec.window, len(spec.field_classes)
+    lengths = lengths.clamp(max=w)
+    out = sample_sequences(model, user, lengths, gen, Sampling())
+    valid = torch.arange(w, device=dev)[None] < lengths[:, None]
+    rows, cols = torch.nonzero(valid, as_tuple=True)  # row-major: the flat outputs' order
+    gap = torch.zeros(n, w, dtype=torch.long, device=dev)
+    item = torch.zeros_like(gap)
+    fields = torch.zeros(n, w, nf, dtype=torch.long, device=dev)
+    gap[rows, cols], item[rows, cols], fields[rows, cols] = out["gap"], out["item"], out["fields"]
+    bos_fields = torch.tensor(spec.field_classes, dtype=torch.long, device=dev).expand(n, 1, nf)
     return {
         "gap": gap,
         "item": item,
         "fields": fields,
-        "in_gap": in_gap,
-        "in_item": in_item,
-        "in_fields": in_fields,
-        "index": torch.arange(w).expand(n, w),
+        "in_gap": torch.cat([torch.full((n, 1), spec.gap_classes, device=dev), gap[:, :-1]], 1),
+        "in_item": torch.cat([torch.full((n, 1), spec.num_items, device=dev), item[:, :-1]], 1),
+        "in_fields": torch.cat([bos_fields, fields[:, :-1]], 1),
+        "index": torch.arange(w, device=dev).expand(n, w),
         "valid": valid,
         "user": user,
     }
@@ -271,7 +267,9 @@ def _draw(logits: torch.Tensor, gen, temperature: float, top_p: float = 1.0) -> 
         cut = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set reaching top_p
         sorted_p = sorted_p.masked_fill(cut, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=gen)[:, 0]
+    cdf = probs.cumsum(-1)  # inverse-CDF draw: one uniform per row
+    u = torch.rand(probs.shape[0], 1, generator=gen, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=probs.shape[-1] - 1)
 
 
 @torch.no_grad()
@@ -302,6 +300,8 @@ def sample_sequences(
     max_len = int(lengths_sorted[0]) if b else 0
     # (B, num_items + 1) items each user already has; only when the log never repeats
     seen = torch.zeros(b, spec.num_items + 1, dtype=torch.bool, device=dev) if s.no_repeat else None
+    if seen is not None:
+        seen[:, spec.num_items] = True  # padding slots count as taken
     for t in range(max_len):
         n = int((lengths_sorted > t).sum())
         cache = [{"k": c["k"][:n], "v": c["v"][:n]} for c in cache]
