@@ -210,10 +210,10 @@ def adversarial_step(
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt_g.step()
     return {
-        "critic_loss": float(c_loss),
-        "critic_real": float(c_real.mean()),
-        "critic_fake": float(c_fake.mean()),
-        "mle": float(mle),
+        "critic_loss": float(c_loss.detach()),
+        "critic_real": float(c_real.detach().mean()),
+        "critic_fake": float(c_fake.detach().mean()),
+        "mle": float(mle.detach()),
     }
 
 
