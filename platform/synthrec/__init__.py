@@ -3,6 +3,8 @@
     import synthrec
     synth = synthrec.Synthesizer().fit(df)   # a pandas DataFrame or a pyarrow Table
     rows = synth.sample(1_000, conditions={"genre": "Drama"})
+    seq = synthrec.SequenceSynthesizer().fit(df)      # users, catalog, each user's events
+    log = seq.sample_table(users=500)                 # one row per event
 
 `import synthrec` stays light: `Synthesizer` (and torch with it) loads on first use.
 """
@@ -11,8 +13,11 @@ __version__ = "0.1.0"
 
 # Public names loaded on first access (module that defines each), so importing the package
 # does not import torch.
-_LAZY = {"Synthesizer": "synthrec.gan.synthesizer"}
-__all__ = ["Synthesizer", "read_synthetic", "__version__"]
+_LAZY = {
+    "Synthesizer": "synthrec.gan.synthesizer",
+    "SequenceSynthesizer": "synthrec.sequences.synthesizer",
+}
+__all__ = ["SequenceSynthesizer", "Synthesizer", "read_synthetic", "__version__"]
 
 
 def __getattr__(name: str):  # no typing import: it alone would cost more than the package

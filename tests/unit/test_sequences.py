@@ -273,3 +273,15 @@ def test_adversarial_phase_moves_the_generator_towards_the_critic():
     a = dict(plain.model.named_parameters())
     moved = [k for k, v in synth.model.named_parameters() if not torch.equal(v, a[k])]
     assert moved  # the policy-gradient steps changed the weights the likelihood phase left
+
+
+def test_python_api_takes_pandas_and_draws_a_fresh_seed_per_call(taobao):
+    import synthrec
+
+    table, _ = taobao
+    df = table.slice(0, 600).to_pandas()
+    seq = synthrec.SequenceSynthesizer().fit(df, cfg=TINY)
+    a, b = seq.sample_table(users=8), seq.sample_table(users=8)
+    assert type(a).__name__ == "DataFrame" and list(a.columns) == list(df.columns)
+    assert not a.equals(b)
+    assert seq.sample_table(users=8, seed=3).equals(seq.sample_table(users=8, seed=3))

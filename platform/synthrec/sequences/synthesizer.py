@@ -36,6 +36,7 @@ import synthrec
 from synthrec.config import GanConfig, SequenceConfig
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
+from synthrec.gan.synthesizer import _as_arrow
 from synthrec.schema import Schema, infer_schema
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import (
@@ -68,6 +69,7 @@ class SequenceSynthesizer:
         self.flat_types: dict[str, str] = {}
         self.schema: dict[str, Any] = {}
         self.repeat_rate = 0.0  # share of events whose item the user already had
+        self.return_type = "arrow"  # sample_table's default: the kind fit was given
         self.device = torch.device("cpu")
 
     # -- fitting ----------------------------------------------------------------------------
@@ -92,6 +94,7 @@ class SequenceSynthesizer:
         start = time.monotonic()
         self.device = torch.device(device)
         if not isinstance(data, RelationalLog):
+            data, self.return_type = _as_arrow(data)
             schema = schema or infer_schema(data)
         log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
         self.schema = (schema or infer_schema(log.flatten())).to_dict()
@@ -247,11 +250,13 @@ class SequenceSynthesizer:
         events: int | None = None,
         conditions: Conditions | None = None,
         rebalance: Rebalance | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> RelationalLog:
         """Exactly `users` synthetic users with their events, or users until exactly `events`
-        events (the last user's sequence cut)."""
+        events (the last user's sequence cut). No seed: a fresh one each call."""
         self._check_fitted()
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
         if (users is None) == (events is None):
             raise ConfigError("sample needs exactly one of users=N or events=N")
         count = users if users is not None else events
@@ -323,10 +328,20 @@ class SequenceSynthesizer:
             np.random.default_rng(block_seed),
         )
 
-    def sample_table(self, users: int | None = None, events: int | None = None, **kw) -> pa.Table:
-        """`sample` flattened to one row per event, in the training log's columns and types."""
-        flat = self.sample(users=users, events=events, **kw).flatten()
-        return cast_like(flat, self.flat_types)
+    def sample_table(
+        self,
+        users: int | None = None,
+        events: int | None = None,
+        return_type: str | None = None,
+        **kw,
+    ):
+        """`sample` flattened to one row per event, in the training log's columns and types;
+        a pandas DataFrame when fit was given one (or return_type="pandas")."""
+        flat = cast_like(self.sample(users=users, events=events, **kw).flatten(), self.flat_types)
+        kind = return_type or self.return_type
+        if kind not in ("arrow", "pandas"):
+            raise ConfigError(f"return_type must be 'arrow' or 'pandas' (got {kind!r})")
+        return flat.to_pandas() if kind == "pandas" else flat
 
     def _user_ids(self, first: int, n: int) -> pa.Array:
         number = np.arange(first, first + n, dtype=np.int64)
