@@ -225,9 +225,9 @@ def run_generate(
     if progress:
         progress(units_done)
     if len(todo):
-        for entry in _write_blocks(cfg, run_id, model, sizes, todo):
-            done[entry[0]] = entry[1]
-            units_done += int(sizes[entry[0]])
+        for block, entry in _write_blocks(cfg, run_id, model, sizes, todo):
+            done[block] = entry
+            units_done += int(sizes[block])
             if progress:
                 progress(units_done)
 
