@@ -457,11 +457,25 @@ class TrainGanConfig(Section):
         return data
 
 
+USERS_PER_BLOCK_MAX = 4_096  # = synthrec.sequences.synthesizer.BLOCK_USERS (ids per block)
+
+
 class GenerateConfig(Section):
-    """`synthrec generate` / jobs/generate.py: Ray Data generation to Parquet."""
+    """`synthrec generate` / jobs/generate.py: Ray Data generation to Parquet.
+
+    A row model makes exactly `rows` rows; a sequence model exactly `users` users with all
+    their events (one row per event). Which one a model takes is read from the model."""
 
     model_uri: str = Field(..., description="model directory URI")
-    rows: int = Field(..., ge=1, le=10_000_000_000)
+    rows: int | None = Field(
+        None, ge=1, le=10_000_000_000, description="exact number of rows (row models)"
+    )
+    users: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000_000,
+        description="exact number of users, each with all their events (sequence models)",
+    )
     out_uri: str = Field(..., description="dataset URI to publish")
     conditions: dict[str, str] = Field(
         default_factory=dict, description="exact column=value conditions"
@@ -473,6 +487,12 @@ class GenerateConfig(Section):
     rows_per_file: int = Field(
         250_000, ge=1_000, le=50_000_000, description="block size; one file per block"
     )
+    users_per_file: int = Field(
+        1_024,
+        ge=1,
+        le=USERS_PER_BLOCK_MAX,
+        description="block size of a sequence model, in users; one file per block",
+    )
     concurrency: int = Field(2, ge=1, le=4096, description="generator actors")
     cpus_per_actor: float = Field(0.5, gt=0, le=256)
     gpu: bool = False
@@ -480,6 +500,30 @@ class GenerateConfig(Section):
     ray_address: str | None = None
 
     RENAMED: ClassVar[dict[str, str]] = {"model": "model_uri", "out": "out_uri"}
+
+    @model_validator(mode="after")
+    def _one_count(self) -> GenerateConfig:
+        if (self.rows is None) == (self.users is None):
+            given = "both were" if self.rows is not None else "neither was"
+            raise ValueError(
+                f"give exactly one of rows (row models: --rows N) and users (sequence models: "
+                f"--users N); {given} given"
+            )
+        return self
+
+    @property
+    def unit(self) -> Literal["rows", "users"]:
+        return "rows" if self.rows is not None else "users"
+
+    @property
+    def count(self) -> int:
+        """Rows or users, whichever this config asks for."""
+        return self.rows if self.rows is not None else self.users
+
+    @property
+    def per_file(self) -> int:
+        """Rows or users per block (and file)."""
+        return self.rows_per_file if self.rows is not None else self.users_per_file
 
 
 class RecommenderConfig(Section):
@@ -747,6 +791,12 @@ class ServeLimits(Section):
     """Per-request bounds; requests above them get a 422 naming the field."""
 
     max_rows: int = Field(100_000, ge=1, le=1_000_000, description="rows per /v1/synthetic request")
+    max_users: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="users per /v1/synthetic request (sequence models; each with all events)",
+    )
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")

@@ -124,6 +124,22 @@ def publish_model_dir(
     return store.publish_files(uri, files, storage, metadata=metadata)
 
 
+def read_kind(
+    uri: str, storage: StorageConfig | None = None, manifest: store.Manifest | None = None
+) -> str:
+    """The kind named in the header of the model directory at `uri` (format 1 headers
+    included), reading only the header: callers that load any of several kinds dispatch on
+    it before `read_model_dir`."""
+    files = store.read_files(uri, [HEADER], storage, manifest=manifest)
+    header, _ = _upgrade(uri, _parse_json(uri, HEADER, files.get(HEADER), files))
+    if "kind" not in header:
+        raise ModelError(
+            f"{uri}/{HEADER}: missing key 'kind' (a model header has "
+            f"{', '.join(HEADER_KEYS)}); re-save the model with this synthrec"
+        )
+    return str(header["kind"])
+
+
 def read_model_dir(
     uri: str,
     kind: ModelKind,

@@ -608,3 +608,86 @@ def test_serve_cli_haproxy_ingress_with_env_key(models, tmp_path):
         code = proc.wait(90)
     assert code == 130  # interrupted: Serve and the local Ray were shut down
     assert key not in log.read_text()
+
+
+@pytest.fixture(scope="module")
+def users_url(server, tmp_path_factory):
+    """A tiny sequence model (users with their events) as its own generator app on /seq."""
+    from logshapes import taobao_log
+    from ray import serve
+
+    from synthrec.config import SequenceConfig
+    from synthrec.sequences import SequenceSynthesizer
+    from synthrec.sequences.artifacts import save_sequence_model
+    from synthrec.serving.app import build_generator
+
+    cfg = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2)
+    synth = SequenceSynthesizer().fit(taobao_log(1500), cfg=cfg)
+    uri = str(tmp_path_factory.mktemp("models") / "sequence")
+    save_sequence_model(synth, uri, metadata={"version": "seq-v1"})
+    serve_cfg = server["cfg"].model_copy(
+        update={"generator_uri": uri, "api_key_file": None, "api_key_required": False}
+    )
+    serve_cfg.generator = {"num_cpus": 0.1, "memory_gb": 0.2}
+    serve_cfg.limits = {**serve_cfg.limits.model_dump(), "max_users": 200}
+    serve.run(build_generator(serve_cfg), name="seq", route_prefix="/seq")
+    yield f"{server['url']}/seq"
+    serve.delete("seq")
+
+
+def test_serve_users_whole_users_with_their_events(users_url):
+    from ray import serve
+
+    body = {"users": 7, "seed": 3}
+    first = requests.post(users_url, json=body, timeout=60)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    users = answer["users"]
+    assert answer["model_version"] == "seq-v1" and "rows" not in answer
+    assert len(users) == 7 and len({u["user_id"] for u in users}) == 7
+    for user in users:
+        times = [e["timestamp"] for e in user["events"]]
+        assert times and times == sorted(times)  # the user's events, in time order
+        assert set(user["events"][0]) == {"item_id", "category_id", "behavior_type", "timestamp"}
+    assert requests.post(users_url, json=body, timeout=60).json() == answer  # same seed
+
+    flat = requests.post(users_url, json={**body, "unit": "rows"}, timeout=60).json()["rows"]
+    assert len(flat) == sum(len(u["events"]) for u in users)
+    assert [r["user_id"] for r in flat] == [u["user_id"] for u in users for _ in u["events"]]
+    arrow = requests.post(users_url, json={**body, "format": "arrow"}, timeout=60)
+    table = pa.ipc.open_stream(arrow.content).read_all()
+    assert table.num_rows == 7 and table.column("events").to_pylist() == [
+        u["events"] for u in users
+    ]
+    rows = requests.post(users_url, json={"rows": 50, "seed": 3}, timeout=60).json()["rows"]
+    assert len(rows) == 50 and rows[0]["user_id"] == users[0]["user_id"]  # events, user after user
+    info = serve.get_deployment_handle("Generator", app_name="seq").model_info.remote().result()
+    assert info["metadata"]["kind"] == "sequence" and info["metadata"]["unit"] == "users"
+    assert "category_id" in info["metadata"]["conditionable_columns"]
+
+
+@pytest.mark.parametrize(
+    "body, field, match",
+    [
+        ({"users": 201}, "users", "limit of 200"),
+        ({"users": 3, "format": "csv"}, "format", "csv cannot nest"),
+        ({"rows": 3, "unit": "users"}, "unit", "users=N"),
+        ({"rows": 3, "users": 3}, "users", "not both"),
+        ({"unit": "users"}, "rows", "users=N"),
+        ({"users": 3, "conditions": {"category_id": 7}}, "conditions", "no catalog item"),
+        ({"users": 3, "rebalance": {"colour": "uniform"}}, "rebalance", "colour"),
+    ],
+)
+def test_serve_users_bad_requests_are_422_naming_the_field(users_url, body, field, match):
+    res = requests.post(users_url, json=body, timeout=60)
+    assert res.status_code == 422 and res.json()["field"] == field, res.text
+    assert match in res.json()["detail"]
+
+
+def test_serve_users_from_a_row_model_is_422_naming_the_unit(server):
+    auth = {"authorization": f"Bearer {SECRET}"}  # the roll above may have turned auth on
+    for body, field in (({"users": 3}, "users"), ({"rows": 3, "unit": "users"}, "unit")):
+        res = post(server, "/v1/synthetic", body, headers=auth)
+        assert res.status_code == 422 and res.json()["field"] == field, res.text
+    res = post(server, "/v1/synthetic", {"users": 3}, headers=auth)
+    assert "row model" in res.json()["detail"] and "rows=N" in res.json()["detail"]

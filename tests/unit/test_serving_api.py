@@ -364,3 +364,20 @@ def test_serving_in_process_batches_concurrent_recommendations():
         and out[3:] == [b"c", b"d", b"e"]
     )
     assert Backend.sizes == [4, 2]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "rows"),  # no count
+        ({"unit": "users"}, "rows"),  # still no count
+        ({"rows": 3, "users": 3}, "users"),  # two counts
+        ({"rows": 3, "unit": "users"}, "unit"),  # users are counted in users
+        ({"users": 0}, "users"),
+        ({"users": 11}, "users"),  # over the configured limit
+        ({"users": 3, "unit": "events"}, "unit"),
+    ],
+)
+def test_serving_api_synthetic_counts_rows_or_users(body, field):
+    res = client(limits={"max_users": 10}).post("/v1/synthetic", json=body)
+    assert res.status_code == 422 and res.json()["field"] == field, res.text

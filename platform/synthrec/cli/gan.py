@@ -94,7 +94,12 @@ def train_gan(
 @app.command("generate")
 def generate(
     model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
-    rows: int | None = typer.Option(None, "--rows", help="exact number of rows"),
+    rows: int | None = typer.Option(None, "--rows", help="exact number of rows (row models)"),
+    users: int | None = typer.Option(
+        None,
+        "--users",
+        help="exact number of users, each with all their events (sequence models)",
+    ),
     out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish"),
     model: str | None = old_flag("--model"),
     out_old: str | None = old_flag("--out"),
@@ -106,6 +111,9 @@ def generate(
     ),
     seed: int | None = typer.Option(None, "--seed"),
     rows_per_file: int | None = typer.Option(None, "--rows-per-file"),
+    users_per_file: int | None = typer.Option(
+        None, "--users-per-file", help="users per file (sequence models; at most 4,096)"
+    ),
     concurrency: int | None = typer.Option(None, "--concurrency", help="generator actors"),
     gpu: bool | None = typer.Option(None, "--gpu/--cpu"),
     config: Path | None = typer.Option(None, "--config", help="YAML with GenerateConfig keys"),
@@ -113,7 +121,9 @@ def generate(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
 ) -> None:
-    """Generate exactly N synthetic rows with Ray Data and publish them atomically as Parquet."""
+    """Generate exactly N synthetic rows (row model: --rows) or N users with all their events
+    (sequence model: --users; one row per event) with Ray Data; publish them atomically as
+    Parquet."""
     from synthrec.distributed.generate import run_generate
 
     cfg = config_from_flags(
@@ -122,9 +132,11 @@ def generate(
         {
             "model_uri": renamed(model_uri, model, "--model-uri", "--model"),
             "rows": rows,
+            "users": users,
             "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "seed": seed,
             "rows_per_file": rows_per_file,
+            "users_per_file": users_per_file,
             "concurrency": concurrency,
             "gpu": gpu,
             "ray_address": address,
@@ -132,11 +144,13 @@ def generate(
             "rebalance": _parse_rebalance(rebalance) or None,
         },
     )
-    with progress_bar("generating", cfg.rows) as update:
+    with progress_bar("generating", cfg.count, unit=cfg.unit) as update:
         summary = run_generate(cfg, progress=update)
     table = Table(title="published synthetic dataset", show_header=False)
+    counts = [("users", f"{summary.users:,}")] if summary.users is not None else []
     for key, value in (
         ("uri", summary.uri),
+        *counts,
         ("rows", f"{summary.rows:,}"),
         ("files", summary.files),
         ("bytes", f"{summary.bytes:,}"),

@@ -1,10 +1,13 @@
 """Synthetic data generation as a Ray Data pipeline: exact, deterministic, atomic.
 
-The dataset is cut into fixed blocks of `rows_per_file` rows. Block i is generated from
-seed `seed + i` (inside `Synthesizer.sample_block`) and written by the actor that made it as
-`part-{i:05d}.parquet`, so the output bytes do not depend on how many actors ran. Only a
-small row of file metadata per block flows back through Ray, never the generated rows: that
-is what keeps the pipeline near the speed of one plain process per core.
+One pipeline for every generator kind (synthrec.generators): a row model counts in rows
+(`rows`, blocks of `rows_per_file`), a sequence model in users (`users`, blocks of
+`users_per_file` whole users, written flat: one row per event, a user's events never split
+across files). Block i is generated from (seed, i) alone (inside the model's `sample_block`)
+and written by the actor that made it as `part-{i:05d}.parquet`, so the output bytes do not
+depend on how many actors ran. Only a small row of file metadata per block flows back through
+Ray, never the generated rows: that is what keeps the pipeline near the speed of one plain
+process per core.
 
 Files go under a run folder named by a hash of everything that determines the content (the
 model's file checksums, not its editable version label); a re-run after a crash finds the
@@ -23,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.compute as pc
 
 from synthrec import storage
 from synthrec.config import GenerateConfig
 from synthrec.distributed.credentials import WorkerStorage, share
 from synthrec.errors import ConfigError, ModelError
+from synthrec.generators import Generator, load_generator
 from synthrec.storage import FileEntry, Manifest
 
 MAX_BLOCKS = 100_000  # part names have five digits: part-00000 .. part-99999
@@ -37,11 +42,12 @@ _PART = re.compile(r"part-(\d{5})\.parquet")
 @dataclass
 class GenerateSummary:
     uri: str
-    rows: int
+    rows: int  # rows written: events, for a sequence model
     files: int
     bytes: int
     seconds: float
     reused_blocks: int
+    users: int | None = None  # users written (sequence models)
 
     @property
     def rows_per_s(self) -> float:
@@ -60,9 +66,9 @@ def content_key(cfg: GenerateConfig, model: Manifest) -> str:
     label never share blocks."""
     spec = {
         "model": sorted(e.sha256 for e in model.files),
-        "rows": cfg.rows,
+        cfg.unit: cfg.count,  # "rows": the key row runs always had, so their folders keep names
         "seed": cfg.seed,
-        "block": cfg.rows_per_file,
+        "block": cfg.per_file,
         "conditions": cfg.conditions,
         "rebalance": cfg.rebalance,
     }
@@ -75,14 +81,32 @@ def part_name(run_id: str, block: int) -> str:
 
 def check_blocks(cfg: GenerateConfig) -> int:
     """Number of blocks, at most MAX_BLOCKS (so every part name has five digits)."""
-    blocks = -(-cfg.rows // cfg.rows_per_file)
+    blocks = -(-cfg.count // cfg.per_file)
     if blocks > MAX_BLOCKS:
+        unit = cfg.unit
         raise ConfigError(
-            f"rows {cfg.rows:,} in files of rows_per_file {cfg.rows_per_file:,} make {blocks:,} "
-            f"files; at most {MAX_BLOCKS:,} are allowed: set rows_per_file to at least "
-            f"{-(-cfg.rows // MAX_BLOCKS):,}"
+            f"{unit} {cfg.count:,} in files of {unit}_per_file {cfg.per_file:,} make {blocks:,} "
+            f"files; at most {MAX_BLOCKS:,} are allowed: set {unit}_per_file to at least "
+            f"{-(-cfg.count // MAX_BLOCKS):,}"
         )
     return blocks
+
+
+def check_unit(cfg: GenerateConfig, gen: Generator) -> None:
+    """The count asked for must be the model's unit: rows of a row model, users of a
+    sequence model."""
+    if gen.unit == cfg.unit:
+        return
+    if gen.unit == "users":
+        raise ConfigError(
+            f"{cfg.model_uri} is a sequence model: it generates whole users with their events; "
+            f"ask for users with --users N (config key users) instead of --rows (the files "
+            "hold one row per event)"
+        )
+    raise ConfigError(
+        f"{cfg.model_uri} is a row model ({gen.kind}): it generates rows, not users; ask for "
+        "rows with --rows N (config key rows) instead of --users"
+    )
 
 
 class BlockWriter:
@@ -98,22 +122,27 @@ class BlockWriter:
     ):
         import torch
 
-        from synthrec.artifacts import load_synthesizer
-
         torch.set_num_threads(max(1, threads))
         self.cfg = GenerateConfig.model_validate_json(cfg_json)
         self.storage = storage_ref.resolve()
         self.run_id = run_id
         device = "cuda" if self.cfg.gpu else "cpu"
         model = Manifest.from_json(model_manifest_json, self.cfg.model_uri)
-        self.synth = load_synthesizer(self.cfg.model_uri, self.storage, device, manifest=model)
+        self.gen = load_generator(self.cfg.model_uri, self.storage, device, manifest=model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {"block": [], "path": [], "rows": [], "bytes": [], "sha256": []}
-        for block, rows in zip(batch["block"].tolist(), batch["rows"].tolist()):
-            table = self.synth.sample_block(
+        out: dict[str, list] = {
+            "block": [],
+            "path": [],
+            "count": [],
+            "rows": [],
+            "bytes": [],
+            "sha256": [],
+        }
+        for block, count in zip(batch["block"].tolist(), batch["count"].tolist()):
+            table = self.gen.sample_block(
                 block,
-                rows,
+                count,
                 seed=self.cfg.seed,
                 conditions=self.cfg.conditions or None,
                 rebalance=self.cfg.rebalance or None,
@@ -124,6 +153,7 @@ class BlockWriter:
             for key, value in (
                 ("block", block),
                 ("path", rel),
+                ("count", self.gen.units(table)),
                 ("rows", table.num_rows),
                 ("bytes", len(body)),
                 ("sha256", hashlib.sha256(body).hexdigest()),
@@ -132,28 +162,30 @@ class BlockWriter:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
-def preflight(cfg: GenerateConfig):
+def preflight(cfg: GenerateConfig) -> tuple[Generator, Manifest]:
     """Everything that can fail fast, on the driver, before any actor starts. Returns the
-    synthesizer and the manifest of the model version it was loaded from."""
-    from synthrec.artifacts import load_synthesizer
-
+    generator and the manifest of the model version it was loaded from."""
     check_blocks(cfg)
     model = storage.read_manifest(cfg.model_uri, cfg.storage)
     if model is None:
         raise ModelError(
             f"no published model at {cfg.model_uri}; train one with `synthrec train-gan` first"
         )
-    synth = load_synthesizer(cfg.model_uri, cfg.storage, device="cpu", manifest=model)
-    # Raises ConditionError for an unknown column or value (a 1-row probe is cheap).
-    synth.sample_block(
+    gen = load_generator(cfg.model_uri, cfg.storage, device="cpu", manifest=model)
+    check_unit(cfg, gen)
+    # Raises for an unknown column or value (a 1-row / 1-user probe is cheap).
+    gen.sample_block(
         0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
     )
     storage.check_writable(cfg.out_uri, cfg.storage)
-    return synth, model
+    return gen, model
 
 
-def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dict[int, FileEntry]:
-    """Blocks a killed run already wrote completely (files appear only when whole)."""
+def _existing_blocks(
+    cfg: GenerateConfig, run_id: str, sizes: np.ndarray, user_column: str | None = None
+) -> dict[int, FileEntry]:
+    """Blocks a killed run already wrote completely (files appear only when whole): a part
+    counts when it holds its block's rows, or, with `user_column`, its block's users."""
     import pyarrow.parquet as pq
 
     found = {}
@@ -164,8 +196,13 @@ def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dic
         block = int(match.group(1))
         path = f"{run_id}/{rel}"
         fs, fpath = storage.filesystem(storage.join(cfg.out_uri, path), cfg.storage)
-        rows = pq.ParquetFile(fs.open_input_file(fpath)).metadata.num_rows
-        if rows == sizes[block]:
+        part = pq.ParquetFile(fs.open_input_file(fpath))
+        rows = part.metadata.num_rows
+        if user_column is None:
+            count = rows
+        else:
+            count = len(pc.unique(part.read(columns=[user_column]).column(0)))
+        if count == sizes[block]:
             found[block] = storage.entry_for(cfg.out_uri, path, cfg.storage, rows)
     return found
 
@@ -173,76 +210,100 @@ def _existing_blocks(cfg: GenerateConfig, run_id: str, sizes: np.ndarray) -> dic
 def run_generate(
     cfg: GenerateConfig, progress: Callable[..., None] | None = None
 ) -> GenerateSummary:
-    """Generate exactly cfg.rows rows to cfg.out_uri with Ray Data and publish them atomically."""
+    """Generate exactly cfg.rows rows (row model) or cfg.users users with their events
+    (sequence model) to cfg.out_uri with Ray Data and publish them atomically. `progress`
+    gets the rows or users done so far."""
+    gen, model = preflight(cfg)
+    version = gen.metadata.get("version", "unknown")
+    run_id = content_key(cfg, model)
+    sizes = block_sizes(cfg.count, cfg.per_file)
+    start = time.monotonic()
+    user_column = gen.user_column if cfg.unit == "users" else None
+    done = _existing_blocks(cfg, run_id, sizes, user_column)
+    todo = np.array([b for b in range(len(sizes)) if b not in done], dtype=np.int64)
+    units_done = int(sum(sizes[b] for b in done))
+    if progress:
+        progress(units_done)
+    if len(todo):
+        for block, entry in _write_blocks(cfg, run_id, model, sizes, todo):
+            done[block] = entry
+            units_done += int(sizes[block])
+            if progress:
+                progress(units_done)
+
+    entries = [done[b] for b in range(len(sizes))]
+    rows = sum(e.rows for e in entries)
+    assert cfg.unit == "users" or rows == cfg.rows, "every block must be accounted for"
+    metadata = {
+        "model_uri": cfg.model_uri,
+        "model_version": version,
+        "model_run": model.run_id,
+        "model_kind": gen.kind,
+        "unit": cfg.unit,
+        "seed": cfg.seed,
+        f"{cfg.unit}_per_file": cfg.per_file,
+        "conditions": cfg.conditions,
+        "rebalance": cfg.rebalance,
+        "generator": "synthrec",
+    }
+    if cfg.unit == "users":
+        metadata["users"] = cfg.users
+    storage.commit(
+        cfg.out_uri,
+        Manifest("dataset", run_id, entries, num_rows=rows, metadata=metadata),
+        cfg.storage,
+    )
+    return GenerateSummary(
+        cfg.out_uri,
+        rows,
+        len(entries),
+        sum(e.bytes for e in entries),
+        time.monotonic() - start,
+        len(sizes) - len(todo),
+        cfg.users,
+    )
+
+
+def _write_blocks(cfg: GenerateConfig, run_id: str, model: Manifest, sizes, todo):
+    """Generate and write the `todo` blocks on an actor pool; yields (block, FileEntry) as
+    the actors finish them."""
     import ray
     from ray.data import ActorPoolStrategy
 
     from synthrec.distributed.common import ensure_ray
 
-    synth, model = preflight(cfg)
-    version = synth.metadata.get("version", "unknown")
-    run_id = content_key(cfg, model)
-    sizes = block_sizes(cfg.rows, cfg.rows_per_file)
-    start = time.monotonic()
-    done = _existing_blocks(cfg, run_id, sizes)
-    todo = np.array([b for b in range(len(sizes)) if b not in done], dtype=np.int64)
-    rows_done = int(sum(e.rows for e in done.values()))
-    if progress:
-        progress(rows_done)
-
-    if len(todo):
-        ensure_ray(cfg.ray_address)
-        workers = min(cfg.concurrency, len(todo))
-        ds = ray.data.from_items(
-            [{"block": int(b), "rows": int(sizes[b])} for b in todo], override_num_blocks=len(todo)
-        )
-        actor_args = dict(num_gpus=1 if cfg.gpu else 0, num_cpus=cfg.cpus_per_actor)
-        shared = share(cfg.storage)  # owns the secrets' object until the actors are done
-        bare = cfg.model_copy(update={"storage": cfg.storage.without_secrets()})
-        ds = ds.map_batches(
-            BlockWriter,
-            fn_constructor_args=(
-                bare.model_dump_json(),
-                run_id,
-                max(1, int(cfg.cpus_per_actor)),
-                shared,
-                model.to_json(),
-            ),
-            batch_size=1,
-            compute=ActorPoolStrategy(size=workers),
-            **actor_args,
-        )
-        for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
-            for block, path, rows, nbytes, sha in zip(
-                batch["block"], batch["path"], batch["rows"], batch["bytes"], batch["sha256"]
-            ):
-                done[int(block)] = FileEntry(str(path), int(nbytes), str(sha), int(rows))
-                rows_done += int(rows)
-            if progress:
-                progress(rows_done)
-
-    entries = [done[b] for b in range(len(sizes))]
-    assert sum(e.rows for e in entries) == cfg.rows, "every block must be accounted for"
-    metadata = {
-        "model_uri": cfg.model_uri,
-        "model_version": version,
-        "model_run": model.run_id,
-        "seed": cfg.seed,
-        "rows_per_file": cfg.rows_per_file,
-        "conditions": cfg.conditions,
-        "rebalance": cfg.rebalance,
-        "generator": "synthrec",
-    }
-    storage.commit(
-        cfg.out_uri,
-        Manifest("dataset", run_id, entries, num_rows=cfg.rows, metadata=metadata),
-        cfg.storage,
+    ensure_ray(cfg.ray_address)
+    workers = min(cfg.concurrency, len(todo))
+    ds = ray.data.from_items(
+        [{"block": int(b), "count": int(sizes[b])} for b in todo], override_num_blocks=len(todo)
     )
-    return GenerateSummary(
-        cfg.out_uri,
-        cfg.rows,
-        len(entries),
-        sum(e.bytes for e in entries),
-        time.monotonic() - start,
-        len(sizes) - len(todo),
+    actor_args = dict(num_gpus=1 if cfg.gpu else 0, num_cpus=cfg.cpus_per_actor)
+    shared = share(cfg.storage)  # owns the secrets' object until the actors are done
+    bare = cfg.model_copy(update={"storage": cfg.storage.without_secrets()})
+    ds = ds.map_batches(
+        BlockWriter,
+        fn_constructor_args=(
+            bare.model_dump_json(),
+            run_id,
+            max(1, int(cfg.cpus_per_actor)),
+            shared,
+            model.to_json(),
+        ),
+        batch_size=1,
+        compute=ActorPoolStrategy(size=workers),
+        **actor_args,
     )
+    for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        for block, path, count, rows, nbytes, sha in zip(
+            batch["block"],
+            batch["path"],
+            batch["count"],
+            batch["rows"],
+            batch["bytes"],
+            batch["sha256"],
+        ):
+            if int(count) != sizes[int(block)]:  # the model broke its contract: publish nothing
+                raise ModelError(
+                    f"block {int(block)} holds {int(count)} {cfg.unit}, not {sizes[int(block)]}"
+                )
+            yield int(block), FileEntry(str(path), int(nbytes), str(sha), int(rows))

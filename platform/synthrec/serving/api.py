@@ -40,6 +40,7 @@ from synthrec.serving.schemas import (
     RecommendationResponse,
     SyntheticRequest,
     SyntheticResponse,
+    Unit,
 )
 
 logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
@@ -54,7 +55,7 @@ Mount = Literal["full", "generator", "recommender"]
 
 class GeneratorPort(Protocol):
     async def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
-        """(body in request.format, rows, model version)."""
+        """(body in request.format, rows (events of a sequence model), model version)."""
 
     async def model_info(self) -> dict[str, Any]: ...
 
@@ -98,20 +99,17 @@ def build_api(
     limits = cfg.limits
 
     async def synthetic(body: SyntheticRequest) -> Response:
-        """Exactly `rows` synthetic rows; same request and seed, same rows."""
+        """Exactly `rows` synthetic rows, or `users` whole users with their events (sequence
+        models); same request and seed, same answer."""
         if generator is None:
             return _error(
                 503,
                 "no generator model is deployed on this server; start it with --generator-uri URI "
                 "(or set generator_uri)",
             )
-        if body.rows > limits.max_rows:
-            return _error(
-                422,
-                f"rows: {body.rows} is above this server's limit of {limits.max_rows}; "
-                "ask for fewer rows per request",
-                "rows",
-            )
+        refused = _count_refused(body, limits)
+        if refused is not None:
+            return _error(422, *refused)
         if len(body.conditions) + len(body.rebalance) > limits.max_conditions:
             return _error(
                 422,
@@ -126,12 +124,14 @@ def build_api(
         except (RequestRejected, SynthrecError) as err:
             return _error(422, str(err), getattr(err, "field", None))
         if len(data) > limits.max_response_bytes:
+            what = "rows" if body.rows is not None else "users"
             return _error(
                 413,
-                f"rows: {body.rows} rows encode to {len(data)} bytes in {body.format.value}, over "
-                f"this server's response limit of {limits.max_response_bytes} bytes; ask for "
-                "fewer rows per request (format arrow is the most compact)",
-                "rows",
+                f"{what}: {body.rows or body.users} {what} encode to {len(data)} bytes in "
+                f"{body.format.value}, over this server's response limit of "
+                f"{limits.max_response_bytes} bytes; ask for fewer {what} per request (format "
+                "arrow is the most compact)",
+                what,
             )
         if metrics:
             metrics.rows(rows, body.format.value)
@@ -183,7 +183,7 @@ def build_api(
             responses={
                 200: {
                     "model": SyntheticResponse,
-                    "description": "rows in the asked format",
+                    "description": "rows, or users with their events, in the asked format",
                     "content": {ARROW_STREAM: {}, "text/csv": {}},
                 },
                 **errors,
@@ -211,6 +211,36 @@ def build_api(
         _document_auth(app)
     app.add_middleware(_Edge, key=key, metrics=metrics, max_body=limits.max_body_bytes)
     return app
+
+
+def _count_refused(body: SyntheticRequest, limits) -> tuple[str, str] | None:
+    """(message, field) when the request's count is missing, doubled, or over a limit."""
+    if body.rows is None and body.users is None:
+        return (
+            "rows: give rows=N (rows; events of a sequence model) or users=N (whole users with "
+            "their events; sequence models)",
+            "rows",
+        )
+    if body.rows is not None and body.users is not None:
+        return "users: give rows or users, not both", "users"
+    if body.unit is Unit.users and body.rows is not None:
+        return (
+            "unit: unit users returns whole users; count them with users=N instead of rows",
+            "unit",
+        )
+    if body.rows is not None and body.rows > limits.max_rows:
+        return (
+            f"rows: {body.rows} is above this server's limit of {limits.max_rows}; "
+            "ask for fewer rows per request",
+            "rows",
+        )
+    if body.users is not None and body.users > limits.max_users:
+        return (
+            f"users: {body.users} is above this server's limit of {limits.max_users}; "
+            "ask for fewer users per request",
+            "users",
+        )
+    return None
 
 
 def _local_models(generator: GeneratorPort | None, recommender: RecommenderPort | None):
@@ -427,7 +457,8 @@ async def _send(
 
 
 _DESCRIPTION = """\
-Synthetic interaction rows from a conditional GAN, and top-k recommendations.
+Synthetic interaction rows from a conditional GAN, or synthetic users with their event
+sequences from a sequence model (`"users": N`), and top-k recommendations.
 
 Bad input answers 4xx with `{"detail": ..., "field": ...}`. When the server has an API key,
 every `/v1/*` route needs `Authorization: Bearer <key>` (401 without it). A full queue answers

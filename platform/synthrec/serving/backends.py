@@ -14,40 +14,75 @@ import hashlib
 from typing import Any
 
 from synthrec.config import ServeConfig, StorageConfig
-from synthrec.errors import ConditionError, DataError
+from synthrec.errors import ConditionError, ConfigError, DataError
 from synthrec.serving.api import RequestRejected
 from synthrec.serving.encode import encode_recommendations, encode_table
-from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
+from synthrec.serving.schemas import (
+    OutputFormat,
+    RecommendationRequest,
+    SyntheticRequest,
+    Unit,
+)
 from synthrec.storage import read_files
 
 
 class GeneratorBackend:
-    """A loaded synthesizer; `generate` returns the encoded body, the row count and the version."""
+    """A loaded generator of either kind (synthrec.generators): a row GAN answers rows; a
+    sequence model answers whole users with their events, nested (`unit: users`) or flat (one
+    row per event). `generate` returns the encoded body, the row count and the version."""
 
     def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
-        from synthrec.artifacts import load_synthesizer
+        from synthrec.generators import load_generator
 
         self.uri = uri
-        self.synth = load_synthesizer(uri, storage, device=device)
-        self.version = str(self.synth.metadata.get("version", "unknown"))
+        self.gen = load_generator(uri, storage, device=device)
+        self.version = str(self.gen.metadata.get("version", "unknown"))
 
     def generate(self, request: SyntheticRequest) -> tuple[bytes, int, str]:
+        unit = self._unit(request)
+        args = dict(
+            seed=request.seed,
+            conditions=request.conditions or None,
+            rebalance=request.rebalance or None,
+        )
         try:
-            table = self.synth.sample(
-                request.rows,
-                conditions=request.conditions or None,
-                rebalance=request.rebalance or None,
-                seed=request.seed,
-            )
-        except ConditionError as err:
+            if request.users is not None:
+                table = self.gen.sample_users(request.users, **args)
+            else:
+                table = self.gen.sample_rows(request.rows, **args)
+        except (ConditionError, ConfigError) as err:  # the sequence model's are ConfigErrors
             field = "rebalance" if str(err).startswith("rebalance") else "conditions"
             raise RequestRejected(str(err), field) from None
-        return encode_table(table, request.format, self.version), table.num_rows, self.version
+        body = self.gen.nest(table) if unit is Unit.users else table
+        data = encode_table(body, request.format, self.version, key=unit.value)
+        return data, table.num_rows, self.version
+
+    def _unit(self, request: SyntheticRequest) -> Unit:
+        """The answer's unit; a RequestRejected naming the field when the model cannot give it."""
+        wants_users = request.users is not None or request.unit is Unit.users
+        if self.gen.unit == "rows":
+            if wants_users:
+                field = "users" if request.users is not None else "unit"
+                raise RequestRejected(
+                    f"{field}: the loaded generator is a row model ({self.gen.kind}); it makes "
+                    "rows, not users: ask for rows=N (unit rows)",
+                    field,
+                )
+            return Unit.rows
+        unit = request.unit or (Unit.users if request.users is not None else Unit.rows)
+        if unit is Unit.users and request.format is OutputFormat.csv:
+            raise RequestRejected(
+                "format: csv cannot nest events under users; ask for format json or arrow, or "
+                "unit rows for one row per event (each with its user's id)",
+                "format",
+            )
+        return unit
 
     def model_info(self) -> dict[str, Any]:
-        meta = public_metadata(self.synth.metadata, GENERATOR_PUBLIC)
-        meta["conditionable_columns"] = self.synth.conditionable_columns()
-        meta["columns"] = list(self.synth.encoder.schema.names)
+        meta = public_metadata(self.gen.metadata, GENERATOR_PUBLIC)
+        meta["kind"], meta["unit"] = self.gen.kind, self.gen.unit
+        meta["conditionable_columns"] = self.gen.conditionable_columns()
+        meta["columns"] = self.gen.columns()
         return {"loaded": True, "version": self.version, "metadata": meta}
 
 

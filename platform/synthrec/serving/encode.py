@@ -23,10 +23,13 @@ MEDIA_TYPES = {
 }
 
 
-def encode_table(table: pa.Table, fmt: OutputFormat, model_version: str) -> bytes:
-    """Body for /v1/synthetic in the asked format."""
+def encode_table(
+    table: pa.Table, fmt: OutputFormat, model_version: str, key: str = "rows"
+) -> bytes:
+    """Body for /v1/synthetic in the asked format; JSON lists the table's rows under `key`
+    ("users" for a nested users table)."""
     if fmt is OutputFormat.json:
-        return to_json({"rows": table.to_pylist(), "model_version": model_version})
+        return to_json({key: table.to_pylist(), "model_version": model_version})
     sink = pa.BufferOutputStream()
     if fmt is OutputFormat.arrow:
         schema = table.schema.with_metadata(

@@ -39,14 +39,44 @@ class OutputFormat(str, Enum):
     csv = "csv"  # text/csv with a header row
 
 
-class SyntheticRequest(Body):
-    """POST /v1/synthetic: a batch of synthetic rows from the loaded generator."""
+class Unit(str, Enum):
+    """What /v1/synthetic returns."""
 
-    rows: int = Field(
-        ...,
+    rows = "rows"  # a flat table; for a sequence model one row per event, with the user id
+    users = "users"  # a sequence model's users, each with its attributes and an `events` list
+
+
+class SyntheticRequest(Body):
+    """POST /v1/synthetic: a batch of synthetic data from the loaded generator.
+
+    Give the count as `rows` or `users` (one of them):
+    - `rows`: exactly that many rows; from a sequence model, that many events, user after
+      user (the last user's events are cut at the count);
+    - `users` (sequence models): exactly that many whole users with all their events.
+
+    `unit` is the shape of the answer; by default `users` when `users` is given, else `rows`:
+    - `rows`: a flat table (JSON `{"rows": [...]}`, Arrow or CSV); a sequence model's rows are
+      its events, each with its user's id and attributes;
+    - `users` (sequence models; JSON or Arrow): one entry per user, its id and attributes and
+      `events`, the user's events in time order (JSON `{"users": [{"user_id": .., "events":
+      [{..}, ..]}]}`; Arrow: a list-of-struct column `events`). CSV cannot nest: use `rows`.
+    """
+
+    rows: int | None = Field(
+        None,
         ge=1,
-        description="exact number of rows to return (at most the server's limits.max_rows)",
+        description="exact number of rows (events, for a sequence model) to return; at most "
+        "the server's limits.max_rows",
         examples=[1000],
+    )
+    users: int | None = Field(
+        None,
+        ge=1,
+        description="exact number of whole users with their events (sequence models); at most "
+        "the server's limits.max_users",
+    )
+    unit: Unit | None = Field(
+        None, description="rows | users: the answer's shape (default: users when `users` is given)"
     )
     conditions: dict[Text, ConditionValue] = Field(
         default_factory=dict,
@@ -61,10 +91,20 @@ class SyntheticRequest(Body):
     format: OutputFormat = Field(OutputFormat.json, description="json | arrow (IPC stream) | csv")
 
 
-class SyntheticResponse(BaseModel):
-    """JSON answer of /v1/synthetic (format=json); Arrow and CSV carry X-Model-Version."""
+class SyntheticUser(BaseModel):
+    """One user of a `unit: users` answer: the users table's columns (the user id first), then
+    the user's events, each with the event and item columns (not repeating the user's)."""
 
-    rows: list[dict[str, Any]]
+    model_config = ConfigDict(extra="allow")
+    events: list[dict[str, Any]]
+
+
+class SyntheticResponse(BaseModel):
+    """JSON answer of /v1/synthetic (format=json): `rows` for unit rows, `users` for unit
+    users (the other key is absent). Arrow and CSV carry X-Model-Version."""
+
+    rows: list[dict[str, Any]] | None = None
+    users: list[SyntheticUser] | None = None
     model_version: str
 
 
