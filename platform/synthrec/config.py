@@ -338,11 +338,17 @@ class SequenceConfig(Section):
     """The sequence generator (synthrec.sequences): a causal transformer over each user's
     events, maximum-likelihood training, then an optional adversarial phase against a critic."""
 
-    d_model: int = Field(128, ge=8, le=2048, description="width of the transformer")
+    d_model: int = Field(
+        64,
+        ge=8,
+        le=2048,
+        description="width of the transformer (64 matched 128 on ML-100K: F from synthetic "
+        "users 0.0724 vs 0.0722 NDCG@10, 4x faster sampling)",
+    )
     n_layers: int = Field(2, ge=1, le=24)
     n_heads: int = Field(4, ge=1, le=32)
     window: int = Field(
-        128,
+        64,
         ge=4,
         le=4096,
         description="events the model attends to; longer users are split into windows for "

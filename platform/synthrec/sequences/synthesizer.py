@@ -49,7 +49,7 @@ from synthrec.sequences.encoding import (
 from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 
 Conditions = dict[str, Any]
-Rebalance = dict[str, dict[Any, float]]
+Rebalance = dict[str, dict[Any, float] | str]  # column -> shares, or "uniform"
 BLOCK_USERS = 4_096  # users per block of `sample`
 NO_REPEAT_BELOW = 0.005  # a log repeating fewer of its items: samples never repeat an item
 
@@ -413,6 +413,8 @@ class SequenceSynthesizer:
             idx = pc.fill_null(codes.indices, len(values)).to_numpy(zero_copy_only=False)
             real = np.bincount(idx, weights=self.item_counts, minlength=len(values) + 1)
             real = real / max(real.sum(), 1)
+            if target == "uniform":
+                target = dict.fromkeys((v for v in values if v is not None), 1.0)
             unknown = [v for v in target if v not in values]
             if unknown:
                 raise ConfigError(f"rebalance {col}: unknown value(s) {unknown[:5]}")
