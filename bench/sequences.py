@@ -331,6 +331,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--skip-privacy", action="store_true")
+    parser.add_argument(
+        "--privacy-systems", default="synthrec,argn", help="systems refitted for privacy"
+    )
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--f-epochs", type=int, default=None, help="cap F's epochs (smoke runs)")
     args = parser.parse_args()
@@ -371,8 +374,8 @@ def main() -> None:
     if not args.skip_privacy:
         result["privacy"] = {}
         members, held = user_split(train, 0.2, seed=0)
-        for name in systems:
-            if name == "argn-real-users" or "skipped" in result["systems"].get(name, {}):
+        for name in args.privacy_systems.split(","):
+            if name not in systems or "skipped" in result["systems"].get(name, {}):
                 continue
             log(f"privacy: {name} on 80% of the users")
             n = len(pc.unique(members.column("user_id")))
