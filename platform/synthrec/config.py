@@ -419,6 +419,9 @@ _RUN_KEYS = {
 }
 
 
+Generator = Literal["auto", "rows", "sequences"]
+
+
 class TrainGanConfig(Section):
     """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
 
@@ -427,7 +430,17 @@ class TrainGanConfig(Section):
     )
     out_uri: str = Field(..., description="model directory URI to publish")
     schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
+    generator: Generator = Field(
+        "auto",
+        description="rows: the row GAN; sequences: users, catalog and each user's events "
+        "(needs user, item and time columns); auto: sequences when the log has them",
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(
+        default_factory=SequenceConfig,
+        description="the sequence generator; `epochs` (the run's) caps its likelihood epochs, "
+        "sequence.epochs only when a time budget is set without epochs",
+    )
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     run: RunSection = Field(default_factory=RunSection)

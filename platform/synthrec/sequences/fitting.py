@@ -150,6 +150,7 @@ class SequenceFit:
         start, net = time.monotonic(), net or self.model
         win, cfg = self.data.train, self.cfg
         order = self.rows[np.random.default_rng(seed).permutation(len(self.rows))]
+        order = order[: len(win) // self.world]  # as many steps on every rank (DDP)
         batch = per_rank(cfg.batch_size, self.world)
         sums: dict[str, float] = {}
         done = 0
