@@ -67,7 +67,7 @@ def train_gan(
 ) -> None:
     """Train a generator on Ray Train (CPU or GPU workers) and publish the model: the sequence
     generator when the log has user, item and time columns, else the conditional row GAN."""
-    from synthrec.distributed.train_generator import run_train_generator
+    from synthrec.distributed.train_generator import resolve_generator, run_train_generator
 
     cfg = config_from_flags(
         TrainGanConfig,
@@ -87,6 +87,8 @@ def train_gan(
             "generator": generator.value if generator else None,
         },
     )
+    choice = resolve_generator(cfg)  # a log that cannot give sequences fails here, alone
+    console.print(f"generator: {choice.generator} ({choice.why})", highlight=False)
     total = cfg.epochs if cfg.time_budget_min is None else None
     with progress_bar("training", total, unit="epochs") as update:
 
@@ -105,10 +107,7 @@ def train_gan(
                 fidelity=f"{m.get('fidelity', float('nan')):.3f}",
             )
 
-        def notice(chosen: str, why: str) -> None:
-            console.print(f"generator: {chosen} ({why})", highlight=False)
-
-        summary = run_train_generator(cfg, progress=show, notice=notice)
+        summary = run_train_generator(cfg, progress=show, choice=choice)
     out.print(
         f"published {summary['generator']} model [bold]{summary['model_uri']}[/bold] "
         f"after {summary['epochs']} epochs "

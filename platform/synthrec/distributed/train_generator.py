@@ -8,6 +8,7 @@ with the DataError of `require_sequence_log` (naming the columns found) before a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from synthrec.config import TrainGanConfig
@@ -48,23 +49,35 @@ def choose_generator(requested: str, table, schema) -> tuple[str, str]:
     )
 
 
-def run_train_generator(
-    cfg: TrainGanConfig,
-    progress: Callable[[dict], None] | None = None,
-    notice: Callable[[str, str], None] | None = None,
-) -> dict[str, Any]:
-    """Train the generator cfg.generator names (or the one `choose_generator` picks) with Ray
-    Train and publish it; `notice(generator, why)` is called once the choice is made."""
+@dataclass(frozen=True)
+class Choice:
+    generator: str  # "rows" | "sequences"
+    why: str
+    loaded: tuple | None  # (table, schema) when the log was read to choose
+
+
+def resolve_generator(cfg: TrainGanConfig) -> Choice:
+    """The generator for cfg (reads the log unless rows were asked for); raises DataError
+    when sequences are asked for and the log cannot give them."""
     from synthrec.data.eventlog import load_event_log
-    from synthrec.distributed.gan_train import run_train_gan
-    from synthrec.distributed.sequence_train import run_train_sequences
 
     loaded = None
     if cfg.generator != "rows":
         loaded = load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)
     generator, why = choose_generator(cfg.generator, *(loaded or (None, None)))
-    if notice:
-        notice(generator, why)
-    if generator == "rows":
-        return run_train_gan(cfg, progress, loaded=loaded)
-    return run_train_sequences(cfg, progress, loaded=loaded)
+    return Choice(generator, why, loaded)
+
+
+def run_train_generator(
+    cfg: TrainGanConfig,
+    progress: Callable[[dict], None] | None = None,
+    choice: Choice | None = None,
+) -> dict[str, Any]:
+    """Train the generator `choice` (default: `resolve_generator(cfg)`) names with Ray Train
+    and publish it; the summary says which generator and why."""
+    from synthrec.distributed.gan_train import run_train_gan
+    from synthrec.distributed.sequence_train import run_train_sequences
+
+    choice = choice or resolve_generator(cfg)
+    train = run_train_gan if choice.generator == "rows" else run_train_sequences
+    return {**train(cfg, progress, loaded=choice.loaded), "why": choice.why}
