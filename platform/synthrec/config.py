@@ -854,7 +854,13 @@ class PipelineConfig(Section):
             num_queries=300,
         )
     )
+    generator: Generator = Field(
+        "rows",
+        description="train_gan's generator (as `synthrec train-gan --generator`); with "
+        "sequences the generate stage writes the sequence model's flattened log",
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
     privacy_holdout_share: float = Field(

@@ -156,3 +156,43 @@ def test_train_gan_cli_chooses_sequences_for_a_log_with_user_item_and_time(
     assert "generator: sequences (the log has a user (user_id), an item (item_id)" in captured.err
     assert "published sequences model" in captured.out
     assert load_sequence_model(out).metadata["metrics"]["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_pipeline_with_the_sequence_generator_runs_every_stage(ray_local, tmp_path):
+    """generator: sequences on the simulated search log: the synthetic data is the sequence
+    model's flattened log (the training log's columns, exact event count), and the report and
+    model F are made from it."""
+    from synthrec.config import PipelineConfig
+    from synthrec.pipeline import run_pipeline
+    from synthrec.sequences.artifacts import load_sequence_model
+
+    events: list = []
+    cfg = PipelineConfig(
+        out_uri=str(tmp_path / "pipe"),
+        generator="sequences",
+        sequence=TINY.model_copy(update={"adversarial_steps": 0}),
+        gan_epochs=1,
+        gan_time_budget_min=None,
+        synthetic_rows=2_000,
+        simulate={
+            "rows": 4_000, "num_users": 150, "num_items": 200, "num_categories": 6,
+            "num_brands": 20, "num_queries": 40, "rows_per_file": 1_000,
+        },
+        recommender={"epochs": 1, "dim": 16},
+        scaling=ScalingSection(num_workers=1, cpus_per_worker=1),
+    )  # fmt: skip
+    result = run_pipeline(cfg, progress=lambda kind, **e: events.append((kind, e)))
+    head = result["headline"]
+    assert head["train_gan.generator"] == "sequences"
+    assert head["generate.rows"] == 2_000
+    assert ("generator", {"stage": "train_gan", "generator": "sequences"}) in [
+        (k, {x: e[x] for x in ("stage", "generator")}) for k, e in events if k == "generator"
+    ]
+    synth = load_sequence_model(head["train_gan.model"])
+    synthetic = storage.read_table(head["generate.synthetic"])
+    real = storage.read_table(str(tmp_path / "pipe" / "data" / "gan_train"))
+    assert synthetic.schema.names == real.schema.names
+    ids = set(synthetic.column(synth.encoder.user_col).to_pylist())
+    assert not ids & set(real.column(synth.encoder.user_col).to_pylist())  # fresh pseudonyms
+    assert 0 < head["evaluate.fidelity"] <= 1 and head["evaluate_recommender.ndcg@10"] >= 0
