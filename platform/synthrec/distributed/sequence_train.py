@@ -82,6 +82,11 @@ def run_train_sequences(
     emit = progress or (lambda m: None)
     synth.fit_users(users, users_budget, "cpu", lambda **m: emit({**m, "phase": "users"}))
     data = prepare_fit(seqs, synth.encoder, synth.item_counts, seq)
+    if len(data.train) < cfg.scaling.num_workers:
+        raise ConfigError(
+            f"{len(data.train)} training windows cannot be shared by {cfg.scaling.num_workers} "
+            "workers; use fewer workers (or a smaller sequence.window)"
+        )
     ensure_ray(cfg.ray_address)
     now, left = time.time(), (budget - (time.monotonic() - start) if budget else None)
     adv_share = ADVERSARIAL_SHARE if seq.adversarial_steps else 0.0
