@@ -168,8 +168,11 @@ class SequenceFit:
         self.epoch += 1
         metrics = {k: round(v / max(done, 1), 4) for k, v in sums.items()}
         if self.data.valid is not None:
-            metrics["valid_nll"] = round(self.validation_nll(reduce), 4)
-        score = metrics.get("valid_nll", metrics.get("nll", math.inf))
+            metrics["valid_nll"] = score = round(self.validation_nll(reduce), 4)
+        else:  # no held-out users: the training NLL of all ranks, so all keep the same best
+            total, count = sums.get("nll", 0.0) * done, float(done)
+            total, count = reduce(total, count) if reduce else (total, count)
+            score = total / count if count else math.inf
         if score < self.best - 1e-4:
             self.best, self.best_epoch, self.bad = score, self.epoch, 0
             self.best_state = copy.deepcopy(self.model.state_dict())
