@@ -15,7 +15,7 @@ from synthrec.config import PIPELINE_STAGES, PipelineConfig
 
 STAGE_TITLES = {
     "data": "real data (split: each user's last two interactions, then a random privacy holdout)",
-    "train_gan": "train the conditional GAN (Ray Train)",
+    "train_gan": "train the generator: row GAN or sequence model (Ray Train)",
     "generate": "generate synthetic rows (Ray Data)",
     "evaluate": "fidelity, utility and privacy report",
     "train_recommender": "train recommender F on real + synthetic (Ray Train)",

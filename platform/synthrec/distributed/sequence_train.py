@@ -33,8 +33,6 @@ from synthrec.distributed.train_loop import (
 )
 from synthrec.errors import ConfigError
 
-ADVERSARIAL_SHARE = 0.3  # of the sequence model's time budget, when there is an adversarial phase
-
 # ------------------------------------------------------------------------------ driver side
 
 
@@ -70,7 +68,7 @@ def run_train_sequences(
 
     from synthrec.distributed.common import ensure_ray
     from synthrec.sequences.artifacts import save_sequence_model
-    from synthrec.sequences.fitting import final_weights, prepare_fit
+    from synthrec.sequences.fitting import ADVERSARIAL_SHARE, final_weights, prepare_fit
     from synthrec.sequences.model import SequenceModel
 
     start = time.monotonic()

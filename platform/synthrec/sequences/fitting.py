@@ -36,6 +36,7 @@ from synthrec.sequences.encoding import SESSION_FLAG, SequenceEncoder, Sequences
 from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 
 ADVERSARIAL_CHUNK = 50  # adversarial steps per epoch (one checkpoint each)
+ADVERSARIAL_SHARE = 0.3  # of a time budget, kept for the adversarial phase when there is one
 VALID_BATCH = 256
 Reduce = Callable[[float, float], tuple[float, float]]  # (sum, count) over all ranks
 

@@ -149,7 +149,7 @@ class SequenceSynthesizer:
         data = fitting.prepare_fit(seqs, self.encoder, self.item_counts, cfg)
         run = fitting.SequenceFit(data, cfg, self.device)
         max_epochs = epochs or cfg.epochs
-        adv_share = 0.3 if cfg.adversarial_steps else 0.0
+        adv_share = fitting.ADVERSARIAL_SHARE if cfg.adversarial_steps else 0.0
         deadline = start + budget_s if budget_s else None
         mle_deadline = start + budget_s * (1 - adv_share) if budget_s else None
         history = []
