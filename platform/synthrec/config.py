@@ -425,6 +425,9 @@ _RUN_KEYS = {
 }
 
 
+Generator = Literal["auto", "rows", "sequences"]
+
+
 class TrainGanConfig(Section):
     """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
 
@@ -433,7 +436,17 @@ class TrainGanConfig(Section):
     )
     out_uri: str = Field(..., description="model directory URI to publish")
     schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
+    generator: Generator = Field(
+        "auto",
+        description="rows: the row GAN; sequences: users, catalog and each user's events "
+        "(needs user, item and time columns); auto: sequences when the log has them",
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(
+        default_factory=SequenceConfig,
+        description="the sequence generator; `epochs` (the run's) caps its likelihood epochs, "
+        "sequence.epochs only when a time budget is set without epochs",
+    )
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     run: RunSection = Field(default_factory=RunSection)
@@ -897,7 +910,13 @@ class PipelineConfig(Section):
             num_queries=300,
         )
     )
+    generator: Generator = Field(
+        "rows",
+        description="train_gan's generator (as `synthrec train-gan --generator`); with "
+        "sequences the generate stage writes the sequence model's flattened log",
+    )
     gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
     privacy_holdout_share: float = Field(

@@ -79,7 +79,7 @@ def test_catalog_head_is_a_distribution_over_the_whole_catalog():
     model = SequenceModel(spec)
     grid = np.full((8, 5), 37)
     grid.flat[np.random.default_rng(0).permutation(40)[:37]] = np.arange(37)
-    from synthrec.sequences.synthesizer import _set_grid
+    from synthrec.sequences.fitting import set_grid as _set_grid
 
     _set_grid(model, grid, np.ones(37))
     h = torch.randn(3, 16)

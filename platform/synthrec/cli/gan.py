@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from synthrec.cli.app import (
     app,
     config_from_flags,
+    console,
     old_flag,
     out,
     parse_pairs,
@@ -17,6 +19,12 @@ from synthrec.cli.app import (
     renamed,
 )
 from synthrec.config import GenerateConfig, TrainGanConfig
+
+
+class Generator(str, Enum):
+    auto = "auto"
+    rows = "rows"
+    sequences = "sequences"
 
 
 @app.command("train-gan")
@@ -50,9 +58,16 @@ def train_gan(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
+    generator: Generator | None = typer.Option(
+        None,
+        "--generator",
+        help="rows: the row GAN; sequences: users, catalog and each user's events (needs user, "
+        "item and time columns); auto (default): sequences when the log has them",
+    ),
 ) -> None:
-    """Train the conditional GAN on Ray Train (CPU or GPU workers) and publish the model."""
-    from synthrec.distributed.gan_train import run_train_gan
+    """Train a generator on Ray Train (CPU or GPU workers) and publish the model: the sequence
+    generator when the log has user, item and time columns, else the conditional row GAN."""
+    from synthrec.distributed.train_generator import resolve_generator, run_train_generator
 
     cfg = config_from_flags(
         TrainGanConfig,
@@ -69,12 +84,21 @@ def train_gan(
             "run.run_name": run_name,
             "run.checkpoint_uri": checkpoint_uri,
             "ray_address": address,
+            "generator": generator.value if generator else None,
         },
     )
+    choice = resolve_generator(cfg)  # a log that cannot give sequences fails here, alone
+    console.print(f"generator: {choice.generator} ({choice.why})", highlight=False)
     total = cfg.epochs if cfg.time_budget_min is None else None
     with progress_bar("training", total, unit="epochs") as update:
 
         def show(m: dict) -> None:
+            if m.get("phase") == "users":  # the users-table GAN, before the sequence epochs
+                return
+            if "phase" in m:
+                loss = m.get("nll", m.get("mle", float("nan")))
+                update(m["epoch"], phase=m["phase"], nll=f"{loss:.3f}", valid=m.get("valid_nll"))
+                return
             update(
                 m["epoch"],
                 rate=f"{m.get('rows_per_s', 0):,.0f} rows/s",
@@ -83,9 +107,10 @@ def train_gan(
                 fidelity=f"{m.get('fidelity', float('nan')):.3f}",
             )
 
-        summary = run_train_gan(cfg, progress=show)
+        summary = run_train_generator(cfg, progress=show, choice=choice)
     out.print(
-        f"published model [bold]{summary['model_uri']}[/bold] after {summary['epochs']} epochs "
+        f"published {summary['generator']} model [bold]{summary['model_uri']}[/bold] "
+        f"after {summary['epochs']} epochs "
         f"in {summary['seconds']:.0f} s (run {summary['run_name']}, "
         f"checkpoints {summary['checkpoints']})"
     )

@@ -10,11 +10,12 @@ import typer
 from rich.table import Table
 
 from synthrec.cli.app import app, config_from_flags, console, old_flag, out, renamed
+from synthrec.cli.gan import Generator
 from synthrec.config import PIPELINE_STAGES, PipelineConfig
 
 STAGE_TITLES = {
     "data": "real data (split: each user's last two interactions, then a random privacy holdout)",
-    "train_gan": "train the conditional GAN (Ray Train)",
+    "train_gan": "train the generator: row GAN or sequence model (Ray Train)",
     "generate": "generate synthetic rows (Ray Data)",
     "evaluate": "fidelity, utility and privacy report",
     "train_recommender": "train recommender F on real + synthetic (Ray Train)",
@@ -35,6 +36,10 @@ class _Printer:
             console.rule(f"[bold]{event['name']}[/bold]: {STAGE_TITLES[event['name']]}{note}")
         elif kind == "stage_done":
             console.print(f"[green]done[/green] {event['name']} in {event['seconds']:.0f} s")
+        elif kind == "generator":
+            console.print(f"  generator: {event['generator']} ({event['why']})", highlight=False)
+        elif kind == "epoch" and event.get("phase") == "users":
+            return  # the sequence model's users-table GAN: too many short epochs to list
         elif kind == "epoch":
             resumed = event.get("resumed_from") or 0
             if resumed > self.resumed_from:  # Ray Train restarted the workers mid-run
@@ -44,6 +49,9 @@ class _Printer:
                 k: event[k]
                 for k in (
                     "epoch",
+                    "phase",
+                    "nll",
+                    "valid_nll",
                     "critic_loss",
                     "generator_loss",
                     "fidelity",
@@ -95,6 +103,12 @@ def pipeline(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
+    generator: Generator | None = typer.Option(
+        None,
+        "--generator",
+        help="train_gan's generator: rows (default), sequences, or auto (sequences when the "
+        "log has user, item and time columns)",
+    ),
     out_old: str | None = old_flag("--out"),
     data: str | None = old_flag("--data"),
 ) -> None:
@@ -110,6 +124,7 @@ def pipeline(
             "data_uri": renamed(data_uri, data, "--data-uri", "--data"),
             "stages": stage or None,
             "ray_address": address,
+            "generator": generator.value if generator else None,
         },
     )
     result = run_pipeline(cfg, progress=_Printer())

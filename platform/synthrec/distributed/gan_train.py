@@ -27,8 +27,9 @@ PROXY_ROWS = 2_000
 # ------------------------------------------------------------------------------ driver side
 
 
-def prepare(cfg: TrainGanConfig):
-    """Read and validate the data; fit the encoder. Fails before any worker starts."""
+def prepare(cfg: TrainGanConfig, loaded: tuple | None = None):
+    """Read and validate the data (or take `loaded`: (table, schema) already read); fit the
+    encoder. Fails before any worker starts."""
     from synthrec.data.eventlog import load_event_log
     from synthrec.encoding import Encoder
 
@@ -38,7 +39,7 @@ def prepare(cfg: TrainGanConfig):
             f"gan.batch_size {cfg.gan.batch_size} split over {cfg.scaling.num_workers} workers "
             f"must give each a multiple of pac ({cfg.gan.pac})"
         )
-    table, schema = load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)
+    table, schema = loaded or load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)
     encoder = Encoder.fit(table, schema, cfg.gan.encoder, seed=cfg.gan.seed)
     return table, schema, encoder
 
@@ -54,7 +55,9 @@ def shard_refs(matrix: np.ndarray, num_workers: int, seed: int) -> list:
 
 
 def run_train_gan(
-    cfg: TrainGanConfig, progress: Callable[[dict], None] | None = None
+    cfg: TrainGanConfig,
+    progress: Callable[[dict], None] | None = None,
+    loaded: tuple | None = None,
 ) -> dict[str, Any]:
     """Train with Ray Train and publish the model at cfg.out_uri; returns a summary."""
     import ray
@@ -65,7 +68,7 @@ def run_train_gan(
 
     start = time.monotonic()
     name = start_run("gan", cfg)
-    table, _, encoder = prepare(cfg)
+    table, _, encoder = prepare(cfg, loaded)
     ensure_ray(cfg.ray_address)
     matrix = encoder.transform(table, seed=cfg.gan.seed)
     rows = min(PROXY_ROWS, table.num_rows)
@@ -99,6 +102,7 @@ def run_train_gan(
     synth.calibrate_ids()
     save_synthesizer(synth, cfg.out_uri, cfg.storage)
     return {
+        "generator": "rows",
         "model_uri": cfg.out_uri,
         "run_name": name,
         "checkpoints": run.checkpoints_uri,

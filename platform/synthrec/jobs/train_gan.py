@@ -1,4 +1,4 @@
-"""Ray job: train the GAN with Ray Train and publish the model.
+"""Ray job: train the generator (rows or sequences) with Ray Train and publish the model.
 
 python -m synthrec.jobs.train_gan --config cfg.yaml
 """
@@ -10,9 +10,9 @@ CONFIG = TrainGanConfig
 
 
 def run(cfg: TrainGanConfig, progress) -> dict:
-    from synthrec.distributed.gan_train import run_train_gan
+    from synthrec.distributed.train_generator import run_train_generator
 
-    return run_train_gan(cfg, progress=progress)
+    return run_train_generator(cfg, progress=progress)
 
 
 def main() -> None:

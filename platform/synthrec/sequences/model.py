@@ -221,6 +221,10 @@ class SequenceModel(nn.Module):
     def _field_lp(self, j, h, target):
         return F.log_softmax(self.field_heads[j](h), -1).gather(1, target[:, None])[:, 0]
 
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`log_prob`: training goes through forward, so a DDP wrapper syncs the gradients."""
+        return self.log_prob(batch)
+
     def log_prob(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per-part log-probabilities of each target step (B, T), 0 where not valid."""
         h = self.hidden(

@@ -19,9 +19,7 @@ blocks over workers gives the same bytes. Synthetic users get fresh pseudonymous
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -38,6 +36,7 @@ from synthrec.data.relational import RelationalLog, ViewOverrides, relational_vi
 from synthrec.errors import ConfigError, DataError, ModelError
 from synthrec.gan.synthesizer import _as_arrow
 from synthrec.schema import Schema, infer_schema
+from synthrec.sequences import fitting
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import (
     LENGTH_COL,
@@ -46,7 +45,7 @@ from synthrec.sequences.encoding import (
     SequenceEncoder,
     Sequences,
 )
-from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
+from synthrec.sequences.model import SequenceModel
 
 Conditions = dict[str, Any]
 Rebalance = dict[str, dict[Any, float] | str]  # column -> shares, or "uniform"
@@ -86,13 +85,32 @@ class SequenceSynthesizer:
     ) -> SequenceSynthesizer:
         """Learn users, catalog and sequences. Stops after `epochs` (default cfg.epochs) or
         `time_budget_s` (the users GAN gets cfg.users_budget_share of it)."""
-        self.cfg = cfg = cfg or SequenceConfig()
+        cfg = cfg or SequenceConfig()
         if epochs is not None and epochs < 1:
             raise ConfigError(f"epochs must be >= 1 (got {epochs})")
         if time_budget_s is not None and time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
         self.device = torch.device(device)
+        seqs, users_table = self.prepare(data, schema, cfg, overrides)
+        report = progress or (lambda **_: None)
+        budget = time_budget_s
+        users_budget = budget * cfg.users_budget_share if budget else None
+        self.fit_users(users_table, users_budget, device, report)
+        seq_budget = budget - (time.monotonic() - start) if budget else None
+        history = self._fit_sequences(seqs, cfg, epochs, seq_budget, report)
+        return self.finish(self.model, seqs, time.monotonic() - start, history)
+
+    def prepare(
+        self,
+        data: pa.Table | RelationalLog,
+        schema: Schema | None,
+        cfg: SequenceConfig,
+        overrides: ViewOverrides | dict | None = None,
+    ) -> tuple[Sequences, pa.Table]:
+        """Fit the encoder, keep the catalog, set the id policy; -> the encoded sequences and
+        the users table (attributes, event count, first time) the users GAN learns."""
+        self.cfg = cfg
         if not isinstance(data, RelationalLog):
             data, self.return_type = _as_arrow(data)
             schema = schema or infer_schema(data)
@@ -103,14 +121,19 @@ class SequenceSynthesizer:
         self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
         self.repeat_rate = _repeat_rate(seqs)
         self._set_id_policy(log.require_users().column(0))
-        report = progress or (lambda **_: None)
-        budget = time_budget_s
-        users_budget = budget * cfg.users_budget_share if budget else None
-        self.users_model = _fit_users(users_table, cfg, users_budget, device, report)
-        self.calibration = _calibration(self.users_model, users_table, cfg.seed)
         self.flat_types = {f.name: str(f.type) for f in log.flatten().schema}
-        seq_budget = budget - (time.monotonic() - start) if budget else None
-        history = self._fit_sequences(seqs, cfg, epochs, seq_budget, report)
+        return seqs, users_table
+
+    def fit_users(self, users_table: pa.Table, budget_s, device, report) -> None:
+        """The users-table GAN and the calibration of its event counts and first times."""
+        self.users_model = _fit_users(users_table, self.cfg, budget_s, device, report)
+        self.calibration = _calibration(self.users_model, users_table, self.cfg.seed)
+
+    def finish(
+        self, model: SequenceModel, seqs: Sequences, seconds: float, history: dict[str, Any]
+    ) -> SequenceSynthesizer:
+        """Attach the trained network and the training metrics."""
+        self.model = model.to(self.device).eval()
         self.metadata = {
             "version": self._version(),
             "synthrec_version": synthrec.__version__,
@@ -119,118 +142,35 @@ class SequenceSynthesizer:
                 "users": seqs.num_users,
                 "events": int(len(seqs.item)),
                 "items": int(self.items.num_rows),
-                "fit_seconds": round(time.monotonic() - start, 1),
+                "fit_seconds": round(seconds, 1),
                 **history,
             },
         }
         return self
 
     def _fit_sequences(self, seqs: Sequences, cfg, epochs, budget_s, report) -> dict[str, Any]:
+        """Likelihood epochs until the cap, early stopping or 70% of the budget (all of it
+        without an adversarial phase), then the adversarial chunks until the budget ends."""
         start = time.monotonic()
-        deadline = start + budget_s if budget_s else None
-        torch.manual_seed(cfg.seed)
-        enc = self.encoder
-        grid = steps.item_grid(seqs, self.items.num_rows, cfg.seed)
-        fields = [f.num_classes for f in enc.fields]
-        spec = SequenceSpec(
-            num_items=self.items.num_rows,
-            num_clusters=grid.shape[0],
-            cluster_size=grid.shape[1],
-            gap_classes=enc.gap.num_classes,
-            field_classes=fields,
-            user_classes=[f.num_classes for f in enc.users],
-            session_field=enc.event_field_names.index(SESSION_FLAG)
-            if SESSION_FLAG in enc.event_field_names
-            else -1,
-            d_model=cfg.d_model,
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-            window=cfg.window,
-            dropout=cfg.dropout,
-        )
-        model = SequenceModel(spec).to(self.device)
-        _set_grid(model, grid, self.item_counts)
-        rng = np.random.default_rng(cfg.seed)
-        users = rng.permutation(seqs.num_users)
-        n_valid = int(round(cfg.valid_share * seqs.num_users)) if seqs.num_users >= 10 else 0
-        train_win = steps.make_windows(seqs, spec, np.sort(users[n_valid:]))
-        valid_win = steps.make_windows(seqs, spec, np.sort(users[:n_valid])) if n_valid else None
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        data = fitting.prepare_fit(seqs, self.encoder, self.item_counts, cfg)
+        run = fitting.SequenceFit(data, cfg, self.device)
         max_epochs = epochs or cfg.epochs
-        adv_share = 0.3 if cfg.adversarial_steps else 0.0
+        adv_share = fitting.ADVERSARIAL_SHARE if cfg.adversarial_steps else 0.0
+        deadline = start + budget_s if budget_s else None
         mle_deadline = start + budget_s * (1 - adv_share) if budget_s else None
-        best, best_state, bad, history = math.inf, None, 0, []
-        events = 0
-        for epoch in range(1, max_epochs + 1):
-            t0 = time.monotonic()
-            order = rng.permutation(len(train_win))
-            sums: dict[str, float] = {}
-            n_batches = 0
-            for lo in range(0, len(order), cfg.batch_size):
-                rows = order[lo : lo + cfg.batch_size]
-                batch = steps.batch_of(train_win, rows, seqs.user, self.device)
-                for k, v in steps.mle_step(model, opt, batch).items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n_batches += 1
-                events += int(train_win.valid[rows].sum())
-                if mle_deadline and time.monotonic() > mle_deadline:
-                    break
-            metrics = {k: round(v / max(n_batches, 1), 4) for k, v in sums.items()}
-            if valid_win is not None:
-                metrics["valid_nll"] = round(
-                    steps.evaluate_nll(model, valid_win, seqs.user, 256, self.device), 4
-                )
-            metrics["seconds"] = round(time.monotonic() - t0, 2)
-            history.append({"epoch": epoch, **metrics})
-            report(epoch=epoch, phase="likelihood", **metrics)
-            score = metrics.get("valid_nll", metrics.get("nll", math.inf))
-            if score < best - 1e-4:
-                best, best_state, bad = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                bad += 1
-            if (valid_win is not None and bad >= cfg.patience) or (
+        history = []
+        while run.phase == "likelihood":
+            metrics = run.likelihood_epoch(epoch_seed(cfg.seed, run.epoch + 1), None, mle_deadline)
+            history.append(metrics)
+            report(**metrics)
+            if run.likelihood_done(max_epochs) or (
                 mle_deadline and time.monotonic() > mle_deadline
             ):
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        mle_seconds = time.monotonic() - start
-        adv = self._adversarial(model, seqs, train_win, cfg, deadline, report)
-        self.model = model.eval()
-        best_epoch = min(history, key=lambda h: h.get("valid_nll", h.get("nll", 0)))["epoch"]
-        return {
-            "epochs": len(history),
-            "best_epoch": best_epoch,
-            "best_valid_nll": None if valid_win is None else round(best, 4),
-            "train_events_per_s": round(events / max(mle_seconds, 1e-9), 1),
-            "likelihood_seconds": round(mle_seconds, 1),
-            "adversarial": adv,
-            "history": history,
-        }
-
-    def _adversarial(self, model, seqs, win, cfg, deadline, report) -> dict[str, Any]:
-        if not cfg.adversarial_steps:
-            return {"steps": 0}
-        start = time.monotonic()
-        critic = SequenceCritic(model.spec).to(self.device)
-        opt_g = torch.optim.AdamW(model.parameters(), lr=cfg.adversarial_lr)
-        opt_c = torch.optim.AdamW(critic.parameters(), lr=1e-3)
-        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        firsts = np.flatnonzero(win.first)
-        rng = np.random.default_rng(cfg.seed + 1)
-        done, last = 0, {}
-        for step in range(cfg.adversarial_steps):
-            rows = rng.choice(firsts, min(cfg.batch_size, len(firsts)), replace=False)
-            real = steps.batch_of(win, rows, seqs.user, self.device)
-            last = steps.adversarial_step(
-                model, critic, opt_g, opt_c, real, cfg.adversarial_mle_weight, gen
-            )
-            done = step + 1
-            if done % 10 == 0:
-                report(epoch=done, phase="adversarial", **{k: round(v, 4) for k, v in last.items()})
-            if deadline and time.monotonic() > deadline:
-                break
-        return {"steps": done, "seconds": round(time.monotonic() - start, 1), **last}
+                run.end_likelihood()
+        while run.phase == "adversarial" and not (deadline and time.monotonic() > deadline):
+            report(**run.adversarial_epoch(epoch_seed(cfg.seed, run.epoch + 1), deadline=deadline))
+        self.model = run.model
+        return {"epochs": len(history), **run.summary(), "history": history}
 
     def _set_id_policy(self, real_ids: pa.ChunkedArray) -> None:
         if pa.types.is_integer(real_ids.type):
@@ -509,15 +449,9 @@ def cast_like(table: pa.Table, types: dict[str, str]) -> pa.Table:
     return table
 
 
-def _set_grid(model: SequenceModel, grid: np.ndarray, counts: np.ndarray) -> None:
-    head = model.item_head
-    g = torch.from_numpy(grid)
-    head.grid.copy_(g)
-    valid = g < model.spec.num_items
-    head.cluster_of[g[valid]] = torch.nonzero(valid, as_tuple=True)[0]
-    head.slot_of[g[valid]] = torch.nonzero(valid, as_tuple=True)[1]
-    with torch.no_grad():  # start from item popularity
-        head.bias[:-1] = torch.from_numpy(np.log1p(counts).astype(np.float32))
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one in-process training epoch (shuffling, adversarial draws)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def _block_seed(seed: int, block_index: int) -> int:

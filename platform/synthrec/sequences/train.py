@@ -146,9 +146,10 @@ def batch_of(win: Windows, rows: np.ndarray, user_codes: np.ndarray, device) -> 
 # ---------------------------------------------------------------------------- steps
 
 
-def nll(model: SequenceModel, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean negative log-likelihood per event (all parts) and per part."""
-    parts = model.log_prob(batch)
+def nll(model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean negative log-likelihood per event (all parts) and per part. `model` may be a DDP
+    wrapper: its forward is `SequenceModel.log_prob`."""
+    parts = model(batch)
     n = batch["valid"].sum().clamp(min=1)
     per_part = {k: -(v.sum() / n) for k, v in parts.items()}
     return sum(per_part.values()), {k: float(v.detach()) for k, v in per_part.items()}
@@ -165,15 +166,23 @@ def mle_step(model, opt, batch) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_nll(model, win: Windows, user_codes, batch_size: int, device) -> float:
+def nll_sums(
+    model, win: Windows, rows: np.ndarray, user_codes, batch_size: int, device
+) -> tuple[float, float]:
+    """(summed NLL, number of events) of the windows `rows`: ranks add theirs up."""
     model.eval()
-    total, count = 0.0, 0
-    for lo in range(0, len(win), batch_size):
-        b = batch_of(win, np.arange(lo, min(lo + batch_size, len(win))), user_codes, device)
+    total, count = 0.0, 0.0
+    for lo in range(0, len(rows), batch_size):
+        b = batch_of(win, rows[lo : lo + batch_size], user_codes, device)
         loss, _ = nll(model, b)
-        n = int(b["valid"].sum())
+        n = float(b["valid"].sum())
         total, count = total + float(loss) * n, count + n
-    return total / max(count, 1)
+    return total, count
+
+
+def evaluate_nll(model, win: Windows, user_codes, batch_size: int, device) -> float:
+    total, count = nll_sums(model, win, np.arange(len(win)), user_codes, batch_size, device)
+    return total / max(count, 1.0)
 
 
 def adversarial_step(
@@ -184,14 +193,21 @@ def adversarial_step(
     real: dict,
     mle_weight: float,
     gen: torch.Generator,
+    net=None,
+    critic_net=None,
 ) -> dict[str, float]:
     """One critic update and one generator update on windows that start at the users' first
-    event (`real`): generated windows get the same users and lengths."""
+    event (`real`): generated windows get the same users and lengths. `net` / `critic_net` are
+    the modules to train through (DDP wrappers; default the modules themselves): each runs
+    one forward per backward, on real and generated windows stacked, as DDP requires."""
+    net, critic_net = net or model, critic_net or critic
+    n = real["user"].shape[0]
     lengths = real["valid"].sum(1)
     fake = generate_windows(model, real["user"], lengths, gen)
+    both = {k: torch.cat([fake[k], real[k]]) for k in real}  # (2B, W...): fake first
     critic.train()
-    c_real = critic(real["gap"], real["item"], real["fields"], real["user"], real["valid"])
-    c_fake = critic(fake["gap"], fake["item"], fake["fields"], fake["user"], fake["valid"])
+    c = critic_net(both["gap"], both["item"], both["fields"], both["user"], both["valid"])
+    c_fake, c_real = c[:n], c[n:]
     c_loss = F.softplus(-c_real).mean() + F.softplus(c_fake).mean()
     opt_c.zero_grad(set_to_none=True)
     c_loss.backward()
@@ -201,9 +217,9 @@ def adversarial_step(
         reward = critic(fake["gap"], fake["item"], fake["fields"], fake["user"], fake["valid"])
         adv = (reward - reward.mean()) / (reward.std() + 1e-6)
     model.train()
-    lp = sum(model.log_prob(fake).values()).sum(1) / lengths.clamp(min=1)  # (B,) per event
-    pg = -(adv * lp).mean()
-    mle, _ = nll(model, real)
+    lp = sum(net(both).values())  # (2B, W) log-probabilities per event
+    pg = -(adv * lp[:n].sum(1) / lengths.clamp(min=1)).mean()
+    mle = -lp[n:].sum() / real["valid"].sum().clamp(min=1)
     loss = pg + mle_weight * mle
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
