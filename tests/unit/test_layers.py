@@ -8,13 +8,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "synthrec"
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = [
     {"errors", "config"},
-    {"schema", "filestore", "storage", "local_s3"},
+    {"schema", "filestore", "storage", "local_s3", "atomic"},
     {"data", "encoding", "model_dir"},
-    {"gan", "recommender", "evaluate", "artifacts"},
+    {"gan", "recommender", "evaluate", "artifacts", "sequences"},
+    {"generators"},  # one interface over the row GAN and the sequence model
     {"distributed"},
     {"serving", "pipeline"},
-    {"cli", "__init__", "__main__"},
+    {"cli", "jobs", "__init__", "__main__"},
 ]
+# the one upward edge allowed: the job submitter lists the job entrypoints it can submit (their
+# names and config classes live with each entrypoint module, `python -m synthrec.jobs.NAME`)
+ALLOWED = {("distributed/jobs.py", "jobs")}
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 
@@ -45,6 +49,7 @@ def test_layers_imports_run_one_way():
     for path in sorted(PACKAGE.rglob("*.py")):
         own = LAYER[path.relative_to(PACKAGE).parts[0].removesuffix(".py")]
         for name in _imports(path):
-            if LAYER.get(name, -1) > own:
+            rel = str(path.relative_to(PACKAGE))
+            if LAYER.get(name, -1) > own and (rel, name) not in ALLOWED:
                 upward.append(f"{path.relative_to(PACKAGE)} imports synthrec.{name}")
     assert not upward, upward

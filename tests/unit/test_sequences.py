@@ -266,9 +266,7 @@ def test_adversarial_phase_moves_the_generator_towards_the_critic():
     table = taobao_log(800, seed=6)
     cfg = TINY.model_copy(update={"adversarial_steps": 4, "epochs": 1})
     synth = SequenceSynthesizer().fit(table, cfg=cfg)
-    adv = synth.metadata["metrics"]["adversarial"]
-    assert adv["steps"] == 4
-    assert np.isfinite([adv["critic_loss"], adv["mle"]]).all()
+    assert synth.metadata["metrics"]["adversarial_steps"] == 4
     plain = SequenceSynthesizer().fit(table, cfg=cfg.model_copy(update={"adversarial_steps": 0}))
     a = dict(plain.model.named_parameters())
     moved = [k for k, v in synth.model.named_parameters() if not torch.equal(v, a[k])]

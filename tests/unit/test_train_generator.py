@@ -40,7 +40,7 @@ def test_train_generator_sequences_without_time_column_is_a_data_error():
 
 def test_train_generator_old_configs_stay_valid_and_default_to_auto():
     cfg = TrainGanConfig(data_uri="d", out_uri="o", gan={"batch_size": 100})
-    assert cfg.generator == "auto" and cfg.sequence.d_model == 128 and cfg.epochs == 30
+    assert cfg.generator == "auto" and cfg.sequence.d_model == 64 and cfg.epochs == 30
 
 
 def test_train_gan_cli_sequences_on_a_log_without_time_fails_cleanly(tmp_path, capsys):
