@@ -296,23 +296,31 @@ def markdown(result: dict) -> str:
                 f"{_cell(p.get('exact_copies'))} | {_cell(p.get('membership_auc'))} |"
             )
     if result.get("demo"):
-        d = result["demo"]
-        lines += [
-            "",
-            f"Demo search log ({d['log_rows']:,} rows), pair scores:",
-            "",
-            "| generator | overall | all pairs | category x brand | query x category | "
-            "timestamp shape |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name in ("sequences", "rows"):
-            r = d[name]
-            lines.append(
-                f"| {name} | {_cell(r['overall'])} | {_cell(r['all pairs'])} | "
-                f"{_cell(r['category x brand'])} | "
-                f"{_cell(r['query x category'])} | {_cell(r['timestamp shape'])} |"
-            )
+        lines += ["", *demo_lines(result["demo"])]
     return "\n".join(lines) + "\n"
+
+
+def demo_lines(d: dict) -> list[str]:
+    lines = [
+        f"Demo search log ({d['log_rows']:,} rows), pair scores:",
+        "",
+        "| generator | overall | all pairs | category x brand | query x category | "
+        "timestamp shape |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("sequences", "rows"):
+        r = d[name]
+        lines.append(
+            f"| {name} | {_cell(r['overall'])} | {_cell(r['all pairs'])} | "
+            f"{_cell(r['category x brand'])} | {_cell(r['query x category'])} | "
+            f"{_cell(r['timestamp shape'])} |"
+        )
+    return lines
+
+
+def demo_markdown(result: dict) -> str:
+    head = f"`{result['command']}` ({result['date']}, {result['total_seconds'] / 60:.0f} min)"
+    return "\n".join([head, "", *demo_lines(result["demo"])]) + "\n"
 
 
 def _at(d: dict, *keys):
@@ -338,11 +346,23 @@ def main() -> None:
         "--privacy-systems", default="synthrec,argn", help="systems refitted for privacy"
     )
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument(
+        "--only-demo", action="store_true", help="only the demo search log (its own results file)"
+    )
     parser.add_argument("--f-epochs", type=int, default=None, help="cap F's epochs (smoke runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     start = time.monotonic()
+    if args.only_demo:
+        result = {
+            "command": " ".join(["python", *sys.argv]),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        result["demo"] = demo_block(args.budget_min * 60, seed=0)
+        result["total_seconds"] = round(time.monotonic() - start, 1)
+        save_results("sequences_demo", result, demo_markdown(result))
+        return
     table = load()
     enc = InteractionEncoder.fit(table, F_CONFIG)
     split = split_leave_last_out(table, enc)

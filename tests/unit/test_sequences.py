@@ -283,3 +283,16 @@ def test_python_api_takes_pandas_and_draws_a_fresh_seed_per_call(taobao):
     assert type(a).__name__ == "DataFrame" and list(a.columns) == list(df.columns)
     assert not a.equals(b)
     assert seq.sample_table(users=8, seed=3).equals(seq.sample_table(users=8, seed=3))
+
+
+def test_session_level_fields_stay_constant_within_synthetic_sessions():
+    from tests.logshapes import simulator_log
+
+    table, schema = simulator_log(3_000, seed=2)
+    synth = SequenceSynthesizer().fit(table, schema=schema, cfg=TINY)
+    names = synth.encoder.event_field_names
+    assert "query" in [names[j] for j in synth.model.spec.session_level]
+    out = synth.sample_table(users=30, seed=1)
+    grouped = out.group_by("session_id").aggregate([("query", "count_distinct")])
+    assert grouped.num_rows > 30  # users have several sessions
+    assert max(grouped.column("query_count_distinct").to_pylist()) == 1  # nulls count 0

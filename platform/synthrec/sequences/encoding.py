@@ -360,6 +360,23 @@ class SequenceEncoder:
         )
 
 
+SESSION_CONSTANT = 0.99  # share of a session's later events equal to the event before
+
+
+def session_level_fields(seqs: Sequences, names: list[str]) -> list[int]:
+    """Event fields constant within sessions (a search query, a device): at least
+    SESSION_CONSTANT of the events that continue a session repeat the previous event's value."""
+    if SESSION_FLAG not in names or len(seqs.item) < 2:
+        return []
+    flag = seqs.fields[:, names.index(SESSION_FLAG)] == 1
+    later = ~flag[1:]  # events continuing a session (a user's first event always starts one)
+    if not later.any():
+        return []
+    same = seqs.fields[1:][later] == seqs.fields[:-1][later]  # (E', F)
+    share = same.mean(0)
+    return [j for j, n in enumerate(names) if n != SESSION_FLAG and share[j] >= SESSION_CONSTANT]
+
+
 def require_sequence_log(log: RelationalLog) -> None:
     """Sequence generation needs a user, an item and a time column."""
     missing = [

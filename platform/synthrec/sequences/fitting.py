@@ -32,7 +32,12 @@ import torch
 
 from synthrec.config import SequenceConfig
 from synthrec.sequences import train as steps
-from synthrec.sequences.encoding import SESSION_FLAG, SequenceEncoder, Sequences
+from synthrec.sequences.encoding import (
+    SESSION_FLAG,
+    SequenceEncoder,
+    Sequences,
+    session_level_fields,
+)
 from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 
 ADVERSARIAL_CHUNK = 50  # adversarial steps per epoch (one checkpoint each)
@@ -68,6 +73,7 @@ def prepare_fit(
         field_classes=[f.num_classes for f in enc.fields],
         user_classes=[f.num_classes for f in enc.users],
         session_field=names.index(SESSION_FLAG) if SESSION_FLAG in names else -1,
+        session_level=session_level_fields(seqs, names),
         d_model=cfg.d_model,
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,

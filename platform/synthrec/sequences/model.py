@@ -19,7 +19,7 @@ than the training window is generated with a sliding key/value cache.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ class SequenceSpec:
     field_classes: list[int]
     user_classes: list[int]
     session_field: int  # index in fields of the "new session" flag (emitted before the item), -1
+    # fields constant within a session (a search query, a device): drawn after the flag,
+    # before the item, at a session's first event, and copied from the previous event after it
+    session_level: list[int] = field(default_factory=list)
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
@@ -209,10 +212,15 @@ class SequenceModel(nn.Module):
         if s >= 0:
             out[f"field{s}"] = self._field_lp(s, h, fields[:, s])
             h = h + self.field_in[s](fields[:, s])
+            starts = fields[:, s] == 1  # only a session's first event draws its session fields
+            for j in self.spec.session_level:
+                out[f"field{j}"] = self._field_lp(j, h, fields[:, j]) * starts
+                h = h + self.field_in[j](fields[:, j])
         out["item"] = self.item_head.log_prob(h, item)
         h = h + self.item_emb(item)
+        before = {s, *self.spec.session_level} if s >= 0 else set()
         for j in range(len(self.field_heads)):
-            if j == s:
+            if j in before:
                 continue
             out[f"field{j}"] = self._field_lp(j, h, fields[:, j])
             h = h + self.field_in[j](fields[:, j])

@@ -334,9 +334,14 @@ def sample_sequences(
         h = h + model.gap_in(gap)
         fields = torch.zeros(n, nf, dtype=torch.long, device=dev)
         sf = spec.session_field
+        before = {sf, *spec.session_level} if sf >= 0 else set()
         if sf >= 0:
-            fields[:, sf] = _field(model, sf, h, gen, s)
+            fields[:, sf] = 1 if t == 0 else _field(model, sf, h, gen, s)  # a user starts one
             h = h + model.field_in[sf](fields[:, sf])
+            new = fields[:, sf] == 1
+            for j in spec.session_level:
+                fields[:, j] = torch.where(new, _field(model, j, h, gen, s), prev_fields[:n, j])
+                h = h + model.field_in[j](fields[:, j])
         logits_k = head.cluster_logits(h) + cluster_mask
         cluster = _draw(logits_k, gen, s.temperature, s.top_p)
         logits_m = head.member_logits(h, cluster) + member_mask[cluster] + item_bias[cluster]
@@ -349,7 +354,7 @@ def sample_sequences(
             seen[torch.arange(n, device=dev), item] = True
         h = h + model.item_emb(item)
         for j in range(nf):
-            if j == sf:
+            if j in before:
                 continue
             fields[:, j] = _field(model, j, h, gen, s)
             h = h + model.field_in[j](fields[:, j])
