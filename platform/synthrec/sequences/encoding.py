@@ -38,6 +38,7 @@ from synthrec.errors import DataError
 MAX_VOCAB = 2_000  # most frequent values of a categorical column kept as classes
 MAX_LEVELS = 64  # a numeric column with at most this many values is treated as categorical
 NUM_BINS = 32  # quantile bins of a numeric column / of log time gaps
+FINE = 512  # quantiles of the log time gaps kept to decode inside a bin
 LENGTH_COL = "__events"  # users table: number of events of the user
 START_COL = "__start"  # users table: the user's first event time, epoch seconds
 SESSION_FLAG = "__new_session"
@@ -148,9 +149,12 @@ def _arrow_type(alias: str) -> pa.DataType:
 
 @dataclass
 class GapCodec:
-    """Time gaps (seconds, >= 0) <-> bins: bin 0 is a zero gap, bins 1.. quantiles of log1p."""
+    """Time gaps (seconds, >= 0) <-> bins: bin 0 is a zero gap, bins 1.. quantiles of log1p.
+    Decoding follows the training gaps inside a bin too (their finer quantiles, `fine`), not a
+    uniform spread over the bin: the top bin spans days to weeks."""
 
     edges: list[float]  # log1p edges of the positive gaps
+    fine: list[float] = field(default_factory=list)  # FINE + 1 quantiles of the same values
 
     @property
     def num_classes(self) -> int:
@@ -164,7 +168,7 @@ class GapCodec:
         edges = np.unique(np.quantile(pos, np.linspace(0, 1, NUM_BINS)))
         if len(edges) < 2:
             edges = np.array([edges[0], edges[0] + 1e-6])
-        return cls(edges.tolist())
+        return cls(edges.tolist(), np.quantile(pos, np.linspace(0, 1, FINE + 1)).tolist())
 
     def encode(self, gaps: np.ndarray) -> np.ndarray:
         b = np.searchsorted(self.edges, np.log1p(np.maximum(gaps, 0)), side="right")
@@ -175,8 +179,15 @@ class GapCodec:
         edges = np.asarray(self.edges)
         b = np.clip(codes, 1, len(edges) - 1)
         lo, hi = edges[b - 1], edges[b]
-        gaps = np.expm1(lo + rng.random(len(codes)) * (hi - lo))
-        return np.where(codes == 0, 0.0, np.maximum(gaps, 0.0))
+        u = rng.random(len(codes))
+        if len(self.fine) > 1:  # inverse CDF of the training gaps, restricted to the bin
+            fine = np.asarray(self.fine)
+            grid = np.arange(len(fine), dtype=np.float64)
+            i_lo, i_hi = np.interp(lo, fine, grid), np.interp(hi, fine, grid)
+            x = np.interp(i_lo + u * (i_hi - i_lo), grid, fine)
+        else:
+            x = lo + u * (hi - lo)
+        return np.where(codes == 0, 0.0, np.maximum(np.expm1(x), 0.0))
 
 
 @dataclass
@@ -207,6 +218,8 @@ class SequenceEncoder:
     session_col: str | None
     session_type: str | None
     user_type: str
+    time_range: tuple[float, float] = (0.0, 0.0)  # first and last event time, epoch seconds
+    max_sessions: int = 1  # most sessions of one user (integer session ids are spaced by it)
 
     @property
     def user_col(self) -> str:
@@ -256,6 +269,8 @@ class SequenceEncoder:
             session_col=session_col,
             session_type=(str(events.schema.field(session_col).type) if session_col else None),
             user_type=str(log.events.schema.field(log.user_col).type),
+            time_range=(float(seconds.min()), float(seconds.max())),
+            max_sessions=int(_sessions_per_user(flag, starts).max()) if flag is not None else 1,
         )
         return enc, enc._encode(log, events, starts, gaps, flag, users_table), users_table
 
@@ -299,9 +314,14 @@ class SequenceEncoder:
         items: pa.Table,
         user_ids: pa.Array,
         rng: np.random.Generator,
+        first_user: int = 0,
     ) -> RelationalLog:
         """Users (attributes as the user model drew them, with LENGTH_COL and START_COL), their
-        generated steps concatenated in user order, and pseudonymous ids -> a RelationalLog."""
+        generated steps concatenated in user order, and pseudonymous ids -> a RelationalLog.
+
+        A user whose events would run past the training log's last time starts earlier (as
+        late as still fits, never before the first time): a log is a window in time.
+        `first_user` is the global number of the first user (integer session ids)."""
         num_events = int(lengths.sum())
         user_of = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
@@ -310,6 +330,12 @@ class SequenceEncoder:
         start_s = pc.fill_null(users.column(START_COL).cast(pa.float64()), 0.0).to_numpy()
         cum = np.cumsum(seconds)
         t = cum - np.repeat(cum[starts] - seconds[starts], lengths) if num_events else cum
+        if num_events and self.time_range[1] > self.time_range[0]:
+            lo, hi = self.time_range
+            span = t[np.maximum(starts + lengths - 1, 0)] * (lengths > 0)  # (U,) time spans
+            squeeze = np.minimum(1.0, (hi - lo) / np.maximum(span, 1e-9))  # longer than the log
+            t = t * squeeze[user_of]
+            start_s = np.clip(np.minimum(start_s, hi - span * squeeze), lo, None)
         t = start_s[user_of] + t
         columns: dict[str, pa.Array] = {
             self.user_col: user_ids.take(pa.array(user_of)),
@@ -319,7 +345,13 @@ class SequenceEncoder:
         for j, f in enumerate(self.fields):
             if f.name == SESSION_FLAG:
                 columns[self.session_col] = _session_ids(
-                    fields[:, j], starts, lengths, user_ids, self.session_type
+                    fields[:, j],
+                    starts,
+                    lengths,
+                    user_ids,
+                    self.session_type,
+                    first_user * self.max_sessions,
+                    t,
                 )
             else:
                 columns[f.name] = f.decode(fields[:, j], rng)
@@ -338,11 +370,14 @@ class SequenceEncoder:
             "time_unit": self.time_unit,
             "time_type": self.time_type,
             "gap_edges": self.gap.edges,
+            "gap_fine": self.gap.fine,
             "fields": [f.to_dict() for f in self.fields],
             "users": [f.to_dict() for f in self.users],
             "session_col": self.session_col,
             "session_type": self.session_type,
             "user_type": self.user_type,
+            "time_range": list(self.time_range),
+            "max_sessions": self.max_sessions,
         }
 
     @classmethod
@@ -351,12 +386,14 @@ class SequenceEncoder:
             structure=d["structure"],
             time_unit=d["time_unit"],
             time_type=d["time_type"],
-            gap=GapCodec(d["gap_edges"]),
+            gap=GapCodec(d["gap_edges"], d.get("gap_fine", [])),
             fields=[FieldCodec(**f) for f in d["fields"]],
             users=[FieldCodec(**f) for f in d["users"]],
             session_col=d["session_col"],
             session_type=d["session_type"],
             user_type=d["user_type"],
+            time_range=tuple(d.get("time_range", (0.0, 0.0))),
+            max_sessions=int(d.get("max_sessions", 1)),
         )
 
 
@@ -439,6 +476,10 @@ def _session_flags(events: pa.Table, col: str | None, starts: np.ndarray) -> np.
     return flag
 
 
+def _sessions_per_user(flag: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(flag.astype(np.int64), starts) if len(flag) else np.zeros(1, np.int64)
+
+
 def _users_table(log: RelationalLog, events: pa.Table, starts, seconds) -> pa.Table:
     users = log.require_users()
     counts = np.diff(np.r_[starts, len(seconds)])
@@ -464,17 +505,27 @@ def _time_array(t: np.ndarray, unit: str, type_str: str) -> pa.Array:
     return pa.array(np.round(values).astype(np.int64))
 
 
-def _session_ids(flag, starts, lengths, user_ids: pa.Array, type_str: str | None) -> pa.Array:
-    """Session numbers within each user (1, 2, ...), as '<user>:<n>' (or user index * 10^6 + n
-    for an integer session column)."""
+def _session_ids(
+    flag, starts, lengths, user_ids: pa.Array, type_str: str | None, first: int = 0, t=None
+) -> pa.Array:
+    """Session numbers within each user (1, 2, ...) as '<user>:<n>'; for an integer session
+    column, consecutive numbers from `first` in order of the sessions' start times, as a
+    log's counter numbers them (blocks start `max_sessions` apart per user, so two blocks
+    never share an id)."""
     flag = flag.astype(bool).copy()
     flag[starts[lengths > 0]] = True
     number = np.cumsum(flag)
     user_of = np.repeat(np.arange(len(lengths)), lengths)
-    first = np.r_[0, number][starts]  # sessions before the user's first step
-    n = number - first[user_of]
+    before = np.r_[0, number][starts]  # sessions before the user's first step
+    n = number - before[user_of]
     if type_str and pa.types.is_integer(_arrow_type(type_str)):
-        return pa.array(user_of.astype(np.int64) * 1_000_000 + n)
+        session = number.astype(np.int64) - 1  # 0.. in user order
+        if t is not None and len(session):
+            begin = t[flag]  # each session's start time, sessions in user order
+            rank = np.empty(len(begin), np.int64)
+            rank[np.argsort(begin, kind="stable")] = np.arange(len(begin))
+            session = rank[session]
+        return pa.array(first + session).cast(_arrow_type(type_str))
     return pc.binary_join_element_wise(
         user_ids.take(pa.array(user_of)).cast(pa.string()), pa.array(n.astype(str)), ":"
     )

@@ -235,7 +235,7 @@ class SequenceSynthesizer:
         user_cond, sampling = self._resolve(conditions, rebalance)
         block_seed = _block_seed(seed, block_index)
         users = self.users_model.sample_block(block_index, num_users, seed, conditions=user_cond)
-        users = _calibrate(users, self.calibration)
+        users = _calibrate(users, self.calibration, np.random.default_rng(block_seed + 1))
         lengths = np.maximum(
             1,
             np.round(pc.fill_null(users.column(LENGTH_COL).cast(pa.float64()), 1.0).to_numpy()),
@@ -266,6 +266,7 @@ class SequenceSynthesizer:
             self.items,
             ids,
             np.random.default_rng(block_seed),
+            first_user=block_index * BLOCK_USERS,
         )
 
     def sample_table(
@@ -423,11 +424,19 @@ def _calibration(users_model, table: pa.Table, seed: int) -> dict[str, dict[str,
     return out
 
 
-def _calibrate(users: pa.Table, calibration: dict) -> pa.Table:
+def _calibrate(users: pa.Table, calibration: dict, rng: np.random.Generator) -> pa.Table:
+    """Each drawn value to its quantile among the GAN's draws, then to the real value at that
+    quantile. A value the GAN draws often (a collapsed mode) spans several quantiles: it gets
+    a uniform one among them, so the real distribution is not piled onto one value."""
     for col, q in calibration.items():
         x = pc.fill_null(users.column(col).cast(pa.float64()), 0.0).to_numpy()
         drawn = np.maximum.accumulate(np.asarray(q["drawn"]))
+        n = len(drawn) - 1
+        lo, hi = np.searchsorted(drawn, x, "left"), np.searchsorted(drawn, x, "right")
+        tie = hi - lo > 1
         p = np.interp(x, drawn + np.arange(len(drawn)) * 1e-9, QUANTILES)
+        spread = (lo + rng.random(len(x)) * (hi - 1 - lo)) / n
+        p = np.where(tie, spread, p)
         value = np.interp(p, QUANTILES, q["real"])
         if col == LENGTH_COL:
             value = np.maximum(1, np.round(value)).astype(np.int64)
