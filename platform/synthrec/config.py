@@ -355,6 +355,11 @@ class SequenceConfig(Section):
         "training and generated with a sliding window",
     )
     dropout: float = Field(0.1, ge=0, lt=1)
+    catalog_clusters: Literal["usage", "attribute"] = Field(
+        "usage",
+        description="how the catalog head groups items: 'usage' (items that share users) or "
+        "'attribute' (by the catalog's coarsest category first)",
+    )
     batch_size: int = Field(32, ge=1, le=65_536, description="windows per training step")
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)

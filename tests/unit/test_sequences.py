@@ -296,3 +296,17 @@ def test_session_level_fields_stay_constant_within_synthetic_sessions():
     grouped = out.group_by("session_id").aggregate([("query", "count_distinct")])
     assert grouped.num_rows > 30  # users have several sessions
     assert max(grouped.column("query_count_distinct").to_pylist()) == 1  # nulls count 0
+
+
+def test_item_grid_by_attribute_keeps_clusters_within_one_or_two_categories():
+    table = taobao_log(2_000, seed=0)
+    log = relational_view(table)
+    _, seqs, _ = SequenceEncoder.fit(log)
+    n = log.items.num_rows
+    category = pc.dictionary_encode(log.items.column("category_id")).combine_chunks()
+    codes = category.indices.to_numpy()
+    grid = item_grid(seqs, n, seed=0, attribute=codes)
+    assert sorted(grid[grid < n].tolist()) == list(range(n))
+    spans = [len(set(codes[row[row < n]].tolist())) for row in grid]
+    # items sorted by category and cut into runs: each category boundary splits one cluster
+    assert sum(spans) <= len(grid) + len(set(codes.tolist())) - 1

@@ -58,12 +58,17 @@ class FitData:
 
 
 def prepare_fit(
-    seqs: Sequences, enc: SequenceEncoder, item_counts: np.ndarray, cfg: SequenceConfig
+    seqs: Sequences,
+    enc: SequenceEncoder,
+    item_counts: np.ndarray,
+    cfg: SequenceConfig,
+    item_attribute: np.ndarray | None = None,
 ) -> FitData:
     """Spec, first weights (from cfg.seed) and the windows of the training and held-out users."""
     num_items = len(item_counts)
     torch.manual_seed(cfg.seed)
-    grid = steps.item_grid(seqs, num_items, cfg.seed)
+    attribute = item_attribute if cfg.catalog_clusters == "attribute" else None
+    grid = steps.item_grid(seqs, num_items, cfg.seed, attribute=attribute)
     names = enc.event_field_names
     spec = SequenceSpec(
         num_items=num_items,

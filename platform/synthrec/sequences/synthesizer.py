@@ -152,7 +152,9 @@ class SequenceSynthesizer:
         """Likelihood epochs until the cap, early stopping or 70% of the budget (all of it
         without an adversarial phase), then the adversarial chunks until the budget ends."""
         start = time.monotonic()
-        data = fitting.prepare_fit(seqs, self.encoder, self.item_counts, cfg)
+        data = fitting.prepare_fit(
+            seqs, self.encoder, self.item_counts, cfg, coarsest_attribute(self.items)
+        )
         run = fitting.SequenceFit(data, cfg, self.device)
         max_epochs = epochs or cfg.epochs
         adv_share = fitting.ADVERSARIAL_SHARE if cfg.adversarial_steps else 0.0
@@ -378,6 +380,26 @@ class SequenceSynthesizer:
     def _check_fitted(self) -> None:
         if self.model is None:
             raise ModelError("this SequenceSynthesizer is not fitted; call fit() or load one")
+
+
+def coarsest_attribute(items: pa.Table) -> np.ndarray | None:
+    """Codes of the catalog's coarsest grouping (the categorical attribute with the fewest
+    values, at least 2 and at most half the catalog: a category), or None."""
+    best = None
+    for name in items.column_names[1:]:
+        col = items.column(name)
+        if not (
+            pa.types.is_string(col.type)
+            or pa.types.is_large_string(col.type)
+            or pa.types.is_integer(col.type)
+            or pa.types.is_dictionary(col.type)
+        ):
+            continue
+        codes = pc.dictionary_encode(col).combine_chunks()
+        n = len(codes.dictionary)
+        if 2 <= n <= items.num_rows // 2 and (best is None or n < best[0]):
+            best = (n, pc.fill_null(codes.indices, n).to_numpy(zero_copy_only=False))
+    return None if best is None else best[1].astype(np.int64)
 
 
 def _repeat_rate(seqs: Sequences) -> float:

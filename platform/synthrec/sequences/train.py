@@ -27,12 +27,25 @@ from synthrec.sequences.model import SequenceCritic, SequenceModel, SequenceSpec
 # ---------------------------------------------------------------------------- catalog grid
 
 
-def item_grid(seqs: Sequences, num_items: int, seed: int, rank: int = 16) -> np.ndarray:
-    """(K, M) item indices (num_items = padding), K a power of two near sqrt(num_items)."""
+def item_grid(
+    seqs: Sequences,
+    num_items: int,
+    seed: int,
+    rank: int = 16,
+    attribute: np.ndarray | None = None,
+) -> np.ndarray:
+    """(K, M) item indices (num_items = padding), K a power of two near sqrt(num_items).
+    With `attribute` (a code per item, e.g. its category), items are ordered by it first and
+    cut into K runs, so a cluster is (part of) one category and the cluster step learns
+    P(category | history, query)."""
     levels = max(0, int(np.ceil(np.log2(max(1.0, np.sqrt(num_items))))))
     k = 2**levels
     emb = _item_embedding(seqs, num_items, seed, rank)
     group = np.zeros(num_items, np.int64)
+    if attribute is not None:
+        order = np.lexsort((np.arange(num_items), emb[:, 0], attribute))
+        group[order] = np.arange(num_items) * k // max(num_items, 1)
+        levels = 0
     for level in range(levels):  # k-d split: median of one SVD component per level
         value = emb[:, level % emb.shape[1]]
         order = np.lexsort((np.arange(num_items), value, group))
