@@ -31,8 +31,16 @@ ALL_JOBS = "evaluate, generate, pipeline, simulate, train_gan, train_recommender
 
 
 def test_jobs_unknown_job_lists_the_available_ones(project):
-    with pytest.raises(ConfigError, match=rf"unknown job 'simulat': available jobs: {ALL_JOBS}$"):
+    with pytest.raises(
+        ConfigError, match=rf"unknown job 'simulat': available jobs: {ALL_JOBS}; in .*jobs: tiny$"
+    ):
         jobs.build_job_spec("simulat", project)
+
+
+def test_jobs_a_projects_own_script_is_submitted_as_that_script(project):
+    spec = jobs.build_job_spec("tiny", project, {"anything": 1})
+    assert spec.entrypoint.startswith("python jobs/tiny.py --config")
+    assert spec.runtime_env["working_dir"] == str(project)
 
 
 def test_jobs_config_is_validated_before_submission(project):

@@ -143,6 +143,15 @@ def available_jobs() -> list[str]:
     )
 
 
+def project_scripts(project_dir: Path | None) -> list[str]:
+    """A checkout's own job scripts (jobs/NAME.py) that are not synthrec's jobs."""
+    if project_dir is None or not (project_dir / JOBS_DIR).is_dir():
+        return []
+    ours = set(available_jobs())
+    found = (p.stem for p in (project_dir / JOBS_DIR).glob("*.py") if not p.stem.startswith("_"))
+    return sorted(n for n in found if n not in ours)
+
+
 def job_name(job: str) -> str:
     """`simulate` from `simulate`, `simulate.py`, `jobs/simulate.py` or `synthrec.jobs.simulate`."""
     return job.removesuffix(".py").removeprefix(f"{JOBS_DIR}/").removeprefix("synthrec.jobs.")
@@ -164,8 +173,14 @@ def build_job_spec(
     (a checkout) travels as the working dir; without one only the package travels."""
     name = job_name(job)
     jobs = available_jobs()
-    if name not in jobs:
-        raise ConfigError(f"unknown job '{job}': available jobs: {', '.join(jobs)}")
+    script = project_dir / JOBS_DIR / f"{name}.py" if project_dir is not None else None
+    own_script = name not in jobs and script is not None and script.is_file()
+    if name not in jobs and not own_script:
+        extra = project_scripts(project_dir)
+        listed = ", ".join(jobs) + (
+            f"; in {project_dir / JOBS_DIR}: {', '.join(extra)}" if extra else ""
+        )
+        raise ConfigError(f"unknown job '{job}': available jobs: {listed}")
     data = dict(config or {})
     if secrets_in := secret_keys(data):
         raise ConfigError(
@@ -176,9 +191,10 @@ def build_job_spec(
         )
     # Validated here, so bad input fails in seconds, not on the cluster; the job gets the
     # config under current key names.
-    config_cls = importlib.import_module(f"synthrec.jobs.{name}").CONFIG
-    cfg = validate_config(config_cls, data, source=config_source)
-    data = cfg.model_dump(mode="json", exclude_unset=True)
+    if not own_script:  # a project's own script gets its config as given
+        config_cls = importlib.import_module(f"synthrec.jobs.{name}").CONFIG
+        cfg = validate_config(config_cls, data, source=config_source)
+        data = cfg.model_dump(mode="json", exclude_unset=True)
     runtime_env: dict[str, Any] = {
         "excludes": list(WORKING_DIR_EXCLUDES),
         "env_vars": forwarded_env(env_names),
@@ -189,14 +205,9 @@ def build_job_spec(
         if (project_dir / "platform" / "synthrec").is_dir():
             package_dir = project_dir / "platform" / "synthrec"
     runtime_env["py_modules"] = [str(package_dir)]
+    target = [f"{JOBS_DIR}/{name}.py"] if own_script else ["-m", f"synthrec.jobs.{name}"]
     entrypoint = shlex.join(
-        [
-            "python",
-            "-m",
-            f"synthrec.jobs.{name}",
-            "--config",
-            json.dumps(data, separators=(",", ":")),
-        ]
+        ["python", *target, "--config", json.dumps(data, separators=(",", ":"))]
     )
     submission_id = f"synthrec-{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     return JobSpec(name, project_dir, entrypoint, runtime_env, submission_id)
