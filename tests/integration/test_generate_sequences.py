@@ -27,7 +27,9 @@ def seq_model_uri(tmp_path_factory) -> str:
     from synthrec.sequences import SequenceSynthesizer
     from synthrec.sequences.artifacts import save_sequence_model
 
-    cfg = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2)
+    cfg = SequenceConfig(
+        d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2, adversarial_steps=0
+    )
     synth = SequenceSynthesizer().fit(taobao_log(1500), cfg=cfg)
     uri = str(tmp_path_factory.mktemp("models") / "sequence")
     save_sequence_model(synth, uri)

@@ -621,7 +621,9 @@ def users_url(server, tmp_path_factory):
     from synthrec.sequences.artifacts import save_sequence_model
     from synthrec.serving.app import build_generator
 
-    cfg = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2)
+    cfg = SequenceConfig(
+        d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2, adversarial_steps=0
+    )
     synth = SequenceSynthesizer().fit(taobao_log(1500), cfg=cfg)
     uri = str(tmp_path_factory.mktemp("models") / "sequence")
     save_sequence_model(synth, uri, metadata={"version": "seq-v1"})

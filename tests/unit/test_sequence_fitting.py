@@ -13,7 +13,9 @@ from synthrec.sequences.encoding import SequenceEncoder
 from synthrec.sequences.fitting import SequenceFit, final_weights, prepare_fit, shard_rows
 from tests.logshapes import taobao_log
 
-CFG = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, batch_size=16, seed=3)
+CFG = SequenceConfig(
+    d_model=16, n_heads=2, n_layers=1, window=8, batch_size=16, seed=3, adversarial_steps=0
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ from synthrec.sequences.model import SequenceModel, SequenceSpec
 from synthrec.sequences.train import Sampling, item_grid, make_windows, sample_sequences
 from tests.logshapes import search_log, search_schema, taobao_log
 
-TINY = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2)
+TINY = SequenceConfig(
+    d_model=16, n_heads=2, n_layers=1, window=8, epochs=2, users_epochs=2, adversarial_steps=0
+)
 
 
 @pytest.fixture(scope="module")
