@@ -18,7 +18,13 @@ import numpy as np
 import pyarrow as pa
 
 from synthrec.config import GanConfig, TrainGanConfig
-from synthrec.distributed.train_loop import LoopConfig, WorkerContext, run_training, start_run
+from synthrec.distributed.train_loop import (
+    LoopConfig,
+    WorkerContext,
+    run_summary,
+    run_training,
+    start_run,
+)
 from synthrec.errors import ConfigError
 
 PROXY_ROWS = 2_000
@@ -101,17 +107,7 @@ def run_train_gan(
     synth = Synthesizer.from_parts(encoder, cfg.gan, generator, metadata=metadata)
     synth.calibrate_ids()
     save_synthesizer(synth, cfg.out_uri, cfg.storage)
-    return {
-        "generator": "rows",
-        "model_uri": cfg.out_uri,
-        "run_name": name,
-        "checkpoints": run.checkpoints_uri,
-        "epochs": run.epochs,
-        "last": run.history[-1] if run.history else {},
-        "seconds": time.monotonic() - start,
-        "worker_starts": run.worker_starts,
-        "history": run.history,
-    }
+    return run_summary(run, "rows", cfg.out_uri, name, start)
 
 
 # ------------------------------------------------------------------------------ worker side

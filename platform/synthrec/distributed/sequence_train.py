@@ -28,6 +28,7 @@ from synthrec.distributed.train_loop import (
     WorkerContext,
     agree_stop,
     epoch_seed,
+    run_summary,
     run_training,
     start_run,
 )
@@ -120,17 +121,7 @@ def run_train_sequences(
     }
     synth.finish(model, seqs, time.monotonic() - start, metrics)
     save_sequence_model(synth, cfg.out_uri, cfg.storage)
-    return {
-        "generator": "sequences",
-        "model_uri": cfg.out_uri,
-        "run_name": name,
-        "checkpoints": run.checkpoints_uri,
-        "epochs": run.epochs,
-        "last": run.history[-1] if run.history else {},
-        "seconds": time.monotonic() - start,
-        "worker_starts": run.worker_starts,
-        "history": run.history,
-    }
+    return run_summary(run, "sequences", cfg.out_uri, name, start)
 
 
 # ------------------------------------------------------------------------------ worker side

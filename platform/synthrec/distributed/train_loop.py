@@ -119,6 +119,23 @@ class RunResult:
     worker_starts: list[dict[str, Any]] = field(default_factory=list)  # rank, node, pid, epoch
 
 
+def run_summary(
+    run: RunResult, generator: str, model_uri: str, name: str, start: float
+) -> dict[str, Any]:
+    """What a training entry point returns (and the CLI prints) once the model is published."""
+    return {
+        "generator": generator,
+        "model_uri": model_uri,
+        "run_name": name,
+        "checkpoints": run.checkpoints_uri,
+        "epochs": run.epochs,
+        "last": run.history[-1] if run.history else {},
+        "seconds": time.monotonic() - start,
+        "worker_starts": run.worker_starts,
+        "history": run.history,
+    }
+
+
 def runs_uri(cfg: TrainRunConfig) -> str:
     """Where runs and their checkpoints go: `checkpoint_uri`, by default `<out>-runs`."""
     return cfg.run.checkpoint_uri or f"{cfg.out_uri.rstrip('/')}-runs"
