@@ -71,7 +71,6 @@ def run_train_sequences(
     from synthrec.sequences.artifacts import save_sequence_model
     from synthrec.sequences.fitting import ADVERSARIAL_SHARE, final_weights, prepare_fit
     from synthrec.sequences.model import SequenceModel
-    from synthrec.sequences.synthesizer import coarsest_attribute
 
     start = time.monotonic()
     seq = cfg.sequence
@@ -81,7 +80,7 @@ def run_train_sequences(
     users_budget = budget * seq.users_budget_share if budget else None
     emit = progress or (lambda m: None)
     synth.fit_users(users, users_budget, "cpu", lambda **m: emit({**m, "phase": "users"}))
-    data = prepare_fit(seqs, synth.encoder, synth.item_counts, seq, coarsest_attribute(synth.items))
+    data = prepare_fit(seqs, synth.encoder, synth.item_counts, seq, synth.cluster_attribute())
     if len(data.train) < cfg.scaling.num_workers:
         raise ConfigError(
             f"{len(data.train)} training windows cannot be shared by {cfg.scaling.num_workers} "

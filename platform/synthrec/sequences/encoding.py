@@ -243,7 +243,7 @@ class SequenceEncoder:
         """The encoder, the encoded log and the users table the user model learns (attributes,
         LENGTH_COL, START_COL; the user key dropped)."""
         require_sequence_log(log)
-        events, order, starts, seconds = _sorted_events(log)
+        events, starts, seconds = _sorted_events(log)
         gaps = _gaps(seconds, starts)
         session_col = log.event_cols.get("session")
         if session_col not in events.column_names:
@@ -276,7 +276,7 @@ class SequenceEncoder:
 
     def encode(self, log: RelationalLog) -> Sequences:
         require_sequence_log(log)
-        events, order, starts, seconds = _sorted_events(log)
+        events, starts, seconds = _sorted_events(log)
         col = self.session_col
         flag = _session_flags(events, col, starts) if col else None
         users_table = _users_table(log, events, starts, seconds)
@@ -457,7 +457,7 @@ def _sorted_events(log: RelationalLog):
     if (counts == 0).any():
         raise DataError(f"{int((counts == 0).sum())} users in the users table have no events")
     starts = np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64)
-    return events, order, starts, seconds
+    return events, starts, seconds
 
 
 def _gaps(seconds: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ blocks over workers gives the same bytes. Synthetic users get fresh pseudonymous
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from synthrec.sequences.model import SequenceModel
 Conditions = dict[str, Any]
 Rebalance = dict[str, dict[Any, float] | str]  # column -> shares, or "uniform"
 BLOCK_USERS = 4_096  # users per block of `sample`
+FLAT_PROBE_ROWS = 1_000  # events flattened to read the flat log's schema
 NO_REPEAT_BELOW = 0.005  # a log repeating fewer of its items: samples never repeat an item
 
 
@@ -115,13 +117,16 @@ class SequenceSynthesizer:
             data, self.return_type = _as_arrow(data)
             schema = schema or infer_schema(data)
         log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
-        self.schema = (schema or infer_schema(log.flatten())).to_dict()
+        self.schema = (schema or infer_schema(log.flatten())).to_dict()  # (a view given alone)
+        # the flat log's column types from a few rows: flattening every event would copy each
+        # event's user and item attributes only to read a schema
+        head = dataclasses.replace(log, events=log.events.slice(0, FLAT_PROBE_ROWS)).flatten()
         enc, seqs, users_table = SequenceEncoder.fit(log)
         self.encoder, self.items = enc, log.require_items()
         self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
         self.repeat_rate = _repeat_rate(seqs)
         self._set_id_policy(log.require_users().column(0))
-        self.flat_types = {f.name: str(f.type) for f in log.flatten().schema}
+        self.flat_types = {f.name: str(f.type) for f in head.schema}
         return seqs, users_table
 
     def fit_users(self, users_table: pa.Table, budget_s, device, report) -> None:
@@ -153,7 +158,7 @@ class SequenceSynthesizer:
         without an adversarial phase), then the adversarial chunks until the budget ends."""
         start = time.monotonic()
         data = fitting.prepare_fit(
-            seqs, self.encoder, self.item_counts, cfg, coarsest_attribute(self.items)
+            seqs, self.encoder, self.item_counts, cfg, self.cluster_attribute()
         )
         run = fitting.SequenceFit(data, cfg, self.device)
         max_epochs = epochs or cfg.epochs
@@ -286,11 +291,15 @@ class SequenceSynthesizer:
             raise ConfigError(f"return_type must be 'arrow' or 'pandas' (got {kind!r})")
         return flat.to_pandas() if kind == "pandas" else flat
 
+    def cluster_attribute(self) -> np.ndarray | None:
+        """The item codes the catalog head groups by, when cfg.catalog_clusters asks for it."""
+        return coarsest_attribute(self.items) if self.cfg.catalog_clusters == "attribute" else None
+
     def _user_ids(self, first: int, n: int) -> pa.Array:
         number = np.arange(first, first + n, dtype=np.int64)
         if self.encoder.user_type.startswith(("int", "uint")):
             return pa.array(self.id_floor + number).cast(pa.type_for_alias(self.encoder.user_type))
-        return pa.array([f"{self.id_prefix}{i}" for i in number.tolist()], pa.string())
+        return pc.binary_join_element_wise(self.id_prefix, pa.array(number).cast(pa.string()), "")
 
     def _resolve(self, conditions, rebalance) -> tuple[Conditions, steps.Sampling]:
         """Split conditions into the users model's, item masks and fixed event fields."""
