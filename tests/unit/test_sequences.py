@@ -192,6 +192,44 @@ def test_exact_conditions_on_item_event_and_user_columns(search):
         synth.sample(users=2, conditions={"cat": "cat 999"})
 
 
+def test_no_repeat_users_longer_than_the_allowed_items_repeat_instead_of_drawing_padding(taobao):
+    # a log that never repeats items, conditioned on 3 items, users of 12 events: once a user
+    # has had the 3, a draw has no fresh allowed item left (found by the ML-100K benchmark)
+    _, synth = taobao
+    model, num_items = synth.model, synth.items.num_rows
+    allowed = torch.zeros(num_items, dtype=torch.bool)
+    allowed[torch.tensor([0, num_items // 2, num_items - 1])] = True
+    users = torch.zeros(6, len(synth.encoder.users), dtype=torch.long)
+    out = sample_sequences(
+        model,
+        users,
+        torch.full((6,), 12),
+        torch.Generator().manual_seed(0),
+        Sampling(no_repeat=True, item_allowed=allowed),
+    )
+    assert bool(allowed[out["item"]].all())  # never the padding index num_items
+
+
+def test_classes_the_training_log_never_had_are_never_drawn(search):
+    # a short fit leaves some mass on a field's "null" and "rare" classes; a column that had
+    # neither must not get them in samples (nulls in ML-100K's rating broke its TSTR label)
+    table, synth = search
+    j = synth.encoder.event_field_names.index("action")
+    codec = synth.encoder.fields[j]
+    assert table.column("action").null_count == 0 and not codec.drawable()[-1]
+    head = synth.model.field_heads[j]
+    last = head[-1] if isinstance(head, torch.nn.Sequential) else head
+    with torch.no_grad():
+        saved = last.bias.clone()
+        last.bias[-2:] += 50.0  # the model would now draw "rare" or null almost always
+        try:
+            out = synth.sample_table(users=30, seed=5)
+        finally:
+            last.bias.copy_(saved)
+    assert out.column("action").null_count == 0
+    assert set(out.column("action").to_pylist()) <= set(codec.values)
+
+
 def test_rebalance_moves_item_attribute_shares(search):
     _, synth = search
     plain = synth.sample_table(users=60, seed=3)

@@ -285,6 +285,7 @@ class Sampling:
     item_allowed: torch.Tensor | None = None  # (num_items,) bool: items that may be drawn
     item_log_weight: torch.Tensor | None = None  # (num_items,) added to item log-probs
     fixed_fields: dict[int, int] | None = None  # field index -> code
+    field_mask: dict[int, torch.Tensor] | None = None  # field index -> (classes,) 0 or -inf
     no_repeat: bool = False  # never draw an item the user already has (logs without repeats)
 
 
@@ -360,7 +361,9 @@ def sample_sequences(
         logits_m = head.member_logits(h, cluster) + member_mask[cluster] + item_bias[cluster]
         if seen is not None:
             taken = seen[:n].gather(1, head.grid[cluster])
-            full = taken.all(1, keepdim=True)  # a cluster the user has exhausted: allow repeats
+            # a cluster whose drawable members (allowed by the conditions) the user has all
+            # had: allow repeats rather than leave nothing to draw
+            full = (taken | logits_m.isneginf()).all(1, keepdim=True)
             logits_m = logits_m.masked_fill(taken & ~full, float("-inf"))
         item = head.grid[cluster, _draw(logits_m, gen, s.temperature, s.top_p)]
         if seen is not None:
@@ -380,7 +383,10 @@ def sample_sequences(
 def _field(model, j, h, gen, s: Sampling) -> torch.Tensor:
     if s.fixed_fields and j in s.fixed_fields:
         return torch.full((h.shape[0],), s.fixed_fields[j], dtype=torch.long, device=h.device)
-    return _draw(model.field_heads[j](h), gen, s.temperature)
+    logits = model.field_heads[j](h)
+    if s.field_mask and j in s.field_mask:
+        logits = logits + s.field_mask[j].to(h.device)
+    return _draw(logits, gen, s.temperature)
 
 
 def _item_constraints(model: SequenceModel, s: Sampling):
