@@ -57,10 +57,20 @@ class FieldCodec:
     edges: list[float] = field(default_factory=list)  # bins: NUM_BINS + 1 edges
     integer: bool = False
     arrow_type: str = "string"
+    has_null: bool = True  # the training column had nulls (models saved before: assume so)
 
     @property
     def num_classes(self) -> int:
         return len(self.values) + 2 if self.kind == "category" else len(self.edges) + 1
+
+    def drawable(self) -> np.ndarray:
+        """(num_classes,) bool: the classes that stand for something the training column held
+        (no null class for a column without nulls, no "rare" class without rare values)."""
+        ok = np.ones(self.num_classes, bool)
+        ok[-1] = self.has_null
+        if self.kind == "category":
+            ok[-2] = bool(self.rare_values)
+        return ok
 
     @classmethod
     def fit(cls, col: pa.ChunkedArray | pa.Array, name: str) -> FieldCodec:
@@ -79,6 +89,7 @@ class FieldCodec:
                 edges=edges.tolist(),
                 integer=pa.types.is_integer(col.type),
                 arrow_type=str(col.type),
+                has_null=col.null_count > 0,
             )
         values = counts.field("values").to_pylist()
         freq = counts.field("counts").to_numpy().astype(np.float64)
@@ -91,6 +102,7 @@ class FieldCodec:
             rare_values=[values[i] for i in rare],
             rare_weights=(freq[rare] / freq[rare].sum()).tolist() if len(rare) else [],
             arrow_type=str(col.type),
+            has_null=col.null_count > 0,
         )
 
     def encode(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -257,7 +269,9 @@ class SequenceEncoder:
         ]
         field_codecs = [FieldCodec.fit(events.column(c), c) for c in event_cols]
         if flag is not None:
-            field_codecs.insert(0, FieldCodec(SESSION_FLAG, "category", values=[False, True]))
+            field_codecs.insert(
+                0, FieldCodec(SESSION_FLAG, "category", values=[False, True], has_null=False)
+            )
         user_codecs = [FieldCodec.fit(users_table.column(c), c) for c in users_table.column_names]
         enc = cls(
             structure=log.to_dict(),

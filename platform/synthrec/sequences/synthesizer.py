@@ -311,6 +311,11 @@ class SequenceSynthesizer:
             top_p=self.cfg.top_p,
             no_repeat=self.repeat_rate < NO_REPEAT_BELOW,
         )
+        s.field_mask = {
+            j: torch.from_numpy(np.where(codec.drawable(), 0.0, -np.inf).astype(np.float32))
+            for j, codec in enumerate(enc.fields)
+            if not codec.drawable().all()
+        }
         user_cond: Conditions = {}
         allowed = np.ones(self.items.num_rows, bool)
         fixed: dict[int, int] = {}
