@@ -104,23 +104,11 @@ class UserGenerator:
         )
 
     def sample_rows(self, count, seed, conditions=None, rebalance=None) -> pa.Table:
-        """Exactly `count` events, user after user; the last user's sequence is cut.
-
-        Users are drawn in blocks of min(count, BLOCK_USERS), not the synthesizer's full
-        blocks: every user has at least one event, so a request for 50 events samples 50
-        users at most instead of 4,096 (what serving needs; `sample(events=)` draws whole
-        blocks)."""
-        from synthrec.sequences.synthesizer import BLOCK_USERS
-
-        per_block = min(count, BLOCK_USERS)
-        parts, got = [], 0
-        while got < count:
-            part = self.sample_block(len(parts), per_block, seed, conditions, rebalance)
-            if part.num_rows == 0:
-                raise ModelError(f"{self.kind} model sampled {per_block} users without events")
-            parts.append(part)
-            got += part.num_rows
-        return pa.concat_tables(parts).slice(0, count)
+        """Exactly `count` events, user after user; the last user's sequence is cut (users
+        drawn in blocks sized from the mean user's length, not full blocks of 4,096)."""
+        return self.synth.sample_table(
+            events=count, conditions=conditions, rebalance=self._rebalance(rebalance), seed=seed
+        )
 
     def units(self, table: pa.Table) -> int:
         """How many of this generator's units (users) a flat `table` holds."""

@@ -14,7 +14,7 @@ from synthrec.data.derived import epoch_seconds
 from synthrec.data.relational import relational_view
 from synthrec.errors import ConfigError, DataError
 from synthrec.sequences import SequenceSynthesizer
-from synthrec.sequences.encoding import SequenceEncoder
+from synthrec.sequences.encoding import LENGTH_COL, SequenceEncoder
 from synthrec.sequences.model import SequenceModel, SequenceSpec
 from synthrec.sequences.train import Sampling, item_grid, make_windows, sample_sequences
 from tests.logshapes import search_log, search_schema, taobao_log
@@ -176,6 +176,17 @@ def test_exact_counts_of_users_and_events(taobao):
     assert synth.sample(users=33, seed=1).users.num_rows == 33
     assert synth.sample(events=321, seed=1).events.num_rows == 321
     assert synth.sample(users=0, seed=1).events.num_rows == 0
+
+
+def test_sampling_events_draws_blocks_sized_by_the_mean_user_not_full_blocks(taobao, monkeypatch):
+    _, synth = taobao
+    asked = []
+    block = synth.sample_block
+    monkeypatch.setattr(synth, "sample_block", lambda i, n, *a: asked.append(n) or block(i, n, *a))
+    out = synth.sample(events=500, seed=3)
+    mean = np.mean(synth.calibration[LENGTH_COL]["real"])
+    assert out.events.num_rows == 500
+    assert 500 / mean <= sum(asked) <= 4 * 500 / mean + 8  # not 4,096 users for 500 events
 
 
 def test_exact_conditions_on_item_event_and_user_columns(search):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -212,8 +213,9 @@ class SequenceSynthesizer:
                 f"number of {'users' if users is not None else 'events'} must be >= 0"
             )
         parts, got, block = [], 0, 0
+        per_block = BLOCK_USERS if events is None else self._users_for(events)
         while True:
-            n = BLOCK_USERS if events is not None else min(BLOCK_USERS, users - got)
+            n = per_block if events is not None else min(BLOCK_USERS, users - got)
             if n <= 0 and parts:
                 break
             part = self.sample_block(block, max(n, 0), seed, conditions, rebalance)
@@ -226,6 +228,14 @@ class SequenceSynthesizer:
         if events is not None:
             out = _cut_events(out, events, self.encoder)
         return out
+
+    def _users_for(self, events: int) -> int:
+        """Users per block when sampling `events` events: about a quarter more than the mean
+        user needs (the real mean length), so one block usually does, without drawing a full
+        block of 4,096 users for a few thousand events. Fixed by `events`: same output."""
+        lengths = self.calibration.get(LENGTH_COL, {}).get("real")
+        mean = max(1.0, float(np.mean(lengths))) if lengths else 1.0
+        return int(min(BLOCK_USERS, max(1, math.ceil(events / mean * 1.25))))
 
     def sample_block(
         self,
