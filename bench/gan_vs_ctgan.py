@@ -262,15 +262,84 @@ def child_argn(budget_s: float, out: Path, overrides: dict) -> dict:
     }
 
 
-CHILDREN = {"ctgan": child_ctgan, "synthrec": child_synthrec, "tabular_argn": child_argn}
+def child_sequences(budget_s: float, out: Path, overrides: dict) -> dict:
+    """synthrec's sequence generator (users table by the row GAN, each user's events by the
+    sequence model, item attributes read from the catalog, hour and weekday recomputed from
+    the timestamp), flattened to one row per event. Its users are new people with pseudonymous
+    ids; to score user_id as a categorical column like the other systems' real ids, the
+    synthetic users are given the train split's real ids by rank of event count (most active
+    synthetic user -> most active real user), so the user_id column scores the per-user
+    activity distribution. Rows per second here are events per second."""
+    import torch
+
+    from synthrec.config import SequenceConfig
+    from synthrec.sequences import SequenceSynthesizer
+
+    train, _ = splits()
+    cfg = SequenceConfig(**overrides)
+    synth, fit_s = timed(lambda: SequenceSynthesizer().fit(train, cfg=cfg, time_budget_s=budget_s))
+    m = synth.metadata.get("metrics", {})
+    res = {
+        "fit_s": fit_s,
+        "peak_rss_gib": peak_rss_gib(),
+        "encoder_s": m.get("encode_seconds"),
+        "epochs": m.get("epochs"),
+        "train_rows_per_s": m.get("train_events_per_s"),
+        "stopped_by": "time budget",
+        "config": cfg.model_dump(mode="json"),
+        "threads": torch.get_num_threads(),
+    }
+    synth.sample(events=20_000, seed=99)  # warm-up
+    res["sample_rows_per_s"], res["sample_rows_per_s_each"], _ = sampling_rate(
+        lambda i: synth.sample(events=SAMPLE_ROWS, seed=1 + i)
+    )
+    res["cond_rows_per_s"], res["cond_rows_per_s_each"], cond = sampling_rate(
+        lambda i: synth.sample(
+            events=SAMPLE_ROWS, conditions={CONDITION[0]: CONDITION[1]}, seed=11 + i
+        )
+    )
+    flat_cond = cond.flatten()
+    res["cond_share"] = float(
+        np.mean(flat_cond.column(CONDITION[0]).to_numpy(zero_copy_only=False) == CONDITION[1])
+    )
+    flat = synth.sample_table(events=TRAIN_ROWS, seed=3, return_type="arrow")
+    flat = flat.set_column(
+        flat.schema.get_field_index("user_id"),
+        "user_id",
+        relabel_by_activity(flat.column("user_id"), train.column("user_id")),
+    )
+    pq.write_table(flat.select(train.column_names).cast(train.schema), out / "sequences.parquet")
+    return res
+
+
+def relabel_by_activity(synthetic: pa.ChunkedArray, real: pa.ChunkedArray) -> pa.Array:
+    """Each synthetic user id -> the real id of the same activity rank (ties by id order);
+    synthetic users beyond the real count reuse the real ids cyclically."""
+    syn = pd.Series(synthetic.to_numpy(zero_copy_only=False))
+    real_order = pd.Series(real.to_numpy(zero_copy_only=False)).value_counts().index.to_numpy()
+    syn_order = syn.value_counts().index.to_numpy()
+    mapping = dict(zip(syn_order, real_order[np.arange(len(syn_order)) % len(real_order)]))
+    return pa.array(syn.map(mapping).to_numpy(), type=real.type)
+
+
+CHILDREN = {
+    "ctgan": child_ctgan,
+    "synthrec": child_synthrec,
+    "tabular_argn": child_argn,
+    "sequences": child_sequences,
+}
 
 
 # ------------------------------------------------------------------------------- evaluation
 
 
-def sdv_metadata() -> dict:
+def sdv_metadata(ids_as_id: bool = False) -> dict:
+    """user_id and item_id as categorical columns (this benchmark's scoring since issue 1), or
+    as SDV labels id columns (sdtype id: left out of the report)."""
     cols = {c: {"sdtype": "categorical"} for c in DISCRETE + ["click"]}
     cols.update({c: {"sdtype": "numerical"} for c in NUMERIC})
+    if ids_as_id:
+        cols.update({c: {"sdtype": "id"} for c in ("user_id", "item_id")})
     return {"columns": cols}
 
 
@@ -281,12 +350,16 @@ def quality(real: pd.DataFrame, synth: pd.DataFrame) -> dict:
     from sdmetrics.reports.single_table import QualityReport
 
     out = {}
-    for name, threshold in (("default", None), ("all_pairs", 0.0)):
+    for name, threshold, ids_as_id in (
+        ("default", None, False),
+        ("all_pairs", 0.0, False),
+        ("ids_as_id", None, True),
+    ):
         report = QualityReport()
         if threshold is not None:
             report.real_correlation_threshold = threshold
             report.real_association_threshold = threshold
-        report.generate(real, synth, sdv_metadata(), verbose=False)
+        report.generate(real, synth, sdv_metadata(ids_as_id), verbose=False)
         props = report.get_properties().set_index("Property")["Score"]
         out[name] = {
             "overall": float(report.get_score()),
@@ -404,6 +477,7 @@ def table(results: dict) -> str:
         ("  Column Pair Trends", ("quality", "default", "pair_trends"), "{:.3f}"),
         ("SDMetrics overall (all pairs)", ("quality", "all_pairs", "overall"), "{:.3f}"),
         ("  Column Pair Trends (all pairs)", ("quality", "all_pairs", "pair_trends"), "{:.3f}"),
+        ("SDMetrics overall (ids as SDV's id type)", ("quality", "ids_as_id", "overall"), "{:.3f}"),
         ("TSTR click AUC", "tstr_auc", "{:.3f}"),
         ("TRTR click AUC (real rows)", "trtr_auc", "{:.3f}"),
         ("TSTR / TRTR", "tstr_ratio", "{:.3f}"),
@@ -486,7 +560,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        overrides = json.loads(args.synthrec_config) if args.child == "synthrec" else {}
+        overrides = (
+            json.loads(args.synthrec_config) if args.child in ("synthrec", "sequences") else {}
+        )
         res = CHILDREN[args.child](args.budget_min * 60, out, overrides)
         (out / f"{args.child}.json").write_text(json.dumps(res, indent=1))
         return
@@ -536,8 +612,9 @@ def main() -> None:
     base = results.get("ctgan", {})
     for system, res in results.items():
         if system != "ctgan" and "skipped" not in res and "skipped" not in base and base:
+            if res.get("encoder_s"):
+                res["encoder_speedup"] = base["encoder_s"] / res["encoder_s"]
             res.update(
-                encoder_speedup=base["encoder_s"] / res["encoder_s"],
                 sample_speedup=res["sample_rows_per_s"] / base["sample_rows_per_s"],
                 cond_speedup=res["cond_rows_per_s"] / base["sample_rows_per_s"],
             )
@@ -545,6 +622,7 @@ def main() -> None:
         "ctgan": "ctgan 0.12.1",
         "synthrec": "synthrec",
         "tabular_argn": f"TabularARGN (mostlyai-engine {tabular_argn.version() or 'skipped'})",
+        "sequences": "synthrec sequences (flattened)",
     }
     names = [labels[s] for s in results]
     cmd = "python bench/gan_vs_ctgan.py " + " ".join(sys.argv[1:])
