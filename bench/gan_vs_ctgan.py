@@ -469,6 +469,9 @@ def table(results: dict) -> str:
         ("epochs in budget", "epochs", "{}"),
         ("encoder fit + transform s", "encoder_s", "{:.1f}"),
         ("peak memory of the fit GiB", "peak_rss_gib", "{:.2f}"),
+        ("CPU s the system's process got (fit, draws, sample)", "child_cpu_s", "{:,.0f}"),
+        ("  per wall-clock s (1.0 = a whole core)", "cpu_share", "{:.2f}"),
+        ("  load average when it ended", "load_at_end", "{:.1f}"),
         ("sampling rows/s (unconditional, median of 3)", "sample_rows_per_s", "{:,.0f}"),
         ("sampling rows/s (genre=Documentary, median of 3)", "cond_rows_per_s", "{:,.0f}"),
         ("share meeting genre=Documentary", "cond_share", "{:.1%}"),
@@ -587,6 +590,7 @@ def main() -> None:
                     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
                 },
             }
+            before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
             subprocess.run(
                 [
                     sys.executable,
@@ -605,6 +609,17 @@ def main() -> None:
                 check=True,
                 env=env,
             )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # what the system got of a shared machine: CPU seconds of its whole child process
+            # (fit, timed draws, the saved sample; TabularARGN's runner included) per second
+            cpu = {
+                "child_cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                "child_wall_s": time.monotonic() - start,
+                "load_at_end": os.getloadavg()[0],
+            }
+            cpu["cpu_share"] = cpu["child_cpu_s"] / cpu["child_wall_s"]
+            saved = json.loads((out / f"{system}.json").read_text())
+            (out / f"{system}.json").write_text(json.dumps({**saved, **cpu}, indent=1))
         res = json.loads((out / f"{system}.json").read_text())
         print(f"[{time.strftime('%H:%M:%S')}] evaluating {system} ...", file=sys.stderr)
         res.update(evaluate(system, out))
