@@ -934,7 +934,15 @@ class PipelineConfig(Section):
         "reference; 0 uses each user's last two rows instead (later in time, so the privacy "
         "checks run pessimistic)",
     )
-    synthetic_rows: int = Field(100_000, ge=1)
+    synthetic_rows: int = Field(
+        100_000,
+        ge=1,
+        description="rows a row model generates; a sequence model generates whole users, as "
+        "many as make about this many events (unless synthetic_users is set)",
+    )
+    synthetic_users: int | None = Field(
+        None, ge=1, description="users a sequence model generates, each with all their events"
+    )
     conditions: dict[str, str] = Field(default_factory=dict)
     rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)
     recommender: RecommenderConfig = Field(

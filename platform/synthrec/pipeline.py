@@ -197,31 +197,42 @@ def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
 
 
 def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    """Ray Data generation: a row model's `synthetic_rows` rows, or a sequence model's
+    `synthetic_users` whole users (default: as many as make about `synthetic_rows` events at
+    the training log's mean user length), written flat, one row per event."""
     from synthrec.distributed.generate import run_generate
 
-    if _model_kind(paths.gan, cfg) == "sequence":
-        return _generate_sequences(cfg, paths, emit)
+    sequence = _model_kind(paths.gan, cfg) == "sequence"
+    users = _synthetic_users(cfg, paths) if sequence else None
     gen_cfg = GenerateConfig(
         model_uri=paths.gan,
-        rows=cfg.synthetic_rows,
+        rows=None if sequence else cfg.synthetic_rows,
+        users=users,
         out_uri=paths.synthetic,
         conditions=cfg.conditions,
         rebalance=cfg.rebalance,
         seed=cfg.gan.seed,
         concurrency=cfg.generate_concurrency,
         rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
+        users_per_file=min(1_024, users or 1),
         storage=cfg.storage,
         ray_address=cfg.ray_address,
     )
+    total = users if sequence else cfg.synthetic_rows
     summary = run_generate(
         gen_cfg,
-        progress=lambda rows: emit("rows", stage="generate", done=rows, total=cfg.synthetic_rows),
+        progress=lambda done: emit(
+            "rows", stage="generate", done=done, total=total, unit=gen_cfg.unit
+        ),
     )
-    return {
+    out = {
         "synthetic": paths.synthetic,
         "rows": summary.rows,
         "rows_per_s": round(summary.rows_per_s),
     }
+    if sequence:
+        out["users"] = summary.users
+    return out
 
 
 def _model_kind(uri: str, cfg: PipelineConfig) -> str:
@@ -231,47 +242,12 @@ def _model_kind(uri: str, cfg: PipelineConfig) -> str:
     return header.get("kind", "row-gan")
 
 
-def _generate_sequences(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
-    """A sequence model's users and events, flattened to the training log's columns: exactly
-    `synthetic_rows` events, sampled in this process (seeded) and published atomically."""
+def _synthetic_users(cfg: PipelineConfig, paths: Paths) -> int:
+    if cfg.synthetic_users is not None:
+        return cfg.synthetic_users
     from synthrec.sequences.artifacts import load_sequence_model
 
-    start = time.monotonic()
-    synth = load_sequence_model(paths.gan, cfg.storage)
-    table = synth.sample_table(
-        events=cfg.synthetic_rows,
-        conditions=cfg.conditions or None,
-        rebalance=_sequence_rebalance(cfg.rebalance, synth.items) or None,
-        seed=cfg.gan.seed,
-    )
-    emit("rows", stage="generate", done=table.num_rows, total=cfg.synthetic_rows)
-    storage.write_dataset(
-        table,
-        paths.synthetic,
-        cfg.storage,
-        rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
-        metadata={"generator": "sequences", "model_version": synth.metadata.get("version")},
-    )
-    seconds = max(time.monotonic() - start, 1e-9)
-    return {
-        "synthetic": paths.synthetic,
-        "rows": table.num_rows,
-        "rows_per_s": round(table.num_rows / seconds),
-    }
-
-
-def _sequence_rebalance(rebalance: dict, items: pa.Table) -> dict:
-    """The pipeline's rebalance ('uniform' or {value: share}) in the sequence model's form
-    ({value: share} over the catalog's values of an item attribute)."""
-    import pyarrow.compute as pc
-
-    out = {}
-    for col, target in rebalance.items():
-        if target == "uniform" and col in items.column_names:
-            values = pc.unique(items.column(col).drop_null()).to_pylist()
-            target = {v: 1.0 for v in values}
-        out[col] = target
-    return out
+    return load_sequence_model(paths.gan, cfg.storage).users_for_events(cfg.synthetic_rows)
 
 
 def _stage_evaluate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
@@ -413,7 +389,13 @@ _SETTINGS = {
         # only off the default, so the keys of existing row pipelines stay as they were
         *([c.generator, c.sequence.model_dump()] if c.generator != "rows" else []),
     ],
-    "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
+    "generate": lambda c: [
+        c.synthetic_rows,
+        c.conditions,
+        c.rebalance,
+        c.gan.seed,
+        *([c.synthetic_users] if c.synthetic_users else []),
+    ],
     "evaluate": lambda c: [
         c.evaluate.model_dump(
             exclude={"real_uri", "synthetic_uri", "holdout_uri", "out_uri", "storage"}
@@ -475,7 +457,7 @@ def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
         "evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
         "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
         "train_gan": ("model", "generator", "epochs"),
-        "generate": ("synthetic", "rows", "rows_per_s"),
+        "generate": ("synthetic", "rows", "users", "rows_per_s"),
         "train_recommender": ("model",),
     }
     return {

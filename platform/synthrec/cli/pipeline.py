@@ -73,7 +73,7 @@ class _Printer:
             time.monotonic() - self.last_rows > 1 or event["done"] >= event["total"]
         ):
             self.last_rows = time.monotonic()
-            console.print(f"  {event['done']:,} / {event['total']:,} rows")
+            console.print(f"  {event['done']:,} / {event['total']:,} {event.get('unit', 'rows')}")
         elif kind == "evaluate" and event.get("part"):
             console.print(f"  {event['part']}")
 

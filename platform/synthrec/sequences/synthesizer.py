@@ -229,13 +229,17 @@ class SequenceSynthesizer:
             out = _cut_events(out, events, self.encoder)
         return out
 
-    def _users_for(self, events: int) -> int:
-        """Users per block when sampling `events` events: about a quarter more than the mean
-        user needs (the real mean length), so one block usually does, without drawing a full
-        block of 4,096 users for a few thousand events. Fixed by `events`: same output."""
+    def users_for_events(self, events: int) -> int:
+        """About how many users make `events` events (the real log's mean user length)."""
         lengths = self.calibration.get(LENGTH_COL, {}).get("real")
         mean = max(1.0, float(np.mean(lengths))) if lengths else 1.0
-        return int(min(BLOCK_USERS, max(1, math.ceil(events / mean * 1.25))))
+        return max(1, round(events / mean))
+
+    def _users_for(self, events: int) -> int:
+        """Users per block when sampling `events` events: a quarter more than the mean user
+        needs, so one block usually does, without drawing a full block of 4,096 users for a
+        few thousand events. Fixed by `events`: same output."""
+        return int(min(BLOCK_USERS, math.ceil(self.users_for_events(events) * 1.25)))
 
     def sample_block(
         self,
