@@ -918,9 +918,10 @@ class PipelineConfig(Section):
         )
     )
     generator: Generator = Field(
-        "rows",
-        description="train_gan's generator (as `synthrec train-gan --generator`); with "
-        "sequences the generate stage writes the sequence model's flattened log",
+        "auto",
+        description="train_gan's generator (as `synthrec train-gan --generator`): auto picks "
+        "sequences for a log with user, item and time columns; with sequences the generate "
+        "stage writes whole synthetic users, one row per event",
     )
     gan: GanConfig = Field(default_factory=GanConfig)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)

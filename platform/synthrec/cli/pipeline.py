@@ -146,8 +146,8 @@ def demo(
     cfg = PipelineConfig(out_uri=out_uri)
     console.print(
         f"[bold]synthrec demo[/bold]: simulated e-commerce search log "
-        f"({cfg.simulate.rows:,} impressions) -> GAN -> {cfg.synthetic_rows:,} synthetic rows -> "
-        f"report -> recommender; outputs in {out_uri}"
+        f"({cfg.simulate.rows:,} impressions) -> generator ({cfg.generator}) -> about "
+        f"{cfg.synthetic_rows:,} synthetic rows -> report -> recommender; outputs in {out_uri}"
     )
     start = time.monotonic()
     result = run_pipeline(cfg, progress=_Printer())
