@@ -669,6 +669,19 @@ class VerdictConfig(Section):
         0.70, ge=0, le=1, description="fidelity.overall (sdmetrics definition)"
     )
     min_utility_ratio: float | None = Field(0.80, ge=0, description="TSTR AUC / TRTR AUC")
+    max_user_mia_auc: float | None = Field(
+        0.60,
+        ge=0.5,
+        le=1,
+        description="user-level membership attack AUC (event logs with user, item and time)",
+    )
+    max_shared_run_excess: float | None = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="share of synthetic users sharing a run of >= 5 consecutive items with a "
+        "training user, above the share of held-out real users who do",
+    )
 
 
 class EvaluateConfig(Section):

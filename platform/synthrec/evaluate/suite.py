@@ -163,6 +163,7 @@ def verdict(metrics: dict, limits: VerdictConfig) -> dict:
         "<=",
     )
     check("privacy.mia_auc", priv.get("mia_auc"), limits.max_mia_auc, "<=")
+    _user_checks(check, (metrics.get("sequences") or {}).get("privacy"), limits)
     check("fidelity.overall", metrics["fidelity"].get("overall"), limits.min_fidelity, ">=")
     check("utility.ratio", metrics["utility"].get("ratio"), limits.min_utility_ratio, ">=")
     privacy_checks = [c["passed"] for c in checks if c["metric"].startswith("privacy.")]
@@ -172,6 +173,30 @@ def verdict(metrics: dict, limits: VerdictConfig) -> dict:
         "checks": checks,
         "skipped": skipped,
     }
+
+
+def _user_checks(check, priv: dict | None, limits: VerdictConfig) -> None:
+    """User-level privacy of an event log (the sequences section), when it was measured:
+    whole-sequence copies no more often than real users coincide, shared runs of >= 5 items
+    no more often than held-out real users have them, the user-level membership attack."""
+    if not priv:
+        return
+    copies = priv["exact_copies"]
+    copy_limit = limits.max_exact_copy_rate
+    if copy_limit is not None and copies.get("holdout") is not None:
+        copy_limit = max(copy_limit, copies["holdout"])
+    check("privacy.user_exact_copy_share", copies.get("synthetic"), copy_limit, "<=")
+    runs = priv["longest_shared_run"]
+    key = f"share_at_least_{runs['limit']}"
+    held = (runs.get("holdout") or {}).get(key)
+    excess = limits.max_shared_run_excess
+    check(
+        f"privacy.user_shared_run_{runs['limit']}_share",
+        runs["synthetic"].get(key) if held is not None else None,  # no reference: skipped
+        excess + held if excess is not None and held is not None else excess,
+        "<=",
+    )
+    check("privacy.user_mia_auc", priv.get("membership_auc"), limits.max_user_mia_auc, "<=")
 
 
 # ---------------------------------------------------------------------------- segments
