@@ -26,6 +26,11 @@ def evaluate(
         "--holdout-uri",
         help="real rows the generator never saw (privacy baseline, utility test)",
     ),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: its manifest's, else inferred)",
+    ),
     label: str | None = typer.Option(
         None, "--label", help="binary label for TSTR/TRTR (default: the first label column)"
     ),
@@ -55,6 +60,7 @@ def evaluate(
             "real_uri": renamed(real_uri, real, "--real-uri", "--real"),
             "synthetic_uri": renamed(synthetic_uri, synthetic, "--synthetic-uri", "--synthetic"),
             "holdout_uri": renamed(holdout_uri, holdout, "--holdout-uri", "--holdout"),
+            "schema_uri": schema_uri,
             "label": label,
             "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "utility_exclude": exclude or None,

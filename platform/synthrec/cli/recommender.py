@@ -25,6 +25,11 @@ def train_recommender(
     synthetic_weight: float | None = typer.Option(
         None, "--synthetic-weight", help="λ in L = mean(real) + λ·mean(synthetic)"
     ),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: its manifest's, else inferred)",
+    ),
     out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
     config: Path | None = typer.Option(
         None, "--config", help="YAML with TrainRecommenderConfig keys"
@@ -73,6 +78,7 @@ def train_recommender(
         {
             "real_uri": real_uri,
             "synthetic_uri": synthetic_uri,
+            "schema_uri": schema_uri,
             "out_uri": out_uri,
             "model.synthetic_weight": synthetic_weight,
             "scaling.num_workers": num_workers,
@@ -122,6 +128,11 @@ def evaluate_recommender(
     num_train: int | None = typer.Option(
         None, "--num-train", help="rows in the temporal train part (default 80%)"
     ),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: the schema the model was trained with)",
+    ),
     model: str | None = old_flag("--model"),
     real: str | None = old_flag("--real"),
     out_old: Path | None = old_flag("--out"),
@@ -130,13 +141,12 @@ def evaluate_recommender(
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import check_evaluable
     from synthrec.recommender.evaluation import evaluate_recommender as evaluate
-    from synthrec.storage import read_table
 
     model_uri = renamed(model_uri, model, "--model-uri", "--model", required=True)
     real_uri = renamed(real_uri, real, "--real-uri", "--real", required=True)
     out_dir = renamed(out_dir, out_old, "--out-dir", "--out", required=True)
     rec = load_recommender(model_uri)
-    table = read_table(real_uri)
+    table = _real_table(real_uri, schema_uri, rec.training.get("schema"))
     check_evaluable(table)
     console.print(f"evaluating {model_uri} on {table.num_rows:,} real rows")
     report = evaluate(rec, table, num_train=num_train)
@@ -146,6 +156,19 @@ def evaluate_recommender(
     (out_dir / "metrics.md").write_text(markdown_table(report))
     out.print(grid)
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'metrics.md'}")
+
+
+def _real_table(uri: str, schema_uri: str | None, carried: dict | None):
+    """The real log as the model read it: through `schema_uri`, else the model's own schema
+    (behaviour labels, dropped columns), else as stored."""
+    from synthrec.data.eventlog import load_event_log
+    from synthrec.schema import Schema, apply_schema
+    from synthrec.storage import read_table
+
+    if schema_uri is not None:
+        return load_event_log(uri, schema_uri)[0]
+    table = read_table(uri)
+    return apply_schema(table, Schema.from_dict(carried), uri) if carried else table
 
 
 def _rows(report: dict) -> list[list[str]]:
