@@ -65,22 +65,25 @@ class Behaviour:
     `labels` is ordered weakest first ({"click": ["pv"], "cart": ["cart"], "purchase":
     ["buy"]}); with `cumulative` a row whose value names a later label also sets every
     earlier one (a purchase is a cart and a click), so each label column is a threshold.
+    `no_label` values (impressions) set none; any other value is an error.
     """
 
     column: str
     labels: dict[str, tuple[str, ...]]
     cumulative: bool = True
+    no_label: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return list(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "column": self.column,
             "labels": {k: list(v) for k, v in self.labels.items()},
             "cumulative": self.cumulative,
         }
+        return {**out, "no_label": list(self.no_label)} if self.no_label else out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "schema") -> Behaviour:
@@ -88,18 +91,20 @@ class Behaviour:
         under one label."""
         fix = (
             "expected behaviour: {column: NAME, labels: {click: [pv], cart: [cart], "
-            "purchase: [buy]}, cumulative: true}"
+            "purchase: [buy]}, cumulative: true, no_label: [impression]}"
         )
         if not isinstance(data, dict) or not isinstance(data.get("column"), str):
             raise SchemaError(f"{where}: behaviour needs a 'column'; {fix}")
-        unknown = sorted(set(data) - {"column", "labels", "cumulative"})
+        unknown = sorted(set(data) - {"column", "labels", "cumulative", "no_label"})
         if unknown:
             raise SchemaError(f"{where}: behaviour has unknown key(s) {', '.join(unknown)}; {fix}")
         labels = data.get("labels")
         if not isinstance(labels, dict) or not labels:
             raise SchemaError(f"{where}: behaviour needs a non-empty 'labels' mapping; {fix}")
         parsed: dict[str, tuple[str, ...]] = {}
-        owner: dict[str, str] = {}
+        none = data.get("no_label", [])
+        none = none if isinstance(none, list) else [none]
+        owner: dict[str, str] = {str(v): "no_label" for v in none}
         for label, values in labels.items():
             values = values if isinstance(values, list) else [values]
             if not values or any(v is None or isinstance(v, (dict, list)) for v in values):
@@ -118,7 +123,7 @@ class Behaviour:
         cumulative = data.get("cumulative", True)
         if not isinstance(cumulative, bool):
             raise SchemaError(f"{where}: behaviour.cumulative must be true or false")
-        return cls(data["column"], parsed, cumulative)
+        return cls(data["column"], parsed, cumulative, tuple(map(str, none)))
 
 
 @dataclass
@@ -375,13 +380,14 @@ def behaviour_labels(col: pa.ChunkedArray, b: Behaviour, where: str) -> dict[str
             f"{where} column '{b.column}': {text.null_count} null behaviour values; fill them "
             "or drop those rows"
         )
-    known = pa.array([v for vs in b.labels.values() for v in vs], pa.string())
+    known = pa.array([v for vs in b.labels.values() for v in vs] + list(b.no_label), pa.string())
     unknown = pc.unique(text.filter(pc.invert(pc.is_in(text, value_set=known)))).to_pylist()
     if unknown:
         shown = ", ".join(map(repr, sorted(unknown)[:8]))
         raise SchemaError(
             f"{where} column '{b.column}': value(s) {shown} are under no behaviour label; "
-            f"add them to a label in the schema's behaviour.labels ({', '.join(b.names)})"
+            f"add them to a label in the schema's behaviour.labels ({', '.join(b.names)}) "
+            "or to behaviour.no_label"
         )
     out = {}
     names = b.names
