@@ -1,48 +1,28 @@
-"""A Taobao-shaped log whose columns do not carry synthrec's names: an integer `uid`, an
-integer `sku`, epoch seconds in `ts`, a `behavior_type` column (pv / fav / cart / buy) and a
-free-text `note` to ignore, with the schema file that declares them. Shared by the unit and
-integration tests of the schema carried end to end.
+"""The example log of examples/own_log: an integer `uid`, an integer `sku`, epoch seconds in
+`ts`, a `behavior_type` column (pv / fav / cart / buy) and a free-text `note` to ignore, with
+the schema file that declares them. Shared by the unit and integration tests of the schema
+carried end to end, so the tests run exactly what the example ships.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from logshapes import taobao_log
 
-SCHEMA_YAML = """\
-columns:
-  uid: {role: user_id}
-  sku: {role: item_id}
-  category_id: {role: categorical}
-  ts: {role: datetime}
-  note: {role: ignore}
-behaviour:
-  column: behavior_type
-  labels:            # weakest first; a purchase is also a cart and a click
-    click: [pv, fav]
-    cart: [cart]
-    purchase: [buy]
-"""
+OWN_LOG = Path(__file__).resolve().parents[1] / "examples" / "own_log"
+SCHEMA_YAML = (OWN_LOG / "schema.yaml").read_text()
 LABELS = ("click", "cart", "purchase")
+
+_spec = importlib.util.spec_from_file_location("own_log_make_log", OWN_LOG / "make_log.py")
+_make = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_make)
 
 
 def renamed_log(rows: int = 3_000, seed: int = 0) -> pa.Table:
-    log = taobao_log(rows, seed)
-    notes = np.array(["gift", "sale", "repeat", "new"])[np.arange(rows) % 4]
-    return pa.table(
-        {
-            "uid": log["user_id"],
-            "sku": log["item_id"],
-            "category_id": log["category_id"],
-            "behavior_type": log["behavior_type"],
-            "ts": log["timestamp"],
-            "note": pa.array(notes),
-        }
-    )
+    return _make.make_log(rows, seed)
 
 
 def write_renamed(folder: Path, rows: int = 3_000, seed: int = 0) -> tuple[str, str]:

@@ -1,6 +1,7 @@
-"""The pipeline on a log with its own column names (integer `uid`, `sku`, `ts`), a
-`behavior_type` column (pv / fav / cart / buy) and a `note` to ignore, read through one schema
-file: every stage's manifest and output keeps the declared roles, none re-infers them."""
+"""examples/own_log through the CLI: a log with its own column names (integer `uid`, `sku`,
+`ts`), a `behavior_type` column (pv / fav / cart / buy) and a `note` to ignore, read through
+one schema file: every stage's manifest and output keeps the declared roles, none re-infers
+them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import json
 
 import pyarrow as pa
 import pytest
-from renamed_log import LABELS, write_renamed
+from renamed_log import LABELS, OWN_LOG, write_renamed
 
 from synthrec import storage
-from synthrec.config import PipelineConfig, ScalingSection
 from synthrec.model_dir import HEADER
 from synthrec.schema import Role, Schema
 
@@ -23,24 +23,26 @@ def _roles(schema: dict) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_schema_pipeline_keeps_declared_roles_in_every_stage(ray_local, tmp_path):
-    from synthrec.pipeline import run_pipeline
+def test_schema_pipeline_keeps_declared_roles_in_every_stage(ray_local, tmp_path, capsys):
+    """The commands of examples/own_log/run.sh, in process."""
+    from synthrec.cli import main
     from synthrec.recommender.artifacts import load_recommender
 
     data, schema_uri = write_renamed(tmp_path / "in", rows=3_000)
+    assert main(["data", "validate", "--data-uri", data, "--schema-uri", schema_uri]) == 0
     root = tmp_path / "pipe"
-    cfg = PipelineConfig(
-        out_uri=str(root),
-        data_uri=data,
-        schema_uri=schema_uri,
-        gan_epochs=1,
-        gan_time_budget_min=None,
-        synthetic_rows=1_500,
-        recommender={"epochs": 1, "dim": 16},
-        evaluate={"privacy_query_rows": 200, "utility_max_train_rows": 500},
-        scaling=ScalingSection(num_workers=1, cpus_per_worker=1),
-    )
-    head = run_pipeline(cfg)["headline"]
+    code = main(["pipeline", "--config", str(OWN_LOG / "pipeline.yaml"), "--data-uri", data,
+                 "--schema-uri", schema_uri, "--out-uri", str(root)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-3000:]
+    records = {
+        name: json.loads((root / "_stages" / f"{name}.json").read_text())["outputs"]
+        for name in ("train_gan", "generate", "evaluate_recommender")
+    }
+    head = {
+        "train_gan.model": records["train_gan"]["model"],
+        "generate.synthetic": records["generate"]["synthetic"],
+        "evaluate_recommender.ndcg@10": records["evaluate_recommender"]["ndcg@10"],
+    }
 
     # data: both splits carry the applied schema; the note and the behaviour column are gone
     for split in ("gan_train", "holdout"):
