@@ -155,3 +155,34 @@ def test_schema_write_schema_reports_the_behaviour_labels(tmp_path, capsys):
     written = read_schema_file(str(tmp_path / "out.yaml"))
     assert written.ignore == ("note",) and written.behaviour.names == list(LABELS)
     assert "purchase" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_schema_python_api_applies_the_schema_and_model_dirs_keep_it(tmp_path):
+    """Both generators, fitted from the raw log and a schema file's Schema, drop the ignored
+    column, learn the labels, keep uid an integer user id, and store the whole schema
+    (behaviour and ignore included) in their model directories."""
+    from synthrec.artifacts import load_synthesizer, save_synthesizer
+    from synthrec.config import GanConfig, SequenceConfig
+    from synthrec.gan.synthesizer import Synthesizer
+    from synthrec.sequences.artifacts import load_sequence_model, save_sequence_model
+    from synthrec.sequences.synthesizer import SequenceSynthesizer
+
+    data, schema_uri = write_renamed(tmp_path, rows=800)
+    schema = load_event_log(data, schema_uri)[1]
+    raw = renamed_log(800)
+    rows = Synthesizer().fit(raw, schema, GanConfig(batch_size=200), epochs=1)
+    save_synthesizer(rows, str(tmp_path / "gan"))
+    tiny = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, batch_size=32,
+                          users_epochs=1, adversarial_steps=0, seed=5)  # fmt: skip
+    seq = SequenceSynthesizer().fit(raw, schema, tiny, epochs=1)
+    save_sequence_model(seq, str(tmp_path / "seq"))
+    gan_schema = load_synthesizer(str(tmp_path / "gan")).encoder.schema
+    seq_schema = Schema.from_dict(load_sequence_model(str(tmp_path / "seq")).schema)
+    for kept in (gan_schema, seq_schema):
+        assert kept["uid"].role == Role.USER_ID and "note" not in kept.names
+        assert [c.name for c in kept.by_role(Role.LABEL)] == list(LABELS)
+    assert seq_schema == schema
+    for sample in (rows.sample(50, seed=1), seq.sample_table(users=5, seed=1)):
+        assert pa.types.is_integer(sample["uid"].type)
+        assert {"note", "behavior_type"}.isdisjoint(sample.column_names)

@@ -32,7 +32,7 @@ from synthrec.encoding.id_search import calibration_step, total_variation
 from synthrec.errors import ConditionError, ConfigError, DataError, ModelError
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
-from synthrec.schema import Schema, infer_schema, validate_table
+from synthrec.schema import Schema, apply_schema, infer_schema, validate_table
 
 Conditions = dict[str, Any]
 ReturnType = Literal["arrow", "pandas"]
@@ -129,6 +129,8 @@ class Synthesizer:
         if time_budget_s is not None and time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
+        if schema is not None:  # drop its ignored columns, map its behaviour column to labels
+            table = apply_schema(table, schema)
         schema = schema or infer_schema(table)
         validate_table(table, schema)
         encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)

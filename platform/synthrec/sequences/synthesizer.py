@@ -36,7 +36,7 @@ from synthrec.config import GanConfig, SequenceConfig
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
 from synthrec.gan.synthesizer import _as_arrow
-from synthrec.schema import Schema, infer_schema
+from synthrec.schema import Schema, apply_schema, infer_schema
 from synthrec.sequences import fitting
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import (
@@ -115,6 +115,8 @@ class SequenceSynthesizer:
         self.cfg = cfg
         if not isinstance(data, RelationalLog):
             data, self.return_type = _as_arrow(data)
+            if schema is not None:  # drop its ignored columns, map its behaviour to labels
+                data = apply_schema(data, schema)
             schema = schema or infer_schema(data)
         log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
         self.schema = (schema or infer_schema(log.flatten())).to_dict()  # (a view given alone)
