@@ -85,13 +85,30 @@ def load_event_log(
 
 
 def schema_table(
-    table: pa.Table, schema_uri: str | None, storage: StorageConfig | None = None, where: str = ""
+    table: pa.Table, schema_uri: str, storage: StorageConfig | None = None, where: str = ""
 ) -> tuple[pa.Table, Schema]:
     """An in-memory table read through a schema file (as `load_event_log` reads a URI)."""
     spec = read_schema_file(schema_uri, storage)
     table = apply_schema(table, spec.frame(), where or "table")
     schema = schema_from_spec(table, spec, where=where or "table")
     check_table(table, schema, where or "table")
+    return table, schema
+
+
+def prepare_table(
+    table: pa.Table,
+    schema_uri: str | None,
+    storage: StorageConfig | None = None,
+    where: str = "table",
+) -> tuple[pa.Table, Schema]:
+    """`schema_table` with a schema file, else the inferred schema, checked the same way."""
+    if table.num_rows == 0:
+        raise SchemaError(f"{where} is empty (0 rows); provide at least one row")
+    if schema_uri is not None:
+        return schema_table(table, schema_uri, storage, where)
+    _reject_all_null(table, where)
+    schema = infer_schema(table)
+    check_table(table, schema, where)
     return table, schema
 
 
