@@ -186,3 +186,17 @@ def test_schema_python_api_applies_the_schema_and_model_dirs_keep_it(tmp_path):
     for sample in (rows.sample(50, seed=1), seq.sample_table(users=5, seed=1)):
         assert pa.types.is_integer(sample["uid"].type)
         assert {"note", "behavior_type"}.isdisjoint(sample.column_names)
+
+
+def test_schema_readme_example_is_the_one_the_tests_run():
+    """README's schema file is examples/own_log/schema.yaml, which the tests run end to end."""
+    import re
+    from pathlib import Path
+
+    import yaml
+    from renamed_log import SCHEMA_YAML
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Your own log: the schema file", 1)[1]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    assert yaml.safe_load(block) == yaml.safe_load(SCHEMA_YAML)
