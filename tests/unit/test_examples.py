@@ -36,6 +36,8 @@ def test_examples_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert (tmp_path / "quickstart-output" / "report" / "report.html").exists()
     sampled = nb.cells[5].outputs[0]["text"]  # "800 True [...]": fresh rows, seeded repeats
     assert sampled.startswith("800 True")
+    recommended = nb.cells[9].outputs[0]["text"]  # "valid NDCG@10 0.xxx ['i..', ...]"
+    assert recommended.startswith("valid NDCG@10") and recommended.count("'i") == 5
 
 
 @pytest.mark.slow
