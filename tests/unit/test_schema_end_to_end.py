@@ -200,3 +200,28 @@ def test_schema_readme_example_is_the_one_the_tests_run():
     section = readme.split("## Your own log: the schema file", 1)[1]
     (block,) = re.findall(r"```yaml\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
     assert yaml.safe_load(block) == yaml.safe_load(SCHEMA_YAML)
+
+
+def test_schema_evaluate_recommender_reads_the_raw_log_through_the_model_schema(tmp_path, capsys):
+    """A model F trained through the schema keeps it; `evaluate-recommender` on the raw log
+    (behaviour column, note, integer uid) applies it without being told again."""
+    from synthrec.config import RecommenderConfig
+    from synthrec.recommender.artifacts import build_recommender, save_recommender
+    from synthrec.recommender.train import fit, prepare_training
+
+    data, schema_uri = write_renamed(tmp_path, rows=1_500)
+    table, schema = load_event_log(data, schema_uri)
+    cfg = RecommenderConfig(epochs=1, dim=16)
+    prepared = prepare_training(table, None, cfg, schema)
+    model = fit(prepared.encoder, cfg, prepared.train).model
+    facts = {"schema": schema.to_dict()}  # what run_train_recommender records
+    rec = build_recommender(
+        model, prepared.encoder, cfg, prepared.known, prepared.popularity, facts
+    )
+    save_recommender(rec, str(tmp_path / "f"))
+    out = tmp_path / "report"
+    argv = ["evaluate-recommender", "--model-uri", str(tmp_path / "f"), "--real-uri", data,
+            "--out-dir", str(out), "--no-baselines"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err[-2000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["ranking"]["F"]["overall"]["ndcg@10"] >= 0
