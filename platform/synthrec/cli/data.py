@@ -63,7 +63,8 @@ def validate(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://.",
+        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://. "
+        "(required)",
     ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, config_from_flags, old_flag, out, progress_bar, renamed
+from synthrec.cli.app import (
+    REQUIRED,
+    app,
+    config_from_flags,
+    old_flag,
+    out,
+    progress_bar,
+    renamed,
+)
 from synthrec.config import EvaluateConfig
 
 
@@ -16,10 +24,10 @@ def evaluate(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real rows the generator was trained on (file or dataset, local or s3://)",
+        help="real rows the generator was trained on (file or dataset, local or s3://)" + REQUIRED,
     ),
     synthetic_uri: str | None = typer.Option(
-        None, "--synthetic-uri", help="synthetic rows with the real table's columns"
+        None, "--synthetic-uri", help="synthetic rows with the real table's columns" + REQUIRED
     ),
     holdout_uri: str | None = typer.Option(
         None,

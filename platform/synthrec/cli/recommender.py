@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, config_from_flags, console, old_flag, out, progress_bar, renamed
+from synthrec.cli.app import (
+    REQUIRED,
+    app,
+    config_from_flags,
+    console,
+    old_flag,
+    out,
+    progress_bar,
+    renamed,
+)
 from synthrec.config import TrainRecommenderConfig
 
 
@@ -17,7 +26,8 @@ def train_recommender(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
+        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)"
+        + REQUIRED,
     ),
     synthetic_uri: str | None = typer.Option(
         None, "--synthetic-uri", help="synthetic interactions with the real table's columns"
@@ -30,7 +40,9 @@ def train_recommender(
         "--schema-uri",
         help="schema YAML of the real table (default: its manifest's, else inferred)",
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
+    out_uri: str | None = typer.Option(
+        None, "--out-uri", help="model directory URI to publish" + REQUIRED
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="YAML with TrainRecommenderConfig keys"
     ),
@@ -115,12 +127,16 @@ def train_recommender(
 
 @app.command("evaluate-recommender")
 def evaluate_recommender(
-    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
+    model_uri: str | None = typer.Option(
+        None, "--model-uri", help="model directory URI (required)"
+    ),
     real_uri: str | None = typer.Option(
-        None, "--real-uri", help="real interactions the model was trained from (local or s3://)"
+        None,
+        "--real-uri",
+        help="real interactions the model was trained from (local or s3://) (required)",
     ),
     out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="local folder for metrics.json and metrics.md"
+        None, "--out-dir", help="local folder for metrics.json and metrics.md (required)"
     ),
     baselines: bool = typer.Option(
         True, "--baselines/--no-baselines", help="also score popularity and EASE"
