@@ -11,6 +11,7 @@ an optional schema YAML that gives each column its role:
       column: behavior_type                     # (not listed under columns)
       labels: {click: [pv, fav], cart: [cart], purchase: [buy]}   # weakest first
       cumulative: true                          # a purchase is also a cart and a click
+      no_label: [impression]                    # values that set no label; others fail
 
 With a schema file, the table must have exactly its columns. Without one, a published
 dataset's own schema (from its manifest) is used, else roles are inferred. Either way the
