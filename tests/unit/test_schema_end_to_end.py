@@ -159,9 +159,9 @@ def test_schema_write_schema_reports_the_behaviour_labels(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_schema_python_api_applies_the_schema_and_model_dirs_keep_it(tmp_path):
-    """Both generators, fitted from the raw log and a schema file's Schema, drop the ignored
-    column, learn the labels, keep uid an integer user id, and store the whole schema
-    (behaviour and ignore included) in their model directories."""
+    """Both generators, fitted from the raw log and a schema file (its Schema, its path),
+    drop the ignored column, learn the labels, keep uid an integer user id, and store the
+    whole schema (behaviour and ignore included) in their model directories."""
     from synthrec.artifacts import load_synthesizer, save_synthesizer
     from synthrec.config import GanConfig, SequenceConfig
     from synthrec.gan.synthesizer import Synthesizer
@@ -175,7 +175,7 @@ def test_schema_python_api_applies_the_schema_and_model_dirs_keep_it(tmp_path):
     save_synthesizer(rows, str(tmp_path / "gan"))
     tiny = SequenceConfig(d_model=16, n_heads=2, n_layers=1, window=8, batch_size=32,
                           users_epochs=1, adversarial_steps=0, seed=5)  # fmt: skip
-    seq = SequenceSynthesizer().fit(raw, schema, tiny, epochs=1)
+    seq = SequenceSynthesizer().fit(raw, schema_uri, tiny, epochs=1)  # the file's path
     save_sequence_model(seq, str(tmp_path / "seq"))
     gan_schema = load_synthesizer(str(tmp_path / "gan")).encoder.schema
     seq_schema = Schema.from_dict(load_sequence_model(str(tmp_path / "seq")).schema)

@@ -96,6 +96,19 @@ def schema_table(
     return table, schema
 
 
+def with_schema(
+    table: pa.Table, schema: Schema | str | None, storage: StorageConfig | None = None
+) -> tuple[pa.Table, Schema | None]:
+    """`table` read through `schema`: a Schema (applied), a schema file's URI (read, applied,
+    checked) or None (unchanged, roles left to inference). The Python API's entry to the
+    schema the CLI takes as --schema-uri."""
+    if schema is None:
+        return table, None
+    if isinstance(schema, Schema):
+        return apply_schema(table, schema), schema
+    return schema_table(table, str(schema), storage)
+
+
 def prepare_table(
     table: pa.Table,
     schema_uri: str | None,
