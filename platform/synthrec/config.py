@@ -625,6 +625,11 @@ class TrainRecommenderConfig(Section):
     synthetic_uri: str | None = Field(
         None, description="synthetic interactions with the real table's columns"
     )
+    schema_uri: str | None = Field(
+        None,
+        description="schema YAML of the real table (default: its manifest's schema, else "
+        "inferred); it fixes the user, item and time columns",
+    )
     out_uri: str = Field(..., description="model directory URI to publish")
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
@@ -640,6 +645,7 @@ class TrainRecommenderConfig(Section):
     RENAMED: ClassVar[dict[str, str]] = {
         "real": "real_uri",
         "synthetic": "synthetic_uri",
+        "schema": "schema_uri",
         "out": "out_uri",
         **_RUN_KEYS,
     }
@@ -703,8 +709,13 @@ class EvaluateConfig(Section):
     utility_exclude: list[str] = Field(
         default_factory=list, description="columns that leak the label"
     )
+    schema_uri: str | None = Field(
+        None,
+        description="schema YAML of the real table (default: its manifest's schema, else "
+        "inferred); applied to all three tables",
+    )
     roles: dict[str, str] = Field(
-        default_factory=dict, description="column -> role, overriding inference"
+        default_factory=dict, description="column -> role, overriding the schema"
     )
     segments: dict[str, Any] | None = Field(
         None,
@@ -755,6 +766,7 @@ class EvaluateConfig(Section):
         "real": "real_uri",
         "synthetic": "synthetic_uri",
         "holdout": "holdout_uri",
+        "schema": "schema_uri",
         "out": "out_uri",
     }
 

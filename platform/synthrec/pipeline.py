@@ -125,10 +125,17 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     # reference is a random share of the training rows instead, withheld from the GAN.
     train, valid, test = leave_last_out(table, user, item, time_col)
     train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg)
+    # every split carries the schema, so later stages read roles, never re-infer them
+    known = {"schema": schema.to_dict()}
     storage.write_dataset(
-        train, paths.gan_train, cfg.storage, metadata={"split": f"leave_last_out train{split[0]}"}
+        train,
+        paths.gan_train,
+        cfg.storage,
+        metadata={"split": f"leave_last_out train{split[0]}", **known},
     )
-    storage.write_dataset(holdout, paths.holdout, cfg.storage, metadata={"split": split[1]})
+    storage.write_dataset(
+        holdout, paths.holdout, cfg.storage, metadata={"split": split[1], **known}
+    )
     return {
         "real": real_uri,
         "gan_train": paths.gan_train,
@@ -281,6 +288,7 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
     rec_cfg = TrainRecommenderConfig(
         real_uri=_real_uri(cfg, paths),
         synthetic_uri=paths.synthetic,
+        schema_uri=cfg.schema_uri,
         out_uri=paths.recommender,
         model=cfg.recommender,  # synthetic_weight (λ) included, as configured
         scaling=cfg.scaling,
@@ -299,13 +307,15 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
 
 
 def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.data.eventlog import load_event_log
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import evaluate_recommender
 
     rec = load_recommender(paths.recommender, cfg.storage)
+    real, _ = load_event_log(_real_uri(cfg, paths), cfg.schema_uri, cfg.storage)
     report = evaluate_recommender(
         rec,
-        storage.read_table(_real_uri(cfg, paths), cfg.storage),
+        real,
         progress=lambda part, **_: emit("evaluate", part=part),
     )
     metrics_uri = storage.join(paths.recommender_report, "metrics.json")
@@ -377,6 +387,8 @@ _SETTINGS = {
     "data": lambda c: [
         c.data_uri,
         c.schema_uri,
+        # an edited schema file re-runs the data stage (only with one: other keys stay)
+        *([_file_hash(c.schema_uri, c)] if c.schema_uri else []),
         c.simulate.model_dump() if c.data_uri is None else None,
         c.privacy_holdout_share,
         c.gan.seed,
@@ -407,6 +419,12 @@ _SETTINGS = {
     ],
     "evaluate_recommender": lambda c: [],
 }
+
+
+def _file_hash(uri: str | None, cfg: PipelineConfig) -> str | None:
+    if uri is None or not storage.exists(uri, cfg.storage):
+        return None
+    return hashlib.sha256(storage.read_bytes(uri, cfg.storage)).hexdigest()[:20]
 
 
 def _stage_key(name: str, cfg: PipelineConfig, paths: Paths) -> str:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from synthrec.cli.app import (
+    REQUIRED,
     app,
     config_from_flags,
     console,
@@ -32,9 +33,12 @@ def train_gan(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
+        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)"
+        + REQUIRED,
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
+    out_uri: str | None = typer.Option(
+        None, "--out-uri", help="model directory URI to publish" + REQUIRED
+    ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="schema YAML overriding inferred column roles"
     ),
@@ -118,14 +122,16 @@ def train_gan(
 
 @app.command("generate")
 def generate(
-    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
+    model_uri: str | None = typer.Option(
+        None, "--model-uri", help="model directory URI" + REQUIRED
+    ),
     rows: int | None = typer.Option(None, "--rows", help="exact number of rows (row models)"),
     users: int | None = typer.Option(
         None,
         "--users",
         help="exact number of users, each with all their events (sequence models)",
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish"),
+    out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish" + REQUIRED),
     model: str | None = old_flag("--model"),
     out_old: str | None = old_flag("--out"),
     condition: list[str] | None = typer.Option(

@@ -97,6 +97,9 @@ def pipeline(
     data_uri: str | None = typer.Option(
         None, "--data-uri", help="real event log URI (default: simulated data)"
     ),
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="schema YAML for --data-uri (roles, ignore, behaviour)"
+    ),
     stage: list[str] | None = typer.Option(
         None, "--stage", help=f"run only these: {', '.join(PIPELINE_STAGES)}"
     ),
@@ -122,6 +125,7 @@ def pipeline(
         {
             "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "data_uri": renamed(data_uri, data, "--data-uri", "--data"),
+            "schema_uri": schema_uri,
             "stages": stage or None,
             "ray_address": address,
             "generator": generator.value if generator else None,

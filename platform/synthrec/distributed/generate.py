@@ -245,6 +245,7 @@ def run_generate(
         "conditions": cfg.conditions,
         "rebalance": cfg.rebalance,
         "generator": "synthrec",
+        "schema": gen.schema,  # read back by evaluate and the recommender: no re-inference
     }
     if cfg.unit == "users":
         metadata["users"] = cfg.users

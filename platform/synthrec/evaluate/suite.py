@@ -21,7 +21,7 @@ from synthrec.evaluate.fidelity import fidelity, pick
 from synthrec.evaluate.privacy import evaluate_privacy
 from synthrec.evaluate.sequences import sequence_columns, sequence_section
 from synthrec.evaluate.utility import default_label, tstr_trtr
-from synthrec.schema import Schema, infer_schema
+from synthrec.schema import Schema, apply_schema, infer_schema
 
 STAGES = ("encode", "fidelity", "utility", "privacy", "segments", "sequences")
 MIN_SEGMENT_ROWS = 20  # fewer rows on either side: the segment's fidelity is not scored
@@ -342,12 +342,34 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     plan = storage.plan_read(cfg.synthetic_uri, cfg.storage)  # the manifest once: rows and segments
     synthetic = storage.read_plan(plan, cfg.storage)
     holdout = storage.read_table(cfg.holdout_uri, cfg.storage) if cfg.holdout_uri else None
-    schema = check_inputs(
-        real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None
-    )
+    known = known_schema(cfg, real) if real.num_rows else None
+    if known is not None:  # the schema given or carried by the real data: applied to all three
+        real, synthetic, holdout = (
+            apply_schema(t, known, w) if t is not None else None
+            for t, w in ((real, "real"), (synthetic, "synthetic"), (holdout, "holdout"))
+        )
+    schema = check_inputs(real, synthetic, holdout, known)
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(plan.manifest)
     check_settings(cfg, schema, segments)
     return Inputs(real, synthetic, holdout, schema, segments)
+
+
+def known_schema(cfg: EvaluateConfig, real: pa.Table) -> Schema | None:
+    """The real table's schema: `cfg.schema_uri`, else its manifest's, with `cfg.roles` on top;
+    None leaves roles to inference (as `check_inputs` does)."""
+    from synthrec.data.eventlog import manifest_schema, schema_table
+
+    if cfg.schema_uri:
+        schema = schema_table(real, cfg.schema_uri, cfg.storage, where=cfg.real_uri)[1]
+    else:
+        schema = manifest_schema(cfg.real_uri, cfg.storage)
+    if not cfg.roles:
+        return schema
+    roles = {c.name: c.role.value for c in schema.columns} if schema else {}
+    applied = apply_schema(real, schema, "real") if schema else real
+    inferred = infer_schema(applied, {**roles, **cfg.roles})
+    ignore = tuple(dict.fromkeys([*(schema.ignore if schema else ()), *inferred.ignore]))
+    return Schema(inferred.columns, schema.behaviour if schema else None, ignore)
 
 
 def run_evaluate(

@@ -27,6 +27,7 @@ import torch
 
 import synthrec
 from synthrec.config import GanConfig
+from synthrec.data.eventlog import with_schema
 from synthrec.encoding import DiscreteCodec, Encoder
 from synthrec.encoding.id_search import calibration_step, total_variation
 from synthrec.errors import ConditionError, ConfigError, DataError, ModelError
@@ -111,7 +112,7 @@ class Synthesizer:
     def fit(
         self,
         table: Any,
-        schema: Schema | None = None,
+        schema: Schema | str | None = None,
         cfg: GanConfig | None = None,
         epochs: int | None = None,
         time_budget_s: float | None = None,
@@ -121,7 +122,8 @@ class Synthesizer:
         """Train on `table`, a pyarrow Table or a pandas DataFrame (then `sample` returns
         DataFrames too). Stops after `epochs` (default cfg.epochs: 30, as `synthrec train-gan`)
         or `time_budget_s`, whichever comes first. `progress(epoch=..., **metrics)` is called
-        after each epoch."""
+        after each epoch. `schema`: a Schema or a schema file's path (as --schema-uri); without
+        one the roles are inferred."""
         table, return_type = _as_arrow(table)
         cfg = cfg or GanConfig()
         if epochs is not None and epochs < 1:
@@ -129,6 +131,7 @@ class Synthesizer:
         if time_budget_s is not None and time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
+        table, schema = with_schema(table, schema)  # a schema file's path works too
         schema = schema or infer_schema(table)
         validate_table(table, schema)
         encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)

@@ -31,6 +31,7 @@ from synthrec.recommender.data import (
 )
 from synthrec.recommender.metrics import Queries, query_ranks, ranking_metrics, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
+from synthrec.schema import Schema
 
 Batch = dict[str, torch.Tensor]
 
@@ -81,14 +82,18 @@ class TrainingData:
 
 
 def prepare_training(
-    real: pa.Table | None, synthetic: pa.Table | None, cfg: RecommenderConfig
+    real: pa.Table | None,
+    synthetic: pa.Table | None,
+    cfg: RecommenderConfig,
+    schema: Schema | None = None,
 ) -> TrainingData:
-    """Fit the encoder on the real table, check the synthetic one against it, split, encode."""
+    """Fit the encoder on the real table (roles from `schema`, inferred without one), check
+    the synthetic one against it, split, encode."""
     if real is None or real.num_rows == 0:
         raise DataError(
             "the real table is empty (0 rows); model F is fitted and judged on real interactions"
         )
-    encoder = InteractionEncoder.fit(real, cfg)
+    encoder = InteractionEncoder.fit(real, cfg, schema)
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
     if cfg.holdout == "leave_last_out":

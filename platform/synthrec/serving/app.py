@@ -69,9 +69,7 @@ class GeneratorDeployment:
 
         self.cfg = cfg
         self.key = load_api_key(cfg)  # no key while one is required: this replica never starts
-        self.backend = GeneratorBackend(
-            cfg.generator_uri, cfg.storage, device=_device(cfg.generator)
-        )
+        self.backend = GeneratorBackend(cfg.generator_uri, cfg.storage, device=replica_device())
         self.metrics = ServeMetrics(GENERATOR_APP)
         # One sampling thread: requests sample one after another (as before), but off the
         # event loop, which keeps reading, rejecting and answering health checks meanwhile.
@@ -105,9 +103,7 @@ class RecommenderDeployment:
 
         self.cfg = cfg
         self.key = load_api_key(cfg)
-        self.backend = RecommenderBackend(
-            cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender)
-        )
+        self.backend = RecommenderBackend(cfg.recommender_uri, cfg.storage, device=replica_device())
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RECOMMENDER_APP)
@@ -355,5 +351,13 @@ def _credentials_to_environment(cfg: ServeConfig, starts_ray: bool) -> ServeConf
     return cfg.model_copy(update={"storage": storage})
 
 
-def _device(section: ReplicaSection) -> str:
-    return "cuda" if section.num_gpus > 0 else "cpu"
+def replica_device(gpu_ids: list | None = None) -> str:
+    """ "cuda" when Ray granted this replica a GPU (`gpu_ids`: `ray.get_gpu_ids()` by default),
+    else "cpu". The grant decides, not the app's args: a GPU given through the serve config's
+    `deployments:` overrides (ray_actor_options: {num_gpus: 1}) never reaches ServeConfig, and
+    args that ask for a GPU an override took away must not load the model on cuda."""
+    if gpu_ids is None:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    return "cuda" if len(gpu_ids) > 0 else "cpu"
