@@ -844,6 +844,7 @@ class ServeLimits(Section):
     )
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
+    max_candidates: int = Field(1_000, ge=1, le=100_000, description="items per /v1/rank request")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
     max_body_bytes: int = Field(
         1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)"

@@ -209,3 +209,34 @@ def test_ranking_fit_learns_and_the_oracle_scores_held_out_rows(log, data):
     # the simulator's own position-free propensity ranks the held-out clicks well above chance
     oracle = impression_metrics(click_propensity(SIM, log)[valid.rows], valid)
     assert oracle["click_auc"] > 0.6
+
+
+def test_ranking_served_ranker_keeps_order_flags_cold_items_and_ignores_positions(data, tmp_path):
+    from synthrec.recommender.artifacts import (
+        build_recommender,
+        has_ranking_heads,
+        load_recommender,
+        save_recommender,
+    )
+    from synthrec.recommender.rerank import BatchRanker
+
+    fit = fit_ranking(data, CFG, use_synthetic=False)
+    rec = build_recommender(fit.model, data.encoder, CFG, data.known, data.popularity, {})
+    save_recommender(rec, str(tmp_path / "rec"))
+    assert has_ranking_heads(str(tmp_path / "rec"))
+    loaded = load_recommender(str(tmp_path / "rec"))
+    user = str(loaded.user_ids[0])
+    items = [str(i) for i in loaded.encoder.item_ids.to_pylist()[:5]] + ["no-such-item"]
+    ranker = BatchRanker(loaded)
+    request = (user, [], "shoes", items)
+    first, cold = ranker.rank_many([request, (None, [items[0]], None, items[::-1])])
+    assert first.item_ids == items and first.cold_items == [False] * 5 + [True]
+    assert not first.cold_start and cold.cold_start and cold.item_ids == items[::-1]
+    p = first.probabilities
+    assert p.shape == (6, 3) and (np.diff(p, axis=1) <= 0).all() and ((p > 0) & (p < 1)).all()
+    with torch.no_grad():  # serving reads no position: the bias cannot change an answer
+        loaded.model.ranker.position.weight.add_(5.0)
+    (again,) = BatchRanker(loaded).rank_many([request])
+    np.testing.assert_allclose(again.probabilities, p)
+    bad = ranker.rank_many([(user, ["no-such-item"], None, items)])[0]
+    assert isinstance(bad, DataError) and str(bad).startswith("history")

@@ -147,6 +147,12 @@ class BatchRecommender:
     @torch.no_grad()
     def _score(self, batch: list[_Resolved]) -> torch.Tensor:
         """(B, I+1) float32 scores: one transformer pass and one matrix product for the batch."""
+        return self.states(batch) @ self.vectors.T  # (B, I+1)
+
+    @torch.no_grad()
+    def states(self, batch: list[_Resolved]) -> torch.Tensor:
+        """(B, d) user states after each request's history, with its query: one transformer
+        pass for the batch (the next-item scores and the ranking heads both read it)."""
         rec = self.rec
         lengths = np.array([len(r.seen) for r in batch], np.int64)
         items = np.concatenate([r.seen for r in batch]).astype(np.int64)
@@ -164,20 +170,19 @@ class BatchRecommender:
         query = None
         with_query = [j for j, r in enumerate(batch) if r.query is not None]
         if with_query:
-            query = np.zeros(w.tokens.shape + (rec.encoder.query_max_tokens,), np.int64)
-            query[with_query, -1] = rec.encoder.hash_queries(
+            query = np.zeros((len(batch), rec.encoder.query_max_tokens), np.int64)
+            query[with_query] = rec.encoder.hash_queries(
                 pa.array([batch[j].query for j in with_query])
             )
             query = torch.from_numpy(query).to(self.device)
         dev = self.device
-        users = rec.model.encode(
+        return rec.model.user_state(
             torch.from_numpy(w.tokens).to(dev),
             torch.from_numpy(w.user_cat).to(dev),
             torch.from_numpy(w.user_num).to(dev),
             query,
             self.vectors,
-        )[:, -1]  # (B, d)
-        return users @ self.vectors.T  # (B, I+1)
+        )  # (B, d)
 
     def _top_k(
         self, batch: list[_Resolved], ks: list[int], exclude: list[bool]
