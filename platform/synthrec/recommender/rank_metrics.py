@@ -106,15 +106,16 @@ class PositionOnly:
 
 class BoostedTrees:
     """sklearn's HistGradientBoostingClassifier, one per funnel stage on the rows where it is
-    observed, on the features F reads: user and item attributes, query tokens, history length
-    and the candidate's share of the user's recent history by item attribute; the display
-    position is a feature in training and fixed to 1 when scoring (the usual debiasing)."""
+    observed, on the features F serves with: user and item attributes, query tokens, history
+    length and the candidate's share of the user's recent history by item attribute. No
+    display position: fixing it to 1 at scoring (the usual trick) left the trees below
+    chance on the simulator, where the engine's order is confounded with item attributes."""
 
     def __init__(self, train: Impressions, encoder: InteractionEncoder, seed: int = 0, **params):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         self.encoder = encoder
-        X = self.features(train, train.position)
+        X = self.features(train)
         self.models = []
         observed = np.ones(len(train), dtype=bool)
         for j in range(train.num_labels):
@@ -131,7 +132,7 @@ class BoostedTrees:
                 self.models.append(float(y[observed].mean()) if observed.any() else 0.0)
             observed = y.astype(bool)
 
-    def features(self, imp: Impressions, position: np.ndarray) -> np.ndarray:
+    def features(self, imp: Impressions) -> np.ndarray:
         enc, h = self.encoder, imp.history
         r = imp.request
         hist = h.tokens[r]  # (N, T) history tokens of each impression's request
@@ -142,7 +143,6 @@ class BoostedTrees:
             enc.item_cat[imp.items],
             enc.item_num[imp.items],
             valid.sum(axis=1, keepdims=True),
-            position[:, None],
         ]
         if enc.item_cat.shape[1]:  # share of history items with the candidate's attribute
             cats = enc.item_cat[np.where(valid, hist, 0)]  # (N, T, C)
@@ -153,7 +153,7 @@ class BoostedTrees:
         return np.concatenate([p.astype(np.float64) for p in parts], axis=1)
 
     def predict(self, imp: Impressions) -> np.ndarray:
-        X = self.features(imp, np.ones(len(imp), dtype=np.int64))
+        X = self.features(imp)
         stages = [
             m.predict_proba(X)[:, 1] if not isinstance(m, float) else np.full(len(imp), m)
             for m in self.models

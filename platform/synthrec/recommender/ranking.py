@@ -131,12 +131,15 @@ def prepare_ranking(
     synthetic: pa.Table | None,
     cfg: RecommenderConfig,
     valid_share: float = VALID_SHARE,
+    encoder: InteractionEncoder | None = None,
 ) -> RankingData:
-    """Fit the encoder on the real table, hold out its last rows in time for validation, and
-    build impressions and next-item windows for both sources."""
+    """Fit the encoder on the real table (or take `encoder`, e.g. fitted on the whole catalog),
+    hold out the real table's last rows in time for validation, and build impressions and
+    next-item windows for both sources."""
     if real is None or real.num_rows == 0:
         raise DataError("the real table is empty (0 rows); model F is fitted on real rows")
-    encoder = InteractionEncoder.fit(real, cfg)
+    encoder = encoder or InteractionEncoder.fit(real, cfg)
+    encoder.check_compatible(real, "real table")
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
     notes = []
