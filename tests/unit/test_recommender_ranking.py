@@ -263,3 +263,20 @@ def test_ranking_evaluation_reports_heads_and_baselines_on_later_rows(log, data,
         assert 0.0 <= metrics["gauc_user"] <= 1.0 and metrics["n"] == len(test)
     # on logged clicks, the engine's order carries the examination bias: it beats chance
     assert report["position_only"]["click_auc"] > 0.55
+
+
+def test_ranking_search_recommendations_are_retrieved_then_ranked(data, fitted):
+    from synthrec.recommender.artifacts import build_recommender
+    from synthrec.recommender.recommend import RETRIEVE
+    from synthrec.recommender.rerank import BatchRanker
+
+    rec = build_recommender(fitted.model, data.encoder, CFG, data.known, data.popularity, {})
+    user = str(rec.user_ids[0])
+    ids, scores, _ = rec.recommend(user, query="shoes", k=5)
+    (ranked,) = BatchRanker(rec).rank_many([(user, [], "shoes", ids)])
+    np.testing.assert_allclose(scores, ranked.probabilities[:, 0], rtol=1e-5)  # P(click)
+    assert scores == sorted(scores, reverse=True)
+    # the 5 best by P(click) among the RETRIEVE best by next-item score (k = RETRIEVE ranks
+    # exactly the retrieved set)
+    retrieved, _, _ = rec.recommend(user, query="shoes", k=RETRIEVE)
+    assert ids == retrieved[:5] and len(set(retrieved)) == RETRIEVE

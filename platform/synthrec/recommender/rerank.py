@@ -61,22 +61,10 @@ class BatchRanker:
             return out
         ids = [[str(c) for c in requests[i][3]] for i in good]
         index = [np.array([self.base.item_index.get(c, PAD) for c in cs], np.int64) for cs in ids]
-        probs = self.probabilities([resolved[i] for i in good], index)
+        probs = self.base.candidate_probabilities([resolved[i] for i in good], index)
         start = 0
         for i, cs, idx in zip(good, ids, index):
             p = probs[start : start + len(cs)]
             start += len(cs)
             out[i] = RankedCandidates(cs, p, (idx == PAD).tolist(), resolved[i].cold)
         return out
-
-    @torch.no_grad()
-    def probabilities(self, batch: list, candidates: list[np.ndarray]) -> np.ndarray:
-        """(sum C, K) position-free funnel probabilities of each request's candidate indices
-        (0 = an item the model does not know), concatenated in request order."""
-        dev = self.base.device
-        states = self.base.states(batch)  # (B, d)
-        counts = np.array([len(c) for c in candidates], np.int64)
-        slot = torch.from_numpy(np.repeat(np.arange(len(batch)), counts)).to(dev)
-        items = torch.from_numpy(np.concatenate(candidates)).to(dev)
-        logits = self.rec.model.rank_logits(states[slot], items, None, self.base.vectors)
-        return torch.sigmoid(logits).double().cumprod(dim=1).cpu().numpy()
