@@ -620,6 +620,11 @@ class RecommenderConfig(Section):
     )
     max_positions: int = Field(50, ge=1, le=10_000, description="positions past this share a bias")
     ranking_batch_size: int = Field(512, ge=1, description="impressions per step and per source")
+    ranking_heads: bool = Field(
+        False,
+        description="train-recommender: also train the ranking heads on impressions when the "
+        "log has label columns (early stopping then on validation click GAUC)",
+    )
     seed: int = 0
 
     @classmethod

@@ -89,6 +89,10 @@ def run_train_recommender(
     name = start_run("recommender", cfg)
     real = read_interactions(cfg.real_uri, cfg.storage)
     synthetic = read_interactions(cfg.synthetic_uri, cfg.storage) if cfg.synthetic_uri else None
+    if model_cfg.ranking_heads:  # F with its ranking heads: distributed/ranking_train.py
+        from synthrec.distributed.ranking_train import run_train_ranking
+
+        return run_train_ranking(cfg, real, synthetic, name, progress)
     data = prepare_training(real, synthetic, model_cfg)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthrec.errors import DataError
 from synthrec.recommender.artifacts import Recommender
@@ -101,14 +102,19 @@ def heldout_impressions(
     rec: Recommender, real: pa.Table, num_train: int
 ) -> tuple[Impressions, Impressions]:
     """(impressions of the first `num_train` rows in time, impressions of the rest), each
-    with its request's history of positives."""
+    with its request's history of positives. Rows whose item the model never saw (new in
+    the later rows) are left out: there is nothing of theirs to score."""
     enc = rec.encoder
-    imp = build_impressions(
-        enc, real, rec.model.spec.max_len, rec.config.max_positions, "real table"
-    )
     times = real.column(enc.columns.time).to_numpy()
     later = np.zeros(real.num_rows, dtype=bool)
     later[np.argsort(times, kind="stable")[num_train:]] = True
+    known = pc.is_in(real.column(enc.columns.item), value_set=enc.item_ids).to_numpy(
+        zero_copy_only=False
+    )
+    real, later = real.filter(pa.array(known)), later[known]
+    imp = build_impressions(
+        enc, real, rec.model.spec.max_len, rec.config.max_positions, "real table"
+    )
     return imp.subset(~later[imp.rows]), imp.subset(later[imp.rows])
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -125,6 +125,23 @@ class RankingData:
     popularity: np.ndarray  # (I+1,) real positives per item
     notes: list[str] = field(default_factory=list)
 
+    def shard(self, rank: int, world: int) -> RankingData:
+        """This worker's share of the training data: every world-th request of impressions
+        (a request's impressions stay together) and every world-th next-item window."""
+        return replace(
+            self,
+            real=_shard(self.real, rank, world),
+            synthetic=_shard(self.synthetic, rank, world) if self.synthetic else None,
+        )
+
+
+def _shard(src: Source, rank: int, world: int) -> Source:
+    imp = src.impressions
+    if imp is not None:
+        imp = imp.subset(imp.request % world == rank)
+    windows = {k: v[rank::world] for k, v in src.windows.items()} if src.windows else None
+    return Source(imp, windows)
+
 
 def prepare_ranking(
     real: pa.Table,
@@ -184,18 +201,21 @@ def _cycle(make: Callable[[int], Iterator[Batch]], seed: int) -> Iterator[Batch]
         yield from make(seed + 7919 * k)
 
 
-def _streams(src: Source | None, cfg: RecommenderConfig, seed: int) -> dict[str, Iterator[Batch]]:
+def streams(
+    src: Source | None, cfg: RecommenderConfig, seed: int, world: int = 1
+) -> dict[str, Iterator[Batch]]:
+    """Endless shuffled batch streams of one source: "impressions" and "windows"; each of
+    `world` workers takes batches of 1/world of the configured sizes."""
     out: dict[str, Iterator[Batch]] = {}
     if src is None:
         return out
     if src.impressions is not None and len(src.impressions):
         imp = src.impressions
-        out["impressions"] = _cycle(
-            lambda s: impression_batches(imp, cfg.ranking_batch_size, s), seed
-        )
+        size = max(1, cfg.ranking_batch_size // world)
+        out["impressions"] = _cycle(lambda s: impression_batches(imp, size, s), seed)
     if src.windows is not None and len(src.windows["tokens"]):
-        arrays = src.windows
-        out["windows"] = _cycle(lambda s: iterate_batches(arrays, cfg.batch_size, s), seed + 1)
+        arrays, size_w = src.windows, max(1, cfg.batch_size // world)
+        out["windows"] = _cycle(lambda s: iterate_batches(arrays, size_w, s), seed + 1)
     return out
 
 
@@ -239,6 +259,69 @@ class RankingFit:
     best_valid_gauc: float | None = None
 
 
+def build_ranking_model(data: RankingData, cfg: RecommenderConfig) -> RecommenderModel:
+    """F with one head per label (none without labels) and a position bias when the log
+    has a position column."""
+    encoder = data.encoder
+    num_labels = len(encoder.columns.labels)
+    return build_model(
+        encoder,
+        cfg,
+        num_labels=num_labels,
+        num_positions=cfg.max_positions if encoder.columns.position and num_labels else 0,
+    )
+
+
+def steps_per_epoch(data: RankingData, cfg: RecommenderConfig) -> int:
+    """Steps of one pass over the real impressions (the real windows without labels) at the
+    global batch size; with several workers, each takes 1/world of every batch."""
+    imp = data.real.impressions
+    if imp is not None and len(imp):
+        return -(-len(imp) // cfg.ranking_batch_size)
+    return -(-len(data.real.windows["tokens"]) // cfg.batch_size)
+
+
+def train_steps(
+    model: RecommenderModel,
+    optimizer: torch.optim.Optimizer,
+    real: dict[str, Iterator[Batch]],
+    synthetic: dict[str, Iterator[Batch]],
+    cfg: RecommenderConfig,
+    generator: torch.Generator,
+    steps: int,
+    after_backward: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """`steps` optimizer steps of the seed's loss; `after_backward` (e.g. a gradient
+    all-reduce across workers) runs between backward and the optimizer step."""
+    model.train()
+    total, start = 0.0, time.monotonic()
+    for step in range(1, steps + 1):
+        loss = step_loss(
+            model,
+            {k: next(v) for k, v in real.items()},
+            {k: next(v) for k, v in synthetic.items()},
+            cfg,
+            generator,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        optimizer.step()
+        total += float(loss.detach())
+        if on_step is not None:
+            on_step(step)
+    return {"loss": total / max(steps, 1), "steps": steps, "seconds": time.monotonic() - start}
+
+
+def validation_gauc(model: RecommenderModel, valid: Impressions) -> float:
+    """Click GAUC per user of the position-free scores on the validation impressions."""
+    from synthrec.recommender.rank_metrics import gauc
+
+    return gauc(RankScorer(model).predict(valid)[:, 0], valid.labels[:, 0], valid.user)
+
+
 def fit_ranking(
     data: RankingData,
     cfg: RecommenderConfig,
@@ -247,48 +330,22 @@ def fit_ranking(
 ) -> RankingFit:
     """Train F's heads together in this process; early stopping on validation click GAUC
     (per user) when there are labels and a validation split."""
-    from synthrec.recommender.rank_metrics import gauc
-
-    encoder = data.encoder
-    num_labels = len(encoder.columns.labels)
-    model = build_model(
-        encoder,
-        cfg,
-        num_labels=num_labels,
-        num_positions=cfg.max_positions if encoder.columns.position and num_labels else 0,
-    )
+    model = build_ranking_model(data, cfg)
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
-    real = _streams(data.real, cfg, cfg.seed)
-    synthetic = _streams(data.synthetic if use_synthetic else None, cfg, cfg.seed + 10_000)
-    lead = data.real.impressions if num_labels else None
-    steps_per_epoch = (
-        -(-len(lead) // cfg.ranking_batch_size)
-        if lead is not None and len(lead)
-        else -(-len(data.real.windows["tokens"]) // cfg.batch_size)
-    )
+    real = streams(data.real, cfg, cfg.seed)
+    synthetic = streams(data.synthetic if use_synthetic else None, cfg, cfg.seed + 10_000)
+    steps = steps_per_epoch(data, cfg)
     stopper = EarlyStopping(cfg.patience)
     history, start = [], time.monotonic()
     for epoch in range(1, (cfg.epochs or 10**9) + 1):
-        model.train()
-        total, t0 = 0.0, time.monotonic()
-        for _ in range(steps_per_epoch):
-            loss = step_loss(
-                model,
-                {k: next(v) for k, v in real.items()},
-                {k: next(v) for k, v in synthetic.items()},
-                cfg,
-                generator,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        stats = {"epoch": epoch, "loss": total / steps_per_epoch, "seconds": time.monotonic() - t0}
+        stats = {
+            "epoch": epoch,
+            **train_steps(model, optimizer, real, synthetic, cfg, generator, steps),
+        }
         stop = False
-        if num_labels and data.valid is not None and epoch % cfg.eval_every == 0:
-            p = RankScorer(model).predict(data.valid)[:, 0]
-            stats["valid_gauc"] = gauc(p, data.valid.labels[:, 0], data.valid.user)
+        if model.ranker is not None and data.valid is not None and epoch % cfg.eval_every == 0:
+            stats["valid_gauc"] = validation_gauc(model, data.valid)
             stop = stopper.update(model, epoch, stats["valid_gauc"])
         history.append(stats)
         if progress:
