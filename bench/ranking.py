@@ -15,7 +15,9 @@ holding <= 10% of training impressions); next-item NDCG@10 of the test positives
 items (today's recommendation metric). Baselines are fitted on all training impressions.
 The synthetic rows come from synthrec's GAN fitted, inside this run, on the training rows only
 (or from a Parquet file). Each F arm runs `--seeds` seeds; the table gives mean and spread.
-Results: bench/results/ranking.{json,md} (`--smoke`: ranking_smoke.*).
+Arms of F: real only; real + synthetic (the seed's loss); synthetic only (trained and early-
+stopped on synthetic rows alone, tested on real).
+Results: bench/results/ranking_<data>.{json,md} (`--smoke`: ranking_smoke.*).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ EVENTS = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
 RESULTS = REPO / "bench" / "results"
 TEST_SHARE = 0.2
 RARE_SHARE = 0.10
+ARMS = ("real_only", "real_plus_synthetic", "synthetic_only")
 NEXT_ITEM_QUERIES = 5_000  # test positives ranked over all items (a seeded sample)
 
 
@@ -188,19 +191,22 @@ def run(args) -> dict:
     gaucs = {k: round(v["gauc_user"], 4) for k, v in results["baselines"].items()}
     log(f"baselines (GAUC per user): {json.dumps(gaucs)}")
     queries = next_item_queries(full, test_mask, enc, cfg, seed=0)
-    arms = (
-        {"real_only": False}
-        if args.synthetic == "none"
-        else {"real_only": False, "real_plus_synthetic": True}
-    )
+    arms = ["real_only"] if args.synthetic == "none" else list(ARMS)
     for seed in range(args.seeds):
         seed_cfg = cfg.model_copy(update={"seed": seed})
         synthetic, info = synthesize(train_table, args, seed) if len(arms) > 1 else (None, {})
         results["facts"][f"synthetic_seed{seed}"] = info
         data = prepare_ranking(train_table, synthetic, seed_cfg, encoder=enc)
-        for arm, use_synthetic in arms.items():
+        for arm in arms:
+            if arm == "synthetic_only":  # TSTR: trained and validated on synthetic rows alone
+                arm_data, use_synthetic = (
+                    prepare_ranking(synthetic, None, seed_cfg, encoder=enc),
+                    False,
+                )
+            else:
+                arm_data, use_synthetic = data, arm == "real_plus_synthetic"
             t0 = time.monotonic()
-            fit = fit_ranking(data, seed_cfg, use_synthetic=use_synthetic)
+            fit = fit_ranking(arm_data, seed_cfg, use_synthetic=use_synthetic)
             metrics = report(RankScorer(fit.model).predict(test), test, masks)
             scorer = ModelScorer(fit.model, enc.user_token)
             metrics["next_item_ndcg@10"] = evaluate_ranking(scorer, queries, {})["overall"][
