@@ -77,13 +77,15 @@ class TrainingData:
     valid: Queries | None  # validation item per user (leave_last_out holdout)
     known: Log  # every real row: the histories a served model starts from
     popularity: np.ndarray  # (I+1,) real training interactions per item: the cold-start fallback
+    synthetic_rows: int = 0  # rows of the synthetic table given (before keeping positives)
 
     @property
     def facts(self) -> dict:
         return {
             "real_train_rows": int(len(self.train.items)),
             "real_users": int(self.train.num_groups),
-            "synthetic_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
+            "synthetic_rows": self.synthetic_rows,
+            "synthetic_positive_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
             "num_items": self.encoder.num_items,
             "columns": json.loads(self.encoder.describe()),
         }
@@ -101,6 +103,7 @@ def prepare_training(
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
     real = next_item_rows(real, encoder, cfg, "real table")
+    synthetic_rows = synthetic.num_rows if synthetic is not None else 0
     if synthetic is not None:
         synthetic = next_item_rows(synthetic, encoder, cfg, "synthetic table")
     if cfg.holdout == "leave_last_out":
@@ -116,7 +119,7 @@ def prepare_training(
     )
     popularity = np.bincount(train.items, minlength=encoder.num_items + 1).astype(np.float64)
     popularity[0] = 0.0
-    return TrainingData(encoder, train, synth, valid, known, popularity)
+    return TrainingData(encoder, train, synth, valid, known, popularity, synthetic_rows)
 
 
 def next_item_rows(
