@@ -280,3 +280,14 @@ def test_ranking_search_recommendations_are_retrieved_then_ranked(data, fitted):
     # exactly the retrieved set)
     retrieved, _, _ = rec.recommend(user, query="shoes", k=RETRIEVE)
     assert ids == retrieved[:5] and len(set(retrieved)) == RETRIEVE
+
+
+def test_ranking_shards_split_requests_whole_and_cover_everything(data):
+    shards = [data.shard(rank, 3) for rank in range(3)]
+    imp = [s.real.impressions for s in shards]
+    rows = np.concatenate([i.rows for i in imp])
+    assert sorted(rows.tolist()) == sorted(data.real.impressions.rows.tolist())
+    requests = [set(i.request.tolist()) for i in imp]
+    assert not (requests[0] & requests[1]) and not (requests[1] & requests[2])
+    windows = sum(len(s.real.windows["tokens"]) for s in shards)
+    assert windows == len(data.real.windows["tokens"])

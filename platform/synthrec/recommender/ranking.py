@@ -295,12 +295,13 @@ def train_steps(
     """`steps` optimizer steps of the seed's loss; `after_backward` (e.g. a gradient
     all-reduce across workers) runs between backward and the optimizer step."""
     model.train()
+    device = next(model.parameters()).device
     total, start = 0.0, time.monotonic()
     for step in range(1, steps + 1):
         loss = step_loss(
             model,
-            {k: next(v) for k, v in real.items()},
-            {k: next(v) for k, v in synthetic.items()},
+            {k: _to(next(v), device) for k, v in real.items()},
+            {k: _to(next(v), device) for k, v in synthetic.items()},
             cfg,
             generator,
         )
@@ -313,6 +314,10 @@ def train_steps(
         if on_step is not None:
             on_step(step)
     return {"loss": total / max(steps, 1), "steps": steps, "seconds": time.monotonic() - start}
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def validation_gauc(model: RecommenderModel, valid: Impressions) -> float:
@@ -375,14 +380,15 @@ class RankScorer:
     def predict(self, imp: Impressions) -> np.ndarray:
         self.model.eval()
         vectors = self.model.item_vectors()
+        device = vectors.device
         out = np.empty((len(imp), imp.num_labels), dtype=np.float64)
         order = np.argsort(imp.request, kind="stable")
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            b = impression_batch(imp, idx, with_position=False)  # no position at serving
+            b = _to(impression_batch(imp, idx, with_position=False), device)  # no position
             state = self.model.user_state(
                 b["tokens"], b["user_cat"], b["user_num"], b.get("query"), vectors
             )
             logits = self.model.rank_logits(state[b["slot"]], b["items"], None, vectors)
-            out[idx] = torch.sigmoid(logits).double().cumprod(dim=1).numpy()
+            out[idx] = torch.sigmoid(logits).double().cumprod(dim=1).cpu().numpy()
         return out
