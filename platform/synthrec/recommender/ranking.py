@@ -65,10 +65,13 @@ def seed_loss(
 
 def impression_losses(model: RecommenderModel, batch: Batch) -> torch.Tensor:
     """(N,) per impression: Σ over funnel stages observed for it of the stage's BCE."""
+    vectors = model.item_vectors()  # (I+1, d), once for the tower and the heads
     state = model.user_state(
-        batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query")
+        batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query"), vectors
     )  # (R, d), one per request in the batch
-    logits = model.rank_logits(state[batch["slot"]], batch["items"], batch["position"])  # (N, K)
+    logits = model.rank_logits(
+        state[batch["slot"]], batch["items"], batch["position"], vectors
+    )  # (N, K)
     y = batch["labels"].float()
     observed = torch.cat([torch.ones_like(y[:, :1]), y[:, :-1]], dim=1)  # stage k needs k-1
     bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
