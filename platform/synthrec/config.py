@@ -601,6 +601,30 @@ class RecommenderConfig(Section):
         1 << 14, ge=16, le=1 << 24, description="hash buckets for query tokens"
     )
     query_max_tokens: int = Field(8, ge=1, le=64)
+    # Ranking heads (synthrec.recommender.ranking): P(click), P(cart | click), P(purchase | cart)
+    labels: list[str] | None = Field(
+        None,
+        description="label columns in funnel order, weakest first (click, cart, purchase); "
+        "default: the schema's label columns in table order",
+    )
+    positive_label: str | None = Field(
+        None,
+        description="weakest label that makes a row a positive interaction for the next-item "
+        "head (default: the first label: click or stronger)",
+    )
+    next_item_rows: Literal["positive", "all"] = Field(
+        "positive", description="rows the next-item head learns from when the log has labels"
+    )
+    position_column: str | None = Field(
+        None, description="display position (training-only bias); default: a column 'position'"
+    )
+    max_positions: int = Field(50, ge=1, le=10_000, description="positions past this share a bias")
+    ranking_batch_size: int = Field(512, ge=1, description="impressions per step and per source")
+    ranking_heads: bool = Field(
+        False,
+        description="train-recommender: also train the ranking heads on impressions when the "
+        "log has label columns (early stopping then on validation click GAUC)",
+    )
     seed: int = 0
 
     @classmethod
@@ -850,6 +874,7 @@ class ServeLimits(Section):
     )
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
+    max_candidates: int = Field(1_000, ge=1, le=100_000, description="items per /v1/rank request")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
     max_body_bytes: int = Field(
         1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)"

@@ -103,6 +103,10 @@ def run_train_recommender(
     synthetic = read_interactions(cfg.synthetic_uri, cfg.storage) if cfg.synthetic_uri else None
     if synthetic is not None and schema is not None:
         synthetic = apply_schema(synthetic, schema, cfg.synthetic_uri)
+    if model_cfg.ranking_heads:  # F with its ranking heads: distributed/ranking_train.py
+        from synthrec.distributed.ranking_train import run_train_ranking
+
+        return run_train_ranking(cfg, real, synthetic, name, progress)
     data = prepare_training(real, synthetic, model_cfg, schema)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)

@@ -36,9 +36,11 @@ from ray.serve import Application
 
 from synthrec.config import ReplicaSection, ServeConfig, validate_config
 from synthrec.errors import ConfigError, ModelError
+from synthrec.recommender.artifacts import has_ranking_heads
 from synthrec.serving.api import RequestRejected, build_api
 from synthrec.serving.auth import load_api_key, resolve_auth
 from synthrec.serving.metrics import ServeMetrics
+from synthrec.serving.rank_app import RANK_PREFIX, RANKER_APP, build_ranker
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
 from synthrec.storage import read_manifest
 
@@ -52,6 +54,7 @@ ROUTE_PREFIXES = {
     GENERATOR_APP: "/v1/synthetic",
     RECOMMENDER_APP: "/v1/recommendations",
 }
+OPTIONAL_PREFIXES = {RANKER_APP: RANK_PREFIX}  # deployed when the recommender can rank
 logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
 
 
@@ -247,11 +250,12 @@ def deploy(cfg: ServeConfig) -> str:
         },
         logging_config={"encoding": "JSON", "enable_access_log": cfg.access_log},
     )
+    apps = build_apps(cfg)
+    if cfg.recommender_uri and has_ranking_heads(cfg.recommender_uri, cfg.storage):
+        apps[RANKER_APP] = build_ranker(cfg)  # POST /v1/rank
+    prefixes = {**ROUTE_PREFIXES, **OPTIONAL_PREFIXES}
     serve.run_many(
-        [
-            serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
-            for name, app in build_apps(cfg).items()
-        ]
+        [serve.RunTarget(app, name=name, route_prefix=prefixes[name]) for name, app in apps.items()]
     )
     return f"http://{cfg.host}:{cfg.port}"
 
