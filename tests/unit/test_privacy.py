@@ -194,7 +194,7 @@ def test_privacy_accountant_state_through_a_checkpoint(tmp_path):
     again.load_state_dict(loaded)
     assert again.dp.budget.steps == state.dp.budget.steps == 20
     assert again.dp.budget.spent() == pytest.approx(state.dp.budget.spent())
-    assert torch.equal(again.dp.rng.get_state(), state.dp.rng.get_state())
+    assert "rng" not in loaded["privacy"]  # a resumed worker draws a fresh secret seed
     assert dp_train_epoch(again, shard, 100)["budget_spent"] == 1.0
     assert again.dp.budget.steps == 40  # the second epoch, and no more
     # another privacy plan, or no privacy, is refused

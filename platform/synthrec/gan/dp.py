@@ -63,11 +63,13 @@ class DpState:
     span_last: torch.Tensor  # (J,) last one
 
     def state_dict(self) -> dict[str, Any]:
-        return {"budget": self.budget.state_dict(), "rng": self.rng.get_state()}
+        """The accountant's state. The secret generator stays out: a resumed worker draws a
+        fresh secret seed (copying rank 0's stream to every rank would correlate their
+        Poisson samples)."""
+        return {"budget": self.budget.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.budget.load_state_dict(state["budget"])
-        self.rng.set_state(state["rng"].cpu())
 
 
 def build_dp(encoder: Encoder, layout: GanLayout, budget: Budget, device: torch.device) -> DpState:

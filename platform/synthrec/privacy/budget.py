@@ -177,8 +177,9 @@ class Budget:
         if differ:
             was = ", ".join(f"{k} {state.get(k)} (now {mine[k]})" for k in differ)
             raise ConfigError(
-                f"the checkpoint was trained under another privacy plan: {was}; resume with "
-                f"the run's own privacy config, or start a new run under another --run-name"
+                f"the run being resumed was planned under another privacy config: {was}; "
+                "resume with the run's own privacy config, or start a new run under another "
+                "--run-name"
             )
         self.steps = int(state["steps"])
 
