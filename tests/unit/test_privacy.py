@@ -15,6 +15,7 @@ from synthrec.gan.dp import build_dp, dp_critic_step, dp_train_epoch, per_row_gr
 from synthrec.gan.networks import Critic
 from synthrec.privacy import Budget, PrivacyError, add_noise, check_accounted, clip_and_sum
 from synthrec.schema import infer_schema
+from synthrec.serving.backends import GENERATOR_PUBLIC, public_metadata
 
 CFG = GanConfig(
     embedding_dim=8,
@@ -152,6 +153,8 @@ def test_privacy_synthesizer_records_the_budget_and_stops():
     dp = meta["differential_privacy"]
     assert dp["statistics"] == {"genre": "noisy counts", "click": "noisy counts", "price": "public"}
     assert "fingerprint" not in meta
+    shown = public_metadata(meta, GENERATOR_PUBLIC)  # what GET /v1/models shows
+    assert shown["epsilon_spent"] == meta["epsilon_spent"] and shown["delta"] == meta["delta"]
     genre = synth.encoder.codec("genre")
     assert "rare" not in genre.values.to_pylist()  # 4 rows: below the noisy-count threshold
     assert synth.sample(50, seed=1).num_rows == 50

@@ -245,6 +245,7 @@ def run_generate(
         "conditions": cfg.conditions,
         "rebalance": cfg.rebalance,
         "generator": "synthrec",
+        **{k: gen.metadata[k] for k in ("epsilon_spent", "delta") if k in gen.metadata},
     }
     if cfg.unit == "users":
         metadata["users"] = cfg.users
