@@ -13,7 +13,14 @@ from synthrec.errors import ConfigError
 from synthrec.gan import Synthesizer, build_gan
 from synthrec.gan.dp import build_dp, dp_critic_step, dp_train_epoch, per_row_gradients, private_fit
 from synthrec.gan.networks import Critic
-from synthrec.privacy import Budget, PrivacyError, add_noise, check_accounted, clip_and_sum
+from synthrec.privacy import (
+    Budget,
+    PrivacyError,
+    add_noise,
+    check_accounted,
+    clip_and_sum,
+    clip_and_sum_by_unit,
+)
 from synthrec.schema import infer_schema
 from synthrec.serving.backends import GENERATOR_PUBLIC, public_metadata
 
@@ -101,6 +108,22 @@ def test_privacy_clipping_bounds_each_rows_contribution():
     rest, _ = clip_and_sum(without, 1.0)
     diff = torch.sqrt(sum(((summed[k] - rest[k]) ** 2).sum() for k in summed))
     assert diff <= 1.0 + 1e-5  # removing the row moves the sum by at most C
+
+
+def test_privacy_clipping_per_user_bounds_all_of_a_users_events():
+    """User-level DP: a user's three windows together move the sum by at most C, where
+    per-example clipping would let them move it by 3C."""
+    grads = {"w": torch.zeros(6, 4), "b": torch.zeros(6)}
+    grads["w"][:3] = torch.tensor([5.0, 0, 0, 0])  # user 0: three windows, same direction
+    grads["w"][3:] = torch.randn(3, 4) * 0.01  # users 1 and 2: small
+    units = torch.tensor([0, 0, 0, 1, 2, 2])
+    summed, norms = clip_and_sum_by_unit(grads, units, 1.0)
+    assert norms.shape == (3,) and norms[0] == pytest.approx(15.0)
+    rest, _ = clip_and_sum_by_unit({k: v[3:] for k, v in grads.items()}, units[3:] - 1, 1.0)
+    moved = torch.sqrt(sum(((summed[k] - rest[k]) ** 2).sum() for k in summed))
+    assert moved == pytest.approx(1.0, abs=1e-5)
+    per_row, _ = clip_and_sum(grads, 1.0)  # rows as units: the user would count 3 times
+    assert float(per_row["w"][0] - rest["w"][0]) == pytest.approx(3.0, abs=1e-4)
 
 
 def test_privacy_noise_has_the_planned_std():

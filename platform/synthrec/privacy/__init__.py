@@ -4,7 +4,7 @@ covered by the budget or declared public. No nn.Module, no I/O, no Ray here.
 """
 
 from synthrec.privacy.budget import Budget, default_delta, epsilon_of
-from synthrec.privacy.dpsgd import add_noise, clip_and_sum
+from synthrec.privacy.dpsgd import add_noise, clip_and_sum, clip_and_sum_by_unit
 from synthrec.privacy.statistics import (
     NoisyHistogram,
     PrivacyError,
@@ -22,6 +22,7 @@ __all__ = [
     "add_noise",
     "check_accounted",
     "clip_and_sum",
+    "clip_and_sum_by_unit",
     "default_delta",
     "encoder_statistics",
     "epsilon_of",

@@ -24,6 +24,21 @@ def clip_and_sum(
     return summed, norms
 
 
+def clip_and_sum_by_unit(
+    grads: dict[str, torch.Tensor], units: torch.Tensor, max_norm: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """User-level clipping: `grads` name -> (B, *shape) per-example gradients, `units` (B,)
+    the unit (user) of each example, codes 0..U-1. Each unit's examples are summed first, and
+    that sum is clipped to max_norm: all of a user's events together move the step by at
+    most C. Returns the clipped sum and the per-unit norms before clipping (U,)."""
+    num = int(units.max()) + 1 if units.numel() else 0
+    per_unit = {
+        k: torch.zeros(num, *g.shape[1:], dtype=g.dtype, device=g.device).index_add_(0, units, g)
+        for k, g in grads.items()
+    }
+    return clip_and_sum(per_unit, max_norm)
+
+
 def add_noise(
     summed: dict[str, torch.Tensor], std: float, rng: torch.Generator
 ) -> dict[str, torch.Tensor]:
