@@ -26,7 +26,7 @@ from synthrec.privacy.statistics import THRESHOLD_DELTA_SHARE
 
 MAX_NOISE = 20.0  # above this noise multiplier the critic's gradient is noise: refuse the plan
 NOISE_SEARCH = (0.05, 500.0)  # bracket of the noise multiplier search
-SEARCH_ROUNDS = 32  # bisection rounds in log space: relative precision ~2e-9
+NOISE_PRECISION = 1e-3  # the search stops when the bracket is this tight (relative)
 ENCODER_FLOOR = 0.3  # smallest encoder noise multiplier tried (opacus' own search start)
 
 
@@ -58,7 +58,7 @@ def _solve_noise(target: float, delta: float, history: list, rate: float, steps:
     lo, hi = NOISE_SEARCH
     if epsilon_of([*history, (hi, rate, steps)], delta) > target:
         return math.inf
-    for _ in range(SEARCH_ROUNDS):
+    while hi / lo > 1 + NOISE_PRECISION:  # ~14 rounds; each is one accountant call
         mid = math.sqrt(lo * hi)
         if epsilon_of([*history, (mid, rate, steps)], delta) > target:
             lo = mid
