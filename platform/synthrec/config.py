@@ -282,6 +282,18 @@ class PrivacyConfig(Section):
         description="columns whose statistics (values, counts, modes, id profiles) are "
         "public, e.g. taken from the catalog; they are fitted without noise",
     )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="numeric column -> public [low, high]: the column is encoded on a fixed "
+        "grid of modes over that range (no statistic of the rows); values outside are clipped",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> PrivacyConfig:
+        bad = [f"{c} {lo:g}..{hi:g}" for c, (lo, hi) in self.bounds.items() if not lo < hi]
+        if bad:
+            raise ValueError(f"bounds need low < high: {', '.join(bad)}")
+        return self
 
 
 class GanConfig(Section):

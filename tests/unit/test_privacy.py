@@ -228,3 +228,24 @@ def test_privacy_accountant_state_through_a_checkpoint(tmp_path):
         fresh(dp_cfg(epsilon=8.0)).load_state_dict(loaded)
     with pytest.raises(ConfigError, match="differential privacy"):
         fresh(CFG.model_copy(update={"privacy": None, "pac": 1})).load_state_dict(loaded)
+
+
+def test_privacy_numeric_columns_on_public_bounds_read_nothing_from_the_rows():
+    """A numeric column with public bounds is encoded on a fixed grid: two different tables
+    give the same codec, and the check counts it covered."""
+    cfg = dp_cfg(public_columns=[], bounds={"price": (0.0, 500.0)})
+    codecs = []
+    for seed in (0, 1):
+        table = make_table(seed=seed)
+        encoder, _ = private_fit(table, infer_schema(table), cfg, 1, 100)
+        codecs.append(encoder.codec("price"))
+    a, b = codecs
+    assert a.meta == b.meta and (a.meta["min"], a.meta["max"]) == (0.0, 500.0)
+    assert all((x == y).all() for x, y in zip(a.arrays().values(), b.arrays().values()))
+    stats = check_accounted(infer_schema(make_table()), cfg.privacy)
+    assert {s.column: s.coverage for s in stats}["price"] == "public bounds"
+    row = pa.table({"price": pa.array([1e6])})  # outside the bounds: decoded clipped
+    block = a.transform(row.column("price"), np.random.default_rng(0))
+    assert block[0, 1 + a.num_modes - 1] == 1.0  # the top cell of the grid
+    with pytest.raises(ValueError, match="low < high"):
+        PrivacyConfig(epsilon=1.0, bounds={"price": (5.0, 5.0)})

@@ -168,6 +168,31 @@ class NumericCodec:
         arrays = {f"{name}.means": means, f"{name}.stds": stds, f"{name}.weights": weights}
         return cls(name, meta, arrays)
 
+    @classmethod
+    def fit_grid(cls, spec: ColumnSpec, bounds: tuple[float, float], num_modes: int):
+        """The DP fit: nothing read from the rows. Modes sit on a fixed grid over the public
+        `bounds` (K evenly spaced means, each std half a cell, equal weights); nulls only if
+        the schema declares them; values outside the bounds decode clipped to them."""
+        lo, hi = float(bounds[0]), float(bounds[1])
+        k = max(1, num_modes)
+        means = np.linspace(-1 + 1 / k, 1 - 1 / k, k)  # cell centres of [-1, 1]
+        meta = {
+            "codec": cls.kind,
+            "center": (lo + hi) / 2,
+            "scale": (hi - lo) / 2,
+            "nullable": bool(spec.nullable),
+            "integral": spec.kind in (Kind.INT, Kind.DATETIME),
+            "min": lo,
+            "max": hi,
+            "grid": True,
+        }
+        arrays = {
+            f"{spec.name}.means": means,
+            f"{spec.name}.stds": np.full(k, 1 / k),
+            f"{spec.name}.weights": np.full(k, 1 / k),
+        }
+        return cls(spec.name, meta, arrays)
+
     @property
     def num_modes(self) -> int:
         return len(self.means)
@@ -180,6 +205,13 @@ class NumericCodec:
 
     def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
         values, nulls = to_float(col)
+        if nulls.any() and not self.meta["nullable"]:
+            raise DataError(
+                f"column '{self.name}': {int(nulls.sum())} nulls, but the encoder has no null "
+                f"slot; declare the column nullable in the schema"
+            )
+        if self.meta.get("grid"):  # public bounds: values outside them are clipped
+            values = np.clip(values, self.meta["min"], self.meta["max"])
         z = (values - self.meta["center"]) / self.meta["scale"]
         # log posterior of each mode, (n, K); a mode is drawn from it as CTGAN does
         logp = (

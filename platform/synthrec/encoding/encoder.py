@@ -43,8 +43,9 @@ class PrivateFit:
     mechanism, and a secret random generator (never one seeded from the config)."""
 
     columns: frozenset[str]
-    histogram: NoisyHistogram
+    histogram: NoisyHistogram | None
     rng: np.random.Generator
+    grid: dict[str, tuple[float, float]]  # numeric columns on a fixed grid over public bounds
 
 
 class Encoder:
@@ -80,7 +81,8 @@ class Encoder:
         bounded samples of cfg.mode_fit_rows / cfg.id_profile_rows rows drawn from `seed`).
 
         `private`: the DP fit of a privacy run. Its columns are one-hot with noisy counts
-        (DiscreteCodec.fit_private, whatever their cardinality); the others are fitted as
+        (DiscreteCodec.fit_private, whatever their cardinality), its grid columns numeric on
+        a fixed grid over public bounds (NumericCodec.fit_grid); the others are fitted as
         usual, which synthrec.privacy's check allows only for columns declared public."""
         if table.num_rows == 0:
             raise DataError("cannot fit the encoder on an empty table (0 rows)")
@@ -89,7 +91,10 @@ class Encoder:
         codecs: dict[str, Codec] = {}
         for spec in schema.columns:
             col = table.column(spec.name)
-            if private is not None and spec.name in private.columns:
+            if private is not None and spec.name in private.grid:
+                bounds = private.grid[spec.name]
+                codecs[spec.name] = NumericCodec.fit_grid(spec, bounds, cfg.num_modes)
+            elif private is not None and spec.name in private.columns:
                 data = FitData(spec, col, col)
                 codecs[spec.name] = DiscreteCodec.fit_private(data, private.histogram, private.rng)
             elif not _is_id(spec, col, cfg):

@@ -46,6 +46,7 @@ from synthrec.privacy import (
     clip_and_sum,
     private_columns,
 )
+from synthrec.privacy.statistics import grid_columns
 from synthrec.schema import Schema
 
 Reduce = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -104,13 +105,14 @@ def private_fit(
     n = table.num_rows
     steps = epochs * steps_per_epoch(n, batch_size) * cfg.critic_steps
     budget = Budget.plan(priv, n, batch_size, steps, encoder_release=bool(columns))
-    fit = None
+    histogram = None
     if columns:
         histogram = NoisyHistogram.build(budget.encoder_noise, len(columns), budget.delta)
-        secret = np.random.default_rng(secrets.randbits(128))
-        fit = PrivateFit(frozenset(columns), histogram, secret)
         budget.extra["count_noise_std"] = round(histogram.std, 3)
         budget.extra["count_threshold"] = round(histogram.threshold, 3)
+    grid = {c: priv.bounds[c] for c in grid_columns(stats)}
+    secret = np.random.default_rng(secrets.randbits(128))
+    fit = PrivateFit(frozenset(columns), histogram, secret, grid)
     encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed, private=fit)
     budget.extra["statistics"] = {s.column: s.coverage for s in stats}
     return encoder, budget

@@ -7,8 +7,9 @@ gradients (DP-SGD) and the encoder's statistics. Per column, by role:
   (Gaussian noise on every count, values kept only if their noisy count passes a threshold),
   or public.
 - numeric / datetime: the mode fit (a 1-D mixture), centre, scale, min and max; and, for
-  integers, whether few enough levels make it one-hot. No DP mechanism in this version:
-  such a column must be declared public.
+  integers, whether few enough levels make it one-hot. Covered by public bounds
+  (privacy.bounds: the column is encoded on a fixed grid of modes over them, nothing fitted),
+  or public.
 - user_id / item_id: the id list, per-id frequencies, profile vectors, the columns an id
   determines (dependents) and its labels, and the per-id calibration of draws. Public only.
 - text: the values seen at least min_text_count times. Public only.
@@ -29,12 +30,13 @@ from synthrec.config import PrivacyConfig
 from synthrec.errors import ConfigError
 from synthrec.schema import ID_ROLES, Role, Schema
 
-Coverage = Literal["noisy counts", "public", "none"]
+Coverage = Literal["noisy counts", "public bounds", "public", "none"]
 THRESHOLD_DELTA_SHARE = 0.1  # of δ, spent on noisy counts passing the value threshold
 
 STATISTICS: dict[str, str] = {
     "counts": "value list and counts",
     "numeric": "mode fit, centre, scale, min, max and the one-hot-or-modes choice",
+    "grid": "nothing: modes on a fixed grid over the declared bounds",
     "ids": "id list, frequencies, profile vectors, dependents, labels and draw calibration",
     "text": "frequent values (min_text_count)",
 }
@@ -63,19 +65,27 @@ def encoder_statistics(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
             kind, dp = "ids", False
         elif spec.role == Role.TEXT:
             kind, dp = "text", False
+        elif spec.name in cfg.bounds:
+            kind, dp = "grid", True
         else:
             kind, dp = "numeric", False
-        coverage: Coverage = "public" if spec.name in public else "noisy counts" if dp else "none"
+        coverage: Coverage = (
+            "public"
+            if spec.name in public
+            else ("public bounds" if kind == "grid" else "noisy counts")
+            if dp
+            else "none"
+        )
         out.append(Statistic(spec.name, spec.role.value, STATISTICS[kind], coverage))
     return out
 
 
 def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
     """The encoder's statistics under `cfg`; a PrivacyError naming every uncovered one."""
-    unknown = sorted(set(cfg.public_columns) - set(schema.names))
+    unknown = sorted((set(cfg.public_columns) | set(cfg.bounds)) - set(schema.names))
     if unknown:
         raise PrivacyError(
-            f"privacy.public_columns names {', '.join(unknown)}, not columns of the data "
+            f"privacy.public_columns or bounds name {', '.join(unknown)}, not columns of the data "
             f"({', '.join(schema.names)}); fix the names"
         )
     stats = encoder_statistics(schema, cfg)
@@ -84,8 +94,9 @@ def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
         named = "; ".join(f"column '{s.column}' ({s.role}): {s.what}" for s in bare)
         raise PrivacyError(
             f"a DP run would fit these statistics on the real rows outside the privacy "
-            f"budget: {named}. Only categorical and label columns get noisy counts; list the "
-            f"others in privacy.public_columns if their statistics are public (e.g. from the "
+            f"budget: {named}. Categorical and label columns get noisy counts and numeric ones "
+            f"a fixed grid given public privacy.bounds {{column: [low, high]}}; list the others "
+            f"in privacy.public_columns if their statistics are public (e.g. from the "
             f"catalog), or drop them from the schema"
         )
     return stats
@@ -94,6 +105,11 @@ def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
 def private_columns(stats: list[Statistic]) -> list[str]:
     """Columns whose counts the noisy histogram releases."""
     return [s.column for s in stats if s.coverage == "noisy counts"]
+
+
+def grid_columns(stats: list[Statistic]) -> list[str]:
+    """Numeric columns encoded on a fixed grid over public bounds."""
+    return [s.column for s in stats if s.coverage == "public bounds"]
 
 
 @dataclass(frozen=True)
