@@ -150,6 +150,18 @@ def test_privacy_noise_is_added_once_per_step_by_one_worker():
     assert state.dp.budget.steps == 2  # both steps counted, sampled rows or not
 
 
+def test_privacy_critic_step_keeps_real_rows_out_of_the_generator():
+    """The critic step's fake rows come from the generator in eval mode: its batch-norm
+    running statistics (released with the model) never see the real rows' conditions."""
+    _, state, shard = dp_setup()
+    buffers = {k: v.clone() for k, v in state.generator.named_buffers()}
+    assert buffers
+    dp_critic_step(state, state.dp, shard, 100)
+    assert state.generator.training
+    for name, value in state.generator.named_buffers():
+        assert torch.equal(value, buffers[name]), name
+
+
 def test_privacy_training_stops_when_the_budget_is_spent():
     _, state, shard = dp_setup(epochs=1)
     budget = state.dp.budget

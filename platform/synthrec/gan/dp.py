@@ -4,7 +4,8 @@ Each critic step (one step of the privacy accountant):
 - Poisson sampling: every row of the shard joins the batch with probability q (expected
   global batch / n), drawn from a secret generator, so the batch size varies (B rows);
 - each real row brings its own conditional vector (one of its discrete columns, chosen at
-  random, revealed), and the fake row paired with it is generated under that vector;
+  random, revealed), and the fake row paired with it is generated under that vector, by the
+  generator in eval mode (batch statistics would tie each fake row to the others' rows);
 - the unit of privacy is one real row: its whole loss term -D(real) + D(fake) + λ·GP, where
   the gradient penalty is taken at the interpolation of that real row and its fake, so the
   penalty is per example too (WGAN-GP's penalty is a mean over rows; here each row's own
@@ -182,8 +183,14 @@ def dp_critic_step(
     real = shard[rows < dp.budget.sample_rate]  # (B, D), B ~ Binomial(N, q)
     cond = row_conditions(real, lay, dp.rng)
     noise = torch.randn(real.shape[0], cfg.embedding_dim, generator=dp.rng, device=shard.device)
+    # eval mode: batch-norm statistics of this batch would make each fake row depend on the
+    # other rows' conditions (breaking the per-row bound) and write them into the running
+    # statistics the released generator keeps
+    training = gen.training
+    gen.eval()
     with torch.no_grad():
         fake = activate(gen(noise, cond).float(), lay, cfg.gumbel_tau, dp.rng)
+    gen.train(training)
     if real.shape[0]:
         eps = torch.rand(real.shape[0], 1, generator=dp.rng, device=shard.device)
         grads = per_row_gradients(
