@@ -256,6 +256,46 @@ ENCODER_KEYS = (
 )
 
 
+class PrivacyConfig(Section):
+    """Differential privacy for the row GAN (synthrec.privacy): DP-SGD on the critic plus DP
+    (or declared public) encoder statistics, all composed in one RDP accountant."""
+
+    epsilon: float = Field(..., gt=0, le=100, description="total budget ε of the model")
+    delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="δ; default 1/n^1.1 for n training rows; must be below 1/n",
+    )
+    max_grad_norm: float = Field(
+        1.0, gt=0, description="per-row clipping bound C of each critic gradient"
+    )
+    encoder_share: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="share of ε given to the encoder's noisy category counts (the rest to "
+        "DP-SGD); the accountant composes both",
+    )
+    public_columns: list[str] = Field(
+        default_factory=list,
+        description="columns whose statistics (values, counts, modes, id profiles) are "
+        "public, e.g. taken from the catalog; they are fitted without noise",
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="numeric column -> public [low, high]: the column is encoded on a fixed "
+        "grid of modes over that range (no statistic of the rows); values outside are clipped",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> PrivacyConfig:
+        bad = [f"{c} {lo:g}..{hi:g}" for c, (lo, hi) in self.bounds.items() if not lo < hi]
+        if bad:
+            raise ValueError(f"bounds need low < high: {', '.join(bad)}")
+        return self
+
+
 class GanConfig(Section):
     """Conditional WGAN-GP hyperparameters (CTGAN-class defaults)."""
 
@@ -299,6 +339,17 @@ class GanConfig(Section):
         "id columns keep their training frequencies (0: off)",
     )
 
+    privacy: PrivacyConfig | None = Field(
+        None, description="differential privacy (DP-SGD); None: no privacy guarantee"
+    )
+
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # DP-SGD clips each row's gradient: a packed critic input mixes rows, so pac is 1
+        if data.get("privacy") is not None and "pac" not in data:
+            return {**data, "pac": 1}
+        return data
+
     @model_validator(mode="before")
     @classmethod
     def _flat_encoder_keys(cls, data: Any) -> Any:
@@ -326,6 +377,15 @@ class GanConfig(Section):
         )
         rest = {k: v for k, v in data.items() if k not in flat}
         return {**rest, "encoder": {**section, **{k: data[k] for k in flat}}}
+
+    @model_validator(mode="after")
+    def _private_pac(self) -> GanConfig:
+        if self.privacy is not None and self.pac != 1:
+            raise ValueError(
+                f"privacy needs pac 1 (got {self.pac}): a packed critic input mixes rows, so "
+                "one row's gradient cannot be clipped alone; drop pac or set it to 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> GanConfig:
@@ -481,6 +541,15 @@ class TrainGanConfig(Section):
         if data.get("epochs") is None and data.get("time_budget_min") is None:
             return {**data, "epochs": GAN_EPOCHS}
         return data
+
+    @model_validator(mode="after")
+    def _private_stopping(self) -> TrainGanConfig:
+        if self.gan.privacy is not None and self.early_stop_patience is not None:
+            raise ValueError(
+                "early_stop_patience scores samples against real rows after every epoch, a "
+                "decision no privacy budget covers; drop it when gan.privacy is set"
+            )
+        return self
 
 
 USERS_PER_BLOCK_MAX = 4_096  # = synthrec.sequences.synthesizer.BLOCK_USERS (ids per block)

@@ -231,6 +231,20 @@ def test_report_is_self_contained_with_every_section(tmp_path, tables, metrics):
     )
 
 
+def test_report_states_the_models_dp_budget(tmp_path, tables, metrics):
+    real, syn, hold = tables
+    dp = {"epsilon_spent": 2.0, "delta": 1e-5}
+    write_report(
+        {**metrics, "meta": {**metrics["meta"], "differential_privacy": dp}},
+        real,
+        syn,
+        hold,
+        str(tmp_path / "dp"),
+    )
+    page = (tmp_path / "dp" / "report.html").read_text()
+    assert "Differential privacy: ε spent / δ" in page and "2.000 / 1e-05" in page
+
+
 def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):
     real, syn, _ = tables
     pq.write_table(real, tmp_path / "real.parquet")

@@ -62,6 +62,15 @@ def train_gan(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
     ),
+    epsilon: float | None = typer.Option(
+        None,
+        "--epsilon",
+        help="train the row GAN with differential privacy (DP-SGD) within this ε; training "
+        "stops when it is spent (gan.privacy in a --config sets the rest)",
+    ),
+    delta: float | None = typer.Option(
+        None, "--delta", help="δ of --epsilon; default 1/n^1.1 for n training rows"
+    ),
     generator: Generator | None = typer.Option(
         None,
         "--generator",
@@ -89,6 +98,8 @@ def train_gan(
             "run.checkpoint_uri": checkpoint_uri,
             "ray_address": address,
             "generator": generator.value if generator else None,
+            "gan.privacy.epsilon": epsilon,
+            "gan.privacy.delta": delta,
         },
     )
     choice = resolve_generator(cfg)  # a log that cannot give sequences fails here, alone
@@ -102,6 +113,10 @@ def train_gan(
             if "phase" in m:
                 loss = m.get("nll", m.get("mle", float("nan")))
                 update(m["epoch"], phase=m["phase"], nll=f"{loss:.3f}", valid=m.get("valid_nll"))
+                return
+            if "epsilon_spent" in m:
+                gen_loss = m.get("generator_loss", float("nan"))
+                update(m["epoch"], epsilon=f"{m['epsilon_spent']:.3f}", gen=f"{gen_loss:.3f}")
                 return
             update(
                 m["epoch"],
@@ -118,6 +133,8 @@ def train_gan(
         f"in {summary['seconds']:.0f} s (run {summary['run_name']}, "
         f"checkpoints {summary['checkpoints']})"
     )
+    if "epsilon_spent" in summary["last"]:
+        out.print(f"differential privacy: ε = {summary['last']['epsilon_spent']:.3f} spent")
 
 
 @app.command("generate")

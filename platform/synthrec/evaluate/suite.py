@@ -328,6 +328,7 @@ class Inputs(NamedTuple):
     holdout: pa.Table | None
     schema: Schema
     segments: dict | None
+    dp: dict | None = None  # the model's epsilon_spent and delta (generate's manifest)
 
 
 def load_inputs(cfg: EvaluateConfig) -> Inputs:
@@ -351,7 +352,7 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     schema = check_inputs(real, synthetic, holdout, known)
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(plan.manifest)
     check_settings(cfg, schema, segments)
-    return Inputs(real, synthetic, holdout, schema, segments)
+    return Inputs(real, synthetic, holdout, schema, segments, _manifest_dp(plan.manifest))
 
 
 def known_schema(cfg: EvaluateConfig, real: pa.Table) -> Schema | None:
@@ -379,8 +380,10 @@ def run_evaluate(
     metrics.json under `cfg.out_uri`. Returns the metrics."""
     from synthrec.evaluate.report import write_report
 
-    real, synthetic, holdout, schema, segments = inputs or load_inputs(cfg)
+    real, synthetic, holdout, schema, segments, dp = inputs or load_inputs(cfg)
     metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments, progress)
+    if dp:
+        metrics["meta"]["differential_privacy"] = dp
     metrics["meta"]["inputs"] = {
         "real": cfg.real_uri,
         "synthetic": cfg.synthetic_uri,
@@ -428,6 +431,13 @@ def check_config(cfg: EvaluateConfig) -> None:
             "evaluate needs both a real and a synthetic table URI: --real-uri and "
             "--synthetic-uri (real_uri and synthetic_uri in a config)"
         )
+
+
+def _manifest_dp(manifest) -> dict | None:
+    """epsilon_spent and delta of a DP model, as `synthrec generate` records them."""
+    meta = manifest.metadata if manifest is not None else {}
+    found = {k: meta[k] for k in ("epsilon_spent", "delta") if meta.get(k) is not None}
+    return found or None
 
 
 def _manifest_segments(manifest) -> dict | None:

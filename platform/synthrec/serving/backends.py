@@ -137,7 +137,15 @@ class RecommenderBackend:
 # What GET /v1/models may show. Everything else in a model's metadata (training data URIs,
 # run names, fingerprints, per-epoch history) stays private: a new key is hidden until listed.
 GENERATOR_PUBLIC = frozenset(
-    {"created_at", "synthrec_version", "num_workers", "train_seconds", "metrics"}
+    {
+        "created_at",
+        "synthrec_version",
+        "num_workers",
+        "train_seconds",
+        "metrics",
+        "epsilon_spent",  # a DP model's budget (absent otherwise)
+        "delta",
+    }
 )
 RECOMMENDER_PUBLIC = frozenset(
     {"format", "version", "num_items", "num_users", "dim", "max_len", "columns", "accepts_query"}
