@@ -256,6 +256,46 @@ ENCODER_KEYS = (
 )
 
 
+class PrivacyConfig(Section):
+    """Differential privacy for the row GAN (synthrec.privacy): DP-SGD on the critic plus DP
+    (or declared public) encoder statistics, all composed in one RDP accountant."""
+
+    epsilon: float = Field(..., gt=0, le=100, description="total budget ε of the model")
+    delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="δ; default 1/n^1.1 for n training rows; must be below 1/n",
+    )
+    max_grad_norm: float = Field(
+        1.0, gt=0, description="per-row clipping bound C of each critic gradient"
+    )
+    encoder_share: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description="share of ε given to the encoder's noisy category counts (the rest to "
+        "DP-SGD); the accountant composes both",
+    )
+    public_columns: list[str] = Field(
+        default_factory=list,
+        description="columns whose statistics (values, counts, modes, id profiles) are "
+        "public, e.g. taken from the catalog; they are fitted without noise",
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="numeric column -> public [low, high]: the column is encoded on a fixed "
+        "grid of modes over that range (no statistic of the rows); values outside are clipped",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> PrivacyConfig:
+        bad = [f"{c} {lo:g}..{hi:g}" for c, (lo, hi) in self.bounds.items() if not lo < hi]
+        if bad:
+            raise ValueError(f"bounds need low < high: {', '.join(bad)}")
+        return self
+
+
 class GanConfig(Section):
     """Conditional WGAN-GP hyperparameters (CTGAN-class defaults)."""
 
@@ -299,6 +339,17 @@ class GanConfig(Section):
         "id columns keep their training frequencies (0: off)",
     )
 
+    privacy: PrivacyConfig | None = Field(
+        None, description="differential privacy (DP-SGD); None: no privacy guarantee"
+    )
+
+    @classmethod
+    def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # DP-SGD clips each row's gradient: a packed critic input mixes rows, so pac is 1
+        if data.get("privacy") is not None and "pac" not in data:
+            return {**data, "pac": 1}
+        return data
+
     @model_validator(mode="before")
     @classmethod
     def _flat_encoder_keys(cls, data: Any) -> Any:
@@ -326,6 +377,15 @@ class GanConfig(Section):
         )
         rest = {k: v for k, v in data.items() if k not in flat}
         return {**rest, "encoder": {**section, **{k: data[k] for k in flat}}}
+
+    @model_validator(mode="after")
+    def _private_pac(self) -> GanConfig:
+        if self.privacy is not None and self.pac != 1:
+            raise ValueError(
+                f"privacy needs pac 1 (got {self.pac}): a packed critic input mixes rows, so "
+                "one row's gradient cannot be clipped alone; drop pac or set it to 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> GanConfig:
@@ -482,6 +542,15 @@ class TrainGanConfig(Section):
             return {**data, "epochs": GAN_EPOCHS}
         return data
 
+    @model_validator(mode="after")
+    def _private_stopping(self) -> TrainGanConfig:
+        if self.gan.privacy is not None and self.early_stop_patience is not None:
+            raise ValueError(
+                "early_stop_patience scores samples against real rows after every epoch, a "
+                "decision no privacy budget covers; drop it when gan.privacy is set"
+            )
+        return self
+
 
 USERS_PER_BLOCK_MAX = 4_096  # = synthrec.sequences.synthesizer.BLOCK_USERS (ids per block)
 
@@ -601,6 +670,30 @@ class RecommenderConfig(Section):
         1 << 14, ge=16, le=1 << 24, description="hash buckets for query tokens"
     )
     query_max_tokens: int = Field(8, ge=1, le=64)
+    # Ranking heads (synthrec.recommender.ranking): P(click), P(cart | click), P(purchase | cart)
+    labels: list[str] | None = Field(
+        None,
+        description="label columns in funnel order, weakest first (click, cart, purchase); "
+        "default: the schema's label columns in table order",
+    )
+    positive_label: str | None = Field(
+        None,
+        description="weakest label that makes a row a positive interaction for the next-item "
+        "head (default: the first label: click or stronger)",
+    )
+    next_item_rows: Literal["positive", "all"] = Field(
+        "positive", description="rows the next-item head learns from when the log has labels"
+    )
+    position_column: str | None = Field(
+        None, description="display position (training-only bias); default: a column 'position'"
+    )
+    max_positions: int = Field(50, ge=1, le=10_000, description="positions past this share a bias")
+    ranking_batch_size: int = Field(512, ge=1, description="impressions per step and per source")
+    ranking_heads: bool = Field(
+        False,
+        description="train-recommender: also train the ranking heads on impressions when the "
+        "log has label columns (early stopping then on validation click GAUC)",
+    )
     seed: int = 0
 
     @classmethod
@@ -625,6 +718,11 @@ class TrainRecommenderConfig(Section):
     synthetic_uri: str | None = Field(
         None, description="synthetic interactions with the real table's columns"
     )
+    schema_uri: str | None = Field(
+        None,
+        description="schema YAML of the real table (default: its manifest's schema, else "
+        "inferred); it fixes the user, item and time columns",
+    )
     out_uri: str = Field(..., description="model directory URI to publish")
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
@@ -640,6 +738,7 @@ class TrainRecommenderConfig(Section):
     RENAMED: ClassVar[dict[str, str]] = {
         "real": "real_uri",
         "synthetic": "synthetic_uri",
+        "schema": "schema_uri",
         "out": "out_uri",
         **_RUN_KEYS,
     }
@@ -669,6 +768,19 @@ class VerdictConfig(Section):
         0.70, ge=0, le=1, description="fidelity.overall (sdmetrics definition)"
     )
     min_utility_ratio: float | None = Field(0.80, ge=0, description="TSTR AUC / TRTR AUC")
+    max_user_mia_auc: float | None = Field(
+        0.60,
+        ge=0.5,
+        le=1,
+        description="user-level membership attack AUC (event logs with user, item and time)",
+    )
+    max_shared_run_excess: float | None = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="share of synthetic users sharing a run of >= 5 consecutive items with a "
+        "training user, above the share of held-out real users who do",
+    )
 
 
 class EvaluateConfig(Section):
@@ -690,8 +802,13 @@ class EvaluateConfig(Section):
     utility_exclude: list[str] = Field(
         default_factory=list, description="columns that leak the label"
     )
+    schema_uri: str | None = Field(
+        None,
+        description="schema YAML of the real table (default: its manifest's schema, else "
+        "inferred); applied to all three tables",
+    )
     roles: dict[str, str] = Field(
-        default_factory=dict, description="column -> role, overriding inference"
+        default_factory=dict, description="column -> role, overriding the schema"
     )
     segments: dict[str, Any] | None = Field(
         None,
@@ -742,6 +859,7 @@ class EvaluateConfig(Section):
         "real": "real_uri",
         "synthetic": "synthetic_uri",
         "holdout": "holdout_uri",
+        "schema": "schema_uri",
         "out": "out_uri",
     }
 
@@ -825,6 +943,7 @@ class ServeLimits(Section):
     )
     max_k: int = Field(1_000, ge=1, le=100_000, description="k per /v1/recommendations request")
     max_history: int = Field(1_000, ge=1, le=100_000, description="items in a request's history")
+    max_candidates: int = Field(1_000, ge=1, le=100_000, description="items per /v1/rank request")
     max_conditions: int = Field(32, ge=1, le=1_000, description="condition and rebalance entries")
     max_body_bytes: int = Field(
         1 << 20, ge=1_024, le=1 << 30, description="request body size (413 above)"
@@ -918,9 +1037,10 @@ class PipelineConfig(Section):
         )
     )
     generator: Generator = Field(
-        "rows",
-        description="train_gan's generator (as `synthrec train-gan --generator`); with "
-        "sequences the generate stage writes the sequence model's flattened log",
+        "auto",
+        description="train_gan's generator (as `synthrec train-gan --generator`): auto picks "
+        "sequences for a log with user, item and time columns; with sequences the generate "
+        "stage writes whole synthetic users, one row per event",
     )
     gan: GanConfig = Field(default_factory=GanConfig)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
@@ -934,7 +1054,15 @@ class PipelineConfig(Section):
         "reference; 0 uses each user's last two rows instead (later in time, so the privacy "
         "checks run pessimistic)",
     )
-    synthetic_rows: int = Field(100_000, ge=1)
+    synthetic_rows: int = Field(
+        100_000,
+        ge=1,
+        description="rows a row model generates; a sequence model generates whole users, as "
+        "many as make about this many events (unless synthetic_users is set)",
+    )
+    synthetic_users: int | None = Field(
+        None, ge=1, description="users a sequence model generates, each with all their events"
+    )
     conditions: dict[str, str] = Field(default_factory=dict)
     rebalance: dict[str, str | dict[str, float]] = Field(default_factory=dict)
     recommender: RecommenderConfig = Field(

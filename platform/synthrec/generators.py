@@ -65,6 +65,11 @@ class RowGenerator:
     def columns(self) -> list[str]:
         return list(self.synth.encoder.schema.names)
 
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The schema of what it writes (its training table's), for the dataset manifest."""
+        return self.synth.encoder.schema.to_dict()
+
 
 @dataclass
 class UserGenerator:
@@ -82,6 +87,11 @@ class UserGenerator:
     @property
     def user_column(self) -> str:
         return self.synth.encoder.user_col
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The schema of the flat log it writes (its training log's), for the manifest."""
+        return self.synth.schema
 
     @property
     def user_columns(self) -> list[str]:

@@ -125,10 +125,17 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     # reference is a random share of the training rows instead, withheld from the GAN.
     train, valid, test = leave_last_out(table, user, item, time_col)
     train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg)
+    # every split carries the schema, so later stages read roles, never re-infer them
+    known = {"schema": schema.to_dict()}
     storage.write_dataset(
-        train, paths.gan_train, cfg.storage, metadata={"split": f"leave_last_out train{split[0]}"}
+        train,
+        paths.gan_train,
+        cfg.storage,
+        metadata={"split": f"leave_last_out train{split[0]}", **known},
     )
-    storage.write_dataset(holdout, paths.holdout, cfg.storage, metadata={"split": split[1]})
+    storage.write_dataset(
+        holdout, paths.holdout, cfg.storage, metadata={"split": split[1], **known}
+    )
     return {
         "real": real_uri,
         "gan_train": paths.gan_train,
@@ -197,31 +204,42 @@ def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
 
 
 def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    """Ray Data generation: a row model's `synthetic_rows` rows, or a sequence model's
+    `synthetic_users` whole users (default: as many as make about `synthetic_rows` events at
+    the training log's mean user length), written flat, one row per event."""
     from synthrec.distributed.generate import run_generate
 
-    if _model_kind(paths.gan, cfg) == "sequence":
-        return _generate_sequences(cfg, paths, emit)
+    sequence = _model_kind(paths.gan, cfg) == "sequence"
+    users = _synthetic_users(cfg, paths) if sequence else None
     gen_cfg = GenerateConfig(
         model_uri=paths.gan,
-        rows=cfg.synthetic_rows,
+        rows=None if sequence else cfg.synthetic_rows,
+        users=users,
         out_uri=paths.synthetic,
         conditions=cfg.conditions,
         rebalance=cfg.rebalance,
         seed=cfg.gan.seed,
         concurrency=cfg.generate_concurrency,
         rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
+        users_per_file=min(1_024, users or 1),
         storage=cfg.storage,
         ray_address=cfg.ray_address,
     )
+    total = users if sequence else cfg.synthetic_rows
     summary = run_generate(
         gen_cfg,
-        progress=lambda rows: emit("rows", stage="generate", done=rows, total=cfg.synthetic_rows),
+        progress=lambda done: emit(
+            "rows", stage="generate", done=done, total=total, unit=gen_cfg.unit
+        ),
     )
-    return {
+    out = {
         "synthetic": paths.synthetic,
         "rows": summary.rows,
         "rows_per_s": round(summary.rows_per_s),
     }
+    if sequence:
+        out["users"] = summary.users
+    return out
 
 
 def _model_kind(uri: str, cfg: PipelineConfig) -> str:
@@ -231,47 +249,12 @@ def _model_kind(uri: str, cfg: PipelineConfig) -> str:
     return header.get("kind", "row-gan")
 
 
-def _generate_sequences(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
-    """A sequence model's users and events, flattened to the training log's columns: exactly
-    `synthetic_rows` events, sampled in this process (seeded) and published atomically."""
+def _synthetic_users(cfg: PipelineConfig, paths: Paths) -> int:
+    if cfg.synthetic_users is not None:
+        return cfg.synthetic_users
     from synthrec.sequences.artifacts import load_sequence_model
 
-    start = time.monotonic()
-    synth = load_sequence_model(paths.gan, cfg.storage)
-    table = synth.sample_table(
-        events=cfg.synthetic_rows,
-        conditions=cfg.conditions or None,
-        rebalance=_sequence_rebalance(cfg.rebalance, synth.items) or None,
-        seed=cfg.gan.seed,
-    )
-    emit("rows", stage="generate", done=table.num_rows, total=cfg.synthetic_rows)
-    storage.write_dataset(
-        table,
-        paths.synthetic,
-        cfg.storage,
-        rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
-        metadata={"generator": "sequences", "model_version": synth.metadata.get("version")},
-    )
-    seconds = max(time.monotonic() - start, 1e-9)
-    return {
-        "synthetic": paths.synthetic,
-        "rows": table.num_rows,
-        "rows_per_s": round(table.num_rows / seconds),
-    }
-
-
-def _sequence_rebalance(rebalance: dict, items: pa.Table) -> dict:
-    """The pipeline's rebalance ('uniform' or {value: share}) in the sequence model's form
-    ({value: share} over the catalog's values of an item attribute)."""
-    import pyarrow.compute as pc
-
-    out = {}
-    for col, target in rebalance.items():
-        if target == "uniform" and col in items.column_names:
-            values = pc.unique(items.column(col).drop_null()).to_pylist()
-            target = {v: 1.0 for v in values}
-        out[col] = target
-    return out
+    return load_sequence_model(paths.gan, cfg.storage).users_for_events(cfg.synthetic_rows)
 
 
 def _stage_evaluate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
@@ -305,6 +288,7 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
     rec_cfg = TrainRecommenderConfig(
         real_uri=_real_uri(cfg, paths),
         synthetic_uri=paths.synthetic,
+        schema_uri=cfg.schema_uri,
         out_uri=paths.recommender,
         model=cfg.recommender,  # synthetic_weight (λ) included, as configured
         scaling=cfg.scaling,
@@ -323,13 +307,15 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
 
 
 def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
+    from synthrec.data.eventlog import load_event_log
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import evaluate_recommender
 
     rec = load_recommender(paths.recommender, cfg.storage)
+    real, _ = load_event_log(_real_uri(cfg, paths), cfg.schema_uri, cfg.storage)
     report = evaluate_recommender(
         rec,
-        storage.read_table(_real_uri(cfg, paths), cfg.storage),
+        real,
         progress=lambda part, **_: emit("evaluate", part=part),
     )
     metrics_uri = storage.join(paths.recommender_report, "metrics.json")
@@ -401,6 +387,8 @@ _SETTINGS = {
     "data": lambda c: [
         c.data_uri,
         c.schema_uri,
+        # an edited schema file re-runs the data stage (only with one: other keys stay)
+        *([_file_hash(c.schema_uri, c)] if c.schema_uri else []),
         c.simulate.model_dump() if c.data_uri is None else None,
         c.privacy_holdout_share,
         c.gan.seed,
@@ -413,7 +401,13 @@ _SETTINGS = {
         # only off the default, so the keys of existing row pipelines stay as they were
         *([c.generator, c.sequence.model_dump()] if c.generator != "rows" else []),
     ],
-    "generate": lambda c: [c.synthetic_rows, c.conditions, c.rebalance, c.gan.seed],
+    "generate": lambda c: [
+        c.synthetic_rows,
+        c.conditions,
+        c.rebalance,
+        c.gan.seed,
+        *([c.synthetic_users] if c.synthetic_users else []),
+    ],
     "evaluate": lambda c: [
         c.evaluate.model_dump(
             exclude={"real_uri", "synthetic_uri", "holdout_uri", "out_uri", "storage"}
@@ -425,6 +419,12 @@ _SETTINGS = {
     ],
     "evaluate_recommender": lambda c: [],
 }
+
+
+def _file_hash(uri: str | None, cfg: PipelineConfig) -> str | None:
+    if uri is None or not storage.exists(uri, cfg.storage):
+        return None
+    return hashlib.sha256(storage.read_bytes(uri, cfg.storage)).hexdigest()[:20]
 
 
 def _stage_key(name: str, cfg: PipelineConfig, paths: Paths) -> str:
@@ -475,7 +475,7 @@ def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
         "evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
         "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
         "train_gan": ("model", "generator", "epochs"),
-        "generate": ("synthetic", "rows", "rows_per_s"),
+        "generate": ("synthetic", "rows", "users", "rows_per_s"),
         "train_recommender": ("model",),
     }
     return {

@@ -1,7 +1,12 @@
 """Column roles: inferred from an Arrow table, overridable by YAML, validated with clear errors.
 
 Knows nothing of models. A `Schema` is plain data (JSON/YAML round trip) and travels inside
-model directories, so generation and serving never ask the user for it again.
+every dataset manifest and model directory, so later stages never infer roles again.
+
+Besides the roles of the columns a stage reads, a schema may name columns to drop (`ignore`)
+and a behaviour column (`pv / cart / buy`) that `apply_schema` turns into ordered 0/1 label
+columns at read time. Both are applied once, where a log is read; what a stage writes holds
+the label columns and none of the dropped ones, and its schema says so.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Role(str, Enum):
     DATETIME = "datetime"
     LABEL = "label"
     TEXT = "text"
+    IGNORE = "ignore"  # dropped where the log is read; never a column of a Schema
 
 
 class Kind(str, Enum):
@@ -52,9 +58,79 @@ class ColumnSpec:
     nullable: bool = False
 
 
+@dataclass(frozen=True)
+class Behaviour:
+    """A column of event types (`pv`, `cart`, `buy`) mapped to 0/1 label columns.
+
+    `labels` is ordered weakest first ({"click": ["pv"], "cart": ["cart"], "purchase":
+    ["buy"]}); with `cumulative` a row whose value names a later label also sets every
+    earlier one (a purchase is a cart and a click), so each label column is a threshold.
+    `no_label` values (impressions) set none; any other value is an error.
+    """
+
+    column: str
+    labels: dict[str, tuple[str, ...]]
+    cumulative: bool = True
+    no_label: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "column": self.column,
+            "labels": {k: list(v) for k, v in self.labels.items()},
+            "cumulative": self.cumulative,
+        }
+        return {**out, "no_label": list(self.no_label)} if self.no_label else out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "schema") -> Behaviour:
+        """Checked: a column name, a non-empty ordered mapping label -> value(s), each value
+        under one label."""
+        fix = (
+            "expected behaviour: {column: NAME, labels: {click: [pv], cart: [cart], "
+            "purchase: [buy]}, cumulative: true, no_label: [impression]}"
+        )
+        if not isinstance(data, dict) or not isinstance(data.get("column"), str):
+            raise SchemaError(f"{where}: behaviour needs a 'column'; {fix}")
+        unknown = sorted(set(data) - {"column", "labels", "cumulative", "no_label"})
+        if unknown:
+            raise SchemaError(f"{where}: behaviour has unknown key(s) {', '.join(unknown)}; {fix}")
+        labels = data.get("labels")
+        if not isinstance(labels, dict) or not labels:
+            raise SchemaError(f"{where}: behaviour needs a non-empty 'labels' mapping; {fix}")
+        parsed: dict[str, tuple[str, ...]] = {}
+        none = data.get("no_label", [])
+        none = none if isinstance(none, list) else [none]
+        owner: dict[str, str] = {str(v): "no_label" for v in none}
+        for label, values in labels.items():
+            values = values if isinstance(values, list) else [values]
+            if not values or any(v is None or isinstance(v, (dict, list)) for v in values):
+                raise SchemaError(
+                    f"{where}: behaviour label '{label}' needs one or more values of "
+                    f"'{data['column']}'; {fix}"
+                )
+            for v in map(str, values):
+                if v in owner:
+                    raise SchemaError(
+                        f"{where}: behaviour value {v!r} is under both '{owner[v]}' and "
+                        f"'{label}'; list each value under one label"
+                    )
+                owner[v] = str(label)
+            parsed[str(label)] = tuple(map(str, values))
+        cumulative = data.get("cumulative", True)
+        if not isinstance(cumulative, bool):
+            raise SchemaError(f"{where}: behaviour.cumulative must be true or false")
+        return cls(data["column"], parsed, cumulative, tuple(map(str, none)))
+
+
 @dataclass
 class Schema:
     columns: list[ColumnSpec] = field(default_factory=list)
+    behaviour: Behaviour | None = None  # its label columns are among `columns`
+    ignore: tuple[str, ...] = ()  # columns dropped where the log is read
 
     @property
     def names(self) -> list[str]:
@@ -75,31 +151,41 @@ class Schema:
         return cols[0].name if cols else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON/YAML form; `behaviour` and `ignore` only when set (older readers see the same
+        dict as before)."""
+        out: dict[str, Any] = {
             "columns": {
                 c.name: {"role": c.role.value, "kind": c.kind.value, "nullable": c.nullable}
                 for c in self.columns
             }
         }
+        if self.behaviour is not None:
+            out["behaviour"] = self.behaviour.to_dict()
+        if self.ignore:
+            out["ignore"] = list(self.ignore)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
         try:
-            return cls(
-                [
-                    ColumnSpec(
-                        name,
-                        Role(spec["role"]),
-                        Kind(spec["kind"]),
-                        bool(spec.get("nullable", False)),
-                    )
-                    for name, spec in data["columns"].items()
-                ]
-            )
+            columns = [
+                ColumnSpec(
+                    name,
+                    Role(spec["role"]),
+                    Kind(spec["kind"]),
+                    bool(spec.get("nullable", False)),
+                )
+                for name, spec in data["columns"].items()
+            ]
+            ignore = tuple(str(n) for n in data.get("ignore", ()))
         except (KeyError, ValueError, TypeError, AttributeError) as err:
             raise SchemaError(
                 f"schema is malformed ({err}); expected columns: {{name: {{role, kind}}}}"
             ) from None
+        if any(c.role == Role.IGNORE for c in columns):
+            raise SchemaError("schema is malformed: role ignore belongs in its 'ignore' list")
+        behaviour = data.get("behaviour")
+        return cls(columns, Behaviour.from_dict(behaviour) if behaviour else None, ignore)
 
 
 def time_column(schema: Schema) -> str | None:
@@ -139,6 +225,7 @@ ROLE_KINDS: dict[Role, tuple[Kind, ...]] = {
     Role.DATETIME: (Kind.DATETIME, Kind.INT),
     Role.LABEL: (Kind.INT, Kind.BOOL, Kind.STRING),
     Role.TEXT: (Kind.STRING,),
+    Role.IGNORE: tuple(Kind),
 }
 
 
@@ -152,8 +239,14 @@ def infer_schema(table: pa.Table, overrides: dict[str, Any] | None = None) -> Sc
             f"schema names column(s) {', '.join(unknown)} that the table lacks; "
             f"table columns: {', '.join(table.column_names)}"
         )
-    columns = []
+    columns, ignore = [], []
     for name in table.column_names:
+        spec = overrides.get(name)
+        if spec and _parse_role(name, spec["role"] if isinstance(spec, dict) else spec) == (
+            Role.IGNORE
+        ):
+            ignore.append(name)
+            continue
         col = table.column(name)
         kind = kind_of(col.type)
         if kind is None:
@@ -161,14 +254,13 @@ def infer_schema(table: pa.Table, overrides: dict[str, Any] | None = None) -> Sc
                 f"column '{name}': type {col.type} is not supported; use string, integer, float, "
                 "bool or timestamp"
             )
-        spec = overrides.get(name)
         role = (
             _parse_role(name, spec["role"] if isinstance(spec, dict) else spec)
             if spec
             else _infer_role(name, col, kind)
         )
         columns.append(ColumnSpec(name, role, kind, col.null_count > 0))
-    return Schema(columns)
+    return Schema(columns, ignore=tuple(ignore))
 
 
 def _parse_role(name: str, value: Any) -> Role:
@@ -246,6 +338,65 @@ def _validate_column(col: pa.ChunkedArray, spec: ColumnSpec, where: str) -> None
         if len(values) > 2 or (kind != Kind.STRING and not set(values) <= {0, 1}):
             shown = ", ".join(map(repr, sorted(values, key=str)[:6]))
             raise SchemaError(f"{name}: a label must be binary (0/1); found values {shown}")
+
+
+def apply_schema(table: pa.Table, schema: Schema, where: str = "table") -> pa.Table:
+    """The table a stage reads: `schema.ignore` columns dropped, the behaviour column (when the
+    table still has it) replaced in place by its label columns. Idempotent: a table already
+    applied (label columns, no behaviour column) comes back unchanged."""
+    table = table.drop_columns([n for n in schema.ignore if n in table.column_names])
+    b = schema.behaviour
+    if b is None or b.column not in table.column_names:
+        if b is not None:
+            missing = [n for n in b.names if n not in table.column_names]
+            if missing:
+                raise SchemaError(
+                    f"{where} has neither the behaviour column '{b.column}' nor its label "
+                    f"column(s) {', '.join(missing)}; columns: {', '.join(table.column_names)}; "
+                    "fix behaviour.column in the schema"
+                )
+        return table
+    clash = [n for n in b.names if n in table.column_names]
+    if clash:
+        raise SchemaError(
+            f"{where}: behaviour label(s) {', '.join(clash)} would replace existing column(s) "
+            f"of that name; rename the labels in the schema's behaviour section"
+        )
+    labels = behaviour_labels(table.column(b.column), b, where)
+    at = table.column_names.index(b.column)
+    table = table.remove_column(at)
+    for offset, (name, values) in enumerate(labels.items()):
+        table = table.add_column(at + offset, name, values)
+    return table
+
+
+def behaviour_labels(col: pa.ChunkedArray, b: Behaviour, where: str) -> dict[str, pa.Array]:
+    """{label: int64 0/1 array}; a value outside `b.labels` (or a null) is a SchemaError."""
+    text = pc.cast(col, pa.string()) if kind_of(col.type) != Kind.STRING else col
+    if pa.types.is_dictionary(text.type):
+        text = pc.cast(text, text.type.value_type)
+    if text.null_count:
+        raise SchemaError(
+            f"{where} column '{b.column}': {text.null_count} null behaviour values; fill them "
+            "or drop those rows"
+        )
+    known = pa.array([v for vs in b.labels.values() for v in vs] + list(b.no_label), pa.string())
+    unknown = pc.unique(text.filter(pc.invert(pc.is_in(text, value_set=known)))).to_pylist()
+    if unknown:
+        shown = ", ".join(map(repr, sorted(unknown)[:8]))
+        raise SchemaError(
+            f"{where} column '{b.column}': value(s) {shown} are under no behaviour label; "
+            f"add them to a label in the schema's behaviour.labels ({', '.join(b.names)}) "
+            "or to behaviour.no_label"
+        )
+    out = {}
+    names = b.names
+    for i, name in enumerate(names):
+        # cumulative: a label is set by its own values and those of every later (stronger) label
+        owners = names[i:] if b.cumulative else [name]
+        values = pa.array([v for o in owners for v in b.labels[o]], pa.string())
+        out[name] = pc.cast(pc.is_in(text, value_set=values), pa.int64()).combine_chunks()
+    return out
 
 
 def null_mask(col: pa.ChunkedArray) -> np.ndarray:

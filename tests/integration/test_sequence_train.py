@@ -185,14 +185,17 @@ def test_pipeline_with_the_sequence_generator_runs_every_stage(ray_local, tmp_pa
     result = run_pipeline(cfg, progress=lambda kind, **e: events.append((kind, e)))
     head = result["headline"]
     assert head["train_gan.generator"] == "sequences"
-    assert head["generate.rows"] == 2_000
+    synth = load_sequence_model(head["train_gan.model"])
+    # whole users on Ray Data, as many as make about synthetic_rows events
+    assert head["generate.users"] == synth.users_for_events(2_000)
+    assert 0.5 * 2_000 < head["generate.rows"] < 2 * 2_000
     assert ("generator", {"stage": "train_gan", "generator": "sequences"}) in [
         (k, {x: e[x] for x in ("stage", "generator")}) for k, e in events if k == "generator"
     ]
-    synth = load_sequence_model(head["train_gan.model"])
     synthetic = storage.read_table(head["generate.synthetic"])
     real = storage.read_table(str(tmp_path / "pipe" / "data" / "gan_train"))
     assert synthetic.schema.names == real.schema.names
     ids = set(synthetic.column(synth.encoder.user_col).to_pylist())
+    assert len(ids) == head["generate.users"]
     assert not ids & set(real.column(synth.encoder.user_col).to_pylist())  # fresh pseudonyms
     assert 0 < head["evaluate.fidelity"] <= 1 and head["evaluate_recommender.ndcg@10"] >= 0

@@ -297,6 +297,7 @@ def test_submit_pipeline_to_s3_on_two_nodes(cluster, s3_server, s3_bucket, tmp_p
         yaml.safe_dump(
             {
                 "out_uri": out,
+                "generator": "rows",  # the sequence pipeline: test_sequence_train.py
                 "gan_epochs": 1,
                 "gan_time_budget_min": None,
                 "synthetic_rows": 3_000,

@@ -116,6 +116,46 @@ def test_copied_data_fails_the_verdict(tables):
     assert not m["verdict"]["passed"] and not m["verdict"]["privacy_passed"]
 
 
+def test_copied_users_fail_the_user_level_privacy_checks(tables):
+    real, syn, hold = tables
+    # held-out users are other people than the training users (the fixture's share ids)
+    other = pa.array(["h" + u for u in hold.column("user_id").to_pylist()])
+    hold = hold.set_column(hold.schema.get_field_index("user_id"), "user_id", other)
+    copied = evaluate_synthetic(real, real, hold, cfg=FAST)
+    fresh = evaluate_synthetic(real, syn, hold, cfg=FAST)
+    names = ("privacy.user_exact_copy_share", "privacy.user_shared_run_5_share")
+    failed = {c["metric"] for c in copied["verdict"]["checks"] if not c["passed"]}
+    assert set(names) <= failed
+    checked = {c["metric"]: c["passed"] for c in fresh["verdict"]["checks"]}
+    assert all(checked[n] for n in names) and "privacy.user_mia_auc" in checked
+
+
+def test_user_level_checks_use_the_holdout_as_reference_and_skip_without_it():
+    def metrics(holdout_runs):
+        runs = {"limit": 5, "synthetic": {"share_at_least_5": 0.04}, "holdout": holdout_runs}
+        priv = {
+            "exact_copies": {"synthetic": 0.0, "holdout": None},
+            "longest_shared_run": runs,
+            "membership_auc": 0.7,
+        }
+        return {
+            "privacy": {"exact_copy_rate": 0.0},
+            "fidelity": {"overall": 0.9},
+            "utility": {"ratio": None},
+            "sequences": {"privacy": priv},
+        }
+
+    limits = VerdictConfig(min_utility_ratio=None)
+    near = verdict(metrics({"share_at_least_5": 0.035}), limits)  # real users share runs too
+    far = verdict(metrics({"share_at_least_5": 0.0}), limits)
+    none = verdict(metrics(None), limits)
+    run = "privacy.user_shared_run_5_share"
+    assert {c["metric"]: c["passed"] for c in near["checks"]}[run]
+    assert not {c["metric"]: c["passed"] for c in far["checks"]}[run]
+    assert run in none["skipped"]
+    assert not near["privacy_passed"]  # user-level membership attack AUC 0.7 > 0.6
+
+
 def test_verdict_skips_what_was_not_measured():
     metrics = {
         "privacy": {
@@ -189,6 +229,20 @@ def test_report_is_self_contained_with_every_section(tmp_path, tables, metrics):
     assert (
         json.loads((tmp_path / "rep" / "metrics.json").read_text())["verdict"] == metrics["verdict"]
     )
+
+
+def test_report_states_the_models_dp_budget(tmp_path, tables, metrics):
+    real, syn, hold = tables
+    dp = {"epsilon_spent": 2.0, "delta": 1e-5}
+    write_report(
+        {**metrics, "meta": {**metrics["meta"], "differential_privacy": dp}},
+        real,
+        syn,
+        hold,
+        str(tmp_path / "dp"),
+    )
+    page = (tmp_path / "dp" / "report.html").read_text()
+    assert "Differential privacy: ε spent / δ" in page and "2.000 / 1e-05" in page
 
 
 def test_run_evaluate_reads_files_and_writes_the_report(tmp_path, tables):

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "synthrec"
 LAYERS = [
     {"errors", "config"},
     {"schema", "filestore", "storage", "local_s3", "atomic"},
-    {"data", "encoding", "model_dir"},
+    {"data", "encoding", "model_dir", "privacy"},
     {"gan", "recommender", "evaluate", "artifacts", "sequences"},
     {"generators"},  # one interface over the row GAN and the sequence model
     {"distributed"},

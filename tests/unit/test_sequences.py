@@ -90,6 +90,30 @@ def test_catalog_head_is_a_distribution_over_the_whole_catalog():
     assert torch.allclose(lp.logsumexp(1), torch.zeros(3), atol=1e-5)
 
 
+def test_one_step_with_the_key_value_cache_equals_the_full_forward():
+    # sampling feeds steps one at a time through the cache; training runs whole windows: the
+    # hidden states must agree, or samples come from another model than the trained one
+    torch.manual_seed(1)
+    spec = SequenceSpec(
+        num_items=20, num_clusters=4, cluster_size=5, gap_classes=4, field_classes=[3],
+        user_classes=[2], session_field=-1, d_model=16, n_heads=2, n_layers=2, window=8,
+        dropout=0.0,
+    )  # fmt: skip
+    model = SequenceModel(spec).eval()
+    b, t = 3, 8
+    gap, item = torch.randint(0, 4, (b, t)), torch.randint(0, 20, (b, t))
+    fields, user = torch.randint(0, 3, (b, t, 1)), torch.randint(0, 2, (b, 1))
+    index = torch.arange(t).expand(b, t)
+    with torch.no_grad():
+        full = model.hidden(gap, item, fields, user, index, torch.ones(b, t, dtype=torch.bool))
+        cache, user_vec, steps = model.new_cache(b, "cpu"), model.embed.user(user), []
+        for i in range(t):
+            x = model.embed(gap[:, i : i + 1], item[:, i : i + 1], fields[:, i : i + 1],
+                            user_vec, index[:, i : i + 1])[:, 0]  # fmt: skip
+            steps.append(model.advance(cache, x, index[:, i], i))
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
 def test_item_grid_is_balanced_and_holds_every_item_once():
     table = taobao_log(2_000, seed=0)
     log = relational_view(table)

@@ -100,6 +100,9 @@ def progress_bar(description: str, total: float | None, unit: str = "rows") -> I
         yield update
 
 
+REQUIRED = " (required; or set it in --config)"  # a flag a command needs, from here or its YAML
+
+
 def old_flag(name: str) -> Any:
     """A flag's name before synthrec 0.2 (locations now end in -uri): hidden from --help and
     accepted, with a warning, until the next release. Read it with `renamed`."""

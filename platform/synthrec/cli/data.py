@@ -63,7 +63,8 @@ def validate(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://.",
+        help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://. "
+        "(required)",
     ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="YAML: columns: {name: {role: ...}}; else inferred."
@@ -98,6 +99,58 @@ def validate(
     if write_schema_uri:
         write_schema(result, write_schema_uri, source=data)
         out.print(f"wrote the schema to {write_schema_uri}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("import")
+def import_data(
+    out_uri: str = typer.Option(..., "--out-uri", help="Dataset folder to publish (or s3://)."),
+    events_uri: str | None = typer.Option(
+        None, "--events-uri", help="Events table (.parquet, .csv(.gz), dataset folder)."
+    ),
+    users_uri: str | None = typer.Option(
+        None, "--users-uri", help="Users table joined on --user-key."
+    ),
+    items_uri: str | None = typer.Option(
+        None, "--items-uri", help="Items table joined on --item-key."
+    ),
+    recbole_uri: str | None = typer.Option(
+        None, "--recbole-uri", help="RecBole atomic folder: <name>.inter (+ .user, .item)."
+    ),
+    recbole_name: str | None = typer.Option(
+        None, "--recbole-name", help="Dataset name inside the folder (default: its name)."
+    ),
+    user_key: str = typer.Option("user_id", "--user-key", help="Key of the users table."),
+    item_key: str = typer.Option("item_id", "--item-key", help="Key of the items table."),
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="Schema YAML applied to the joined log; else inferred."
+    ),
+) -> None:
+    """Join a RecBole folder or events + users + items tables into one published event log,
+    with its schema in the manifest."""
+    from synthrec.data.importing import run_import
+
+    if (recbole_uri is None) == (events_uri is None):
+        raise typer.BadParameter(
+            "give --events-uri (with --users-uri / --items-uri) or --recbole-uri",
+            param_hint="--events-uri",
+        )
+    done = run_import(
+        out_uri,
+        events_uri=events_uri,
+        users_uri=users_uri,
+        items_uri=items_uri,
+        recbole_uri=recbole_uri,
+        recbole_name=recbole_name,
+        user_key=user_key,
+        item_key=item_key,
+        schema_uri=schema_uri,
+    )
+    roles = ", ".join(f"{c.name} ({c.role.value})" for c in done.schema.columns)
+    out.print(
+        f"published {done.num_rows:,} rows to {done.out_uri}: {roles}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @data_app.command("describe")

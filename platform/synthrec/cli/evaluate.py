@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, config_from_flags, old_flag, out, progress_bar, renamed
+from synthrec.cli.app import (
+    REQUIRED,
+    app,
+    config_from_flags,
+    old_flag,
+    out,
+    progress_bar,
+    renamed,
+)
 from synthrec.config import EvaluateConfig
 
 
@@ -16,15 +24,20 @@ def evaluate(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real rows the generator was trained on (file or dataset, local or s3://)",
+        help="real rows the generator was trained on (file or dataset, local or s3://)" + REQUIRED,
     ),
     synthetic_uri: str | None = typer.Option(
-        None, "--synthetic-uri", help="synthetic rows with the real table's columns"
+        None, "--synthetic-uri", help="synthetic rows with the real table's columns" + REQUIRED
     ),
     holdout_uri: str | None = typer.Option(
         None,
         "--holdout-uri",
         help="real rows the generator never saw (privacy baseline, utility test)",
+    ),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: its manifest's, else inferred)",
     ),
     label: str | None = typer.Option(
         None, "--label", help="binary label for TSTR/TRTR (default: the first label column)"
@@ -55,6 +68,7 @@ def evaluate(
             "real_uri": renamed(real_uri, real, "--real-uri", "--real"),
             "synthetic_uri": renamed(synthetic_uri, synthetic, "--synthetic-uri", "--synthetic"),
             "holdout_uri": renamed(holdout_uri, holdout, "--holdout-uri", "--holdout"),
+            "schema_uri": schema_uri,
             "label": label,
             "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "utility_exclude": exclude or None,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from synthrec.cli.app import (
+    REQUIRED,
     app,
     config_from_flags,
     console,
@@ -32,9 +33,12 @@ def train_gan(
     data_uri: str | None = typer.Option(
         None,
         "--data-uri",
-        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
+        help="training table: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)"
+        + REQUIRED,
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
+    out_uri: str | None = typer.Option(
+        None, "--out-uri", help="model directory URI to publish" + REQUIRED
+    ),
     schema_uri: str | None = typer.Option(
         None, "--schema-uri", help="schema YAML overriding inferred column roles"
     ),
@@ -57,6 +61,15 @@ def train_gan(
     ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: local Ray)"
+    ),
+    epsilon: float | None = typer.Option(
+        None,
+        "--epsilon",
+        help="train the row GAN with differential privacy (DP-SGD) within this ε; training "
+        "stops when it is spent (gan.privacy in a --config sets the rest)",
+    ),
+    delta: float | None = typer.Option(
+        None, "--delta", help="δ of --epsilon; default 1/n^1.1 for n training rows"
     ),
     generator: Generator | None = typer.Option(
         None,
@@ -85,6 +98,8 @@ def train_gan(
             "run.checkpoint_uri": checkpoint_uri,
             "ray_address": address,
             "generator": generator.value if generator else None,
+            "gan.privacy.epsilon": epsilon,
+            "gan.privacy.delta": delta,
         },
     )
     choice = resolve_generator(cfg)  # a log that cannot give sequences fails here, alone
@@ -98,6 +113,10 @@ def train_gan(
             if "phase" in m:
                 loss = m.get("nll", m.get("mle", float("nan")))
                 update(m["epoch"], phase=m["phase"], nll=f"{loss:.3f}", valid=m.get("valid_nll"))
+                return
+            if "epsilon_spent" in m:
+                gen_loss = m.get("generator_loss", float("nan"))
+                update(m["epoch"], epsilon=f"{m['epsilon_spent']:.3f}", gen=f"{gen_loss:.3f}")
                 return
             update(
                 m["epoch"],
@@ -114,18 +133,22 @@ def train_gan(
         f"in {summary['seconds']:.0f} s (run {summary['run_name']}, "
         f"checkpoints {summary['checkpoints']})"
     )
+    if "epsilon_spent" in summary["last"]:
+        out.print(f"differential privacy: ε = {summary['last']['epsilon_spent']:.3f} spent")
 
 
 @app.command("generate")
 def generate(
-    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
+    model_uri: str | None = typer.Option(
+        None, "--model-uri", help="model directory URI" + REQUIRED
+    ),
     rows: int | None = typer.Option(None, "--rows", help="exact number of rows (row models)"),
     users: int | None = typer.Option(
         None,
         "--users",
         help="exact number of users, each with all their events (sequence models)",
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish"),
+    out_uri: str | None = typer.Option(None, "--out-uri", help="dataset URI to publish" + REQUIRED),
     model: str | None = old_flag("--model"),
     out_old: str | None = old_flag("--out"),
     condition: list[str] | None = typer.Option(

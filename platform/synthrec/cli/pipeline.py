@@ -73,7 +73,7 @@ class _Printer:
             time.monotonic() - self.last_rows > 1 or event["done"] >= event["total"]
         ):
             self.last_rows = time.monotonic()
-            console.print(f"  {event['done']:,} / {event['total']:,} rows")
+            console.print(f"  {event['done']:,} / {event['total']:,} {event.get('unit', 'rows')}")
         elif kind == "evaluate" and event.get("part"):
             console.print(f"  {event['part']}")
 
@@ -96,6 +96,9 @@ def pipeline(
     out_uri: str | None = typer.Option(None, "--out-uri", help="root URI of all outputs"),
     data_uri: str | None = typer.Option(
         None, "--data-uri", help="real event log URI (default: simulated data)"
+    ),
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="schema YAML for --data-uri (roles, ignore, behaviour)"
     ),
     stage: list[str] | None = typer.Option(
         None, "--stage", help=f"run only these: {', '.join(PIPELINE_STAGES)}"
@@ -122,6 +125,7 @@ def pipeline(
         {
             "out_uri": renamed(out_uri, out_old, "--out-uri", "--out"),
             "data_uri": renamed(data_uri, data, "--data-uri", "--data"),
+            "schema_uri": schema_uri,
             "stages": stage or None,
             "ray_address": address,
             "generator": generator.value if generator else None,
@@ -146,8 +150,8 @@ def demo(
     cfg = PipelineConfig(out_uri=out_uri)
     console.print(
         f"[bold]synthrec demo[/bold]: simulated e-commerce search log "
-        f"({cfg.simulate.rows:,} impressions) -> GAN -> {cfg.synthetic_rows:,} synthetic rows -> "
-        f"report -> recommender; outputs in {out_uri}"
+        f"({cfg.simulate.rows:,} impressions) -> generator ({cfg.generator}) -> about "
+        f"{cfg.synthetic_rows:,} synthetic rows -> report -> recommender; outputs in {out_uri}"
     )
     start = time.monotonic()
     result = run_pipeline(cfg, progress=_Printer())

@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from synthrec.cli.app import app, config_from_flags, console, old_flag, out, progress_bar, renamed
+from synthrec.cli.app import (
+    REQUIRED,
+    app,
+    config_from_flags,
+    console,
+    old_flag,
+    out,
+    progress_bar,
+    renamed,
+)
 from synthrec.config import TrainRecommenderConfig
 
 
@@ -17,7 +26,8 @@ def train_recommender(
     real_uri: str | None = typer.Option(
         None,
         "--real-uri",
-        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)",
+        help="real interactions: .parquet, .csv(.gz) or .inter file or dataset folder (local or s3://)"
+        + REQUIRED,
     ),
     synthetic_uri: str | None = typer.Option(
         None, "--synthetic-uri", help="synthetic interactions with the real table's columns"
@@ -25,7 +35,14 @@ def train_recommender(
     synthetic_weight: float | None = typer.Option(
         None, "--synthetic-weight", help="λ in L = mean(real) + λ·mean(synthetic)"
     ),
-    out_uri: str | None = typer.Option(None, "--out-uri", help="model directory URI to publish"),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: its manifest's, else inferred)",
+    ),
+    out_uri: str | None = typer.Option(
+        None, "--out-uri", help="model directory URI to publish" + REQUIRED
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="YAML with TrainRecommenderConfig keys"
     ),
@@ -73,6 +90,7 @@ def train_recommender(
         {
             "real_uri": real_uri,
             "synthetic_uri": synthetic_uri,
+            "schema_uri": schema_uri,
             "out_uri": out_uri,
             "model.synthetic_weight": synthetic_weight,
             "scaling.num_workers": num_workers,
@@ -109,18 +127,27 @@ def train_recommender(
 
 @app.command("evaluate-recommender")
 def evaluate_recommender(
-    model_uri: str | None = typer.Option(None, "--model-uri", help="model directory URI"),
+    model_uri: str | None = typer.Option(
+        None, "--model-uri", help="model directory URI (required)"
+    ),
     real_uri: str | None = typer.Option(
-        None, "--real-uri", help="real interactions the model was trained from (local or s3://)"
+        None,
+        "--real-uri",
+        help="real interactions the model was trained from (local or s3://) (required)",
     ),
     out_dir: Path | None = typer.Option(
-        None, "--out-dir", help="local folder for metrics.json and metrics.md"
+        None, "--out-dir", help="local folder for metrics.json and metrics.md (required)"
     ),
     baselines: bool = typer.Option(
         True, "--baselines/--no-baselines", help="also score popularity and EASE"
     ),
     num_train: int | None = typer.Option(
         None, "--num-train", help="rows in the temporal train part (default 80%)"
+    ),
+    schema_uri: str | None = typer.Option(
+        None,
+        "--schema-uri",
+        help="schema YAML of the real table (default: the schema the model was trained with)",
     ),
     model: str | None = old_flag("--model"),
     real: str | None = old_flag("--real"),
@@ -130,13 +157,12 @@ def evaluate_recommender(
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import check_evaluable
     from synthrec.recommender.evaluation import evaluate_recommender as evaluate
-    from synthrec.storage import read_table
 
     model_uri = renamed(model_uri, model, "--model-uri", "--model", required=True)
     real_uri = renamed(real_uri, real, "--real-uri", "--real", required=True)
     out_dir = renamed(out_dir, out_old, "--out-dir", "--out", required=True)
     rec = load_recommender(model_uri)
-    table = read_table(real_uri)
+    table = _real_table(real_uri, schema_uri, rec.training.get("schema"))
     check_evaluable(table)
     console.print(f"evaluating {model_uri} on {table.num_rows:,} real rows")
     report = evaluate(rec, table, num_train=num_train)
@@ -146,6 +172,19 @@ def evaluate_recommender(
     (out_dir / "metrics.md").write_text(markdown_table(report))
     out.print(grid)
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'metrics.md'}")
+
+
+def _real_table(uri: str, schema_uri: str | None, carried: dict | None):
+    """The real log as the model read it: through `schema_uri`, else the model's own schema
+    (behaviour labels, dropped columns), else as stored."""
+    from synthrec.data.eventlog import load_event_log
+    from synthrec.schema import Schema, apply_schema
+    from synthrec.storage import read_table
+
+    if schema_uri is not None:
+        return load_event_log(uri, schema_uri)[0]
+    table = read_table(uri)
+    return apply_schema(table, Schema.from_dict(carried), uri) if carried else table
 
 
 def _rows(report: dict) -> list[list[str]]:

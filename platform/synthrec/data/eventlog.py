@@ -6,10 +6,17 @@ an optional schema YAML that gives each column its role:
       sku:       {role: item_id}
       price:     {role: numeric, kind: float}   # kind and nullable are optional checks
       bought:    {role: label}
+      note:      {role: ignore}                 # dropped where the log is read
+    behaviour:                                  # optional: event types -> ordered 0/1 labels
+      column: behavior_type                     # (not listed under columns)
+      labels: {click: [pv, fav], cart: [cart], purchase: [buy]}   # weakest first
+      cumulative: true                          # a purchase is also a cart and a click
+      no_label: [impression]                    # values that set no label; others fail
 
 With a schema file, the table must have exactly its columns. Without one, a published
 dataset's own schema (from its manifest) is used, else roles are inferred. Either way the
-table is validated, so bad input fails here with a message that names the column and the fix.
+schema is applied (ignored columns dropped, behaviour mapped to labels) and the table is
+validated, so bad input fails here with a message that names the column and the fix.
 """
 
 from __future__ import annotations
@@ -27,16 +34,33 @@ from synthrec.config import StorageConfig
 from synthrec.errors import SchemaError
 from synthrec.schema import (
     ID_ROLES,
+    Behaviour,
     ColumnSpec,
     Kind,
     Role,
     Schema,
+    apply_schema,
     infer_schema,
     kind_of,
     validate_table,
 )
 
 SPEC_KEYS = ("role", "kind", "nullable")
+FILE_KEYS = ("columns", "behaviour", "behavior", "ignore")
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    """A schema YAML as written by a user: column specs (kinds optional), what to drop, and
+    an optional behaviour column. `resolve` turns it into a `Schema` against a table."""
+
+    columns: dict[str, dict[str, Any]]
+    behaviour: Behaviour | None = None
+    ignore: tuple[str, ...] = ()
+
+    def frame(self) -> Schema:
+        """Roles without kinds yet: enough to apply the file (drop, map behaviour)."""
+        return Schema([], self.behaviour, self.ignore)
 
 
 def load_event_log(
@@ -46,12 +70,59 @@ def load_event_log(
     table = read_events(data_uri, storage)
     if table.num_rows == 0:
         raise SchemaError(f"{data_uri} is empty (0 rows); provide at least one row")
-    _reject_all_null(table, data_uri)  # first: a CSV column of only nulls has no type to check
     if schema_uri is not None:
-        schema = schema_from_spec(table, read_schema_spec(schema_uri, storage), where=data_uri)
+        spec = read_schema_file(schema_uri, storage)
+        table = apply_schema(table, spec.frame(), data_uri)
+        _reject_all_null(table, data_uri)  # a CSV column of only nulls has no type to check
+        schema = schema_from_spec(table, spec, where=data_uri)
     else:
-        schema = manifest_schema(data_uri, storage) or infer_schema(table)
+        schema = manifest_schema(data_uri, storage)
+        if schema is not None:
+            table = apply_schema(table, schema, data_uri)
+        _reject_all_null(table, data_uri)
+        schema = schema or infer_schema(table)
     check_table(table, schema, data_uri)
+    return table, schema
+
+
+def schema_table(
+    table: pa.Table, schema_uri: str, storage: StorageConfig | None = None, where: str = ""
+) -> tuple[pa.Table, Schema]:
+    """An in-memory table read through a schema file (as `load_event_log` reads a URI)."""
+    spec = read_schema_file(schema_uri, storage)
+    table = apply_schema(table, spec.frame(), where or "table")
+    schema = schema_from_spec(table, spec, where=where or "table")
+    check_table(table, schema, where or "table")
+    return table, schema
+
+
+def with_schema(
+    table: pa.Table, schema: Schema | str | None, storage: StorageConfig | None = None
+) -> tuple[pa.Table, Schema | None]:
+    """`table` read through `schema`: a Schema (applied), a schema file's URI (read, applied,
+    checked) or None (unchanged, roles left to inference). The Python API's entry to the
+    schema the CLI takes as --schema-uri."""
+    if schema is None:
+        return table, None
+    if isinstance(schema, Schema):
+        return apply_schema(table, schema), schema
+    return schema_table(table, str(schema), storage)
+
+
+def prepare_table(
+    table: pa.Table,
+    schema_uri: str | None,
+    storage: StorageConfig | None = None,
+    where: str = "table",
+) -> tuple[pa.Table, Schema]:
+    """`schema_table` with a schema file, else the inferred schema, checked the same way."""
+    if table.num_rows == 0:
+        raise SchemaError(f"{where} is empty (0 rows); provide at least one row")
+    if schema_uri is not None:
+        return schema_table(table, schema_uri, storage, where)
+    _reject_all_null(table, where)
+    schema = infer_schema(table)
+    check_table(table, schema, where)
     return table, schema
 
 
@@ -99,10 +170,59 @@ def read_schema_yaml(uri: str, storage: StorageConfig | None = None) -> Any:
         ) from None
 
 
-def read_schema_spec(uri: str, storage: StorageConfig | None = None) -> dict[str, dict[str, Any]]:
+def read_schema_file(uri: str, storage: StorageConfig | None = None) -> SchemaFile:
+    """A schema YAML, checked for shape: `columns` {name: {role, kind?, nullable?}}, optional
+    `behaviour` {column, labels, cumulative?} and `ignore` [names] (or role: ignore)."""
+    data = read_schema_yaml(uri, storage)
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(FILE_KEYS))
+        if unknown:
+            raise SchemaError(
+                f"schema file {uri}: unknown top-level key(s) {', '.join(map(str, unknown))}; "
+                f"allowed: columns, behaviour, ignore"
+            )
+        if "behaviour" in data and "behavior" in data:
+            raise SchemaError(f"schema file {uri}: give 'behaviour' or 'behavior', not both")
+    specs = read_schema_spec(uri, storage, data)
+    ignore = [n for n, s in specs.items() if s["role"] == Role.IGNORE]
+    listed = data.get("ignore") or []
+    if not isinstance(listed, list):
+        raise SchemaError(f"schema file {uri}: 'ignore' must be a list of column names")
+    ignore += [str(n) for n in listed if str(n) not in ignore]
+    raw = data.get("behaviour", data.get("behavior"))
+    behaviour = Behaviour.from_dict(raw, f"schema file {uri}") if raw is not None else None
+    columns = {n: s for n, s in specs.items() if s["role"] != Role.IGNORE}
+    if behaviour is not None:
+        if behaviour.column in specs:
+            raise SchemaError(
+                f"schema file {uri}: column '{behaviour.column}' is the behaviour column; "
+                "remove it from columns (its labels replace it)"
+            )
+        for label in behaviour.names:  # listed labels (a written schema) must stay labels
+            role = columns.get(label, {"role": Role.LABEL})["role"]
+            if role != Role.LABEL:
+                raise SchemaError(
+                    f"schema file {uri}: column '{label}' is a behaviour label, so its role "
+                    f"must be label, not {role.value}"
+                )
+        columns = _with_labels(columns, behaviour)
+    return SchemaFile(columns, behaviour, tuple(ignore))
+
+
+def _with_labels(columns: dict[str, dict], b: Behaviour) -> dict[str, dict]:
+    """`columns` with each behaviour label (role label, kind int) where it is not listed."""
+    out = dict(columns)
+    for label in b.names:
+        out.setdefault(label, {"role": Role.LABEL, "kind": Kind.INT, "nullable": False})
+    return out
+
+
+def read_schema_spec(
+    uri: str, storage: StorageConfig | None = None, data: Any = None
+) -> dict[str, dict[str, Any]]:
     """The `columns` mapping of a schema YAML, checked for shape:
     {name: {role, kind?, nullable?}}."""
-    data = read_schema_yaml(uri, storage)
+    data = read_schema_yaml(uri, storage) if data is None else data
     columns = data.get("columns") if isinstance(data, dict) else None
     if not isinstance(columns, dict) or not columns:
         raise SchemaError(
@@ -141,10 +261,11 @@ def _enum(cls, value: Any, name: str, key: str, uri: str):
         ) from None
 
 
-def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: str) -> Schema:
+def schema_from_spec(table: pa.Table, specs: SchemaFile | dict[str, dict], where: str) -> Schema:
     """A schema with exactly the spec's columns; kinds the spec leaves out come from the data."""
+    file = specs if isinstance(specs, SchemaFile) else SchemaFile(specs)
     columns = []
-    for name, spec in specs.items():
+    for name, spec in file.columns.items():
         present = name in table.column_names
         kind = spec.get("kind") or (kind_of(table.column(name).type) if present else Kind.STRING)
         if kind is None:
@@ -154,14 +275,16 @@ def schema_from_spec(table: pa.Table, specs: dict[str, dict[str, Any]], where: s
             )
         nullable = spec.get("nullable", bool(present and table.column(name).null_count))
         columns.append(ColumnSpec(name, spec["role"], kind, nullable))
-    return Schema(columns)
+    return Schema(columns, file.behaviour, file.ignore)
 
 
 def schema_yaml(schema: Schema, source: str) -> str:
     """`schema` as a schema file (the YAML `--schema-uri` reads), headed by how to edit it."""
     header = (
         f"# Column roles of {source}. Edit them, then pass this file as --schema-uri.\n"
-        f"# role: {', '.join(r.value for r in Role)}\n"
+        f"# role: {', '.join(r.value for r in Role)} (ignore drops the column)\n"
+        "# behaviour: {column: NAME, labels: {click: [pv], cart: [cart], purchase: [buy]}}\n"
+        "#   maps a column of event types to ordered 0/1 label columns (weakest first)\n"
         f"# kind: {', '.join(k.value for k in Kind)} (checked against the data)\n"
         "# nullable: true lets the column hold nulls\n"
     )

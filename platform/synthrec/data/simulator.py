@@ -422,15 +422,7 @@ def _outcomes(world: World, rng: np.random.Generator, rows: dict[str, np.ndarray
     quality, price_z = world.item_quality[item], world.item_price_z[item]
     sens = world.user_price_sens[user]
     examined = rng.random(len(item)) < rows["position"] ** -POSITION_DECAY
-    attract = (
-        CLICK_BIAS
-        + 0.6 * quality
-        + 0.8 * (world.item_category[item] == world.user_favourite[user])
-        + 0.6 * (world.item_category[item] == rows["query_category"])
-        + np.take(SEGMENT_CLICK, seg)
-        + np.take(DEVICE_CLICK, device)
-        - 0.3 * sens * price_z
-    )
+    attract = _attraction(world, rows)
     click = examined & (rng.random(len(item)) < _sigmoid(attract))
     cart_logit = CART_BIAS + 0.4 * quality + np.take(SEGMENT_CART, seg) - 0.5 * sens * price_z
     cart = click & (rng.random(len(item)) < _sigmoid(cart_logit))
@@ -444,6 +436,48 @@ def _outcomes(world: World, rng: np.random.Generator, rows: dict[str, np.ndarray
     purchase = cart & (rng.random(len(item)) < _sigmoid(buy_logit))
     rows.update(
         click=click.astype(np.int64), cart=cart.astype(np.int64), purchase=purchase.astype(np.int64)
+    )
+
+
+def click_propensity(cfg: SimulateConfig, table: pa.Table) -> np.ndarray:
+    """(N,) the simulator's own position-free P(click | examined) of each row of a log it made:
+    the oracle a debiased ranker can at best reach (it knows every user's taste and every
+    item's quality)."""
+    world = build_world(cfg)
+
+    def index(column: str, values: pa.Array) -> np.ndarray:
+        found = pc.index_in(table.column(column), value_set=values)
+        if found.null_count:
+            raise ConfigError(
+                f"column '{column}' has values the simulator (seed {cfg.seed}) did not make; "
+                "pass the SimulateConfig that generated this log"
+            )
+        return found.to_numpy().astype(np.int64)
+
+    query = index("query", world.query_texts)
+    rows = {
+        "item": index("item_id", world.item_ids),
+        "user": index("user_id", world.user_ids),
+        "device": index("device", pa.array(DEVICES)),
+        "query_category": world.query_category[query],
+    }
+    return _sigmoid(_attraction(world, rows))
+
+
+def _attraction(world: World, rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Click logit of an examined impression (no position in it)."""
+    item, user, device = rows["item"], rows["user"], rows["device"]
+    seg = world.user_segment[user]
+    quality, price_z = world.item_quality[item], world.item_price_z[item]
+    sens = world.user_price_sens[user]
+    return (
+        CLICK_BIAS
+        + 0.6 * quality
+        + 0.8 * (world.item_category[item] == world.user_favourite[user])
+        + 0.6 * (world.item_category[item] == rows["query_category"])
+        + np.take(SEGMENT_CLICK, seg)
+        + np.take(DEVICE_CLICK, device)
+        - 0.3 * sens * price_z
     )
 
 

@@ -245,6 +245,8 @@ def run_generate(
         "conditions": cfg.conditions,
         "rebalance": cfg.rebalance,
         "generator": "synthrec",
+        "schema": gen.schema,  # read back by evaluate and the recommender: no re-inference
+        **{k: gen.metadata[k] for k in ("epsilon_spent", "delta") if k in gen.metadata},
     }
     if cfg.unit == "users":
         metadata["users"] = cfg.users

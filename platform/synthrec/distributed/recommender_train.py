@@ -31,6 +31,7 @@ from synthrec.distributed.train_loop import (
     start_run,
 )
 from synthrec.errors import ConfigError, DataError
+from synthrec.schema import Schema, apply_schema
 
 # ------------------------------------------------------------------------------ driver side
 
@@ -41,6 +42,17 @@ def read_interactions(uri: str, storage_cfg: StorageConfig | None = None) -> pa.
     if table.num_rows == 0:
         raise DataError(f"{uri} is empty (0 rows); model F needs interactions")
     return table
+
+
+def read_real(cfg: TrainRecommenderConfig) -> tuple[pa.Table, Schema | None]:
+    """The real table and its schema: `cfg.schema_uri` or the dataset manifest's, applied
+    (ignored columns dropped, behaviour mapped to labels); without either, (table, None) and
+    model F infers the roles."""
+    from synthrec.data.eventlog import load_event_log, manifest_schema
+
+    if cfg.schema_uri is None and manifest_schema(cfg.real_uri, cfg.storage) is None:
+        return read_interactions(cfg.real_uri, cfg.storage), None
+    return load_event_log(cfg.real_uri, cfg.schema_uri, cfg.storage)
 
 
 def windows_dataset(arrays: dict[str, np.ndarray], seed: int):
@@ -87,9 +99,15 @@ def run_train_recommender(
             stacklevel=2,
         )
     name = start_run("recommender", cfg)
-    real = read_interactions(cfg.real_uri, cfg.storage)
+    real, schema = read_real(cfg)
     synthetic = read_interactions(cfg.synthetic_uri, cfg.storage) if cfg.synthetic_uri else None
-    data = prepare_training(real, synthetic, model_cfg)
+    if synthetic is not None and schema is not None:
+        synthetic = apply_schema(synthetic, schema, cfg.synthetic_uri)
+    if model_cfg.ranking_heads:  # F with its ranking heads: distributed/ranking_train.py
+        from synthrec.distributed.ranking_train import run_train_ranking
+
+        return run_train_ranking(cfg, real, synthetic, name, progress)
+    data = prepare_training(real, synthetic, model_cfg, schema)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)
     task = RecommenderWorkerConfig(
@@ -121,6 +139,7 @@ def run_train_recommender(
         "best_epoch": state["best_epoch"],
         "best_valid_ndcg@10": state["best_score"],
         "train_seconds": round(time.monotonic() - start, 2),
+        **({"schema": schema.to_dict()} if schema is not None else {}),
     }
     rec = build_recommender(model, data.encoder, model_cfg, data.known, data.popularity, training)
     save_recommender(rec, cfg.out_uri, cfg.storage)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,9 @@ from synthrec.encoding.arrow import (
 )
 from synthrec.errors import DataError
 from synthrec.schema import ColumnSpec, Kind, kind_of
+
+if TYPE_CHECKING:
+    from synthrec.privacy.statistics import NoisyHistogram
 
 SpanKind = Literal["scalar", "onehot"]
 CodecKind = Literal["numeric", "discrete", "id"]
@@ -165,6 +168,31 @@ class NumericCodec:
         arrays = {f"{name}.means": means, f"{name}.stds": stds, f"{name}.weights": weights}
         return cls(name, meta, arrays)
 
+    @classmethod
+    def fit_grid(cls, spec: ColumnSpec, bounds: tuple[float, float], num_modes: int):
+        """The DP fit: nothing read from the rows. Modes sit on a fixed grid over the public
+        `bounds` (K evenly spaced means, each std half a cell, equal weights); nulls only if
+        the schema declares them; values outside the bounds decode clipped to them."""
+        lo, hi = float(bounds[0]), float(bounds[1])
+        k = max(1, num_modes)
+        means = np.linspace(-1 + 1 / k, 1 - 1 / k, k)  # cell centres of [-1, 1]
+        meta = {
+            "codec": cls.kind,
+            "center": (lo + hi) / 2,
+            "scale": (hi - lo) / 2,
+            "nullable": bool(spec.nullable),
+            "integral": spec.kind in (Kind.INT, Kind.DATETIME),
+            "min": lo,
+            "max": hi,
+            "grid": True,
+        }
+        arrays = {
+            f"{spec.name}.means": means,
+            f"{spec.name}.stds": np.full(k, 1 / k),
+            f"{spec.name}.weights": np.full(k, 1 / k),
+        }
+        return cls(spec.name, meta, arrays)
+
     @property
     def num_modes(self) -> int:
         return len(self.means)
@@ -177,6 +205,13 @@ class NumericCodec:
 
     def transform(self, col: pa.ChunkedArray, rng: np.random.Generator) -> np.ndarray:
         values, nulls = to_float(col)
+        if nulls.any() and not self.meta["nullable"]:
+            raise DataError(
+                f"column '{self.name}': {int(nulls.sum())} nulls, but the encoder has no null "
+                f"slot; declare the column nullable in the schema"
+            )
+        if self.meta.get("grid"):  # public bounds: values outside them are clipped
+            values = np.clip(values, self.meta["min"], self.meta["max"])
         z = (values - self.meta["center"]) / self.meta["scale"]
         # log posterior of each mode, (n, K); a mode is drawn from it as CTGAN does
         logp = (
@@ -270,6 +305,29 @@ class DiscreteCodec:
         meta = {"codec": cls.kind, "values": vmeta, "nullable": nullable}
         return cls(name, meta, {**arrays, f"{name}.counts": counts.astype(np.int64)})
 
+    @classmethod
+    def fit_private(
+        cls, data: FitData, histogram: NoisyHistogram, rng: np.random.Generator
+    ) -> DiscreteCodec:
+        """The DP fit: noisy counts, and only the values whose noisy count passes the
+        histogram's threshold (the null slot too, unless the schema declares nulls). Rows
+        holding a dropped value (or an undeclared null) encode as the most frequent value."""
+        name, col = data.spec.name, data.column
+        values, freq = categories(col)
+        counts = np.concatenate([freq, [int(col.null_count)]]).astype(np.float64)
+        kept, noisy = histogram.release(counts, rng)
+        nullable = bool(data.spec.nullable or kept[-1])
+        if not kept[:-1].any():
+            raise DataError(
+                f"column '{name}': no value's noisy count passed the DP threshold "
+                f"{histogram.threshold:.0f} rows; raise privacy.epsilon or encoder_share, list "
+                f"the column in privacy.public_columns if its values are public, or drop it"
+            )
+        vmeta, arrays = pack_values(values.filter(pa.array(kept[:-1])), f"{name}.values")
+        released = np.concatenate([noisy[:-1][kept[:-1]], noisy[-1:] if nullable else []])
+        meta = {"codec": cls.kind, "values": vmeta, "nullable": nullable, "private": True}
+        return cls(name, meta, {**arrays, f"{name}.counts": np.rint(released).astype(np.int64)})
+
     @property
     def size(self) -> int:
         return len(self.values) + int(self.meta["nullable"])
@@ -282,7 +340,13 @@ class DiscreteCodec:
 
     def codes(self, col: pa.ChunkedArray) -> np.ndarray:
         """(n,) code per row; nulls get the last slot."""
-        idx = lookup(col, self.values, self.name)
+        if self.meta.get("private"):  # values the DP fit dropped read as the top value
+            top = int(np.argmax(self.freq[: len(self.values)]))
+            idx = lookup(col, self.values, self.name, unseen_code=top)
+            if not self.meta["nullable"]:
+                idx = np.where(idx < 0, top, idx)
+        else:
+            idx = lookup(col, self.values, self.name)
         if (idx < 0).any() and not self.meta["nullable"]:
             raise DataError(
                 f"column '{self.name}': {int((idx < 0).sum())} nulls, but the encoder saw none; "

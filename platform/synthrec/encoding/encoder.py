@@ -10,6 +10,7 @@ the two decoding passes of the `Codec` protocol. Settings come from `EncoderConf
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,22 @@ from synthrec.encoding.codecs import (
 )
 from synthrec.encoding.ids import IdCodec, attach_dependents, attach_labels
 from synthrec.errors import DataError, ModelError
+from synthrec.privacy.statistics import NoisyHistogram
 from synthrec.schema import ID_ROLES, ColumnSpec, Kind, Role, Schema
 
 ENCODER_FORMAT = 2  # 2: id draw weights live with the generator, not in the encoder
 CODECS: dict[str, type[Codec]] = {c.kind: c for c in (NumericCodec, DiscreteCodec, IdCodec)}
+
+
+@dataclass(frozen=True)
+class PrivateFit:
+    """What the DP fit of the encoder needs: the columns released as noisy histograms, the
+    mechanism, and a secret random generator (never one seeded from the config)."""
+
+    columns: frozenset[str]
+    histogram: NoisyHistogram | None
+    rng: np.random.Generator
+    grid: dict[str, tuple[float, float]]  # numeric columns on a fixed grid over public bounds
 
 
 class Encoder:
@@ -56,9 +69,21 @@ class Encoder:
 
     # -- fit -----------------------------------------------------------------------------
     @classmethod
-    def fit(cls, table: pa.Table, schema: Schema, cfg: EncoderConfig, seed: int = 0) -> Encoder:
+    def fit(
+        cls,
+        table: pa.Table,
+        schema: Schema,
+        cfg: EncoderConfig,
+        seed: int = 0,
+        private: PrivateFit | None = None,
+    ) -> Encoder:
         """Fit on `table` (category sets and counts from all rows; modes and id profiles on
-        bounded samples of cfg.mode_fit_rows / cfg.id_profile_rows rows drawn from `seed`)."""
+        bounded samples of cfg.mode_fit_rows / cfg.id_profile_rows rows drawn from `seed`).
+
+        `private`: the DP fit of a privacy run. Its columns are one-hot with noisy counts
+        (DiscreteCodec.fit_private, whatever their cardinality), its grid columns numeric on
+        a fixed grid over public bounds (NumericCodec.fit_grid); the others are fitted as
+        usual, which synthrec.privacy's check allows only for columns declared public."""
         if table.num_rows == 0:
             raise DataError("cannot fit the encoder on an empty table (0 rows)")
         rng = np.random.default_rng(seed)
@@ -66,7 +91,13 @@ class Encoder:
         codecs: dict[str, Codec] = {}
         for spec in schema.columns:
             col = table.column(spec.name)
-            if not _is_id(spec, col, cfg):
+            if private is not None and spec.name in private.grid:
+                bounds = private.grid[spec.name]
+                codecs[spec.name] = NumericCodec.fit_grid(spec, bounds, cfg.num_modes)
+            elif private is not None and spec.name in private.columns:
+                data = FitData(spec, col, col)
+                codecs[spec.name] = DiscreteCodec.fit_private(data, private.histogram, private.rng)
+            elif not _is_id(spec, col, cfg):
                 data = FitData(spec, col, mode_sample.column(spec.name))
                 codecs[spec.name] = _small_codec(spec, col, cfg).fit(data, cfg, seed)
         id_specs = [s for s in schema.columns if s.name not in codecs]

@@ -63,7 +63,7 @@ def render_html(
             _summary(metrics),
             _fidelity(metrics["fidelity"], columns, max_categories),
             _utility(metrics["utility"]),
-            _privacy(metrics["privacy"]),
+            _privacy(metrics["privacy"], metrics["meta"].get("differential_privacy")),
             _segments(metrics.get("segments")),
             _sequences(metrics.get("sequences")),
             _notes(metrics),
@@ -264,10 +264,15 @@ codes.</p>
 {_table(["", "Value"], rows)}{note}</section>"""
 
 
-def _privacy(p: dict) -> str:
+def _privacy(p: dict, dp: dict | None = None) -> str:
     dcr = p.get("dcr", {})
     syn, hold = dcr.get("synthetic", {}), dcr.get("holdout", {})
-    rows = [
+    guarantee = (
+        [["Differential privacy: ε spent / δ", f"{_fmt(dp['epsilon_spent'])} / {dp['delta']:.3g}"]]
+        if dp
+        else [["Differential privacy", "none (the model was trained without a DP budget)"]]
+    )
+    rows = guarantee + [
         [
             "Exact-copy rate (synthetic rows equal to a train row)",
             _fmt(p.get("exact_copy_rate"), 4),

@@ -21,7 +21,7 @@ from synthrec.evaluate.fidelity import fidelity, pick
 from synthrec.evaluate.privacy import evaluate_privacy
 from synthrec.evaluate.sequences import sequence_columns, sequence_section
 from synthrec.evaluate.utility import default_label, tstr_trtr
-from synthrec.schema import Schema, infer_schema
+from synthrec.schema import Schema, apply_schema, infer_schema
 
 STAGES = ("encode", "fidelity", "utility", "privacy", "segments", "sequences")
 MIN_SEGMENT_ROWS = 20  # fewer rows on either side: the segment's fidelity is not scored
@@ -163,6 +163,7 @@ def verdict(metrics: dict, limits: VerdictConfig) -> dict:
         "<=",
     )
     check("privacy.mia_auc", priv.get("mia_auc"), limits.max_mia_auc, "<=")
+    _user_checks(check, (metrics.get("sequences") or {}).get("privacy"), limits)
     check("fidelity.overall", metrics["fidelity"].get("overall"), limits.min_fidelity, ">=")
     check("utility.ratio", metrics["utility"].get("ratio"), limits.min_utility_ratio, ">=")
     privacy_checks = [c["passed"] for c in checks if c["metric"].startswith("privacy.")]
@@ -172,6 +173,30 @@ def verdict(metrics: dict, limits: VerdictConfig) -> dict:
         "checks": checks,
         "skipped": skipped,
     }
+
+
+def _user_checks(check, priv: dict | None, limits: VerdictConfig) -> None:
+    """User-level privacy of an event log (the sequences section), when it was measured:
+    whole-sequence copies no more often than real users coincide, shared runs of >= 5 items
+    no more often than held-out real users have them, the user-level membership attack."""
+    if not priv:
+        return
+    copies = priv["exact_copies"]
+    copy_limit = limits.max_exact_copy_rate
+    if copy_limit is not None and copies.get("holdout") is not None:
+        copy_limit = max(copy_limit, copies["holdout"])
+    check("privacy.user_exact_copy_share", copies.get("synthetic"), copy_limit, "<=")
+    runs = priv["longest_shared_run"]
+    key = f"share_at_least_{runs['limit']}"
+    held = (runs.get("holdout") or {}).get(key)
+    excess = limits.max_shared_run_excess
+    check(
+        f"privacy.user_shared_run_{runs['limit']}_share",
+        runs["synthetic"].get(key) if held is not None else None,  # no reference: skipped
+        excess + held if excess is not None and held is not None else excess,
+        "<=",
+    )
+    check("privacy.user_mia_auc", priv.get("membership_auc"), limits.max_user_mia_auc, "<=")
 
 
 # ---------------------------------------------------------------------------- segments
@@ -303,6 +328,7 @@ class Inputs(NamedTuple):
     holdout: pa.Table | None
     schema: Schema
     segments: dict | None
+    dp: dict | None = None  # the model's epsilon_spent and delta (generate's manifest)
 
 
 def load_inputs(cfg: EvaluateConfig) -> Inputs:
@@ -317,12 +343,34 @@ def load_inputs(cfg: EvaluateConfig) -> Inputs:
     plan = storage.plan_read(cfg.synthetic_uri, cfg.storage)  # the manifest once: rows and segments
     synthetic = storage.read_plan(plan, cfg.storage)
     holdout = storage.read_table(cfg.holdout_uri, cfg.storage) if cfg.holdout_uri else None
-    schema = check_inputs(
-        real, synthetic, holdout, infer_schema(real, cfg.roles) if real.num_rows else None
-    )
+    known = known_schema(cfg, real) if real.num_rows else None
+    if known is not None:  # the schema given or carried by the real data: applied to all three
+        real, synthetic, holdout = (
+            apply_schema(t, known, w) if t is not None else None
+            for t, w in ((real, "real"), (synthetic, "synthetic"), (holdout, "holdout"))
+        )
+    schema = check_inputs(real, synthetic, holdout, known)
     segments = cfg.segments if cfg.segments is not None else _manifest_segments(plan.manifest)
     check_settings(cfg, schema, segments)
-    return Inputs(real, synthetic, holdout, schema, segments)
+    return Inputs(real, synthetic, holdout, schema, segments, _manifest_dp(plan.manifest))
+
+
+def known_schema(cfg: EvaluateConfig, real: pa.Table) -> Schema | None:
+    """The real table's schema: `cfg.schema_uri`, else its manifest's, with `cfg.roles` on top;
+    None leaves roles to inference (as `check_inputs` does)."""
+    from synthrec.data.eventlog import manifest_schema, schema_table
+
+    if cfg.schema_uri:
+        schema = schema_table(real, cfg.schema_uri, cfg.storage, where=cfg.real_uri)[1]
+    else:
+        schema = manifest_schema(cfg.real_uri, cfg.storage)
+    if not cfg.roles:
+        return schema
+    roles = {c.name: c.role.value for c in schema.columns} if schema else {}
+    applied = apply_schema(real, schema, "real") if schema else real
+    inferred = infer_schema(applied, {**roles, **cfg.roles})
+    ignore = tuple(dict.fromkeys([*(schema.ignore if schema else ()), *inferred.ignore]))
+    return Schema(inferred.columns, schema.behaviour if schema else None, ignore)
 
 
 def run_evaluate(
@@ -332,8 +380,10 @@ def run_evaluate(
     metrics.json under `cfg.out_uri`. Returns the metrics."""
     from synthrec.evaluate.report import write_report
 
-    real, synthetic, holdout, schema, segments = inputs or load_inputs(cfg)
+    real, synthetic, holdout, schema, segments, dp = inputs or load_inputs(cfg)
     metrics = evaluate_synthetic(real, synthetic, holdout, schema, cfg, segments, progress)
+    if dp:
+        metrics["meta"]["differential_privacy"] = dp
     metrics["meta"]["inputs"] = {
         "real": cfg.real_uri,
         "synthetic": cfg.synthetic_uri,
@@ -381,6 +431,13 @@ def check_config(cfg: EvaluateConfig) -> None:
             "evaluate needs both a real and a synthetic table URI: --real-uri and "
             "--synthetic-uri (real_uri and synthetic_uri in a config)"
         )
+
+
+def _manifest_dp(manifest) -> dict | None:
+    """epsilon_spent and delta of a DP model, as `synthrec generate` records them."""
+    meta = manifest.metadata if manifest is not None else {}
+    found = {k: meta[k] for k in ("epsilon_spent", "delta") if meta.get(k) is not None}
+    return found or None
 
 
 def _manifest_segments(manifest) -> dict | None:

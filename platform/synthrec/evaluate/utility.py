@@ -27,8 +27,11 @@ REAL, SYNTHETIC, HOLDOUT = 0, 1, 2
 
 
 def default_label(schema: Schema, label: str | None) -> str | None:
-    """The label to predict: `label` if given (checked), else the schema's first label."""
+    """The label to predict: `label` if given (checked), else the strongest behaviour label
+    (a purchase, rarer than the clicks every event may be), else the schema's first label."""
     if label is None:
+        if schema.behaviour is not None:
+            return schema.behaviour.names[-1]
         labels = schema.by_role(Role.LABEL)
         return labels[0].name if labels else None
     if label not in schema.names:

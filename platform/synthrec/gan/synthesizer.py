@@ -27,9 +27,11 @@ import torch
 
 import synthrec
 from synthrec.config import GanConfig
+from synthrec.data.eventlog import with_schema
 from synthrec.encoding import DiscreteCodec, Encoder
 from synthrec.encoding.id_search import calibration_step, total_variation
 from synthrec.errors import ConditionError, ConfigError, DataError, ModelError
+from synthrec.gan.dp import build_dp, dp_metadata, dp_train_epoch, private_fit
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
 from synthrec.schema import Schema, infer_schema, validate_table
@@ -111,7 +113,7 @@ class Synthesizer:
     def fit(
         self,
         table: Any,
-        schema: Schema | None = None,
+        schema: Schema | str | None = None,
         cfg: GanConfig | None = None,
         epochs: int | None = None,
         time_budget_s: float | None = None,
@@ -121,7 +123,8 @@ class Synthesizer:
         """Train on `table`, a pyarrow Table or a pandas DataFrame (then `sample` returns
         DataFrames too). Stops after `epochs` (default cfg.epochs: 30, as `synthrec train-gan`)
         or `time_budget_s`, whichever comes first. `progress(epoch=..., **metrics)` is called
-        after each epoch."""
+        after each epoch. `schema`: a Schema or a schema file's path (as --schema-uri); without
+        one the roles are inferred."""
         table, return_type = _as_arrow(table)
         cfg = cfg or GanConfig()
         if epochs is not None and epochs < 1:
@@ -129,33 +132,48 @@ class Synthesizer:
         if time_budget_s is not None and time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
+        table, schema = with_schema(table, schema)  # a schema file's path works too
         schema = schema or infer_schema(table)
         validate_table(table, schema)
-        encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)
-        data = torch.from_numpy(encoder.transform(table, seed=cfg.seed))
-        encode_s = time.monotonic() - start
-        state = build_gan(encoder, cfg, device)
-        sampler = build_sampler(state, encoder, data)
-        del data
         max_epochs = (
             epochs if epochs is not None else (cfg.epochs if time_budget_s is None else 10**9)
         )
-        deadline = start + time_budget_s if time_budget_s is not None else None
         batch = min(cfg.batch_size, max(cfg.pac, table.num_rows // cfg.pac * cfg.pac))
+        if cfg.privacy is not None:  # the budget buys max_epochs, or cfg.epochs under a deadline
+            plan = max_epochs if max_epochs < 10**9 else cfg.epochs
+            encoder, budget = private_fit(table, schema, cfg, plan, batch)
+        else:
+            encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)
+        data = torch.from_numpy(encoder.transform(table, seed=cfg.seed))
+        encode_s = time.monotonic() - start
+        state = build_gan(encoder, cfg, device)
+        if cfg.privacy is not None:
+            state.dp = build_dp(encoder, state.layout, budget, state.device)
+        sampler = build_sampler(state, encoder, data)
+        del data
+        deadline = start + time_budget_s if time_budget_s is not None else None
         # at least one (possibly partial) epoch, even when encoding used up the budget
         while state.epoch < max_epochs and (
             state.epoch == 0 or deadline is None or time.monotonic() < deadline
         ):
-            metrics = train_epoch(
-                state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline
-            )
+            if state.dp is not None:
+                metrics = dp_train_epoch(state, sampler.shard, batch, deadline=deadline)
+            else:
+                metrics = train_epoch(
+                    state, sampler.shard, sampler, batch, seed=cfg.seed, deadline=deadline
+                )
             if progress:
                 progress(**metrics)
+            if metrics.get("budget_spent"):
+                break
         self._attach(encoder, cfg, state.generator.state_dict(), None, device)
         self.calibrate_ids()
         self.return_type = return_type
+        if state.dp is not None:
+            self.metadata.update(dp_metadata(state.dp.budget))
+        else:  # a hash of the rows: it would confirm a guessed training table
+            self.metadata["fingerprint"] = table_fingerprint(table)
         self.metadata.update(
-            fingerprint=table_fingerprint(table),
             synthrec_version=synthrec.__version__,
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics={

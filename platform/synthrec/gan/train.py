@@ -44,6 +44,7 @@ class GanState:
     rng: torch.Generator
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    dp: Any = None  # gan.dp.DpState of a DP run (budget, secret generator); None otherwise
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimizer states, epoch and RNG state (tensors and plain values only)."""
@@ -55,6 +56,7 @@ class GanState:
             "epoch": self.epoch,
             "rng": self.rng.get_state(),
             "history": list(self.history),
+            **({"privacy": self.dp.state_dict()} if self.dp is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -66,6 +68,15 @@ class GanState:
         if "rng" in state:
             self.rng.set_state(state["rng"].cpu())
         self.history = list(state.get("history", []))
+        if (self.dp is None) != ("privacy" not in state):
+            raise ConfigError(
+                "the checkpoint was trained "
+                + ("with" if "privacy" in state else "without")
+                + " differential privacy and this run is configured the other way; resume "
+                "with the run's own privacy config, or start a new run under another --run-name"
+            )
+        if self.dp is not None:
+            self.dp.load_state_dict(state["privacy"])
 
 
 def build_gan(

@@ -16,6 +16,7 @@ interaction encoder's columns and codecs); metadata.json holds the training fact
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from synthrec.recommender.data import PAD, InteractionEncoder, Log
 from synthrec.recommender.model import ModelSpec, RecommenderModel
 from synthrec.recommender.recommend import BatchRecommender
 from synthrec.recommender.train import ModelScorer
-from synthrec.storage import parquet_bytes
+from synthrec.storage import parquet_bytes, read_files
 
 KIND = "recommender"
 PARTS = (
@@ -87,6 +88,7 @@ class Recommender:
                 "user_features": list(c.user_features),
                 "item_features": list(c.item_features),
                 "query": c.query,
+                "labels": list(c.labels) if self.model.ranker is not None else [],
             },
             "accepts_query": self.encoder.query_buckets > 0,
             "training": self.training,
@@ -189,6 +191,13 @@ def recommender_files(rec: Recommender) -> dict[str, bytes]:
         {"training": rec.training},
         parts,
     )
+
+
+def has_ranking_heads(uri: str, storage: StorageConfig | None = None) -> bool:
+    """Whether the recommender directory at `uri` can rank candidates (/v1/rank), reading only
+    its header."""
+    header = json.loads(read_files(uri, [model_dir.HEADER], storage)[model_dir.HEADER])
+    return int(header.get("state", {}).get("model_spec", {}).get("num_labels", 0)) > 0
 
 
 def save_recommender(rec: Recommender, uri: str, storage: StorageConfig | None = None) -> None:

@@ -39,6 +39,7 @@ from synthrec.schema import (
 
 PAD = 0
 QUERY_NAMES = ("query", "search", "search_query", "query_text")
+POSITION_NAMES = ("position", "display_position", "rank_position", "slot")
 ATTRIBUTE_MIN_PURITY = (
     0.99  # share of entities with one value for a column to count as their attribute
 )
@@ -57,12 +58,16 @@ class Columns:
     user_features: tuple[str, ...] = ()
     item_features: tuple[str, ...] = ()
     query: str | None = None
-    label: str | None = None
+    label: str | None = None  # the first of `labels` (click): today's click AUC reads it
+    labels: tuple[str, ...] = ()  # funnel order, weakest first: click, cart, purchase
+    position: str | None = None  # display position: a training-only bias of the ranking heads
+    positive_index: int = 0  # rows with labels[positive_index:] set are positive interactions
 
     @property
     def used(self) -> list[str]:
         names = [self.user, self.item, self.time, *self.user_features, *self.item_features]
-        return names + [c for c in (self.query, self.label) if c]
+        extra = [c for c in (self.query, self.label, self.position) if c]
+        return names + extra + [c for c in self.labels if c not in extra]
 
 
 def discover_columns(
@@ -97,8 +102,20 @@ def discover_columns(
         ),
         None,
     )
-    label = schema.column_of(Role.LABEL)
-    taken = {user, item, time, query, label}
+    labels = (
+        list(cfg.labels) if cfg.labels is not None else [c.name for c in schema.by_role(Role.LABEL)]
+    )
+    label = labels[0] if labels else None
+    position = cfg.position_column or next(
+        (
+            c.name
+            for c in schema.columns
+            if c.name.lower() in POSITION_NAMES and c.kind in (Kind.INT, Kind.FLOAT)
+        ),
+        None,
+    )
+    positive_index = _positive_index(labels, cfg.positive_label)
+    taken = {user, item, time, query, position, *labels}
     candidates = [
         c.name
         for c in schema.columns
@@ -114,7 +131,7 @@ def discover_columns(
         if cfg.item_features is not None
         else _attributes_of(table, item, candidates)
     )
-    for name in [*user_feats, *item_feats, *([query] if query else [])]:
+    for name in [*user_feats, *item_feats, *[c for c in (query, position) if c], *labels]:
         if name not in table.column_names:
             raise SchemaError(
                 f"feature column '{name}' is not in the table; columns: "
@@ -128,7 +145,21 @@ def discover_columns(
         tuple(c for c in item_feats if c not in user_feats),
         query,
         label,
+        tuple(labels),
+        position,
+        positive_index,
     )
+
+
+def _positive_index(labels: list[str], positive_label: str | None) -> int:
+    if positive_label is None:
+        return 0
+    if positive_label not in labels:
+        raise SchemaError(
+            f"positive_label '{positive_label}' is not a label column; label columns: "
+            f"{', '.join(labels) or 'none'} (set labels, or leave positive_label unset)"
+        )
+    return labels.index(positive_label)
 
 
 def _attributes_of(table: pa.Table, key: str, candidates: list[str]) -> list[str]:
@@ -440,6 +471,9 @@ class InteractionEncoder:
                 "item_features": list(c.item_features),
                 "query": c.query,
                 "label": c.label,
+                "labels": list(c.labels),
+                "position": c.position,
+                "positive_index": c.positive_index,
             },
             "item_codec": self.item_codec.to_dict(),
             "user_codec": self.user_codec.to_dict(),
@@ -460,6 +494,9 @@ class InteractionEncoder:
             tuple(c["item_features"]),
             c["query"],
             c["label"],
+            tuple(c.get("labels", [c["label"]] if c["label"] else [])),
+            c.get("position"),
+            int(c.get("positive_index", 0)),
         )
         return cls(
             columns,
@@ -519,6 +556,39 @@ def _label_values(col: pa.ChunkedArray) -> np.ndarray:
         values = pc.cast(col, pa.string()).to_numpy(zero_copy_only=False)
         return np.isin(values, ["1", "true", "True", "yes"]).astype(np.int64)
     return np.nan_to_num(col.to_numpy(zero_copy_only=False).astype(np.float64)).astype(np.int64)
+
+
+def label_matrix(table: pa.Table, columns: Columns, where: str = "table") -> np.ndarray:
+    """(N, K) int64 funnel labels in table order, weakest first. A stronger label implies the
+    weaker ones (a purchase was clicked and carted), so each row is made cumulative; values
+    other than 0/1 (or true/false) are a DataError naming the column."""
+    out = np.zeros((table.num_rows, len(columns.labels)), dtype=np.int64)
+    for j, name in enumerate(columns.labels):
+        col = table.column(name)
+        if kind_of(col.type) == Kind.STRING:
+            text = pc.utf8_lower(pc.cast(col, pa.string())).to_numpy(zero_copy_only=False)
+            bad = ~np.isin(text, ["0", "1", "true", "false"]) & ~null_mask(col)
+            values = np.isin(text, ["1", "true"])
+        else:
+            raw = np.nan_to_num(col.to_numpy(zero_copy_only=False).astype(np.float64))
+            bad, values = ~np.isin(raw, [0.0, 1.0]), raw == 1.0
+        if bad.any():
+            shown = ", ".join(map(repr, pc.unique(col.filter(pa.array(bad))).to_pylist()[:5]))
+            raise DataError(
+                f"{where} label column '{name}': values {shown} are not binary (0/1); map "
+                "behaviours (pv/cart/buy) to ordered 0/1 label columns first"
+            )
+        out[:, j] = values
+    # cumulative from the strongest label down: purchase -> cart -> click
+    return np.maximum.accumulate(out[:, ::-1], axis=1)[:, ::-1] if out.shape[1] else out
+
+
+def positive_rows(table: pa.Table, columns: Columns, where: str = "table") -> np.ndarray:
+    """(N,) bool: rows whose labels from `positive_index` on hold (click or stronger); every
+    row when the table has no label column."""
+    if not columns.labels:
+        return np.ones(table.num_rows, dtype=bool)
+    return label_matrix(table, columns, where)[:, columns.positive_index :].any(axis=1)
 
 
 def _last_row_per_key(keys: np.ndarray, num_keys: int) -> np.ndarray:

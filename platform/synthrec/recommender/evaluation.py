@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthrec.errors import DataError
 from synthrec.recommender.artifacts import Recommender
 from synthrec.recommender.baselines import EASE, Popularity
+from synthrec.recommender.impressions import Impressions, build_impressions
 from synthrec.recommender.metrics import (
     SegmentSpec,
     click_auc,
@@ -18,6 +21,7 @@ from synthrec.recommender.metrics import (
     split_leave_last_out,
     split_temporal,
 )
+from synthrec.recommender.train import next_item_rows
 
 EASE_MAX_ITEMS = 30_000
 TEMPORAL_TRAIN_SHARE = 0.8  # ML-100K: 80,000 of 100,000 rows
@@ -35,7 +39,8 @@ def evaluate_recommender(
     (optionally) popularity and EASE fitted on the same training rows."""
     enc = rec.encoder
     enc.check_compatible(real, "real table")
-    split = split_leave_last_out(real, enc)
+    # next-item ranking is judged on the interactions the head learns from (positives)
+    split = split_leave_last_out(next_item_rows(real, enc, rec.config, "real table"), enc)
     train_log = enc.encode(split.train, "real train rows")
     masks, info = segment_masks(split.test, train_log, enc, segments)
     scorers: dict[str, Any] = {"F": rec}
@@ -59,7 +64,8 @@ def evaluate_recommender(
         clicks = {name: click_auc(s, queries)["click_auc"] for name, s in temporal.items()}
     holdout = rec.training.get("holdout", rec.config.holdout)
     notes = [
-        "ranking: each user's last interaction, all items ranked except those seen before it",
+        "ranking: each user's last positive interaction (click or stronger, when the log has "
+        "labels), all items ranked except those seen before it",
         f"F was trained with holdout={holdout}"
         + (
             ""
@@ -70,9 +76,17 @@ def evaluate_recommender(
         "earlier rows; "
         "F's weights were fitted on its own split, baselines on the first rows",
     ]
+    heads: dict[str, Any] = {}
+    if rec.model.ranker is not None and real.num_rows > 1:
+        heads = evaluate_heads(rec, real, num_train, baselines)
+        notes.append(
+            f"ranking heads: impressions after the first {num_train} rows in time, scored "
+            "without position; baselines fitted on the earlier impressions"
+        )
     return {
         "ranking": ranking,
         "click_auc": clicks,
+        "ranking_heads": heads,
         "segments": info,
         "num_test_users": len(split.test),
         "notes": notes,
@@ -82,3 +96,47 @@ def evaluate_recommender(
 def check_evaluable(real: pa.Table) -> None:
     if real.num_rows == 0:
         raise DataError("the real table is empty (0 rows); evaluation needs held-out interactions")
+
+
+def heldout_impressions(
+    rec: Recommender, real: pa.Table, num_train: int
+) -> tuple[Impressions, Impressions]:
+    """(impressions of the first `num_train` rows in time, impressions of the rest), each
+    with its request's history of positives. Rows whose item the model never saw (new in
+    the later rows) are left out: there is nothing of theirs to score."""
+    enc = rec.encoder
+    times = real.column(enc.columns.time).to_numpy()
+    later = np.zeros(real.num_rows, dtype=bool)
+    later[np.argsort(times, kind="stable")[num_train:]] = True
+    known = pc.is_in(real.column(enc.columns.item), value_set=enc.item_ids).to_numpy(
+        zero_copy_only=False
+    )
+    real, later = real.filter(pa.array(known)), later[known]
+    imp = build_impressions(
+        enc, real, rec.model.spec.max_len, rec.config.max_positions, "real table"
+    )
+    return imp.subset(~later[imp.rows]), imp.subset(later[imp.rows])
+
+
+def evaluate_heads(
+    rec: Recommender, real: pa.Table, num_train: int, baselines: bool = True, tree_iter: int = 200
+) -> dict[str, dict[str, float]]:
+    """Click AUC, GAUC per user and per query, NDCG@10 of each held-out list and purchase AUC
+    of F's ranking heads and (optionally) item CTR, position only and boosted trees."""
+    from synthrec.recommender.rank_metrics import (
+        BoostedTrees,
+        ItemCTR,
+        PositionOnly,
+        impression_metrics,
+    )
+    from synthrec.recommender.ranking import RankScorer
+
+    train, test = heldout_impressions(rec, real, num_train)
+    scorers: dict[str, Any] = {"F": RankScorer(rec.model)}
+    if baselines and len(train):
+        scorers["item_ctr"] = ItemCTR(train, rec.encoder.num_items)
+        scorers["position_only"] = PositionOnly(train)
+        scorers["boosted_trees"] = BoostedTrees(
+            train, rec.encoder, seed=rec.config.seed, max_iter=tree_iter
+        )
+    return {name: impression_metrics(s.predict(test), test) for name, s in scorers.items()}

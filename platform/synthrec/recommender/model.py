@@ -6,6 +6,10 @@
   the USER token carries the user's features; a hashed-token query, when the model has one,
   is added to each slot's output as request context.
 - Score of item i at slot t: <u_t, v_i>. Item vectors double as input embeddings.
+- Ranking heads (when the log has labels): an MLP over [u, v, u·v] of the user state before
+  a request (plus its query) and a candidate item gives one logit per funnel stage,
+  P(click), P(cart | click), P(purchase | cart). A display-position bias is added to the click
+  logit while training only, so the served scores are position-free (position debiasing).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class ModelSpec:
     num_heads: int = 1
     max_len: int = 50
     dropout: float = 0.2
+    num_labels: int = 0  # ranking heads, one per funnel stage; 0: next-item only
+    num_positions: int = 0  # display positions with a training-time bias; 0: none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +115,30 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class RankingHeads(nn.Module):
+    """Logits of the label chain for (user state, candidate item) pairs; the position bias
+    shifts stage 0 (click) only and only when positions are given (training)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        d, self.num_labels = spec.dim, spec.num_labels
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, spec.num_labels)
+        )
+        self.position = (
+            nn.Embedding(spec.num_positions + 1, 1, padding_idx=0) if spec.num_positions else None
+        )
+
+    def forward(
+        self, user: torch.Tensor, item: torch.Tensor, position: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # user, item (N, d); position (N,) int64 1..P, 0 = unknown -> logits (N, K)
+        logits = self.mlp(torch.cat([user, item, user * item], dim=-1))
+        if position is not None and self.position is not None:
+            logits = logits + F.pad(self.position(position), (0, self.num_labels - 1))
+        return logits
+
+
 class RecommenderModel(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -127,6 +157,7 @@ class RecommenderModel(nn.Module):
             Block(d, spec.num_heads, spec.dropout) for _ in range(spec.num_layers)
         )
         self.norm = nn.LayerNorm(d)
+        self.ranker = RankingHeads(spec) if spec.num_labels else None
         self.apply(_init)
 
     def set_item_features(self, cat: torch.Tensor, num: torch.Tensor) -> None:
@@ -165,6 +196,34 @@ class RecommenderModel(nn.Module):
             Q = query.shape[-1]
             out = out + self.query(query.reshape(-1, Q)).view(B, T, -1)
         return out
+
+    def user_state(
+        self,
+        tokens: torch.Tensor,
+        user_cat: torch.Tensor,
+        user_num: torch.Tensor,
+        query: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, d) state after each window's last slot, plus its request's query (B, Q)."""
+        state = self.encode(tokens, user_cat, user_num, None, item_vectors)[:, -1]
+        if self.query is not None and query is not None:
+            state = state + self.query(query)
+        return state
+
+    def rank_logits(
+        self,
+        state: torch.Tensor,
+        items: torch.Tensor,
+        position: torch.Tensor | None = None,
+        item_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(N, K) label-chain logits of candidate `items` (N,) for user states (N, d); pass
+        `position` only in training."""
+        if self.ranker is None:
+            raise RuntimeError("this model has no ranking heads (trained without labels)")
+        vectors = self.item_vectors() if item_vectors is None else item_vectors
+        return self.ranker(state, vectors[items], position)
 
     def forward(self, tokens, user_cat, user_num, query=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user vectors (B, T, d), item vectors (I+1, d))."""

@@ -26,16 +26,24 @@ from synthrec.recommender.data import (
     Log,
     Windows,
     concat_windows,
+    positive_rows,
     training_windows,
     windows,
 )
 from synthrec.recommender.metrics import Queries, query_ranks, ranking_metrics, split_leave_last_out
 from synthrec.recommender.model import ModelSpec, RecommenderModel
+from synthrec.schema import Schema
 
 Batch = dict[str, torch.Tensor]
 
 
-def build_model(encoder: InteractionEncoder, cfg: RecommenderConfig) -> RecommenderModel:
+def build_model(
+    encoder: InteractionEncoder,
+    cfg: RecommenderConfig,
+    num_labels: int = 0,
+    num_positions: int = 0,
+) -> RecommenderModel:
+    """A fresh model F; `num_labels` > 0 adds the ranking heads (synthrec.recommender.ranking)."""
     spec = ModelSpec(
         num_items=encoder.num_items,
         item_cat_sizes=encoder.item_codec.cat_sizes,
@@ -48,6 +56,8 @@ def build_model(encoder: InteractionEncoder, cfg: RecommenderConfig) -> Recommen
         num_heads=cfg.num_heads,
         max_len=cfg.max_len,
         dropout=cfg.dropout,
+        num_labels=num_labels,
+        num_positions=num_positions,
     )
     torch.manual_seed(cfg.seed)
     model = RecommenderModel(spec)
@@ -68,29 +78,39 @@ class TrainingData:
     valid: Queries | None  # validation item per user (leave_last_out holdout)
     known: Log  # every real row: the histories a served model starts from
     popularity: np.ndarray  # (I+1,) real training interactions per item: the cold-start fallback
+    synthetic_rows: int = 0  # rows of the synthetic table given (before keeping positives)
 
     @property
     def facts(self) -> dict:
         return {
             "real_train_rows": int(len(self.train.items)),
             "real_users": int(self.train.num_groups),
-            "synthetic_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
+            "synthetic_rows": self.synthetic_rows,
+            "synthetic_positive_rows": int(len(self.synthetic.items)) if self.synthetic else 0,
             "num_items": self.encoder.num_items,
             "columns": json.loads(self.encoder.describe()),
         }
 
 
 def prepare_training(
-    real: pa.Table | None, synthetic: pa.Table | None, cfg: RecommenderConfig
+    real: pa.Table | None,
+    synthetic: pa.Table | None,
+    cfg: RecommenderConfig,
+    schema: Schema | None = None,
 ) -> TrainingData:
-    """Fit the encoder on the real table, check the synthetic one against it, split, encode."""
+    """Fit the encoder on the real table (roles from `schema`, inferred without one), check
+    the synthetic one against it, split, encode."""
     if real is None or real.num_rows == 0:
         raise DataError(
             "the real table is empty (0 rows); model F is fitted and judged on real interactions"
         )
-    encoder = InteractionEncoder.fit(real, cfg)
+    encoder = InteractionEncoder.fit(real, cfg, schema)
     if synthetic is not None:
         encoder.check_compatible(synthetic, "synthetic table")
+    real = next_item_rows(real, encoder, cfg, "real table")
+    synthetic_rows = synthetic.num_rows if synthetic is not None else 0
+    if synthetic is not None:
+        synthetic = next_item_rows(synthetic, encoder, cfg, "synthetic table")
     if cfg.holdout == "leave_last_out":
         split = split_leave_last_out(real, encoder)
         train, valid, known = encoder.encode(split.train, "real train rows"), split.valid, split.log
@@ -104,7 +124,24 @@ def prepare_training(
     )
     popularity = np.bincount(train.items, minlength=encoder.num_items + 1).astype(np.float64)
     popularity[0] = 0.0
-    return TrainingData(encoder, train, synth, valid, known, popularity)
+    return TrainingData(encoder, train, synth, valid, known, popularity, synthetic_rows)
+
+
+def next_item_rows(
+    table: pa.Table, encoder: InteractionEncoder, cfg: RecommenderConfig, where: str
+) -> pa.Table:
+    """The rows the next-item head learns from: with label columns, the positive interactions
+    (click or stronger, `positive_label`), unless `next_item_rows` is "all"."""
+    if cfg.next_item_rows == "all" or not encoder.columns.labels:
+        return table
+    keep = positive_rows(table, encoder.columns, where)
+    if not keep.any():
+        c = encoder.columns
+        raise DataError(
+            f"{where}: no positive interactions ({', '.join(c.labels[c.positive_index :])} all "
+            "0); the next-item head learns from positives; set next_item_rows: all to use every row"
+        )
+    return table.filter(pa.array(keep))
 
 
 def training_arrays(

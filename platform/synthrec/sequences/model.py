@@ -59,12 +59,19 @@ def position_bucket(index: torch.Tensor) -> torch.Tensor:
     )
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs of channels of x (B, H, T, D) by angles of positions pos (B, T)."""
+def rotary_angles(pos: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (B, 1, T, D/2) of the rotary angles of positions pos (B, T); computed once
+    per forward and shared by every layer's queries and keys."""
+    d = head_dim // 2
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(d, device=pos.device) / d)  # (D/2,)
+    angle = pos.float()[:, None, :, None] * freq
+    return angle.cos(), angle.sin()
+
+
+def rotary(x: torch.Tensor, angles: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate pairs of channels of x (B, H, T, D) by the angles of rotary_angles."""
+    cos, sin = angles
     d = x.shape[-1] // 2
-    freq = torch.exp(-math.log(10_000.0) * torch.arange(d, device=x.device) / d)  # (D/2,)
-    angle = pos.float()[:, None, :, None] * freq  # (B, 1, T, D/2)
-    cos, sin = angle.cos(), angle.sin()
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -77,12 +84,12 @@ class Attention(nn.Module):
         self.out = nn.Linear(spec.d_model, spec.d_model)
         self.dropout = spec.dropout
 
-    def forward(self, x, pos, mask=None, cache=None):
-        """x (B, T, C); pos (B, T) step indices; mask (B, 1, T, S) True = attend.
+    def forward(self, x, angles, mask=None, cache=None):
+        """x (B, T, C); angles: rotary_angles of the steps; mask (B, 1, T, S) True = attend.
         cache: (k, v, k_pos_valid) ring buffers written in place for sampling (T == 1)."""
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.h, self.d).permute(2, 0, 3, 1, 4)  # (B, H, T, D)
-        q, k = rotary(q, pos), rotary(k, pos)
+        q, k = rotary(q, angles), rotary(k, angles)
         if cache is not None:  # one step: plain attention beats the fused kernel at T == 1
             ck, cv, slot = cache["k"], cache["v"], cache["slot"]
             ck[:, :, slot] = k[:, :, 0]
@@ -107,8 +114,8 @@ class Block(nn.Module):
             nn.Dropout(spec.dropout),
         )
 
-    def forward(self, x, pos, mask=None, cache=None):
-        x = x + self.attn(self.ln1(x), pos, mask, cache)
+    def forward(self, x, angles, mask=None, cache=None):
+        x = x + self.attn(self.ln1(x), angles, mask, cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -199,8 +206,9 @@ class SequenceModel(nn.Module):
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         mask = (causal[None] & valid[:, None, :])[:, None]  # (B, 1, T, T)
         mask = mask | torch.eye(t, dtype=torch.bool, device=x.device)[None, None]
+        angles = rotary_angles(index, self.spec.d_model // self.spec.n_heads)
         for block in self.blocks:
-            x = block(x, index, mask)
+            x = block(x, angles, mask)
         return self.ln(x)
 
     # -- the parts of one step given h ---------------------------------------------------------
@@ -275,10 +283,10 @@ class SequenceModel(nn.Module):
         mask = torch.zeros(1, 1, 1, w, dtype=torch.bool, device=x.device)
         mask[..., :n] = True
         x = x[:, None, :]
-        pos = index[:, None]
+        angles = rotary_angles(index[:, None], self.spec.d_model // self.spec.n_heads)
         for block, c in zip(self.blocks, cache):
             c["slot"] = slot
-            x = block(x, pos, mask, c)
+            x = block(x, angles, mask, c)
         return self.ln(x[:, 0])
 
 

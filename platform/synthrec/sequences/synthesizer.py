@@ -34,6 +34,7 @@ import torch
 
 import synthrec
 from synthrec.config import GanConfig, SequenceConfig
+from synthrec.data.eventlog import with_schema
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
 from synthrec.gan.synthesizer import _as_arrow
@@ -78,7 +79,7 @@ class SequenceSynthesizer:
     def fit(
         self,
         data: pa.Table | RelationalLog,
-        schema: Schema | None = None,
+        schema: Schema | str | None = None,
         cfg: SequenceConfig | None = None,
         epochs: int | None = None,
         time_budget_s: float | None = None,
@@ -107,7 +108,7 @@ class SequenceSynthesizer:
     def prepare(
         self,
         data: pa.Table | RelationalLog,
-        schema: Schema | None,
+        schema: Schema | str | None,
         cfg: SequenceConfig,
         overrides: ViewOverrides | dict | None = None,
     ) -> tuple[Sequences, pa.Table]:
@@ -116,6 +117,7 @@ class SequenceSynthesizer:
         self.cfg = cfg
         if not isinstance(data, RelationalLog):
             data, self.return_type = _as_arrow(data)
+            data, schema = with_schema(data, schema)  # a Schema or a schema file's path
             schema = schema or infer_schema(data)
         log = data if isinstance(data, RelationalLog) else relational_view(data, schema, overrides)
         self.schema = (schema or infer_schema(log.flatten())).to_dict()  # (a view given alone)
@@ -229,13 +231,17 @@ class SequenceSynthesizer:
             out = _cut_events(out, events, self.encoder)
         return out
 
-    def _users_for(self, events: int) -> int:
-        """Users per block when sampling `events` events: about a quarter more than the mean
-        user needs (the real mean length), so one block usually does, without drawing a full
-        block of 4,096 users for a few thousand events. Fixed by `events`: same output."""
+    def users_for_events(self, events: int) -> int:
+        """About how many users make `events` events (the real log's mean user length)."""
         lengths = self.calibration.get(LENGTH_COL, {}).get("real")
         mean = max(1.0, float(np.mean(lengths))) if lengths else 1.0
-        return int(min(BLOCK_USERS, max(1, math.ceil(events / mean * 1.25))))
+        return max(1, round(events / mean))
+
+    def _users_for(self, events: int) -> int:
+        """Users per block when sampling `events` events: a quarter more than the mean user
+        needs, so one block usually does, without drawing a full block of 4,096 users for a
+        few thousand events. Fixed by `events`: same output."""
+        return int(min(BLOCK_USERS, math.ceil(self.users_for_events(events) * 1.25)))
 
     def sample_block(
         self,

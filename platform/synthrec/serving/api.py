@@ -6,8 +6,8 @@ ends as a 4xx `ErrorResponse` naming the field; nothing a client sends can raise
 route, so a replica never dies of a request.
 
 `mount` says which routes an app serves:
-  - "generator" / "recommender": the one POST route at "" - the Serve application's
-    route_prefix (/v1/synthetic, /v1/recommendations) is the path, so the proxy hands the
+  - "generator" / "recommender" / "ranker": the one POST route at "" - the Serve application's
+    route_prefix (/v1/synthetic, /v1/recommendations, /v1/rank) is the path, so the proxy hands the
     request to the model replica directly, with no extra hop through a gateway;
   - "full": every route at its full path (the gateway app, and plain uvicorn). Routes whose
     port is None answer 503 saying which model is not deployed.
@@ -32,6 +32,7 @@ from synthrec.errors import ConditionError, SynthrecError
 from synthrec.serving.auth import ApiKey
 from synthrec.serving.encode import ARROW_STREAM, MEDIA_TYPES
 from synthrec.serving.metrics import ServeMetrics
+from synthrec.serving.rank_schemas import RankRequest, RankResponse
 from synthrec.serving.schemas import (
     ErrorResponse,
     HealthResponse,
@@ -47,10 +48,11 @@ logger = logging.getLogger("ray.serve")  # Serve writes this logger to the repli
 
 SYNTHETIC = "/v1/synthetic"
 RECOMMENDATIONS = "/v1/recommendations"
+RANK = "/v1/rank"
 MODELS = "/v1/models"
 HEALTH = "/healthz"
-_ENDPOINTS = {SYNTHETIC, RECOMMENDATIONS, MODELS, HEALTH}
-Mount = Literal["full", "generator", "recommender"]
+_ENDPOINTS = {SYNTHETIC, RECOMMENDATIONS, RANK, MODELS, HEALTH}
+Mount = Literal["full", "generator", "recommender", "ranker"]
 
 
 class GeneratorPort(Protocol):
@@ -63,6 +65,13 @@ class GeneratorPort(Protocol):
 class RecommenderPort(Protocol):
     async def recommend(self, request: RecommendationRequest) -> bytes:
         """JSON body of a RecommendationResponse."""
+
+    async def model_info(self) -> dict[str, Any]: ...
+
+
+class RankerPort(Protocol):
+    async def rank(self, request: RankRequest) -> bytes:
+        """JSON body of a RankResponse."""
 
     async def model_info(self) -> dict[str, Any]: ...
 
@@ -81,6 +90,7 @@ def build_api(
     *,
     generator: GeneratorPort | None = None,
     recommender: RecommenderPort | None = None,
+    ranker: RankerPort | None = None,
     models: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     mount: Mount = "full",
     metrics: ServeMetrics | None = None,
@@ -162,6 +172,35 @@ def build_api(
             return _error(422, str(err), getattr(err, "field", None))
         return Response(data, media_type="application/json")
 
+    async def rank(body: RankRequest) -> Response:
+        """Position-free P(click), P(click, cart), P(click, cart, purchase) of each candidate,
+        in the order given; unknown candidates are scored as cold items and flagged."""
+        if ranker is None:
+            return _error(
+                503,
+                "no ranking model is deployed on this server; start it with --recommender-uri "
+                "URI of a recommender trained with label columns (click, cart, purchase)",
+            )
+        if len(body.items) > limits.max_candidates:
+            return _error(
+                422,
+                f"items: {len(body.items)} candidates, the limit is {limits.max_candidates}; "
+                "send fewer per request",
+                "items",
+            )
+        if len(body.history) > limits.max_history:
+            return _error(
+                422,
+                f"history: {len(body.history)} items, the limit is {limits.max_history}; "
+                "send the most recent ones",
+                "history",
+            )
+        try:
+            data = await ranker.rank(body)
+        except (RequestRejected, SynthrecError) as err:
+            return _error(422, str(err), getattr(err, "field", None))
+        return Response(data, media_type="application/json")
+
     async def list_models() -> Response:
         """Versions and metadata of the loaded models."""
         info = await (models or _local_models(generator, recommender))()
@@ -197,6 +236,15 @@ def build_api(
             response_model=None,
             tags=["recommender"],
             responses={200: {"model": RecommendationResponse}, **errors},
+        )
+    if mount in ("full", "ranker"):
+        app.add_api_route(
+            prefix(RANK),
+            rank,
+            methods=["POST"],
+            response_model=None,
+            tags=["recommender"],
+            responses={200: {"model": RankResponse}, **errors},
         )
     if full:
         app.add_api_route(

@@ -36,9 +36,11 @@ from ray.serve import Application
 
 from synthrec.config import ReplicaSection, ServeConfig, validate_config
 from synthrec.errors import ConfigError, ModelError
+from synthrec.recommender.artifacts import has_ranking_heads
 from synthrec.serving.api import RequestRejected, build_api
 from synthrec.serving.auth import load_api_key, resolve_auth
 from synthrec.serving.metrics import ServeMetrics
+from synthrec.serving.rank_app import RANK_PREFIX, RANKER_APP, build_ranker
 from synthrec.serving.schemas import RecommendationRequest, SyntheticRequest
 from synthrec.storage import read_manifest
 
@@ -52,6 +54,7 @@ ROUTE_PREFIXES = {
     GENERATOR_APP: "/v1/synthetic",
     RECOMMENDER_APP: "/v1/recommendations",
 }
+OPTIONAL_PREFIXES = {RANKER_APP: RANK_PREFIX}  # deployed when the recommender can rank
 logger = logging.getLogger("ray.serve")  # Serve writes this logger to the replica's log file
 
 
@@ -69,9 +72,7 @@ class GeneratorDeployment:
 
         self.cfg = cfg
         self.key = load_api_key(cfg)  # no key while one is required: this replica never starts
-        self.backend = GeneratorBackend(
-            cfg.generator_uri, cfg.storage, device=_device(cfg.generator)
-        )
+        self.backend = GeneratorBackend(cfg.generator_uri, cfg.storage, device=replica_device())
         self.metrics = ServeMetrics(GENERATOR_APP)
         # One sampling thread: requests sample one after another (as before), but off the
         # event loop, which keeps reading, rejecting and answering health checks meanwhile.
@@ -105,9 +106,7 @@ class RecommenderDeployment:
 
         self.cfg = cfg
         self.key = load_api_key(cfg)
-        self.backend = RecommenderBackend(
-            cfg.recommender_uri, cfg.storage, device=_device(cfg.recommender)
-        )
+        self.backend = RecommenderBackend(cfg.recommender_uri, cfg.storage, device=replica_device())
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RECOMMENDER_APP)
@@ -251,11 +250,12 @@ def deploy(cfg: ServeConfig) -> str:
         },
         logging_config={"encoding": "JSON", "enable_access_log": cfg.access_log},
     )
+    apps = build_apps(cfg)
+    if cfg.recommender_uri and has_ranking_heads(cfg.recommender_uri, cfg.storage):
+        apps[RANKER_APP] = build_ranker(cfg)  # POST /v1/rank
+    prefixes = {**ROUTE_PREFIXES, **OPTIONAL_PREFIXES}
     serve.run_many(
-        [
-            serve.RunTarget(app, name=name, route_prefix=ROUTE_PREFIXES[name])
-            for name, app in build_apps(cfg).items()
-        ]
+        [serve.RunTarget(app, name=name, route_prefix=prefixes[name]) for name, app in apps.items()]
     )
     return f"http://{cfg.host}:{cfg.port}"
 
@@ -355,5 +355,13 @@ def _credentials_to_environment(cfg: ServeConfig, starts_ray: bool) -> ServeConf
     return cfg.model_copy(update={"storage": storage})
 
 
-def _device(section: ReplicaSection) -> str:
-    return "cuda" if section.num_gpus > 0 else "cpu"
+def replica_device(gpu_ids: list | None = None) -> str:
+    """ "cuda" when Ray granted this replica a GPU (`gpu_ids`: `ray.get_gpu_ids()` by default),
+    else "cpu". The grant decides, not the app's args: a GPU given through the serve config's
+    `deployments:` overrides (ray_actor_options: {num_gpus: 1}) never reaches ServeConfig, and
+    args that ask for a GPU an override took away must not load the model on cuda."""
+    if gpu_ids is None:
+        import ray
+
+        gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    return "cuda" if len(gpu_ids) > 0 else "cpu"

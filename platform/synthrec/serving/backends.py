@@ -137,7 +137,15 @@ class RecommenderBackend:
 # What GET /v1/models may show. Everything else in a model's metadata (training data URIs,
 # run names, fingerprints, per-epoch history) stays private: a new key is hidden until listed.
 GENERATOR_PUBLIC = frozenset(
-    {"created_at", "synthrec_version", "num_workers", "train_seconds", "metrics"}
+    {
+        "created_at",
+        "synthrec_version",
+        "num_workers",
+        "train_seconds",
+        "metrics",
+        "epsilon_spent",  # a DP model's budget (absent otherwise)
+        "delta",
+    }
 )
 RECOMMENDER_PUBLIC = frozenset(
     {"format", "version", "num_items", "num_users", "dim", "max_len", "columns", "accepts_query"}
@@ -207,6 +215,12 @@ class _InProcess:
             raise result
         return result
 
+    async def rank(self, request) -> bytes:
+        result = self.backend.rank_many([request])[0]
+        if isinstance(result, RequestRejected):
+            raise result
+        return result
+
     def _run_batch(self) -> None:
         batch, self._pending = (
             self._pending[: self.max_batch_size],
@@ -244,4 +258,12 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
         if cfg.recommender_uri
         else None
     )
-    return build_api(cfg, key, generator=gen, recommender=rec, mount="full")
+    from synthrec.recommender.artifacts import has_ranking_heads
+    from synthrec.serving.rank import RankerBackend
+
+    ranker = (
+        _InProcess(RankerBackend(cfg.recommender_uri, cfg.storage))
+        if cfg.recommender_uri and has_ranking_heads(cfg.recommender_uri, cfg.storage)
+        else None
+    )
+    return build_api(cfg, key, generator=gen, recommender=rec, ranker=ranker, mount="full")
