@@ -1050,7 +1050,8 @@ class PipelineConfig(Section):
         0.1,
         ge=0,
         lt=1,
-        description="random share of the GAN's training rows held out as the privacy and utility "
+        description="random share of the generator's training rows (of its users, with all "
+        "their rows, for the sequence generator) held out as the privacy and utility "
         "reference; 0 uses each user's last two rows instead (later in time, so the privacy "
         "checks run pessimistic)",
     )

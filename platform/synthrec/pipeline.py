@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synthrec import storage
 from synthrec.config import (
@@ -124,7 +125,8 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     # so as a privacy reference they would make any generator look like it memorizes; the
     # reference is a random share of the training rows instead, withheld from the GAN.
     train, valid, test = leave_last_out(table, user, item, time_col)
-    train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg)
+    by_user = user if _generator_of(cfg, table, schema) == "sequences" else None
+    train, holdout, split = _privacy_holdout(train, pa.concat_tables([valid, test]), cfg, by_user)
     # every split carries the schema, so later stages read roles, never re-infer them
     known = {"schema": schema.to_dict()}
     storage.write_dataset(
@@ -146,30 +148,53 @@ def _stage_data(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
     }
 
 
+def _generator_of(cfg: PipelineConfig, table: pa.Table, schema) -> str:
+    """The generator train_gan will choose (the same rule, read before the split)."""
+    from synthrec.distributed.train_generator import choose_generator
+
+    if cfg.gan.privacy is not None:  # DP training exists for the row GAN only
+        return "rows"
+    return choose_generator(cfg.generator, table, schema)[0]
+
+
 def _privacy_holdout(
-    train: pa.Table, later: pa.Table, cfg: PipelineConfig
+    train: pa.Table, later: pa.Table, cfg: PipelineConfig, user_col: str | None = None
 ) -> tuple[pa.Table, pa.Table, tuple[str, str]]:
-    """(GAN training rows, privacy/utility holdout, their split names): a seeded random share
-    of `train`, or the per-user later rows `later` when the share is 0."""
+    """(generator training rows, privacy/utility holdout, their split names): a seeded random
+    share of `train`'s rows, or with `user_col` of its users with all their rows (a sequence
+    generator's privacy is judged per user, against real people it never saw), or the
+    per-user later rows `later` when the share is 0."""
     import numpy as np
 
     share = cfg.privacy_holdout_share
-    held = int(round(share * train.num_rows))
+    rng = np.random.default_rng(cfg.gan.seed)
+    if user_col is None:
+        held = int(round(share * train.num_rows))
+        unit, total = "rows", train.num_rows
+    else:
+        users = pc.unique(train.column(user_col))
+        held = int(round(share * len(users)))
+        unit, total = "users", len(users)
     if held == 0:
         return train, later, ("", "leave_last_out valid+test")
-    if held == train.num_rows:
+    if held == total:
         raise DataError(
-            f"privacy_holdout_share={share} leaves no rows for the GAN "
-            f"({train.num_rows} training rows)"
+            f"privacy_holdout_share={share} leaves no {unit} for the generator "
+            f"({total} training {unit})"
         )
-    chosen = np.zeros(train.num_rows, dtype=bool)
-    chosen[np.random.default_rng(cfg.gan.seed).choice(train.num_rows, held, replace=False)] = True
+    if user_col is None:
+        chosen = np.zeros(train.num_rows, dtype=bool)
+        chosen[rng.choice(train.num_rows, held, replace=False)] = True
+    else:
+        picked = users.take(pa.array(np.sort(rng.choice(total, held, replace=False))))
+        chosen = pc.is_in(train.column(user_col), value_set=picked).to_numpy(zero_copy_only=False)
+    what = "" if user_col is None else " users"
     return (
         train.filter(pa.array(~chosen)),
         train.filter(pa.array(chosen)),
         (
-            f" minus a random {share:g}",
-            f"random {share:g} of leave_last_out train (seed {cfg.gan.seed})",
+            f" minus a random {share:g}{what}",
+            f"random {share:g}{what} of leave_last_out train (seed {cfg.gan.seed})",
         ),
     )
 
@@ -392,6 +417,8 @@ _SETTINGS = {
         c.simulate.model_dump() if c.data_uri is None else None,
         c.privacy_holdout_share,
         c.gan.seed,
+        # the holdout is drawn by user for the sequence generator (rows keep their old key)
+        *([c.generator] if c.generator != "rows" else []),
     ],
     "train_gan": lambda c: [
         c.gan.model_dump(),

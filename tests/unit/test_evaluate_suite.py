@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 
@@ -154,6 +155,23 @@ def test_user_level_checks_use_the_holdout_as_reference_and_skip_without_it():
     assert not {c["metric"]: c["passed"] for c in far["checks"]}[run]
     assert run in none["skipped"]
     assert not near["privacy_passed"]  # user-level membership attack AUC 0.7 > 0.6
+
+
+def test_session_ids_are_left_out_of_fidelity_like_user_and_item_ids(tables):
+    # a synthetic log's sessions are new ones: the same log with renumbered session ids is
+    # a perfect copy as far as the columns go (session lengths: the sequence section)
+    real, _, _ = tables
+    session = pa.array(np.arange(real.num_rows) // 5, pa.int64())
+    real = real.append_column("session_id", session)
+    renumbered = real.set_column(
+        real.num_columns - 1, "session_id", pa.compute.add(session, 1_000_000)
+    )
+    m = evaluate_synthetic(real, renumbered, cfg=FAST)
+    assert "session_id" not in m["fidelity"]["columns"]
+    assert not any("session_id" in p["columns"] for p in m["fidelity"]["pairs"])
+    assert m["fidelity"]["overall"] > 0.99
+    off = evaluate_synthetic(real, renumbered, cfg=FAST.model_copy(update={"sequences": False}))
+    assert "session_id" in off["fidelity"]["columns"]  # no sequence view: an ordinary column
 
 
 def test_verdict_skips_what_was_not_measured():

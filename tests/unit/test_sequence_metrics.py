@@ -191,6 +191,10 @@ def test_sequence_holdout_of_the_same_users_is_left_out_with_a_note():
     assert "20 of 20 holdout users also occur" in m["note"]
     assert m["privacy"]["longest_shared_run"]["holdout"] is None
     assert m["privacy"]["membership_auc"] is None
+    few = {**random_seqs(20, 12), **random_seqs(3, 13, "h")}  # 3 new people only
+    m = sequence_metrics(real, real, holdout=log(few), **COLS)
+    assert "3 held-out users are too few" in m["note"]
+    assert m["privacy"]["membership_auc"] is None  # not an AUC over 3 users
     empty = sequence_metrics(real, real, holdout=real.slice(0, 0), **COLS)
     assert "no events" in empty["note"] and empty["transitions"]["holdout_matrix_distance"] is None
 

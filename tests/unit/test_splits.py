@@ -117,6 +117,23 @@ def test_pipeline_privacy_holdout_is_a_seeded_random_share_of_train():
     assert min(holdout["timestamp"].to_pylist()) < 100 < max(holdout["timestamp"].to_pylist())
 
 
+def test_pipeline_privacy_holdout_for_sequences_holds_out_whole_users():
+    # the sequence generator's privacy is judged per user: held-out users must be people
+    # the generator never saw, not random rows of the users it trained on
+    from synthrec.config import PipelineConfig
+    from synthrec.pipeline import _privacy_holdout
+
+    train = _table([f"u{k % 40}" for k in range(400)], list(range(400)))
+    later = _table(["u0"], [999])
+    cfg = PipelineConfig(privacy_holdout_share=0.1)
+    gan_rows, holdout, names = _privacy_holdout(train, later, cfg, "user_id")
+    kept, held = set(gan_rows["user_id"].to_pylist()), set(holdout["user_id"].to_pylist())
+    assert len(held) == 4 and not kept & held and len(kept) == 36
+    assert holdout.num_rows == 40 and gan_rows.num_rows == 360  # all of each user's rows
+    assert "users" in names[1]
+    assert _privacy_holdout(train, later, cfg, "user_id")[1].equals(holdout)
+
+
 def test_pipeline_privacy_holdout_zero_share_uses_later_rows():
     from synthrec.config import PipelineConfig
     from synthrec.pipeline import _privacy_holdout

@@ -65,6 +65,7 @@ from synthrec.evaluate.fidelity import ks_complement
 from synthrec.evaluate.sequence_privacy import sorted_distinct, user_privacy
 from synthrec.schema import Role, Schema, time_column
 
+MIN_HOLDOUT_USERS = 20  # fewer held-out users give no baseline and no membership attack
 SESSION_GAP_S = 30 * 60  # a longer gap between a user's events starts a new session
 SHARED_RUN_LIMIT = 5  # the privacy target: runs of >= 5 shared consecutive items
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
@@ -321,14 +322,23 @@ def _new_users(hold: EventLog | None, real: EventLog) -> tuple[EventLog | None, 
     if not len(hold.item):
         return None, "the holdout has no events; holdout figures are left out"
     known = np.isin(hold.user_code, real.user_code)
-    if not known.any():
-        return hold, None
+    fresh = int((~known).sum())
     note = (
         f"{int(known.sum())} of {len(known)} holdout users also occur in the real table and "
         "are left out of the user-level holdout figures"
+        if known.any()
+        else None
     )
-    if known.all():
+    if fresh == 0:
         return None, note + "; a user-level baseline needs held-out users (split by user)"
+    if fresh < MIN_HOLDOUT_USERS:  # a membership AUC over a handful of users means nothing
+        few = (
+            f"{fresh} held-out users are too few for a user-level baseline and membership "
+            f"attack (at least {MIN_HOLDOUT_USERS}; split the holdout by user)"
+        )
+        return None, f"{note}; {few}" if note else few
+    if note is None:
+        return hold, None
     keep = ~known[hold.user]
     log = _sorted_log(
         hold.user_code[hold.user[keep]],

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -57,7 +58,7 @@ def evaluate_synthetic(
     report("encode")
 
     fid = fidelity(
-        pick(columns, REAL, SYNTHETIC),
+        pick(_session_as_id(columns, schema, cfg), REAL, SYNTHETIC),
         cfg.num_bins,
         cfg.correlation_threshold,
         cfg.association_threshold,
@@ -110,11 +111,23 @@ def evaluate_synthetic(
             "schema": schema.to_dict(),
             "seconds": report.seconds,
             "seed": cfg.seed,
-            "definition": "fidelity as sdmetrics 0.32 single-table QualityReport, every row",
+            "definition": "fidelity as sdmetrics 0.32 single-table QualityReport, every row; "
+            "user, item and session ids left out, like SDV's id columns",
         },
     }
     metrics["verdict"] = verdict(metrics, cfg.verdict)
     return clean(metrics)
+
+
+def _session_as_id(columns: dict[str, Column], schema: Schema, cfg: EvaluateConfig) -> dict:
+    """The event log's session column scored like the user and item ids: left out of the
+    column shapes and pairs (its values are identifiers, new ones in any synthetic log; the
+    sequence section scores what they carry, the sessions' lengths)."""
+    found = sequence_columns(schema, cfg) if cfg.sequences else None
+    session = (found or {}).get("session_col")
+    if session is None:
+        return columns
+    return {**columns, session: dataclasses.replace(columns[session], shape=Shape.ID)}
 
 
 class _Progress:
