@@ -20,6 +20,6 @@ def test_serving_device_follows_the_granted_gpus(gpu_ids, device):
 def test_serving_device_outside_ray_is_cpu():
     import ray
 
-    assert not ray.is_initialized()
-    assert replica_device() == "cpu"
-    assert not ray.is_initialized()  # asking did not start a Ray
+    before = ray.is_initialized()  # an earlier test in this process may have started one
+    assert replica_device() == "cpu"  # this process holds no GPU grant
+    assert ray.is_initialized() == before  # asking did not start a Ray

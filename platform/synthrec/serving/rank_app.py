@@ -30,12 +30,14 @@ RANK_PREFIX = "/v1/rank"
 @serve.deployment(name="Ranker")
 @serve.ingress()
 class RankerDeployment:
-    def __init__(self, cfg: ServeConfig, device: str = "cpu"):
+    def __init__(self, cfg: ServeConfig):
+        from synthrec.serving.app import replica_device
         from synthrec.serving.rank import RankerBackend
 
         self.cfg = cfg
         self.key = load_api_key(cfg)
-        self.backend = RankerBackend(cfg.recommender_uri, cfg.storage, device=device)
+        # the device Ray granted this replica (app args or the serve config's deployments:)
+        self.backend = RankerBackend(cfg.recommender_uri, cfg.storage, device=replica_device())
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RANKER_APP)
@@ -61,10 +63,10 @@ class RankerDeployment:
 
 def build_ranker(args: dict[str, Any] | ServeConfig) -> Application:
     """Serve app builder: the Ranker on /v1/rank (a recommender with ranking heads)."""
-    from synthrec.serving.app import _as_config, _device, deployment_options
+    from synthrec.serving.app import _as_config, deployment_options
 
     cfg = _as_config(args)
     if not cfg.recommender_uri:
         raise ConfigError("recommender_uri is not set; the ranker app needs a model directory URI")
     options = deployment_options(cfg.recommender, cfg)
-    return RankerDeployment.options(**options).bind(cfg, _device(cfg.recommender))
+    return RankerDeployment.options(**options).bind(cfg)
