@@ -186,6 +186,26 @@ class Synthesizer:
         )
         return self
 
+    # -- files -----------------------------------------------------------------------------
+    def save(self, uri: str, storage: Any = None) -> str:
+        """Write the model directory at `uri` (a local path or an s3:// URI: the directory
+        `synthrec train-gan` writes and `synthrec generate --model-uri` reads); returns the
+        model's version. `storage`: a StorageConfig (default: the standard AWS variables)."""
+        from synthrec.artifacts import save_synthesizer  # artifacts builds Synthesizers
+
+        save_synthesizer(self, uri, storage, metadata={"return_type": self.return_type})
+        return self.metadata["version"]
+
+    @classmethod
+    def load(cls, uri: str, storage: Any = None, device: str | torch.device = "cpu") -> Synthesizer:
+        """A synthesizer from a model directory (`save`, or `synthrec train-gan`); it samples
+        DataFrames when it was fitted on one."""
+        from synthrec.artifacts import load_synthesizer
+
+        synth = load_synthesizer(uri, storage, device)
+        synth.return_type = _saved_return_type(synth.metadata)
+        return synth
+
     def calibrate_ids(self, rounds: int | None = None) -> dict[str, list[float]]:
         """Fit per-id draw weights so that unconditional samples keep each id column's training
         frequencies: the generator places rows near ids by their profile vectors, and the
@@ -514,6 +534,12 @@ def _as_arrow(table: Any) -> tuple[pa.Table, ReturnType]:
         f"fit takes a pyarrow Table or a pandas DataFrame, got {type(table).__name__}; "
         "convert it first (pa.table(...) or pandas.DataFrame(...))"
     )
+
+
+def _saved_return_type(metadata: dict[str, Any]) -> ReturnType:
+    """What `sample` returns for a loaded model: what `save` recorded (models the CLI wrote:
+    arrow)."""
+    return "pandas" if metadata.get("return_type") == "pandas" else "arrow"
 
 
 def _block_seed(seed: int, block_index: int) -> int:
