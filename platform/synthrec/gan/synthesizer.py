@@ -119,12 +119,15 @@ class Synthesizer:
         time_budget_s: float | None = None,
         progress: Callable[..., None] | None = None,
         device: str | torch.device = "cpu",
+        verbose: bool = False,
     ) -> Synthesizer:
         """Train on `table`, a pyarrow Table or a pandas DataFrame (then `sample` returns
         DataFrames too). Stops after `epochs` (default cfg.epochs: 30, as `synthrec train-gan`)
         or `time_budget_s`, whichever comes first. `progress(epoch=..., **metrics)` is called
-        after each epoch. `schema`: a Schema or a schema file's path (as --schema-uri); without
-        one the roles are inferred."""
+        after each epoch; `verbose=True` prints a line per epoch (number, seconds, losses) on
+        stderr. `schema`: a Schema or a schema file's path (as --schema-uri); without one the
+        roles are inferred."""
+        progress = epoch_printer("Synthesizer", progress) if verbose else progress
         table, return_type = _as_arrow(table)
         cfg = cfg or GanConfig()
         if epochs is not None and epochs < 1:
@@ -534,6 +537,32 @@ def _as_arrow(table: Any) -> tuple[pa.Table, ReturnType]:
         f"fit takes a pyarrow Table or a pandas DataFrame, got {type(table).__name__}; "
         "convert it first (pa.table(...) or pandas.DataFrame(...))"
     )
+
+
+def epoch_printer(name: str, progress: Callable[..., None] | None) -> Callable[..., None]:
+    """A progress callback that prints one line per epoch on stderr (`fit(verbose=True)`):
+    the phase, the epoch, its seconds, the time since fitting began and the epoch's numbers;
+    then calls `progress` (the user's own callback), if any."""
+    start = time.monotonic()
+
+    def report(**metrics: Any) -> None:
+        phase = f"{metrics['phase']} " if "phase" in metrics else ""
+        numbers = "  ".join(
+            f"{k} {float(v):.4g}"
+            for k, v in metrics.items()
+            if k not in ("phase", "epoch", "seconds") and isinstance(v, (int, float, torch.Tensor))
+        )
+        print(
+            f"{name}: {phase}epoch {metrics.get('epoch', '?')}  "
+            f"{float(metrics.get('seconds', 0.0)):.1f} s (total {time.monotonic() - start:.0f} s)"
+            f"  {numbers}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if progress is not None:
+            progress(**metrics)
+
+    return report
 
 
 def _saved_return_type(metadata: dict[str, Any]) -> ReturnType:

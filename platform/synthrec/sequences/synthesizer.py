@@ -37,7 +37,7 @@ from synthrec.config import GanConfig, SequenceConfig
 from synthrec.data.eventlog import with_schema
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
-from synthrec.gan.synthesizer import _as_arrow, _saved_return_type
+from synthrec.gan.synthesizer import _as_arrow, _saved_return_type, epoch_printer
 from synthrec.schema import Schema, infer_schema
 from synthrec.sequences import fitting
 from synthrec.sequences import train as steps
@@ -86,9 +86,12 @@ class SequenceSynthesizer:
         progress: Callable[..., None] | None = None,
         overrides: ViewOverrides | dict | None = None,
         device: str | torch.device = "cpu",
+        verbose: bool = False,
     ) -> SequenceSynthesizer:
         """Learn users, catalog and sequences. Stops after `epochs` (default cfg.epochs) or
-        `time_budget_s` (the users GAN gets cfg.users_budget_share of it)."""
+        `time_budget_s` (the users GAN gets cfg.users_budget_share of it). `verbose=True`
+        prints a line per epoch of each phase (users, likelihood, adversarial) on stderr."""
+        progress = epoch_printer("SequenceSynthesizer", progress) if verbose else progress
         cfg = cfg or SequenceConfig()
         if epochs is not None and epochs < 1:
             raise ConfigError(f"epochs must be >= 1 (got {epochs})")
