@@ -5,6 +5,8 @@
     rows = synth.sample(1_000, conditions={"genre": "Drama"})
     seq = synthrec.SequenceSynthesizer().fit(df)      # users, catalog, each user's events
     log = seq.sample_table(users=500)                 # one row per event
+    synth.save("model/"); synthrec.Synthesizer.load("model/")
+    report = synthrec.evaluate_report(df, rows)       # .verdict, .to_html(), .figures()
 
 `import synthrec` stays light: `Synthesizer` (and torch with it) loads on first use.
 """
@@ -16,8 +18,19 @@ __version__ = "0.1.0"
 _LAZY = {
     "Synthesizer": "synthrec.gan.synthesizer",
     "SequenceSynthesizer": "synthrec.sequences.synthesizer",
+    "Report": "synthrec.evaluate.api",
+    "evaluate_report": "synthrec.evaluate.api",
 }
-__all__ = ["SequenceSynthesizer", "Synthesizer", "read_synthetic", "__version__"]
+# subpackages reachable as attributes after `import synthrec` alone (synthrec.evaluate....)
+_SUBPACKAGES = {"evaluate"}
+__all__ = [
+    "Report",
+    "SequenceSynthesizer",
+    "Synthesizer",
+    "evaluate_report",
+    "read_synthetic",
+    "__version__",
+]
 
 
 def __getattr__(name: str):  # no typing import: it alone would cost more than the package
@@ -25,11 +38,15 @@ def __getattr__(name: str):  # no typing import: it alone would cost more than t
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"synthrec.{name}")
     raise AttributeError(f"module 'synthrec' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBPACKAGES)
 
 
 def read_synthetic(uri: str, storage=None):

@@ -499,7 +499,7 @@ class TrainGanConfig(Section):
     """`synthrec train-gan` / jobs/train_gan.py: Ray Train data-parallel GAN training."""
 
     data_uri: str = Field(
-        ..., description="table URI: .parquet/.csv file or dataset folder, local or s3://"
+        ..., description="table URI: .parquet/.csv/.jsonl file or dataset folder, local or s3://"
     )
     out_uri: str = Field(..., description="model directory URI to publish")
     schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
@@ -713,7 +713,8 @@ class TrainRecommenderConfig(Section):
     """`synthrec train-recommender` / jobs/train_recommender.py: Ray Train data-parallel model F."""
 
     real_uri: str = Field(
-        ..., description="real interactions: .parquet/.csv file or dataset folder, local or s3://"
+        ...,
+        description="real interactions: .parquet/.csv/.jsonl file or dataset folder, local or s3://",
     )
     synthetic_uri: str | None = Field(
         None, description="synthetic interactions with the real table's columns"

@@ -18,8 +18,9 @@ leaves nothing that looks complete.
 Single files, retries and the conditional write live in `filestore` (re-exported here).
 Reading follows one rule (see `plan_read`): a location with a manifest is read through it,
 every file checked against the manifest's size and (by default) sha256; plain files are read
-only where the user points at them: a .parquet/.csv file (CSV maybe compressed), a RecBole
-`.inter` file, or a folder with no manifest that holds no run folder and is not one. No torch here.
+only where the user points at them: a .parquet/.csv/.tsv/.jsonl file (text maybe compressed),
+a RecBole `.inter` file, or a folder with no manifest that holds no run folder and is not one.
+No torch here.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from synthrec import atomic
@@ -354,14 +356,18 @@ def _chunks(data, rows_per_file: int) -> Iterable[pa.Table]:
 # ---------------------------------------------------------------------------- reading
 
 
-FILE_FORMATS: dict[str, Literal["parquet", "csv", "tsv", "atomic"]] = {
+FileFormat = Literal["parquet", "csv", "tsv", "json", "atomic"]
+FILE_FORMATS: dict[str, FileFormat] = {
     "parquet": "parquet",
     "pq": "parquet",
     "csv": "csv",
     "tsv": "tsv",
+    "jsonl": "json",  # JSON lines: one object per line
+    "ndjson": "json",
     "inter": "atomic",
 }
-# Compression a CSV or TSV file may carry (suffix -> pyarrow codec), undone while reading.
+TEXT_SUFFIXES = ("csv", "tsv", "jsonl", "ndjson")  # the text formats that may be compressed
+# Compression a text file may carry (suffix -> pyarrow codec), undone while reading.
 COMPRESSED_SUFFIXES = {"gz": "gzip", "bz2": "bz2", "zst": "zstd", "lz4": "lz4"}
 
 
@@ -373,7 +379,7 @@ class ReadPlan:
     which checks it against its entry."""
 
     uri: str
-    format: Literal["parquet", "csv", "tsv", "atomic"]
+    format: FileFormat
     paths: list[str]
     num_bytes: int
     manifest: Manifest | None = None
@@ -383,7 +389,8 @@ def plan_read(uri: str, storage: StorageConfig | None = None) -> ReadPlan:
     """Decide what a reader may read at `uri`:
 
     - a folder with a manifest: exactly the files the manifest names (a dataset, not a model);
-    - a .parquet/.pq/.csv/.tsv file (CSV and TSV maybe compressed): that file, as the user
+    - a .parquet/.pq/.csv/.tsv/.jsonl/.ndjson file (the text ones maybe compressed): that
+      file, as the user
       pointed at it; a RecBole `.inter` file: it and the `.user`/`.item` files beside it;
     - a folder without a manifest: its Parquet files, unless it is a run folder (`run-*`,
       `_staging*`) or holds one at any depth: that is a crashed or unfinished write, refused;
@@ -404,18 +411,20 @@ def plan_read(uri: str, storage: StorageConfig | None = None) -> ReadPlan:
     return ReadPlan(uri, file_format(uri), [path], info.size or 0)
 
 
-def file_format(uri: str) -> Literal["parquet", "csv", "tsv", "atomic"]:
-    """The format a file's name says: `.parquet`/`.pq`, `.csv`/`.tsv` (also compressed:
-    `.gz`, `.bz2`, `.zst`, `.lz4`, undone while reading), or a RecBole `.inter` file."""
+def file_format(uri: str) -> FileFormat:
+    """The format a file's name says: `.parquet`/`.pq`, `.csv`/`.tsv`, JSON lines
+    (`.jsonl`/`.ndjson`) (the text ones also compressed: `.gz`, `.bz2`, `.zst`, `.lz4`, undone
+    while reading), or a RecBole `.inter` file."""
     name = uri.rstrip("/").rsplit("/", 1)[-1].lower()
     stem, _, suffix = name.rpartition(".")
-    if suffix in COMPRESSED_SUFFIXES and stem.rpartition(".")[2] in ("csv", "tsv"):
+    if suffix in COMPRESSED_SUFFIXES and stem.rpartition(".")[2] in TEXT_SUFFIXES:
         suffix = stem.rpartition(".")[2]
     if not stem or suffix not in FILE_FORMATS:
         shown = f"'.{suffix}'" if stem else "(no suffix)"
         raise DataError(
-            f"{uri}: unknown format {shown}; use a .parquet, .csv or .tsv file (optionally "
-            f".gz, .bz2, .zst or .lz4 compressed), a RecBole .inter file, or a dataset folder"
+            f"{uri}: unknown format {shown}; use a .parquet, .csv, .tsv or JSON lines (.jsonl, "
+            f".ndjson) file (the text ones optionally .gz, .bz2, .zst or .lz4 compressed), a "
+            f"RecBole .inter file, or a dataset folder"
         )
     return FILE_FORMATS[suffix]
 
@@ -446,7 +455,7 @@ def _plain_folder_plan(uri: str, path: str, storage: StorageConfig | None) -> Re
     if not files:
         raise DataError(
             f"{uri} holds no Parquet files, no single RecBole .inter file and no {MANIFEST}; "
-            "point at a dataset folder or a .parquet/.csv file"
+            "point at a dataset folder or a .parquet/.csv/.jsonl file"
         )
     paths = [f"{path.rstrip('/')}/{rel}" for rel in files]
     return ReadPlan(uri, "parquet", paths, sum(infos[rel].size or 0 for rel in files))
@@ -455,7 +464,7 @@ def _plain_folder_plan(uri: str, path: str, storage: StorageConfig | None) -> Re
 def read_table(
     uri: str, storage: StorageConfig | None = None, columns: list[str] | None = None
 ) -> pa.Table:
-    """Read a published dataset (checked against its manifest), a .parquet/.csv file, or a
+    """Read a published dataset (checked against its manifest), a .parquet/.csv/.jsonl file, or a
     plain folder of Parquet files; `plan_read` says which and refuses unfinished writes."""
     return read_plan(plan_read(uri, storage), storage, columns)
 
@@ -503,8 +512,8 @@ def read_plan(
     if plan.format == "atomic":
         table = atomic.load_inter_file(_atomic_uri(plan), storage)
         return table.select(columns) if columns is not None else table
-    if plan.format in ("csv", "tsv"):
-        return _read_csv(plan, fs, storage, columns, "\t" if plan.format == "tsv" else ",")
+    if plan.format in ("csv", "tsv", "json"):
+        return _read_text(plan, fs, storage, columns)
 
     def read() -> pa.Table:
         if plan.paths == [base]:  # one file
@@ -595,18 +604,24 @@ def _atomic_uri(plan: ReadPlan) -> str:
     return join(plan.uri, plan.paths[0].rsplit("/", 1)[-1])
 
 
-def _read_csv(plan: ReadPlan, fs, storage, columns, delimiter: str) -> pa.Table:
+def _read_text(plan: ReadPlan, fs, storage, columns) -> pa.Table:
+    """A CSV, TSV or JSON lines file, decompressed by its suffix."""
+
     def read() -> pa.Table:
         suffix = plan.paths[0].rsplit(".", 1)[-1].lower()
         compression = COMPRESSED_SUFFIXES.get(suffix)  # by our suffix rule, any letter case
         with fs.open_input_stream(plan.paths[0], compression=compression) as stream:
+            if plan.format == "json":
+                table = pajson.read_json(stream)
+                return table.select(columns) if columns is not None else table
             return pacsv.read_csv(
                 stream,
-                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                parse_options=pacsv.ParseOptions(delimiter="\t" if plan.format == "tsv" else ","),
                 convert_options=pacsv.ConvertOptions(include_columns=columns),
             )
 
     try:
         return with_retries(read, plan.uri, storage, "read")
-    except pa.ArrowInvalid as err:
-        raise DataError(f"{plan.uri} is not readable as CSV: {_short(err)}") from None
+    except (pa.ArrowInvalid, KeyError) as err:  # KeyError: a JSON file lacks a column asked for
+        kind = {"csv": "CSV", "tsv": "TSV", "json": "JSON lines"}[plan.format]
+        raise DataError(f"{plan.uri} is not readable as {kind}: {_short(err)}") from None

@@ -81,3 +81,46 @@ def test_python_api_usage_errors(synth):
         synthrec.Synthesizer().fit([[1, 2]], cfg=CFG)
     with pytest.raises(ConfigError, match="return_type must be 'arrow' or 'pandas'"):
         synth.sample(5, return_type="polars")
+
+
+def test_python_api_save_and_load_keep_samples_and_dataframes(synth, tmp_path):
+    version = synth.save(str(tmp_path / "model"))
+    loaded = synthrec.Synthesizer.load(str(tmp_path / "model"))
+    assert version == loaded.metadata["version"] == synth.metadata["version"]
+    out = loaded.sample(120, seed=3)
+    assert isinstance(out, pd.DataFrame) and out.equals(synth.sample(120, seed=3))
+
+
+def test_python_api_verbose_prints_a_line_per_epoch_and_quiet_prints_nothing(frame, capfd):
+    seen = []
+    synthrec.Synthesizer().fit(
+        frame, cfg=CFG, epochs=2, verbose=True, progress=lambda **m: seen.append(m)
+    )
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [
+        "Synthesizer: epoch 1",
+        "Synthesizer: epoch 2",
+    ]
+    assert " s (total " in lines[0] and "critic_loss" in lines[0]
+    assert len(seen) == 2  # the user's own callback still runs
+    synthrec.Synthesizer().fit(frame, cfg=CFG, epochs=1)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_python_api_sequence_synthesizer_save_and_load(tmp_path, capfd):
+    from synthrec.config import SequenceConfig
+    from tests.logshapes import taobao_log
+
+    tiny = SequenceConfig(
+        d_model=16, n_heads=2, n_layers=1, window=8, epochs=1, users_epochs=1, adversarial_steps=0
+    )
+    df = taobao_log(400, seed=4).to_pandas()
+    seq = synthrec.SequenceSynthesizer().fit(df, cfg=tiny, verbose=True)
+    err = capfd.readouterr().err
+    assert "SequenceSynthesizer: users epoch 1 " in err
+    assert "SequenceSynthesizer: likelihood epoch 1 " in err
+    version = seq.save(str(tmp_path / "seq"))
+    loaded = synthrec.SequenceSynthesizer.load(str(tmp_path / "seq"))
+    assert version == loaded.metadata["version"]
+    a, b = seq.sample_table(users=6, seed=2), loaded.sample_table(users=6, seed=2)
+    assert isinstance(b, pd.DataFrame) and a.equals(b)

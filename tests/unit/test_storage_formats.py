@@ -33,11 +33,30 @@ def test_storage_formats_compressed_csv_reads_like_plain_csv(tmp_path, name):
     assert table["price"].to_pylist() == [1.5, 2.5, 3.0]  # decompressed, then typed
 
 
-@pytest.mark.parametrize("name", ["log.parquet.gz", "log.gz", "log"])
+@pytest.mark.parametrize("name", ["log.parquet.gz", "log.gz", "log", "log.json"])
 def test_storage_formats_unknown_names_list_what_is_read(tmp_path, name):
     (tmp_path / name).write_bytes(b"x")
-    with pytest.raises(DataError, match=r"unknown format.*\.csv.*\.gz.*\.inter"):
+    with pytest.raises(DataError, match=r"unknown format.*\.csv.*\.jsonl, \.ndjson.*\.gz.*\.inter"):
         storage.read_table(str(tmp_path / name))
+
+
+JSONL = (
+    '{"user_id": "u1", "item_id": "i1", "price": 1.5}\n'
+    '{"user_id": "u2", "item_id": "i2", "price": 2.5}\n'
+    '{"user_id": "u1", "item_id": "i3", "price": 3.0}\n'
+)
+
+
+@pytest.mark.parametrize("name", ["log.jsonl", "log.ndjson", "log.jsonl.gz", "log.NDJSON.ZST"])
+def test_storage_formats_json_lines_read_like_csv(tmp_path, name):
+    (tmp_path / name).write_bytes(_compress(name.lower(), JSONL.encode()))
+    (tmp_path / "plain.csv").write_text(CSV)
+    table = storage.read_table(str(tmp_path / name))
+    assert table.equals(storage.read_table(str(tmp_path / "plain.csv")))
+    picked = storage.read_table(str(tmp_path / name), columns=["price"])
+    assert picked.column_names == ["price"]
+    with pytest.raises(DataError, match="not readable as JSON lines"):
+        storage.read_table(str(tmp_path / name), columns=["nope"])
 
 
 def _atomic_dataset(folder):

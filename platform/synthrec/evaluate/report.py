@@ -232,11 +232,11 @@ def _fidelity(f: dict, columns: dict[str, Column], max_categories: int) -> str:
 {_table(["Property", "Score"], props)}
 {_table(["Column", "Metric", "Score", "Coverage", "Coverage metric"], rows, numeric_from=9)}
 <h3>Distributions: real vs synthetic</h3>
-{_png(_distribution_figure(columns, f["columns"], max_categories), "per-column distributions")}
+{_png(distribution_figure(columns, f["columns"], max_categories), "per-column distributions")}
 <h3>Associations</h3>
 <p class="note">Pearson r for two numeric columns, Cramér's V (0..1) otherwise; numerics binned as
 in the score.</p>
-{_png(_association_figure(f["pairs"], list(f["columns"])), "association heatmaps")}
+{_png(association_figure(f["pairs"], list(f["columns"])), "association heatmaps")}
 <h3>Weakest pairs</h3>
 {_table(PAIR_HEADER, pair_rows, numeric_from=2)}
 </section>"""
@@ -294,7 +294,7 @@ def _privacy(p: dict, dp: dict | None = None) -> str:
         ],
         ["Membership attack AUC (0.5 = no leak)", _fmt(p.get("mia_auc"))],
     ]
-    figure = _png(_dcr_figure(p), "DCR histograms") if p.get("dcr_histogram") else ""
+    figure = _png(dcr_figure(p), "DCR histograms") if p.get("dcr_histogram") else ""
     note = f'<p class="note">{html.escape(p["note"])}</p>' if p.get("note") else ""
     return f"""<section id="privacy"><h2>Privacy</h2>
 {_table(["", "Value"], rows)}{note}
@@ -321,7 +321,7 @@ none was passed).</p></section>"""
     ]
     return f"""<section id="segments"><h2>Segments</h2>
 {_table(SEGMENT_HEADER, rows)}
-{_png(_segment_figure(segs), "segment fidelity")}</section>"""
+{_png(segment_figure(segs), "segment fidelity")}</section>"""
 
 
 def _sequences(q: dict | None) -> str:
@@ -421,7 +421,7 @@ coincide with the training users by chance.</p>
 {_table(header, fidelity)}
 <h3>User-level privacy</h3>
 {_table(header, privacy)}{note}
-{_png(_sequence_figure(q["histograms"], runs.get("histogram")), "sequence distributions")}
+{_png(sequence_figure(q["histograms"], runs.get("histogram")), "sequence distributions")}
 </section>"""
 
 
@@ -449,7 +449,10 @@ population as the training rows makes it meaningful (a later time window inflate
 # ---------------------------------------------------------------------------- figures
 
 
-def _distribution_figure(columns: dict[str, Column], scores: dict, max_categories: int) -> Figure:
+def distribution_figure(columns: dict[str, Column], scores: dict, max_categories: int) -> Figure:
+    """Real vs synthetic distribution of every column (`Report.figures()` builds it from a
+    report; `columns` from `synthrec.evaluate.columns.encode`, `scores` is
+    metrics["fidelity"]["columns"])."""
     shown = [c for c in columns.values() if c.shape != Shape.OTHER]
     ncols = 3
     nrows = max(1, -(-len(shown) // ncols))
@@ -559,7 +562,9 @@ def association_matrices(pairs: list[dict], names: list[str]) -> tuple[np.ndarra
     return mats[0], mats[1]
 
 
-def _association_figure(pairs: list[dict], names: list[str]) -> Figure:
+def association_figure(pairs: list[dict], names: list[str]) -> Figure:
+    """Pairwise association heatmaps, real and synthetic side by side (metrics["fidelity"]
+    ["pairs"] and the column names)."""
     real, syn = association_matrices(pairs, names)
     fig = Figure(figsize=(17, 5.6))
     panels = (
@@ -595,7 +600,9 @@ def _association_figure(pairs: list[dict], names: list[str]) -> Figure:
     return fig
 
 
-def _dcr_figure(p: dict) -> Figure:
+def dcr_figure(p: dict) -> Figure:
+    """Histograms of the distance to the closest real row (metrics["privacy"], which holds
+    "dcr_histogram" when a holdout was given)."""
     hist = p["dcr_histogram"]
     edges = np.asarray(hist["edges"])
     fig = Figure(figsize=(10, 3.6))
@@ -618,7 +625,8 @@ def _dcr_figure(p: dict) -> Figure:
     return fig
 
 
-def _segment_figure(segs: list[dict]) -> Figure:
+def segment_figure(segs: list[dict]) -> Figure:
+    """Fidelity per conditioned segment (metrics["segments"])."""
     labels = [f"{s['column']}={s['value']}"[:28] for s in segs]
     y = np.arange(len(segs))
     fig = Figure(figsize=(12, 0.9 + 0.32 * len(segs)))
@@ -651,7 +659,9 @@ def _segment_figure(segs: list[dict]) -> Figure:
 DURATION_TICKS = ((1, "1 s"), (60, "1 min"), (3_600, "1 h"), (86_400, "1 d"), (2_592_000, "30 d"))
 
 
-def _sequence_figure(h: dict, runs: dict | None) -> Figure:
+def sequence_figure(h: dict, runs: dict | None) -> Figure:
+    """Per-user sequence distributions (metrics["sequences"]["histograms"] and its runs
+    histogram)."""
     panels = [
         ("events per user", h["events_per_user"], True),
         ("time between a user's events", h["log10_inter_event_seconds"], False),

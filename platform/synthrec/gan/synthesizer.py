@@ -119,12 +119,15 @@ class Synthesizer:
         time_budget_s: float | None = None,
         progress: Callable[..., None] | None = None,
         device: str | torch.device = "cpu",
+        verbose: bool = False,
     ) -> Synthesizer:
         """Train on `table`, a pyarrow Table or a pandas DataFrame (then `sample` returns
         DataFrames too). Stops after `epochs` (default cfg.epochs: 30, as `synthrec train-gan`)
         or `time_budget_s`, whichever comes first. `progress(epoch=..., **metrics)` is called
-        after each epoch. `schema`: a Schema or a schema file's path (as --schema-uri); without
-        one the roles are inferred."""
+        after each epoch; `verbose=True` prints a line per epoch (number, seconds, losses) on
+        stderr. `schema`: a Schema or a schema file's path (as --schema-uri); without one the
+        roles are inferred."""
+        progress = epoch_printer("Synthesizer", progress) if verbose else progress
         table, return_type = _as_arrow(table)
         cfg = cfg or GanConfig()
         if epochs is not None and epochs < 1:
@@ -185,6 +188,26 @@ class Synthesizer:
             },
         )
         return self
+
+    # -- files -----------------------------------------------------------------------------
+    def save(self, uri: str, storage: Any = None) -> str:
+        """Write the model directory at `uri` (a local path or an s3:// URI: the directory
+        `synthrec train-gan` writes and `synthrec generate --model-uri` reads); returns the
+        model's version. `storage`: a StorageConfig (default: the standard AWS variables)."""
+        from synthrec.artifacts import save_synthesizer  # artifacts builds Synthesizers
+
+        save_synthesizer(self, uri, storage, metadata={"return_type": self.return_type})
+        return self.metadata["version"]
+
+    @classmethod
+    def load(cls, uri: str, storage: Any = None, device: str | torch.device = "cpu") -> Synthesizer:
+        """A synthesizer from a model directory (`save`, or `synthrec train-gan`); it samples
+        DataFrames when it was fitted on one."""
+        from synthrec.artifacts import load_synthesizer
+
+        synth = load_synthesizer(uri, storage, device)
+        synth.return_type = _saved_return_type(synth.metadata)
+        return synth
 
     def calibrate_ids(self, rounds: int | None = None) -> dict[str, list[float]]:
         """Fit per-id draw weights so that unconditional samples keep each id column's training
@@ -514,6 +537,38 @@ def _as_arrow(table: Any) -> tuple[pa.Table, ReturnType]:
         f"fit takes a pyarrow Table or a pandas DataFrame, got {type(table).__name__}; "
         "convert it first (pa.table(...) or pandas.DataFrame(...))"
     )
+
+
+def epoch_printer(name: str, progress: Callable[..., None] | None) -> Callable[..., None]:
+    """A progress callback that prints one line per epoch on stderr (`fit(verbose=True)`):
+    the phase, the epoch, its seconds, the time since fitting began and the epoch's numbers;
+    then calls `progress` (the user's own callback), if any."""
+    start = time.monotonic()
+
+    def report(**metrics: Any) -> None:
+        phase = f"{metrics['phase']} " if "phase" in metrics else ""
+        numbers = "  ".join(
+            f"{k} {float(v):.4g}"
+            for k, v in metrics.items()
+            if k not in ("phase", "epoch", "seconds") and isinstance(v, (int, float, torch.Tensor))
+        )
+        print(
+            f"{name}: {phase}epoch {metrics.get('epoch', '?')}  "
+            f"{float(metrics.get('seconds', 0.0)):.1f} s (total {time.monotonic() - start:.0f} s)"
+            f"  {numbers}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if progress is not None:
+            progress(**metrics)
+
+    return report
+
+
+def _saved_return_type(metadata: dict[str, Any]) -> ReturnType:
+    """What `sample` returns for a loaded model: what `save` recorded (models the CLI wrote:
+    arrow)."""
+    return "pandas" if metadata.get("return_type") == "pandas" else "arrow"
 
 
 def _block_seed(seed: int, block_index: int) -> int:

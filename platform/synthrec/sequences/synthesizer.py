@@ -37,7 +37,7 @@ from synthrec.config import GanConfig, SequenceConfig
 from synthrec.data.eventlog import with_schema
 from synthrec.data.relational import RelationalLog, ViewOverrides, relational_view
 from synthrec.errors import ConfigError, DataError, ModelError
-from synthrec.gan.synthesizer import _as_arrow
+from synthrec.gan.synthesizer import _as_arrow, _saved_return_type, epoch_printer
 from synthrec.schema import Schema, infer_schema
 from synthrec.sequences import fitting
 from synthrec.sequences import train as steps
@@ -86,9 +86,12 @@ class SequenceSynthesizer:
         progress: Callable[..., None] | None = None,
         overrides: ViewOverrides | dict | None = None,
         device: str | torch.device = "cpu",
+        verbose: bool = False,
     ) -> SequenceSynthesizer:
         """Learn users, catalog and sequences. Stops after `epochs` (default cfg.epochs) or
-        `time_budget_s` (the users GAN gets cfg.users_budget_share of it)."""
+        `time_budget_s` (the users GAN gets cfg.users_budget_share of it). `verbose=True`
+        prints a line per epoch of each phase (users, likelihood, adversarial) on stderr."""
+        progress = epoch_printer("SequenceSynthesizer", progress) if verbose else progress
         cfg = cfg or SequenceConfig()
         if epochs is not None and epochs < 1:
             raise ConfigError(f"epochs must be >= 1 (got {epochs})")
@@ -104,6 +107,27 @@ class SequenceSynthesizer:
         seq_budget = budget - (time.monotonic() - start) if budget else None
         history = self._fit_sequences(seqs, cfg, epochs, seq_budget, report)
         return self.finish(self.model, seqs, time.monotonic() - start, history)
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, uri: str, storage: Any = None) -> str:
+        """Write the model directory at `uri` (a local path or an s3:// URI: the directory
+        `synthrec train-gan --generator sequences` writes); returns the model's version."""
+        from synthrec.sequences.artifacts import save_sequence_model  # it builds these objects
+
+        save_sequence_model(self, uri, storage, metadata={"return_type": self.return_type})
+        return self.metadata["version"]
+
+    @classmethod
+    def load(
+        cls, uri: str, storage: Any = None, device: str | torch.device = "cpu"
+    ) -> SequenceSynthesizer:
+        """A sequence synthesizer from a model directory; `sample_table` returns DataFrames
+        when it was fitted on one."""
+        from synthrec.sequences.artifacts import load_sequence_model
+
+        synth = load_sequence_model(uri, storage, device)
+        synth.return_type = _saved_return_type(synth.metadata)
+        return synth
 
     def prepare(
         self,
