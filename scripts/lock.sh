@@ -32,7 +32,10 @@ torch_deps = [
 lines = [d for d in deps if not d.replace(" ", "").startswith("torch")] + torch_deps
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
-uv pip compile "$tmp/requirements.in" \
+# torch reached through a dependency (opacus) is left out too: an override with a marker that
+# never holds drops it from the resolution, so its CUDA wheels' dependencies stay out as well
+echo "torch; sys_platform == 'never'" > "$tmp/overrides.txt"
+uv pip compile "$tmp/requirements.in" --override "$tmp/overrides.txt" \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --generate-hashes --no-header --quiet -o "$tmp/requirements.lock"
 {
