@@ -147,6 +147,22 @@ def test_cli_describe_file_and_published_dataset(tmp_path, capsys):
     assert code == 0 and "published dataset" in out and "3 rows, 2 columns" in out
 
 
+def test_cli_describe_reads_the_log_through_a_schema_file(tmp_path, capsys):
+    log = tmp_path / "log.csv"
+    log.write_text("uid,sku,kind,ts,note\n7,100,pv,1700000000,a\n8,101,buy,1700000100,b\n")
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(
+        "columns:\n  uid: {role: user_id}\n  sku: {role: item_id}\n  ts: {role: datetime}\n"
+        "  note: {role: ignore}\n"
+        "behaviour: {column: kind, labels: {click: [pv], purchase: [buy]}}\n"
+    )
+    code, out, _ = run(["data", "describe", str(log), "--schema-uri", str(schema)], capsys)
+    assert code == 0
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "user_id" in rows["uid"] and "item_id" in rows["sku"]  # not numeric: the schema's
+    assert "note" not in rows and "kind" not in rows and "purchase" in rows
+
+
 def test_cli_describe_refuses_unfinished_publish(tmp_path, capsys):
     run_dir = tmp_path / "ds" / "run-20250101T000000-deadbeef"
     run_dir.mkdir(parents=True)

@@ -158,11 +158,14 @@ def describe(
     uri: str = typer.Argument(
         ..., help="A .parquet, .csv(.gz) or RecBole .inter file or dataset folder, local or s3://."
     ),
+    schema_uri: str | None = typer.Option(
+        None, "--schema-uri", help="schema YAML: its roles, ignored columns, behaviour labels"
+    ),
 ) -> None:
     """Rows, columns, roles, nulls and cardinality; manifest details for a published dataset."""
     from synthrec.data.eventlog import describe as describe_data
 
-    info = describe_data(uri)
+    info = describe_data(uri, schema_uri=schema_uri)
     if info.manifest is not None:
         m = info.manifest
         made = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(m.created_at))

@@ -337,11 +337,18 @@ class Description:
     manifest: st.Manifest | None  # set for a published dataset: the only source of truth
 
 
-def describe(uri: str, storage: StorageConfig | None = None) -> Description:
+def describe(
+    uri: str, storage: StorageConfig | None = None, schema_uri: str | None = None
+) -> Description:
     """Rows, and per column: type, role, nulls, distinct values, range. A published dataset is
     read through its manifest one column at a time (bounded memory); its schema, if it has
-    one, gives the roles."""
+    one, gives the roles. With `schema_uri` the log is read as every other command reads it:
+    the schema file's roles, ignored columns dropped, the behaviour column as its labels."""
     manifest = st.read_manifest(uri, storage) if _is_dir(uri, storage) else None
+    if schema_uri is not None:
+        table, schema = load_event_log(uri, schema_uri, storage)
+        cols = [_summarize(table.column(n), n, schema[n].role.value) for n in table.column_names]
+        return Description(uri, table.num_rows, cols, manifest)
     if manifest is None:
         table = read_events(uri, storage)
         schema = infer_schema(table) if table.num_rows and not _has_all_null(table) else None
