@@ -35,13 +35,15 @@ def run_train_ranking(
     real: pa.Table,
     synthetic: pa.Table | None,
     name: str,
+    schema=None,
     progress: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
-    """Train F with ranking heads on Ray Train and publish it at cfg.out_uri."""
+    """Train F with ranking heads on Ray Train and publish it at cfg.out_uri (with `schema`,
+    the log's, in its training facts)."""
     import ray
 
     from synthrec.distributed.common import ensure_ray
-    from synthrec.recommender.artifacts import build_recommender, save_recommender
+    from synthrec.distributed.recommender_train import publish_trained
     from synthrec.recommender.ranking import build_ranking_model, prepare_ranking
 
     start = time.monotonic()
@@ -54,12 +56,8 @@ def run_train_ranking(
     deadline = time.time() + model_cfg.time_budget_s if model_cfg.time_budget_s else None
     loop = LoopConfig(model_cfg.epochs, deadline, cfg.run.checkpoint_every, model_cfg.seed)
     run = run_training(task, loop, cfg, name, "ranking training", progress)
-    state = run.task_state
-    model = build_ranking_model(data, model_cfg)
-    model.load_state_dict(state["best"] if state["best"] is not None else state["model"])
-    model.eval()
     imp = data.real.impressions
-    training = {
+    facts = {
         "real_impressions": len(imp) if imp is not None else 0,
         "synthetic_impressions": len(data.synthetic.impressions)
         if data.synthetic is not None and data.synthetic.impressions is not None
@@ -67,26 +65,11 @@ def run_train_ranking(
         "num_items": data.encoder.num_items,
         "labels": list(data.encoder.columns.labels),
         "notes": data.notes,
-        "run_name": name,
-        "num_workers": cfg.scaling.num_workers,
-        "gpu": cfg.scaling.use_gpu,
         "holdout": "last 10% of the real rows in time (validation click GAUC)",
-        "synthetic_weight": model_cfg.synthetic_weight,
-        "real_uri": cfg.real_uri,
-        "synthetic_uri": cfg.synthetic_uri,
-        "epochs": run.epochs,
-        "best_epoch": state["best_epoch"],
-        "best_valid_gauc": state["best_score"],
-        "train_seconds": round(time.monotonic() - start, 2),
+        **({"schema": schema.to_dict()} if schema is not None else {}),
     }
-    rec = build_recommender(model, data.encoder, model_cfg, data.known, data.popularity, training)
-    save_recommender(rec, cfg.out_uri, cfg.storage)
-    return {
-        "model_uri": cfg.out_uri,
-        "checkpoints": run.checkpoints_uri,
-        **training,
-        "history": run.history,
-    }
+    model = build_ranking_model(data, model_cfg)
+    return publish_trained(cfg, name, run, model, data, start, facts, "best_valid_gauc")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,6 @@ def run_train_recommender(
     import ray
 
     from synthrec.distributed.common import ensure_ray
-    from synthrec.recommender.artifacts import build_recommender, save_recommender
     from synthrec.recommender.train import build_model, prepare_training, training_arrays
 
     start = time.monotonic()
@@ -106,7 +105,7 @@ def run_train_recommender(
     if model_cfg.ranking_heads:  # F with its ranking heads: distributed/ranking_train.py
         from synthrec.distributed.ranking_train import run_train_ranking
 
-        return run_train_ranking(cfg, real, synthetic, name, progress)
+        return run_train_ranking(cfg, real, synthetic, name, schema, progress)
     data = prepare_training(real, synthetic, model_cfg, schema)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)
@@ -122,26 +121,47 @@ def run_train_recommender(
     loop = LoopConfig(model_cfg.epochs, deadline, cfg.run.checkpoint_every, model_cfg.seed)
     run = run_training(task, loop, cfg, name, "recommender training", progress, datasets)
 
-    state = run.task_state
     model = build_model(data.encoder, model_cfg)
+    facts = {
+        **data.facts,
+        "holdout": model_cfg.holdout,
+        **({"schema": schema.to_dict()} if schema is not None else {}),
+    }
+    return publish_trained(cfg, name, run, model, data, start, facts, "best_valid_ndcg@10")
+
+
+def publish_trained(
+    cfg: TrainRecommenderConfig,
+    name: str,
+    run,
+    model,
+    data,
+    start: float,
+    facts: dict,
+    score_key: str,
+) -> dict[str, Any]:
+    """Load a Ray-trained F's best weights into `model`, record the run's training facts
+    beside `facts` (the next-item and the ranking trainers' own), publish the recommender at
+    cfg.out_uri; -> the run's summary."""
+    from synthrec.recommender.artifacts import build_recommender, save_recommender
+
+    state = run.task_state
     model.load_state_dict(state["best"] if state["best"] is not None else state["model"])
     model.eval()
     training = {
-        **data.facts,
+        **facts,
         "run_name": name,
         "num_workers": cfg.scaling.num_workers,
         "gpu": cfg.scaling.use_gpu,
-        "holdout": model_cfg.holdout,
-        "synthetic_weight": model_cfg.synthetic_weight,
+        "synthetic_weight": cfg.model.synthetic_weight,
         "real_uri": cfg.real_uri,
         "synthetic_uri": cfg.synthetic_uri,
         "epochs": run.epochs,
         "best_epoch": state["best_epoch"],
-        "best_valid_ndcg@10": state["best_score"],
+        score_key: state["best_score"],
         "train_seconds": round(time.monotonic() - start, 2),
-        **({"schema": schema.to_dict()} if schema is not None else {}),
     }
-    rec = build_recommender(model, data.encoder, model_cfg, data.known, data.popularity, training)
+    rec = build_recommender(model, data.encoder, cfg.model, data.known, data.popularity, training)
     save_recommender(rec, cfg.out_uri, cfg.storage)
     return {
         "model_uri": cfg.out_uri,
