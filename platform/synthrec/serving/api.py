@@ -149,6 +149,24 @@ def build_api(
             data, media_type=MEDIA_TYPES[body.format], headers={"x-model-version": version}
         )
 
+    def history_error(history: list) -> Response | None:
+        if len(history) <= limits.max_history:
+            return None
+        return _error(
+            422,
+            f"history: {len(history)} items, the limit is {limits.max_history}; "
+            "send the most recent ones",
+            "history",
+        )
+
+    async def answer(pending) -> Response:
+        """A backend's JSON answer, or its request error as a 422 naming the field."""
+        try:
+            data = await pending
+        except (RequestRejected, SynthrecError) as err:
+            return _error(422, str(err), getattr(err, "field", None))
+        return Response(data, media_type="application/json")
+
     async def recommendations(body: RecommendationRequest) -> Response:
         """Top-k items with scores; unknown users get a cold-start answer, flagged as such."""
         if recommender is None:
@@ -159,18 +177,9 @@ def build_api(
             )
         if body.k > limits.max_k:
             return _error(422, f"k: {body.k} is above this server's limit of {limits.max_k}", "k")
-        if len(body.history) > limits.max_history:
-            return _error(
-                422,
-                f"history: {len(body.history)} items, the limit is {limits.max_history}; "
-                "send the most recent ones",
-                "history",
-            )
-        try:
-            data = await recommender.recommend(body)
-        except (RequestRejected, SynthrecError) as err:
-            return _error(422, str(err), getattr(err, "field", None))
-        return Response(data, media_type="application/json")
+        if (too_long := history_error(body.history)) is not None:
+            return too_long
+        return await answer(recommender.recommend(body))
 
     async def rank(body: RankRequest) -> Response:
         """Position-free P(click), P(click, cart), P(click, cart, purchase) of each candidate,
@@ -188,18 +197,9 @@ def build_api(
                 "send fewer per request",
                 "items",
             )
-        if len(body.history) > limits.max_history:
-            return _error(
-                422,
-                f"history: {len(body.history)} items, the limit is {limits.max_history}; "
-                "send the most recent ones",
-                "history",
-            )
-        try:
-            data = await ranker.rank(body)
-        except (RequestRejected, SynthrecError) as err:
-            return _error(422, str(err), getattr(err, "field", None))
-        return Response(data, media_type="application/json")
+        if (too_long := history_error(body.history)) is not None:
+            return too_long
+        return await answer(ranker.rank(body))
 
     async def list_models() -> Response:
         """Versions and metadata of the loaded models."""
