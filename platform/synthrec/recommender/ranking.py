@@ -164,6 +164,22 @@ class RankingData:
             synthetic=_shard(self.synthetic, rank, world) if self.synthetic else None,
         )
 
+    def with_synthetic_share(self, share: float, seed: int) -> RankingData:
+        """The same data with a seeded `share` of the synthetic requests (whole requests) and
+        of its next-item windows: how much synthetic data a tuning trial trains on."""
+        if self.synthetic is None or share >= 1.0:
+            return self
+        rng = np.random.default_rng(seed)
+        imp, windows = self.synthetic.impressions, self.synthetic.windows
+        if imp is not None and len(imp):
+            keep = rng.random(int(imp.request.max()) + 1) < share  # (R,)
+            imp = imp.subset(keep[imp.request])
+        if windows is not None and len(windows["tokens"]):
+            n = len(windows["tokens"])
+            take = np.sort(rng.permutation(n)[: max(1, int(round(n * share)))])
+            windows = {k: v[take] for k, v in windows.items()}
+        return replace(self, synthetic=Source(imp, windows))
+
 
 def _shard(src: Source, rank: int, world: int) -> Source:
     imp = src.impressions
