@@ -689,10 +689,12 @@ class RecommenderConfig(Section):
     )
     max_positions: int = Field(50, ge=1, le=10_000, description="positions past this share a bias")
     ranking_batch_size: int = Field(512, ge=1, description="impressions per step and per source")
-    ranking_heads: bool = Field(
-        False,
-        description="train-recommender: also train the ranking heads on impressions when the "
-        "log has label columns (early stopping then on validation click GAUC)",
+    ranking_heads: bool | None = Field(
+        None,
+        description="train-recommender: also train the ranking heads on impressions (early "
+        "stopping then on validation click GAUC). Default (null): on for a search log, one with "
+        "label columns and a query or display-position column; off for other logs (e.g. ratings "
+        "turned into a click label), which keep the next-item trainer's leave-last-out holdout",
     )
     seed: int = 0
 

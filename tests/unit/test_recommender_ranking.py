@@ -314,3 +314,19 @@ def test_ranking_rows_sharing_a_history_are_encoded_once_with_unchanged_scores(l
         )  # (N, d): every row's own full-width window
         full = torch.sigmoid(model.rank_logits(state, torch.from_numpy(imp.items))).cumprod(1)
     np.testing.assert_allclose(RankScorer(model).predict(imp), full.double().numpy(), atol=1e-5)
+
+
+def test_ranking_heads_default_on_for_a_search_log_only(log):
+    """Unset, ranking_heads follows the log: labels with a query or a display position (a
+    search log) train the heads; labels alone (ratings made a click) or none do not."""
+    from synthrec.recommender.ranking import wants_ranking_heads
+
+    auto = RecommenderConfig()
+    assert auto.ranking_heads is None
+    assert wants_ranking_heads(log, auto)
+    assert wants_ranking_heads(log.drop_columns(["query"]), auto)  # position alone
+    ratings_like = log.drop_columns(["query", "position"])
+    assert not wants_ranking_heads(ratings_like, auto)
+    assert not wants_ranking_heads(log.drop_columns(["click", "cart", "purchase"]), auto)
+    assert not wants_ranking_heads(log, RecommenderConfig(ranking_heads=False))
+    assert wants_ranking_heads(ratings_like, RecommenderConfig(ranking_heads=True))

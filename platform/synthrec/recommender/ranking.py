@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError
-from synthrec.recommender.data import InteractionEncoder, Log
+from synthrec.recommender.data import InteractionEncoder, Log, discover_columns
 from synthrec.recommender.impressions import Impressions, build_impressions
 from synthrec.recommender.model import RecommenderModel
 from synthrec.recommender.train import (
@@ -39,6 +39,7 @@ from synthrec.recommender.train import (
     row_losses,
     training_arrays,
 )
+from synthrec.schema import Schema
 
 Batch = dict[str, torch.Tensor]
 VALID_SHARE = 0.1  # last share of the real rows in time: validation for early stopping
@@ -305,6 +306,18 @@ class RankingFit:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_gauc: float | None = None
+
+
+def wants_ranking_heads(
+    table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None
+) -> bool:
+    """cfg.ranking_heads when set; else whether `table` is a search log: label columns
+    (click...) and a query or display-position column. A user who trains on such a log expects
+    /v1/rank to work; a ratings log with a derived click label keeps the next-item trainer."""
+    if cfg.ranking_heads is not None:
+        return cfg.ranking_heads
+    columns = discover_columns(table, cfg, schema)
+    return bool(columns.labels) and (columns.query is not None or columns.position is not None)
 
 
 def build_ranking_model(data: RankingData, cfg: RecommenderConfig) -> RecommenderModel:
