@@ -6,15 +6,16 @@ Loopback only (127.0.0.1), bounded in time and requests per measurement. Four se
 side by side on the same model directories: plain uvicorn + FastAPI without Ray ("plain"),
 the same with the Serve deployment's batching policy ("plain+batch"), and `synthrec serve`
 (Ray Serve, each in its own local Ray) with its default HAProxy ingress ("serve") and with
-Serve's Python proxy ("serve-proxy"). For POST /v1/recommendations (k=10) and POST
-/v1/synthetic (1,000 rows) at 1 and 16 concurrent keep-alive clients it records p50/p99
+Serve's Python proxy ("serve-proxy"). For POST /v1/recommendations (k=10), POST /v1/rank
+(100 candidates) and POST /v1/synthetic (1,000 rows) at 1 and 16 concurrent keep-alive
+clients it records p50/p99
 latency, requests/s and errors (non-200 answers or broken connections), in interleaved rounds
 that rotate the server order (so load from other processes on a shared machine hits all
 servers alike), then prints a table with Serve's throughput as a share of each plain server's.
 
-Without --recommender it builds a recommender directory over a 100,000-item catalog (see
-`build_recommender_model`); without --generator it fits the default generator architecture
-on 3,000 rows of ML-100K (one epoch). All servers load the same directories. The load
+Without --recommender it builds a recommender directory over a 100,000-item catalog with a
+click head (see `build_recommender_model`); without --generator it fits the default generator
+architecture on 3,000 rows of ML-100K (one epoch). All servers load the same directories. The load
 client is a minimal asyncio HTTP/1.1 client, so it takes little of the CPU the servers need.
 """
 
@@ -37,6 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 ML100K = REPO.parent / "shared" / "datasets" / "ml-100k" / "events.parquet"
+RANK_CANDIDATES = 100  # items per /v1/rank request
 
 
 # ---------------------------------------------------------------------------- load client
@@ -144,7 +146,8 @@ def build_recommender_model(
 
     The interactions are random (seeded), every item appears at least once, and the weights
     stay at their initialization: serving cost depends on the catalog and model sizes
-    (default RecommenderConfig: dim 64, 2 layers, 50 positions), not on training.
+    (default RecommenderConfig: dim 64, 2 layers, 50 positions), not on training. A random
+    0/1 click column gives it a click head, so it also serves /v1/rank.
     """
     import pyarrow as pa
 
@@ -163,15 +166,15 @@ def build_recommender_model(
             "item_id": pa.array(items.astype(str)),
             "category": pa.array((items % 40).astype(str)),  # an item attribute, constant per item
             "timestamp": pa.array(np.sort(rng.integers(1_700_000_000, 1_702_000_000, rows))),
+            "click": pa.array((rng.random(rows) < 0.1).astype(np.int64)),
         }
     )
     cfg = RecommenderConfig(item_features=["category"], user_features=[])
     encoder = InteractionEncoder.fit(table, cfg)
     known = encoder.encode(table)
     popularity = np.bincount(known.items, minlength=encoder.num_items + 1)
-    rec = build_recommender(
-        build_model(encoder, cfg), encoder, cfg, known, popularity, {"note": "benchmark model"}
-    )
+    model = build_model(encoder, cfg, num_labels=len(encoder.columns.labels))
+    rec = build_recommender(model, encoder, cfg, known, popularity, {"note": "benchmark model"})
     save_recommender(rec, str(out))
     return str(out)
 
@@ -223,12 +226,25 @@ def serve_plain(cfg_json: str, port: int, batch: bool) -> None:
     uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
 
 
-def workloads(port: int, users: list[str], endpoints: list[str]) -> dict[str, list[bytes]]:
-    """Requests per endpoint: k=10 for 2,048 known users in turn; 1,000 rows, 16 seeds in turn."""
+def workloads(
+    port: int, users: list[str], endpoints: list[str], item_ids: list[str]
+) -> dict[str, list[bytes]]:
+    """Requests per endpoint: k=10 for 2,048 known users in turn; 100 candidates (a seeded
+    draw from the catalog) for each of those users; 1,000 rows, 16 seeds in turn."""
     loads = {}
     if "recommendations" in endpoints:
         loads["/v1/recommendations"] = [
             http_post("/v1/recommendations", {"user_id": u, "k": 10}, port) for u in users
+        ]
+    if "rank" in endpoints:
+        rng = np.random.default_rng(0)
+        loads["/v1/rank"] = [
+            http_post(
+                "/v1/rank",
+                {"user_id": u, "items": rng.choice(item_ids, RANK_CANDIDATES, False).tolist()},
+                port,
+            )
+            for u in users
         ]
     if "synthetic" in endpoints:
         loads["/v1/synthetic"] = [
@@ -390,8 +406,8 @@ def main() -> None:
     parser.add_argument(
         "--endpoints",
         nargs="+",
-        default=["recommendations", "synthetic"],
-        choices=["recommendations", "synthetic"],
+        default=["recommendations", "rank", "synthetic"],
+        choices=["recommendations", "rank", "synthetic"],
     )
     parser.add_argument(
         "--access-log", action="store_true", help="Serve access logs on (off in both by default)"
@@ -411,9 +427,10 @@ def main() -> None:
     gen = rec = None
     if "synthetic" in args.endpoints:
         gen = args.generator or build_generator_model(tmp / "generator")
-    if "recommendations" in args.endpoints:
+    if {"recommendations", "rank"} & set(args.endpoints):
         rec = args.recommender or build_recommender_model(tmp / "recommender", args.num_items)
     users = _known_users(rec) if rec else []
+    item_ids = _item_ids(rec) if "rank" in args.endpoints else []
     cfg = ServeConfig(
         generator_uri=gen, recommender_uri=rec, access_log=args.access_log, api_key_env=None
     )
@@ -432,7 +449,9 @@ def main() -> None:
                 port, proc = start_serve(cfg, ingress, args.access_log)
                 ports[name] = port
                 procs.append(proc)
-        loads = {name: workloads(port, users, args.endpoints) for name, port in ports.items()}
+        loads = {
+            name: workloads(port, users, args.endpoints, item_ids) for name, port in ports.items()
+        }
         results = bench_interleaved(ports, loads, args)
     finally:
         for proc in procs:
@@ -447,6 +466,13 @@ def _known_users(uri: str, count: int = 2048) -> list[str]:
     from synthrec.serving.backends import RecommenderBackend
 
     return RecommenderBackend.sample_users(uri, count)
+
+
+def _item_ids(uri: str) -> list[str]:
+    """The catalog's item ids (candidates for /v1/rank)."""
+    from synthrec.recommender.artifacts import load_recommender
+
+    return [str(i) for i in load_recommender(uri).encoder.item_ids.to_pylist()]
 
 
 if __name__ == "__main__":

@@ -689,10 +689,12 @@ class RecommenderConfig(Section):
     )
     max_positions: int = Field(50, ge=1, le=10_000, description="positions past this share a bias")
     ranking_batch_size: int = Field(512, ge=1, description="impressions per step and per source")
-    ranking_heads: bool = Field(
-        False,
-        description="train-recommender: also train the ranking heads on impressions when the "
-        "log has label columns (early stopping then on validation click GAUC)",
+    ranking_heads: bool | None = Field(
+        None,
+        description="train-recommender: also train the ranking heads on impressions (early "
+        "stopping then on validation click GAUC). Default (null): on for a search log, one with "
+        "label columns and a query or display-position column; off for other logs (e.g. ratings "
+        "turned into a click label), which keep the next-item trainer's leave-last-out holdout",
     )
     seed: int = 0
 
@@ -743,6 +745,85 @@ class TrainRecommenderConfig(Section):
         "out": "out_uri",
         **_RUN_KEYS,
     }
+
+
+class TuneSearchSection(Section):
+    """The bounded search of `synthrec tune`: the values each trial draws from, and its budget."""
+
+    synthetic_weight: list[float] = Field(
+        [0.0, 0.3, 1.0, 3.0], min_length=1, description="λ values (1 is the seed's)"
+    )
+    synthetic_share: list[float] = Field(
+        [0.25, 0.5, 1.0],
+        min_length=1,
+        description="share of the synthetic rows a trial trains on (whole requests, seeded)",
+    )
+    temperature: list[float] = Field(
+        [1.0],
+        min_length=1,
+        description="sampling temperatures of generator_uri (a sequence model), one synthetic "
+        "log sampled per value; one value when the synthetic rows are given",
+    )
+    dim: list[int] = Field([32, 64], min_length=1, description="F's width")
+    lr: tuple[float, float] = Field((3e-4, 3e-3), description="log-uniform learning-rate bounds")
+    num_samples: int = Field(8, ge=1, le=1000, description="trials")
+    max_epochs: int = Field(10, ge=1, le=10_000, description="epochs of a trial ASHA lets finish")
+    cpus_per_trial: float = Field(1.0, gt=0, le=64)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> TuneSearchSection:
+        checks = [
+            ("synthetic_weight", self.synthetic_weight, lambda v: v >= 0, ">= 0"),
+            ("synthetic_share", self.synthetic_share, lambda v: 0 < v <= 1, "in (0, 1]"),
+            ("temperature", self.temperature, lambda v: 0 < v <= 10, "in (0, 10]"),
+            ("dim", self.dim, lambda v: 8 <= v <= 1024, "in [8, 1024]"),
+        ]
+        for name, values, ok, allowed in checks:
+            bad = [v for v in values if not ok(v)]
+            if bad:
+                raise ValueError(f"search.{name}: {bad} not allowed; values must be {allowed}")
+        low, high = self.lr
+        if not 0 < low <= high:
+            raise ValueError(f"search.lr: ({low}, {high}) must be two bounds with 0 < low <= high")
+        return self
+
+
+class TuneConfig(Section):
+    """`synthrec tune` / jobs/tune.py: a Ray Tune search over F's λ, synthetic share, sampling
+    temperature and size, scored on the real validation split; F trained with the chosen
+    values is published at out_uri and the search's record at <out_uri>-tuning."""
+
+    real_uri: str = Field(
+        ..., description="real impressions with label columns (click...), local or s3://"
+    )
+    synthetic_uri: str | None = Field(
+        None, description="synthetic rows with the real table's columns (or give generator_uri)"
+    )
+    generator_uri: str | None = Field(
+        None, description="a generator model directory sampled once per searched temperature"
+    )
+    synthetic_rows: int | None = Field(
+        None, ge=1, description="rows sampled from generator_uri per temperature (default: real)"
+    )
+    schema_uri: str | None = Field(None, description="schema YAML of the real table")
+    out_uri: str = Field(..., description="model directory of F trained with the chosen values")
+    model: RecommenderConfig = Field(default_factory=RecommenderConfig)
+    search: TuneSearchSection = Field(default_factory=TuneSearchSection)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
+
+    @model_validator(mode="after")
+    def _one_synthetic_source(self) -> TuneConfig:
+        if self.synthetic_uri and self.generator_uri:
+            raise ValueError("give synthetic_uri or generator_uri, not both")
+        if len(self.search.temperature) > 1 and not self.generator_uri:
+            raise ValueError(
+                f"search.temperature has {len(self.search.temperature)} values but there is no "
+                "generator_uri to sample at them; give --generator-uri or one temperature"
+            )
+        if self.synthetic_rows is not None and not self.generator_uri:
+            raise ValueError("synthetic_rows needs generator_uri (rows to sample from it)")
+        return self
 
 
 class VerdictConfig(Section):

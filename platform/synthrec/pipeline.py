@@ -327,7 +327,8 @@ def _stage_train_recommender(cfg: PipelineConfig, paths: Paths, emit: Progress) 
     return {
         "model": paths.recommender,
         "epochs": summary["epochs"],
-        "best_valid_ndcg@10": summary["best_valid_ndcg@10"],
+        # next-item trainer: NDCG@10; F with ranking heads (a search log): click GAUC
+        **{k: summary[k] for k in ("best_valid_ndcg@10", "best_valid_gauc") if k in summary},
     }
 
 

@@ -17,6 +17,7 @@ from synthrec.recommender.ranking import (
     impression_batch,
     impression_losses,
     prepare_ranking,
+    state_groups,
     step_loss,
 )
 from synthrec.recommender.train import build_model, iterate_batches, row_losses
@@ -291,3 +292,41 @@ def test_ranking_shards_split_requests_whole_and_cover_everything(data):
     assert not (requests[0] & requests[1]) and not (requests[1] & requests[2])
     windows = sum(len(s.real.windows["tokens"]) for s in shards)
     assert windows == len(data.real.windows["tokens"])
+
+
+def test_ranking_rows_sharing_a_history_are_encoded_once_with_unchanged_scores(log):
+    """Without a query every row is its own request; rows of a user between two positives
+    share one history, so a batch encodes it once (and trims all-pad columns) and the scores
+    equal those of one full-width window per row."""
+    table = log.drop_columns(["query"])
+    data = prepare_ranking(table, None, CFG)
+    imp = data.real.impressions.subset(np.arange(300))
+    groups = state_groups(imp)
+    assert groups.max() + 1 < len(np.unique(imp.request))  # fewer states than requests
+    model = _model(data)
+    model.eval()
+    b = impression_batch(imp, np.arange(len(imp)), False, groups)
+    assert len(b["tokens"]) == len(np.unique(groups))
+    h = imp.history
+    with torch.no_grad():
+        state = model.user_state(
+            *(torch.from_numpy(a[imp.request]) for a in (h.tokens, h.user_cat, h.user_num))
+        )  # (N, d): every row's own full-width window
+        full = torch.sigmoid(model.rank_logits(state, torch.from_numpy(imp.items))).cumprod(1)
+    np.testing.assert_allclose(RankScorer(model).predict(imp), full.double().numpy(), atol=1e-5)
+
+
+def test_ranking_heads_default_on_for_a_search_log_only(log):
+    """Unset, ranking_heads follows the log: labels with a query or a display position (a
+    search log) train the heads; labels alone (ratings made a click) or none do not."""
+    from synthrec.recommender.ranking import wants_ranking_heads
+
+    auto = RecommenderConfig()
+    assert auto.ranking_heads is None
+    assert wants_ranking_heads(log, auto)
+    assert wants_ranking_heads(log.drop_columns(["query"]), auto)  # position alone
+    ratings_like = log.drop_columns(["query", "position"])
+    assert not wants_ranking_heads(ratings_like, auto)
+    assert not wants_ranking_heads(log.drop_columns(["click", "cart", "purchase"]), auto)
+    assert not wants_ranking_heads(log, RecommenderConfig(ranking_heads=False))
+    assert wants_ranking_heads(ratings_like, RecommenderConfig(ranking_heads=True))

@@ -25,6 +25,7 @@ from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
 from synthrec.cli import recommender as _recommender  # noqa: E402,F401
 from synthrec.cli import serving as _serving  # noqa: E402,F401
 from synthrec.cli import settings as _settings  # noqa: E402,F401
+from synthrec.cli import tune as _tune  # noqa: E402,F401
 from synthrec.cli.app import app, console, warn
 from synthrec.errors import SynthrecError
 

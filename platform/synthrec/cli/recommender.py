@@ -119,10 +119,18 @@ def train_recommender(
     out.print(
         f"published model [bold]{summary['model_uri']}[/bold]: {summary['epochs']} epochs, "
         f"best epoch {summary['best_epoch']} "
-        f"(valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}), "
+        f"({_best_score(summary)}), "
         f"{summary['train_seconds']:.0f} s (run {summary['run_name']}, "
         f"checkpoints {summary['checkpoints']})"
     )
+
+
+def _best_score(summary: dict) -> str:
+    """The validation score the run early-stopped on: click GAUC with ranking heads, else
+    next-item NDCG@10."""
+    if "best_valid_gauc" in summary:
+        return f"valid click GAUC {summary['best_valid_gauc'] or float('nan'):.4f}"
+    return f"valid NDCG@10 {summary['best_valid_ndcg@10'] or float('nan'):.4f}"
 
 
 @app.command("evaluate-recommender")

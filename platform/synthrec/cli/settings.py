@@ -26,6 +26,7 @@ CONFIG_OF_COMMAND: dict[str, type[BaseModel]] = {
     "generate": cfgs.GenerateConfig,
     "evaluate": cfgs.EvaluateConfig,
     "train-recommender": cfgs.TrainRecommenderConfig,
+    "tune": cfgs.TuneConfig,
     "serve": cfgs.ServeConfig,
     "pipeline": cfgs.PipelineConfig,
 }

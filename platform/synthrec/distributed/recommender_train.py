@@ -102,7 +102,9 @@ def run_train_recommender(
     synthetic = read_interactions(cfg.synthetic_uri, cfg.storage) if cfg.synthetic_uri else None
     if synthetic is not None and schema is not None:
         synthetic = apply_schema(synthetic, schema, cfg.synthetic_uri)
-    if model_cfg.ranking_heads:  # F with its ranking heads: distributed/ranking_train.py
+    from synthrec.recommender.ranking import wants_ranking_heads
+
+    if wants_ranking_heads(real, model_cfg, schema):  # F with its heads: ranking_train.py
         from synthrec.distributed.ranking_train import run_train_ranking
 
         return run_train_ranking(cfg, real, synthetic, name, schema, progress)

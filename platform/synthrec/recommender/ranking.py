@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from synthrec.config import RecommenderConfig
 from synthrec.errors import DataError
-from synthrec.recommender.data import InteractionEncoder, Log
+from synthrec.recommender.data import InteractionEncoder, Log, discover_columns
 from synthrec.recommender.impressions import Impressions, build_impressions
 from synthrec.recommender.model import RecommenderModel
 from synthrec.recommender.train import (
@@ -39,6 +39,7 @@ from synthrec.recommender.train import (
     row_losses,
     training_arrays,
 )
+from synthrec.schema import Schema
 
 Batch = dict[str, torch.Tensor]
 VALID_SHARE = 0.1  # last share of the real rows in time: validation for early stopping
@@ -63,9 +64,11 @@ def seed_loss(
     return total
 
 
-def impression_losses(model: RecommenderModel, batch: Batch) -> torch.Tensor:
+def impression_losses(
+    model: RecommenderModel, batch: Batch, vectors: torch.Tensor | None = None
+) -> torch.Tensor:
     """(N,) per impression: Σ over funnel stages observed for it of the stage's BCE."""
-    vectors = model.item_vectors()  # (I+1, d), once for the tower and the heads
+    vectors = model.item_vectors() if vectors is None else vectors  # (I+1, d), computed once
     state = model.user_state(
         batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query"), vectors
     )  # (R, d), one per request in the batch
@@ -78,22 +81,47 @@ def impression_losses(model: RecommenderModel, batch: Batch) -> torch.Tensor:
     return (bce * observed).sum(dim=1)
 
 
-def impression_batches(imp: Impressions, batch_size: int, seed: int) -> Iterator[Batch]:
-    """Shuffled batches of about `batch_size` impressions; a request's impressions stay
-    together, so its history is encoded once per batch."""
+def state_groups(imp: Impressions) -> np.ndarray:
+    """(N,) the user state each impression is scored from. With a query it is the request's
+    (the query joins the state); without one, every row is its own request, but the rows of a
+    user between two of their positives share one history: one transformer pass for all."""
+    if imp.query is None and len(imp):
+        key = imp.user.astype(np.int64) * (len(imp.history_length) + 1)
+        key += imp.history_length[imp.request]
+        return np.unique(key, return_inverse=True)[1].reshape(-1)
+    return imp.request
+
+
+def impression_batches(
+    imp: Impressions, batch_size: int, seed: int, groups: np.ndarray | None = None
+) -> Iterator[Batch]:
+    """Shuffled batches of about `batch_size` impressions; the impressions of one user state
+    (`state_groups`) stay together, so its history is encoded once per batch."""
+    groups = state_groups(imp) if groups is None else groups
     rng = np.random.default_rng(seed)
-    rank = np.empty(int(imp.request.max()) + 1 if len(imp) else 0, dtype=np.int64)
+    rank = np.empty(int(groups.max()) + 1 if len(imp) else 0, dtype=np.int64)
     rank[rng.permutation(len(rank))] = np.arange(len(rank))
-    order = np.argsort(rank[imp.request], kind="stable")
+    order = np.argsort(rank[groups], kind="stable")
     for start in range(0, len(order), batch_size):
-        yield impression_batch(imp, order[start : start + batch_size])
+        yield impression_batch(imp, order[start : start + batch_size], groups=groups)
 
 
-def impression_batch(imp: Impressions, idx: np.ndarray, with_position: bool = True) -> Batch:
-    requests, slot = np.unique(imp.request[idx], return_inverse=True)
+def impression_batch(
+    imp: Impressions,
+    idx: np.ndarray,
+    with_position: bool = True,
+    groups: np.ndarray | None = None,
+) -> Batch:
+    """The impressions `idx` with one history row per distinct user state among them
+    (`groups`, default the requests); "slot" maps each impression to its state."""
+    groups = imp.request if groups is None else groups
+    _, first, slot = np.unique(groups[idx], return_index=True, return_inverse=True)
+    requests = imp.request[idx][first]
     h = imp.history
+    tokens = h.tokens[requests]  # (R, T), padded on the left
+    width = max(1, int((tokens != 0).sum(axis=1).max())) if len(tokens) else tokens.shape[1]
     batch = {
-        "tokens": h.tokens[requests],
+        "tokens": tokens[:, tokens.shape[1] - width :],  # all-pad leading columns change nothing
         "user_cat": h.user_cat[requests],
         "user_num": h.user_num[requests],
         "slot": slot.reshape(-1),
@@ -136,6 +164,22 @@ class RankingData:
             real=_shard(self.real, rank, world),
             synthetic=_shard(self.synthetic, rank, world) if self.synthetic else None,
         )
+
+    def with_synthetic_share(self, share: float, seed: int) -> RankingData:
+        """The same data with a seeded `share` of the synthetic requests (whole requests) and
+        of its next-item windows: how much synthetic data a tuning trial trains on."""
+        if self.synthetic is None or share >= 1.0:
+            return self
+        rng = np.random.default_rng(seed)
+        imp, windows = self.synthetic.impressions, self.synthetic.windows
+        if imp is not None and len(imp):
+            keep = rng.random(int(imp.request.max()) + 1) < share  # (R,)
+            imp = imp.subset(keep[imp.request])
+        if windows is not None and len(windows["tokens"]):
+            n = len(windows["tokens"])
+            take = np.sort(rng.permutation(n)[: max(1, int(round(n * share)))])
+            windows = {k: v[take] for k, v in windows.items()}
+        return replace(self, synthetic=Source(imp, windows))
 
 
 def _shard(src: Source, rank: int, world: int) -> Source:
@@ -215,7 +259,8 @@ def streams(
     if src.impressions is not None and len(src.impressions):
         imp = src.impressions
         size = max(1, cfg.ranking_batch_size // world)
-        out["impressions"] = _cycle(lambda s: impression_batches(imp, size, s), seed)
+        groups = state_groups(imp)
+        out["impressions"] = _cycle(lambda s: impression_batches(imp, size, s, groups), seed)
     if src.windows is not None and len(src.windows["tokens"]):
         arrays, size_w = src.windows, max(1, cfg.batch_size // world)
         out["windows"] = _cycle(lambda s: iterate_batches(arrays, size_w, s), seed + 1)
@@ -232,14 +277,15 @@ def step_loss(
     """The seed's loss of one step: per part (impressions, next-item windows), the mean over
     the real batch plus λ times the mean over the synthetic batch."""
     total = None
+    vectors = model.item_vectors()  # (I+1, d): once per step for all four batches
     for part in ("impressions", "windows"):
         if part not in real and part not in synthetic:
             continue
         losses = {
             name: (
-                impression_losses(model, b[part])
+                impression_losses(model, b[part], vectors)
                 if part == "impressions"
-                else row_losses(model, b[part], cfg, generator)[0]
+                else row_losses(model, b[part], cfg, generator, vectors)[0]
             )
             if part in b
             else None
@@ -260,6 +306,18 @@ class RankingFit:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_valid_gauc: float | None = None
+
+
+def wants_ranking_heads(
+    table: pa.Table, cfg: RecommenderConfig, schema: Schema | None = None
+) -> bool:
+    """cfg.ranking_heads when set; else whether `table` is a search log: label columns
+    (click...) and a query or display-position column. A user who trains on such a log expects
+    /v1/rank to work; a ratings log with a derived click label keeps the next-item trainer."""
+    if cfg.ranking_heads is not None:
+        return cfg.ranking_heads
+    columns = discover_columns(table, cfg, schema)
+    return bool(columns.labels) and (columns.query is not None or columns.position is not None)
 
 
 def build_ranking_model(data: RankingData, cfg: RecommenderConfig) -> RecommenderModel:
@@ -385,10 +443,11 @@ class RankScorer:
         vectors = self.model.item_vectors()
         device = vectors.device
         out = np.empty((len(imp), imp.num_labels), dtype=np.float64)
-        order = np.argsort(imp.request, kind="stable")
+        groups = state_groups(imp)
+        order = np.argsort(groups, kind="stable")
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            b = _to(impression_batch(imp, idx, with_position=False), device)  # no position
+            b = _to(impression_batch(imp, idx, False, groups), device)  # no position
             state = self.model.user_state(
                 b["tokens"], b["user_cat"], b["user_num"], b.get("query"), vectors
             )

@@ -184,12 +184,22 @@ def iterate_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -
 
 
 def row_losses(
-    model: torch.nn.Module, batch: Batch, cfg: RecommenderConfig, generator: torch.Generator
+    model: torch.nn.Module,
+    batch: Batch,
+    cfg: RecommenderConfig,
+    generator: torch.Generator,
+    vectors: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss per target row (N,), synthetic flag per row (N,))."""
-    users, vectors = model(
-        batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query")
-    )
+    """(loss per target row (N,), synthetic flag per row (N,)); `vectors` (I+1, d): the item
+    tower's output when the caller already has it this step."""
+    if vectors is None:
+        users, vectors = model(
+            batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query")
+        )
+    else:
+        users = model.encode(
+            batch["tokens"], batch["user_cat"], batch["user_num"], batch.get("query"), vectors
+        )
     targets = batch["targets"]
     has = targets > 0  # (B, T)
     u = users[has]  # (N, d)
