@@ -147,7 +147,7 @@ class Synthesizer:
             encoder, budget = private_fit(table, schema, cfg, plan, batch)
         else:
             encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed)
-        data = torch.from_numpy(encoder.transform(table, seed=cfg.seed))
+        data = encoder.transform_compact(table, seed=cfg.seed)  # memory independent of catalog
         encode_s = time.monotonic() - start
         state = build_gan(encoder, cfg, device)
         if cfg.privacy is not None:
