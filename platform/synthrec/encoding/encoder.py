@@ -169,15 +169,17 @@ class Encoder:
         keep: set[str] | frozenset[str] = frozenset(),
         rng: np.random.Generator | None = None,
         id_weights: dict[str, np.ndarray] | None = None,
+        device: Any = None,
     ) -> pa.Table:
         """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot.
 
         Ids are decoded consistently with the columns they determine; columns in `keep`
         (conditions) are never changed. Without `rng` each id is the nearest to its vector;
         with it, a draw around it. `id_weights`: id column -> per-id log draw weights (C,)
-        (the generator's calibration; none: all 0)."""
+        (the generator's calibration; none: all 0). `device`: a torch device to search ids
+        on (the generator's GPU); None: numpy on the CPU."""
         own = {c.name: [parts[i] for i in idx] for c, idx in zip(self.codecs, self.col_spans)}
-        rows = DecodeRows(own, frozenset(keep), rng, dict(id_weights or {}))
+        rows = DecodeRows(own, frozenset(keep), rng, dict(id_weights or {}), device=device)
         for codec in self.codecs:
             codec.resolve(rows)
         arrays = [codec.decode(rows, f.type) for codec, f in zip(self.codecs, self.out_schema)]
