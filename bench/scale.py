@@ -2,7 +2,7 @@
 
     PYTHONPATH=platform .venv/bin/python bench/scale.py [--max-gib 11] [--point-timeout-s 900]
         [--events 100000,1000000,10000000] [--items 10000,100000,1000000] [--skip-sequences]
-        [--seq-items 10000,1000000] [--seq-max-events 1000000] [--seq-budget-s 60]
+        [--seq-items 10000,1000000] [--seq-max-events 1000000] [--seq-budget-s 60] [--resume]
 
 Each point runs in its own process under a resident-memory watchdog (a thread reading the
 process's RSS every 50 ms; above `--max-gib` the point stops and is reported "over memory"
@@ -345,6 +345,9 @@ def main() -> None:
     parser.add_argument("--seq-max-events", type=int, default=1_000_000)
     parser.add_argument("--seq-items", default="10000,1000000")
     parser.add_argument("--skip-sequences", action="store_true")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the points a killed run already finished"
+    )
     args = parser.parse_args()
     if args.point:
         run_child(args)
@@ -353,12 +356,27 @@ def main() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS / "scale.points.jsonl"  # one line per finished point: a killed run resumes
+    done = {}
+    if args.resume and partial.exists():
+        for line in partial.read_text().splitlines():
+            p = json.loads(line)
+            done[(p["kind"], p["events"], p["items"])] = p
+    elif partial.exists():
+        partial.unlink()
     points = []
-    for kind, events, items in grid(args):
+    for key in grid(args):
         t = time.monotonic()
-        points.append(run_point(kind, events, items, args))
+        if key in done:
+            points.append(done[key])
+            continue
+        points.append(run_point(*key, args))
+        with partial.open("a") as f:
+            f.write(json.dumps(points[-1]) + "\n")
         print(
-            f"{kind} {events:,} x {items:,}: {points[-1]['status']} ({time.monotonic() - t:.0f} s)",
+            f"{key[0]} {key[1]:,} x {key[2]:,}: {points[-1]['status']} "
+            f"({time.monotonic() - t:.0f} s)",
             flush=True,
         )
     meta = {
@@ -369,7 +387,6 @@ def main() -> None:
         "load": load,
         "slopes": slopes(points),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps({"meta": meta, "points": points}, indent=2))
     text = markdown(points, meta)
     (RESULTS / "scale.md").write_text(text)
