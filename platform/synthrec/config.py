@@ -1038,6 +1038,9 @@ class ServeLimits(Section):
     )
 
 
+TopKKind = Literal["auto", "exact", "int8"]  # catalog search (synthrec.recommender.topk)
+
+
 class ServeConfig(Section):
     """`synthrec serve` and the args of each Serve application in serve/config.yaml."""
 
@@ -1060,6 +1063,12 @@ class ServeConfig(Section):
         description="the app serving /v1/models, /healthz and /docs",
     )
     limits: ServeLimits = Field(default_factory=ServeLimits)
+    top_k: TopKKind = Field(
+        "auto",
+        description="/v1/recommendations catalog search: exact (float32 scan of every item), "
+        "int8 (int8 scan, then the best k+100 re-scored in float32; recall@10 >= 0.98 of "
+        "exact), or auto (int8 from 200,000 items on)",
+    )
     api_key_env: str | None = Field(
         "SYNTHREC_API_KEY", description="env var holding the bearer API key"
     )

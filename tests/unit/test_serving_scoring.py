@@ -94,3 +94,15 @@ def test_serving_scoring_ranks_as_the_evaluation_scorer(recommender):
         scores[PAD] = -np.inf
         assert got.items.tolist() == np.argsort(-scores, kind="stable")[:10].tolist(), user
         np.testing.assert_allclose(got.scores, np.sort(scores)[::-1][:10], rtol=1e-5, atol=1e-5)
+
+
+def test_serving_scoring_int8_search_answers_as_the_exact_scan(recommender):
+    """The int8 two-stage search behind /v1/recommendations gives the exact scan's answers
+    on a small catalog (its candidates cover far more than k items here)."""
+    reqs = requests_for(recommender)
+    exact = BatchRecommender(recommender, top_k="exact").recommend_many(reqs)
+    int8 = BatchRecommender(recommender, top_k="int8").recommend_many(reqs)
+    assert int8[0].item_ids  # the known user got an answer
+    for a, b in zip(exact, int8):
+        assert a.item_ids == b.item_ids
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)

@@ -89,6 +89,7 @@ class DecodeRows:
     changed (conditions). id_weights: id column -> per-id log draw weights (C,).
     overrides: numeric column -> (rows mask, values, nulls) replacing generated values there.
     ids: id column -> the chosen id index per row (n,), set by its codec's `resolve`.
+    device: where id search scores and draws (None: numpy on the CPU).
     """
 
     parts: dict[str, list[np.ndarray]]
@@ -97,6 +98,7 @@ class DecodeRows:
     id_weights: dict[str, np.ndarray] = field(default_factory=dict)
     overrides: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     ids: dict[str, np.ndarray] = field(default_factory=dict)
+    device: Any = None  # torch.device to search ids on (the generator's); None: numpy, CPU
 
     def codes(self, column: str) -> np.ndarray:
         """(n,) codes of a one-hot column."""

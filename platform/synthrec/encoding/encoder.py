@@ -29,12 +29,14 @@ from synthrec.encoding.codecs import (
     Span,
 )
 from synthrec.encoding.ids import IdCodec, attach_dependents, attach_labels
+from synthrec.encoding.rows import CompactRows
 from synthrec.errors import DataError, ModelError
 from synthrec.privacy.statistics import NoisyHistogram
 from synthrec.schema import ID_ROLES, ColumnSpec, Kind, Role, Schema
 
 ENCODER_FORMAT = 2  # 2: id draw weights live with the generator, not in the encoder
 CODECS: dict[str, type[Codec]] = {c.kind: c for c in (NumericCodec, DiscreteCodec, IdCodec)}
+COMPACT_CHUNK_ROWS = 65_536  # rows per codec block when encoding compactly (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,7 @@ class Encoder:
     # -- transform -----------------------------------------------------------------------
     def transform(self, table: pa.Table, seed: int = 0) -> np.ndarray:
         """(n, output_dim) float32 matrix. `seed` drives the per-row mode draws."""
-        missing = [n for n in self.schema.names if n not in table.column_names]
-        if missing:
-            raise DataError(
-                f"table lacks column(s) {', '.join(missing)} that the encoder was fitted on"
-            )
+        self._check_columns(table)
         rng = np.random.default_rng(seed)
         out = np.empty((table.num_rows, self.output_dim), np.float32)
         for codec, idx in zip(self.codecs, self.col_spans):
@@ -125,21 +123,63 @@ class Encoder:
             out[:, first.start : last.stop] = codec.transform(table.column(codec.name), rng)
         return out
 
+    def transform_compact(
+        self, table: pa.Table, seed: int = 0, chunk_rows: int = COMPACT_CHUNK_ROWS
+    ) -> CompactRows:
+        """The rows of `transform` in compact form (encoding/rows.py), never holding more than
+        `chunk_rows` dense rows of one codec: memory linear in rows and independent of the
+        catalog size. Each codec draws its modes from `seed` over its chunks in row order."""
+        self._check_columns(table)
+        rng = np.random.default_rng(seed)
+        n = table.num_rows
+        onehot = [i for i, s in enumerate(self.spans) if s.kind == "onehot"]
+        codes = np.empty((n, len(onehot)), np.int32)
+        _, scalar_cols = CompactRows.layout(self.spans)
+        scalars = np.empty((n, len(scalar_cols)), np.float32)
+        code_at, scalar_at = 0, 0  # next free column of codes / scalars
+        for codec, idx in zip(self.codecs, self.col_spans):
+            spans = [self.spans[i] for i in idx]
+            offset = spans[0].start
+            col = table.column(codec.name)
+            for lo in range(0, n, chunk_rows):
+                block = codec.transform(col.slice(lo, chunk_rows), rng)  # (m, codec width)
+                hi, c, k = lo + len(block), code_at, scalar_at
+                for span in spans:
+                    part = block[:, span.start - offset : span.stop - offset]
+                    if span.kind == "onehot":
+                        codes[lo:hi, c] = np.argmax(part, axis=1)
+                        c += 1
+                    else:
+                        scalars[lo:hi, k : k + span.size] = part
+                        k += span.size
+            code_at += sum(s.kind == "onehot" for s in spans)
+            scalar_at += sum(s.size for s in spans if s.kind != "onehot")
+        return CompactRows(codes, scalars, self.output_dim)
+
+    def _check_columns(self, table: pa.Table) -> None:
+        missing = [n for n in self.schema.names if n not in table.column_names]
+        if missing:
+            raise DataError(
+                f"table lacks column(s) {', '.join(missing)} that the encoder was fitted on"
+            )
+
     def decode(
         self,
         parts: list[np.ndarray],
         keep: set[str] | frozenset[str] = frozenset(),
         rng: np.random.Generator | None = None,
         id_weights: dict[str, np.ndarray] | None = None,
+        device: Any = None,
     ) -> pa.Table:
         """Table from per-span parts: (n, size) floats for scalar spans, (n,) ints for one-hot.
 
         Ids are decoded consistently with the columns they determine; columns in `keep`
         (conditions) are never changed. Without `rng` each id is the nearest to its vector;
         with it, a draw around it. `id_weights`: id column -> per-id log draw weights (C,)
-        (the generator's calibration; none: all 0)."""
+        (the generator's calibration; none: all 0). `device`: a torch device to search ids
+        on (the generator's GPU); None: numpy on the CPU."""
         own = {c.name: [parts[i] for i in idx] for c, idx in zip(self.codecs, self.col_spans)}
-        rows = DecodeRows(own, frozenset(keep), rng, dict(id_weights or {}))
+        rows = DecodeRows(own, frozenset(keep), rng, dict(id_weights or {}), device=device)
         for codec in self.codecs:
             codec.resolve(rows)
         arrays = [codec.decode(rows, f.type) for codec, f in zip(self.codecs, self.out_schema)]

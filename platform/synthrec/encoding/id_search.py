@@ -11,14 +11,21 @@ with a few matmuls or one gather, never a Python loop over rows.
 Per-id draw weights (log, (C,)) come from calibration after GAN training; they belong to
 the generator's state (gan/), and are passed in when decoding. `calibration_step` is the
 update rule.
+
+With a `device` (the generator's, e.g. cuda) the scoring and the draws run as torch ops
+there, on device copies of the tables made once; only the group bookkeeping stays in numpy.
+Without one the numpy path runs (faster than torch on the CPU). Both draw from the same
+distribution (tests/unit/test_encoding_device_decode.py runs the torch path on the CPU).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 
 MAX_GROUP_IDS = 4096  # largest id group searched per row when decoding consistently
 DRAW_CANDIDATES = 64  # an id is drawn among this many most likely ids of its cluster/group
@@ -87,6 +94,8 @@ class IdTable:
     kernel: np.ndarray
     inv_h2: float  # 1 / bandwidth^2
     label_sizes: list[int]  # K of each label table
+    # (table name, device) -> the table as a tensor there, made on first use
+    on_device: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -130,21 +139,31 @@ class IdTable:
         query: np.ndarray,
         label_codes: list[np.ndarray],
         rng: np.random.Generator | None,
+        device: torch.device | None = None,
     ) -> np.ndarray:
         """Id per row (n,) among the members of its group (n,), for query vectors (n, d) and
         the rows' label codes ((n,) per label table, used by draws): the nearest id, or with
-        `rng` a draw ~ weight x kernel x label likelihood."""
+        `rng` a draw ~ weight x kernel x label likelihood. `device`: score there (torch)."""
         ones = np.ones((len(query), 1), np.float32)
         if rng is None:
             aug = np.concatenate([query, ones], axis=1)
-            return search(group, aug, self.members, self.nearest, self.sizes)
+            table = self.nearest if device is None else self.tensor("nearest", device)
+            return search(group, aug, self.members, table, self.sizes, None, device)
         parts = [query * self.inv_h2, ones]
         for codes, k in zip(label_codes, self.label_sizes):  # the row's label values, one-hot
             onehot = np.zeros((len(query), k), np.float32)
             onehot[np.arange(len(query)), codes] = 1.0
             parts.append(onehot)
         aug = np.concatenate(parts, axis=1)
-        return search(group, aug, self.members, self.kernel, self.sizes, rng)
+        table = self.kernel if device is None else self.tensor("kernel", device)
+        return search(group, aug, self.members, table, self.sizes, rng, device)
+
+    def tensor(self, name: str, device: torch.device) -> torch.Tensor:
+        """The `nearest` or `kernel` table on `device`, copied there once."""
+        key = (name, str(device))
+        if key not in self.on_device:
+            self.on_device[key] = torch.from_numpy(getattr(self, name)).to(device)
+        return self.on_device[key]
 
 
 def build_tables(
@@ -171,13 +190,15 @@ def search(
     group: np.ndarray,
     query: np.ndarray,
     members: np.ndarray,
-    vectors: np.ndarray,
+    vectors: np.ndarray | torch.Tensor,
     sizes: np.ndarray,
     rng: np.random.Generator | None = None,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """For each row, the member of its group (padded tables: members (G, S), augmented vectors
     (G, S, d'), sizes (G,)) with the highest score query . vector, or with `rng` a draw with
-    probability ~ exp(score) (Gumbel-max), (n,).
+    probability ~ exp(score) (Gumbel-max), (n,). With `device`, `vectors` is a tensor there
+    and the scores and draws are torch ops on it (the draws seeded from `rng`).
 
     Whole-batch: rows are ordered by the size of their group and scored in chunks against
     their group's members (members come first in each padded row), padded to the chunk's
@@ -189,6 +210,9 @@ def search(
         return out
     query = query.astype(np.float32, copy=False)
     dim = vectors.shape[2]
+    gen = None
+    if device is not None and rng is not None:
+        gen = torch.Generator(device).manual_seed(int(rng.integers(2**62)))
     row_sizes = sizes[group]
     order = np.argsort(row_sizes, kind="stable")
     row_sizes = row_sizes[order]
@@ -204,7 +228,13 @@ def search(
         rows = rows[np.argsort(group[rows], kind="stable")]  # each group's rows side by side
         g, q = group[rows], query[rows]
         keys, first = np.unique(g, return_index=True)
-        if width > DRAW_CANDIDATES or len(rows) >= GROUP_MATMUL_ROWS * len(keys):
+        wide = width > DRAW_CANDIDATES or len(rows) >= GROUP_MATMUL_ROWS * len(keys)
+        if device is not None:
+            spans = zip(keys, first, np.append(first[1:], len(g)))
+            pos = _pick_on_device(vectors, g, q, width, spans if wide else None, rng, gen)
+            out[rows] = members[g, pos]
+            continue
+        if wide:
             # wide groups, or many rows per group: one matmul per group (a gather would
             # move r x S x d')
             score = np.empty((len(rows), width), np.float32)
@@ -215,6 +245,41 @@ def search(
         pos = np.argmax(score, axis=1) if rng is None else gumbel_draw(score, rng)
         out[rows] = members[g, pos]
     return out
+
+
+def _pick_on_device(
+    vectors: torch.Tensor,
+    g: np.ndarray,
+    q: np.ndarray,
+    width: int,
+    spans: Any,
+    rng: np.random.Generator | None,
+    gen: torch.Generator | None,
+) -> np.ndarray:
+    """`search`'s scoring of one chunk as torch ops on the tables' device: (r,) positions in
+    each row's group, the best (no `rng`) or a Gumbel-max draw from `gen`."""
+    dev = vectors.device
+    qt = torch.from_numpy(q).to(dev)
+    if spans is not None:  # one matmul per group
+        score = torch.empty(len(q), width, device=dev)
+        for k, lo, hi in spans:
+            score[lo:hi] = qt[lo:hi] @ vectors[int(k), :width].T
+    else:
+        gt = torch.from_numpy(g).to(dev)
+        score = torch.einsum("rsd,rd->rs", vectors[gt, :width], qt)
+    if rng is None:
+        return score.argmax(1).cpu().numpy()
+    return gumbel_draw_torch(score, gen).cpu().numpy()
+
+
+def gumbel_draw_torch(score: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """`gumbel_draw` as torch ops on `score`'s device, (n,)."""
+    pos = None
+    if score.shape[1] > DRAW_CANDIDATES:
+        score, pos = torch.topk(score, DRAW_CANDIDATES, dim=1)
+    u = torch.rand(score.shape, generator=gen, device=score.device)
+    best = (score - torch.log(-torch.log(u + 1e-20) + 1e-20)).argmax(1)
+    return best if pos is None else pos.gather(1, best[:, None])[:, 0]
 
 
 def gumbel_draw(score: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -169,11 +169,11 @@ class IdCodec:
             pos = np.minimum(np.searchsorted(level.keys, key), len(level.keys) - 1)
             hit = todo & (level.keys[pos] == key)
             hit_labels = [v[hit] for v in labels]
-            idx[hit] = table.pick(pos[hit], query[hit], hit_labels, rows.rng)
+            idx[hit] = table.pick(pos[hit], query[hit], hit_labels, rows.rng, rows.device)
             todo &= ~hit
         matched = ~todo
         rest_labels = [v[todo] for v in labels]
-        idx[todo] = base.pick(cluster[todo], query[todo], rest_labels, rows.rng)
+        idx[todo] = base.pick(cluster[todo], query[todo], rest_labels, rows.rng, rows.device)
         for col, per_id in self.dep_discrete.items():
             value = per_id[idx]
             fix = ~matched & (value >= 0)

@@ -6,21 +6,76 @@ row of the shard holding that value. The conditional vector is that row's one-ho
 chosen span, plus each other discrete span with probability `extra_prob`, so the generator
 also learns to honour several conditions at once. Category frequencies come from the
 encoder (global), so every worker samples the same distribution from its own shard.
+
+The shard is kept compact (`EncodedShard`: one-hot spans as hot indices, encoding/rows.py)
+and batches are expanded to the dense (B, D) layout when drawn, so its memory does not grow
+with the catalog (a dense 10^7-row shard over a 10^6-item catalog would be ~44 GB).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from synthrec.encoding import Encoder
+from synthrec.encoding.rows import CompactRows
 from synthrec.gan.networks import GanLayout
+
+
+class EncodedShard:
+    """Encoded rows (N, D) held compactly on `device`; indexing (an index or boolean tensor)
+    gives the dense float32 rows, as indexing the dense matrix would."""
+
+    def __init__(self, rows: CompactRows, encoder: Encoder, device: torch.device | str = "cpu"):
+        starts, scalar_cols = CompactRows.layout(encoder.spans)
+        dev = torch.device(device)
+        self.codes = torch.from_numpy(rows.codes).to(dev)  # (N, S) int32
+        self.scalars = torch.from_numpy(rows.scalars).to(dev)  # (N, Ds) float32
+        self.starts = torch.from_numpy(starts).to(dev)  # (S,)
+        self.scalar_cols = torch.from_numpy(scalar_cols).to(dev)  # (Ds,)
+        self.onehot_of = {
+            s: j
+            for j, s in enumerate(i for i, sp in enumerate(encoder.spans) if sp.kind == "onehot")
+        }
+        self.shape = (rows.num_rows, rows.width)
+        self.device = dev
+
+    @classmethod
+    def of(
+        cls,
+        data: torch.Tensor | np.ndarray | CompactRows | EncodedShard,
+        encoder: Encoder,
+        device: torch.device | str,
+    ) -> EncodedShard:
+        """A shard from a dense matrix (N, D), compact rows, or a shard (moved to `device`)."""
+        if isinstance(data, EncodedShard):
+            data = CompactRows(data.codes.cpu().numpy(), data.scalars.cpu().numpy(), data.shape[1])
+        elif not isinstance(data, CompactRows):
+            dense = data.cpu().numpy() if isinstance(data, torch.Tensor) else data
+            data = CompactRows.from_dense(dense, encoder.spans)
+        return cls(data, encoder, device)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, D) dense float32 rows."""
+        codes, scalars = self.codes[rows], self.scalars[rows]
+        out = torch.zeros(len(codes), self.shape[1], device=self.device)
+        out[:, self.scalar_cols] = scalars
+        out.scatter_(1, codes.long() + self.starts, 1.0)
+        return out
+
+    def span_codes(self, span: int) -> torch.Tensor:
+        """(N,) hot index of one-hot span number `span` (an index into encoder.spans)."""
+        return self.codes[:, self.onehot_of[span]].long()
 
 
 class CondSampler:
     """Samples (real rows, conditional vectors) from one encoded shard (N, D)."""
 
     def __init__(
-        self, shard: torch.Tensor, encoder: Encoder, layout: GanLayout, extra_prob: float = 0.0
+        self, shard: EncodedShard, encoder: Encoder, layout: GanLayout, extra_prob: float = 0.0
     ):
         self.shard, self.layout, self.extra_prob = shard, layout, extra_prob
         dev = shard.device
@@ -30,7 +85,7 @@ class CondSampler:
         flat = 0
         for si in layout.cond_spans:
             span = encoder.spans[si]
-            cat = shard[:, span.start : span.stop].argmax(1)  # (N,)
+            cat = shard.span_codes(si)  # (N,)
             order = torch.argsort(cat, stable=True)
             local = torch.bincount(cat, minlength=span.size)  # rows per value here
             glob = torch.as_tensor(encoder.span_counts[si], dtype=torch.float64, device=dev)

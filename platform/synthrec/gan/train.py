@@ -25,9 +25,10 @@ from torch import nn
 
 from synthrec.config import GanConfig
 from synthrec.encoding import Encoder
+from synthrec.encoding.rows import CompactRows
 from synthrec.errors import ConfigError
 from synthrec.gan.networks import Critic, GanLayout, Generator, activate, cond_cross_entropy
-from synthrec.gan.sampler import CondSampler
+from synthrec.gan.sampler import CondSampler, EncodedShard
 
 
 @dataclass
@@ -106,9 +107,13 @@ def build_gan(
     return GanState(cfg, layout, gen, critic, opt_g, opt_c, device, rng)
 
 
-def build_sampler(state: GanState, encoder: Encoder, shard: torch.Tensor) -> CondSampler:
-    """Training-by-sampling over this worker's encoded shard (global frequencies from `encoder`)."""
-    return CondSampler(shard.to(state.device), encoder, state.layout, state.cfg.cond_extra_prob)
+def build_sampler(
+    state: GanState, encoder: Encoder, shard: torch.Tensor | CompactRows
+) -> CondSampler:
+    """Training-by-sampling over this worker's encoded shard, dense (N, D) or compact
+    (kept compact on the device either way; global frequencies from `encoder`)."""
+    rows = EncodedShard.of(shard, encoder, state.device)
+    return CondSampler(rows, encoder, state.layout, state.cfg.cond_extra_prob)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

@@ -4,9 +4,10 @@
 Per batch, without per-request setup:
 - item vectors are the model directory's index (a loaded model's weights never change);
 - history ids resolve through a dict built once, not a hash table rebuilt per call;
-- one transformer pass for the batch, one (B, d) @ (d, I+1) product, torch.topk per row
-  (6x faster than numpy's argpartition at 100k items); cold users without history or query
-  read a popularity order sorted once.
+- one transformer pass for the batch, then the catalog search of `synthrec.recommender.topk`:
+  the exact scan (one (B, d) @ (d, I+1) product, torch.topk per row) or, for large catalogs,
+  int8 candidates re-scored in float32; cold users without history or query read a
+  popularity order sorted once.
 Ties rank the lower item index first, as the ranking metrics do. No Ray and no HTTP here.
 
 A search request (one with a query) on a model with ranking heads is retrieved, then ranked:
@@ -25,6 +26,7 @@ import torch
 
 from synthrec.errors import DataError
 from synthrec.recommender.data import PAD, Log, windows
+from synthrec.recommender.topk import TopKKind, build_top_k
 
 if TYPE_CHECKING:
     from synthrec.recommender.artifacts import Recommender
@@ -62,14 +64,18 @@ class _Resolved:
 
 
 class BatchRecommender:
-    """Answers requests over a loaded `Recommender`, scoring on `device` (cpu or cuda).
+    """Answers requests over a loaded `Recommender`, scoring on `device` (cpu or cuda) with
+    the catalog search `top_k` (exact, int8 two-stage, or auto by catalog size).
 
     Moves the recommender's model to `device`."""
 
-    def __init__(self, rec: Recommender, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, rec: Recommender, device: str | torch.device = "cpu", top_k: TopKKind = "exact"
+    ) -> None:
         self.rec, self.device = rec, torch.device(device)
         rec.model.to(self.device).eval()
         self.vectors = rec.item_vectors.to(self.device).contiguous()  # (I+1, d) float32
+        self.search = build_top_k(self.vectors, top_k)
         self.item_ids = np.asarray(
             [str(v) for v in rec.encoder.item_ids.to_pylist()], dtype=object
         )  # index - 1
@@ -187,11 +193,6 @@ class BatchRecommender:
         )
 
     @torch.no_grad()
-    def _score(self, batch: list[_Resolved]) -> torch.Tensor:
-        """(B, I+1) float32 scores: one transformer pass and one matrix product for the batch."""
-        return self.states(batch) @ self.vectors.T  # (B, I+1)
-
-    @torch.no_grad()
     def states(self, batch: list[_Resolved]) -> torch.Tensor:
         """(B, d) user states after each request's history, with its query: one transformer
         pass for the batch (the next-item scores and the ranking heads both read it)."""
@@ -226,27 +227,24 @@ class BatchRecommender:
             self.vectors,
         )  # (B, d)
 
+    @torch.no_grad()
     def _top_k(
         self, batch: list[_Resolved], ks: list[int], exclude: list[bool]
     ) -> list[tuple[np.ndarray, list[float]]]:
         """Best k item indices per row (ties by index) and their scores; padding and seen
         items excluded."""
-        scores = self._score(batch)
-        scores[:, PAD] = -np.inf
-        hide = [(j, r.seen) for j, (r, ex) in enumerate(zip(batch, exclude)) if ex and len(r.seen)]
-        if hide:
-            rows = np.concatenate([np.full(len(seen), j) for j, seen in hide])
-            cols = np.concatenate([seen for _, seen in hide])
-            scores[
-                torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device)
-            ] = -np.inf
-        num_items = scores.shape[1] - 1
+        pad = np.array([PAD])
+        mask = [
+            (j, np.concatenate([pad, r.seen]) if ex else pad)
+            for j, (r, ex) in enumerate(zip(batch, exclude))
+        ]
+        num_items = self.vectors.shape[0] - 1
         ks = [
             min(k, num_items - (len(np.unique(r.seen)) if ex else 0))
             for k, r, ex in zip(ks, batch, exclude)
         ]
-        values, index = torch.topk(scores, max(max(ks), 1), dim=1)  # sorted, best first
-        values, index = values.double().cpu().numpy(), index.cpu().numpy()
+        values, index = self.search.search(self.states(batch), max(max(ks), 1), mask)
+        values, index = values.double().cpu().numpy(), index.cpu().numpy()  # sorted, best first
         out = []
         for j, k in enumerate(ks):
             top, vals = index[j, : max(k, 0)], values[j, : max(k, 0)]

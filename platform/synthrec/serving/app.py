@@ -106,7 +106,9 @@ class RecommenderDeployment:
 
         self.cfg = cfg
         self.key = load_api_key(cfg)
-        self.backend = RecommenderBackend(cfg.recommender_uri, cfg.storage, device=replica_device())
+        self.backend = RecommenderBackend(
+            cfg.recommender_uri, cfg.storage, device=replica_device(), top_k=cfg.top_k
+        )
         self._score.set_max_batch_size(cfg.recommender.max_batch_size)
         self._score.set_batch_wait_timeout_s(cfg.recommender.batch_wait_timeout_s)
         self.metrics = ServeMetrics(RECOMMENDER_APP)

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from synthrec.config import ServeConfig, StorageConfig
+from synthrec.config import ServeConfig, StorageConfig, TopKKind
 from synthrec.errors import ConditionError, ConfigError, DataError
 from synthrec.serving.api import RequestRejected
 from synthrec.serving.encode import encode_recommendations, encode_table
@@ -89,7 +89,13 @@ class GeneratorBackend:
 class RecommenderBackend:
     """A loaded recommender; `recommend_many` answers each request with a body or a rejection."""
 
-    def __init__(self, uri: str, storage: StorageConfig | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        uri: str,
+        storage: StorageConfig | None = None,
+        device: str = "cpu",
+        top_k: TopKKind = "exact",
+    ):
         from synthrec.recommender.artifacts import read_recommender_dir, recommender_from_dir
         from synthrec.serving.scoring import BatchRecommender
 
@@ -98,7 +104,7 @@ class RecommenderBackend:
         # version is the hash of the very weights loaded, whatever is published meanwhile.
         model_dir = read_recommender_dir(uri, storage)
         self.model = recommender_from_dir(model_dir)
-        self.scorer = BatchRecommender(self.model, device)
+        self.scorer = BatchRecommender(self.model, device, top_k)
         weights = model_dir.files["model.safetensors"]
         self.version = hashlib.sha256(weights).hexdigest()[:16]
 
@@ -251,7 +257,7 @@ def build_local_api(cfg: ServeConfig, batch: bool = False):
     )
     rec = (
         _InProcess(
-            RecommenderBackend(cfg.recommender_uri, cfg.storage),
+            RecommenderBackend(cfg.recommender_uri, cfg.storage, top_k=cfg.top_k),
             batch,
             cfg.recommender.max_batch_size,
         )
