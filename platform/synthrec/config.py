@@ -1096,6 +1096,67 @@ class PipelineConfig(Section):
         return data
 
 
+class RegistryConfig(Section):
+    """The MLflow Model Registry and tracking store a refresh loop records its models in."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry server (http://host:5000, sqlite:///path); "
+        "default: a SQLite file at <out_uri>/registry/mlflow.db (copied to and from S3 "
+        "when out_uri is s3://, so one refresh writes it at a time)",
+    )
+    model_name: str = Field(
+        "synthrec-recommender",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="registered model name of F",
+    )
+    experiment: str = Field("synthrec", description="MLflow experiment of the training runs")
+
+
+class RefreshConfig(Section):
+    """`synthrec refresh` / jobs/refresh.py: one turn of the continuous loop on a new partition
+    of real events: warm-started generator -> fresh synthetic set -> warm-started F ->
+    candidate vs production on the newest real held-out slice -> promote or keep."""
+
+    out_uri: str = Field(..., description="root of the loop (local folder or s3:// prefix)")
+    partition_uri: str = Field(..., description="the new partition of real events")
+    schema_uri: str | None = Field(None, description="schema YAML of the event log")
+    generator: Generator = Field("auto", description="as `synthrec pipeline --generator`")
+    gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    recommender: RecommenderConfig = Field(
+        default_factory=lambda: RecommenderConfig(epochs=20, patience=3)
+    )
+    gan_epochs: int = Field(
+        5, ge=1, description="generator epochs of a refresh (warm-started from production)"
+    )
+    recommender_epochs: int = Field(
+        5, ge=1, description="F epochs of a refresh (warm-started from production)"
+    )
+    scratch_gan_epochs: int = Field(
+        30, ge=1, description="generator epochs when there is no production model to start from"
+    )
+    synthetic_rows: int = Field(20_000, ge=1)
+    privacy_holdout_share: float = Field(0.1, ge=0, lt=1)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="NDCG@10 the candidate must gain over production on the newest held-out "
+        "slice to be promoted",
+    )
+    allow_schema_change: bool = Field(
+        False,
+        description="a partition whose columns differ from production's trains from scratch "
+        "instead of failing",
+    )
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    generate_concurrency: int = Field(1, ge=1)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
