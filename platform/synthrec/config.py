@@ -725,6 +725,11 @@ class TrainRecommenderConfig(Section):
         "inferred); it fixes the user, item and time columns",
     )
     out_uri: str = Field(..., description="model directory URI to publish")
+    init_model_uri: str | None = Field(
+        None,
+        description="warm start: first weights copied from this model F where names and "
+        "shapes (item embeddings: raw item ids) match (a refresh's production model)",
+    )
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
