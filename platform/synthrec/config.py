@@ -503,6 +503,11 @@ class TrainGanConfig(Section):
     )
     out_uri: str = Field(..., description="model directory URI to publish")
     schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
+    init_model_uri: str | None = Field(
+        None,
+        description="warm start: first weights copied from this generator of the same kind "
+        "where names and shapes match (a refresh's production generator)",
+    )
     generator: Generator = Field(
         "auto",
         description="rows: the row GAN; sequences: users, catalog and each user's events "
