@@ -1057,6 +1057,9 @@ class PipelineConfig(Section):
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
+    gan_init_uri: str | None = Field(
+        None, description="warm start: the generator's first weights from this model (refresh)"
+    )
     privacy_holdout_share: float = Field(
         0.1,
         ge=0,

@@ -24,6 +24,7 @@ from synthrec.cli import gan as _gan  # noqa: E402,F401
 from synthrec.cli import models as _models  # noqa: E402,F401
 from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
 from synthrec.cli import recommender as _recommender  # noqa: E402,F401
+from synthrec.cli import refresh as _refresh  # noqa: E402,F401
 from synthrec.cli import serving as _serving  # noqa: E402,F401
 from synthrec.cli import settings as _settings  # noqa: E402,F401
 from synthrec.cli.app import app, console, warn
