@@ -61,11 +61,12 @@ def run_refresh(cfg: RefreshConfig, progress: Progress | None = None) -> dict[st
             "reason": f"{cfg.partition_uri} has no rows; production is unchanged",
         }
     state = read_state(cfg)
-    refresh_id = _refresh_id(cfg, partition, state)
-    done = next((r for r in state["refreshes"] if r["id"] == refresh_id), None)
+    partition_key = _partition_key(cfg, partition)
+    done = next((r for r in state["refreshes"] if r.get("partition_key") == partition_key), None)
     if done is not None:
-        emit("done_before", id=refresh_id)
+        emit("done_before", id=done["id"])
         return {**done, "status": "already done"}
+    refresh_id = refresh_id_of(partition_key, state)
     try:
         outcome = _run_stages(cfg, refresh_id, partition, state, emit)
     except Exception as err:
@@ -73,7 +74,7 @@ def run_refresh(cfg: RefreshConfig, progress: Progress | None = None) -> dict[st
         state["last_failure"] = {"id": refresh_id, "at": time.time(), "error": str(err)[:500]}
         _write_state(cfg, state)
         raise
-    state["refreshes"].append(outcome)
+    state["refreshes"].append({**outcome, "partition_key": partition_key})
     state["failures_in_a_row"] = 0
     _write_state(cfg, state)
     _write_monitoring(cfg, state)
@@ -351,15 +352,20 @@ STAGE_FUNCS = {
 # ------------------------------------------------------------------------------ keys, records
 
 
-def _refresh_id(cfg: RefreshConfig, partition: pa.Table, state: dict) -> str:
-    """Hash of the partition's content, the refresh before it and the settings."""
+def _partition_key(cfg: RefreshConfig, partition: pa.Table) -> str:
+    """Hash of the partition's content and the settings: the same partition is refreshed once."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, partition.schema) as writer:
         writer.write_table(partition)
     content = hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
-    previous = state["refreshes"][-1]["id"] if state["refreshes"] else None
     settings = cfg.model_dump(mode="json", exclude={"storage", "partition_uri", "ray_address"})
-    return _hash({"content": content, "previous": previous, "settings": settings})
+    return _hash({"content": content, "settings": settings})
+
+
+def refresh_id_of(partition_key: str, state: dict) -> str:
+    """A refresh's id: its partition key and the refresh before it (the loop's order)."""
+    previous = state["refreshes"][-1]["id"] if state["refreshes"] else None
+    return _hash({"partition": partition_key, "previous": previous})
 
 
 def _key(name: str, ctx, outputs: dict) -> str:

@@ -149,12 +149,13 @@ def test_refresh_killed_mid_stage_resumes_to_the_same_registry_state(
     """Refresh 3 with an unreachable margin, SIGKILLed during F's training, re-run: the
     finished stages are reused and the registry ends as an uninterrupted run's would: one
     new version (3, candidate), production untouched, the rejection said."""
-    from synthrec.refresh import _refresh_id, read_state
+    from synthrec.refresh import _partition_key, read_state, refresh_id_of
 
     cfg = _cfg(partitions, 2, margin=1.0)
     with Registry(loop["root"]) as reg:
         production = reg.alias(PRODUCTION).version
-    rid = _refresh_id(cfg, storage.read_table(cfg.partition_uri), read_state(cfg))
+    key = _partition_key(cfg, storage.read_table(cfg.partition_uri))
+    rid = refresh_id_of(key, read_state(cfg))
     config = tmp_path / "refresh.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"storage"})))
     address = ray_local.get_runtime_context().gcs_address
