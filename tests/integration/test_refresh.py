@@ -232,8 +232,9 @@ def test_refresh_promote_and_rollback_are_followed_by_serve(loop, served, partit
 
 def test_refresh_bad_partitions(loop, partitions):
     table = partitions["table"].slice(0, 500)
-    changed = table.drop_columns(["brand"]).set_column(
-        table.schema.get_field_index("price"), "price", table["price"].cast(pa.string())
+    changed = table.drop_columns(["brand"])
+    changed = changed.set_column(
+        changed.schema.get_field_index("price"), "price", table["price"].cast(pa.string())
     )
     uri = f"s3://{partitions['bucket']}/incoming/changed"
     storage.write_dataset(changed, uri)

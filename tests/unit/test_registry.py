@@ -57,3 +57,11 @@ def test_registry_rollback_stops_at_the_first_version(root, capsys):
     assert main(["models", "promote", "2", "--root-uri", root]) == 0
     assert main(["models", "list", "--root-uri", root]) == 0
     assert "production history: 1 -> 2" in capsys.readouterr().out
+
+
+def test_registry_show_prints_lineage_and_training_run(root, capsys):
+    assert main(["models", "show", "1", "--root-uri", root]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == 1 and shown["model_uri"].endswith("/m1")
+    assert shown["tags"]["metrics"] == {"ndcg@10": 0.1}
+    assert shown["training_run"]["loss"] == [0.9, 0.5]
