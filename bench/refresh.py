@@ -40,10 +40,10 @@ SETTINGS = {
     "generator": "rows",
     "gan": {"generator_dims": [128, 128], "critic_dims": [128, 128], "batch_size": 500},
     "gan_epochs": 2,
-    "scratch_gan_epochs": 8,
+    "scratch_gan_epochs": 5,
     "synthetic_rows": 10_000,
     "recommender_epochs": 4,
-    "recommender": {"epochs": 30, "patience": 3, "dim": 32, "num_layers": 1, "max_len": 30},
+    "recommender": {"epochs": 15, "patience": 3, "dim": 32, "num_layers": 1, "max_len": 30},
     "scaling": {"num_workers": 1, "cpus_per_worker": 1},
     "evaluate": {"privacy_query_rows": 1_000, "utility_max_train_rows": 10_000},
 }
