@@ -241,9 +241,19 @@ def test_refresh_bad_partitions(loop, partitions):
     cfg = _cfg(partitions, 0).model_copy(update={"partition_uri": uri})
     with pytest.raises(SchemaError, match=r"removed: brand; retyped: price \(double -> string\)"):
         main_refresh(cfg)
-    empty = f"s3://{partitions['bucket']}/incoming/empty"
-    storage.write_dataset(table.slice(0, 0), empty)
-    result = main_refresh(cfg.model_copy(update={"partition_uri": empty}))
-    assert result["status"] == "nothing to do" and "has no rows" in result["reason"]
     with Registry(loop["root"]) as reg:
         assert len(reg.versions()) == 3
+
+
+def test_refresh_empty_partition_is_nothing_to_do(partitions):
+    empty = f"s3://{partitions['bucket']}/incoming/empty.parquet"
+    storage.write_bytes(empty, storage.parquet_bytes(partitions["table"].slice(0, 0)))
+    cfg = _cfg(partitions, 0).model_copy(
+        update={"partition_uri": empty, "out_uri": f"s3://{partitions['bucket']}/other-loop"}
+    )
+    result = main_refresh(cfg)
+    assert result == {
+        "status": "nothing to do",
+        "reason": f"{empty} has no rows; production is unchanged",
+    }
+    assert not storage.exists(f"{cfg.out_uri}/refresh/state.json")
