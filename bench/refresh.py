@@ -10,9 +10,11 @@ period k (k = 1 .. P-1) each strategy holds a model F, judged on period k+1:
   retrain  a fresh loop on periods 1..k as one partition: generator and F from scratch
            (after period 1 that is the loop's own first refresh, which trains from scratch)
   never    the model of period 1, never updated
-Judged on: each user of period k+1, their log up to the end of period k+1 (rows of items the
-model never saw dropped), leave-last-out: NDCG@10 of their last interaction, and the temporal
-click AUC of evaluate_recommender on the same rows where the log has a click label. Wall time
+Judged on the same rows for every strategy: each user of period k+1, their log up to the end
+of period k+1, rows of items one of the models never saw dropped (the never-refreshed model
+knows only period 1's items); leave-last-out: NDCG@10 of their last interaction, ranked over
+each model's own catalog (larger for the refreshed and retrained models: a harder ranking),
+and the temporal click AUC of evaluate_recommender on the same rows. Wall time
 is each strategy's summed run_refresh time (one local Ray, 2 CPUs, all strategies alike).
 Results: bench/results/refresh.{json,md}.
 """
@@ -70,23 +72,28 @@ def periods(table: pa.Table, time_col: str, count: int) -> list[pa.Table]:
     return [table.take(pa.array(rows)) for rows in np.array_split(np.arange(table.num_rows), count)]
 
 
-def judge(model_uri: str, parts: list[pa.Table], k: int) -> dict[str, float | None]:
-    """F at `model_uri` on period k+1 (0-based index k+1), as the module docstring says."""
+def judge(model_uris: dict[str, str], parts: list[pa.Table], k: int) -> dict[str, dict]:
+    """Each strategy's F on period k+1 (0-based index k+1), all on the same rows: the users
+    of that period, their log so far, rows of items every one of the models knows."""
     from synthrec.recommender.artifacts import load_recommender
     from synthrec.recommender.evaluation import evaluate_recommender
 
-    rec = load_recommender(model_uri)
-    enc = rec.encoder
-    nxt = parts[k + 1]
+    models = {name: load_recommender(uri) for name, uri in model_uris.items()}
+    enc = next(iter(models.values())).encoder
+    users = pc.unique(parts[k + 1].column(enc.columns.user))
     log = pa.concat_tables(parts[: k + 2])
-    users = pc.unique(nxt.column(enc.columns.user))
     log = log.filter(pc.is_in(log.column(enc.columns.user), value_set=users))
-    log = log.filter(pc.is_in(log.column(enc.columns.item), value_set=enc.item_ids))
-    report = evaluate_recommender(rec, log, baselines=False)
-    return {
-        "ndcg@10": round(float(report["ranking"]["F"]["overall"]["ndcg@10"]), 5),
-        "click_auc": report["click_auc"].get("F"),
-    }
+    for rec in models.values():
+        log = log.filter(pc.is_in(log.column(enc.columns.item), value_set=rec.encoder.item_ids))
+    judged = {}
+    for name, rec in models.items():
+        report = evaluate_recommender(rec, log, baselines=False)
+        judged[name] = {
+            "ndcg@10": round(float(report["ranking"]["F"]["overall"]["ndcg@10"]), 5),
+            "click_auc": report["click_auc"].get("F"),
+            "catalog": rec.encoder.num_items,
+        }
+    return judged
 
 
 def run_dataset(name: str, count: int, tmp: str) -> dict:
@@ -131,9 +138,9 @@ def run_dataset(name: str, count: int, tmp: str) -> dict:
             "after_period": k + 1,
             "refresh_promoted": result["promoted"],
             "refresh_reason": result["reason"],
-            "refresh": judge(production, parts, k),
-            "retrain": judge(retrain_model, parts, k),
-            "never": judge(first_model, parts, k),
+            **judge(
+                {"refresh": production, "retrain": retrain_model, "never": first_model}, parts, k
+            ),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
