@@ -503,6 +503,11 @@ class TrainGanConfig(Section):
     )
     out_uri: str = Field(..., description="model directory URI to publish")
     schema_uri: str | None = Field(None, description="schema YAML overriding inferred roles")
+    init_model_uri: str | None = Field(
+        None,
+        description="warm start: first weights copied from this generator of the same kind "
+        "where names and shapes match (a refresh's production generator)",
+    )
     generator: Generator = Field(
         "auto",
         description="rows: the row GAN; sequences: users, catalog and each user's events "
@@ -727,6 +732,11 @@ class TrainRecommenderConfig(Section):
         "inferred); it fixes the user, item and time columns",
     )
     out_uri: str = Field(..., description="model directory URI to publish")
+    init_model_uri: str | None = Field(
+        None,
+        description="warm start: first weights copied from this model F where names and "
+        "shapes (item embeddings: raw item ids) match (a refresh's production model)",
+    )
     model: RecommenderConfig = Field(default_factory=RecommenderConfig)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -1137,6 +1147,9 @@ class PipelineConfig(Section):
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     gan_epochs: int | None = Field(None, ge=1)
     gan_time_budget_min: float | None = Field(3.0, gt=0)
+    gan_init_uri: str | None = Field(
+        None, description="warm start: the generator's first weights from this model (refresh)"
+    )
     privacy_holdout_share: float = Field(
         0.1,
         ge=0,
@@ -1184,6 +1197,67 @@ class PipelineConfig(Section):
         if isinstance(rec, dict) and rec.get("epochs") is None and rec.get("time_budget_s") is None:
             return {**data, "recommender": {**rec, "time_budget_s": PIPELINE_RECOMMENDER_BUDGET_S}}
         return data
+
+
+class RegistryConfig(Section):
+    """The MLflow Model Registry and tracking store a refresh loop records its models in."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry server (http://host:5000, sqlite:///path); "
+        "default: a SQLite file at <out_uri>/registry/mlflow.db (copied to and from S3 "
+        "when out_uri is s3://, so one refresh writes it at a time)",
+    )
+    model_name: str = Field(
+        "synthrec-recommender",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+        description="registered model name of F",
+    )
+    experiment: str = Field("synthrec", description="MLflow experiment of the training runs")
+
+
+class RefreshConfig(Section):
+    """`synthrec refresh` / jobs/refresh.py: one turn of the continuous loop on a new partition
+    of real events: warm-started generator -> fresh synthetic set -> warm-started F ->
+    candidate vs production on the newest real held-out slice -> promote or keep."""
+
+    out_uri: str = Field(..., description="root of the loop (local folder or s3:// prefix)")
+    partition_uri: str = Field(..., description="the new partition of real events")
+    schema_uri: str | None = Field(None, description="schema YAML of the event log")
+    generator: Generator = Field("auto", description="as `synthrec pipeline --generator`")
+    gan: GanConfig = Field(default_factory=GanConfig)
+    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
+    recommender: RecommenderConfig = Field(
+        default_factory=lambda: RecommenderConfig(epochs=20, patience=3)
+    )
+    gan_epochs: int = Field(
+        5, ge=1, description="generator epochs of a refresh (warm-started from production)"
+    )
+    recommender_epochs: int = Field(
+        5, ge=1, description="F epochs of a refresh (warm-started from production)"
+    )
+    scratch_gan_epochs: int = Field(
+        30, ge=1, description="generator epochs when there is no production model to start from"
+    )
+    synthetic_rows: int = Field(20_000, ge=1)
+    privacy_holdout_share: float = Field(0.1, ge=0, lt=1)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="NDCG@10 the candidate must gain over production on the newest held-out "
+        "slice to be promoted",
+    )
+    allow_schema_change: bool = Field(
+        False,
+        description="a partition whose columns differ from production's trains from scratch "
+        "instead of failing",
+    )
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    generate_concurrency: int = Field(1, ge=1)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    ray_address: str | None = None
 
 
 def load_config(

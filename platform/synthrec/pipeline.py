@@ -206,6 +206,7 @@ def _stage_train_gan(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
         data_uri=paths.gan_train,
         out_uri=paths.gan,
         generator=cfg.generator,
+        init_model_uri=cfg.gan_init_uri,
         gan=cfg.gan,
         sequence=cfg.sequence,
         scaling=cfg.scaling,
@@ -428,6 +429,7 @@ _SETTINGS = {
         c.scaling.num_workers,
         # only off the default, so the keys of existing row pipelines stay as they were
         *([c.generator, c.sequence.model_dump()] if c.generator != "rows" else []),
+        *([c.gan_init_uri] if c.gan_init_uri else []),
     ],
     "generate": lambda c: [
         c.synthetic_rows,

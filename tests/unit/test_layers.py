@@ -9,11 +9,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "platform" / "synthrec"
 LAYERS = [
     {"errors", "config"},
     {"schema", "filestore", "storage", "local_s3", "atomic"},
-    {"data", "encoding", "model_dir", "privacy"},
+    {"data", "encoding", "model_dir", "privacy", "registry"},
     {"gan", "recommender", "evaluate", "artifacts", "sequences"},
     {"generators"},  # one interface over the row GAN and the sequence model
     {"distributed"},
-    {"serving", "pipeline"},
+    {"serving", "pipeline", "refresh"},
     {"cli", "jobs", "__init__", "__main__"},
 ]
 # the one upward edge allowed: the job submitter lists the job entrypoints it can submit (their

@@ -21,8 +21,10 @@ from synthrec.cli import cluster as _cluster  # noqa: E402,F401
 from synthrec.cli import data as _data  # noqa: E402,F401
 from synthrec.cli import evaluate as _evaluate  # noqa: E402,F401
 from synthrec.cli import gan as _gan  # noqa: E402,F401
+from synthrec.cli import models as _models  # noqa: E402,F401
 from synthrec.cli import pipeline as _pipeline  # noqa: E402,F401
 from synthrec.cli import recommender as _recommender  # noqa: E402,F401
+from synthrec.cli import refresh as _refresh  # noqa: E402,F401
 from synthrec.cli import serving as _serving  # noqa: E402,F401
 from synthrec.cli import settings as _settings  # noqa: E402,F401
 from synthrec.cli import tune as _tune  # noqa: E402,F401

@@ -45,6 +45,18 @@ def serve_command(
         help="haproxy (default; fastest) or proxy (Serve's Python "
         "proxy). Only for a Ray this command starts.",
     ),
+    follow: str | None = typer.Option(
+        None,
+        "--follow",
+        help="Serve a registry alias (e.g. synthrec-recommender@production) instead of "
+        "--recommender-uri, and roll to each version a promotion or rollback points it at.",
+    ),
+    registry_root_uri: str | None = typer.Option(
+        None, "--registry-root-uri", help="Root of the refresh loop whose registry --follow reads."
+    ),
+    follow_interval: float = typer.Option(
+        10.0, "--follow-interval", help="Seconds between looks at the registry."
+    ),
     generator: str | None = old_flag("--generator"),
     recommender: str | None = old_flag("--recommender"),
 ) -> None:
@@ -69,6 +81,17 @@ def serve_command(
             "insecure": True if insecure else None,
         },
     )
+    serving = None
+    if follow:
+        from synthrec.serving.follow import resolve_recommender
+
+        if not registry_root_uri or cfg.recommender_uri:
+            raise typer.BadParameter(
+                "--follow needs --registry-root-uri and replaces --recommender-uri",
+                param_hint="--follow",
+            )
+        serving = resolve_recommender(follow, registry_root_uri, storage=cfg.storage)
+        cfg = cfg.model_copy(update={"recommender_uri": serving.model_uri})
     if not cfg.generator_uri and not cfg.recommender_uri:
         raise typer.BadParameter(
             "give --generator-uri, --recommender-uri or both", param_hint="--generator-uri"
@@ -84,6 +107,18 @@ def serve_command(
         f"auth: {'on (' + auth.source + ')' if auth.enabled else 'off'}  ingress: {cfg.ingress}  "
         f"generator: {cfg.generator_uri or '-'}  recommender: {cfg.recommender_uri or '-'}"
     )
+    if serving is not None:
+        from synthrec.serving.follow import AliasFollower
+
+        console.print(f"following {follow}: version {serving.version}", highlight=False)
+        AliasFollower(
+            cfg,
+            follow,
+            registry_root_uri,
+            serving,
+            interval_s=follow_interval,
+            on_roll=lambda v: console.print(f"rolled to version {v.version}", highlight=False),
+        ).start()
     console.print("press Ctrl-C to stop")
     # Ctrl-C and `kill` stop Serve cleanly; a background shell job starts with SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)

@@ -27,6 +27,7 @@ from synthrec.distributed.train_loop import (
     run_training,
     start_run,
 )
+from synthrec.distributed.warm import copy_matching, row_generator_init
 from synthrec.errors import ConfigError
 
 PROXY_ROWS = 2_000
@@ -136,6 +137,7 @@ def run_train_gan(
         bf16=cfg.bf16,
         patience=cfg.early_stop_patience,
         budget=budget,
+        init=ray.put(init) if (init := row_generator_init(cfg)) is not None else None,
     )
     del matrix
     deadline = time.time() + cfg.time_budget_min * 60 if cfg.time_budget_min else None
@@ -149,6 +151,7 @@ def run_train_gan(
         "train_seconds": round(time.monotonic() - start, 2),
         "data_uri": cfg.data_uri,
         "metrics": run.history[-1] if run.history else {},
+        **({"warm_start": {"from": cfg.init_model_uri}} if cfg.init_model_uri else {}),
     }
     if budget is not None:
         budget.load_state_dict(run.task_state["gan"]["privacy"]["budget"])
@@ -176,6 +179,7 @@ class GanWorkerConfig:
     bf16: bool  # bf16 autocast on GPU workers
     patience: int | None  # epochs without a fidelity gain before stopping; None: never
     budget: Any = None  # privacy.Budget of a DP run (its plan; the steps come from the state)
+    init: Any = None  # ObjectRef of a parent generator's weights (warm start), or None
 
     def build(self, worker: WorkerContext, state: dict[str, Any] | None) -> GanTask:
         return GanTask(self, worker, state)
@@ -204,6 +208,8 @@ class GanTask:
         if state is not None:
             self.gan.load_state_dict(state["gan"])
             self.best, self.stale = state["best_fidelity"], state["stale"]
+        elif cfg.init is not None:  # warm start: the same parent weights on every rank
+            copy_matching(self.gan.generator.state_dict(), ray.get(cfg.init))
         self.generator, self.critic = self.gan.generator, self.gan.critic
         if worker.world > 1:
             ids = [worker.device.index] if worker.device.type == "cuda" else None

@@ -104,18 +104,27 @@ def run_train_recommender(
         synthetic = apply_schema(synthetic, schema, cfg.synthetic_uri)
     from synthrec.recommender.ranking import wants_ranking_heads
 
-    if wants_ranking_heads(real, model_cfg, schema):  # F with its heads: ranking_train.py
+    ranking = wants_ranking_heads(real, model_cfg, schema)
+    if ranking and cfg.init_model_uri:
+        raise ConfigError(
+            "init_model_uri (warm start) covers F's next-item model, and this log trains F's "
+            "ranking heads (a search log, or model.ranking_heads true); set model.ranking_heads "
+            "false or drop init_model_uri"
+        )
+    if ranking:  # F with its heads: distributed/ranking_train.py
         from synthrec.distributed.ranking_train import run_train_ranking
 
         return run_train_ranking(cfg, real, synthetic, name, schema, progress)
     data = prepare_training(real, synthetic, model_cfg, schema)
     arrays = training_arrays(data.encoder, model_cfg, data.train, data.synthetic)
     ensure_ray(cfg.ray_address)
+    warm = _warm_start(cfg, data.encoder)
     task = RecommenderWorkerConfig(
         model=model_cfg,
         encoder=ray.put(data.encoder),
         valid=ray.put(data.valid),
         threads=max(1, int(cfg.scaling.cpus_per_worker)),
+        init=ray.put(warm.state) if warm else None,
     )
     datasets = {"train": windows_dataset(arrays, model_cfg.seed)}
     del arrays
@@ -126,10 +135,31 @@ def run_train_recommender(
     model = build_model(data.encoder, model_cfg)
     facts = {
         **data.facts,
+        **({"warm_start": _warm_facts(cfg, warm)} if warm else {}),
         "holdout": model_cfg.holdout,
         **({"schema": schema.to_dict()} if schema is not None else {}),
     }
     return publish_trained(cfg, name, run, model, data, start, facts, "best_valid_ndcg@10")
+
+
+def _warm_start(cfg: TrainRecommenderConfig, encoder):
+    """The first weights of a warm-started F (cfg.init_model_uri), or None."""
+    if cfg.init_model_uri is None:
+        return None
+    from synthrec.recommender.artifacts import load_recommender
+    from synthrec.recommender.train import build_model
+    from synthrec.recommender.warm import warm_state
+
+    model = build_model(encoder, cfg.model)
+    return warm_state(model, encoder, load_recommender(cfg.init_model_uri, cfg.storage))
+
+
+def _warm_facts(cfg: TrainRecommenderConfig, warm) -> dict[str, Any]:
+    return {
+        "from": cfg.init_model_uri,
+        "copied_share": round(warm.copied_share, 4),
+        "known_items": warm.known_items,
+    }
 
 
 def publish_trained(
@@ -184,6 +214,7 @@ class RecommenderWorkerConfig:
     encoder: Any  # ObjectRef of the fitted recommender Encoder
     valid: Any  # ObjectRef of the validation Queries (None without a holdout)
     threads: int  # torch threads per worker
+    init: Any = None  # ObjectRef of warm-start weights (a state dict), or None: from the seed
 
     def build(self, worker: WorkerContext, state: dict[str, Any] | None) -> RecommenderTask:
         return RecommenderTask(self, worker, state)
@@ -210,6 +241,8 @@ class RecommenderTask:
         self.epoch, self.stale = 0, False
         if state is not None:
             self._load(state)
+        elif cfg.init is not None:  # warm start (a refresh): the same weights on every rank
+            self.model.load_state_dict(ray.get(cfg.init))
         self.ddp = ray.train.torch.prepare_model(self.model) if worker.world > 1 else self.model
         self.shard = ray.train.get_dataset_shard("train")
         self.generator = torch.Generator()

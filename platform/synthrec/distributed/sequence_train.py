@@ -32,6 +32,7 @@ from synthrec.distributed.train_loop import (
     run_training,
     start_run,
 )
+from synthrec.distributed.warm import sequence_init
 from synthrec.errors import ConfigError
 
 # ------------------------------------------------------------------------------ driver side
@@ -81,6 +82,7 @@ def run_train_sequences(
     emit = progress or (lambda m: None)
     synth.fit_users(users, users_budget, "cpu", lambda **m: emit({**m, "phase": "users"}))
     data = prepare_fit(seqs, synth.encoder, synth.item_counts, seq, synth.cluster_attribute())
+    warm_share = sequence_init(cfg, data.init)  # warm start from a parent, before any worker
     if len(data.train) < cfg.scaling.num_workers:
         raise ConfigError(
             f"{len(data.train)} training windows cannot be shared by {cfg.scaling.num_workers} "
@@ -117,6 +119,11 @@ def run_train_sequences(
         "num_workers": cfg.scaling.num_workers,
         "data_uri": cfg.data_uri,
         "history": run.history,
+        **(
+            {"warm_start": {"from": cfg.init_model_uri, "copied_share": round(warm_share, 4)}}
+            if warm_share is not None
+            else {}
+        ),
     }
     synth.finish(model, seqs, time.monotonic() - start, metrics)
     save_sequence_model(synth, cfg.out_uri, cfg.storage)

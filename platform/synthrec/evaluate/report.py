@@ -711,3 +711,85 @@ def sequence_figure(h: dict, runs: dict | None) -> Figure:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------- refresh loop
+
+
+def render_refresh_page(refreshes: list[dict]) -> str:
+    """The refresh loop over time: per refresh the partition's drift, the fresh synthetic
+    set's fidelity and privacy verdict, candidate and production NDCG@10 and the decision."""
+    rows = [
+        [
+            html.escape(r["id"]),
+            _fmt(r["rows"]),
+            _fmt(max((d["distance"] for d in r["drift"].values()), default=None)),
+            _fmt(r["fidelity"]),
+            _badge(r["privacy_passed"]),
+            _fmt(r["candidate_ndcg@10"], 4),
+            _fmt(r["production_ndcg@10"], 4),
+            f"v{r['version']}" + (" (promoted)" if r["promoted"] else ""),
+            html.escape(r["reason"]),
+        ]
+        for r in refreshes
+    ]
+    header = [
+        "Refresh",
+        "Rows",
+        "Max drift",
+        "Fidelity",
+        "Privacy",
+        "Candidate NDCG@10",
+        "Production NDCG@10",
+        "Version",
+        "Decision",
+    ]
+    body = _table(header, rows) + (_refresh_figure(refreshes) if refreshes else "")
+    drift = [
+        [html.escape(r["id"]), html.escape(col), d["metric"], _fmt(d["distance"])]
+        for r in refreshes
+        for col, d in sorted(r["drift"].items())
+    ]
+    drift_html = (
+        _table(["Refresh", "Column", "Metric", "Distance"], drift, numeric_from=3)
+        if drift
+        else '<p class="note">no drift yet: the first refresh has no previous period</p>'
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Refresh loop</title>
+<style>{CSS}</style></head><body>
+<h1>Refresh loop</h1>
+<h2>Refreshes over time</h2>
+{body}
+<h2>Drift of the real data against the previous period</h2>
+<p class="note">1 - KS complement (continuous) or 1 - TV complement (discrete) per column;
+0 = the same distribution as the previous partition.</p>
+{drift_html}
+</body></html>
+"""
+
+
+def _refresh_figure(refreshes: list[dict]) -> str:
+    steps = np.arange(1, len(refreshes) + 1)
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for key, label, color in (
+        ("candidate_ndcg@10", "candidate", SYN_COLOR),
+        ("production_ndcg@10", "production", REAL_COLOR),
+    ):
+        values = [r[key] if r[key] is not None else np.nan for r in refreshes]
+        left.plot(steps, values, marker="o", label=label, color=color)
+    left.set(title="F's NDCG@10 on the newest slice", xlabel="refresh")
+    left.legend()
+    drift = [max((d["distance"] for d in r["drift"].values()), default=np.nan) for r in refreshes]
+    right.plot(steps, drift, marker="o", color=HOLD_COLOR, label="max column drift")
+    right.plot(
+        steps,
+        [r["fidelity"] for r in refreshes],
+        marker="s",
+        color=SYN_COLOR,
+        label="synthetic fidelity",
+    )
+    right.set(title="Data", xlabel="refresh")
+    right.legend()
+    return _png(fig, "NDCG@10, drift and fidelity per refresh")
