@@ -302,7 +302,7 @@ def test_k8s_raycluster_has_head_cpu_and_gpu_groups_with_token_auth():
             assert not any(e.get("name", "").startswith("AWS_") for e in c.get("env", []))
 
 
-K8S_FILES = ("raycluster.yaml", "rayjob.yaml", "rayservice.yaml")
+K8S_FILES = ("raycluster.yaml", "rayjob.yaml", "rayservice.yaml", "refresh-cronjob.yaml")
 
 
 def _all_k8s_docs() -> list[dict]:
@@ -328,7 +328,39 @@ def _pod_specs() -> list[tuple[str, dict]]:
     for doc in _all_k8s_docs():
         if doc["kind"] == "RayJob":
             pods.append((doc["metadata"]["name"], doc["spec"]["submitterPodTemplate"]["spec"]))
+        elif doc["kind"] == "CronJob":
+            pods.append((doc["metadata"]["name"], _cron_pod(doc)["spec"]))
     return pods
+
+
+def _cron_pod(doc: dict) -> dict:
+    return doc["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def test_k8s_refresh_cronjob_submits_a_valid_refresh_one_at_a_time():
+    from synthrec.config import RefreshConfig, validate_config
+    from synthrec.distributed.jobs import available_jobs
+
+    docs = {d["kind"]: d for d in _docs("refresh-cronjob.yaml")}
+    cron = docs["CronJob"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # the registry has one writer
+    pod = _cron_pod(cron)
+    assert pod["metadata"]["labels"] == {"synthrec/role": "submitter"}  # admitted to the job API
+    (container,) = pod["spec"]["containers"]
+    command = container["command"]
+    assert command[:3] == ["synthrec", "submit", "refresh"] and "refresh" in available_jobs()
+    assert command[command.index("--address") + 1] == "http://synthrec-head-svc:8265"
+    path = Path(command[command.index("--config") + 1])
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    config_map = docs["ConfigMap"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    config = yaml.safe_load(config_map["data"][path.name])
+    validate_config(RefreshConfig, config, source="refresh-cronjob.yaml")
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    token = env["RAY_AUTH_TOKEN"]
+    assert "value" not in token and token["valueFrom"]["secretKeyRef"]["name"] == "synthrec"
 
 
 def test_k8s_exposes_only_serve_publicly():
@@ -351,7 +383,7 @@ def test_k8s_exposes_only_serve_publicly():
 
 def test_k8s_every_pod_runs_unprivileged():
     pods = _pod_specs()
-    assert len(pods) == 6  # train head, cpu, gpu; serve head, workers; the job submitter
+    assert len(pods) == 7  # train head, cpu, gpu; serve head, workers; job and refresh submitters
     for name, pod in pods:
         security = pod["securityContext"]
         assert security["runAsNonRoot"] is True and security["runAsUser"] != 0, name

@@ -27,7 +27,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-ALL_JOBS = "evaluate, generate, pipeline, refresh, simulate, train_gan, train_recommender"
+ALL_JOBS = "evaluate, generate, pipeline, refresh, simulate, train_gan, train_recommender, tune"
 
 
 def test_jobs_unknown_job_lists_the_available_ones(project):

@@ -12,11 +12,12 @@ import typer
 from rich.markup import escape
 
 from synthrec.cli.app import app, console, out
+from synthrec.distributed.jobs import available_jobs
 
 SUBMIT_HELP = """Submit a job (python -m synthrec.jobs.JOB) to a Ray cluster, stream its logs,
 exit with its status.
 
-Jobs: simulate, train_gan, generate, train_recommender, evaluate, pipeline.
+Jobs: {jobs}.
 
 Exit status: 0 succeeded, 1 failed, 3 stopped, 2 not submitted (bad input, cluster unreachable,
 connection lost). The cluster's job API stays private: reach it with `ray dashboard cluster.yaml`
@@ -26,7 +27,7 @@ with the job; credentials never do (Ray logs a job's environment): the cluster h
 """
 
 
-@app.command("submit", help=SUBMIT_HELP)
+@app.command("submit", help=SUBMIT_HELP.format(jobs=", ".join(available_jobs())))
 def submit(
     job: str = typer.Argument(..., help="Job name, e.g. simulate or evaluate."),
     address: str = typer.Option(
