@@ -364,10 +364,17 @@ def test_serve_exports_ray_metrics(server, ray_local):
     node = ray_local._private.worker._global_node
     url = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
     post(server, "/v1/synthetic", {"rows": 3})
+    unknown = post(server, "/v1/synthetic", {"rows": 3, "conditions": {"genre": "Opera"}})
+    assert unknown.status_code == 422
+    cold = post(server, "/v1/recommendations", {"user_id": "no-such-user", "k": 3})
+    assert cold.json()["cold_start"] is True
     wanted = (
         "ray_synthrec_requests_total{",
         "ray_synthrec_request_latency_ms_bucket{",
         "ray_synthrec_rows_generated_total{",
+        # the serving quality inputs: unknown-condition rejections and cold-start answers
+        "ray_synthrec_rejected_requests_total{",
+        "ray_synthrec_cold_start_answers_total{",
     )
     text, deadline = "", time.monotonic() + 45
     while time.monotonic() < deadline and not all(w in text for w in wanted):
@@ -375,6 +382,10 @@ def test_serve_exports_ray_metrics(server, ray_local):
         text = requests.get(url, timeout=10).text
     assert all(w in text for w in wanted), [w for w in wanted if w not in text]
     assert 'endpoint="/v1/synthetic"' in text and 'status="422"' in text
+    rejected = [line for line in text.splitlines() if "synthrec_rejected_requests_total{" in line]
+    assert any('field="conditions"' in line for line in rejected), rejected
+    colds = [line for line in text.splitlines() if "synthrec_cold_start_answers_total{" in line]
+    assert any('endpoint="/v1/recommendations"' in line for line in colds), colds
 
 
 def _side_app(server, models, name: str, generator: dict, max_rows: int = 5_000):

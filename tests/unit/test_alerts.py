@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from synthrec.refresh import prometheus_text
-from synthrec.serving.metrics import LATENCY, REQUESTS
+from synthrec.serving.metrics import COLD_STARTS, LATENCY, REJECTED, REQUESTS
 
 RULES = Path(__file__).resolve().parents[2] / "serve" / "alerts.yml"
 
@@ -20,7 +20,7 @@ def test_alerts_pass_promtool_check_rules():
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert "SUCCESS: 7 rules found" in done.stdout
 
 
 def test_alerts_name_exported_metrics():
@@ -35,5 +35,5 @@ def test_alerts_name_exported_metrics():
         "failures_in_a_row": 0,
     }
     refresh = set(re.findall(r"^(synthrec_\w+) ", prometheus_text(state).decode(), re.M))
-    serving = {f"ray_{REQUESTS}", f"ray_{LATENCY}_bucket"}
+    serving = {f"ray_{n}" for n in (REQUESTS, f"{LATENCY}_bucket", REJECTED, COLD_STARTS)}
     assert used <= refresh | serving, used - refresh - serving

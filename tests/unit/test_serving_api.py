@@ -381,3 +381,15 @@ def test_serving_in_process_batches_concurrent_recommendations():
 def test_serving_api_synthetic_counts_rows_or_users(body, field):
     res = client(limits={"max_users": 10}).post("/v1/synthetic", json=body)
     assert res.status_code == 422 and res.json()["field"] == field, res.text
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_serving_cold_start_is_read_from_the_encoded_answer(cold):
+    """The cold-start metric reads the flag from the body the backend encoded, so the pattern
+    must match to_json's output and never an item id that spells it."""
+    from synthrec.serving.encode import encode_recommendations, is_cold_start
+
+    tricky = '"cold_start":true'
+    body = encode_recommendations([tricky, "7"], [0.5, 0.25], cold, "v1")
+    assert json.loads(body)["items"][0]["item_id"] == tricky
+    assert is_cold_start(body) is cold

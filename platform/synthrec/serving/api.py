@@ -30,7 +30,7 @@ from pydantic_core import to_json
 from synthrec.config import ServeConfig
 from synthrec.errors import ConditionError, SynthrecError
 from synthrec.serving.auth import ApiKey
-from synthrec.serving.encode import ARROW_STREAM, MEDIA_TYPES
+from synthrec.serving.encode import ARROW_STREAM, MEDIA_TYPES, is_cold_start
 from synthrec.serving.metrics import ServeMetrics
 from synthrec.serving.rank_schemas import RankRequest, RankResponse
 from synthrec.serving.schemas import (
@@ -130,9 +130,9 @@ def build_api(
         try:
             data, rows, version = await generator.generate(body)
         except ConditionError as err:
-            return _error(422, str(err), "conditions")
+            return rejected("/v1/synthetic", str(err), "conditions")
         except (RequestRejected, SynthrecError) as err:
-            return _error(422, str(err), getattr(err, "field", None))
+            return rejected("/v1/synthetic", str(err), getattr(err, "field", None))
         if len(data) > limits.max_response_bytes:
             what = "rows" if body.rows is not None else "users"
             return _error(
@@ -159,12 +159,20 @@ def build_api(
             "history",
         )
 
-    async def answer(pending) -> Response:
-        """A backend's JSON answer, or its request error as a 422 naming the field."""
+    def rejected(endpoint: str, message: str, field: str | None) -> Response:
+        """A request the model refuses: a 422 naming the field, counted by field."""
+        if metrics:
+            metrics.rejected(endpoint, field)
+        return _error(422, message, field)
+
+    async def answer(pending, endpoint: str) -> Response:
+        """A backend's JSON answer (cold starts counted), or its request error as a 422."""
         try:
             data = await pending
         except (RequestRejected, SynthrecError) as err:
-            return _error(422, str(err), getattr(err, "field", None))
+            return rejected(endpoint, str(err), getattr(err, "field", None))
+        if metrics and is_cold_start(data):
+            metrics.cold_start(endpoint)
         return Response(data, media_type="application/json")
 
     async def recommendations(body: RecommendationRequest) -> Response:
@@ -179,7 +187,7 @@ def build_api(
             return _error(422, f"k: {body.k} is above this server's limit of {limits.max_k}", "k")
         if (too_long := history_error(body.history)) is not None:
             return too_long
-        return await answer(recommender.recommend(body))
+        return await answer(recommender.recommend(body), "/v1/recommendations")
 
     async def rank(body: RankRequest) -> Response:
         """Position-free P(click), P(click, cart), P(click, cart, purchase) of each candidate,
@@ -199,7 +207,7 @@ def build_api(
             )
         if (too_long := history_error(body.history)) is not None:
             return too_long
-        return await answer(ranker.rank(body))
+        return await answer(ranker.rank(body), "/v1/rank")
 
     async def list_models() -> Response:
         """Versions and metadata of the loaded models."""

@@ -42,6 +42,14 @@ def encode_table(
     return sink.getvalue().to_pybytes()
 
 
+COLD_START = b'"cold_start":true'  # as to_json writes it; never inside a JSON string
+
+
+def is_cold_start(body: bytes) -> bool:
+    """Whether a recommendation or ranking body answers a user the model does not know."""
+    return COLD_START in body
+
+
 def encode_recommendations(
     item_ids: Sequence[Any], scores: Sequence[float], cold_start: bool, model_version: str
 ) -> bytes:
