@@ -67,12 +67,16 @@ def load_synthesizer(
     storage: StorageConfig | None = None,
     device: str | torch.device = "cpu",
     manifest: Manifest | None = None,
+    files: dict[str, bytes] | None = None,
 ):
     """Load a published model directory; weights are mapped onto `device`. With `manifest`
-    (read once by a driver), exactly that version is loaded."""
+    (read once by a driver), exactly that version is loaded; with `files` (read and checked
+    by a driver), nothing is read from storage."""
     from synthrec.gan.synthesizer import Synthesizer
 
-    d = model_dir.read_model_dir(uri, KIND, GanConfig, PARTS, storage, manifest=manifest)
+    d = model_dir.read_model_dir(
+        uri, KIND, GanConfig, PARTS, storage, manifest=manifest, files=files
+    )
     encoder_state = d.part("encoder")
     with d.reading("encoder.safetensors"):
         encoder = Encoder.from_state(encoder_state, np_load(d.files["encoder.safetensors"]))

@@ -174,18 +174,24 @@ def load_generator(
     storage: StorageConfig | None = None,
     device: str = "cpu",
     manifest: Manifest | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Generator:
     """The generator model at `uri`, whichever kind its header names. With `manifest` (read
-    once by a driver), exactly that version is loaded."""
-    kind = model_dir.read_kind(uri, storage, manifest=manifest)
+    once by a driver), exactly that version is loaded; with `files` (that version's files,
+    read and checked by a driver), nothing is read from storage."""
+    kind = model_dir.read_kind(uri, storage, manifest=manifest, files=files)
     if kind == "row-gan":
         from synthrec.artifacts import load_synthesizer
 
-        return RowGenerator(load_synthesizer(uri, storage, device=device, manifest=manifest))
+        return RowGenerator(
+            load_synthesizer(uri, storage, device=device, manifest=manifest, files=files)
+        )
     if kind == "sequence":
         from synthrec.sequences.artifacts import load_sequence_model
 
-        return UserGenerator(load_sequence_model(uri, storage, device=device, manifest=manifest))
+        return UserGenerator(
+            load_sequence_model(uri, storage, device=device, manifest=manifest, files=files)
+        )
     raise ModelError(
         f"{uri} holds a {kind!r} model, not a generator; pass a directory written by "
         "`synthrec train-gan` (a row GAN or a sequence model)"

@@ -125,12 +125,17 @@ def publish_model_dir(
 
 
 def read_kind(
-    uri: str, storage: StorageConfig | None = None, manifest: store.Manifest | None = None
+    uri: str,
+    storage: StorageConfig | None = None,
+    manifest: store.Manifest | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> str:
     """The kind named in the header of the model directory at `uri` (format 1 headers
     included), reading only the header: callers that load any of several kinds dispatch on
-    it before `read_model_dir`."""
-    files = store.read_files(uri, [HEADER], storage, manifest=manifest)
+    it before `read_model_dir`. `files`: the directory's files, already read and checked
+    against its manifest (by a driver that shares them with its workers)."""
+    if files is None:
+        files = store.read_files(uri, [HEADER], storage, manifest=manifest)
     header, _ = _upgrade(uri, _parse_json(uri, HEADER, files.get(HEADER), files))
     if "kind" not in header:
         raise ModelError(
@@ -147,12 +152,15 @@ def read_model_dir(
     parts: tuple[str, ...],
     storage: StorageConfig | None = None,
     manifest: store.Manifest | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> ModelDir:
     """Read and check the model directory at `uri`: its kind, format, config and files.
 
     All files come from one manifest read (or from `manifest`, read once by a driver), so a
-    model republished meanwhile is never mixed."""
-    files = store.read_files(uri, None, storage, manifest=manifest)
+    model republished meanwhile is never mixed. `files`: all of them, already read and
+    checked against the manifest (`storage.read_files`), e.g. by a driver for its workers."""
+    if files is None:
+        files = store.read_files(uri, None, storage, manifest=manifest)
     header = _parse_json(uri, HEADER, files.get(HEADER), files)
     header, legacy_metadata = _upgrade(uri, header)
     missing = [k for k in HEADER_KEYS if k not in header]

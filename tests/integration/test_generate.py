@@ -61,6 +61,8 @@ def test_generate_exact_rows_and_identical_bytes_for_one_and_two_actors(
     one = run_generate(_gen(model_uri, str(tmp_path / "one"), concurrency=1))
     two = run_generate(_gen(model_uri, str(tmp_path / "two"), concurrency=2))
     assert one.rows == two.rows == 10_500 and one.files == 11
+    # actor start (pool launch to the model loaded from the object store) is timed apart
+    assert 0 < one.startup_s < one.seconds and 0 < two.startup_s < two.seconds
     m1, m2 = (
         storage.read_manifest(str(tmp_path / "one")),
         storage.read_manifest(str(tmp_path / "two")),

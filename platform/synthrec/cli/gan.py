@@ -203,6 +203,10 @@ def generate(
         ("files", summary.files),
         ("bytes", f"{summary.bytes:,}"),
         ("rows/s", f"{summary.rows_per_s:,.0f}"),
+        (
+            "actor start",
+            "-" if summary.startup_s is None else f"{summary.startup_s:.1f} s",
+        ),
         ("blocks reused", summary.reused_blocks),
     ):
         table.add_row(key, str(value))

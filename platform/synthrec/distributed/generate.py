@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -48,6 +49,9 @@ class GenerateSummary:
     seconds: float
     reused_blocks: int
     users: int | None = None  # users written (sequence models)
+    # fixed cost: from the actor pool's launch until its last actor had loaded the model
+    # (None when every block was reused and no actor started)
+    startup_s: float | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -109,6 +113,20 @@ def check_unit(cfg: GenerateConfig, gen: Generator) -> None:
     )
 
 
+@dataclass(frozen=True)
+class SharedModel:
+    """A model directory's files as the actors receive them: put in the object store once by
+    the driver (read and checked against the manifest there), fetched by each actor from its
+    node's shared memory instead of read from storage once per actor."""
+
+    refs: tuple[Any, ...]  # (ObjectRef of dict[str, bytes],): in a tuple, Ray passes it as is
+
+    def files(self) -> dict[str, bytes]:
+        import ray
+
+        return ray.get(self.refs[0])
+
+
 class BlockWriter:
     """Actor: loads the model once, then generates and writes whole blocks."""
 
@@ -118,7 +136,7 @@ class BlockWriter:
         run_id: str,
         threads: int,
         storage_ref: WorkerStorage,
-        model_manifest_json: str,
+        model: SharedModel,
     ):
         import torch
 
@@ -127,8 +145,9 @@ class BlockWriter:
         self.storage = storage_ref.resolve()
         self.run_id = run_id
         device = "cuda" if self.cfg.gpu else "cpu"
-        model = Manifest.from_json(model_manifest_json, self.cfg.model_uri)
-        self.gen = load_generator(self.cfg.model_uri, self.storage, device, manifest=model)
+        files = model.files()
+        self.gen = load_generator(self.cfg.model_uri, self.storage, device, files=files)
+        self.ready = time.time()  # wall clock: compared with the driver's on the same node
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list] = {
@@ -138,6 +157,7 @@ class BlockWriter:
             "rows": [],
             "bytes": [],
             "sha256": [],
+            "ready": [],
         }
         for block, count in zip(batch["block"].tolist(), batch["count"].tolist()):
             table = self.gen.sample_block(
@@ -157,28 +177,31 @@ class BlockWriter:
                 ("rows", table.num_rows),
                 ("bytes", len(body)),
                 ("sha256", hashlib.sha256(body).hexdigest()),
+                ("ready", self.ready),
             ):
                 out[key].append(value)
         return {k: np.asarray(v) for k, v in out.items()}
 
 
-def preflight(cfg: GenerateConfig) -> tuple[Generator, Manifest]:
+def preflight(cfg: GenerateConfig) -> tuple[Generator, Manifest, dict[str, bytes]]:
     """Everything that can fail fast, on the driver, before any actor starts. Returns the
-    generator and the manifest of the model version it was loaded from."""
+    generator, the manifest of the model version it was loaded from and that version's files
+    (checked against the manifest), which the actors get from the object store."""
     check_blocks(cfg)
     model = storage.read_manifest(cfg.model_uri, cfg.storage)
     if model is None:
         raise ModelError(
             f"no published model at {cfg.model_uri}; train one with `synthrec train-gan` first"
         )
-    gen = load_generator(cfg.model_uri, cfg.storage, device="cpu", manifest=model)
+    files = storage.read_files(cfg.model_uri, None, cfg.storage, manifest=model)
+    gen = load_generator(cfg.model_uri, cfg.storage, device="cpu", files=files)
     check_unit(cfg, gen)
     # Raises for an unknown column or value (a 1-row / 1-user probe is cheap).
     gen.sample_block(
         0, 1, seed=cfg.seed, conditions=cfg.conditions or None, rebalance=cfg.rebalance or None
     )
     storage.check_writable(cfg.out_uri, cfg.storage)
-    return gen, model
+    return gen, model, files
 
 
 def _existing_blocks(
@@ -213,7 +236,7 @@ def run_generate(
     """Generate exactly cfg.rows rows (row model) or cfg.users users with their events
     (sequence model) to cfg.out_uri with Ray Data and publish them atomically. `progress`
     gets the rows or users done so far."""
-    gen, model = preflight(cfg)
+    gen, model, files = preflight(cfg)
     version = gen.metadata.get("version", "unknown")
     run_id = content_key(cfg, model)
     sizes = block_sizes(cfg.count, cfg.per_file)
@@ -224,8 +247,11 @@ def run_generate(
     units_done = int(sum(sizes[b] for b in done))
     if progress:
         progress(units_done)
+    startup_s = None
     if len(todo):
-        for block, entry in _write_blocks(cfg, run_id, model, sizes, todo):
+        launched = time.time()
+        for block, entry, ready in _write_blocks(cfg, run_id, files, sizes, todo):
+            startup_s = max(startup_s or 0.0, ready - launched)
             done[block] = entry
             units_done += int(sizes[block])
             if progress:
@@ -263,12 +289,14 @@ def run_generate(
         time.monotonic() - start,
         len(sizes) - len(todo),
         cfg.users,
+        startup_s,
     )
 
 
-def _write_blocks(cfg: GenerateConfig, run_id: str, model: Manifest, sizes, todo):
-    """Generate and write the `todo` blocks on an actor pool; yields (block, FileEntry) as
-    the actors finish them."""
+def _write_blocks(cfg: GenerateConfig, run_id: str, files: dict[str, bytes], sizes, todo):
+    """Generate and write the `todo` blocks on an actor pool; yields (block, FileEntry, the
+    writing actor's ready time) as the actors finish them. The model's `files` go into the
+    object store once, for all actors."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -281,6 +309,7 @@ def _write_blocks(cfg: GenerateConfig, run_id: str, model: Manifest, sizes, todo
     )
     actor_args = dict(num_gpus=1 if cfg.gpu else 0, num_cpus=cfg.cpus_per_actor)
     shared = share(cfg.storage)  # owns the secrets' object until the actors are done
+    model = SharedModel((ray.put(files),))  # held here until the actors are done
     bare = cfg.model_copy(update={"storage": cfg.storage.without_secrets()})
     ds = ds.map_batches(
         BlockWriter,
@@ -289,23 +318,24 @@ def _write_blocks(cfg: GenerateConfig, run_id: str, model: Manifest, sizes, todo
             run_id,
             max(1, int(cfg.cpus_per_actor)),
             shared,
-            model.to_json(),
+            model,
         ),
         batch_size=1,
         compute=ActorPoolStrategy(size=workers),
         **actor_args,
     )
     for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
-        for block, path, count, rows, nbytes, sha in zip(
+        for block, path, count, rows, nbytes, sha, ready in zip(
             batch["block"],
             batch["path"],
             batch["count"],
             batch["rows"],
             batch["bytes"],
             batch["sha256"],
+            batch["ready"],
         ):
             if int(count) != sizes[int(block)]:  # the model broke its contract: publish nothing
                 raise ModelError(
                     f"block {int(block)} holds {int(count)} {cfg.unit}, not {sizes[int(block)]}"
                 )
-            yield int(block), FileEntry(str(path), int(nbytes), str(sha), int(rows))
+            yield int(block), FileEntry(str(path), int(nbytes), str(sha), int(rows)), float(ready)

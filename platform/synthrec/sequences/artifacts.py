@@ -89,9 +89,13 @@ def load_sequence_model(
     storage: StorageConfig | None = None,
     device: str | torch.device = "cpu",
     manifest: Manifest | None = None,
+    files: dict[str, bytes] | None = None,
 ):
-    """Load a published sequence-model directory onto `device`."""
-    d = model_dir.read_model_dir(uri, KIND, SequenceConfig, PARTS, storage, manifest=manifest)
+    """Load a published sequence-model directory onto `device` (from `files` when a driver
+    read them already)."""
+    d = model_dir.read_model_dir(
+        uri, KIND, SequenceConfig, PARTS, storage, manifest=manifest, files=files
+    )
     return from_model_dir(d, device)
 
 
