@@ -146,8 +146,8 @@ def test_sequence_dp_bad_inputs_fail_before_fitting(log):
 @pytest.mark.slow
 def test_sequence_dp_fit_records_the_budget_and_reads_no_real_statistics(log):
     """A small DP fit: ε spent within the target (the users GAN's and the sequence model's
-    parts added), δ recorded, no usage statistics (uniform item counts, no calibration, no
-    held-out users, fixed gap bins), and it samples."""
+    parts added), δ recorded, no usage statistics (uniform item counts, no held-out users,
+    fixed gap bins), lengths calibrated on noisy histograms, and it samples."""
     table = log.flatten()
     cfg = CFG.model_copy(update={"privacy": PrivacyConfig(**PRIVACY), "adversarial_steps": 7})
     synth = SequenceSynthesizer().fit(table, cfg=cfg, epochs=2)
@@ -159,7 +159,10 @@ def test_sequence_dp_fit_records_the_budget_and_reads_no_real_statistics(log):
     )
     assert meta["delta"] < 1 / log.require_users().num_rows
     assert parts["sequence_model"]["steps"] == parts["sequence_model"]["max_steps"]
-    assert synth.cfg.adversarial_steps == 0 and synth.calibration == {}
+    assert synth.cfg.adversarial_steps == 0
+    assert parts["sequence_model"]["encoder_noise_multiplier"] > 0  # the noisy histograms
+    lengths = synth.calibration["__events"]["real"]  # their quantiles, within the bounds
+    assert 1 <= lengths[0] <= lengths[-1] <= 101
     assert (synth.item_counts == 1).all() and meta["metrics"]["best_valid_nll"] is None
     gap = synth.encoder.gap
     assert gap.fine == [] and gap.edges[0] == 0.0

@@ -123,9 +123,10 @@ def sequence_statistics(
     gradients, with how `cfg` covers it. A DP fit computes none of the others: no item
     popularity (uniform start), no usage clustering of the catalog (attribute or catalog
     order), no repeat rate (repeats allowed), no session-level fields, no held-out users (no
-    early stopping on real users' likelihood), no length calibration, and synthetic user ids
-    numbered from a fixed floor. The users table (attributes, events per user, first time) is
-    learnt by the row GAN under its own share of the budget."""
+    early stopping on real users' likelihood), and synthetic user ids numbered from a fixed
+    floor. The users table (attributes, events per user, first time) is learnt by the row GAN
+    under its own share of the budget; the events per user and first times are calibrated on
+    noisy histograms over the public bounds, inside the budget (synthrec.sequences.dp)."""
     public, bounds = set(cfg.public_columns), set(cfg.bounds)
     out = [
         Statistic(

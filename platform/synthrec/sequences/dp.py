@@ -4,7 +4,10 @@ The budget (ε, δ) of `privacy` is split in two parts that compose by addition 
 composition, each part accounted by Opacus's RDP accountant):
 - USERS_SHARE of ε and half of δ for the users-table GAN (one row per user: the row GAN's
   per-row DP-SGD is per user), trained for USERS_EPOCHS expected passes;
-- the rest for the sequence model's likelihood training, here.
+- the rest for the sequence model: first one Gaussian release (privacy.encoder_share of it)
+  of two histograms over public bins, each user's number of events and first event time
+  (one count each: L2 sensitivity √2), whose quantiles calibrate the users GAN's draws as the
+  real quantiles do without DP; then its likelihood training, here.
 
 Each DP-SGD step (one step of the accountant):
 - Poisson sampling of users: every training user joins the step with probability q
@@ -26,11 +29,14 @@ public instead); no users are held out for early stopping, and no adversarial ph
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from synthrec.config import GanConfig, PrivacyConfig, SequenceConfig
@@ -44,6 +50,7 @@ USERS_SHARE = 0.25  # of ε, for the users-table GAN; the rest for the sequence 
 USERS_EPOCHS = 5  # expected passes of the DP users GAN (its budget buys exactly these)
 USERS_BATCH_SHARE = 0.1  # expected users per GAN step, as a share of the users
 CHUNK_WINDOWS = 64  # most windows of one user in one backward
+CALIBRATION_BINS = 200  # public bins of the noisy events-per-user and first-time histograms
 
 
 @dataclass
@@ -99,7 +106,7 @@ def plan(
     )
     total = epochs * steps_per_epoch(num_users, cfg.batch_size)
     try:
-        budget = Budget.plan(seq_priv, num_users, cfg.batch_size, total, encoder_release=False)
+        budget = Budget.plan(seq_priv, num_users, cfg.batch_size, total, encoder_release=True)
     except ConfigError as e:
         raise ConfigError(
             f"privacy.epsilon {priv.epsilon:g} ({1 - USERS_SHARE:.0%} of it for the sequence "
@@ -119,7 +126,39 @@ def plan(
         }
     )
     budget.extra["users_share"] = USERS_SHARE
+    budget.extra["calibration_noise_std"] = round(budget.encoder_noise * math.sqrt(2), 3)
     return SequencePlan(users, budget, delta)
+
+
+def private_calibration(
+    users_model, users: pa.Table, plan_: SequencePlan, seed: int
+) -> dict[str, dict[str, list[float]]]:
+    """The calibration of the users GAN's event counts and first times (synthesizer's
+    `_calibration`), the real quantiles read from noisy histograms over the public bounds
+    (events per user on log-spaced bins, first times on even ones): the plan's one release."""
+    from synthrec.sequences.synthesizer import CALIBRATION_DRAWS, QUANTILES
+
+    std = plan_.budget.encoder_noise * math.sqrt(2)
+    rng = np.random.default_rng(secrets.randbits(128))
+    drawn = users_model.sample(CALIBRATION_DRAWS, seed=seed + 7919)
+    out = {}
+    for col, (lo, hi) in plan_.users.bounds.items():
+        if col not in (LENGTH_COL, START_COL):
+            continue
+        if col == LENGTH_COL:
+            edges = np.unique(np.round(np.geomspace(max(lo, 1.0), hi + 1, CALIBRATION_BINS + 1)))
+        else:
+            edges = np.linspace(lo, hi, CALIBRATION_BINS + 1)
+        real = np.clip(users.column(col).cast(pa.float64()).to_numpy(), edges[0], edges[-1])
+        counts = np.histogram(real, edges)[0] + rng.normal(0.0, std, len(edges) - 1)
+        cdf = np.cumsum(np.maximum(counts, 0.0))
+        cdf = np.r_[0.0, cdf / cdf[-1]] if cdf[-1] > 0 else np.linspace(0, 1, len(edges))
+        fake = pc.fill_null(drawn.column(col).cast(pa.float64()), 0.0).to_numpy()
+        out[col] = {
+            "drawn": np.quantile(fake, QUANTILES).tolist(),
+            "real": np.interp(QUANTILES, cdf, edges).tolist(),
+        }
+    return out
 
 
 def users_gan_config(plan_: SequencePlan, num_users: int, seed: int) -> tuple[GanConfig, int]:

@@ -196,11 +196,17 @@ class SequenceSynthesizer:
 
     def fit_users(self, users_table: pa.Table, budget_s, device, report) -> None:
         """The users-table GAN and the calibration of its event counts and first times (a DP
-        fit: the GAN under its share of the budget, no calibration: it reads the real
-        users' quantiles)."""
+        fit: the GAN under its share of the budget, the real quantiles from noisy histograms:
+        sequences.dp.private_calibration)."""
         self.users_model = _fit_users(users_table, self.cfg, budget_s, device, report, self.plan)
         if self.plan is None:
             self.calibration = _calibration(self.users_model, users_table, self.cfg.seed)
+        else:
+            from synthrec.sequences.dp import private_calibration
+
+            self.calibration = private_calibration(
+                self.users_model, users_table, self.plan, self.cfg.seed
+            )
 
     def finish(
         self, model: SequenceModel, seqs: Sequences, seconds: float, history: dict[str, Any]
