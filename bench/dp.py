@@ -161,12 +161,12 @@ def seq_data(name: str, rows: int | None) -> dict:
 
         full = pq.read_table(EVENTS).replace_schema_metadata(None)
         train = leave_last_out(full)[0]
-        key = pc.binary_join_element_wise(
-            full["user_id"], full["item_id"], pc.cast(full["timestamp"], pa.string()), "|"
-        )
-        seen = pc.binary_join_element_wise(
-            train["user_id"], train["item_id"], pc.cast(train["timestamp"], pa.string()), "|"
-        )
+
+        def key(t: pa.Table) -> pa.ChunkedArray:
+            parts = [pc.cast(t[c], pa.string()) for c in ("user_id", "item_id", "timestamp")]
+            return pc.binary_join_element_wise(*parts, "|")
+
+        key, seen = key(full), key(train)
         test = full.filter(pc.invert(pc.is_in(key, value_set=seen)))
         return {
             "log": train,
@@ -482,12 +482,15 @@ def main() -> None:
                 args.seq_privacy = seq["privacy"]
                 res.update(run_child(system, seq["uri"], out_uri, eps, seq["delta"], args))
                 if "fit_s" in res:
-                    flat = pq.read_table(out_uri)
-                    binned = (ml100k_bins if name == "ml100k" else demo_bins)(flat)
-                    res.update(evaluate(seq["train"], seq["test"], binned, seq["features"],
-                                        seq["real_auc"]))  # fmt: skip
-                    if f_scorer is not None and name == "ml100k":
-                        res["f_ndcg@10"] = f_scorer(flat, seq["log"])
+                    try:  # a scoring error is recorded, the run goes on
+                        flat = pq.read_table(out_uri)
+                        binned = (ml100k_bins if name == "ml100k" else demo_bins)(flat)
+                        res.update(evaluate(seq["train"], seq["test"], binned, seq["features"],
+                                            seq["real_auc"]))  # fmt: skip
+                        if f_scorer is not None and name == "ml100k":
+                            res["f_ndcg@10"] = f_scorer(flat, seq["log"])
+                    except Exception as e:  # noqa: BLE001
+                        res["failed"] = f"scoring: {type(e).__name__}: {e}"
                 res["real_auc"] = seq["real_auc"]
                 keep(res)
                 continue

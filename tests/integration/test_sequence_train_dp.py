@@ -4,7 +4,13 @@ with a real resume."""
 import pyarrow.parquet as pq
 import pytest
 
-from synthrec.config import RunSection, ScalingSection, SequenceConfig, TrainGanConfig
+from synthrec.config import (
+    PrivacyConfig,
+    RunSection,
+    ScalingSection,
+    SequenceConfig,
+    TrainGanConfig,
+)
 from synthrec.distributed.sequence_train import run_train_sequences
 from synthrec.errors import ConfigError
 from tests.logshapes import TAOBAO_START_S, taobao_log
@@ -57,7 +63,7 @@ def test_sequence_train_dp_resumed_run_spends_no_extra_budget(ray_local, log_uri
     assert 0 < partial["epsilon_spent"] < 6.0
     steps_1 = partial["differential_privacy"]["sequence_model"]["steps"]
 
-    other = TINY_DP.model_copy(update={"privacy": {**PRIVACY, "epsilon": 4.0}})
+    other = TINY_DP.model_copy(update={"privacy": PrivacyConfig(**{**PRIVACY, "epsilon": 4.0})})
     with pytest.raises(ConfigError, match="another privacy config"):
         run_train_sequences(_cfg(log_uri, out, other, epochs=2, run_name="seq-dp", resume=True))
 
