@@ -199,7 +199,9 @@ def seq_data(name: str, rows: int | None) -> dict:
 # ------------------------------------------------------------------------------- children
 
 
-def child_synthrec(train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int) -> dict:
+def child_synthrec(
+    train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int, batch: int = 1_000
+) -> dict:
     """synthrec's row GAN with gan.privacy: every column categorical (noisy counts)."""
     from synthrec.config import GanConfig
     from synthrec.gan import Synthesizer
@@ -207,7 +209,7 @@ def child_synthrec(train_uri: str, out_uri: str, epsilon: float, delta: float, e
 
     train = pq.read_table(train_uri)
     schema = Schema([ColumnSpec(c, Role.CATEGORICAL, Kind.STRING) for c in train.column_names])
-    cfg = GanConfig(batch_size=1_000, epochs=epochs, privacy={"epsilon": epsilon, "delta": delta})
+    cfg = GanConfig(batch_size=batch, epochs=epochs, privacy={"epsilon": epsilon, "delta": delta})
     start = time.perf_counter()
     synth = Synthesizer().fit(train, schema, cfg, epochs=epochs)
     fit_s = time.perf_counter() - start
@@ -278,7 +280,7 @@ def independent_epsilon(dp: dict) -> float:
 def run_child(system: str, train_uri: str, out_uri: str, eps: float, delta: float, args) -> dict:
     """Fit `system` in a child process; its result dict, or {"skipped": reason}."""
     if system == "synthrec":
-        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs])
+        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs, args.batch])
         cmd = [sys.executable, __file__, "--child", spec]
     elif system.startswith("sequences"):
         epsilon = 0.0 if system == "sequences-nodp" else eps
@@ -422,6 +424,7 @@ def main() -> None:
         help="sequences-nodp: the sequence generator without DP (once per data set)",
     )  # fmt: skip
     ap.add_argument("--epochs", type=int, default=5, help="synthrec's and DP-CTGAN's passes")
+    ap.add_argument("--batch", type=int, default=1_000, help="the row GAN's expected batch")
     ap.add_argument("--seq-epochs", type=int, default=3, help="the sequence generator's passes")
     ap.add_argument("--f-epochs", type=int, default=8, help="F's epochs cap (synthetic only)")
     ap.add_argument("--rows", type=int, default=None, help="first rows of each dataset only")
