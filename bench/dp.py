@@ -3,7 +3,9 @@ critic, noisy category counts) against smartnoise-synth 1.0.8's MST, AIM and DP-
 ML-100K and the demo log, in the same run.
 
     .venv/bin/python bench/dp.py [--epsilons 1,2,5,10] [--datasets ml100k,demo]
-                                 [--systems synthrec,mst,aim,dpctgan] [--epochs 5] [--smoke]
+                                 [--systems synthrec,sequences-nodp,sequences,mst,aim,dpctgan]
+                                 [--epochs 5] [--seq-epochs 3] [--f-epochs 8] [--batch 1000]
+                                 [--smoke]
 
 Tables (every column categorical: the marginal methods need finite domains, and synthrec's DP
 run covers categorical columns with noisy counts; numeric columns are binned on fixed, public
@@ -22,8 +24,11 @@ ml100k's features, since click = rating >= 4).
 Notes the table carries: smartnoise's preprocessing reads each categorical column's values
 from the data without noise (preprocessor_eps=0), synthrec's DP fit releases them through a
 thresholded noisy histogram inside its ε; synthrec trains for `--epochs` expected passes (the
-budget buys exactly those); the sequence generator has no DP training yet, so it is not in the
-table, and neither is F trained on synthetic users (the row tables here have no user ids).
+budget buys exactly those). The sequence generator (user-level DP, `sequences`; without DP,
+once per data set, `sequences-nodp`) learns the log with its ids and times (ML-100K: the
+whole log, leave-last-out; demo: the row arm's training rows), its flattened output is binned
+like the rows and scored on the same kind of split, and on ML-100K F is trained on its
+synthetic users alone (bench/recommender.py's protocol) for NDCG@10.
 smartnoise runs in its own env (`bash bench/peers/setup_smartnoise.sh`); without it the
 smartnoise systems are skipped with the reason. AIM is slow: 887 s for 2,400 rows at ε 2 on a
 shared 2-core machine (the smoke run); `--timeout-s` caps each fit (a fit past it is reported
