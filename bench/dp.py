@@ -3,7 +3,9 @@ critic, noisy category counts) against smartnoise-synth 1.0.8's MST, AIM and DP-
 ML-100K and the demo log, in the same run.
 
     .venv/bin/python bench/dp.py [--epsilons 1,2,5,10] [--datasets ml100k,demo]
-                                 [--systems synthrec,mst,aim,dpctgan] [--epochs 5] [--smoke]
+                                 [--systems synthrec,sequences-nodp,sequences,mst,aim,dpctgan]
+                                 [--epochs 5] [--seq-epochs 3] [--f-epochs 8] [--batch 1000]
+                                 [--smoke]
 
 Tables (every column categorical: the marginal methods need finite domains, and synthrec's DP
 run covers categorical columns with noisy counts; numeric columns are binned on fixed, public
@@ -22,8 +24,11 @@ ml100k's features, since click = rating >= 4).
 Notes the table carries: smartnoise's preprocessing reads each categorical column's values
 from the data without noise (preprocessor_eps=0), synthrec's DP fit releases them through a
 thresholded noisy histogram inside its ε; synthrec trains for `--epochs` expected passes (the
-budget buys exactly those); the sequence generator has no DP training yet, so it is not in the
-table, and neither is F trained on synthetic users (the row tables here have no user ids).
+budget buys exactly those). The sequence generator (user-level DP, `sequences`; without DP,
+once per data set, `sequences-nodp`) learns the log with its ids and times (ML-100K: the
+whole log, leave-last-out; demo: the row arm's training rows), its flattened output is binned
+like the rows and scored on the same kind of split, and on ML-100K F is trained on its
+synthetic users alone (bench/recommender.py's protocol) for NDCG@10.
 smartnoise runs in its own env (`bash bench/peers/setup_smartnoise.sh`); without it the
 smartnoise systems are skipped with the reason. AIM is slow: 887 s for 2,400 rows at ε 2 on a
 shared 2-core machine (the smoke run); `--timeout-s` caps each fit (a fit past it is reported
@@ -75,6 +80,14 @@ def as_strings(table: pa.Table) -> pa.Table:
 def ml100k(rows: int | None) -> tuple[pa.Table, pa.Table, list[str]]:
     t = pq.read_table(EVENTS).replace_schema_metadata(None)
     t = t.slice(0, rows) if rows else t
+    table = ml100k_bins(t)
+    cut = int(table.num_rows * 0.8)
+    features = [c for c in table.column_names if c not in (LABEL, "rating")]
+    return table.slice(0, cut), table.slice(cut), features
+
+
+def ml100k_bins(t: pa.Table) -> pa.Table:
+    """ML-100K's event log (ids and time dropped) as the all-categorical table on public bins."""
     cols = {
         "age": bands(t["age"], ML_AGE_EDGES),
         "gender": t["gender"],
@@ -87,17 +100,25 @@ def ml100k(rows: int | None) -> tuple[pa.Table, pa.Table, list[str]]:
         "rating": t["rating"],
         LABEL: t[LABEL],
     }
-    table = as_strings(pa.table(cols))
-    cut = int(table.num_rows * 0.8)
-    features = [c for c in table.column_names if c not in (LABEL, "rating")]
-    return table.slice(0, cut), table.slice(cut), features
+    return as_strings(pa.table(cols))
 
 
 def demo(rows: int | None) -> tuple[pa.Table, pa.Table, list[str]]:
+    table = demo_bins(demo_log(rows))
+    cut = int(table.num_rows * 0.8)
+    features = [c for c in table.column_names if c != LABEL]
+    return table.slice(0, cut), table.slice(cut), features
+
+
+def demo_log(rows: int | None) -> pa.Table:
     from synthrec.config import SimulateConfig
     from synthrec.data.simulator import simulate
 
-    t = simulate(SimulateConfig(rows=rows or 50_000, seed=0))
+    return simulate(SimulateConfig(rows=rows or 50_000, seed=0))
+
+
+def demo_bins(t: pa.Table) -> pa.Table:
+    """The simulator's log (ids, session, query and brand dropped) on public bins."""
     cols = {
         "user_segment": t["user_segment"],
         "age": bands(t["age"], DEMO_AGE_EDGES),
@@ -111,19 +132,81 @@ def demo(rows: int | None) -> tuple[pa.Table, pa.Table, list[str]]:
         "cart": t["cart"],
         "purchase": t["purchase"],
     }
-    table = as_strings(pa.table(cols))
-    cut = int(table.num_rows * 0.8)
-    features = [c for c in table.column_names if c != LABEL]
-    return table.slice(0, cut), table.slice(cut), features
+    return as_strings(pa.table(cols))
 
 
 DATASETS = {"ml100k": ml100k, "demo": demo}
+
+# The sequence generator's DP runs: the columns declared public (public vocabularies: the
+# catalog, rating scale, demographics' value lists, the simulator's own value lists) and the
+# public bounds (ML-100K's documented collection period, 1997-09-19 .. 1998-04-22; the
+# simulator's configured period; a cap on events per user).
+SEQ_PRIVACY = {
+    "ml100k": {
+        "public_columns": ["item_id", "rating", "age", "gender", "occupation", "zip_region"]
+        + ["genre", "release_year"],
+        "bounds": {"timestamp": [874_540_800, 893_376_000], "__events": [1, 1_000]},
+    },
+    "demo": {
+        "public_columns": ["item_id", "device", "query", "position", "click", "cart"]
+        + ["purchase", "user_segment", "age", "gender", "region", "category", "brand", "price"],
+        "bounds": {"__events": [1, 500]},  # + the simulator's period, set in seq_data
+    },
+}
+SEQ_BATCH_USERS = 64  # expected users per DP-SGD step (and windows per step without DP)
+
+
+def seq_data(name: str, rows: int | None) -> dict:
+    """The sequence generator's training log (with ids and time) and the binned real tables
+    its output is scored against. ml100k: the whole log (943 users), leave-last-out: each
+    user's last two events are the test rows; F's protocol (bench/recommender.py) on the
+    same split. demo: the row arm's own split (first 80% of the rows), no F."""
+    if name == "ml100k":
+        from synthrec.data.splits import leave_last_out
+
+        full = pq.read_table(EVENTS).replace_schema_metadata(None)
+        train = leave_last_out(full)[0]
+
+        def key(t: pa.Table) -> pa.ChunkedArray:
+            parts = [pc.cast(t[c], pa.string()) for c in ("user_id", "item_id", "timestamp")]
+            return pc.binary_join_element_wise(*parts, "|")
+
+        key, seen = key(full), key(train)
+        test = full.filter(pc.invert(pc.is_in(key, value_set=seen)))
+        return {
+            "log": train,
+            "train": ml100k_bins(train),
+            "test": ml100k_bins(test),
+            "features": [
+                c for c in ml100k_bins(train.slice(0, 1)).column_names if c not in (LABEL, "rating")
+            ],  # fmt: skip
+            "privacy": SEQ_PRIVACY[name],
+        }
+    t = demo_log(rows)
+    cut = int(t.num_rows * 0.8)
+    day = 86_400
+    lo, hi = pc.min_max(t["timestamp"]).values()
+    privacy = {**SEQ_PRIVACY[name]}
+    privacy["bounds"] = {
+        **privacy["bounds"],
+        "timestamp": [lo.as_py() // day * day, (hi.as_py() // day + 1) * day],
+    }
+    binned = demo_bins(t)
+    return {
+        "log": t.slice(0, cut),
+        "train": binned.slice(0, cut),
+        "test": binned.slice(cut),
+        "features": [c for c in binned.column_names if c != LABEL],
+        "privacy": privacy,
+    }
 
 
 # ------------------------------------------------------------------------------- children
 
 
-def child_synthrec(train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int) -> dict:
+def child_synthrec(
+    train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int, batch: int = 1_000
+) -> dict:
     """synthrec's row GAN with gan.privacy: every column categorical (noisy counts)."""
     from synthrec.config import GanConfig
     from synthrec.gan import Synthesizer
@@ -131,7 +214,7 @@ def child_synthrec(train_uri: str, out_uri: str, epsilon: float, delta: float, e
 
     train = pq.read_table(train_uri)
     schema = Schema([ColumnSpec(c, Role.CATEGORICAL, Kind.STRING) for c in train.column_names])
-    cfg = GanConfig(batch_size=1_000, epochs=epochs, privacy={"epsilon": epsilon, "delta": delta})
+    cfg = GanConfig(batch_size=batch, epochs=epochs, privacy={"epsilon": epsilon, "delta": delta})
     start = time.perf_counter()
     synth = Synthesizer().fit(train, schema, cfg, epochs=epochs)
     fit_s = time.perf_counter() - start
@@ -151,6 +234,41 @@ def child_synthrec(train_uri: str, out_uri: str, epsilon: float, delta: float, e
     }
 
 
+def child_sequences(
+    train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int, privacy: dict
+) -> dict:
+    """synthrec's sequence generator, user-level DP at `epsilon` (0: without DP, the
+    reference), `epochs` passes, no adversarial phase; samples as many users as it learnt."""
+    from synthrec.config import SequenceConfig
+    from synthrec.sequences import SequenceSynthesizer
+
+    train = pq.read_table(train_uri)
+    priv = {**privacy, "epsilon": epsilon, "delta": delta} if epsilon else None
+    cfg = SequenceConfig(
+        seed=0, adversarial_steps=0, batch_size=SEQ_BATCH_USERS, epochs=epochs, privacy=priv
+    )
+    start = time.perf_counter()
+    synth = SequenceSynthesizer().fit(train, cfg=cfg, epochs=epochs)
+    fit_s = time.perf_counter() - start
+    users = synth.metadata["metrics"]["users"]
+    start = time.perf_counter()
+    flat = synth.sample_table(users=users, seed=1)
+    sample_s = time.perf_counter() - start
+    pq.write_table(flat, out_uri)
+    out = {"fit_s": fit_s, "sample_s": sample_s, "users": users, "events": flat.num_rows}
+    if priv:
+        dp = synth.metadata["differential_privacy"]
+        users_part, seq_part = dp["users_gan"], dp["sequence_model"]
+        out.update(
+            epsilon_spent=synth.metadata["epsilon_spent"],
+            epsilon_dp_accounting=independent_epsilon(users_part) + independent_epsilon(seq_part),
+            noise_multiplier=seq_part["noise_multiplier"],
+            steps=seq_part["steps"],
+            users_noise_multiplier=users_part["noise_multiplier"],
+        )
+    return out
+
+
 def independent_epsilon(dp: dict) -> float:
     """The run's ε recomputed with Google's dp-accounting (RDP) from the metadata's events:
     the encoder's Gaussian release, then `steps` Poisson-sampled Gaussian steps."""
@@ -167,8 +285,12 @@ def independent_epsilon(dp: dict) -> float:
 def run_child(system: str, train_uri: str, out_uri: str, eps: float, delta: float, args) -> dict:
     """Fit `system` in a child process; its result dict, or {"skipped": reason}."""
     if system == "synthrec":
-        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs])
+        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs, args.batch])
         cmd = [sys.executable, __file__, "--child", spec]
+    elif system.startswith("sequences"):
+        epsilon = 0.0 if system == "sequences-nodp" else eps
+        spec = [train_uri, out_uri, epsilon, delta, args.seq_epochs, args.seq_privacy]
+        cmd = [sys.executable, __file__, "--child-sequences", json.dumps(spec)]
     else:
         if not SMARTNOISE_PY.exists():
             return {"skipped": "no smartnoise env: bash bench/peers/setup_smartnoise.sh"}
@@ -242,42 +364,100 @@ def evaluate(
 
 def table_md(results: list[dict]) -> str:
     head = (
-        "| data | ε | system | SDMetrics overall | TSTR ratio | fit s | ε spent (dp-accounting) |\n"
+        "| data | ε | system | SDMetrics overall | TSTR ratio | F synthetic-only NDCG@10 "
+        "(share of no-DP) | fit s | ε spent (dp-accounting) |\n"
     )
-    head += "|---|---|---|---|---|---|---|\n"
+    head += "|---|---|---|---|---|---|---|---|\n"
+    nodp = {
+        r["dataset"]: r["f_ndcg@10"]
+        for r in results
+        if r["system"] == "sequences-nodp" and "f_ndcg@10" in r
+    }
     rows = []
     for r in results:
+        eps = "-" if r["system"] == "sequences-nodp" else f"{r['epsilon']:g}"
         if "skipped" in r or "failed" in r:
             why = r.get("skipped") or "failed (see json)"
-            rows.append(f"| {r['dataset']} | {r['epsilon']:g} | {r['system']} | {why} | | | |")
+            rows.append(f"| {r['dataset']} | {eps} | {r['system']} | {why} | | | | |")
             continue
         spent, other = r.get("epsilon_spent"), r.get("epsilon_dp_accounting")
+        f = r.get("f_ndcg@10")
+        base = nodp.get(r["dataset"])
+        f_cell = "" if f is None else f"{f:.4f}" + (f" ({f / base:.0%})" if base else "")
         rows.append(
-            f"| {r['dataset']} | {r['epsilon']:g} | {r['system']} | {r['sdmetrics_overall']:.3f} "
-            f"| {r['tstr_ratio']:.3f} | {r['fit_s']:.0f} | "
+            f"| {r['dataset']} | {eps} | {r['system']} | {r['sdmetrics_overall']:.3f} "
+            f"| {r['tstr_ratio']:.3f} | {f_cell} | {r['fit_s']:.0f} | "
             f"{'' if spent is None else f'{spent:.3f} ({other:.3f})'} |"
         )
     return head + "\n".join(rows)
+
+
+class FScorer:
+    """F trained on synthetic users only, judged on ML-100K's real held-out items
+    (bench/recommender.py's protocol, one seed, `f_epochs` cap)."""
+
+    def __init__(self, f_epochs: int):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from recommender import F_CONFIG, load
+
+        from synthrec.recommender.data import InteractionEncoder
+        from synthrec.recommender.metrics import SegmentSpec, segment_masks, split_leave_last_out
+
+        table = load()
+        self.enc = InteractionEncoder.fit(table, F_CONFIG)
+        self.split = split_leave_last_out(table, self.enc)
+        self.masks, _ = segment_masks(
+            self.split.test, self.enc.encode(self.split.train, "real train"), self.enc,
+            SegmentSpec(),
+        )  # fmt: skip
+        self.f_epochs = f_epochs
+
+    def __call__(self, flat: pa.Table, train_log: pa.Table) -> float:
+        from sequences import f_runs
+
+        flat = flat.select(train_log.column_names).cast(train_log.schema)
+        out = f_runs(self.enc, self.split, self.masks, None, flat, 1, self.f_epochs)
+        return out["ndcg@10"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epsilons", default="1,2,5,10")
     ap.add_argument("--datasets", default="ml100k,demo")
-    ap.add_argument("--systems", default="synthrec,mst,aim,dpctgan")
+    ap.add_argument(
+        "--systems", default="synthrec,sequences-nodp,sequences,mst,aim,dpctgan",
+        help="sequences-nodp: the sequence generator without DP (once per data set)",
+    )  # fmt: skip
     ap.add_argument("--epochs", type=int, default=5, help="synthrec's and DP-CTGAN's passes")
+    ap.add_argument("--batch", type=int, default=1_000, help="the row GAN's expected batch")
+    ap.add_argument("--seq-epochs", type=int, default=3, help="the sequence generator's passes")
+    ap.add_argument("--f-epochs", type=int, default=8, help="F's epochs cap (synthetic only)")
     ap.add_argument("--rows", type=int, default=None, help="first rows of each dataset only")
     ap.add_argument("--timeout-s", type=int, default=3_600, help="per fit")
     ap.add_argument("--smoke", action="store_true", help="ε 2, 3,000 rows, 1 epoch: a check")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-sequences", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child_synthrec(*json.loads(args.child))))
         return
+    if args.child_sequences:
+        print(json.dumps(child_sequences(*json.loads(args.child_sequences))))
+        return
     if args.smoke:
         args.epsilons, args.rows, args.epochs = "2", 3_000, 1
     epsilons = [float(e) for e in args.epsilons.split(",")]
+    systems = args.systems.split(",")
     results, work = [], Path(tempfile.mkdtemp(prefix="dp-bench-"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"dp-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    f_scorer = None
+
+    def keep(res: dict) -> None:  # written after every fit: a cut run keeps what it did
+        results.append(res)
+        print(json.dumps(res)[:400], flush=True)
+        out.write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
     for name in args.datasets.split(","):
         train, test, features = DATASETS[name](args.rows)
         train_uri = str(work / f"{name}-train.parquet")
@@ -288,19 +468,46 @@ def main() -> None:
             f"{name}: {train.num_rows} train rows, δ = {delta:.3g}, real AUC {real_auc:.4f}",
             flush=True,
         )
-        for eps in epsilons:
-            for system in args.systems.split(","):
-                out_uri = str(work / f"{name}-{eps:g}-{system}.parquet")
-                res = {"dataset": name, "epsilon": eps, "delta": delta, "system": system}
-                res.update(run_child(system, train_uri, out_uri, eps, delta, args))
+        seq = None
+        if any(s.startswith("sequences") for s in systems):
+            seq = seq_data(name, args.rows)
+            seq["uri"] = str(work / f"{name}-seq-train.parquet")
+            pq.write_table(seq["log"], seq["uri"])
+            seq["users"] = len(pc.unique(seq["log"]["user_id"]))
+            seq["delta"] = 1.0 / seq["users"] ** 1.1
+            seq["real_auc"] = tstr_auc(seq["train"].to_pandas(), seq["test"].to_pandas(),
+                                       seq["features"])  # fmt: skip
+            print(f"{name} sequences: {seq['users']} users, δ = {seq['delta']:.3g}, real AUC "
+                  f"{seq['real_auc']:.4f}", flush=True)  # fmt: skip
+            if name == "ml100k" and f_scorer is None:
+                f_scorer = FScorer(args.f_epochs)
+        order = [("sequences-nodp", 0.0)] if "sequences-nodp" in systems else []
+        order += [(s, e) for e in epsilons for s in systems if s != "sequences-nodp"]
+        for system, eps in order:
+            out_uri = str(work / f"{name}-{eps:g}-{system}.parquet")
+            if system.startswith("sequences"):
+                res = {"dataset": name, "epsilon": eps, "delta": seq["delta"], "system": system}
+                args.seq_privacy = seq["privacy"]
+                res.update(run_child(system, seq["uri"], out_uri, eps, seq["delta"], args))
                 if "fit_s" in res:
-                    res.update(evaluate(train, test, pq.read_table(out_uri), features, real_auc))
-                res["real_auc"] = real_auc
-                results.append(res)
-                print(json.dumps(res)[:400], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"dp-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+                    try:  # a scoring error is recorded, the run goes on
+                        flat = pq.read_table(out_uri)
+                        binned = (ml100k_bins if name == "ml100k" else demo_bins)(flat)
+                        res.update(evaluate(seq["train"], seq["test"], binned, seq["features"],
+                                            seq["real_auc"]))  # fmt: skip
+                        if f_scorer is not None and name == "ml100k":
+                            res["f_ndcg@10"] = f_scorer(flat, seq["log"])
+                    except Exception as e:  # noqa: BLE001
+                        res["failed"] = f"scoring: {type(e).__name__}: {e}"
+                res["real_auc"] = seq["real_auc"]
+                keep(res)
+                continue
+            res = {"dataset": name, "epsilon": eps, "delta": delta, "system": system}
+            res.update(run_child(system, train_uri, out_uri, eps, delta, args))
+            if "fit_s" in res:
+                res.update(evaluate(train, test, pq.read_table(out_uri), features, real_auc))
+            res["real_auc"] = real_auc
+            keep(res)
     print(table_md(results))
     print(f"results: {out}")
 

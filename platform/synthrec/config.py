@@ -452,6 +452,11 @@ class SequenceConfig(Section):
     users_budget_share: float = Field(
         0.2, gt=0, lt=1, description="share of a time budget given to the users-table GAN"
     )
+    privacy: PrivacyConfig | None = Field(
+        None,
+        description="user-level differential privacy (DP-SGD over users, a DP users GAN); "
+        "None: no privacy guarantee. `train-gan --generator sequences --epsilon` sets it",
+    )
     seed: int = 0
 
 

@@ -30,10 +30,18 @@ def test_cli_privacy_delta_needs_epsilon(capsys):
     assert "--epsilon is required" in line
 
 
-def test_cli_privacy_sequences_have_no_dp_training(log_uri, tmp_path, capsys):
-    argv = ["train-gan", "--data-uri", log_uri, "--out-uri", str(tmp_path / "m")]
-    line = _error([*argv, "--epsilon", "2", "--generator", "sequences"], capsys)
-    assert "no DP training yet: use --generator rows" in line
+def test_cli_privacy_sequences_name_their_unaccounted_statistics(tmp_path, capsys):
+    """--generator sequences --epsilon trains with user-level DP: a log whose event columns,
+    catalog and times are not declared public or bounded is refused before training."""
+    from tests.logshapes import taobao_log
+
+    pq.write_table(taobao_log(600), tmp_path / "log.parquet")
+    argv = ["train-gan", "--data-uri", str(tmp_path / "log.parquet")]
+    argv += ["--out-uri", str(tmp_path / "m"), "--generator", "sequences", "--epsilon", "2"]
+    line = _error(argv, capsys)
+    assert "sequence generator would fit these statistics" in line
+    for named in ("'item_id' (item_id)", "'timestamp' (timestamp)", "'behavior_type' (event)"):
+        assert named in line
 
 
 def test_cli_privacy_unaccounted_column_is_named_before_training(log_uri, tmp_path, capsys):

@@ -13,6 +13,15 @@ batch of batch_size / world_size windows per step; likelihood epochs until the e
 held-out users' NLL (summed over all ranks, so all ranks see the same figure) stops improving
 for `patience` epochs, or the likelihood share of the time budget is spent — the ranks agree
 on that — then the best weights and the optional adversarial phase (the critic in DDP too).
+
+User-level DP (sequence.privacy, or gan.privacy with --generator sequences; the math in
+synthrec.sequences.dp): the driver runs the leak check and plans the budget before anything
+is fitted, trains the users GAN under its share, and keeps the plan in the run's folder so a
+resume under another privacy config fails there, before any worker starts. Each rank takes
+its own share of the users (not of the windows), draws its Poisson sample from a secret
+generator, clips each sampled user's gradient; the clipped sums are all-reduced and rank 0
+alone adds the step's noise (no DDP wrapper: the summed, noised gradient is set by hand).
+Checkpoints carry the accountant's steps, so a resumed run spends no extra budget.
 """
 
 from __future__ import annotations
@@ -35,10 +44,20 @@ from synthrec.distributed.train_loop import (
 from synthrec.distributed.warm import sequence_init
 from synthrec.errors import ConfigError
 
+DP_PLAN = "dp-plan"  # a DP run's privacy plan, in the run's folder
+
 # ------------------------------------------------------------------------------ driver side
 
 
-def prepare(cfg: TrainGanConfig, loaded: tuple | None = None):
+def sequence_config(cfg: TrainGanConfig) -> SequenceConfig:
+    """The run's sequence config: gan.privacy (--epsilon) becomes its privacy when the
+    sequence section has none; a DP run has no adversarial phase."""
+    from synthrec.sequences.dp import private_config
+
+    return private_config(cfg.sequence, cfg.sequence.privacy or cfg.gan.privacy)
+
+
+def prepare(cfg: TrainGanConfig, loaded: tuple | None = None, seq: SequenceConfig | None = None):
     """Read and check the log, fit the encoder: fails before any worker starts.
     `loaded`: (table, schema) already read by the caller. -> (synthesizer, sequences, users)."""
     from synthrec.data.eventlog import load_event_log
@@ -46,7 +65,7 @@ def prepare(cfg: TrainGanConfig, loaded: tuple | None = None):
     from synthrec.sequences import SequenceSynthesizer
     from synthrec.sequences.encoding import require_sequence_log
 
-    seq = cfg.sequence
+    seq = seq or sequence_config(cfg)
     if seq.batch_size < cfg.scaling.num_workers:
         raise ConfigError(
             f"sequence.batch_size {seq.batch_size} is smaller than num_workers "
@@ -56,8 +75,25 @@ def prepare(cfg: TrainGanConfig, loaded: tuple | None = None):
     log = relational_view(table, schema)
     require_sequence_log(log)
     synth = SequenceSynthesizer()
-    seqs, users = synth.prepare(log, schema, seq)
+    seqs, users = synth.prepare(log, schema, seq, epochs=cfg.epochs or seq.epochs)
     return synth, seqs, users
+
+
+def check_plan(cfg: TrainGanConfig, name: str, budget) -> None:
+    """Keep a DP run's plan in its folder; on resume, a ConfigError (before any worker
+    starts) when this config plans another budget."""
+    import json
+
+    from synthrec import storage
+    from synthrec.distributed.train_loop import runs_uri
+
+    uri = storage.join(runs_uri(cfg), name, DP_PLAN)
+    if cfg.run.resume and storage.read_manifest(uri, cfg.storage) is not None:
+        state = json.loads(storage.read_files(uri, None, cfg.storage)["budget.json"])
+        budget.load_state_dict({**state, "steps": 0})  # ConfigError when the plans differ
+        return
+    files = {"budget.json": json.dumps(budget.state_dict()).encode()}
+    storage.publish_files(uri, files, cfg.storage, kind="dp-plan")
 
 
 def run_train_sequences(
@@ -74,14 +110,19 @@ def run_train_sequences(
     from synthrec.sequences.model import SequenceModel
 
     start = time.monotonic()
-    seq = cfg.sequence
+    seq = sequence_config(cfg)
     name = start_run("sequences", cfg)
-    synth, seqs, users = prepare(cfg, loaded)
+    synth, seqs, users = prepare(cfg, loaded, seq)
+    budget_plan = synth.plan.budget if synth.plan is not None else None
+    if budget_plan is not None:
+        check_plan(cfg, name, budget_plan)
     budget = cfg.time_budget_min * 60 if cfg.time_budget_min else None
     users_budget = budget * seq.users_budget_share if budget else None
     emit = progress or (lambda m: None)
     synth.fit_users(users, users_budget, "cpu", lambda **m: emit({**m, "phase": "users"}))
-    data = prepare_fit(seqs, synth.encoder, synth.item_counts, seq, synth.cluster_attribute())
+    data = prepare_fit(
+        seqs, synth.encoder, synth.item_counts, seq, synth.cluster_attribute(), budget_plan
+    )
     warm_share = sequence_init(cfg, data.init)  # warm start from a parent, before any worker
     if len(data.train) < cfg.scaling.num_workers:
         raise ConfigError(
@@ -103,6 +144,8 @@ def run_train_sequences(
     run = run_training(task, loop, cfg, name, "sequence training", progress)
 
     state = run.task_state
+    if budget_plan is not None:  # the steps the run took, for the metadata
+        budget_plan.load_state_dict(state["privacy"])
     model = SequenceModel(data.spec)
     model.load_state_dict(final_weights(state))
     likelihood = [h for h in run.history if h.get("phase") == "likelihood"]
@@ -162,7 +205,8 @@ class SequenceTask:
         self.fit = SequenceFit(
             ray.get(cfg.data), cfg.seq, worker.device, worker.rank, worker.world, state
         )
-        self.net = self._wrap(self.fit.model)
+        # a DP run sets each step's gradient by hand (clipped, summed, noised once): no DDP
+        self.net = self._wrap(self.fit.model) if self.fit.dp is None else self.fit.model
         self.critic_net = self._wrap(self.fit.critic) if self.fit.critic is not None else None
 
     @property
@@ -174,7 +218,10 @@ class SequenceTask:
         seed = epoch_seed(self.cfg.seq.seed, worker.rank, fit.epoch + 1, stream=1)
         if fit.phase == "adversarial":
             return fit.adversarial_epoch(seed, self.net, self.critic_net, on_step=on_step)
-        metrics = fit.likelihood_epoch(seed, self.net, on_step=on_step, reduce=self._reduce)
+        if fit.dp is not None:
+            metrics = fit.dp_likelihood_epoch(on_step=on_step, reduce=self._reduce_grads)
+        else:
+            metrics = fit.likelihood_epoch(seed, self.net, on_step=on_step, reduce=self._reduce)
         late = self.cfg.mle_deadline is not None and time.time() >= self.cfg.mle_deadline
         if agree_stop(fit.likelihood_done(self.cfg.max_epochs) or late, worker):
             fit.end_likelihood()
@@ -198,6 +245,23 @@ class SequenceTask:
         device = self.worker.device
         ids = [device.index] if device.type == "cuda" else None
         return DDP(module, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
+
+    def _reduce_grads(self, summed: dict) -> dict:
+        """Sum a DP step's clipped gradients (name -> tensor) over the ranks, as one tensor."""
+        if self.worker.world == 1:
+            return summed
+        import torch
+        import torch.distributed as dist
+
+        names = list(summed)
+        flat = torch.cat([summed[k].reshape(-1) for k in names])
+        dist.all_reduce(flat)
+        out, at = {}, 0
+        for k in names:
+            n = summed[k].numel()
+            out[k] = flat[at : at + n].view_as(summed[k])
+            at += n
+        return out
 
     def _reduce(self, total: float, count: float) -> tuple[float, float]:
         """Sum (total, count) over the ranks."""

@@ -60,15 +60,14 @@ def resolve_generator(cfg: TrainGanConfig) -> Choice:
     """The generator for cfg (reads the log unless rows were asked for); raises DataError
     when sequences are asked for and the log cannot give them."""
     from synthrec.data.eventlog import load_event_log
-    from synthrec.errors import ConfigError
 
-    if cfg.gan.privacy is not None:  # DP training exists for the row GAN only
-        if cfg.generator == "sequences":
-            raise ConfigError(
-                "gan.privacy (--epsilon) trains the row GAN with DP-SGD; the sequence "
-                "generator has no DP training yet: use --generator rows"
-            )
-        return Choice("rows", "differential privacy (gan.privacy) trains the row GAN", None)
+    if cfg.gan.privacy is not None and cfg.generator != "sequences":
+        return Choice(
+            "rows",
+            "differential privacy (--epsilon) trains the row GAN unless --generator sequences "
+            "asks for the sequence generator's user-level DP",
+            None,
+        )
     loaded = None
     if cfg.generator != "rows":
         loaded = load_event_log(cfg.data_uri, cfg.schema_uri, cfg.storage)

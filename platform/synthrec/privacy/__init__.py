@@ -10,6 +10,7 @@ from synthrec.privacy.statistics import (
     PrivacyError,
     Statistic,
     check_accounted,
+    check_sequence_accounted,
     encoder_statistics,
     private_columns,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Statistic",
     "add_noise",
     "check_accounted",
+    "check_sequence_accounted",
     "clip_and_sum",
     "clip_and_sum_by_unit",
     "default_delta",

@@ -102,6 +102,92 @@ def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
     return stats
 
 
+EVENTS_BOUND = "__events"  # privacy.bounds key of the events per user (sequence generator)
+SEQUENCE_STATISTICS: dict[str, str] = {
+    "catalog": "the catalog: item ids and their attributes",
+    "time": "time gap bins, the log's time range and each user's first event time",
+    "events": "events per user (the users model's lengths and their bins)",
+    "values": "value list (or bins) and frequencies",
+}
+
+
+def sequence_statistics(
+    user_col: str,
+    item_col: str,
+    time_col: str,
+    event_cols: list[str],
+    user_cols: list[str],
+    cfg: PrivacyConfig,
+) -> list[Statistic]:
+    """Every statistic the sequence generator's fit reads from the real log besides DP-SGD's
+    gradients, with how `cfg` covers it. A DP fit computes none of the others: no item
+    popularity (uniform start), no usage clustering of the catalog (attribute or catalog
+    order), no repeat rate (repeats allowed), no session-level fields, no held-out users (no
+    early stopping on real users' likelihood), and synthetic user ids numbered from a fixed
+    floor. The users table (attributes, events per user, first time) is learnt by the row GAN
+    under its own share of the budget; the events per user and first times are calibrated on
+    noisy histograms over the public bounds, inside the budget (synthrec.sequences.dp)."""
+    public, bounds = set(cfg.public_columns), set(cfg.bounds)
+    out = [
+        Statistic(
+            item_col,
+            "item_id",
+            SEQUENCE_STATISTICS["catalog"],
+            "public" if item_col in public else "none",
+        ),
+        Statistic(
+            time_col,
+            "timestamp",
+            SEQUENCE_STATISTICS["time"],
+            "public bounds" if time_col in bounds else "none",
+        ),
+        Statistic(
+            EVENTS_BOUND,
+            "events per user",
+            SEQUENCE_STATISTICS["events"],
+            "public bounds" if EVENTS_BOUND in bounds else "none",
+        ),
+    ]
+    for role, cols in (("event", event_cols), ("user attribute", user_cols)):
+        for c in cols:
+            coverage: Coverage = "public" if c in public else "none"
+            out.append(Statistic(c, role, SEQUENCE_STATISTICS["values"], coverage))
+    return out
+
+
+def check_sequence_accounted(
+    user_col: str,
+    item_col: str,
+    time_col: str,
+    event_cols: list[str],
+    user_cols: list[str],
+    cfg: PrivacyConfig,
+    catalog_cols: tuple[str, ...] = (),
+) -> list[Statistic]:
+    """The sequence fit's statistics under `cfg`; a PrivacyError naming every uncovered one
+    and how to cover it. `catalog_cols`: the item attributes (covered with the catalog)."""
+    names = {user_col, item_col, time_col, *event_cols, *user_cols, *catalog_cols}
+    unknown = sorted((set(cfg.public_columns) | set(cfg.bounds)) - names - {EVENTS_BOUND})
+    if unknown:
+        raise PrivacyError(
+            f"privacy.public_columns or bounds name {', '.join(unknown)}, not columns of the "
+            f"log ({', '.join(sorted(names))}) nor {EVENTS_BOUND}; fix the names"
+        )
+    stats = sequence_statistics(user_col, item_col, time_col, event_cols, user_cols, cfg)
+    bare = [s for s in stats if s.coverage == "none"]
+    if bare:
+        named = "; ".join(f"'{s.column}' ({s.role}): {s.what}" for s in bare)
+        raise PrivacyError(
+            f"a DP run of the sequence generator would fit these statistics on the real log "
+            f"outside the privacy budget: {named}. Declare the catalog ('{item_col}') and the "
+            f"event and user attribute columns whose values are public in "
+            f"privacy.public_columns; give privacy.bounds {{{time_col}: [first, last] (epoch "
+            f"seconds), {EVENTS_BOUND}: [1, most events per user]}} as public ranges; or drop "
+            f"the columns from the schema"
+        )
+    return stats
+
+
 def private_columns(stats: list[Statistic]) -> list[str]:
     """Columns whose counts the noisy histogram releases."""
     return [s.column for s in stats if s.coverage == "noisy counts"]

@@ -173,6 +173,13 @@ class GapCodec:
         return len(self.edges)  # 1 zero bin + len(edges) - 1 positive bins
 
     @classmethod
+    def fixed(cls, span_s: float) -> GapCodec:
+        """Bins of a DP fit: NUM_BINS - 1 even steps of log(1 + gap) from 0 to the public
+        time span `span_s`, decoded log-uniformly inside a bin (nothing read from the gaps)."""
+        top = float(np.log1p(max(span_s, 1.0)))
+        return cls(np.linspace(0.0, top, NUM_BINS).tolist())
+
+    @classmethod
     def fit(cls, gaps: np.ndarray) -> GapCodec:
         pos = np.log1p(gaps[gaps > 0])
         if len(pos) == 0:
@@ -200,6 +207,34 @@ class GapCodec:
         else:
             x = lo + u * (hi - lo)
         return np.where(codes == 0, 0.0, np.maximum(np.expm1(x), 0.0))
+
+
+DP_MAX_SESSIONS = 100_000  # session id spacing of a DP fit (the real most-sessions is private)
+
+
+@dataclass(frozen=True)
+class PublicBounds:
+    """What a DP fit of the encoder reads instead of the rows: the log's time span (epoch
+    seconds) and the range of events per user, both public (privacy.bounds)."""
+
+    time: tuple[float, float]
+    events: tuple[float, float]
+
+    @property
+    def span_s(self) -> float:
+        return self.time[1] - self.time[0]
+
+    def bins(self, name: str, bounds: tuple[float, float], users: pa.Table) -> FieldCodec:
+        """NUM_BINS even bins over `bounds` (values outside fall in the end bins)."""
+        col = users.column(name)
+        return FieldCodec(
+            name,
+            "bins",
+            edges=np.linspace(bounds[0], bounds[1], NUM_BINS + 1).tolist(),
+            integer=pa.types.is_integer(col.type),
+            arrow_type=str(col.type),
+            has_null=False,
+        )
 
 
 @dataclass
@@ -251,9 +286,14 @@ class SequenceEncoder:
 
     # -- fitting ----------------------------------------------------------------------------
     @classmethod
-    def fit(cls, log: RelationalLog) -> tuple[SequenceEncoder, Sequences, pa.Table]:
+    def fit(
+        cls, log: RelationalLog, public: PublicBounds | None = None
+    ) -> tuple[SequenceEncoder, Sequences, pa.Table]:
         """The encoder, the encoded log and the users table the user model learns (attributes,
-        LENGTH_COL, START_COL; the user key dropped)."""
+        LENGTH_COL, START_COL; the user key dropped). `public` (a DP fit): the time gaps, the
+        events per user and the first event times are binned over those public bounds, the
+        time range and the session spacing come from them, nothing from the rows; the other
+        columns' value lists must be public (synthrec.privacy.check_sequence_accounted)."""
         require_sequence_log(log)
         events, starts, seconds = _sorted_events(log)
         gaps = _gaps(seconds, starts)
@@ -273,18 +313,27 @@ class SequenceEncoder:
                 0, FieldCodec(SESSION_FLAG, "category", values=[False, True], has_null=False)
             )
         user_codecs = [FieldCodec.fit(users_table.column(c), c) for c in users_table.column_names]
+        time_range = (float(seconds.min()), float(seconds.max()))
+        max_sessions = int(_sessions_per_user(flag, starts).max()) if flag is not None else 1
+        gap = GapCodec.fit(gaps) if public is None else GapCodec.fixed(public.span_s)
+        if public is not None:
+            user_codecs[-2:] = [
+                public.bins(LENGTH_COL, public.events, users_table),
+                public.bins(START_COL, public.time, users_table),
+            ]
+            time_range, max_sessions = public.time, DP_MAX_SESSIONS
         enc = cls(
             structure=log.to_dict(),
             time_unit=time_unit(log.events.column(log.time_col)) or "s",
             time_type=str(log.events.schema.field(log.time_col).type),
-            gap=GapCodec.fit(gaps),
+            gap=gap,
             fields=field_codecs,
             users=user_codecs,
             session_col=session_col,
             session_type=(str(events.schema.field(session_col).type) if session_col else None),
             user_type=str(log.events.schema.field(log.user_col).type),
-            time_range=(float(seconds.min()), float(seconds.max())),
-            max_sessions=int(_sessions_per_user(flag, starts).max()) if flag is not None else 1,
+            time_range=time_range,
+            max_sessions=max_sessions,
         )
         return enc, enc._encode(log, events, starts, gaps, flag, users_table), users_table
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from synthrec.config import SequenceConfig
+from synthrec.errors import ConfigError
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import (
     SESSION_FLAG,
@@ -55,6 +56,7 @@ class FitData:
     train: steps.Windows
     valid: steps.Windows | None  # windows of the held-out users; None: no early stopping
     user_codes: np.ndarray  # (U, A) Sequences.user
+    budget: Any = None  # privacy.Budget of a DP fit (its plan; steps are counted in training)
 
 
 def prepare_fit(
@@ -63,12 +65,17 @@ def prepare_fit(
     item_counts: np.ndarray,
     cfg: SequenceConfig,
     item_attribute: np.ndarray | None = None,
+    budget: Any = None,
 ) -> FitData:
-    """Spec, first weights (from cfg.seed) and the windows of the training and held-out users."""
+    """Spec, first weights (from cfg.seed) and the windows of the training and held-out users.
+    `budget` (a DP fit, synthrec.sequences.dp): no held-out users, the catalog grouped by
+    attribute (if any) and catalog order instead of usage, no session-level fields read from
+    the events, and the budget rides along to the workers."""
     num_items = len(item_counts)
+    private = budget is not None
     torch.manual_seed(cfg.seed)
-    attribute = item_attribute if cfg.catalog_clusters == "attribute" else None
-    grid = steps.item_grid(seqs, num_items, cfg.seed, attribute=attribute)
+    attribute = item_attribute if cfg.catalog_clusters == "attribute" or private else None
+    grid = steps.item_grid(seqs, num_items, cfg.seed, attribute=attribute, usage=not private)
     names = enc.event_field_names
     spec = SequenceSpec(
         num_items=num_items,
@@ -78,7 +85,7 @@ def prepare_fit(
         field_classes=[f.num_classes for f in enc.fields],
         user_classes=[f.num_classes for f in enc.users],
         session_field=names.index(SESSION_FLAG) if SESSION_FLAG in names else -1,
-        session_level=session_level_fields(seqs, names),
+        session_level=[] if private else session_level_fields(seqs, names),
         d_model=cfg.d_model,
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
@@ -89,12 +96,14 @@ def prepare_fit(
     set_grid(model, grid, item_counts)
     users = np.random.default_rng(cfg.seed).permutation(seqs.num_users)
     n_valid = int(round(cfg.valid_share * seqs.num_users)) if seqs.num_users >= 10 else 0
+    n_valid = 0 if private else n_valid
     return FitData(
         spec=spec,
         init={k: v.detach().clone() for k, v in model.state_dict().items()},
         train=steps.make_windows(seqs, spec, np.sort(users[n_valid:])),
         valid=steps.make_windows(seqs, spec, np.sort(users[:n_valid])) if n_valid else None,
         user_codes=seqs.user,
+        budget=budget,
     )
 
 
@@ -144,6 +153,12 @@ class SequenceFit:
         self.best, self.best_state, self.best_epoch, self.bad = math.inf, None, 0, 0
         self.events, self.mle_seconds, self.adv_steps = 0, 0.0, 0
         self.critic = self.opt_c = None
+        self.dp = None
+        if data.budget is not None:
+            from synthrec.sequences.dp import SequenceDp
+
+            budget = copy.deepcopy(data.budget)
+            self.dp = SequenceDp.build(budget, data.train, rank, world, cfg.seed, device)
         if state is not None:
             self._load(state)
 
@@ -194,6 +209,46 @@ class SequenceFit:
         metrics["seconds"] = round(time.monotonic() - start, 2)
         return {"phase": "likelihood", "epoch": self.epoch, **metrics}
 
+    def dp_likelihood_epoch(
+        self,
+        deadline: float | None = None,
+        on_step: Callable[[int], None] | None = None,
+        reduce: Callable[[dict], dict] | None = None,
+    ) -> dict[str, float]:
+        """One expected pass of user-level DP-SGD (round(1/q) steps), ending early when the
+        budget is spent or at `deadline` (in one process only). `reduce` sums the clipped
+        gradients across ranks; rank 0 adds the noise."""
+        from synthrec.sequences.dp import dp_step, steps_per_epoch
+
+        start, dp, cfg = time.monotonic(), self.dp, self.cfg
+        users = len(np.unique(self.data.train.user))
+        expected = dp.budget.sample_rate * users
+        done = 0
+        self.model.train()
+        for _ in range(steps_per_epoch(users, cfg.batch_size)):
+            if dp.budget.exhausted:
+                break
+            self.events += dp_step(
+                self.model, self.opt, dp, self.data.train, self.data.user_codes, expected,
+                self.device, add_step_noise=self.rank == 0, reduce=reduce,
+            )  # fmt: skip
+            done += 1
+            if on_step:
+                on_step(done)
+            if deadline and time.monotonic() > deadline:
+                break
+        self.epoch += 1
+        self.best_epoch = self.epoch
+        self.mle_seconds += time.monotonic() - start
+        return {
+            "phase": "likelihood",
+            "epoch": self.epoch,
+            "steps": done,
+            "epsilon_spent": round(dp.budget.spent(), 4),
+            "budget_spent": float(dp.budget.exhausted),
+            "seconds": round(time.monotonic() - start, 2),
+        }
+
     def validation_nll(self, reduce: Reduce | None = None) -> float:
         """Mean NLL per event of this rank's share of the held-out windows, over all ranks."""
         valid = self.data.valid
@@ -208,7 +263,8 @@ class SequenceFit:
     def likelihood_done(self, max_epochs: int) -> bool:
         """The epoch cap is reached or the held-out NLL stopped improving."""
         early = self.data.valid is not None and self.bad >= self.cfg.patience
-        return self.epoch >= max_epochs or early
+        spent = self.dp is not None and self.dp.budget.exhausted
+        return self.epoch >= max_epochs or early or spent
 
     def end_likelihood(self) -> None:
         """Back to the best validated weights; the adversarial phase (if any) starts from them."""
@@ -296,6 +352,7 @@ class SequenceFit:
             "adv_steps": self.adv_steps,
             "critic": self.critic.state_dict() if adversarial else None,
             "opt_c": self.opt_c.state_dict() if adversarial else None,
+            "privacy": None if self.dp is None else self.dp.budget.state_dict(),
         }
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -310,6 +367,13 @@ class SequenceFit:
         self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
         self.bad, self.events = state["bad"], state["events"]
         self.mle_seconds, self.adv_steps = state["mle_seconds"], state["adv_steps"]
+        if self.dp is not None:  # ConfigError when the checkpoint's plan is another one
+            self.dp.budget.load_state_dict(state.get("privacy") or {})
+        elif state.get("privacy"):
+            raise ConfigError(
+                "the run being resumed trained with differential privacy; resume it with its "
+                "own privacy config, or start a new run under another --run-name"
+            )
 
 
 def final_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

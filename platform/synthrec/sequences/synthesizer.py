@@ -54,6 +54,7 @@ Conditions = dict[str, Any]
 Rebalance = dict[str, dict[Any, float] | str]  # column -> shares, or "uniform"
 BLOCK_USERS = 4_096  # users per block of `sample`
 FLAT_PROBE_ROWS = 1_000  # events flattened to read the flat log's schema
+DP_ID_FLOOR = 10**9  # a DP fit's integer user ids start here (the real largest id is private)
 NO_REPEAT_BELOW = 0.005  # a log repeating fewer of its items: samples never repeat an item
 
 
@@ -74,6 +75,7 @@ class SequenceSynthesizer:
         self.repeat_rate = 0.0  # share of events whose item the user already had
         self.return_type = "arrow"  # sample_table's default: the kind fit was given
         self.device = torch.device("cpu")
+        self.plan = None  # sequences.dp.SequencePlan of a DP fit
 
     # -- fitting ----------------------------------------------------------------------------
     def fit(
@@ -93,13 +95,17 @@ class SequenceSynthesizer:
         prints a line per epoch of each phase (users, likelihood, adversarial) on stderr."""
         progress = epoch_printer("SequenceSynthesizer", progress) if verbose else progress
         cfg = cfg or SequenceConfig()
+        if cfg.privacy is not None:  # user-level DP (sequences/dp.py): no adversarial phase
+            from synthrec.sequences.dp import private_config
+
+            cfg = private_config(cfg)
         if epochs is not None and epochs < 1:
             raise ConfigError(f"epochs must be >= 1 (got {epochs})")
         if time_budget_s is not None and time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 (got {time_budget_s})")
         start = time.monotonic()
         self.device = torch.device(device)
-        seqs, users_table = self.prepare(data, schema, cfg, overrides)
+        seqs, users_table = self.prepare(data, schema, cfg, overrides, epochs)
         report = progress or (lambda **_: None)
         budget = time_budget_s
         users_budget = budget * cfg.users_budget_share if budget else None
@@ -135,9 +141,12 @@ class SequenceSynthesizer:
         schema: Schema | str | None,
         cfg: SequenceConfig,
         overrides: ViewOverrides | dict | None = None,
+        epochs: int | None = None,
     ) -> tuple[Sequences, pa.Table]:
         """Fit the encoder, keep the catalog, set the id policy; -> the encoded sequences and
-        the users table (attributes, event count, first time) the users GAN learns."""
+        the users table (attributes, event count, first time) the users GAN learns. With
+        cfg.privacy, first refuse a log whose statistics the budget leaves uncovered and plan
+        the budget for `epochs` (default cfg.epochs): errors before anything is fitted."""
         self.cfg = cfg
         if not isinstance(data, RelationalLog):
             data, self.return_type = _as_arrow(data)
@@ -148,18 +157,56 @@ class SequenceSynthesizer:
         # the flat log's column types from a few rows: flattening every event would copy each
         # event's user and item attributes only to read a schema
         head = dataclasses.replace(log, events=log.events.slice(0, FLAT_PROBE_ROWS)).flatten()
-        enc, seqs, users_table = SequenceEncoder.fit(log)
+        public = self._plan_privacy(log, cfg, epochs) if cfg.privacy is not None else None
+        enc, seqs, users_table = SequenceEncoder.fit(log, public)
         self.encoder, self.items = enc, log.require_items()
-        self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
-        self.repeat_rate = _repeat_rate(seqs)
-        self._set_id_policy(log.require_users().column(0))
+        if public is not None:  # nothing more read from the events (sequences.dp)
+            self.item_counts = np.ones(self.items.num_rows, np.int64)
+            self.repeat_rate = 1.0
+            self.id_floor = DP_ID_FLOOR
+        else:
+            self.item_counts = np.bincount(seqs.item, minlength=self.items.num_rows)
+            self.repeat_rate = _repeat_rate(seqs)
+            self._set_id_policy(log.require_users().column(0))
         self.flat_types = {f.name: str(f.type) for f in head.schema}
         return seqs, users_table
 
+    def _plan_privacy(self, log: RelationalLog, cfg: SequenceConfig, epochs: int | None):
+        """The leak check and the budget's plan of a DP fit; -> the encoder's public bounds."""
+        from synthrec.privacy import check_sequence_accounted
+        from synthrec.privacy.statistics import EVENTS_BOUND
+        from synthrec.sequences import dp
+        from synthrec.sequences.encoding import PublicBounds
+
+        session = log.event_cols.get("session")
+        skip = (log.user_col, log.item_col, log.time_col, session)
+        event_cols = [c for c in log.events.column_names if c not in skip]
+        user_cols = log.require_users().column_names[1:]
+        priv = cfg.privacy
+        catalog = tuple(log.require_items().column_names[1:])
+        check_sequence_accounted(
+            log.user_col, log.item_col, log.time_col, event_cols, user_cols, priv, catalog
+        )
+        num_users = log.require_users().num_rows
+        self.plan = dp.plan(cfg, num_users, epochs or cfg.epochs, user_cols, log.time_col)
+        return PublicBounds(
+            tuple(map(float, priv.bounds[log.time_col])),
+            tuple(map(float, priv.bounds[EVENTS_BOUND])),
+        )
+
     def fit_users(self, users_table: pa.Table, budget_s, device, report) -> None:
-        """The users-table GAN and the calibration of its event counts and first times."""
-        self.users_model = _fit_users(users_table, self.cfg, budget_s, device, report)
-        self.calibration = _calibration(self.users_model, users_table, self.cfg.seed)
+        """The users-table GAN and the calibration of its event counts and first times (a DP
+        fit: the GAN under its share of the budget, the real quantiles from noisy histograms:
+        sequences.dp.private_calibration)."""
+        self.users_model = _fit_users(users_table, self.cfg, budget_s, device, report, self.plan)
+        if self.plan is None:
+            self.calibration = _calibration(self.users_model, users_table, self.cfg.seed)
+        else:
+            from synthrec.sequences.dp import private_calibration
+
+            self.calibration = private_calibration(
+                self.users_model, users_table, self.plan, self.cfg.seed
+            )
 
     def finish(
         self, model: SequenceModel, seqs: Sequences, seconds: float, history: dict[str, Any]
@@ -178,14 +225,19 @@ class SequenceSynthesizer:
                 **history,
             },
         }
+        if self.plan is not None:
+            from synthrec.sequences import dp
+
+            self.metadata.update(dp.metadata(self.plan, self.users_model.metadata))
         return self
 
     def _fit_sequences(self, seqs: Sequences, cfg, epochs, budget_s, report) -> dict[str, Any]:
         """Likelihood epochs until the cap, early stopping or 70% of the budget (all of it
         without an adversarial phase), then the adversarial chunks until the budget ends."""
         start = time.monotonic()
+        budget = self.plan.budget if self.plan is not None else None
         data = fitting.prepare_fit(
-            seqs, self.encoder, self.item_counts, cfg, self.cluster_attribute()
+            seqs, self.encoder, self.item_counts, cfg, self.cluster_attribute(), budget
         )
         run = fitting.SequenceFit(data, cfg, self.device)
         max_epochs = epochs or cfg.epochs
@@ -194,7 +246,12 @@ class SequenceSynthesizer:
         mle_deadline = start + budget_s * (1 - adv_share) if budget_s else None
         history = []
         while run.phase == "likelihood":
-            metrics = run.likelihood_epoch(epoch_seed(cfg.seed, run.epoch + 1), None, mle_deadline)
+            if run.dp is not None:
+                metrics = run.dp_likelihood_epoch(mle_deadline)
+            else:
+                metrics = run.likelihood_epoch(
+                    epoch_seed(cfg.seed, run.epoch + 1), None, mle_deadline
+                )
             history.append(metrics)
             report(**metrics)
             if run.likelihood_done(max_epochs) or (
@@ -204,6 +261,8 @@ class SequenceSynthesizer:
         while run.phase == "adversarial" and not (deadline and time.monotonic() > deadline):
             report(**run.adversarial_epoch(epoch_seed(cfg.seed, run.epoch + 1), deadline=deadline))
         self.model = run.model
+        if run.dp is not None:
+            self.plan.budget = run.dp.budget
         return {"epochs": len(history), **run.summary(), "history": history}
 
     def _set_id_policy(self, real_ids: pa.ChunkedArray) -> None:
@@ -463,16 +522,21 @@ def _repeat_rate(seqs: Sequences) -> float:
     return 1.0 - distinct / max(len(seqs.item), 1)
 
 
-def _fit_users(table: pa.Table, cfg: SequenceConfig, budget_s, device, report):
+def _fit_users(table: pa.Table, cfg: SequenceConfig, budget_s, device, report, plan=None):
     from synthrec.gan import Synthesizer
 
     if table.num_rows < 2:
         raise DataError(f"sequence generation needs at least 2 users (got {table.num_rows})")
     gan_cfg = GanConfig(seed=cfg.seed, batch_size=min(500, max(10, table.num_rows // 10 * 10)))
+    epochs = cfg.users_epochs
+    if plan is not None:
+        from synthrec.sequences import dp
+
+        gan_cfg, epochs = dp.users_gan_config(plan, table.num_rows, cfg.seed)
     return Synthesizer().fit(
         table,
         cfg=gan_cfg,
-        epochs=cfg.users_epochs,
+        epochs=epochs,
         time_budget_s=budget_s,
         device=device,
         progress=lambda **m: report(phase="users", **m),

@@ -33,14 +33,16 @@ def item_grid(
     seed: int,
     rank: int = 16,
     attribute: np.ndarray | None = None,
+    usage: bool = True,
 ) -> np.ndarray:
     """(K, M) item indices (num_items = padding), K a power of two near sqrt(num_items).
     With `attribute` (a code per item, e.g. its category), items are ordered by it first and
     cut into K runs, so a cluster is (part of) one category and the cluster step learns
-    P(category | history, query)."""
+    P(category | history, query). `usage=False` (a DP fit): nothing read from the events,
+    items in catalog order (within their attribute)."""
     levels = max(0, int(np.ceil(np.log2(max(1.0, np.sqrt(num_items))))))
     k = 2**levels
-    emb = _item_embedding(seqs, num_items, seed, rank)
+    emb = _item_embedding(seqs, num_items, seed, rank) if usage else np.zeros((num_items, 1))
     group = np.zeros(num_items, np.int64)
     if attribute is not None:
         order = np.lexsort((np.arange(num_items), emb[:, 0], attribute))
