@@ -364,10 +364,13 @@ def test_serve_exports_ray_metrics(server, ray_local):
     node = ray_local._private.worker._global_node
     url = f"http://{node.node_ip_address}:{node.metrics_export_port}/metrics"
     post(server, "/v1/synthetic", {"rows": 3})
-    unknown = post(server, "/v1/synthetic", {"rows": 3, "conditions": {"genre": "Opera"}})
-    assert unknown.status_code == 422
-    cold = post(server, "/v1/recommendations", {"user_id": "no-such-user", "k": 3})
-    assert cold.json()["cold_start"] is True
+    # with the key: the `rolled` fixture, when it ran before, turned it on for the generator
+    key = {"authorization": f"Bearer {SECRET}"}
+    body = {"rows": 3, "conditions": {"genre": "Opera"}}
+    unknown = post(server, "/v1/synthetic", body, headers=key)
+    assert unknown.status_code == 422, unknown.text
+    cold = post(server, "/v1/recommendations", {"user_id": "no-such-user", "k": 3}, headers=key)
+    assert cold.status_code == 200 and cold.json()["cold_start"] is True, cold.text
     wanted = (
         "ray_synthrec_requests_total{",
         "ray_synthrec_request_latency_ms_bucket{",
