@@ -26,6 +26,7 @@ from synthrec.distributed.train_loop import (
     run_summary,
     run_training,
     start_run,
+    sum_across_workers,
 )
 from synthrec.distributed.warm import copy_matching, row_generator_init
 from synthrec.errors import ConfigError
@@ -214,7 +215,7 @@ class GanTask:
         if worker.world > 1:
             ids = [worker.device.index] if worker.device.type == "cuda" else None
             self.generator = DDP(self.generator, device_ids=ids)
-            if self.gan.dp is None:  # DP sums clipped gradients itself (_sum_across_workers)
+            if self.gan.dp is None:  # DP sums clipped gradients itself (sum_across_workers)
                 self.critic = DDP(self.critic, device_ids=ids)
         on_gpu = cfg.bf16 and worker.device.type == "cuda"
         self.autocast = torch.bfloat16 if on_gpu else None
@@ -235,7 +236,7 @@ class GanTask:
                 gan_cfg.batch_size,
                 generator=self.generator,
                 rank=self.worker.rank,
-                reduce=_sum_across_workers if world > 1 else None,
+                reduce=sum_across_workers if world > 1 else None,
                 progress=(lambda step, steps: on_step(step)) if on_step else None,
             )
             metrics["rows_per_s"] *= world
@@ -280,20 +281,3 @@ class GanTask:
         proxy = self.cfg.proxy
         sample = synth.sample(proxy.num_rows, seed=seed)
         return float(fidelity_score(proxy, sample, self.encoder.schema))
-
-
-def _sum_across_workers(summed: dict) -> dict:
-    """DP-SGD's cross-worker sum of clipped gradients (plus rank 0's noise): one all-reduce
-    of the flattened gradients per critic step."""
-    import torch
-    import torch.distributed as dist
-
-    names = list(summed)
-    flat = torch.cat([summed[k].reshape(-1) for k in names])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    out, at = {}, 0
-    for k in names:
-        n = summed[k].numel()
-        out[k] = flat[at : at + n].view_as(summed[k])
-        at += n
-    return out

@@ -40,6 +40,7 @@ from synthrec.distributed.train_loop import (
     run_summary,
     run_training,
     start_run,
+    sum_across_workers,
 )
 from synthrec.distributed.warm import sequence_init
 from synthrec.errors import ConfigError
@@ -248,20 +249,7 @@ class SequenceTask:
 
     def _reduce_grads(self, summed: dict) -> dict:
         """Sum a DP step's clipped gradients (name -> tensor) over the ranks, as one tensor."""
-        if self.worker.world == 1:
-            return summed
-        import torch
-        import torch.distributed as dist
-
-        names = list(summed)
-        flat = torch.cat([summed[k].reshape(-1) for k in names])
-        dist.all_reduce(flat)
-        out, at = {}, 0
-        for k in names:
-            n = summed[k].numel()
-            out[k] = flat[at : at + n].view_as(summed[k])
-            at += n
-        return out
+        return summed if self.worker.world == 1 else sum_across_workers(summed)
 
     def _reduce(self, total: float, count: float) -> tuple[float, float]:
         """Sum (total, count) over the ranks."""

@@ -308,3 +308,20 @@ def _report_with_checkpoint(metrics: dict, task: EpochTask, history: list, rank:
             checkpoint=Checkpoint.from_directory(tmp),
             checkpoint_dir_name=f"epoch-{task.epoch:06d}",
         )
+
+
+def sum_across_workers(summed: dict) -> dict:
+    """DP-SGD's cross-worker sum of clipped gradients, name -> tensor (plus rank 0's noise):
+    one all-reduce of the flattened gradients per step (row GAN critic, sequence model)."""
+    import torch
+    import torch.distributed as dist
+
+    names = list(summed)
+    flat = torch.cat([summed[k].reshape(-1) for k in names])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    out, at = {}, 0
+    for k in names:
+        n = summed[k].numel()
+        out[k] = flat[at : at + n].view_as(summed[k])
+        at += n
+    return out
