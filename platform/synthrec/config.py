@@ -563,6 +563,18 @@ class TrainGanConfig(Section):
 
 
 USERS_PER_BLOCK_MAX = 4_096  # = synthrec.sequences.synthesizer.BLOCK_USERS (ids per block)
+# Automatic block sizes: a block is the unit of the seeded output and of an actor's work, so
+# its size comes from the count alone (the same seed gives the same files whatever the actor
+# count), aiming at AUTO_BLOCKS blocks: enough to keep dozens of actors busy to the end, each
+# block still seconds of work (the floor) and a file of reasonable size (the cap).
+AUTO_BLOCKS = 256
+AUTO_BLOCK_BOUNDS = {"rows": (10_000, 250_000), "users": (256, 1_024)}
+
+
+def auto_block_size(unit: Literal["rows", "users"], count: int) -> int:
+    """Rows or users per block for a run of `count` of them (see AUTO_BLOCKS)."""
+    low, high = AUTO_BLOCK_BOUNDS[unit]
+    return int(min(high, max(low, -(-count // AUTO_BLOCKS))))
 
 
 class GenerateConfig(Section):
@@ -589,14 +601,19 @@ class GenerateConfig(Section):
         default_factory=dict, description="column -> 'uniform' or {value: probability}"
     )
     seed: int = 0
-    rows_per_file: int = Field(
-        250_000, ge=1_000, le=50_000_000, description="block size; one file per block"
+    rows_per_file: int | None = Field(
+        None,
+        ge=1_000,
+        le=50_000_000,
+        description="block size; one file per block; default from the row count "
+        "(auto_block_size): enough blocks for many actors, whatever the actor count",
     )
-    users_per_file: int = Field(
-        1_024,
+    users_per_file: int | None = Field(
+        None,
         ge=1,
         le=USERS_PER_BLOCK_MAX,
-        description="block size of a sequence model, in users; one file per block",
+        description="block size of a sequence model, in users; one file per block; default "
+        "from the user count (auto_block_size)",
     )
     concurrency: int = Field(2, ge=1, le=4096, description="generator actors")
     cpus_per_actor: float = Field(0.5, gt=0, le=256)
@@ -627,8 +644,9 @@ class GenerateConfig(Section):
 
     @property
     def per_file(self) -> int:
-        """Rows or users per block (and file)."""
-        return self.rows_per_file if self.rows is not None else self.users_per_file
+        """Rows or users per block (and file): the one given, else `auto_block_size`."""
+        given = self.rows_per_file if self.rows is not None else self.users_per_file
+        return given if given is not None else auto_block_size(self.unit, self.count)
 
 
 class RecommenderConfig(Section):

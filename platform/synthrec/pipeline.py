@@ -246,8 +246,6 @@ def _stage_generate(cfg: PipelineConfig, paths: Paths, emit: Progress) -> dict:
         rebalance=cfg.rebalance,
         seed=cfg.gan.seed,
         concurrency=cfg.generate_concurrency,
-        rows_per_file=min(250_000, max(1_000, cfg.synthetic_rows)),
-        users_per_file=min(1_024, users or 1),
         storage=cfg.storage,
         ray_address=cfg.ray_address,
     )
