@@ -36,7 +36,7 @@ from gan_vs_ctgan import (
 )  # same FLOP-rate probe as the GAN benchmark (bench/ is on sys.path)
 
 from synthrec.artifacts import load_synthesizer, save_synthesizer
-from synthrec.config import GanConfig, GenerateConfig
+from synthrec.config import GanConfig, GenerateConfig, auto_block_size
 from synthrec.distributed.generate import block_sizes, run_generate
 from synthrec.gan import generator_flops_per_row
 
@@ -86,7 +86,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--block", type=int, default=250_000)
+    parser.add_argument(
+        "--block", type=int, default=None, help="rows per block (default: generate's own choice)"
+    )
     parser.add_argument("--workers", default="1,2", help="comma-separated actor counts for (b)")
     parser.add_argument(
         "--fit-minutes",
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--model", help="model directory URI (default: fit one on ML-100K)")
     parser.add_argument("--skip-s3", action="store_true")
     args = parser.parse_args()
+    args.block = args.block or auto_block_size("rows", args.rows)
 
     import ray
 
