@@ -349,12 +349,21 @@ def _stage_evaluate_recommender(cfg: PipelineConfig, paths: Paths, emit: Progres
         report["ranking"]["F"]["overall"],
         report["ranking"].get("popularity", {}).get("overall", {}),
     )
+    heads = report["ranking_heads"]  # F's click heads (a search log): GAUC per user
     return {
         "metrics": metrics_uri,
         "ndcg@10": f["ndcg@10"],
         "recall@10": f["recall@10"],
         "mrr": f["mrr"],
         "popularity_ndcg@10": pop.get("ndcg@10"),
+        **(
+            {
+                "click_gauc": heads["F"]["gauc_user"],
+                "item_ctr_click_gauc": heads.get("item_ctr", {}).get("gauc_user"),
+            }
+            if heads
+            else {}
+        ),
     }
 
 
@@ -501,14 +510,23 @@ _URI_KEYS = ("real", "gan_train", "holdout", "model", "synthetic", "report", "me
 def _headline(outcomes: dict[str, StageOutcome]) -> dict[str, Any]:
     pick = {
         "evaluate": ("fidelity", "tstr_auc", "trtr_auc", "verdict", "report"),
-        "evaluate_recommender": ("ndcg@10", "recall@10", "mrr", "popularity_ndcg@10", "metrics"),
+        "evaluate_recommender": (
+            "ndcg@10",
+            "recall@10",
+            "mrr",
+            "popularity_ndcg@10",
+            "click_gauc",
+            "item_ctr_click_gauc",
+            "metrics",
+        ),
         "train_gan": ("model", "generator", "epochs"),
         "generate": ("synthetic", "rows", "users", "rows_per_s"),
-        "train_recommender": ("model",),
+        "train_recommender": ("model", "best_valid_gauc", "best_valid_ndcg@10"),
     }
-    return {
-        f"{stage}.{k}": outcomes[stage].outputs.get(k)
+    return {  # a figure the stage does not make (click GAUC of a ratings log) is left out
+        f"{stage}.{k}": outcomes[stage].outputs[k]
         for stage, keys in pick.items()
         if stage in outcomes
         for k in keys
+        if outcomes[stage].outputs.get(k) is not None
     }

@@ -165,6 +165,7 @@ def test_pipeline_with_the_sequence_generator_runs_every_stage(ray_local, tmp_pa
     model F are made from it."""
     from synthrec.config import PipelineConfig
     from synthrec.pipeline import run_pipeline
+    from synthrec.recommender.artifacts import has_ranking_heads
     from synthrec.sequences.artifacts import load_sequence_model
 
     events: list = []
@@ -185,6 +186,12 @@ def test_pipeline_with_the_sequence_generator_runs_every_stage(ray_local, tmp_pa
     result = run_pipeline(cfg, progress=lambda kind, **e: events.append((kind, e)))
     head = result["headline"]
     assert head["train_gan.generator"] == "sequences"
+    # a search log (labels, a query, positions): F trains its ranking heads and the headline
+    # says how they rank held-out impressions
+    assert has_ranking_heads(head["train_recommender.model"])
+    assert 0.0 <= head["evaluate_recommender.click_gauc"] <= 1.0
+    assert "train_recommender.best_valid_gauc" in head
+    assert any(k == "epoch" and "valid_gauc" in e for k, e in events)
     synth = load_sequence_model(head["train_gan.model"])
     # whole users on Ray Data, as many as make about synthetic_rows events
     assert head["generate.users"] == synth.users_for_events(2_000)

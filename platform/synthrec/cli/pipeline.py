@@ -58,6 +58,7 @@ class _Printer:
                     "loss",
                     "ndcg@10",
                     "valid_ndcg",
+                    "valid_gauc",
                     "rows_per_s",
                 )
                 if k in event
