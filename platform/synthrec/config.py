@@ -342,6 +342,12 @@ class GanConfig(Section):
     privacy: PrivacyConfig | None = Field(
         None, description="differential privacy (DP-SGD); None: no privacy guarantee"
     )
+    marginal_calibration: bool | None = Field(
+        None,
+        description="sample 4x the rows and keep a weighted subset whose categorical columns "
+        "follow the encoder's counts (unconditioned draws only); None: on under privacy, "
+        "where the counts are the released noisy ones (post-processing, no extra ε)",
+    )
 
     @classmethod
     def _fill_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:

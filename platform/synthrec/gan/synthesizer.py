@@ -32,6 +32,7 @@ from synthrec.encoding import DiscreteCodec, Encoder
 from synthrec.encoding.id_search import calibration_step, total_variation
 from synthrec.errors import ConditionError, ConfigError, DataError, ModelError
 from synthrec.gan.dp import build_dp, dp_metadata, dp_train_epoch, private_fit
+from synthrec.gan.marginals import OVERSAMPLE, raking_weights, weighted_subset
 from synthrec.gan.networks import GanLayout, Generator
 from synthrec.gan.train import GanState, build_gan, build_sampler, train_epoch
 from synthrec.schema import Schema, infer_schema, validate_table
@@ -288,14 +289,24 @@ class Synthesizer:
         draws = np.random.default_rng(
             _block_seed(seed, block_index)
         )  # categorical and id draws (on CPU)
+        # marginal calibration (gan/marginals.py) of unconditioned draws: under a condition the
+        # other columns must follow their conditional shares, not the table's
+        calibrate = bool(self._calibrated and num_rows and not fixed and not balanced)
+        candidates = num_rows * OVERSAMPLE if calibrate else num_rows
         parts: list[list[np.ndarray]] = []
         step = self.cfg.sample_batch_rows
-        for lo in range(0, num_rows, step):
-            parts.append(self._generate(min(step, num_rows - lo), fixed, balanced, rng, draws))
+        for lo in range(0, candidates, step):
+            parts.append(self._generate(min(step, candidates - lo), fixed, balanced, rng, draws))
         if not parts:
             parts.append(self._generate(0, fixed, balanced, rng, draws))
         keep = set(conditions or {}) | set(rebalance or {})  # ids adapt to these, never the reverse
         parts = [np.concatenate(p) for p in zip(*parts)]
+        if calibrate:
+            weights = raking_weights(
+                [parts[span] for span, _ in self._calibrated], [t for _, t in self._calibrated]
+            )
+            chosen = weighted_subset(weights, num_rows, draws)
+            parts = [p[chosen] for p in parts]
         return self.encoder.decode(
             parts, keep=keep, rng=draws, id_weights=self._id_weights, device=self._decode_device
         )
@@ -512,6 +523,19 @@ class Synthesizer:
             ("onehot", onehot_num[i]) if s.kind == "onehot" else ("scalar", scalar_slice[id(s)])
             for i, s in enumerate(enc.spans)
         ]
+        calibrate = self.cfg.marginal_calibration
+        if calibrate is None:
+            calibrate = self.cfg.privacy is not None
+        # (encoder span, target counts) of each categorical column (gan/marginals.py)
+        self._calibrated = (
+            [
+                (idx[0], codec.freq.astype(np.float64))
+                for codec, idx in zip(enc.codecs, enc.col_spans)
+                if codec.kind == "discrete"
+            ]
+            if calibrate
+            else []
+        )
 
     def _check_fitted(self) -> None:
         if self.generator is None:
