@@ -1084,7 +1084,7 @@ class ServeConfig(Section):
         "int8 (int8 scan, then the best k+100 re-scored in float32; recall@10 >= 0.98 of "
         "exact), ivf (k-means lists, the lists read calibrated at load to recall@10 >= 0.99 "
         "of exact on sample queries; exact scan where the lists do not pay), or auto (ivf "
-        "from 100,000 items on, int8 from 200,000 where the ivf does not pay)",
+        "from 200,000 items on, or int8 where the ivf does not pay)",
     )
     api_key_env: str | None = Field(
         "SYNTHREC_API_KEY", description="env var holding the bearer API key"
