@@ -81,7 +81,7 @@ def test_topk_ivf_scores_are_exact_and_masked_items_never_return():
     vectors = clustered_vectors(gen, IVF_ITEMS)
     states = item_like_states(vectors, gen)[:3]
     _, best = ExactTopK(vectors).search(states, 20)
-    mask = [(0, best[0, :10].numpy()), (2, np.array([int(best[2, 0])]))]
+    mask = [(0, best[0, :10].numpy()), (1, np.array([], np.int64)), (2, best[2, :1].numpy())]
     ivf = IvfTopK(vectors)
     values, index = ivf.search(states, 10, mask)
     assert ivf.nprobe > 0
