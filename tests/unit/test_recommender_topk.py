@@ -92,6 +92,8 @@ def test_topk_ivf_scores_are_exact_and_masked_items_never_return():
     assert (values[:, :-1] >= values[:, 1:]).all()  # best first
     one, one_index = ivf.search(states[:1], 10, mask[:1])  # the one-row path masks too
     torch.testing.assert_close(one_index[0], index[0])
+    _, nothing_hidden = ivf.search(states, 10, [(1, np.array([], np.int64))])
+    torch.testing.assert_close(nothing_hidden[1], best[1, :10])
 
 
 def test_topk_ivf_is_deterministic_for_the_same_vectors_and_seed():
