@@ -189,11 +189,8 @@ class IvfTopK:
             return self.exact.search(states, k, mask)
         slots, row, col, row_len = self._probe(states)  # (T,) each: the candidates, row-major
         items = self.ids[slots]  # (T,)
-        cand = self.stored.index_select(0, slots)  # (T, d)
-        if len(states) == 1:
-            flat = cand @ states[0]  # (T,)
-        else:
-            flat = (cand * states.index_select(0, row)).sum(1)
+        cand = self.stored.index_select(0, slots).split(row_len.tolist())  # per row (T_b, d)
+        flat = torch.cat([c @ u for c, u in zip(cand, states)])  # (T,) one matvec per row
         flat[_masked(row, items, mask, self.vectors.shape[0])] = -torch.inf
         scores = flat[None] if len(states) == 1 else _padded(flat, row, col, len(states))
         short = (torch.isfinite(scores).sum(1) < k).nonzero().flatten()
