@@ -10,7 +10,14 @@ import torch
 
 from synthrec.config import ServeConfig
 from synthrec.recommender import topk
-from synthrec.recommender.topk import ExactTopK, Int8TopK, IvfTopK, build_top_k, resolve_kind
+from synthrec.recommender.topk import (
+    ExactTopK,
+    Int8TopK,
+    IvfTopK,
+    best_columns,
+    build_top_k,
+    resolve_kind,
+)
 
 NUM_ITEMS, IVF_ITEMS, DIM, QUERIES = 60_000, 30_000, 64, 64
 
@@ -61,6 +68,21 @@ def test_topk_int8_scores_are_exact_and_masked_items_never_return():
     exact = torch.einsum("bd,bkd->bk", states, vectors[index])
     torch.testing.assert_close(values, exact)
     assert (values[:, :-1] >= values[:, 1:]).all()  # best first
+
+
+@pytest.mark.parametrize("n, m", [(100_003, 110), (5_000, 10), (300, 200)])
+def test_topk_best_columns_are_the_topk_set(n, m):
+    """The block-maxima selection int8 uses finds torch.topk's m best, with best scores
+    packed in one block, in the columns past the last whole block, and masked ones."""
+    gen = torch.Generator().manual_seed(7)
+    scores = torch.randn(3, n, generator=gen)
+    scores[0, 1_000 : 1_000 + m // 2] += 10  # half the best in a few neighbouring blocks
+    scores[1, -3:] += 10  # the best in the partial block at the end
+    scores[2, ::2] = -torch.inf  # masked
+    got = best_columns(scores, m)
+    want = torch.topk(scores, m, dim=1).indices
+    for a, b in zip(got.sort(1).values, want.sort(1).values):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("make", [random_vectors, clustered_vectors])
