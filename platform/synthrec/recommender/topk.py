@@ -241,7 +241,9 @@ def kmeans(
     for _ in range(iters):
         assign = nearest(sample, centroids)  # (S,)
         counts = torch.bincount(assign, minlength=num_lists)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, sample)
+        sums = torch.zeros_like(centroids).scatter_add_(
+            0, assign[:, None].expand_as(sample), sample
+        )
         centroids = sums / counts.clamp_min(1)[:, None].to(sums.dtype)
         empty = (counts == 0).nonzero().flatten()
         if len(empty):
