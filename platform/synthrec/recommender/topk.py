@@ -170,8 +170,8 @@ class IvfTopK:
         the catalog being clustered. Returns it and its recall on all the sample."""
         q = calibration_queries(self.vectors, gen)  # (4, Q, d)
         need = []
-        for group in q:
-            truth = torch.cat([self.exact.search(c, 10)[1] for c in group.split(64)])  # (Q, 10)
+        for group in q:  # truth: (Q, 10) each query's exact top 10, unordered
+            truth = torch.cat([best_columns(self.exact.scores(c), 10) for c in group.split(64)])
             order = torch.argsort(group @ self.centroids.T, dim=1, descending=True, stable=True)
             rank = torch.empty_like(order)  # rank[r, l]: position of list l in row r's order
             rank.scatter_(
