@@ -14,9 +14,12 @@ instead of swapping) and a wall-clock timeout. Per point:
   weights, not the decoding cost), peak RSS of the whole point (simulator table included);
 - sequence generator: fit wall seconds within a `--seq-budget-s` budget, peak RSS, training
   events/s of its maximum-likelihood epochs, sampling events/s (20,000 events);
-- top-k: random clustered item vectors (d=64) at each catalog size, one request at a time
-  (the search itself, no HTTP, one thread): p50 ms of the exact float32 scan and of the int8
-  two-stage search, and the int8 search's recall@10 against the exact scan.
+- top-k: two sets of item vectors (d=64) at each catalog size: clustered (1,000 centres) and
+  unclustered (Gaussian), one request at a time (the search itself, no HTTP, one thread):
+  p50 ms of the exact float32 scan, the int8 two-stage search and the ivf (its lists read
+  as calibrated, even where it would fall back to the exact scan), recall@10 of int8 and ivf
+  against the exact scan, the ivf's build seconds (k-means, lists, calibration), its lists,
+  calibrated nprobe and share of the catalog read, and the kind `auto` picks.
 
 Results: bench/results/scale.{json,md} and scale.png (log-log curves); the fitted slopes of
 log(time or memory) against log(events) are in the markdown table.
@@ -37,6 +40,24 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRAIN_STEPS, SAMPLE_ROWS, TOPK_QUERIES = 8, 20_000, 40
+TOPK_KEYS = (  # per vector set; the unclustered set's keys carry a `random_` prefix
+    "exact_p50_ms",
+    "int8_p50_ms",
+    "int8_recall_at_10",
+    "ivf_p50_ms",
+    "ivf_recall_at_10",
+    "ivf_lists",
+    "ivf_nprobe",
+    "ivf_scan_fraction",
+    "ivf_build_s",
+    "auto_kind",
+)
+TOPK_CURVES = (  # (label, key) of the top-k p50 curves: slopes and plot
+    ("exact", "exact_p50_ms"),
+    ("int8", "int8_p50_ms"),
+    ("ivf clustered", "ivf_p50_ms"),
+    ("ivf unclustered", "random_ivf_p50_ms"),
+)
 
 
 # ------------------------------------------------------------------------- child process
@@ -124,20 +145,37 @@ def sequence_point(events: int, items: int, budget_s: float) -> dict:
 
 
 def topk_point(items: int) -> dict:
+    """The clustered set's figures under plain keys, the unclustered set's under `random_`."""
     import torch
-
-    from synthrec.recommender.topk import ExactTopK, Int8TopK
 
     gen = torch.Generator().manual_seed(0)
     d = 64
     centres = torch.randn(1_000, d, generator=gen)
-    vectors = centres[torch.randint(0, 1_000, (items,), generator=gen)]
-    vectors += 0.5 * torch.randn(items, d, generator=gen)
+    clustered = centres[torch.randint(0, 1_000, (items,), generator=gen)]
+    clustered += 0.5 * torch.randn(items, d, generator=gen)
+    out = topk_figures(clustered, gen)
+    out |= {
+        f"random_{k}": v for k, v in topk_figures(torch.randn(items, d, generator=gen), gen).items()
+    }
+    return out
+
+
+def topk_figures(vectors, gen) -> dict:
+    import torch
+
+    from synthrec.recommender import topk
+    from synthrec.recommender.topk import ExactTopK, Int8TopK, IvfTopK
+
+    items, d = vectors.shape
     states = vectors[torch.randint(0, items, (TOPK_QUERIES,), generator=gen)]
     states = states + torch.randn(TOPK_QUERIES, d, generator=gen)
-    out: dict = {}
+    t = time.perf_counter()
+    ivf = IvfTopK(vectors, max_scan_fraction=1.0)  # the lists answer: their cost is measured
+    out: dict = {"ivf_build_s": time.perf_counter() - t, "ivf_lists": ivf.num_lists}
+    out |= {"ivf_nprobe": ivf.calibrated_nprobe, "ivf_scan_fraction": ivf.scan_fraction}
+    out["ivf_sample_recall"] = ivf.sample_recall
     found = {}
-    for name, search in (("exact", ExactTopK(vectors)), ("int8", Int8TopK(vectors))):
+    for name, search in (("exact", ExactTopK(vectors)), ("int8", Int8TopK(vectors)), ("ivf", ivf)):
         search.search(states[:1], 10)  # warm-up
         ms, idx = [], []
         for i in range(TOPK_QUERIES):
@@ -147,8 +185,16 @@ def topk_point(items: int) -> dict:
             idx.append(top[0].numpy())
         out[f"{name}_p50_ms"] = float(np.median(ms))
         found[name] = idx
-    hits = [len(np.intersect1d(a, b)) for a, b in zip(found["exact"], found["int8"])]
-    out["int8_recall_at_10"] = sum(hits) / (10 * len(hits))
+    for name in ("int8", "ivf"):
+        hits = [len(np.intersect1d(a, b)) for a, b in zip(found["exact"], found[name])]
+        out[f"{name}_recall_at_10"] = sum(hits) / (10 * len(hits))
+    # what build_top_k(kind="auto") would choose for these vectors (topk.py's rule)
+    if items < topk.AUTO_IVF_ITEMS:
+        out["auto_kind"] = "exact"
+    elif ivf.scan_fraction <= topk.IVF_MAX_SCAN_FRACTION:
+        out["auto_kind"] = "ivf"
+    else:
+        out["auto_kind"] = "int8" if items >= topk.AUTO_INT8_ITEMS else "exact"
     return out
 
 
@@ -230,17 +276,30 @@ def markdown(points: list[dict], meta: dict) -> str:
         )
     lines += [
         "",
-        "| items | exact p50 ms | int8 p50 ms | int8 recall@10 |",
-        "|---:|---:|---:|---:|",
+        "| items | vectors | exact p50 ms | int8 p50 ms | int8 recall@10 | ivf p50 ms "
+        "| ivf recall@10 | ivf lists, nprobe (read) | ivf build s | auto |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in points:
-        if p["kind"] == "topk":
-            if p["status"] != "ok":
-                lines.append(f"| {p['items']:,} | {p['status']} | | |")
-                continue
+        if p["kind"] != "topk":
+            continue
+        if p["status"] != "ok":
+            lines.append(f"| {p['items']:,} | {p['status']} | | | | | | | | |")
+            continue
+        for label, pre in (("clustered", ""), ("unclustered", "random_")):
+            if f"{pre}exact_p50_ms" not in p:
+                continue  # a point from before the ivf and the unclustered set
+            g = {k: p.get(pre + k) for k in TOPK_KEYS}
+            ivf = (
+                f"{g['ivf_lists']:,}, {g['ivf_nprobe']:,} ({100 * g['ivf_scan_fraction']:.1f}%)"
+                if g["ivf_lists"] is not None
+                else "–"
+            )
             lines.append(
-                f"| {p['items']:,} | {fmt(p['exact_p50_ms'], 2)} | {fmt(p['int8_p50_ms'], 2)} "
-                f"| {p['int8_recall_at_10']:.3f} |"
+                f"| {p['items']:,} | {label} | {fmt(g['exact_p50_ms'], 2)} "
+                f"| {fmt(g['int8_p50_ms'], 2)} | {fmt(g['int8_recall_at_10'], 3)} "
+                f"| {fmt(g['ivf_p50_ms'], 2)} | {fmt(g['ivf_recall_at_10'], 3)} | {ivf} "
+                f"| {fmt(g['ivf_build_s'])} | {g['auto_kind'] or '–'} |"
             )
     lines += ["", "Fitted log-log slopes (y ~ x^b):", ""]
     for name, b in meta["slopes"].items():
@@ -275,9 +334,9 @@ def slopes(points: list[dict]) -> dict:
                 [p["items"] for p in pts], [p.get("sample_events_s") for p in pts]
             )
     tk = sorted((p for p in ok if p["kind"] == "topk"), key=lambda p: p["items"])
-    for name in ("exact", "int8"):
-        out[f"top-k {name} p50 vs items"] = slope(
-            [p["items"] for p in tk], [p[f"{name}_p50_ms"] for p in tk]
+    for label, key in TOPK_CURVES:
+        out[f"top-k {label} p50 vs items"] = slope(
+            [p["items"] for p in tk], [p.get(key) for p in tk]
         )
     return out
 
@@ -311,8 +370,9 @@ def plot(points: list[dict], path: Path) -> bool:
         ax.legend(fontsize=8)
     ax = axes[1, 1]
     tk = sorted((p for p in ok if p["kind"] == "topk"), key=lambda p: p["items"])
-    for name in ("exact", "int8"):
-        ax.loglog([p["items"] for p in tk], [p[f"{name}_p50_ms"] for p in tk], "o-", label=name)
+    for label, key in TOPK_CURVES:
+        pts = [p for p in tk if p.get(key)]
+        ax.loglog([p["items"] for p in pts], [p[key] for p in pts], "o-", label=label)
     ax.set_xlabel("catalog items")
     ax.set_title("top-k p50 (ms), one request")
     ax.legend(fontsize=8)

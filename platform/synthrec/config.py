@@ -1077,7 +1077,7 @@ class ServeLimits(Section):
     )
 
 
-TopKKind = Literal["auto", "exact", "int8"]  # catalog search (synthrec.recommender.topk)
+TopKKind = Literal["auto", "exact", "int8", "ivf"]  # catalog search (synthrec.recommender.topk)
 
 
 class ServeConfig(Section):
@@ -1106,7 +1106,9 @@ class ServeConfig(Section):
         "auto",
         description="/v1/recommendations catalog search: exact (float32 scan of every item), "
         "int8 (int8 scan, then the best k+100 re-scored in float32; recall@10 >= 0.98 of "
-        "exact), or auto (int8 from 200,000 items on)",
+        "exact), ivf (k-means lists, the lists read calibrated at load to recall@10 >= 0.99 "
+        "of exact on sample queries; exact scan where the lists do not pay), or auto (ivf "
+        "from 200,000 items on, or int8 where the ivf does not pay)",
     )
     api_key_env: str | None = Field(
         "SYNTHREC_API_KEY", description="env var holding the bearer API key"

@@ -6,8 +6,8 @@ Per batch, without per-request setup:
 - history ids resolve through a dict built once, not a hash table rebuilt per call;
 - one transformer pass for the batch, then the catalog search of `synthrec.recommender.topk`:
   the exact scan (one (B, d) @ (d, I+1) product, torch.topk per row) or, for large catalogs,
-  int8 candidates re-scored in float32; cold users without history or query read a
-  popularity order sorted once.
+  an inverted file's probed lists or int8 candidates, re-scored in float32; cold users
+  without history or query read a popularity order sorted once.
 Ties rank the lower item index first, as the ranking metrics do. No Ray and no HTTP here.
 
 A search request (one with a query) on a model with ranking heads is retrieved, then ranked:
@@ -65,7 +65,7 @@ class _Resolved:
 
 class BatchRecommender:
     """Answers requests over a loaded `Recommender`, scoring on `device` (cpu or cuda) with
-    the catalog search `top_k` (exact, int8 two-stage, or auto by catalog size).
+    the catalog search `top_k` (exact, int8 two-stage, ivf, or auto by catalog size).
 
     Moves the recommender's model to `device`."""
 
