@@ -106,7 +106,9 @@ def plan(
     )
     total = epochs * steps_per_epoch(num_users, cfg.batch_size)
     try:
-        budget = Budget.plan(seq_priv, num_users, cfg.batch_size, total, encoder_release=True)
+        budget = Budget.plan(  # the calibration's bins are public: no threshold, no δ for one
+            seq_priv, num_users, cfg.batch_size, total, encoder_release=True, threshold=False
+        )
     except ConfigError as e:
         raise ConfigError(
             f"privacy.epsilon {priv.epsilon:g} ({1 - USERS_SHARE:.0%} of it for the sequence "
@@ -118,6 +120,7 @@ def plan(
             "epsilon": priv.epsilon * USERS_SHARE,
             "delta": delta / 2,
             "public_columns": [c for c in priv.public_columns if c in user_cols],
+            "domains": {c: v for c, v in priv.domains.items() if c in user_cols},
             "bounds": {
                 **{c: b for c, b in priv.bounds.items() if c in user_cols},
                 LENGTH_COL: priv.bounds[EVENTS_BOUND],
