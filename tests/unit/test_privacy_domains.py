@@ -120,3 +120,30 @@ def test_misplaced_public_domains_are_config_errors():
         "c": "noisy counts",
         "price": "public bounds",
     }
+
+
+def test_sequence_generator_takes_domains_of_user_attributes_only():
+    """The sequence generator's users GAN fits the users table through the same statistics
+    code: a user attribute's domain is covered (noisy counts there) and handed to the GAN's
+    privacy config; a domain on an event column is refused (its values are not counted)."""
+    from synthrec.config import SequenceConfig
+    from synthrec.privacy import check_sequence_accounted
+    from synthrec.sequences import dp
+
+    privacy = {
+        "epsilon": 2.0,
+        "public_columns": ["item", "event", "age"],
+        "bounds": {"time": [0, 100], "__events": [1, 50]},
+    }
+    args = ("user", "item", "time", ["event"], ["gender", "age"])
+    cfg = PrivacyConfig(**privacy, domains={"gender": ["F", "M"]})
+    stats = {s.column: s.coverage for s in check_sequence_accounted(*args, cfg)}
+    assert stats["gender"] == "noisy counts over a public domain"
+    seq_cfg = SequenceConfig(batch_size=8, privacy=cfg)
+    plan = dp.plan(seq_cfg, 300, 1, ["gender", "age"], "time")
+    assert plan.users.domains == {"gender": ["F", "M"]}
+    on_event = cfg.model_copy(
+        update={"domains": {"event": ["view", "buy"]}, "public_columns": ["item", "age"]}
+    )
+    with pytest.raises(PrivacyError, match="event: the sequence generator gives noisy counts"):
+        check_sequence_accounted(*args, on_event)
