@@ -331,8 +331,10 @@ class DiscreteCodec:
         if not kept[:-1].any():
             raise DataError(
                 f"column '{name}': no value's noisy count passed the DP threshold "
-                f"{histogram.threshold:.0f} rows; raise privacy.epsilon or encoder_share, list "
-                f"the column in privacy.public_columns if its values are public, or drop it"
+                f"{histogram.threshold:.0f} rows; declare its public value list in "
+                f"privacy.domains (noisy counts, no threshold), raise privacy.epsilon or "
+                f"encoder_share, list the column in privacy.public_columns if its values and "
+                f"counts are public, or drop it"
             )
         vmeta, arrays = pack_values(values.filter(pa.array(kept[:-1])), f"{name}.values")
         released = np.concatenate([noisy[:-1][kept[:-1]], noisy[-1:] if nullable else []])
