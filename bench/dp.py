@@ -21,11 +21,22 @@ HistGradientBoosting trained on the synthetic rows and tested on the real test s
 ratio to the same model trained on the real train split (label click; rating left out of
 ml100k's features, since click = rating >= 4).
 
-Notes the table carries: smartnoise's preprocessing reads each categorical column's values
-from the data without noise (preprocessor_eps=0), synthrec's DP fit releases them through a
-thresholded noisy histogram inside its ε; synthrec trains for `--epochs` expected passes (the
-budget buys exactly those). The sequence generator (user-level DP, `sequences`; without DP,
-once per data set, `sequences-nodp`) learns the log with its ids and times (ML-100K: the
+Public domains (synthrec's `privacy.domains`, `public_domains` below): every column's value
+list is declared public, so synthrec's DP fit releases a noisy count for each declared value
+(inside its ε; none dropped, no threshold δ) instead of discovering the values through a
+thresholded noisy histogram, which at ε = 1 on a few thousand rows dropped every value of a
+column and refused the fit. The binned columns' lists are the bins of fixed, data-independent
+edges (plus 'missing'), and hour, weekday, rating, the 0/1 labels and ML-100K's zip regions
+are fixed scales. The other columns' lists (gender, occupation, genre; the simulator's
+segments, regions, devices, categories and positions) are the data set's own categories, read
+from the loaded rows without noise: the same footing smartnoise gets, whose preprocessing
+reads each categorical column's values from the data without noise (preprocessor_eps=0).
+The sequence generator's DP run declares the domains of its string user attributes the same
+way (its users GAN gives them noisy counts); its other columns stay in `public_columns`.
+synthrec trains for `--epochs` expected passes (the budget buys exactly those).
+
+The sequence generator (user-level DP, `sequences`; without DP, once per data set,
+`sequences-nodp`) learns the log with its ids and times (ML-100K: the
 whole log, leave-last-out; demo: the row arm's training rows), its flattened output is binned
 like the rows and scored on the same kind of split, and on ML-100K F is trained on its
 synthetic users alone (bench/recommender.py's protocol) for NDCG@10.
@@ -62,6 +73,7 @@ TSTR_SEEDS = 5  # TSTR AUC is the mean of this many seeds (one seed moved ratios
 ML_AGE_EDGES = [0, 18, 25, 35, 45, 50, 56, 200]  # MovieLens-1M's published age groups
 DEMO_AGE_EDGES = [0, 18, 25, 35, 45, 55, 65, 200]
 PRICE_EDGES = [0, 5, 10, 20, 50, 100, 200, 500, 1_000, 1e12]
+DECADE_EDGES = list(range(1900, 2011, 10))
 
 
 def bands(col: pa.ChunkedArray, edges: list[float]) -> pa.Array:
@@ -72,6 +84,47 @@ def bands(col: pa.ChunkedArray, edges: list[float]) -> pa.Array:
     out = labels[np.minimum(idx, len(labels) - 2)]
     out[np.isnan(x)] = "missing"
     return pa.array(out)
+
+
+def band_labels(edges: list[float]) -> list[str]:
+    """Every label `bands` can give on `edges`: the bins and 'missing'."""
+    return [f"{edges[i]:g}-{edges[i + 1]:g}" for i in range(len(edges) - 1)] + ["missing"]
+
+
+def digits(n: int, first: int = 0) -> list[str]:
+    return [str(i) for i in range(first, first + n)]
+
+
+# Fixed public value lists: bins of fixed edges and fixed scales (see the docstring)
+FIXED_DOMAINS = {
+    "ml100k": {
+        "age": band_labels(ML_AGE_EDGES),
+        "decade": band_labels(DECADE_EDGES),
+        "hour": digits(24),
+        "weekday": digits(7),
+        "rating": digits(5, 1),
+        "zip_region": [*digits(10), "other"],
+        LABEL: digits(2),
+    },
+    "demo": {
+        "age": band_labels(DEMO_AGE_EDGES),
+        "price": band_labels(PRICE_EDGES),
+        LABEL: digits(2),
+        "cart": digits(2),
+        "purchase": digits(2),
+    },
+}
+
+
+def public_domains(name: str, table: pa.Table, columns: list[str] | None = None) -> dict:
+    """privacy.domains of `columns` (default all) of `table`: the fixed lists above, else the
+    data set's own categories (sorted distinct values of `table`, read without noise)."""
+    out = {}
+    for c in columns or table.column_names:
+        fixed = FIXED_DOMAINS[name].get(c)
+        values = pc.unique(pc.cast(table[c], pa.string()).drop_null()).to_pylist()
+        out[c] = fixed if fixed is not None else sorted(values)
+    return out
 
 
 def as_strings(table: pa.Table) -> pa.Table:
@@ -95,7 +148,7 @@ def ml100k_bins(t: pa.Table) -> pa.Table:
         "occupation": t["occupation"],
         "zip_region": t["zip_region"],
         "genre": t["genre"],
-        "decade": bands(t["release_year"], list(range(1900, 2011, 10))),
+        "decade": bands(t["release_year"], DECADE_EDGES),
         "hour": t["hour"],
         "weekday": t["weekday"],
         "rating": t["rating"],
@@ -139,20 +192,24 @@ def demo_bins(t: pa.Table) -> pa.Table:
 DATASETS = {"ml100k": ml100k, "demo": demo}
 
 # The sequence generator's DP runs: the columns declared public (public vocabularies: the
-# catalog, rating scale, demographics' value lists, the simulator's own value lists) and the
-# public bounds (ML-100K's documented collection period, 1997-09-19 .. 1998-04-22; the
-# simulator's configured period; a cap on events per user).
+# catalog, rating scale, demographics' value lists, the simulator's own value lists), the
+# string user attributes with public domains (SEQ_DOMAINS: noisy counts in the users GAN;
+# their lists set in seq_data) and the public bounds (ML-100K's documented collection period,
+# 1997-09-19 .. 1998-04-22; the simulator's configured period; a cap on events per user).
 SEQ_PRIVACY = {
     "ml100k": {
-        "public_columns": ["item_id", "rating", "age", "gender", "occupation", "zip_region"]
-        + ["genre", "release_year"],
+        "public_columns": ["item_id", "rating", "age", "genre", "release_year"],
         "bounds": {"timestamp": [874_540_800, 893_376_000], "__events": [1, 1_000]},
     },
     "demo": {
         "public_columns": ["item_id", "device", "query", "position", "click", "cart"]
-        + ["purchase", "user_segment", "age", "gender", "region", "category", "brand", "price"],
+        + ["purchase", "age", "category", "brand", "price"],
         "bounds": {"__events": [1, 500]},  # + the simulator's period, set in seq_data
     },
+}
+SEQ_DOMAINS = {
+    "ml100k": ["gender", "occupation", "zip_region"],
+    "demo": ["user_segment", "gender", "region"],
 }
 SEQ_BATCH_USERS = 64  # expected users per DP-SGD step (and windows per step without DP)
 
@@ -181,13 +238,16 @@ def seq_data(name: str, rows: int | None) -> dict:
             "features": [
                 c for c in ml100k_bins(train.slice(0, 1)).column_names if c not in (LABEL, "rating")
             ],  # fmt: skip
-            "privacy": SEQ_PRIVACY[name],
+            "privacy": {
+                **SEQ_PRIVACY[name],
+                "domains": public_domains(name, full, SEQ_DOMAINS[name]),
+            },
         }
     t = demo_log(rows)
     cut = int(t.num_rows * 0.8)
     day = 86_400
     lo, hi = pc.min_max(t["timestamp"]).values()
-    privacy = {**SEQ_PRIVACY[name]}
+    privacy = {**SEQ_PRIVACY[name], "domains": public_domains(name, t, SEQ_DOMAINS[name])}
     privacy["bounds"] = {
         **privacy["bounds"],
         "timestamp": [lo.as_py() // day * day, (hi.as_py() // day + 1) * day],
@@ -206,16 +266,24 @@ def seq_data(name: str, rows: int | None) -> dict:
 
 
 def child_synthrec(
-    train_uri: str, out_uri: str, epsilon: float, delta: float, epochs: int, batch: int = 1_000
+    train_uri: str,
+    out_uri: str,
+    epsilon: float,
+    delta: float,
+    epochs: int,
+    batch: int = 1_000,
+    domains: dict | None = None,
 ) -> dict:
-    """synthrec's row GAN with gan.privacy: every column categorical (noisy counts)."""
+    """synthrec's row GAN with gan.privacy: every column categorical, noisy counts over its
+    public domain (`domains`; none: values through the noisy-count threshold)."""
     from synthrec.config import GanConfig
     from synthrec.gan import Synthesizer
     from synthrec.schema import ColumnSpec, Kind, Role, Schema
 
     train = pq.read_table(train_uri)
     schema = Schema([ColumnSpec(c, Role.CATEGORICAL, Kind.STRING) for c in train.column_names])
-    cfg = GanConfig(batch_size=batch, epochs=epochs, privacy={"epsilon": epsilon, "delta": delta})
+    privacy = {"epsilon": epsilon, "delta": delta, "domains": domains or {}}
+    cfg = GanConfig(batch_size=batch, epochs=epochs, privacy=privacy)
     start = time.perf_counter()
     synth = Synthesizer().fit(train, schema, cfg, epochs=epochs)
     fit_s = time.perf_counter() - start
@@ -286,7 +354,7 @@ def independent_epsilon(dp: dict) -> float:
 def run_child(system: str, train_uri: str, out_uri: str, eps: float, delta: float, args) -> dict:
     """Fit `system` in a child process; its result dict, or {"skipped": reason}."""
     if system == "synthrec":
-        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs, args.batch])
+        spec = json.dumps([train_uri, out_uri, eps, delta, args.epochs, args.batch, args.domains])
         cmd = [sys.executable, __file__, "--child", spec]
     elif system.startswith("sequences"):
         epsilon = 0.0 if system == "sequences-nodp" else eps
@@ -503,6 +571,7 @@ def main() -> None:
 
     for name in args.datasets.split(","):
         train, test, features = DATASETS[name](args.rows)
+        args.domains = public_domains(name, pa.concat_tables([train, test]))
         train_uri = str(work / f"{name}-train.parquet")
         pq.write_table(train, train_uri)
         real_auc = tstr_auc(train.to_pandas(), test.to_pandas(), features)

@@ -288,11 +288,37 @@ class PrivacyConfig(Section):
         "grid of modes over that range (no statistic of the rows); values outside are clipped",
     )
 
+    domains: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="categorical column -> its public list of values, e.g. from the catalog or "
+        "fixed bins: the counts are still noised, but no value is dropped and no threshold δ "
+        "is spent for it; rows holding another value are refused",
+    )
+
     @model_validator(mode="after")
     def _bounds_ordered(self) -> PrivacyConfig:
         bad = [f"{c} {lo:g}..{hi:g}" for c, (lo, hi) in self.bounds.items() if not lo < hi]
         if bad:
             raise ValueError(f"bounds need low < high: {', '.join(bad)}")
+        return self
+
+    @model_validator(mode="after")
+    def _domains_valid(self) -> PrivacyConfig:
+        both = sorted(set(self.domains) & set(self.public_columns))
+        if both:
+            raise ValueError(
+                f"privacy.domains and public_columns both list {', '.join(both)}: a public "
+                "column is fitted without noise, a public domain gets noisy counts; keep one"
+            )
+        empty = sorted(c for c, values in self.domains.items() if not values)
+        twice = sorted(c for c, values in self.domains.items() if len(set(values)) < len(values))
+        if empty or twice:
+            raise ValueError(
+                f"privacy.domains need distinct values, at least one: "
+                f"{', '.join(f'{c} (empty)' for c in empty)}"
+                f"{', ' if empty and twice else ''}"
+                f"{', '.join(f'{c} (repeated values)' for c in twice)}"
+            )
         return self
 
 

@@ -168,3 +168,55 @@ def test_sequence_dp_fit_records_the_budget_and_reads_no_real_statistics(log):
     assert gap.fine == [] and gap.edges[0] == 0.0
     out = synth.sample_table(users=5, seed=1)
     assert out.num_rows > 0
+
+
+@pytest.fixture(scope="module")
+def users_table():
+    """A few hundred users' events per user and first times (heavy-tailed counts: median
+    10, mean 15, the longest users 10x the median), the users table of a DP fit."""
+    import pyarrow as pa
+
+    from synthrec.sequences.encoding import LENGTH_COL, START_COL
+
+    log = taobao_log(4_500, seed=6)
+    per_user = log.group_by("user_id").aggregate([("timestamp", "count"), ("timestamp", "min")])
+    return pa.table({LENGTH_COL: per_user["timestamp_count"], START_COL: per_user["timestamp_min"]})
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 2.0])
+def test_sequence_dp_calibration_reads_events_per_user_near_the_real_ones(users_table, epsilon):
+    """The calibration's noisy quantiles of events per user keep their median and mean within
+    30% of the real ones at ε 1 and 2 for ~300 users under a loose public bound (1,000
+    events): noise on 200 bins once added up to ~10x the users and drew ~10x the events.
+    First times keep their median within 10% of the public time range."""
+    from synthrec.sequences.encoding import LENGTH_COL, START_COL
+    from synthrec.sequences.synthesizer import QUANTILES
+
+    lo, hi = TAOBAO_START_S, TAOBAO_START_S + 9 * 86_400
+    privacy = {
+        **PRIVACY,
+        "epsilon": epsilon,
+        "bounds": {"timestamp": [lo, hi], "__events": [1, 1_000]},
+    }
+    plan = dp.plan(
+        CFG.model_copy(update={"privacy": PrivacyConfig(**privacy)}),
+        users_table.num_rows,
+        3,
+        [],
+        "timestamp",
+    )
+    events = users_table.column(LENGTH_COL).to_numpy().astype(float)
+    starts = users_table.column(START_COL).to_numpy().astype(float)
+    assert 250 <= len(events) <= 350 and events.mean() > 1.3 * np.median(events)
+    rng = np.random.default_rng(11)  # the release draws from a secret seed; the test seeds
+    medians, means, start_medians = [], [], []
+    for _ in range(9):
+        q = dp.noisy_quantiles(users_table, plan, rng)
+        medians.append(np.interp(0.5, QUANTILES, q[LENGTH_COL]))
+        means.append(np.trapezoid(q[LENGTH_COL], QUANTILES))
+        start_medians.append(np.interp(0.5, QUANTILES, q[START_COL]))
+    # typical release (the median of 9) within 30%; none off by more than 2x
+    assert np.median(medians) == pytest.approx(np.median(events), rel=0.3)
+    assert np.median(means) == pytest.approx(events.mean(), rel=0.3)
+    assert max(np.max(means) / events.mean(), events.mean() / np.min(means)) < 2.0
+    assert abs(np.median(start_medians) - np.median(starts)) < 0.1 * (hi - lo)

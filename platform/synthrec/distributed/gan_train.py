@@ -79,8 +79,9 @@ def private_encoder(cfg: TrainGanConfig, table: pa.Table, schema, name: str):
         state = json.loads(files["budget.json"])
         steps = epochs * steps_per_epoch(table.num_rows, cfg.gan.batch_size) * cfg.gan.critic_steps
         plan = Budget.plan(
-            cfg.gan.privacy, table.num_rows, cfg.gan.batch_size, steps, state["encoder_noise"] > 0
-        )
+            cfg.gan.privacy, table.num_rows, cfg.gan.batch_size, steps,
+            state["encoder_noise"] > 0, threshold=state.get("threshold_delta", 1.0) > 0,
+        )  # fmt: skip
         plan.load_state_dict({**state, "steps": 0})  # ConfigError when the plans differ
         plan.extra = state["extra"]
         meta = json.loads(files["encoder.json"])

@@ -31,6 +31,7 @@ from synthrec.encoding.arrow import (
     from_float,
     lookup,
     pack_values,
+    plain,
     to_float,
     unpack_values,
 )
@@ -309,11 +310,19 @@ class DiscreteCodec:
 
     @classmethod
     def fit_private(
-        cls, data: FitData, histogram: NoisyHistogram, rng: np.random.Generator
+        cls,
+        data: FitData,
+        histogram: NoisyHistogram,
+        rng: np.random.Generator,
+        domain: list[str] | None = None,
     ) -> DiscreteCodec:
         """The DP fit: noisy counts, and only the values whose noisy count passes the
         histogram's threshold (the null slot too, unless the schema declares nulls). Rows
-        holding a dropped value (or an undeclared null) encode as the most frequent value."""
+        holding a dropped value (or an undeclared null) encode as the most frequent value.
+        With a public `domain`: exactly its values, each with a noisy count (see
+        `fit_domain`)."""
+        if domain is not None:
+            return cls.fit_domain(data, histogram, rng, domain)
         name, col = data.spec.name, data.column
         values, freq = categories(col)
         counts = np.concatenate([freq, [int(col.null_count)]]).astype(np.float64)
@@ -322,13 +331,52 @@ class DiscreteCodec:
         if not kept[:-1].any():
             raise DataError(
                 f"column '{name}': no value's noisy count passed the DP threshold "
-                f"{histogram.threshold:.0f} rows; raise privacy.epsilon or encoder_share, list "
-                f"the column in privacy.public_columns if its values are public, or drop it"
+                f"{histogram.threshold:.0f} rows; declare its public value list in "
+                f"privacy.domains (noisy counts, no threshold), raise privacy.epsilon or "
+                f"encoder_share, list the column in privacy.public_columns if its values and "
+                f"counts are public, or drop it"
             )
         vmeta, arrays = pack_values(values.filter(pa.array(kept[:-1])), f"{name}.values")
         released = np.concatenate([noisy[:-1][kept[:-1]], noisy[-1:] if nullable else []])
         meta = {"codec": cls.kind, "values": vmeta, "nullable": nullable, "private": True}
         return cls(name, meta, {**arrays, f"{name}.counts": np.rint(released).astype(np.int64)})
+
+    @classmethod
+    def fit_domain(
+        cls,
+        data: FitData,
+        histogram: NoisyHistogram,
+        rng: np.random.Generator,
+        domain: list[str],
+    ) -> DiscreteCodec:
+        """The DP fit over a public domain: the declared values, in their declared order,
+        each with a noisy count (zero counts too), none dropped, no threshold; a null slot
+        only if the schema declares nulls. Rows holding an undeclared value (or an undeclared
+        null) are a DataError: the domain would not be the column's."""
+        name, col = data.spec.name, data.column
+        try:
+            values = pa.array(domain, pa.string()).cast(plain(col).type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise DataError(
+                f"column '{name}': privacy.domains values do not read as the column's type "
+                f"{col.type} ({e}); list values of that type"
+            ) from None
+        nullable = bool(data.spec.nullable)
+        idx = lookup(col, values, name, unseen_code=-2)
+        outside = int((idx == -2).sum()) + (0 if nullable else int((idx == -1).sum()))
+        if outside:
+            raise DataError(
+                f"column '{name}': {outside} rows hold a value outside its public domain "
+                f"(privacy.domains, {len(domain)} values"
+                f"{'' if nullable else '; nulls are outside unless the schema declares them'}); "
+                f"add the missing values to the domain, or drop the column from privacy.domains "
+                f"so its values are released through the noisy-count threshold"
+            )
+        counts = np.bincount(np.where(idx < 0, len(values), idx), minlength=len(values) + 1)
+        noisy = histogram.noisy(counts[: len(values) + nullable].astype(np.float64), rng)
+        vmeta, arrays = pack_values(values, f"{name}.values")
+        meta = {"codec": cls.kind, "values": vmeta, "nullable": nullable, "private": True}
+        return cls(name, meta, {**arrays, f"{name}.counts": np.rint(noisy).astype(np.int64)})
 
     @property
     def size(self) -> int:

@@ -10,7 +10,7 @@ the two decoding passes of the `Codec` protocol. Settings come from `EncoderConf
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ class PrivateFit:
     histogram: NoisyHistogram | None
     rng: np.random.Generator
     grid: dict[str, tuple[float, float]]  # numeric columns on a fixed grid over public bounds
+    domains: dict[str, list[str]] = field(default_factory=dict)  # columns' public value lists
 
 
 class Encoder:
@@ -98,7 +99,10 @@ class Encoder:
                 codecs[spec.name] = NumericCodec.fit_grid(spec, bounds, cfg.num_modes)
             elif private is not None and spec.name in private.columns:
                 data = FitData(spec, col, col)
-                codecs[spec.name] = DiscreteCodec.fit_private(data, private.histogram, private.rng)
+                domain = private.domains.get(spec.name)
+                codecs[spec.name] = DiscreteCodec.fit_private(
+                    data, private.histogram, private.rng, domain
+                )
             elif not _is_id(spec, col, cfg):
                 data = FitData(spec, col, mode_sample.column(spec.name))
                 codecs[spec.name] = _small_codec(spec, col, cfg).fit(data, cfg, seed)

@@ -47,7 +47,7 @@ from synthrec.privacy import (
     clip_and_sum,
     private_columns,
 )
-from synthrec.privacy.statistics import grid_columns
+from synthrec.privacy.statistics import domain_columns, grid_columns
 from synthrec.schema import Schema
 
 Reduce = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -102,18 +102,26 @@ def private_fit(
     passes of expected batch `batch_size`, then fits the encoder with noisy counts."""
     priv = cfg.privacy
     stats = check_accounted(schema, priv)
-    columns = private_columns(stats)
+    columns, domains = private_columns(stats), domain_columns(stats)
+    thresholded = len(columns) - len(domains)
     n = table.num_rows
     steps = epochs * steps_per_epoch(n, batch_size) * cfg.critic_steps
-    budget = Budget.plan(priv, n, batch_size, steps, encoder_release=bool(columns))
+    budget = Budget.plan(
+        priv, n, batch_size, steps, encoder_release=bool(columns), threshold=thresholded > 0
+    )
     histogram = None
     if columns:
-        histogram = NoisyHistogram.build(budget.encoder_noise, len(columns), budget.delta)
+        histogram = NoisyHistogram.build(
+            budget.encoder_noise, len(columns), budget.threshold_delta, thresholded
+        )
         budget.extra["count_noise_std"] = round(histogram.std, 3)
-        budget.extra["count_threshold"] = round(histogram.threshold, 3)
+        if thresholded:
+            budget.extra["count_threshold"] = round(histogram.threshold, 3)
     grid = {c: priv.bounds[c] for c in grid_columns(stats)}
     secret = np.random.default_rng(secrets.randbits(128))
-    fit = PrivateFit(frozenset(columns), histogram, secret, grid)
+    fit = PrivateFit(
+        frozenset(columns), histogram, secret, grid, {c: priv.domains[c] for c in domains}
+    )
     encoder = Encoder.fit(table, schema, cfg.encoder, seed=cfg.seed, private=fit)
     budget.extra["statistics"] = {s.column: s.coverage for s in stats}
     return encoder, budget

@@ -8,8 +8,9 @@ Every mechanism that reads the real rows is a Gaussian mechanism in the accounta
   (expected batch / n) and noise multiplier `noise_multiplier` (std / clipping bound C).
 `plan` picks the DP-SGD noise so that the encoder release plus `max_steps` critic steps spend
 exactly the budget ε at δ (RDP composition), and training stops after `max_steps`.
-With an encoder release, THRESHOLD_DELTA_SHARE of δ goes to the histogram's value threshold
-(statistics.NoisyHistogram) and the accountant converts at the rest. The row count n is
+When the release has a value threshold (some released column has no public domain),
+THRESHOLD_DELTA_SHARE of δ goes to it (statistics.NoisyHistogram) and the accountant converts
+at the rest; without one the accountant converts at the whole δ. The row count n is
 treated as public, as DP-SGD's sampling rate always does.
 """
 
@@ -90,9 +91,13 @@ class Budget:
         batch_size: int,
         steps: int,
         encoder_release: bool,
+        threshold: bool | None = None,
     ) -> Budget:
         """Noise for `steps` DP-SGD steps of expected batch `batch_size` over `num_rows` rows
-        (after the encoder's release when `encoder_release`), within cfg's (ε, δ)."""
+        (after the encoder's release when `encoder_release`), within cfg's (ε, δ).
+        `threshold`: the release drops values under a noisy-count threshold, which takes its
+        share of δ (default: whenever there is a release; public domains and public bins
+        need none)."""
         delta = cfg.delta if cfg.delta is not None else default_delta(num_rows)
         if delta >= 1.0 / num_rows:
             raise ConfigError(
@@ -104,7 +109,7 @@ class Budget:
         history: list[tuple[float, float, int]] = []
         encoder_noise, threshold_delta = 0.0, 0.0
         if encoder_release:
-            threshold_delta = THRESHOLD_DELTA_SHARE * delta
+            threshold_delta = THRESHOLD_DELTA_SHARE * delta if threshold in (None, True) else 0.0
             target = cfg.epsilon * cfg.encoder_share
             encoder_noise = _solve_noise(target, delta - threshold_delta, [], 1.0, 1)
             history.append((encoder_noise, 1.0, 1))

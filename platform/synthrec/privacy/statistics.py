@@ -5,7 +5,8 @@ gradients (DP-SGD) and the encoder's statistics. Per column, by role:
 
 - categorical / label: the value list and its counts. Covered by the noisy histogram below
   (Gaussian noise on every count, values kept only if their noisy count passes a threshold),
-  or public.
+  by a public domain (privacy.domains: the declared values are the list, each with a noisy
+  count, none dropped, no threshold), or public.
 - numeric / datetime: the mode fit (a 1-D mixture), centre, scale, min and max; and, for
   integers, whether few enough levels make it one-hot. Covered by public bounds
   (privacy.bounds: the column is encoded on a fixed grid of modes over them, nothing fitted),
@@ -30,7 +31,10 @@ from synthrec.config import PrivacyConfig
 from synthrec.errors import ConfigError
 from synthrec.schema import ID_ROLES, Role, Schema
 
-Coverage = Literal["noisy counts", "public bounds", "public", "none"]
+Coverage = Literal[
+    "noisy counts", "noisy counts over a public domain", "public bounds", "public", "none"
+]
+NOISY: tuple[Coverage, ...] = ("noisy counts", "noisy counts over a public domain")
 THRESHOLD_DELTA_SHARE = 0.1  # of δ, spent on noisy counts passing the value threshold
 
 STATISTICS: dict[str, str] = {
@@ -69,24 +73,41 @@ def encoder_statistics(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
             kind, dp = "grid", True
         else:
             kind, dp = "numeric", False
-        coverage: Coverage = (
-            "public"
-            if spec.name in public
-            else ("public bounds" if kind == "grid" else "noisy counts")
-            if dp
-            else "none"
-        )
+        coverage: Coverage
+        if spec.name in public:
+            coverage = "public"
+        elif not dp:
+            coverage = "none"
+        elif kind == "grid":
+            coverage = "public bounds"
+        elif spec.name in cfg.domains:
+            coverage = "noisy counts over a public domain"
+        else:
+            coverage = "noisy counts"
         out.append(Statistic(spec.name, spec.role.value, STATISTICS[kind], coverage))
     return out
 
 
 def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
     """The encoder's statistics under `cfg`; a PrivacyError naming every uncovered one."""
-    unknown = sorted((set(cfg.public_columns) | set(cfg.bounds)) - set(schema.names))
+    unknown = sorted(
+        (set(cfg.public_columns) | set(cfg.bounds) | set(cfg.domains)) - set(schema.names)
+    )
     if unknown:
         raise PrivacyError(
-            f"privacy.public_columns or bounds name {', '.join(unknown)}, not columns of the data "
-            f"({', '.join(schema.names)}); fix the names"
+            f"privacy.public_columns, bounds or domains name {', '.join(unknown)}, not columns "
+            f"of the data ({', '.join(schema.names)}); fix the names"
+        )
+    not_categorical = [
+        f"'{s.name}' ({s.role.value})"
+        for s in schema.columns
+        if s.name in cfg.domains and s.role not in (Role.CATEGORICAL, Role.LABEL)
+    ]
+    if not_categorical:
+        raise PrivacyError(
+            f"privacy.domains lists {', '.join(not_categorical)}: a public domain is for "
+            f"categorical and label columns; give a numeric column public privacy.bounds, "
+            f"an id or text column privacy.public_columns"
         )
     stats = encoder_statistics(schema, cfg)
     bare = [s for s in stats if s.coverage == "none"]
@@ -125,9 +146,10 @@ def sequence_statistics(
     order), no repeat rate (repeats allowed), no session-level fields, no held-out users (no
     early stopping on real users' likelihood), and synthetic user ids numbered from a fixed
     floor. The users table (attributes, events per user, first time) is learnt by the row GAN
-    under its own share of the budget; the events per user and first times are calibrated on
-    noisy histograms over the public bounds, inside the budget (synthrec.sequences.dp)."""
-    public, bounds = set(cfg.public_columns), set(cfg.bounds)
+    under its own share of the budget (a user attribute with a public domain gets noisy counts
+    over it there); the events per user and first times are calibrated on noisy histograms
+    over the public bounds, inside the budget (synthrec.sequences.dp)."""
+    public, bounds, domains = set(cfg.public_columns), set(cfg.bounds), set(cfg.domains)
     out = [
         Statistic(
             item_col,
@@ -151,6 +173,8 @@ def sequence_statistics(
     for role, cols in (("event", event_cols), ("user attribute", user_cols)):
         for c in cols:
             coverage: Coverage = "public" if c in public else "none"
+            if role == "user attribute" and c in domains:
+                coverage = "noisy counts over a public domain"
             out.append(Statistic(c, role, SEQUENCE_STATISTICS["values"], coverage))
     return out
 
@@ -167,11 +191,20 @@ def check_sequence_accounted(
     """The sequence fit's statistics under `cfg`; a PrivacyError naming every uncovered one
     and how to cover it. `catalog_cols`: the item attributes (covered with the catalog)."""
     names = {user_col, item_col, time_col, *event_cols, *user_cols, *catalog_cols}
-    unknown = sorted((set(cfg.public_columns) | set(cfg.bounds)) - names - {EVENTS_BOUND})
+    declared = set(cfg.public_columns) | set(cfg.bounds) | set(cfg.domains)
+    unknown = sorted(declared - names - {EVENTS_BOUND})
     if unknown:
         raise PrivacyError(
-            f"privacy.public_columns or bounds name {', '.join(unknown)}, not columns of the "
-            f"log ({', '.join(sorted(names))}) nor {EVENTS_BOUND}; fix the names"
+            f"privacy.public_columns, bounds or domains name {', '.join(unknown)}, not columns "
+            f"of the log ({', '.join(sorted(names))}) nor {EVENTS_BOUND}; fix the names"
+        )
+    elsewhere = sorted(set(cfg.domains) - set(user_cols))
+    if elsewhere:
+        attributes = ", ".join(user_cols) or "none"
+        raise PrivacyError(
+            f"privacy.domains lists {', '.join(elsewhere)}: the sequence generator gives noisy "
+            f"counts over a public domain to user attribute columns only ({attributes}); list "
+            f"event and catalog columns whose values are public in privacy.public_columns"
         )
     stats = sequence_statistics(user_col, item_col, time_col, event_cols, user_cols, cfg)
     bare = [s for s in stats if s.coverage == "none"]
@@ -189,8 +222,13 @@ def check_sequence_accounted(
 
 
 def private_columns(stats: list[Statistic]) -> list[str]:
-    """Columns whose counts the noisy histogram releases."""
-    return [s.column for s in stats if s.coverage == "noisy counts"]
+    """Columns whose counts the noisy histogram releases (public domains included)."""
+    return [s.column for s in stats if s.coverage in NOISY]
+
+
+def domain_columns(stats: list[Statistic]) -> list[str]:
+    """Columns whose noisy counts run over a declared public domain (no threshold)."""
+    return [s.column for s in stats if s.coverage == "noisy counts over a public domain"]
 
 
 def grid_columns(stats: list[Statistic]) -> list[str]:
@@ -201,25 +239,43 @@ def grid_columns(stats: list[Statistic]) -> list[str]:
 @dataclass(frozen=True)
 class NoisyHistogram:
     """Gaussian noise of std `std` on every count of every private column (L2 sensitivity
-    sqrt(columns): a row adds 1 to one count per column); values whose noisy count is below
-    `threshold` are dropped, so a value held by few rows is released with probability at most
-    `threshold_delta` / columns (the δ a value that exists in only one of two neighbouring
-    tables costs)."""
+    sqrt(columns): a row adds 1 to one count per column, public domains included). A column
+    without a public domain keeps only the values whose noisy count reaches `threshold`, so a
+    value held by few rows is released with probability at most `threshold_delta` / (such
+    columns) (the δ a value that exists in only one of two neighbouring tables costs). A
+    column with a public domain releases a noisy count for each declared value, zero counts
+    included: its value list is not data, so it needs no threshold and spends no δ; with
+    public domains only, `threshold_delta` is 0 and `threshold` is inf (unused)."""
 
     std: float
     threshold: float
     threshold_delta: float
 
     @classmethod
-    def build(cls, noise_multiplier: float, num_columns: int, delta: float) -> NoisyHistogram:
+    def build(
+        cls,
+        noise_multiplier: float,
+        num_columns: int,
+        threshold_delta: float,
+        thresholded: int | None = None,
+    ) -> NoisyHistogram:
+        """`num_columns` private columns, `thresholded` of them (default all) without a public
+        domain, sharing `threshold_delta` (the budget's)."""
         std = noise_multiplier * math.sqrt(num_columns)
-        per_column = THRESHOLD_DELTA_SHARE * delta / num_columns
+        thresholded = num_columns if thresholded is None else thresholded
+        if thresholded == 0:
+            return cls(std, math.inf, 0.0)
+        per_column = threshold_delta / thresholded
         threshold = 1.0 + std * NormalDist().inv_cdf(1.0 - per_column)
-        return cls(std, threshold, THRESHOLD_DELTA_SHARE * delta)
+        return cls(std, threshold, threshold_delta)
 
     def release(
         self, counts: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """(kept mask (K,), noisy counts (K,) floored at 1) for one column's true counts."""
-        noisy = counts + rng.normal(0.0, self.std, counts.shape)
-        return noisy >= self.threshold, np.maximum(noisy, 1.0)
+        noisy = self.noisy(counts, rng)
+        return noisy >= self.threshold, noisy
+
+    def noisy(self, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy counts (K,) floored at 1, every value kept (a public domain's release)."""
+        return np.maximum(counts + rng.normal(0.0, self.std, counts.shape), 1.0)

@@ -4,10 +4,13 @@ The budget (ε, δ) of `privacy` is split in two parts that compose by addition 
 composition, each part accounted by Opacus's RDP accountant):
 - USERS_SHARE of ε and half of δ for the users-table GAN (one row per user: the row GAN's
   per-row DP-SGD is per user), trained for USERS_EPOCHS expected passes;
-- the rest for the sequence model: first one Gaussian release (privacy.encoder_share of it)
-  of two histograms over public bins, each user's number of events and first event time
-  (one count each: L2 sensitivity √2), whose quantiles calibrate the users GAN's draws as the
-  real quantiles do without DP; then its likelihood training, here.
+- the rest for the sequence model: first one Gaussian release (CALIBRATION_SHARE of it, or
+  privacy.encoder_share if larger) of two histograms over public bins, each user's number of
+  events and first event time (one count each: L2 sensitivity √2), whose quantiles calibrate
+  the users GAN's draws as the real quantiles do without DP; then its likelihood training,
+  here. The release is cheap for DP-SGD (RDP composition: at ε = 1 and a few hundred users,
+  0.3 of ε for it raises the DP-SGD noise by ~5%), and with few users a smaller share leaves
+  noise of tens of users on every bin.
 
 Each DP-SGD step (one step of the accountant):
 - Poisson sampling of users: every training user joins the step with probability q
@@ -50,7 +53,10 @@ USERS_SHARE = 0.25  # of ε, for the users-table GAN; the rest for the sequence 
 USERS_EPOCHS = 5  # expected passes of the DP users GAN (its budget buys exactly these)
 USERS_BATCH_SHARE = 0.1  # expected users per GAN step, as a share of the users
 CHUNK_WINDOWS = 64  # most windows of one user in one backward
-CALIBRATION_BINS = 200  # public bins of the noisy events-per-user and first-time histograms
+CALIBRATION_SHARE = 0.3  # least share of the sequence model's ε for the calibration release
+CALIBRATION_BINS = (4, 200)  # fewest and most public bins of each calibration histogram
+BIN_STDS = 4.0  # about one bin per BIN_STDS noise stds of users: signal above the noise
+KEEP_STDS = 3.0  # bins whose noisy count is below KEEP_STDS noise stds count as empty
 
 
 @dataclass
@@ -102,11 +108,17 @@ def plan(
             f"below the {num_users} training users; lower it"
         )
     seq_priv = priv.model_copy(
-        update={"epsilon": priv.epsilon * (1 - USERS_SHARE), "delta": delta / 2}
+        update={
+            "epsilon": priv.epsilon * (1 - USERS_SHARE),
+            "delta": delta / 2,
+            "encoder_share": max(priv.encoder_share, CALIBRATION_SHARE),
+        }
     )
     total = epochs * steps_per_epoch(num_users, cfg.batch_size)
     try:
-        budget = Budget.plan(seq_priv, num_users, cfg.batch_size, total, encoder_release=True)
+        budget = Budget.plan(  # the calibration's bins are public: no threshold, no δ for one
+            seq_priv, num_users, cfg.batch_size, total, encoder_release=True, threshold=False
+        )
     except ConfigError as e:
         raise ConfigError(
             f"privacy.epsilon {priv.epsilon:g} ({1 - USERS_SHARE:.0%} of it for the sequence "
@@ -118,6 +130,7 @@ def plan(
             "epsilon": priv.epsilon * USERS_SHARE,
             "delta": delta / 2,
             "public_columns": [c for c in priv.public_columns if c in user_cols],
+            "domains": {c: v for c, v in priv.domains.items() if c in user_cols},
             "bounds": {
                 **{c: b for c, b in priv.bounds.items() if c in user_cols},
                 LENGTH_COL: priv.bounds[EVENTS_BOUND],
@@ -135,29 +148,59 @@ def private_calibration(
 ) -> dict[str, dict[str, list[float]]]:
     """The calibration of the users GAN's event counts and first times (synthesizer's
     `_calibration`), the real quantiles read from noisy histograms over the public bounds
-    (events per user on log-spaced bins, first times on even ones): the plan's one release."""
+    (`noisy_quantiles`): the plan's one release."""
     from synthrec.sequences.synthesizer import CALIBRATION_DRAWS, QUANTILES
 
-    std = plan_.budget.encoder_noise * math.sqrt(2)
     rng = np.random.default_rng(secrets.randbits(128))
+    real = noisy_quantiles(users, plan_, rng)
     drawn = users_model.sample(CALIBRATION_DRAWS, seed=seed + 7919)
     out = {}
-    for col, (lo, hi) in plan_.users.bounds.items():
+    for col, quantiles in real.items():
+        fake = pc.fill_null(drawn.column(col).cast(pa.float64()), 0.0).to_numpy()
+        out[col] = {"drawn": np.quantile(fake, QUANTILES).tolist(), "real": quantiles.tolist()}
+    return out
+
+
+def calibration_edges(col: str, bounds: tuple[float, float], num_users: int, std: float):
+    """Public bin edges of one calibration histogram: events per user on log-spaced integer
+    edges, first times on even ones over the bounds; about one bin per BIN_STDS noise stds
+    of users (the number of users is public, as the sampling rate makes it), so an occupied
+    bin's count stands above its noise and few empty bins carry noise at all."""
+    lo, hi = bounds
+    bins = int(np.clip(round(num_users / (BIN_STDS * max(std, 1e-9))), *CALIBRATION_BINS))
+    if col == LENGTH_COL:
+        return np.unique(np.round(np.geomspace(max(lo, 1.0), hi + 1, bins + 1)))
+    return np.linspace(lo, hi, bins + 1)
+
+
+def noisy_quantiles(
+    users: pa.Table, plan_: SequencePlan, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Column -> the real quantiles (QUANTILES) of the events per user and first times, from
+    one Gaussian release of their histograms (std: the plan's, sensitivity √2) over
+    `calibration_edges`. Post-processing: bins whose noisy count is under KEEP_STDS stds are
+    taken as empty (Gaussian noise on the many empty bins above the data would otherwise
+    add up to more than all the users and drag the upper quantiles to the bound); within a
+    bin, values spread evenly (in log for events per user)."""
+    from synthrec.sequences.synthesizer import QUANTILES
+
+    std = plan_.budget.encoder_noise * math.sqrt(2)
+    out = {}
+    for col, bounds in plan_.users.bounds.items():
         if col not in (LENGTH_COL, START_COL):
             continue
-        if col == LENGTH_COL:
-            edges = np.unique(np.round(np.geomspace(max(lo, 1.0), hi + 1, CALIBRATION_BINS + 1)))
-        else:
-            edges = np.linspace(lo, hi, CALIBRATION_BINS + 1)
+        edges = calibration_edges(col, bounds, users.num_rows, std)
         real = np.clip(users.column(col).cast(pa.float64()).to_numpy(), edges[0], edges[-1])
         counts = np.histogram(real, edges)[0] + rng.normal(0.0, std, len(edges) - 1)
-        cdf = np.cumsum(np.maximum(counts, 0.0))
-        cdf = np.r_[0.0, cdf / cdf[-1]] if cdf[-1] > 0 else np.linspace(0, 1, len(edges))
-        fake = pc.fill_null(drawn.column(col).cast(pa.float64()), 0.0).to_numpy()
-        out[col] = {
-            "drawn": np.quantile(fake, QUANTILES).tolist(),
-            "real": np.interp(QUANTILES, cdf, edges).tolist(),
-        }
+        kept = np.where(counts >= KEEP_STDS * std, counts, 0.0)
+        if not kept.any():  # nothing stands out: the fullest bin
+            kept[np.argmax(counts)] = 1.0
+        cdf = np.r_[0.0, np.cumsum(kept) / kept.sum()]
+        if col == LENGTH_COL:
+            logs = np.interp(QUANTILES, cdf, np.log(edges))
+            out[col] = np.clip(np.exp(logs), edges[0], edges[-1])  # exp(log(x)) may pass x
+        else:
+            out[col] = np.interp(QUANTILES, cdf, edges)
     return out
 
 
