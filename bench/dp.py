@@ -17,9 +17,9 @@ edges first, a data-independent transform):
 δ = 1/n^1.1 for the n training rows, for every system. Per (dataset, ε, system), each fitted
 in its own child process: fit seconds, SDMetrics 0.32 QualityReport overall of the synthetic
 table (as many rows as the train split) against the train split, and TSTR: ROC AUC of
-HistGradientBoosting trained on the synthetic rows and tested on the real test split, as a
-ratio to the same model trained on the real train split (label click; rating left out of
-ml100k's features, since click = rating >= 4).
+HistGradientBoosting trained on the synthetic rows and tested on the real test split (the mean
+of 5 seeded fits), as a ratio to the same model trained on the real train split (label click;
+rating left out of ml100k's features, since click = rating >= 4).
 
 Public domains (synthrec's `privacy.domains`, `public_domains` below): every column's value
 list is declared public, so synthrec's DP fit releases a noisy count for each declared value
