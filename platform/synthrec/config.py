@@ -598,9 +598,11 @@ USERS_PER_BLOCK_MAX = 4_096  # = synthrec.sequences.synthesizer.BLOCK_USERS (ids
 # Automatic block sizes: a block is the unit of the seeded output and of an actor's work, so
 # its size comes from the count alone (the same seed gives the same files whatever the actor
 # count), aiming at AUTO_BLOCKS blocks: enough to keep dozens of actors busy to the end, each
-# block still seconds of work (the floor) and a file of reasonable size (the cap).
+# block still large against its fixed cost (the floor: on 2 cores, 10,000-row blocks kept 0.70
+# of a core's rate per actor after start, 50,000-row ones 0.91; bench/generate.py) and a file
+# of reasonable size (the cap).
 AUTO_BLOCKS = 256
-AUTO_BLOCK_BOUNDS = {"rows": (10_000, 250_000), "users": (256, 1_024)}
+AUTO_BLOCK_BOUNDS = {"rows": (50_000, 250_000), "users": (256, 1_024)}
 
 
 def auto_block_size(unit: Literal["rows", "users"], count: int) -> int:

@@ -49,7 +49,7 @@ def test_generators_config_asks_for_rows_or_users_never_both():
     users = GenerateConfig(model_uri="m", out_uri="o", users=10_000, users_per_file=4_000)
     assert (users.unit, users.count, users.per_file) == ("users", 10_000, 4_000)
     rows = GenerateConfig(model_uri="m", out_uri="o", rows=5_000)
-    assert (rows.unit, rows.count, rows.per_file) == ("rows", 5_000, 10_000)
+    assert (rows.unit, rows.count, rows.per_file) == ("rows", 5_000, 50_000)
     for counts in ({}, {"rows": 5, "users": 5}):
         with pytest.raises(ConfigError, match="exactly one of rows .* and users"):
             validate_config(GenerateConfig, {"model_uri": "m", "out_uri": "o", **counts})
@@ -62,15 +62,15 @@ def test_generators_config_asks_for_rows_or_users_never_both():
 def test_generators_block_size_comes_from_the_count_not_the_actors():
     """Enough blocks to keep many actors busy (a 10^6-row run was 4 blocks of 250,000, so 12
     actors had 4 blocks between them), never dependent on the actor count (blocks are the unit
-    of the seeded output), within the floor and the cap."""
+    of the seeded output), within the floor (a block's fixed cost) and the cap."""
 
     def per_file(concurrency: int, **count) -> int:
         return GenerateConfig(model_uri="m", out_uri="o", concurrency=concurrency, **count).per_file
 
-    assert per_file(1, rows=10**6) == per_file(12, rows=10**6) == 10_000  # 100 blocks
+    assert per_file(1, rows=10**6) == per_file(12, rows=10**6) == 50_000  # 20 blocks
     assert per_file(2, rows=10**8) == 250_000  # 400 blocks: the cap
-    assert per_file(2, rows=3_000) == 10_000  # one block: the floor
-    assert per_file(4, rows=10**7) == -(-(10**7) // AUTO_BLOCKS)
+    assert per_file(2, rows=3_000) == 50_000  # one block: the floor
+    assert per_file(4, rows=3 * 10**7) == -(-3 * 10**7 // AUTO_BLOCKS)
     assert per_file(1, users=1_000_000) == per_file(8, users=1_000_000) == 1_024
     assert per_file(8, users=200_000) == -(-200_000 // AUTO_BLOCKS)
     assert per_file(8, users=3_000) == 256  # the floor: a batch the sequence model samples well
