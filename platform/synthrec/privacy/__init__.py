@@ -3,7 +3,7 @@ gradient clipping and noise (DP-SGD), and the check that every statistic of the 
 covered by the budget or declared public. No nn.Module, no I/O, no Ray here.
 """
 
-from synthrec.privacy.budget import Budget, default_delta, epsilon_of
+from synthrec.privacy.budget import Budget, default_delta, epsilon_of, resolve_delta
 from synthrec.privacy.dpsgd import add_noise, clip_and_sum, clip_and_sum_by_unit
 from synthrec.privacy.statistics import (
     NoisyHistogram,
@@ -26,6 +26,7 @@ __all__ = [
     "clip_and_sum",
     "clip_and_sum_by_unit",
     "default_delta",
+    "resolve_delta",
     "encoder_statistics",
     "epsilon_of",
     "private_columns",

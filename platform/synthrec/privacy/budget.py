@@ -36,6 +36,19 @@ def default_delta(num_rows: int) -> float:
     return 1.0 / num_rows**1.1
 
 
+def resolve_delta(delta: float | None, n: int, units: str = "training rows") -> float:
+    """`delta`, or 1/n^1.1 when unset; a ConfigError when it is not below 1/n for the n
+    `units` (rows, or users where a user is the unit of privacy)."""
+    delta = delta if delta is not None else default_delta(n)
+    if delta >= 1.0 / n:
+        raise ConfigError(
+            f"privacy.delta {delta:g} must be below 1/n = {1 / n:g} for the {n} {units} "
+            f"(δ ≥ 1/n allows publishing one outright); leave it unset for 1/n^1.1 = "
+            f"{default_delta(n):.3g}"
+        )
+    return delta
+
+
 def _accountant(history: list[tuple[float, float, int]]):
     from opacus.accountants import RDPAccountant
 
@@ -98,13 +111,7 @@ class Budget:
         `threshold`: the release drops values under a noisy-count threshold, which takes its
         share of δ (default: whenever there is a release; public domains and public bins
         need none)."""
-        delta = cfg.delta if cfg.delta is not None else default_delta(num_rows)
-        if delta >= 1.0 / num_rows:
-            raise ConfigError(
-                f"privacy.delta {delta:g} must be below 1/n = {1 / num_rows:g} for the "
-                f"{num_rows} training rows (δ ≥ 1/n allows publishing a row outright); leave "
-                f"it unset for 1/n^1.1 = {default_delta(num_rows):.3g}"
-            )
+        delta = resolve_delta(cfg.delta, num_rows)
         rate = min(1.0, batch_size / num_rows)
         history: list[tuple[float, float, int]] = []
         encoder_noise, threshold_delta = 0.0, 0.0

@@ -90,14 +90,7 @@ def encoder_statistics(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
 
 def check_accounted(schema: Schema, cfg: PrivacyConfig) -> list[Statistic]:
     """The encoder's statistics under `cfg`; a PrivacyError naming every uncovered one."""
-    unknown = sorted(
-        (set(cfg.public_columns) | set(cfg.bounds) | set(cfg.domains)) - set(schema.names)
-    )
-    if unknown:
-        raise PrivacyError(
-            f"privacy.public_columns, bounds or domains name {', '.join(unknown)}, not columns "
-            f"of the data ({', '.join(schema.names)}); fix the names"
-        )
+    _refuse_unknown_names(cfg, schema.names, "of the data")
     not_categorical = [
         f"'{s.name}' ({s.role.value})"
         for s in schema.columns
@@ -191,13 +184,7 @@ def check_sequence_accounted(
     """The sequence fit's statistics under `cfg`; a PrivacyError naming every uncovered one
     and how to cover it. `catalog_cols`: the item attributes (covered with the catalog)."""
     names = {user_col, item_col, time_col, *event_cols, *user_cols, *catalog_cols}
-    declared = set(cfg.public_columns) | set(cfg.bounds) | set(cfg.domains)
-    unknown = sorted(declared - names - {EVENTS_BOUND})
-    if unknown:
-        raise PrivacyError(
-            f"privacy.public_columns, bounds or domains name {', '.join(unknown)}, not columns "
-            f"of the log ({', '.join(sorted(names))}) nor {EVENTS_BOUND}; fix the names"
-        )
+    _refuse_unknown_names(cfg, sorted(names), f"of the log nor {EVENTS_BOUND}", {EVENTS_BOUND})
     elsewhere = sorted(set(cfg.domains) - set(user_cols))
     if elsewhere:
         attributes = ", ".join(user_cols) or "none"
@@ -219,6 +206,20 @@ def check_sequence_accounted(
             f"the columns from the schema"
         )
     return stats
+
+
+def _refuse_unknown_names(
+    cfg: PrivacyConfig, names: list[str], where: str, extra: frozenset[str] | set[str] = frozenset()
+) -> None:
+    """A PrivacyError for public_columns, bounds or domains that name no column in `names`
+    (nor one of `extra`)."""
+    declared = set(cfg.public_columns) | set(cfg.bounds) | set(cfg.domains)
+    unknown = sorted(declared - set(names) - set(extra))
+    if unknown:
+        raise PrivacyError(
+            f"privacy.public_columns, bounds or domains name {', '.join(unknown)}, not columns "
+            f"{where} ({', '.join(names)}); fix the names"
+        )
 
 
 def private_columns(stats: list[Statistic]) -> list[str]:

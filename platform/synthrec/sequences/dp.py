@@ -44,7 +44,7 @@ import torch
 
 from synthrec.config import GanConfig, PrivacyConfig, SequenceConfig
 from synthrec.errors import ConfigError
-from synthrec.privacy import Budget, add_noise, clip_and_sum_by_unit, default_delta
+from synthrec.privacy import Budget, add_noise, clip_and_sum_by_unit, resolve_delta
 from synthrec.privacy.statistics import EVENTS_BOUND
 from synthrec.sequences import train as steps
 from synthrec.sequences.encoding import LENGTH_COL, START_COL
@@ -94,14 +94,7 @@ def plan(
     model's noise for `epochs` expected passes of cfg.batch_size users per step. Raises a
     ConfigError for δ ≥ 1/users or a budget too small for the epochs."""
     priv = cfg.privacy
-    delta = priv.delta if priv.delta is not None else default_delta(num_users)
-    if delta >= 1.0 / num_users:
-        raise ConfigError(
-            f"privacy.delta {delta:g} must be below 1/n = {1 / num_users:g} for the "
-            f"{num_users} training users (the unit of privacy of the sequence generator; δ ≥ "
-            f"1/n allows publishing a user outright); leave it unset for 1/n^1.1 = "
-            f"{default_delta(num_users):.3g}"
-        )
+    delta = resolve_delta(priv.delta, num_users, "training users (the sequence generator's unit)")
     if cfg.batch_size >= num_users:
         raise ConfigError(
             f"sequence.batch_size {cfg.batch_size} (expected users per DP-SGD step) must be "
